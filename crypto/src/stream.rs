@@ -1,0 +1,315 @@
+//! Chunked file encryption with the STREAM construction.
+//!
+//! Layout: `header ‖ chunk₀ ‖ chunk₁ ‖ … ‖ chunkₙ`, where `header = 0x01 ‖ prefix(7)` and
+//! each chunk is `AES-256-GCM(plaintext[≤ 64 KiB]) ‖ tag(16)`. Every chunk but the last
+//! carries exactly [`CHUNK_LEN`] plaintext bytes; the last carries 0 to [`CHUNK_LEN`].
+//!
+//! Chunk `i` uses nonce `prefix ‖ i (u32 BE) ‖ last` where `last` is 1 on the final chunk
+//! and 0 otherwise, and associated data `header ‖ Aad`. Hence:
+//! * reordering or duplicating chunks changes their counter → fails;
+//! * dropping the tail leaves a chunk sealed with `last = 0` at the end → fails;
+//! * a chunk from another file has another random prefix (and usually key and `Aad`) → fails.
+//!
+//! The encryptor and decryptor are push-based: they take bytes in any pieces and hold at
+//! most one chunk, so memory does not grow with file size and no I/O happens here.
+
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use rand_core::{OsRng, RngCore};
+
+use crate::{Aad, CryptoError, SymmetricKey};
+
+/// Plaintext bytes per chunk.
+pub const CHUNK_LEN: usize = 64 * 1024;
+/// Authentication tag bytes per chunk.
+pub const TAG_LEN: usize = 16;
+/// Header bytes at the start of a stream.
+pub const HEADER_LEN: usize = 8;
+const VERSION: u8 = 0x01;
+const PREFIX_LEN: usize = 7;
+
+/// Length of the ciphertext of a `plaintext_len`-byte stream.
+pub fn ciphertext_len(plaintext_len: u64) -> u64 {
+    let chunk = CHUNK_LEN as u64;
+    let chunks = if plaintext_len == 0 {
+        1
+    } else {
+        plaintext_len.div_ceil(chunk)
+    };
+    HEADER_LEN as u64 + plaintext_len + chunks * TAG_LEN as u64
+}
+
+struct ChunkCipher {
+    cipher: Aes256Gcm,
+    header: [u8; HEADER_LEN],
+    aad: Vec<u8>,
+    counter: u32,
+    done: bool,
+}
+
+impl ChunkCipher {
+    fn new(key: &impl SymmetricKey, aad: &Aad, header: [u8; HEADER_LEN]) -> Self {
+        let mut full_aad = header.to_vec();
+        full_aad.extend_from_slice(aad.as_bytes());
+        Self {
+            cipher: Aes256Gcm::new(key.expose().into()),
+            header,
+            aad: full_aad,
+            counter: 0,
+            done: false,
+        }
+    }
+
+    fn nonce(&self, last: bool) -> [u8; 12] {
+        let mut nonce = [0u8; 12];
+        nonce[..PREFIX_LEN].copy_from_slice(&self.header[1..]);
+        nonce[PREFIX_LEN..11].copy_from_slice(&self.counter.to_be_bytes());
+        nonce[11] = u8::from(last);
+        nonce
+    }
+
+    fn advance(&mut self, last: bool) -> Result<(), CryptoError> {
+        if last {
+            self.done = true;
+        } else {
+            self.counter = self
+                .counter
+                .checked_add(1)
+                .ok_or(CryptoError::StreamTooLong)?;
+        }
+        Ok(())
+    }
+}
+
+/// Encrypts a stream pushed in pieces. Call [`push`](Self::push) for each piece and
+/// [`finish`](Self::finish) once at the end; the first output bytes are the header.
+pub struct StreamEncryptor {
+    inner: ChunkCipher,
+    buf: Vec<u8>,
+    header_sent: bool,
+}
+
+impl StreamEncryptor {
+    /// A new stream under `key`, bound to `aad`, with a fresh random prefix.
+    pub fn new(key: &impl SymmetricKey, aad: &Aad) -> Self {
+        let mut header = [0u8; HEADER_LEN];
+        header[0] = VERSION;
+        OsRng.fill_bytes(&mut header[1..]);
+        Self {
+            inner: ChunkCipher::new(key, aad, header),
+            buf: Vec::with_capacity(CHUNK_LEN + TAG_LEN),
+            header_sent: false,
+        }
+    }
+
+    /// Encrypts what it can of `data`, appending ciphertext to `out`. Holds back at most
+    /// one chunk, because only [`finish`](Self::finish) knows which chunk is last.
+    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.emit_header(out);
+        while !data.is_empty() {
+            if self.buf.len() == CHUNK_LEN {
+                self.seal_buffered(false, out)?;
+            }
+            let take = (CHUNK_LEN - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+        }
+        Ok(())
+    }
+
+    /// Encrypts the final chunk (possibly empty) and appends it to `out`.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.emit_header(out);
+        self.seal_buffered(true, out)
+    }
+
+    fn emit_header(&mut self, out: &mut Vec<u8>) {
+        if !self.header_sent {
+            out.extend_from_slice(&self.inner.header);
+            self.header_sent = true;
+        }
+    }
+
+    fn seal_buffered(&mut self, last: bool, out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        let nonce = self.inner.nonce(last);
+        let tag = self
+            .inner
+            .cipher
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &self.inner.aad, &mut self.buf)
+            .map_err(|_| CryptoError::StreamTooLong)?;
+        out.extend_from_slice(&self.buf);
+        out.extend_from_slice(&tag);
+        self.buf.clear();
+        self.inner.advance(last)
+    }
+}
+
+/// Decrypts a stream pushed in pieces. Plaintext is released chunk by chunk, each only
+/// after its tag verified; [`finish`](Self::finish) fails unless the true last chunk arrived.
+pub struct StreamDecryptor {
+    key: aes_gcm::Key<Aes256Gcm>,
+    aad: Aad,
+    inner: Option<ChunkCipher>,
+    buf: Vec<u8>,
+}
+
+impl StreamDecryptor {
+    /// A decryptor for a stream made under `key` and `aad`.
+    pub fn new(key: &impl SymmetricKey, aad: &Aad) -> Self {
+        Self {
+            key: (*key.expose()).into(),
+            aad: aad.clone(),
+            inner: None,
+            buf: Vec::with_capacity(CHUNK_LEN + TAG_LEN),
+        }
+    }
+
+    /// Takes ciphertext bytes and appends every chunk that is known not to be the last.
+    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        while !data.is_empty() {
+            if self.inner.is_none() {
+                let take = (HEADER_LEN - self.buf.len()).min(data.len());
+                self.buf.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if self.buf.len() == HEADER_LEN {
+                    self.start()?;
+                }
+                continue;
+            }
+            if self.buf.len() == CHUNK_LEN + TAG_LEN {
+                // More bytes follow, so the buffered chunk is not the last one.
+                self.open_buffered(false, out)?;
+            }
+            let take = (CHUNK_LEN + TAG_LEN - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+        }
+        Ok(())
+    }
+
+    /// Decrypts the last chunk. Fails if the stream was cut short or had trailing chunks.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        if self.inner.is_none() || self.buf.len() < TAG_LEN {
+            return Err(CryptoError::Truncated);
+        }
+        self.open_buffered(true, out)
+    }
+
+    fn start(&mut self) -> Result<(), CryptoError> {
+        let header: [u8; HEADER_LEN] = self
+            .buf
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Truncated)?;
+        if header[0] != VERSION {
+            return Err(CryptoError::UnsupportedVersion(header[0]));
+        }
+        let key = crate::DataKey::from_bytes(self.key.into());
+        self.inner = Some(ChunkCipher::new(&key, &self.aad, header));
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn open_buffered(&mut self, last: bool, out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        let inner = self.inner.as_mut().ok_or(CryptoError::Truncated)?;
+        if inner.done {
+            return Err(CryptoError::Decrypt);
+        }
+        let split = self
+            .buf
+            .len()
+            .checked_sub(TAG_LEN)
+            .ok_or(CryptoError::Truncated)?;
+        let (body, tag) = self.buf.split_at_mut(split);
+        let tag = Tag::clone_from_slice(tag);
+        let nonce = inner.nonce(last);
+        inner
+            .cipher
+            .decrypt_in_place_detached(Nonce::from_slice(&nonce), &inner.aad, body, &tag)
+            .map_err(|_| CryptoError::Decrypt)?;
+        out.extend_from_slice(body);
+        self.buf.clear();
+        inner.advance(last)
+    }
+}
+
+impl Drop for StreamDecryptor {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.key.as_mut_slice().zeroize();
+    }
+}
+
+/// Encrypts a whole in-memory plaintext (small files and tests).
+pub fn encrypt_all(
+    key: &impl SymmetricKey,
+    aad: &Aad,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let mut enc = StreamEncryptor::new(key, aad);
+    let mut out = Vec::new();
+    enc.push(plaintext, &mut out)?;
+    enc.finish(&mut out)?;
+    Ok(out)
+}
+
+/// Decrypts a whole in-memory stream (small files and tests).
+pub fn decrypt_all(
+    key: &impl SymmetricKey,
+    aad: &Aad,
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let mut dec = StreamDecryptor::new(key, aad);
+    let mut out = Vec::new();
+    dec.push(ciphertext, &mut out)?;
+    dec.finish(&mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::DataKey;
+
+    #[test]
+    fn lengths_match_layout() {
+        let key = DataKey::generate();
+        let aad = Aad::new("file");
+        for len in [0, 1, CHUNK_LEN - 1, CHUNK_LEN, CHUNK_LEN + 1, 3 * CHUNK_LEN] {
+            let ct = encrypt_all(&key, &aad, &vec![1u8; len]).unwrap();
+            assert_eq!(ct.len() as u64, ciphertext_len(len as u64), "len {len}");
+            assert_eq!(decrypt_all(&key, &aad, &ct).unwrap().len(), len);
+        }
+    }
+
+    #[test]
+    fn cut_at_a_chunk_boundary_is_detected() {
+        let key = DataKey::generate();
+        let aad = Aad::new("file");
+        let ct = encrypt_all(&key, &aad, &vec![5u8; 2 * CHUNK_LEN + 10]).unwrap();
+        let cut = HEADER_LEN + 2 * (CHUNK_LEN + TAG_LEN);
+        assert_eq!(
+            decrypt_all(&key, &aad, &ct[..cut]),
+            Err(CryptoError::Decrypt)
+        );
+        assert_eq!(
+            decrypt_all(&key, &aad, &ct[..HEADER_LEN]),
+            Err(CryptoError::Truncated)
+        );
+        assert_eq!(
+            decrypt_all(&key, &aad, &ct[..3]),
+            Err(CryptoError::Truncated)
+        );
+    }
+
+    #[test]
+    fn trailing_chunk_after_last_is_detected() {
+        let key = DataKey::generate();
+        let aad = Aad::new("file");
+        let mut ct = encrypt_all(&key, &aad, b"short").unwrap();
+        let tail = ct[HEADER_LEN..].to_vec();
+        ct.extend_from_slice(&tail);
+        assert!(decrypt_all(&key, &aad, &ct).is_err());
+    }
+}

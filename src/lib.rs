@@ -1,1 +1,20 @@
-pub fn y() {}
+//! Custodia: a citizen data vault with consent.
+//!
+//! Layers, top to bottom (arrows point down only):
+//! * [`http`] — the HTTP API and web pages: thin handlers, one problem+json error type.
+//! * domain modules (one per noun, added as the product grows) — the rules.
+//! * [`store`] — SQLite and PostgreSQL behind one interface, and the blob store.
+//! * `custodia_crypto` — all cryptography, no I/O.
+//!
+//! [`config`], [`clock`] and [`keyring`] are shared plumbing; [`server`] wires it together
+//! and [`cli`] is the `custodia` command.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod keyring;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,95 @@
+//! The `custodia` command (SPEC §4).
+//!
+//! Exit codes: 0 success; 1 runtime failure; 2 unusable configuration or usage.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::server::{self, Server, StartError};
+use crate::store::Store;
+
+/// Custodia: a citizen data vault with consent.
+#[derive(Debug, Parser)]
+#[command(name = "custodia", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (embedded default: SQLite and files under ./custodia-data,
+    /// listening on 127.0.0.1:8080).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+/// Parses the command line, runs the command and maps failures to exit codes.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    crate::telemetry::init();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("custodia: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("custodia: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(config).await,
+            Command::Migrate => migrate(config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("custodia: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = Server::build(config).await.map_err(describe_start_error)?;
+    let addr = server.local_addr()?;
+    tracing::info!(%addr, engine = ?server.state().store.engine(), "custodia is listening");
+    eprintln!("custodia: listening on http://{addr}");
+    server.run_until(server::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    let store = Store::connect(&config).await?;
+    store.migrate().await?;
+    store.close().await;
+    eprintln!("custodia: migrations applied");
+    Ok(())
+}
+
+fn describe_start_error(e: StartError) -> anyhow::Error {
+    anyhow::anyhow!("cannot start: {e}")
+}

@@ -1,0 +1,240 @@
+//! Configuration from environment variables (SPEC §4), with an embedded default that
+//! needs no set-up: everything under `./custodia-data/`, listening on 127.0.0.1:8080.
+//!
+//! A wrong setting is reported as one [`ConfigError`] naming the variable; the CLI turns
+//! it into exit code 2.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use url::Url;
+
+/// A setting that cannot be used, with the variable that holds it.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong and what would be right.
+    pub message: String,
+}
+
+fn bad(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
+}
+
+/// Where the encrypted blobs live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobLocation {
+    /// A directory on local disk (`file:///path`).
+    File(PathBuf),
+}
+
+/// Which database engine a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Embedded SQLite (one machine).
+    Sqlite,
+    /// PostgreSQL (many stateless nodes).
+    Postgres,
+}
+
+/// The whole configuration of one Custodia process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `CUSTODIA_DATA_DIR`: base directory of the embedded default (`./custodia-data`).
+    pub data_dir: PathBuf,
+    /// `CUSTODIA_DATABASE_URL`: `sqlite://PATH` or `postgres://...`
+    /// (default `sqlite://<data dir>/custodia.db`).
+    pub database_url: String,
+    /// The engine `database_url` names.
+    pub engine: Engine,
+    /// `CUSTODIA_BLOB_STORE`: `file:///PATH` (default `<data dir>/blobs`).
+    pub blob_store: BlobLocation,
+    /// `CUSTODIA_MASTER_KEY_FILE`: the master key, created 0600 on first start
+    /// (default `<data dir>/master.key`). The Ed25519 signing key lives beside it.
+    pub master_key_file: PathBuf,
+    /// `CUSTODIA_LISTEN`: socket address to listen on (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// `CUSTODIA_PUBLIC_URL`: the origin browsers see, used as the WebAuthn origin
+    /// (default `http://localhost:<port of CUSTODIA_LISTEN>`).
+    pub public_url: Url,
+    /// `CUSTODIA_MAX_UPLOAD_BYTES`: largest accepted document file (default 50 MiB).
+    pub max_upload_bytes: u64,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Builds the configuration from any variable lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let data_dir = PathBuf::from(
+            get("CUSTODIA_DATA_DIR").unwrap_or_else(|| "./custodia-data".to_owned()),
+        );
+
+        let database_url = get("CUSTODIA_DATABASE_URL")
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("custodia.db").display()));
+        let engine = if database_url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else if database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+        {
+            Engine::Postgres
+        } else {
+            return Err(bad(
+                "CUSTODIA_DATABASE_URL",
+                "must start with sqlite:// or postgres://",
+            ));
+        };
+        if engine == Engine::Postgres {
+            Url::parse(&database_url)
+                .map_err(|e| bad("CUSTODIA_DATABASE_URL", format!("not a valid URL ({e})")))?;
+        }
+
+        let blob_store = match get("CUSTODIA_BLOB_STORE") {
+            None => BlobLocation::File(data_dir.join("blobs")),
+            Some(raw) => parse_blob_store(&raw)?,
+        };
+
+        let master_key_file = get("CUSTODIA_MASTER_KEY_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("master.key"));
+
+        let listen: SocketAddr = match get("CUSTODIA_LISTEN") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(raw) => raw.parse().map_err(|_| {
+                bad(
+                    "CUSTODIA_LISTEN",
+                    format!("'{raw}' is not a socket address like 127.0.0.1:8080"),
+                )
+            })?,
+        };
+
+        let public_url = match get("CUSTODIA_PUBLIC_URL") {
+            None => Url::parse(&format!("http://localhost:{}", listen.port()))
+                .map_err(|e| bad("CUSTODIA_LISTEN", e.to_string()))?,
+            Some(raw) => {
+                let url = Url::parse(&raw).map_err(|e| {
+                    bad("CUSTODIA_PUBLIC_URL", format!("'{raw}' is not a URL ({e})"))
+                })?;
+                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                    return Err(bad(
+                        "CUSTODIA_PUBLIC_URL",
+                        "must be an http(s) origin such as https://vault.example.gov.cn",
+                    ));
+                }
+                url
+            }
+        };
+
+        let max_upload_bytes = match get("CUSTODIA_MAX_UPLOAD_BYTES") {
+            None => 50 * 1024 * 1024,
+            Some(raw) => raw.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                bad(
+                    "CUSTODIA_MAX_UPLOAD_BYTES",
+                    format!("'{raw}' is not a positive number of bytes"),
+                )
+            })?,
+        };
+
+        Ok(Self {
+            data_dir,
+            database_url,
+            engine,
+            blob_store,
+            master_key_file,
+            listen,
+            public_url,
+            max_upload_bytes,
+        })
+    }
+
+    /// The Ed25519 signing key file, kept beside the master key.
+    pub fn signing_key_file(&self) -> PathBuf {
+        sibling(&self.master_key_file, "signing.key")
+    }
+}
+
+fn sibling(path: &Path, name: &str) -> PathBuf {
+    path.parent()
+        .map(|dir| dir.join(name))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn parse_blob_store(raw: &str) -> Result<BlobLocation, ConfigError> {
+    const VAR: &str = "CUSTODIA_BLOB_STORE";
+    let url = Url::parse(raw).map_err(|e| bad(VAR, format!("'{raw}' is not a URL ({e})")))?;
+    match url.scheme() {
+        "file" => url
+            .to_file_path()
+            .map(BlobLocation::File)
+            .map_err(|()| bad(VAR, "a file:// URL must hold an absolute path")),
+        "s3" => Err(bad(
+            VAR,
+            "s3:// object storage is not available in this build; use file:///PATH",
+        )),
+        other => Err(bad(
+            VAR,
+            format!("unknown scheme '{other}': use file:///PATH"),
+        )),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn embedded_default_needs_nothing() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.engine, Engine::Sqlite);
+        assert_eq!(c.database_url, "sqlite://./custodia-data/custodia.db");
+        assert_eq!(c.blob_store, BlobLocation::File("./custodia-data/blobs".into()));
+        assert_eq!(c.master_key_file, PathBuf::from("./custodia-data/master.key"));
+        assert_eq!(c.signing_key_file(), PathBuf::from("./custodia-data/signing.key"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public_url.as_str(), "http://localhost:8080/");
+    }
+
+    #[test]
+    fn each_bad_setting_names_its_variable() {
+        for (var, value) in [
+            ("CUSTODIA_DATABASE_URL", "mysql://x"),
+            ("CUSTODIA_LISTEN", "localhost"),
+            ("CUSTODIA_PUBLIC_URL", "ftp://x"),
+            ("CUSTODIA_BLOB_STORE", "gopher://x"),
+            ("CUSTODIA_MAX_UPLOAD_BYTES", "-1"),
+        ] {
+            let err = cfg(&[(var, value)]).unwrap_err();
+            assert_eq!(err.variable, var);
+            assert!(err.to_string().starts_with(var));
+        }
+    }
+
+    #[test]
+    fn postgres_and_file_urls_are_accepted() {
+        let c = cfg(&[
+            ("CUSTODIA_DATABASE_URL", "postgres://u@127.0.0.1/db"),
+            ("CUSTODIA_BLOB_STORE", "file:///var/lib/custodia/blobs"),
+        ])
+        .unwrap();
+        assert_eq!(c.engine, Engine::Postgres);
+        assert_eq!(c.blob_store, BlobLocation::File("/var/lib/custodia/blobs".into()));
+    }
+}

@@ -1,0 +1,191 @@
+//! Storage: one interface over SQLite (embedded default) and PostgreSQL (beyond one
+//! machine), chosen by the URL scheme at start, plus the blob store for encrypted files.
+//!
+//! Both engines run the same SQL text (`$1` placeholders, which SQLite accepts, used in
+//! order of first appearance) against their own schema in `migrations/<engine>/`, whose
+//! version numbers match. Portable representation: UUIDs (native in PostgreSQL, 16-byte
+//! BLOBs in SQLite), times as i64 milliseconds since the epoch, ciphertext as bytes.
+//!
+//! This module owns connections, transactions and migrations. It must never hold
+//! plaintext personal data longer than a query needs, and never decides policy.
+
+pub mod blob;
+pub mod service_keys;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::config::{Config, Engine};
+
+/// Runs `$body` with `$conn` bound to the engine-specific pool or transaction connection.
+/// The body is compiled once per engine, so each arm is fully typed.
+#[macro_export]
+macro_rules! on_engine {
+    ($target:expr, $conn:ident => $body:expr) => {
+        match $target {
+            $crate::store::Engines::Sqlite($conn) => $body,
+            $crate::store::Engines::Postgres($conn) => $body,
+        }
+    };
+}
+
+/// A value per engine: pools, transactions.
+#[derive(Debug)]
+pub enum Engines<S, P> {
+    /// SQLite's half.
+    Sqlite(S),
+    /// PostgreSQL's half.
+    Postgres(P),
+}
+
+/// A connection pool on either engine.
+pub type Pool = Engines<SqlitePool, PgPool>;
+
+/// An open transaction on either engine. Dropped without [`Tx::commit`], it rolls back.
+pub type Tx = Engines<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Transaction<'static, sqlx::Postgres>>;
+
+impl Tx {
+    /// Commits the transaction (durably: SQLite runs with `synchronous=FULL`).
+    pub async fn commit(self) -> Result<(), StoreError> {
+        on_engine!(self, tx => tx.commit().await?);
+        Ok(())
+    }
+}
+
+/// What can go wrong in storage, in the terms the domain needs.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness or foreign-key constraint refused the write.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Anything else (I/O, connection, corrupt row). Logged, never shown to clients.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::RowNotFound => Self::NotFound,
+            sqlx::Error::Database(db)
+                if db.is_unique_violation() || db.is_foreign_key_violation() =>
+            {
+                Self::Conflict(db.message().to_owned())
+            }
+            _ => Self::Other(err.into()),
+        }
+    }
+}
+
+/// The database handle shared by every request.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Engines<SqlitePool, PgPool>,
+}
+
+impl Clone for Engines<SqlitePool, PgPool> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Sqlite(p) => Self::Sqlite(p.clone()),
+            Self::Postgres(p) => Self::Postgres(p.clone()),
+        }
+    }
+}
+
+impl Store {
+    /// Connects to the database the configuration names. For SQLite the file and its
+    /// directory are created if missing, in WAL mode with foreign keys enforced, a busy
+    /// timeout, and `synchronous=FULL` so every commit is durable (SPEC G2, G7).
+    pub async fn connect(config: &Config) -> Result<Self, StoreError> {
+        let pool = match config.engine {
+            Engine::Sqlite => {
+                let options = SqliteConnectOptions::from_str(&config.database_url)
+                    .map_err(|e| StoreError::Other(e.into()))?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                if let Some(dir) = options.get_filename().parent()
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir).map_err(|e| StoreError::Other(e.into()))?;
+                }
+                Engines::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(8)
+                        .acquire_timeout(Duration::from_secs(10))
+                        .connect_with(options)
+                        .await?,
+                )
+            }
+            Engine::Postgres => {
+                let options = PgConnectOptions::from_str(&config.database_url)
+                    .map_err(|e| StoreError::Other(e.into()))?;
+                Engines::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(16)
+                        .acquire_timeout(Duration::from_secs(10))
+                        .connect_with(options)
+                        .await?,
+                )
+            }
+        };
+        Ok(Self { pool })
+    }
+
+    /// Applies the embedded migrations of this engine; safe to run on every start and
+    /// from several nodes at once (the migrator takes a lock).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.pool {
+            Engines::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await,
+            Engines::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await,
+        }
+        .map_err(|e| StoreError::Other(e.into()))
+    }
+
+    /// Round-trips a trivial query: the database is reachable and answering.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_engine!(&self.pool, p => {
+            sqlx::query("SELECT 1").execute(p).await?;
+        });
+        Ok(())
+    }
+
+    /// Which engine this store runs on.
+    pub fn engine(&self) -> Engine {
+        match self.pool {
+            Engines::Sqlite(_) => Engine::Sqlite,
+            Engines::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// The pool, for store submodules.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead of failing
+    /// when a read lock cannot be upgraded.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match &self.pool {
+            Engines::Sqlite(p) => Engines::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Engines::Postgres(p) => Engines::Postgres(p.begin().await?),
+        })
+    }
+
+    /// Closes every connection (graceful shutdown).
+    pub async fn close(&self) {
+        on_engine!(&self.pool, p => p.close().await);
+    }
+}

@@ -1,0 +1,21 @@
+//! Logging: human-readable on a terminal, JSON lines otherwise (for log collectors).
+//! Filter with `RUST_LOG` (default `info`). Spans carry ids, never personal values.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber once; later calls (tests) are no-ops.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if std::io::stderr().is_terminal() {
+        builder.try_init()
+    } else {
+        builder.json().flatten_event(true).try_init()
+    };
+    // Already installed (several servers in one test process): keep the first.
+    drop(result);
+}

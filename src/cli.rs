@@ -83,6 +83,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
+    server::create_private_dir(&config.data_dir)?;
     let store = Store::connect(&config).await?;
     store.migrate().await?;
     store.close().await;

@@ -74,9 +74,8 @@ impl Config {
 
     /// Builds the configuration from any variable lookup (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let data_dir = PathBuf::from(
-            get("CUSTODIA_DATA_DIR").unwrap_or_else(|| "./custodia-data".to_owned()),
-        );
+        let data_dir =
+            PathBuf::from(get("CUSTODIA_DATA_DIR").unwrap_or_else(|| "./custodia-data".to_owned()));
 
         let database_url = get("CUSTODIA_DATABASE_URL")
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("custodia.db").display()));
@@ -205,9 +204,18 @@ mod tests {
         let c = cfg(&[]).unwrap();
         assert_eq!(c.engine, Engine::Sqlite);
         assert_eq!(c.database_url, "sqlite://./custodia-data/custodia.db");
-        assert_eq!(c.blob_store, BlobLocation::File("./custodia-data/blobs".into()));
-        assert_eq!(c.master_key_file, PathBuf::from("./custodia-data/master.key"));
-        assert_eq!(c.signing_key_file(), PathBuf::from("./custodia-data/signing.key"));
+        assert_eq!(
+            c.blob_store,
+            BlobLocation::File("./custodia-data/blobs".into())
+        );
+        assert_eq!(
+            c.master_key_file,
+            PathBuf::from("./custodia-data/master.key")
+        );
+        assert_eq!(
+            c.signing_key_file(),
+            PathBuf::from("./custodia-data/signing.key")
+        );
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.public_url.as_str(), "http://localhost:8080/");
     }
@@ -235,6 +243,9 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.engine, Engine::Postgres);
-        assert_eq!(c.blob_store, BlobLocation::File("/var/lib/custodia/blobs".into()));
+        assert_eq!(
+            c.blob_store,
+            BlobLocation::File("/var/lib/custodia/blobs".into())
+        );
     }
 }

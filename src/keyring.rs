@@ -167,7 +167,7 @@ fn load_or_create_secret(path: &Path) -> Result<[u8; 32], KeyError> {
             }
             let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io_err)?);
             let bytes = Zeroizing::new(
-                hex_decode(text.trim()).ok_or_else(|| KeyError::Malformed(shown.clone()))?,
+                digest::hex_decode(text.trim()).ok_or_else(|| KeyError::Malformed(shown.clone()))?,
             );
             <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyError::Malformed(shown))
         }
@@ -191,16 +191,6 @@ fn load_or_create_secret(path: &Path) -> Result<[u8; 32], KeyError> {
     }
 }
 
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -222,8 +212,14 @@ mod tests {
         let path = dir.path().join("master.key");
         std::fs::write(&path, "not hex").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(matches!(load_or_create_secret(&path), Err(KeyError::Malformed(_))));
+        assert!(matches!(
+            load_or_create_secret(&path),
+            Err(KeyError::Malformed(_))
+        ));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(load_or_create_secret(&path), Err(KeyError::Permissions(_))));
+        assert!(matches!(
+            load_or_create_secret(&path),
+            Err(KeyError::Permissions(_))
+        ));
     }
 }

@@ -52,6 +52,10 @@ impl Server {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
+        create_private_dir(&config.data_dir).map_err(|source| StartError::Io {
+            what: "data directory",
+            source,
+        })?;
         let store = Store::connect(&config).await?;
         store.migrate().await?;
         let blobs = BlobStore::open(&config.blob_store)
@@ -100,7 +104,10 @@ impl Server {
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the
     /// database.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let store = self.state.store.clone();
         let app = http::app(self.state);
         axum::serve(self.listener, app)
@@ -109,6 +116,18 @@ impl Server {
         store.close().await;
         Ok(())
     }
+}
+
+/// Creates the data directory readable by its owner only (0700), if it does not exist.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Completes on Ctrl-C or SIGTERM.

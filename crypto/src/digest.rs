@@ -49,6 +49,11 @@ pub fn hex(bytes: &[u8]) -> String {
     crate::kdf::hex_encode(bytes)
 }
 
+/// Bytes from hex (either case); `None` unless every pair is a hex byte.
+pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    crate::kdf::hex_decode(text)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

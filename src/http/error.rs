@@ -56,7 +56,12 @@ impl ApiError {
 
     /// 400: the request is malformed.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Bad request",
+            detail,
+        )
     }
 
     /// 404: nothing here (also for things the caller may not know exist).
@@ -119,7 +124,13 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        problem_response(self.status, self.slug, self.title, &self.detail, self.retry_after)
+        problem_response(
+            self.status,
+            self.slug,
+            self.title,
+            &self.detail,
+            self.retry_after,
+        )
     }
 }
 

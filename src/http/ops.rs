@@ -30,5 +30,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         tracing::warn!(error = %e, "readiness: blob store unusable");
         ApiError::unavailable("The blob store is not writable.")
     })?;
-    Ok(Json(json!({ "status": "ready", "database": "ok", "blob_store": "ok" })))
+    Ok(Json(
+        json!({ "status": "ready", "database": "ok", "blob_store": "ok" }),
+    ))
 }

@@ -30,8 +30,11 @@ impl BlobName {
     /// Parses a stored name; anything but 32 hex digits is refused, so a name can never
     /// walk out of the blob directory.
     pub fn parse(text: &str) -> Option<Self> {
-        (text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-            .then(|| Self(text.to_owned()))
+        (text.len() == 32
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        .then(|| Self(text.to_owned()))
     }
 
     /// The name as text.
@@ -92,7 +95,10 @@ impl BlobStore {
 
     /// Proves the store is usable: writes, syncs and removes a probe file.
     pub async fn check(&self) -> io::Result<()> {
-        let probe = self.root.join("tmp").join(format!("probe-{}", BlobName::random().as_str()));
+        let probe = self
+            .root
+            .join("tmp")
+            .join(format!("probe-{}", BlobName::random().as_str()));
         let mut file = File::create(&probe).await?;
         file.write_all(b"ok").await?;
         file.sync_all().await?;
@@ -223,7 +229,9 @@ mod tests {
         let name = w.name().clone();
         drop(w);
         assert!(!store.exists(&name).await.unwrap());
-        let tmp_entries = std::fs::read_dir(dir.path().join("blobs/tmp")).unwrap().count();
+        let tmp_entries = std::fs::read_dir(dir.path().join("blobs/tmp"))
+            .unwrap()
+            .count();
         assert_eq!(tmp_entries, 0);
     }
 

@@ -16,9 +16,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
 use crate::config::{Config, Engine};
@@ -48,7 +46,8 @@ pub enum Engines<S, P> {
 pub type Pool = Engines<SqlitePool, PgPool>;
 
 /// An open transaction on either engine. Dropped without [`Tx::commit`], it rolls back.
-pub type Tx = Engines<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Transaction<'static, sqlx::Postgres>>;
+pub type Tx =
+    Engines<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Transaction<'static, sqlx::Postgres>>;
 
 impl Tx {
     /// Commits the transaction (durably: SQLite runs with `synchronous=FULL`).

@@ -1,0 +1,147 @@
+//! The `custodia` binary as an operator runs it: exit codes, the embedded default, a
+//! PostgreSQL URL, graceful shutdown.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::{Backend, TestEnv};
+
+fn custodia() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custodia"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CUSTODIA_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_healthy(base: &str, child: &mut Child) {
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("custodia exited early with {status}");
+        }
+        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("custodia did not become healthy at {base}");
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    child.wait().unwrap()
+}
+
+#[tokio::test]
+async fn serve_with_nothing_configured_creates_the_embedded_default() {
+    let cwd = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = custodia()
+        .arg("serve")
+        .current_dir(cwd.path())
+        .env("CUSTODIA_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base, &mut child).await;
+    let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let data = cwd.path().join("custodia-data");
+    assert!(data.join("custodia.db").is_file());
+    assert!(data.join("blobs").is_dir());
+    for key in ["master.key", "signing.key"] {
+        let mode = std::fs::metadata(data.join(key))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{key} mode");
+    }
+    let dir_mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700, "data directory mode");
+    assert!(terminate(&mut child).success(), "graceful shutdown exits 0");
+}
+
+#[tokio::test]
+async fn serve_runs_on_postgres() {
+    let env = TestEnv::new(Backend::Postgres).await;
+    let port = free_port();
+    let mut child = custodia()
+        .arg("serve")
+        .env("CUSTODIA_DATA_DIR", env.data_dir())
+        .env("CUSTODIA_DATABASE_URL", &env.vars["CUSTODIA_DATABASE_URL"])
+        .env("CUSTODIA_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base, &mut child).await;
+    let ready: serde_json::Value = reqwest::get(format!("{base}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["database"], "ok");
+    assert!(
+        !env.data_dir().join("custodia.db").exists(),
+        "no SQLite file on PostgreSQL"
+    );
+    assert!(terminate(&mut child).success());
+}
+
+#[test]
+fn a_bad_setting_exits_2_naming_the_variable() {
+    for (var, value) in [
+        ("CUSTODIA_LISTEN", "not-an-address"),
+        ("CUSTODIA_DATABASE_URL", "mysql://localhost/x"),
+        ("CUSTODIA_BLOB_STORE", "s3://bucket/prefix"),
+    ] {
+        let out = custodia().arg("serve").env(var, value).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(var), "{var} not named in: {stderr}");
+    }
+    let out = custodia().arg("no-such-command").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn migrate_applies_the_schema_and_exits_0() {
+    let cwd = tempfile::tempdir().unwrap();
+    let run = || {
+        custodia()
+            .arg("migrate")
+            .current_dir(cwd.path())
+            .output()
+            .unwrap()
+    };
+    assert_eq!(run().status.code(), Some(0));
+    assert_eq!(run().status.code(), Some(0), "migrate twice is harmless");
+    assert!(cwd.path().join("custodia-data/custodia.db").is_file());
+}

@@ -1,0 +1,220 @@
+//! The test kit: `spawn_app(backend)` starts Custodia on a free port with its own data
+//! directory and database, and `both_backends!` runs one story on SQLite and PostgreSQL.
+//!
+//! PostgreSQL is required, not optional: `CUSTODIA_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) must reach a server that lets the user
+//! create databases. If it cannot, the PostgreSQL tests fail loudly.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use custodia::clock::{Clock, ManualClock};
+use custodia::config::Config;
+use custodia::http::AppState;
+use custodia::server::{Server, StartError};
+use sqlx::Connection;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Which database engine a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named story `async fn name(backend: Backend)` once per engine, as
+/// `name::sqlite` and `name::postgres`.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+pub(crate) use both_backends;
+
+pub fn admin_postgres_url() -> String {
+    std::env::var("CUSTODIA_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh, empty environment for one test: a temporary data directory and, on
+/// PostgreSQL, a database of its own (dropped when the environment is dropped).
+pub struct TestEnv {
+    pub dir: TempDir,
+    pub vars: HashMap<String, String>,
+    pg_database: Option<String>,
+}
+
+impl TestEnv {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let data = dir.path().join("data");
+        let mut vars = HashMap::new();
+        vars.insert("CUSTODIA_DATA_DIR".to_owned(), data.display().to_string());
+        vars.insert("CUSTODIA_LISTEN".to_owned(), "127.0.0.1:0".to_owned());
+        let mut pg_database = None;
+        if backend == Backend::Postgres {
+            let name = format!("custodia_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = admin_postgres_url();
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is required for the test suite and is not reachable at {admin}: {e}. \
+                     Start it, or point CUSTODIA_TEST_POSTGRES_URL at a server."
+                )
+            });
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            conn.close().await.ok();
+            let mut url = url::Url::parse(&admin).expect("admin URL");
+            url.set_path(&name);
+            vars.insert("CUSTODIA_DATABASE_URL".to_owned(), url.to_string());
+            pg_database = Some(name);
+        }
+        Self {
+            dir,
+            vars,
+            pg_database,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn config(&self) -> Config {
+        Config::from_lookup(|k| self.vars.get(k).cloned()).expect("test configuration")
+    }
+
+    /// Starts a server on this environment (call again after stopping to "restart").
+    pub async fn start(&self) -> Result<TestApp, StartError> {
+        let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+        let server =
+            Server::build_with_clock(self.config(), Arc::new(clock.clone()) as Arc<dyn Clock>)
+                .await?;
+        let addr = server.local_addr().expect("bound address");
+        let state = server.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            server
+                .run_until(async {
+                    rx.await.ok();
+                })
+                .await
+                .expect("server ran");
+        });
+        Ok(TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .expect("HTTP client"),
+            state,
+            clock,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_database.take() {
+            // Drop runs outside async context: use a short-lived runtime on its own thread.
+            let admin = admin_postgres_url();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let mut conn = sqlx::PgConnection::connect(&admin).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await?;
+                    Ok::<_, sqlx::Error>(())
+                })
+                .map_err(std::io::Error::other)
+            })
+            .join();
+        }
+    }
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    #[allow(dead_code)]
+    pub clock: ManualClock,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Stops the server gracefully and waits until it has closed the database.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task");
+        }
+    }
+}
+
+/// Starts a fresh environment and a server on it.
+pub async fn spawn_app(backend: Backend) -> (TestEnv, TestApp) {
+    let env = TestEnv::new(backend).await;
+    let app = env.start().await.expect("server starts");
+    (env, app)
+}
+
+/// Asserts a response is an RFC 9457 problem with this status, and returns its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: serde_json::Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(body["status"], status);
+    for member in ["type", "title", "detail"] {
+        assert!(
+            body[member].as_str().is_some_and(|s| !s.is_empty()),
+            "problem member {member} missing in {body}"
+        );
+    }
+    body
+}

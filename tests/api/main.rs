@@ -1,0 +1,10 @@
+//! Integration tests: the real server on a free port, over real HTTP, against a fresh
+//! SQLite file or a fresh PostgreSQL database per test. All compile into one binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod binary;
+mod errors;
+mod health;
+mod storage;

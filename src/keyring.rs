@@ -167,7 +167,8 @@ fn load_or_create_secret(path: &Path) -> Result<[u8; 32], KeyError> {
             }
             let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io_err)?);
             let bytes = Zeroizing::new(
-                digest::hex_decode(text.trim()).ok_or_else(|| KeyError::Malformed(shown.clone()))?,
+                digest::hex_decode(text.trim())
+                    .ok_or_else(|| KeyError::Malformed(shown.clone()))?,
             );
             <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyError::Malformed(shown))
         }

@@ -2,7 +2,8 @@
 //!
 //! Layers, top to bottom (arrows point down only):
 //! * [`http`] — the HTTP API and web pages: thin handlers, one problem+json error type.
-//! * domain modules (one per noun, added as the product grows) — the rules.
+//! * domain modules, one per noun ([`citizens`], [`sessions`], ...) — the rules, run in a
+//!   [`context::Context`].
 //! * [`store`] — SQLite and PostgreSQL behind one interface, and the blob store.
 //! * `custodia_crypto` — all cryptography, no I/O.
 //!
@@ -10,11 +11,17 @@
 //! and [`cli`] is the `custodia` command.
 #![forbid(unsafe_code)]
 
+pub mod citizens;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod context;
+pub mod error;
 pub mod http;
 pub mod keyring;
+pub mod passkeys;
+pub mod ratelimit;
 pub mod server;
+pub mod sessions;
 pub mod store;
 pub mod telemetry;

@@ -10,10 +10,13 @@ use tokio::net::TcpListener;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::http::{self, AppState, Shared};
+use crate::context::{Context, KdfLimiter};
+use crate::http::{self, AppState};
 use crate::keyring::{KeyError, Keyring};
+use crate::passkeys::Passkeys;
 use crate::store::blob::BlobStore;
 use crate::store::{Store, StoreError};
+use custodia_crypto::kdf::Argon2Cost;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -82,13 +85,19 @@ impl Server {
                 what: "listen",
                 source,
             })?;
-        let state = AppState::new(Shared {
+        let passkeys = Passkeys::new(&config.public_url).map_err(|e| StartError::Io {
+            what: "WebAuthn relying party (CUSTODIA_PUBLIC_URL)",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let state = AppState(Arc::new(Context {
             config,
             store,
             blobs,
             keys,
             clock,
-        });
+            passkeys,
+            kdf: KdfLimiter::new(2, Argon2Cost::default()),
+        }));
         Ok(Self { listener, state })
     }
 
@@ -110,9 +119,12 @@ impl Server {
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
         let app = http::app(self.state);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         store.close().await;
         Ok(())
     }

@@ -270,3 +270,51 @@ pub fn panic_to_problem(panic: Box<dyn std::any::Any + Send + 'static>) -> Respo
         .unwrap_or_default();
     ApiError::internal(format!("handler panicked: {message}")).into_response()
 }
+
+impl From<crate::error::Error> for ApiError {
+    fn from(err: crate::error::Error) -> Self {
+        use crate::error::Error as E;
+        match err {
+            E::Invalid { field, message } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "Invalid input",
+                format!("{field}: {message}"),
+            ),
+            E::NotFound => Self::not_found(),
+            E::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict", detail),
+            E::Unauthenticated(detail) => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Not signed in",
+                detail,
+            ),
+            E::Forbidden(detail) => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+            }
+            E::WrongSecret => Self::new(
+                StatusCode::FORBIDDEN,
+                "wrong-secret",
+                "Wrong passphrase or recovery code",
+                "The passphrase or recovery code is not correct. Check it and try again.",
+            ),
+            E::Locked => Self::new(
+                StatusCode::LOCKED,
+                "vault-locked",
+                "Vault locked",
+                "Your vault is locked. Unlock it with your passphrase first.",
+            ),
+            E::RateLimited { retry_after_s } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many attempts",
+                format!("Too many attempts. Try again in {retry_after_s} seconds."),
+            )
+            .retry_after(retry_after_s),
+            E::Busy => Self::unavailable("The server is busy; please try again in a few seconds.")
+                .retry_after(5),
+            E::Store(e) => e.into(),
+            E::Internal(e) => Self::internal(format!("{e:#}")),
+        }
+    }
+}

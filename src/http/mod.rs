@@ -2,8 +2,11 @@
 //! every request passes through (request id, tracing, time-out, body limit,
 //! compression, security headers, problem+json errors).
 
+mod auth;
 pub mod error;
+mod extract;
 mod ops;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,11 +22,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::clock::Clock;
-use crate::config::Config;
-use crate::keyring::Keyring;
-use crate::store::Store;
-use crate::store::blob::BlobStore;
+use crate::context::Context;
 
 /// Largest body any JSON endpoint accepts. Upload routes set their own limit.
 pub const JSON_BODY_LIMIT: usize = 64 * 1024;
@@ -32,34 +31,13 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Everything a handler may use. Cheap to clone.
+/// Everything a handler may use: the domain [`Context`]. Cheap to clone.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-/// The shared parts behind [`AppState`].
-pub struct Shared {
-    /// The configuration the server started with.
-    pub config: Config,
-    /// The database.
-    pub store: Store,
-    /// Encrypted file bodies.
-    pub blobs: BlobStore,
-    /// Service keys and the signing key.
-    pub keys: Keyring,
-    /// The time source.
-    pub clock: Arc<dyn Clock>,
-}
-
-impl AppState {
-    /// Bundles the shared parts.
-    pub fn new(shared: Shared) -> Self {
-        Self(Arc::new(shared))
-    }
-}
+pub struct AppState(pub Arc<Context>);
 
 impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
+    type Target = Context;
+    fn deref(&self) -> &Context {
         &self.0
     }
 }
@@ -68,6 +46,8 @@ impl std::ops::Deref for AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(ops::router())
+        .merge(auth::router())
+        .merge(web::router())
         .fallback(|| async { error::ApiError::not_found() })
         .with_state(state)
         // Listed innermost first: the last layer sees the request first.
@@ -83,6 +63,7 @@ pub fn app(state: AppState) -> Router {
         .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
         .layer(security_header(header::REFERRER_POLICY, "no-referrer"))
         .layer(security_header(header::CACHE_CONTROL, "no-store"))
+        .layer(security_header(header::CONTENT_SECURITY_POLICY, web::CONTENT_SECURITY_POLICY))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

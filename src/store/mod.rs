@@ -10,7 +10,9 @@
 //! plaintext personal data longer than a query needs, and never decides policy.
 
 pub mod blob;
+pub mod citizens;
 pub mod service_keys;
+pub mod sessions;
 
 use std::str::FromStr;
 use std::time::Duration;

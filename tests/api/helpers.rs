@@ -65,6 +65,7 @@ impl TestEnv {
         let mut vars = HashMap::new();
         vars.insert("CUSTODIA_DATA_DIR".to_owned(), data.display().to_string());
         vars.insert("CUSTODIA_LISTEN".to_owned(), "127.0.0.1:0".to_owned());
+        vars.insert("CUSTODIA_PUBLIC_URL".to_owned(), TEST_ORIGIN.to_owned());
         let mut pg_database = None;
         if backend == Backend::Postgres {
             let name = format!("custodia_test_{}", uuid::Uuid::new_v4().simple());
@@ -217,4 +218,30 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_j
         );
     }
     body
+}
+
+/// A valid national ID number (GB 11643-1999 checksum) distinct for each `seq`.
+pub fn national_id(seq: u32) -> String {
+    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let body = format!("11010519800101{:03}", seq % 1000);
+    let sum: u32 = body
+        .bytes()
+        .zip(WEIGHTS)
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
+    let check = b"10X98765432"[(sum % 11) as usize] as char;
+    format!("{body}{check}")
+}
+
+/// The WebAuthn origin the tests' software authenticators use (CUSTODIA_PUBLIC_URL).
+pub const TEST_ORIGIN: &str = "http://localhost:8080";
+
+impl TestApp {
+    /// A fresh HTTP client with its own cookie jar (another browser).
+    pub fn new_client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .expect("HTTP client")
+    }
 }

@@ -5,6 +5,8 @@
 mod helpers;
 
 mod binary;
+mod citizen_kit;
+mod citizens;
 mod errors;
 mod health;
 mod storage;

@@ -1,0 +1,72 @@
+//! The context every domain operation runs in: storage, keys, time, and the shared
+//! limits on expensive work. The HTTP layer holds one `Context`; tests reach it too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use custodia_crypto::kdf::{Argon2Cost, PassphraseKdf};
+use custodia_crypto::{KeyEncryptionKey, Passphrase};
+use tokio::sync::Semaphore;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::Error;
+use crate::keyring::Keyring;
+use crate::passkeys::Passkeys;
+use crate::store::Store;
+use crate::store::blob::BlobStore;
+
+/// Everything domain code may use. Cheap to share behind an `Arc`.
+pub struct Context {
+    /// The configuration the server started with.
+    pub config: Config,
+    /// The database.
+    pub store: Store,
+    /// Encrypted file bodies.
+    pub blobs: BlobStore,
+    /// Service keys and the signing key.
+    pub keys: Keyring,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
+    /// WebAuthn relying party.
+    pub passkeys: Passkeys,
+    /// Bounded Argon2 work.
+    pub kdf: KdfLimiter,
+}
+
+/// Runs Argon2id on blocking threads, at most `permits` at a time, so a flood of unlock
+/// attempts cannot exhaust memory (64 MiB each) or starve other requests.
+pub struct KdfLimiter {
+    permits: Semaphore,
+    /// Cost of newly created passphrase wraps.
+    pub cost: Argon2Cost,
+}
+
+impl KdfLimiter {
+    /// A limiter allowing `permits` concurrent derivations.
+    pub fn new(permits: usize, cost: Argon2Cost) -> Self {
+        Self {
+            permits: Semaphore::new(permits),
+            cost,
+        }
+    }
+
+    /// Derives the key-encryption key of `passphrase` under `params`. Waits at most ten
+    /// seconds for a permit, then answers [`Error::Busy`].
+    pub async fn derive(
+        &self,
+        params: &PassphraseKdf,
+        passphrase: &Passphrase,
+    ) -> Result<KeyEncryptionKey, Error> {
+        let _permit = tokio::time::timeout(Duration::from_secs(10), self.permits.acquire())
+            .await
+            .map_err(|_| Error::Busy)?
+            .map_err(|_| Error::Busy)?;
+        let params = params.clone();
+        let passphrase = passphrase.clone();
+        tokio::task::spawn_blocking(move || params.derive(&passphrase))
+            .await
+            .map_err(|e| Error::Internal(e.into()))?
+            .map_err(|e| Error::Internal(anyhow::anyhow!("passphrase KDF: {e}")))
+    }
+}

@@ -1,0 +1,320 @@
+//! The citizen web pages: server-rendered templates from `web/templates/`, text from the
+//! message catalogs in `web/i18n/`, one script and one stylesheet from `web/static/`.
+//! Everything is embedded in the binary, so `custodia serve` needs no files beside it.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use minijinja::{Environment, context};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{Cookies, LANG, MaybeAuthed, read_cookie};
+use crate::citizens;
+use crate::clock::from_ms;
+
+/// The Content-Security-Policy of every response: no inline script or style, nothing
+/// from elsewhere, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    for (name, source) in [
+        (
+            "layout.html",
+            include_str!("../../web/templates/layout.html"),
+        ),
+        ("index.html", include_str!("../../web/templates/index.html")),
+        (
+            "register.html",
+            include_str!("../../web/templates/register.html"),
+        ),
+        ("login.html", include_str!("../../web/templates/login.html")),
+        (
+            "unlock.html",
+            include_str!("../../web/templates/unlock.html"),
+        ),
+        (
+            "settings.html",
+            include_str!("../../web/templates/settings.html"),
+        ),
+    ] {
+        // The templates are compiled into the binary and checked by the tests that render
+        // every page; a broken one is a build defect, reported on first render.
+        if let Err(e) = env.add_template(name, source) {
+            tracing::error!(template = name, error = %e, "template does not compile");
+        }
+    }
+    env
+});
+
+type Catalog = BTreeMap<String, String>;
+
+static CATALOGS: LazyLock<[(Lang, Catalog); 2]> = LazyLock::new(|| {
+    let parse = |text: &str| serde_json::from_str::<Catalog>(text).unwrap_or_default();
+    [
+        (Lang::En, parse(include_str!("../../web/i18n/en.json"))),
+        (Lang::ZhCn, parse(include_str!("../../web/i18n/zh-CN.json"))),
+    ]
+});
+
+/// A UI language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// English.
+    En,
+    /// Simplified Chinese.
+    ZhCn,
+}
+
+impl Lang {
+    fn tag(self) -> &'static str {
+        match self {
+            Self::En => "en",
+            Self::ZhCn => "zh-CN",
+        }
+    }
+
+    fn parse(tag: &str) -> Option<Self> {
+        let tag = tag.trim().to_ascii_lowercase();
+        if tag.starts_with("zh") {
+            Some(Self::ZhCn)
+        } else if tag.starts_with("en") {
+            Some(Self::En)
+        } else {
+            None
+        }
+    }
+
+    fn other(self) -> Self {
+        match self {
+            Self::En => Self::ZhCn,
+            Self::ZhCn => Self::En,
+        }
+    }
+
+    fn catalog(self) -> &'static Catalog {
+        let catalogs: &'static [(Lang, Catalog); 2] = &CATALOGS;
+        catalogs
+            .iter()
+            .find(|(l, _)| *l == self)
+            .map(|(_, c)| c)
+            .unwrap_or(&catalogs[0].1)
+    }
+}
+
+#[derive(Deserialize)]
+struct LangQuery {
+    lang: Option<String>,
+}
+
+/// The language of this request: `?lang=`, then the language cookie, then
+/// `Accept-Language` (first supported tag), then English.
+fn choose_lang(query: &LangQuery, headers: &HeaderMap) -> (Lang, bool) {
+    if let Some(l) = query.lang.as_deref().and_then(Lang::parse) {
+        return (l, true);
+    }
+    if let Some(l) = read_cookie(headers, LANG).and_then(Lang::parse) {
+        return (l, false);
+    }
+    let accepted = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let lang = accepted
+        .split(',')
+        .filter_map(|part| Lang::parse(part.split(';').next().unwrap_or("")))
+        .next()
+        .unwrap_or(Lang::En);
+    (lang, false)
+}
+
+/// The routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/register", get(register))
+        .route("/login", get(login))
+        .route("/unlock", get(unlock))
+        .route("/settings", get(settings))
+        .route("/static/app.js", get(script))
+        .route("/static/style.css", get(stylesheet))
+}
+
+struct Page {
+    lang: Lang,
+    set_lang: bool,
+    signed_in: bool,
+    csrf: Option<String>,
+}
+
+fn render(
+    state: &AppState,
+    page: &Page,
+    name: &str,
+    extra: minijinja::Value,
+) -> Result<Response, ApiError> {
+    let template = TEMPLATES.get_template(name).map_err(ApiError::internal)?;
+    let ctx = context! {
+        lang => page.lang.tag(),
+        other_lang => page.lang.other().tag(),
+        t => page.lang.catalog(),
+        signed_in => page.signed_in,
+        csrf => page.csrf,
+        ..extra
+    };
+    let html = template.render(ctx).map_err(ApiError::internal)?;
+    let mut response = Html(html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_LANGUAGE,
+        HeaderValue::from_static(page.lang.tag()),
+    );
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept-Language, Cookie"),
+    );
+    if page.set_lang {
+        let cookies = Cookies::for_state(state);
+        let mut value = cookies.set(LANG, page.lang.tag(), 365 * 24 * 3600);
+        // The language cookie names no secret; plain name so it works on every origin.
+        if let Ok(text) = value.to_str() {
+            let plain = text.replacen("__Host-", "", 1);
+            value = HeaderValue::from_str(&plain).unwrap_or(value);
+        }
+        headers.append(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+fn page(
+    query: &LangQuery,
+    headers: &HeaderMap,
+    session: Option<&crate::sessions::Session>,
+) -> Page {
+    let (lang, set_lang) = choose_lang(query, headers);
+    Page {
+        lang,
+        set_lang,
+        signed_in: session.is_some(),
+        csrf: session.map(crate::sessions::Session::csrf_token),
+    }
+}
+
+async fn index(
+    State(state): State<AppState>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+    MaybeAuthed(session): MaybeAuthed,
+) -> Result<Response, ApiError> {
+    let page = page(&query, &headers, session.as_ref());
+    let (unlocked, display_name) = match &session {
+        Some(s) if s.citizen().is_ok() => {
+            let profile = citizens::profile(&state, s).await?;
+            (profile.unlocked, profile.display_name)
+        }
+        _ => (false, None),
+    };
+    render(
+        &state,
+        &page,
+        "index.html",
+        context! { unlocked, display_name },
+    )
+}
+
+async fn register(
+    State(state): State<AppState>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+    MaybeAuthed(session): MaybeAuthed,
+) -> Result<Response, ApiError> {
+    let page = page(&query, &headers, session.as_ref());
+    render(&state, &page, "register.html", context! {})
+}
+
+async fn login(
+    State(state): State<AppState>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+    MaybeAuthed(session): MaybeAuthed,
+) -> Result<Response, ApiError> {
+    let page = page(&query, &headers, session.as_ref());
+    render(&state, &page, "login.html", context! {})
+}
+
+async fn unlock(
+    State(state): State<AppState>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+    MaybeAuthed(session): MaybeAuthed,
+) -> Result<Response, ApiError> {
+    if session.is_none() {
+        return Ok(Redirect::to("/login").into_response());
+    }
+    let page = page(&query, &headers, session.as_ref());
+    render(&state, &page, "unlock.html", context! {})
+}
+
+fn date(ms: i64) -> String {
+    let t = from_ms(ms);
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+}
+
+async fn settings(
+    State(state): State<AppState>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+    MaybeAuthed(session): MaybeAuthed,
+) -> Result<Response, ApiError> {
+    let Some(session) = session else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let page = page(&query, &headers, Some(&session));
+    let profile = citizens::profile(&state, &session).await?;
+    let passkeys: Vec<_> = profile
+        .passkeys
+        .iter()
+        .map(|p| {
+            context! {
+                id => p.id.to_string(),
+                label => p.label,
+                created => date(p.created_at),
+                last_used => p.last_used_at.map(date),
+            }
+        })
+        .collect();
+    render(&state, &page, "settings.html", context! { passkeys })
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    response
+}
+
+async fn script() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/static/app.js"),
+    )
+}
+
+async fn stylesheet() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../../web/static/style.css"),
+    )
+}

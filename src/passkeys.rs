@@ -1,0 +1,141 @@
+//! Passkeys (WebAuthn) and the server-side state of their ceremonies.
+//!
+//! Ceremony state lives in the database so any node can finish what another started. The
+//! client holds a ceremony token (`id ‖ secret`, in a short-lived cookie); the state is
+//! sealed under a key derived from the secret, so the database alone cannot read it. A
+//! ceremony expires after five minutes and is deleted as it is finished: a replayed or
+//! swapped finish finds nothing and is refused.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use custodia_crypto::{Aad, KeyEncryptionKey, SecretBytes, envelope, kdf};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+use webauthn_rs::prelude::Url;
+use webauthn_rs::{Webauthn, WebauthnBuilder};
+
+use crate::error::Error;
+use crate::store::Store;
+use crate::store::sessions::CeremonyRow;
+
+/// How long a ceremony may take.
+pub const CEREMONY_TTL_MS: i64 = 5 * 60 * 1000;
+
+/// The relying party.
+pub struct Passkeys {
+    /// The configured webauthn-rs relying party.
+    pub webauthn: Webauthn,
+    /// The origin browsers use.
+    pub origin: Url,
+}
+
+impl Passkeys {
+    /// A relying party for `origin` (its host is the RP id).
+    pub fn new(origin: &Url) -> anyhow::Result<Self> {
+        let rp_id = origin
+            .host_str()
+            .ok_or_else(|| anyhow::anyhow!("public URL has no host"))?;
+        let webauthn = WebauthnBuilder::new(rp_id, origin)?
+            .rp_name("Custodia")
+            .build()?;
+        Ok(Self {
+            webauthn,
+            origin: origin.clone(),
+        })
+    }
+}
+
+/// Kinds of ceremony; a token of one kind never finishes another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CeremonyKind {
+    /// A new citizen's first passkey.
+    Register,
+    /// A citizen logging in.
+    Login,
+    /// A logged-in citizen adding a passkey.
+    AddPasskey,
+    /// An auditor enrolling from an invite.
+    AuditorEnrol,
+    /// An auditor logging in.
+    AuditorLogin,
+}
+
+impl CeremonyKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Login => "login",
+            Self::AddPasskey => "add-passkey",
+            Self::AuditorEnrol => "auditor-enrol",
+            Self::AuditorLogin => "auditor-login",
+        }
+    }
+}
+
+fn state_key(secret: &[u8]) -> KeyEncryptionKey {
+    kdf::derive_from_bytes(secret, "ceremony-state")
+}
+
+fn state_aad(id: Uuid, kind: CeremonyKind) -> Aad {
+    Aad::new("ceremony")
+        .with("id", id.as_bytes())
+        .with("kind", kind.as_str())
+}
+
+/// Stores sealed ceremony state and returns the token the client must present to finish.
+pub async fn begin<T: Serialize>(
+    store: &Store,
+    kind: CeremonyKind,
+    state: &T,
+    now_ms: i64,
+) -> Result<String, Error> {
+    let id = Uuid::new_v4();
+    let secret = SecretBytes::random(32);
+    let json =
+        zeroize::Zeroizing::new(serde_json::to_vec(state).map_err(|e| Error::Internal(e.into()))?);
+    let sealed = envelope::seal(&state_key(secret.expose()), &state_aad(id, kind), &json);
+    store
+        .insert_ceremony(&CeremonyRow {
+            id,
+            kind: kind.as_str().to_owned(),
+            state: URL_SAFE_NO_PAD.encode(sealed),
+            subject: None,
+            created_at: now_ms,
+            expires_at: now_ms + CEREMONY_TTL_MS,
+        })
+        .await?;
+    let mut token = id.as_bytes().to_vec();
+    token.extend_from_slice(secret.expose());
+    Ok(URL_SAFE_NO_PAD.encode(token))
+}
+
+/// Takes (deletes) the ceremony named by `token` and opens its state. Missing, expired,
+/// already finished, of another kind, or tampered: all refused alike.
+pub async fn finish<T: DeserializeOwned>(
+    store: &Store,
+    kind: CeremonyKind,
+    token: Option<&str>,
+    now_ms: i64,
+) -> Result<T, Error> {
+    let refused = || {
+        Error::Unauthenticated(
+            "This sign-in attempt has expired or was already used; please start again.".into(),
+        )
+    };
+    let raw = token
+        .and_then(|t| URL_SAFE_NO_PAD.decode(t).ok())
+        .filter(|t| t.len() == 48)
+        .ok_or_else(refused)?;
+    let raw = SecretBytes::new(raw);
+    let (id_bytes, secret) = raw.expose().split_at(16);
+    let id = Uuid::from_slice(id_bytes).map_err(|_| refused())?;
+    let row = store.take_ceremony(id).await?.ok_or_else(refused)?;
+    if row.kind != kind.as_str() || row.expires_at <= now_ms {
+        return Err(refused());
+    }
+    let sealed = URL_SAFE_NO_PAD.decode(&row.state).map_err(|_| refused())?;
+    let json =
+        envelope::open(&state_key(secret), &state_aad(id, kind), &sealed).map_err(|_| refused())?;
+    serde_json::from_slice(&json).map_err(|e| Error::Internal(e.into()))
+}

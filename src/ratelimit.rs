@@ -1,0 +1,107 @@
+//! Security rate limits, counted in the database so every node shares them (SPEC §5).
+//! Fixed windows per bucket; a refused attempt reports when to retry.
+
+use crate::context::Context;
+use crate::error::Error;
+
+/// A limit: at most `max` hits per `window_s` seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    /// Bucket family, e.g. `unlock-account`.
+    pub name: &'static str,
+    /// Hits allowed per window.
+    pub max: i64,
+    /// Window length in seconds.
+    pub window_s: i64,
+}
+
+/// Registration attempts per client address.
+pub const REGISTER_PER_ADDR: Limit = Limit {
+    name: "register-addr",
+    max: 20,
+    window_s: 3600,
+};
+/// Sign-in attempts per account.
+pub const LOGIN_PER_ACCOUNT: Limit = Limit {
+    name: "login-account",
+    max: 10,
+    window_s: 900,
+};
+/// Sign-in attempts per client address.
+pub const LOGIN_PER_ADDR: Limit = Limit {
+    name: "login-addr",
+    max: 50,
+    window_s: 900,
+};
+/// Passphrase attempts per account.
+pub const UNLOCK_PER_ACCOUNT: Limit = Limit {
+    name: "unlock-account",
+    max: 5,
+    window_s: 300,
+};
+/// Passphrase attempts per client address.
+pub const UNLOCK_PER_ADDR: Limit = Limit {
+    name: "unlock-addr",
+    max: 20,
+    window_s: 300,
+};
+/// Recovery attempts per account.
+pub const RECOVER_PER_ACCOUNT: Limit = Limit {
+    name: "recover-account",
+    max: 5,
+    window_s: 3600,
+};
+/// Recovery attempts per client address.
+pub const RECOVER_PER_ADDR: Limit = Limit {
+    name: "recover-addr",
+    max: 20,
+    window_s: 3600,
+};
+
+/// Counts one attempt against `limit` for `key`; refuses with `Retry-After` when over.
+pub async fn check(ctx: &Context, limit: Limit, key: &str) -> Result<(), Error> {
+    let now = ctx.clock.now_ms();
+    let (hits, window_start) = ctx
+        .store
+        .rate_hit(&bucket(limit, key), now, limit.window_s * 1000)
+        .await?;
+    over(limit, hits, window_start, now)
+}
+
+/// Refuses if `key` has already used up `limit`, without counting this attempt. Used with
+/// [`record_failure`] where only failures should count (a wrong passphrase), so a citizen
+/// who types it right is never slowed down.
+pub async fn guard(ctx: &Context, limit: Limit, key: &str) -> Result<(), Error> {
+    let now = ctx.clock.now_ms();
+    let (hits, window_start) = ctx
+        .store
+        .rate_peek(&bucket(limit, key), now, limit.window_s * 1000)
+        .await?;
+    over(limit, hits + 1, window_start, now)
+}
+
+/// Counts one failed attempt against `limit` for `key`.
+pub async fn record_failure(ctx: &Context, limit: Limit, key: &str) -> Result<(), Error> {
+    ctx.store
+        .rate_hit(
+            &bucket(limit, key),
+            ctx.clock.now_ms(),
+            limit.window_s * 1000,
+        )
+        .await?;
+    Ok(())
+}
+
+fn bucket(limit: Limit, key: &str) -> String {
+    format!("{}:{key}", limit.name)
+}
+
+fn over(limit: Limit, hits: i64, window_start: i64, now: i64) -> Result<(), Error> {
+    if hits > limit.max {
+        let retry_ms = (window_start + limit.window_s * 1000 - now).max(1000);
+        return Err(Error::RateLimited {
+            retry_after_s: u64::try_from((retry_ms + 999) / 1000).unwrap_or(1),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Sessions, kept in the database so any node can serve them (SPEC §5).
+//!
+//! The cookie holds a 256-bit secret. The database keeps only `SHA-256("session" ‖ secret)`
+//! as the row key; while the vault is unlocked, the vault key is wrapped under a key that
+//! HKDF derives from the secret, so the database alone cannot unwrap it (SPEC G5). The
+//! CSRF token is another HKDF output of the same secret, so it needs no storage and any
+//! node can check it. Sessions end after 15 minutes idle or 12 hours in all.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use custodia_crypto::{
+    Aad, KeyEncryptionKey, SecretBytes, SymmetricKey, VaultKey, ct_eq, digest, kdf, wrap,
+};
+use uuid::Uuid;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::store::sessions::SessionRow;
+
+/// Idle timeout.
+pub const IDLE_MS: i64 = 15 * 60 * 1000;
+/// Absolute lifetime.
+pub const ABSOLUTE_MS: i64 = 12 * 60 * 60 * 1000;
+/// Activity is recorded at most this often, to keep reads cheap.
+const TOUCH_EVERY_MS: i64 = 60 * 1000;
+
+/// Who a session belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    /// A citizen.
+    Citizen(Uuid),
+    /// An auditor.
+    Auditor(Uuid),
+}
+
+/// An authenticated session, with the cookie secret that proves it.
+#[derive(Debug)]
+pub struct Session {
+    /// Who is signed in.
+    pub principal: Principal,
+    /// Row key.
+    pub id_hash: Vec<u8>,
+    secret: SecretBytes,
+    vault_key_wrap: Option<Vec<u8>>,
+}
+
+/// A new session's cookie value and CSRF token, handed to the client once.
+#[derive(Debug)]
+pub struct Issued {
+    /// The cookie value.
+    pub cookie: String,
+    /// The value every state-changing request repeats in `X-CSRF-Token`.
+    pub csrf_token: String,
+}
+
+fn id_hash(secret: &[u8]) -> Vec<u8> {
+    let mut input = b"session\0".to_vec();
+    input.extend_from_slice(secret);
+    digest::sha256(&input).to_vec()
+}
+
+fn vault_kek(secret: &[u8]) -> KeyEncryptionKey {
+    kdf::derive_from_bytes(secret, "session-vault-key")
+}
+
+fn vault_aad(id_hash: &[u8]) -> Aad {
+    Aad::new("session-vault-key").with("session", id_hash)
+}
+
+fn csrf_for(secret: &[u8]) -> String {
+    let key: KeyEncryptionKey = kdf::derive_from_bytes(secret, "csrf-token");
+    URL_SAFE_NO_PAD.encode(key.expose())
+}
+
+/// Opens a session for `principal`, unlocked if a vault key is given.
+pub async fn create(
+    ctx: &Context,
+    principal: Principal,
+    vault_key: Option<&VaultKey>,
+) -> Result<Issued, Error> {
+    let secret = SecretBytes::random(32);
+    let id_hash = id_hash(secret.expose());
+    let now = ctx.clock.now_ms();
+    let (citizen_id, auditor_id) = match principal {
+        Principal::Citizen(id) => (Some(id), None),
+        Principal::Auditor(id) => (None, Some(id)),
+    };
+    let csrf_token = csrf_for(secret.expose());
+    ctx.store
+        .insert_session(&SessionRow {
+            vault_key_wrap: vault_key
+                .map(|k| wrap::wrap_key(&vault_kek(secret.expose()), k, &vault_aad(&id_hash))),
+            id_hash,
+            citizen_id,
+            auditor_id,
+            csrf_hash: digest::sha256(csrf_token.as_bytes()).to_vec(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + ABSOLUTE_MS,
+        })
+        .await?;
+    Ok(Issued {
+        cookie: URL_SAFE_NO_PAD.encode(secret.expose()),
+        csrf_token,
+    })
+}
+
+/// The live session a cookie names, or `Unauthenticated`. Expired sessions are deleted.
+pub async fn authenticate(ctx: &Context, cookie: Option<&str>) -> Result<Session, Error> {
+    let signed_out = || Error::Unauthenticated("Please sign in.".into());
+    let secret = cookie
+        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
+        .filter(|s| s.len() == 32)
+        .map(SecretBytes::new)
+        .ok_or_else(signed_out)?;
+    let id_hash = id_hash(secret.expose());
+    let row = ctx.store.session(&id_hash).await?.ok_or_else(signed_out)?;
+    let now = ctx.clock.now_ms();
+    if row.expires_at <= now || row.last_seen_at + IDLE_MS <= now {
+        ctx.store.delete_session(&id_hash).await?;
+        return Err(Error::Unauthenticated(
+            "Your session has ended; please sign in again.".into(),
+        ));
+    }
+    if now - row.last_seen_at >= TOUCH_EVERY_MS {
+        ctx.store.touch_session(&id_hash, now).await?;
+    }
+    let principal = match (row.citizen_id, row.auditor_id) {
+        (Some(c), None) => Principal::Citizen(c),
+        (None, Some(a)) => Principal::Auditor(a),
+        _ => return Err(signed_out()),
+    };
+    Ok(Session {
+        principal,
+        id_hash,
+        secret,
+        vault_key_wrap: row.vault_key_wrap,
+    })
+}
+
+impl Session {
+    /// Checks the `X-CSRF-Token` value of a state-changing request (constant time).
+    pub fn check_csrf(&self, header: Option<&str>) -> Result<(), Error> {
+        let expected = csrf_for(self.secret.expose());
+        match header {
+            Some(given) if ct_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
+            _ => Err(Error::Forbidden(
+                "The request lacks a valid X-CSRF-Token header; reload the page and try again."
+                    .into(),
+            )),
+        }
+    }
+
+    /// This session's CSRF token (for pages rendered to it).
+    pub fn csrf_token(&self) -> String {
+        csrf_for(self.secret.expose())
+    }
+
+    /// The citizen signed in, or `Forbidden` for other principals.
+    pub fn citizen(&self) -> Result<Uuid, Error> {
+        match self.principal {
+            Principal::Citizen(id) => Ok(id),
+            Principal::Auditor(_) => Err(Error::Forbidden("This is for citizens only.".into())),
+        }
+    }
+
+    /// Whether the vault is unlocked in this session.
+    pub fn is_unlocked(&self) -> bool {
+        self.vault_key_wrap.is_some()
+    }
+
+    /// The unlocked vault key, or [`Error::Locked`].
+    pub fn vault_key(&self) -> Result<VaultKey, Error> {
+        let wrapped = self.vault_key_wrap.as_deref().ok_or(Error::Locked)?;
+        wrap::unwrap_key(
+            &vault_kek(self.secret.expose()),
+            wrapped,
+            &vault_aad(&self.id_hash),
+        )
+        .map_err(|_| Error::Locked)
+    }
+
+    /// Keeps `vault_key` wrapped in this session (unlock).
+    pub async fn unlock(&mut self, ctx: &Context, vault_key: &VaultKey) -> Result<(), Error> {
+        let wrapped = wrap::wrap_key(
+            &vault_kek(self.secret.expose()),
+            vault_key,
+            &vault_aad(&self.id_hash),
+        );
+        ctx.store
+            .set_session_vault(&self.id_hash, Some(&wrapped))
+            .await?;
+        self.vault_key_wrap = Some(wrapped);
+        Ok(())
+    }
+
+    /// Forgets the vault key (lock) without signing out.
+    pub async fn lock(&mut self, ctx: &Context) -> Result<(), Error> {
+        ctx.store.set_session_vault(&self.id_hash, None).await?;
+        self.vault_key_wrap = None;
+        Ok(())
+    }
+
+    /// Ends this session.
+    pub async fn end(self, ctx: &Context) -> Result<(), Error> {
+        ctx.store.delete_session(&self.id_hash).await?;
+        Ok(())
+    }
+}

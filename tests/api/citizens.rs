@@ -1,0 +1,495 @@
+//! Citizens: passkey accounts, vault passphrase, recovery code, sessions (SPEC G5, G6).
+
+use custodia::on_engine;
+use serde_json::{Value, json};
+
+use crate::citizen_kit::{Citizen, PASSPHRASE};
+use crate::helpers::{Backend, assert_problem, both_backends, national_id, spawn_app};
+
+both_backends!(
+    register_logout_login_unlock_change_and_recover,
+    replayed_and_cross_account_ceremonies_are_refused,
+    wrong_passphrase_is_refused_and_rate_limited,
+    a_locked_session_cannot_decrypt_and_csrf_is_required,
+    sessions_end_when_idle_and_everywhere_at_once,
+    passkeys_are_added_and_the_last_is_kept,
+    registration_input_is_validated,
+    no_secret_or_identity_is_stored_in_clear,
+);
+
+async fn register_logout_login_unlock_change_and_recover(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let mut c = Citizen::register(&app, &national_id(1), "张伟").await;
+    assert_eq!(c.recovery_code.len(), 34, "grouped 28-character code");
+
+    let me: Value = c.me().await.json().await.unwrap();
+    assert_eq!(me["unlocked"], true);
+    assert_eq!(me["display_name"], "张伟");
+    assert_eq!(me["citizen_id"], c.citizen_id.as_str());
+
+    assert_eq!(c.post("/auth/logout", json!({})).await.status(), 204);
+    assert_problem(c.me().await, 401).await;
+
+    c.login().await;
+    let me: Value = c.me().await.json().await.unwrap();
+    assert_eq!(me["unlocked"], false);
+    assert_eq!(me["display_name"], Value::Null, "sealed until unlocked");
+
+    assert_eq!(c.unlock(PASSPHRASE).await.status(), 200);
+    let me: Value = c.me().await.json().await.unwrap();
+    assert_eq!(me["display_name"], "张伟");
+
+    let new_passphrase = "violet harbour marble ninety";
+    let changed = c
+        .post(
+            "/me/passphrase",
+            json!({ "current_passphrase": PASSPHRASE, "new_passphrase": new_passphrase }),
+        )
+        .await;
+    assert_eq!(changed.status(), 204);
+    c.post("/auth/logout", json!({})).await;
+    c.login().await;
+    assert_problem(c.unlock(PASSPHRASE).await, 403).await;
+    assert_eq!(c.unlock(new_passphrase).await.status(), 200);
+
+    // Forgot the passphrase: the recovery code sets a new one, and is itself replaced.
+    c.post("/auth/logout", json!({})).await;
+    c.login().await;
+    let recovered_passphrase = "saffron glacier tunnel eleven";
+    let recovered = c
+        .post(
+            "/vault/recover",
+            json!({ "recovery_code": c.recovery_code, "new_passphrase": recovered_passphrase }),
+        )
+        .await;
+    assert_eq!(recovered.status(), 200);
+    let body: Value = recovered.json().await.unwrap();
+    assert_eq!(body["unlocked"], true);
+    let fresh_code = body["recovery_code"].as_str().unwrap().to_owned();
+    assert_ne!(fresh_code, c.recovery_code);
+    let me: Value = c.me().await.json().await.unwrap();
+    assert_eq!(me["display_name"], "张伟");
+
+    let reused = c
+        .post(
+            "/vault/recover",
+            json!({ "recovery_code": c.recovery_code, "new_passphrase": "another long phrase here" }),
+        )
+        .await;
+    assert_problem(reused, 403).await;
+
+    c.post("/auth/logout", json!({})).await;
+    c.login().await;
+    assert_problem(c.unlock(new_passphrase).await, 403).await;
+    assert_eq!(c.unlock(recovered_passphrase).await.status(), 200);
+    app.stop().await;
+}
+
+async fn replayed_and_cross_account_ceremonies_are_refused(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let mut a = Citizen::register(&app, &national_id(2), "Li Na").await;
+    let mut b = Citizen::register(&app, &national_id(3), "Wang Fang").await;
+
+    // A replayed login finish finds its ceremony gone.
+    let assertion = a.assertion().await;
+    let first = a
+        .post("/auth/login/finish", json!({ "credential": assertion }))
+        .await;
+    assert_eq!(first.status(), 200);
+    let replay = a
+        .post("/auth/login/finish", json!({ "credential": assertion }))
+        .await;
+    assert_problem(replay, 401).await;
+
+    // A's assertion answered to B's ceremony: refused.
+    let a_assertion = a.assertion().await;
+    let b_start = b
+        .post("/auth/login/start", json!({ "national_id": b.national_id }))
+        .await;
+    assert_eq!(b_start.status(), 200);
+    let swapped = b
+        .post("/auth/login/finish", json!({ "credential": a_assertion }))
+        .await;
+    assert_problem(swapped, 401).await;
+
+    // A replayed registration finish cannot create a second account.
+    let mut c = Citizen {
+        national_id: national_id(4),
+        ..Citizen::register(&app, &national_id(5), "Zhao Lei").await
+    };
+    let credential = c.registration_credential().await;
+    let ok = c
+        .post(
+            "/auth/register/finish",
+            json!({ "credential": credential, "passphrase": PASSPHRASE }),
+        )
+        .await;
+    assert_eq!(ok.status(), 200);
+    let again = c
+        .post(
+            "/auth/register/finish",
+            json!({ "credential": credential, "passphrase": PASSPHRASE }),
+        )
+        .await;
+    assert_problem(again, 401).await;
+
+    // Garbage credentials are refused, not crashed on.
+    let _ = b.assertion().await;
+    let garbage = b
+        .post("/auth/login/finish", json!({ "credential": { "id": "x" } }))
+        .await;
+    assert!(garbage.status().is_client_error());
+    assert_eq!(
+        garbage.headers()["content-type"],
+        "application/problem+json"
+    );
+    app.stop().await;
+}
+
+async fn wrong_passphrase_is_refused_and_rate_limited(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let mut c = Citizen::register(&app, &national_id(6), "Chen Jie").await;
+    c.post("/auth/logout", json!({})).await;
+    c.login().await;
+    for _ in 0..5 {
+        let body = assert_problem(c.unlock("not my passphrase at all").await, 403).await;
+        assert_eq!(body["type"], "/problems/wrong-secret");
+    }
+    let limited = c.unlock(PASSPHRASE).await;
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0 && retry <= 300);
+    assert_problem(limited, 429).await;
+    // The window passes; the right passphrase works again.
+    app.clock.advance(time::Duration::minutes(5));
+    // The session would have gone idle meanwhile: sign in again.
+    c.login().await;
+    assert_eq!(c.unlock(PASSPHRASE).await.status(), 200);
+    app.stop().await;
+}
+
+async fn a_locked_session_cannot_decrypt_and_csrf_is_required(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let mut c = Citizen::register(&app, &national_id(7), "Liu Yang").await;
+    c.post("/auth/logout", json!({})).await;
+    c.login().await;
+    // Locked: the display name stays sealed and the vault key cannot be had.
+    let me: Value = c.me().await.json().await.unwrap();
+    assert_eq!(me["unlocked"], false);
+    assert_eq!(me["display_name"], Value::Null);
+
+    // State-changing requests without the CSRF token are refused and change nothing.
+    let no_csrf = c
+        .http
+        .post(format!("{}/vault/unlock", c.base))
+        .json(&json!({ "passphrase": PASSPHRASE }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(no_csrf, 403).await;
+    let wrong_csrf = c
+        .http
+        .post(format!("{}/auth/logout", c.base))
+        .header("x-csrf-token", "forged")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(wrong_csrf, 403).await;
+    assert_eq!(c.me().await.status(), 200, "still signed in");
+
+    // Locking again forgets the key.
+    assert_eq!(c.unlock(PASSPHRASE).await.status(), 200);
+    assert_eq!(c.post("/vault/lock", json!({})).await.status(), 200);
+    let me: Value = c.me().await.json().await.unwrap();
+    assert_eq!(me["display_name"], Value::Null);
+    app.stop().await;
+}
+
+async fn sessions_end_when_idle_and_everywhere_at_once(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let mut phone = Citizen::register(&app, &national_id(8), "Yang Min").await;
+    app.clock.advance(time::Duration::minutes(16));
+    assert_problem(phone.me().await, 401).await;
+
+    phone.login().await;
+    // A second browser, same passkey.
+    let mut laptop = Citizen {
+        http: app.new_client(),
+        authenticator: std::mem::take(&mut phone.authenticator),
+        base: phone.base.clone(),
+        national_id: phone.national_id.clone(),
+        display_name: phone.display_name.clone(),
+        passphrase: phone.passphrase.clone(),
+        csrf: String::new(),
+        citizen_id: phone.citizen_id.clone(),
+        recovery_code: String::new(),
+    };
+    laptop.login().await;
+    assert_eq!(phone.me().await.status(), 200);
+    assert_eq!(laptop.me().await.status(), 200);
+    let out = laptop.post("/auth/logout-everywhere", json!({})).await;
+    assert_eq!(out.status(), 200);
+    assert_eq!(out.json::<Value>().await.unwrap()["sessions_ended"], 2);
+    assert_problem(phone.me().await, 401).await;
+    assert_problem(laptop.me().await, 401).await;
+
+    // Twelve hours is the limit however active the session is.
+    laptop.login().await;
+    for _ in 0..49 {
+        app.clock
+            .advance(time::Duration::minutes(14) + time::Duration::seconds(50));
+        if laptop.me().await.status() != 200 {
+            break;
+        }
+    }
+    assert_problem(laptop.me().await, 401).await;
+    app.stop().await;
+}
+
+async fn passkeys_are_added_and_the_last_is_kept(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let c = Citizen::register(&app, &national_id(9), "Sun Li").await;
+    let me: Value = c.me().await.json().await.unwrap();
+    let only = me["passkeys"][0]["id"].as_str().unwrap().to_owned();
+    let refused = c
+        .http
+        .delete(format!("{}/me/passkeys/{only}", c.base))
+        .header("x-csrf-token", &c.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(refused, 409).await;
+
+    // A second device's passkey.
+    let mut second = webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true);
+    let start = c.post("/me/passkeys/start", json!({})).await;
+    assert_eq!(start.status(), 200);
+    let options = start.json().await.unwrap();
+    let credential = webauthn_authenticator_rs::WebauthnAuthenticator::do_registration(
+        &mut second,
+        crate::citizen_kit::origin(),
+        options,
+    )
+    .unwrap();
+    let added = c
+        .post(
+            "/me/passkeys/finish",
+            json!({ "credential": credential, "label": "Laptop" }),
+        )
+        .await;
+    assert_eq!(added.status(), 200);
+    let me: Value = c.me().await.json().await.unwrap();
+    assert_eq!(me["passkeys"].as_array().unwrap().len(), 2);
+    assert!(
+        me["passkeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["label"] == "Laptop")
+    );
+
+    // The new passkey signs in.
+    let mut via_second = Citizen {
+        http: app.new_client(),
+        authenticator: second,
+        base: c.base.clone(),
+        national_id: c.national_id.clone(),
+        display_name: String::new(),
+        passphrase: String::new(),
+        csrf: String::new(),
+        citizen_id: String::new(),
+        recovery_code: String::new(),
+    };
+    via_second.login().await;
+
+    let removed = c
+        .http
+        .delete(format!("{}/me/passkeys/{only}", c.base))
+        .header("x-csrf-token", &c.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), 204);
+    // Another citizen's passkey id is simply not found.
+    let other = Citizen::register(&app, &national_id(10), "Zhou Qi").await;
+    let me_other: Value = other.me().await.json().await.unwrap();
+    let theirs = me_other["passkeys"][0]["id"].as_str().unwrap();
+    let cross = c
+        .http
+        .delete(format!("{}/me/passkeys/{theirs}", c.base))
+        .header("x-csrf-token", &c.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(cross, 409).await;
+    app.stop().await;
+}
+
+async fn registration_input_is_validated(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let http = app.new_client();
+    let post = |body: Value| {
+        let http = http.clone();
+        let url = app.url("/auth/register/start");
+        async move { http.post(url).json(&body).send().await.unwrap() }
+    };
+    let bad_checksum =
+        post(json!({ "national_id": "110105194912310021", "display_name": "X" })).await;
+    let body = assert_problem(bad_checksum, 422).await;
+    assert!(body["detail"].as_str().unwrap().starts_with("national_id"));
+    assert_problem(
+        post(json!({ "national_id": national_id(11), "display_name": "" })).await,
+        422,
+    )
+    .await;
+    assert_problem(post(json!({ "national_id": national_id(11) })).await, 422).await;
+    let unknown_field =
+        post(json!({ "national_id": national_id(11), "display_name": "A", "admin": true })).await;
+    assert_problem(unknown_field, 422).await;
+    let not_json = http
+        .post(app.url("/auth/register/start"))
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(not_json, 400).await;
+    let huge = http
+        .post(app.url("/auth/register/start"))
+        .header("content-type", "application/json")
+        .body(format!("{{\"national_id\":\"{}\"}}", "1".repeat(200_000)))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(huge, 413).await;
+
+    // Weak passphrases are refused before the ceremony is spent; the same answer then works.
+    let mut c = Citizen::register(&app, &national_id(12), "Hu Jun").await;
+    c.national_id = national_id(13);
+    let credential = c.registration_credential().await;
+    for weak in ["password123", "short", "aaaaaaaaaaaaaaaa"] {
+        let refused = c
+            .post(
+                "/auth/register/finish",
+                json!({ "credential": credential, "passphrase": weak }),
+            )
+            .await;
+        let body = assert_problem(refused, 422).await;
+        assert!(body["detail"].as_str().unwrap().starts_with("passphrase"));
+    }
+    let ok = c
+        .post(
+            "/auth/register/finish",
+            json!({ "credential": credential, "passphrase": PASSPHRASE }),
+        )
+        .await;
+    assert_eq!(ok.status(), 200);
+
+    // The same national ID cannot register twice.
+    let dup = c
+        .post(
+            "/auth/register/start",
+            json!({ "national_id": national_id(12), "display_name": "Hu Jun" }),
+        )
+        .await;
+    assert_problem(dup, 409).await;
+    app.stop().await;
+}
+
+async fn no_secret_or_identity_is_stored_in_clear(backend: Backend) {
+    let (env, app) = spawn_app(backend).await;
+    let nid = national_id(14);
+    let name = "Guo Xiaoming 郭晓明";
+    let c = Citizen::register(&app, &nid, name).await;
+
+    // The vault key, recovered the way only the citizen can: through the passphrase.
+    let row = app
+        .state
+        .store
+        .citizen(c.citizen_id.parse().unwrap())
+        .await
+        .unwrap();
+    let kdf: custodia_crypto::kdf::PassphraseKdf =
+        serde_json::from_str(&row.passphrase_kdf).unwrap();
+    let kek = kdf
+        .derive(&custodia_crypto::Passphrase::new(PASSPHRASE.into()))
+        .unwrap();
+    let aad = custodia_crypto::Aad::new("vault-key")
+        .with("citizen", row.id.as_bytes())
+        .with("by", "passphrase");
+    let vault_key: custodia_crypto::VaultKey =
+        custodia_crypto::wrap::unwrap_key(&kek, &row.vault_key_passphrase, &aad).unwrap();
+    let vault_bytes = *custodia_crypto::SymmetricKey::expose(&vault_key);
+    let code_plain = c.recovery_code.replace('-', "");
+
+    let needles: Vec<(&str, Vec<u8>)> = vec![
+        ("national ID", nid.as_bytes().to_vec()),
+        ("display name", name.as_bytes().to_vec()),
+        ("passphrase", PASSPHRASE.as_bytes().to_vec()),
+        ("recovery code", c.recovery_code.as_bytes().to_vec()),
+        ("recovery code (ungrouped)", code_plain.as_bytes().to_vec()),
+        ("vault key", vault_bytes.to_vec()),
+        (
+            "vault key (hex)",
+            custodia_crypto::digest::hex(&vault_bytes).into_bytes(),
+        ),
+    ];
+
+    // Every table, as the database renders it.
+    let tables = [
+        "service_keys",
+        "signing_keys",
+        "citizens",
+        "credentials",
+        "ceremonies",
+        "sessions",
+        "rate_limits",
+        "agencies",
+        "documents",
+        "document_versions",
+        "grants",
+        "audit_events",
+    ];
+    let mut dump = Vec::new();
+    let mut tx = app.state.store.begin().await.unwrap();
+    for table in tables {
+        let rows: Vec<String> = on_engine!(&mut tx, conn => {
+            match backend {
+                Backend::Postgres => sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT t::text FROM {table} t")))
+                    .fetch_all(&mut **conn)
+                    .await
+                    .unwrap(),
+                // SQLite: the raw scan of the database file and its log below sees every byte.
+                Backend::Sqlite => Vec::new(),
+            }
+        });
+        for r in rows {
+            dump.extend_from_slice(r.as_bytes());
+        }
+    }
+    drop(tx);
+    app.stop().await;
+
+    // And every file under the data directory, raw (the SQLite database and its log included).
+    fn walk(dir: &std::path::Path, out: &mut Vec<u8>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                out.extend_from_slice(&bytes);
+            }
+        }
+    }
+    walk(&env.data_dir(), &mut dump);
+    assert!(dump.len() > 1000, "the scan read the data");
+    for (what, needle) in needles {
+        assert!(
+            !dump.windows(needle.len()).any(|w| w == needle.as_slice()),
+            "{what} found in clear in the database or data directory"
+        );
+    }
+}

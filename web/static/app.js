@@ -1,0 +1,213 @@
+// Custodia's one script: WebAuthn ceremonies and JSON form posts. No inline script, no
+// framework. Errors arrive as RFC 9457 problem+json; their `detail` is shown to the user.
+"use strict";
+
+const b64u = {
+  decode(text) {
+    const pad = "=".repeat((4 - (text.length % 4)) % 4);
+    const bin = atob((text + pad).replace(/-/g, "+").replace(/_/g, "/"));
+    return Uint8Array.from(bin, (c) => c.charCodeAt(0)).buffer;
+  },
+  encode(buffer) {
+    const bytes = new Uint8Array(buffer);
+    let bin = "";
+    for (const b of bytes) bin += String.fromCharCode(b);
+    return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  },
+};
+
+function message(key) {
+  return document.body.dataset[key] || document.body.dataset.msgGeneric;
+}
+
+function showError(text) {
+  const box = document.getElementById("error");
+  box.textContent = text;
+  box.hidden = false;
+  box.focus?.();
+}
+
+function clearError() {
+  const box = document.getElementById("error");
+  box.hidden = true;
+  box.textContent = "";
+}
+
+function csrf() {
+  return document.querySelector('meta[name="csrf-token"]')?.content || "";
+}
+
+async function api(method, path, body) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (_) {
+    throw new Error(message("msgNetwork"));
+  }
+  if (response.status === 204) return {};
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.detail || message("msgGeneric"));
+  return data;
+}
+
+function creationOptions(options) {
+  const pk = options.publicKey;
+  pk.challenge = b64u.decode(pk.challenge);
+  pk.user.id = b64u.decode(pk.user.id);
+  (pk.excludeCredentials || []).forEach((c) => (c.id = b64u.decode(c.id)));
+  return options;
+}
+
+function requestOptions(options) {
+  const pk = options.publicKey;
+  pk.challenge = b64u.decode(pk.challenge);
+  (pk.allowCredentials || []).forEach((c) => (c.id = b64u.decode(c.id)));
+  return options;
+}
+
+function registrationJson(cred) {
+  return {
+    id: cred.id,
+    rawId: b64u.encode(cred.rawId),
+    type: cred.type,
+    response: {
+      attestationObject: b64u.encode(cred.response.attestationObject),
+      clientDataJSON: b64u.encode(cred.response.clientDataJSON),
+    },
+    extensions: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {},
+  };
+}
+
+function assertionJson(cred) {
+  const r = cred.response;
+  return {
+    id: cred.id,
+    rawId: b64u.encode(cred.rawId),
+    type: cred.type,
+    response: {
+      authenticatorData: b64u.encode(r.authenticatorData),
+      clientDataJSON: b64u.encode(r.clientDataJSON),
+      signature: b64u.encode(r.signature),
+      userHandle: r.userHandle ? b64u.encode(r.userHandle) : null,
+    },
+    extensions: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {},
+  };
+}
+
+async function passkeyCall(fn) {
+  if (!window.PublicKeyCredential) throw new Error(message("msgUnsupported"));
+  try {
+    return await fn();
+  } catch (e) {
+    if (e && (e.name === "NotAllowedError" || e.name === "AbortError")) throw new Error(message("msgCancelled"));
+    throw e;
+  }
+}
+
+function onSubmit(id, handler) {
+  const form = document.getElementById(id);
+  if (!form) return;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearError();
+    const button = form.querySelector('button[type="submit"]');
+    if (button) button.disabled = true;
+    try {
+      await handler(Object.fromEntries(new FormData(form).entries()), form);
+    } catch (e) {
+      showError(e.message || message("msgGeneric"));
+    } finally {
+      if (button) button.disabled = false;
+    }
+  });
+}
+
+function onClick(selector, handler) {
+  document.querySelectorAll(selector).forEach((el) =>
+    el.addEventListener("click", async () => {
+      clearError();
+      try {
+        await handler(el);
+      } catch (e) {
+        showError(e.message || message("msgGeneric"));
+      }
+    }),
+  );
+}
+
+function showRecovery(code) {
+  document.getElementById("recovery-code").textContent = code;
+  const section = document.getElementById("recovery");
+  section.hidden = false;
+  section.scrollIntoView();
+}
+
+onSubmit("register-form", async (data, form) => {
+  const options = await api("POST", "/auth/register/start", {
+    national_id: data.national_id,
+    display_name: data.display_name,
+  });
+  const cred = await passkeyCall(() => navigator.credentials.create(creationOptions(options)));
+  const done = await api("POST", "/auth/register/finish", {
+    credential: registrationJson(cred),
+    passphrase: data.passphrase,
+  });
+  form.hidden = true;
+  showRecovery(done.recovery_code);
+});
+
+onSubmit("login-form", async (data) => {
+  const options = await api("POST", "/auth/login/start", { national_id: data.national_id });
+  const cred = await passkeyCall(() => navigator.credentials.get(requestOptions(options)));
+  await api("POST", "/auth/login/finish", { credential: assertionJson(cred) });
+  window.location.assign("/unlock");
+});
+
+onSubmit("unlock-form", async (data) => {
+  await api("POST", "/vault/unlock", { passphrase: data.passphrase });
+  window.location.assign("/");
+});
+
+onSubmit("passphrase-form", async (data, form) => {
+  await api("POST", "/me/passphrase", data);
+  form.reset();
+  document.getElementById("status").hidden = false;
+});
+
+onSubmit("recover-form", async (data, form) => {
+  const done = await api("POST", "/vault/recover", data);
+  form.reset();
+  showRecovery(done.recovery_code);
+});
+
+onSubmit("add-passkey-form", async (data) => {
+  const options = await api("POST", "/me/passkeys/start");
+  const cred = await passkeyCall(() => navigator.credentials.create(creationOptions(options)));
+  await api("POST", "/me/passkeys/finish", { credential: registrationJson(cred), label: data.label || null });
+  window.location.reload();
+});
+
+onClick(".remove-passkey", async (el) => {
+  await api("DELETE", "/me/passkeys/" + encodeURIComponent(el.dataset.id));
+  window.location.reload();
+});
+
+onClick("#logout", async () => {
+  await api("POST", "/auth/logout");
+  window.location.assign("/");
+});
+
+onClick("#logout-everywhere", async () => {
+  await api("POST", "/auth/logout-everywhere");
+  window.location.assign("/");
+});
+
+onClick("#lock", async () => {
+  await api("POST", "/vault/lock");
+  window.location.reload();
+});

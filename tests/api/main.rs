@@ -10,3 +10,4 @@ mod citizens;
 mod errors;
 mod health;
 mod storage;
+mod web;

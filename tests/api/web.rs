@@ -1,0 +1,175 @@
+//! The web shell: pages in both languages, a strict CSP, no inline script, cookie flags.
+
+use serde_json::json;
+
+use crate::citizen_kit::Citizen;
+use crate::helpers::{Backend, TestEnv, both_backends, national_id, spawn_app};
+
+both_backends!(
+    pages_render_in_both_languages_under_a_strict_csp,
+    session_cookies_carry_the_promised_flags,
+);
+
+async fn pages_render_in_both_languages_under_a_strict_csp(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let http = app.new_client();
+    for (path, en, zh) in [
+        ("/", "Create account", "注册"),
+        ("/register", "Create your account", "创建账户"),
+        ("/login", "Sign in with a passkey", "使用通行密钥登录"),
+    ] {
+        let zh_page = http
+            .get(app.url(path))
+            .header("accept-language", "zh-CN,zh;q=0.9,en;q=0.5")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(zh_page.status(), 200, "{path}");
+        assert_eq!(zh_page.headers()["content-language"], "zh-CN");
+        let csp = zh_page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+        assert!(!csp.contains("unsafe-inline"));
+        let body = zh_page.text().await.unwrap();
+        assert!(body.contains(zh), "{path} in Chinese");
+        assert!(body.contains("<html lang=\"zh-CN\">"));
+        // The only script is the external one.
+        assert_eq!(body.matches("<script").count(), 1);
+        assert!(body.contains("<script src=\"/static/app.js\" defer></script>"));
+        assert!(!body.contains(" style=\""), "no inline style");
+
+        let en_page = http
+            .get(app.url(path))
+            .header("accept-language", "en-GB,en;q=0.8")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(en_page.contains(en), "{path} in English");
+    }
+
+    // Switching language sticks through a cookie, over Accept-Language.
+    let switched = http
+        .get(app.url("/login?lang=zh-CN"))
+        .header("accept-language", "en")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        switched.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("custodia-lang=zh-CN")
+    );
+    let again = http
+        .get(app.url("/login"))
+        .header("accept-language", "en")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(again.contains("使用通行密钥登录"));
+
+    // Pages behind sign-in send the signed-out visitor to /login.
+    let unlock = app
+        .new_client()
+        .get(app.url("/settings"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unlock.url().path(), "/login");
+
+    // Signed in, the page carries the CSRF token for the script and the settings work.
+    let c = Citizen::register(&app, &national_id(20), "Ma Lin").await;
+    let settings = c
+        .http
+        .get(format!("{}/settings", c.base))
+        .send()
+        .await
+        .unwrap();
+    let html = settings.text().await.unwrap();
+    assert!(html.contains(&format!(
+        "<meta name=\"csrf-token\" content=\"{}\">",
+        c.csrf
+    )));
+    assert!(html.contains("Passkey 1"));
+    let home = c
+        .http
+        .get(format!("{}/", c.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        home.contains("Ma Lin"),
+        "the unlocked home page greets by name"
+    );
+
+    // Static assets are served with their types; the script holds no secrets.
+    let js = http.get(app.url("/static/app.js")).send().await.unwrap();
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    let css = http.get(app.url("/static/style.css")).send().await.unwrap();
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    app.stop().await;
+}
+
+async fn session_cookies_carry_the_promised_flags(backend: Backend) {
+    // Plain-http localhost: no __Host- prefix or Secure (browsers would drop them).
+    let (_env, app) = spawn_app(backend).await;
+    let mut c = Citizen::register(&app, &national_id(21), "Qian Yu").await;
+    let assertion = c.assertion().await;
+    let finish = c
+        .post("/auth/login/finish", json!({ "credential": assertion }))
+        .await;
+    let cookies: Vec<String> = finish
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("custodia-session="))
+        .unwrap();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(session.contains(flag), "{flag} in {session}");
+    }
+    assert!(!session.contains("Secure"));
+    app.stop().await;
+
+    // Over https: the __Host- prefix and Secure.
+    let mut env = TestEnv::new(backend).await;
+    env.vars.insert(
+        "CUSTODIA_PUBLIC_URL".into(),
+        "https://vault.example.gov.cn".into(),
+    );
+    let app = env.start().await.unwrap();
+    let start = app
+        .new_client()
+        .post(app.url("/auth/register/start"))
+        .json(&json!({ "national_id": national_id(22), "display_name": "Feng" }))
+        .send()
+        .await
+        .unwrap();
+    let cookie = start.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-custodia-ceremony="), "{cookie}");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/", "Secure"] {
+        assert!(cookie.contains(flag), "{flag} in {cookie}");
+    }
+    assert!(
+        !cookie.contains("Domain"),
+        "__Host- cookies carry no Domain"
+    );
+    app.stop().await;
+}

@@ -118,6 +118,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
+        let maintenance = tokio::spawn(maintain(self.state.0.clone()));
         let app = http::app(self.state);
         axum::serve(
             self.listener,
@@ -125,8 +126,23 @@ impl Server {
         )
         .with_graceful_shutdown(shutdown)
         .await?;
+        maintenance.abort();
+        // The task was aborted; its cancellation result carries nothing to report.
+        let _ = maintenance.await;
         store.close().await;
         Ok(())
+    }
+}
+
+/// Periodic clean-up every node runs: ended sessions, expired ceremonies, stale counters.
+async fn maintain(ctx: Arc<Context>) {
+    let mut every = tokio::time::interval(Duration::from_secs(300));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(e) = crate::sessions::sweep(&ctx).await {
+            tracing::warn!(error = %e, "session sweep failed; will retry");
+        }
     }
 }
 

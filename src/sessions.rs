@@ -72,6 +72,17 @@ fn csrf_for(secret: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(key.expose())
 }
 
+/// Deletes ended sessions, expired ceremonies and stale rate counters. Safe to run on
+/// every node at once: each statement is an idempotent delete.
+pub async fn sweep(ctx: &Context) -> Result<(), Error> {
+    let now = ctx.clock.now_ms();
+    const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+    ctx.store
+        .sweep_expired(now, now - IDLE_MS, now - DAY_MS)
+        .await?;
+    Ok(())
+}
+
 /// Opens a session for `principal`, unlocked if a vault key is given.
 pub async fn create(
     ctx: &Context,

@@ -102,11 +102,25 @@ impl Store {
         }))
     }
 
-    /// Removes expired sessions and ceremonies.
-    pub async fn sweep_expired_sessions(&self, now_ms: i64) -> Result<(), StoreError> {
+    /// Removes sessions past their absolute or idle limit, expired ceremonies, and rate
+    /// counters whose window ended before `counters_before_ms`.
+    pub async fn sweep_expired(
+        &self,
+        now_ms: i64,
+        idle_before_ms: i64,
+        counters_before_ms: i64,
+    ) -> Result<(), StoreError> {
         on_engine!(self.pool(), p => {
-            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now_ms).execute(p).await?;
+            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
+                .bind(now_ms)
+                .bind(idle_before_ms)
+                .execute(p)
+                .await?;
             sqlx::query("DELETE FROM ceremonies WHERE expires_at <= $1").bind(now_ms).execute(p).await?;
+            sqlx::query("DELETE FROM rate_limits WHERE window_start <= $1")
+                .bind(counters_before_ms)
+                .execute(p)
+                .await?;
         });
         Ok(())
     }

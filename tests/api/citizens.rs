@@ -493,3 +493,34 @@ async fn no_secret_or_identity_is_stored_in_clear(backend: Backend) {
         );
     }
 }
+
+both_backends!(the_sweep_removes_ended_sessions_and_ceremonies);
+
+async fn the_sweep_removes_ended_sessions_and_ceremonies(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let mut c = Citizen::register(&app, &national_id(30), "Deng Hui").await;
+    let _pending = c.assertion().await; // a ceremony left unfinished
+    let count = |sql: &'static str| {
+        let store = app.state.store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let n: i64 = on_engine!(&mut tx, conn => {
+                sqlx::query_scalar(sql).fetch_one(&mut **conn).await.unwrap()
+            });
+            n
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM sessions").await, 1);
+    assert_eq!(count("SELECT COUNT(*) FROM ceremonies").await, 1);
+    custodia::sessions::sweep(&app.state).await.unwrap();
+    assert_eq!(
+        count("SELECT COUNT(*) FROM sessions").await,
+        1,
+        "live session kept"
+    );
+    app.clock.advance(time::Duration::minutes(16));
+    custodia::sessions::sweep(&app.state).await.unwrap();
+    assert_eq!(count("SELECT COUNT(*) FROM sessions").await, 0);
+    assert_eq!(count("SELECT COUNT(*) FROM ceremonies").await, 0);
+    app.stop().await;
+}

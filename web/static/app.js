@@ -20,6 +20,24 @@ function message(key) {
   return document.body.dataset[key] || document.body.dataset.msgGeneric;
 }
 
+// Known problem types get the page's own language; others show the server's detail
+// (validation messages name the field at fault).
+const LOCALISED = {
+  "/problems/wrong-secret": "msgWrongSecret",
+  "/problems/rate-limited": "msgRateLimited",
+  "/problems/unauthenticated": "msgUnauthenticated",
+  "/problems/vault-locked": "msgVaultLocked",
+  "/problems/unavailable": "msgUnavailable",
+};
+
+function problemText(problem) {
+  const key = LOCALISED[problem.type];
+  if (key && document.body.dataset[key] && document.documentElement.lang !== "en") {
+    return document.body.dataset[key];
+  }
+  return problem.detail || message("msgGeneric");
+}
+
 function showError(text) {
   const box = document.getElementById("error");
   box.textContent = text;
@@ -51,7 +69,7 @@ async function api(method, path, body) {
   }
   if (response.status === 204) return {};
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(data.detail || message("msgGeneric"));
+  if (!response.ok) throw new Error(problemText(data));
   return data;
 }
 

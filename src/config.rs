@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use custodia_crypto::kdf::Argon2Cost;
 use url::Url;
 
 /// A setting that cannot be used, with the variable that holds it.
@@ -64,6 +65,13 @@ pub struct Config {
     pub public_url: Url,
     /// `CUSTODIA_MAX_UPLOAD_BYTES`: largest accepted document file (default 50 MiB).
     pub max_upload_bytes: u64,
+    /// `CUSTODIA_ARGON2_MEMORY_KIB`, `CUSTODIA_ARGON2_ITERATIONS`,
+    /// `CUSTODIA_ARGON2_PARALLELISM`: cost of new passphrase wraps (default 65536, 3, 1).
+    /// Existing wraps keep the parameters stored beside their salt.
+    pub argon2: Argon2Cost,
+    /// `CUSTODIA_ARGON2_CONCURRENCY`: passphrase derivations run at once (default 2); each
+    /// holds `CUSTODIA_ARGON2_MEMORY_KIB` of memory.
+    pub argon2_concurrency: usize,
 }
 
 impl Config {
@@ -142,6 +150,34 @@ impl Config {
             })?,
         };
 
+        let number =
+            |var: &'static str, default: u32, min: u32, max: u32| -> Result<u32, ConfigError> {
+                match get(var) {
+                    None => Ok(default),
+                    Some(raw) => raw
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (min..=max).contains(n))
+                        .ok_or_else(|| {
+                            bad(
+                                var,
+                                format!("'{raw}' is not a whole number from {min} to {max}"),
+                            )
+                        }),
+                }
+            };
+        let argon2 = Argon2Cost {
+            m_kib: number(
+                "CUSTODIA_ARGON2_MEMORY_KIB",
+                64 * 1024,
+                8 * 1024,
+                4 * 1024 * 1024,
+            )?,
+            t: number("CUSTODIA_ARGON2_ITERATIONS", 3, 1, 100)?,
+            p: number("CUSTODIA_ARGON2_PARALLELISM", 1, 1, 16)?,
+        };
+        let argon2_concurrency = number("CUSTODIA_ARGON2_CONCURRENCY", 2, 1, 64)? as usize;
+
         Ok(Self {
             data_dir,
             database_url,
@@ -151,6 +187,8 @@ impl Config {
             listen,
             public_url,
             max_upload_bytes,
+            argon2,
+            argon2_concurrency,
         })
     }
 
@@ -228,6 +266,8 @@ mod tests {
             ("CUSTODIA_PUBLIC_URL", "ftp://x"),
             ("CUSTODIA_BLOB_STORE", "gopher://x"),
             ("CUSTODIA_MAX_UPLOAD_BYTES", "-1"),
+            ("CUSTODIA_ARGON2_MEMORY_KIB", "16"),
+            ("CUSTODIA_ARGON2_CONCURRENCY", "0"),
         ] {
             let err = cfg(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);

@@ -16,7 +16,6 @@ use crate::keyring::{KeyError, Keyring};
 use crate::passkeys::Passkeys;
 use crate::store::blob::BlobStore;
 use crate::store::{Store, StoreError};
-use custodia_crypto::kdf::Argon2Cost;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +88,7 @@ impl Server {
             what: "WebAuthn relying party (CUSTODIA_PUBLIC_URL)",
             source: std::io::Error::other(e.to_string()),
         })?;
+        let kdf = KdfLimiter::new(config.argon2_concurrency, config.argon2);
         let state = AppState(Arc::new(Context {
             config,
             store,
@@ -96,7 +96,7 @@ impl Server {
             keys,
             clock,
             passkeys,
-            kdf: KdfLimiter::new(2, Argon2Cost::default()),
+            kdf,
         }));
         Ok(Self { listener, state })
     }

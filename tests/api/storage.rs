@@ -79,6 +79,8 @@ async fn a_different_master_key_refuses_to_start(backend: Backend) {
 
 async fn concurrent_write_transactions_all_commit(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
+    // Counters from now on, so the maintenance sweep (stale counters) leaves them alone.
+    let now = custodia::clock::Clock::now_ms(&app.clock);
     let mut tasks = Vec::new();
     for i in 0..24i64 {
         let store = app.state.store.clone();
@@ -87,7 +89,7 @@ async fn concurrent_write_transactions_all_commit(backend: Backend) {
             on_engine!(&mut tx, c => {
                 sqlx::query("INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, $3)")
                     .bind(format!("bucket-{i}"))
-                    .bind(i)
+                    .bind(now + i)
                     .bind(1i64)
                     .execute(&mut **c)
                     .await?;
@@ -109,17 +111,20 @@ async fn concurrent_write_transactions_all_commit(backend: Backend) {
 
 async fn constraint_violations_are_conflicts_and_roll_back(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
+    let now = custodia::clock::Clock::now_ms(&app.clock);
     let insert = |bucket: &'static str| {
         let store = app.state.store.clone();
         async move {
             let mut tx = store.begin().await?;
             on_engine!(&mut tx, c => {
-                sqlx::query("INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, 0, 1)")
+                sqlx::query("INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1)")
                     .bind(bucket)
+                    .bind(now)
                     .execute(&mut **c)
                     .await?;
-                sqlx::query("INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, 0, 1)")
+                sqlx::query("INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1)")
                     .bind("shared")
+                    .bind(now)
                     .execute(&mut **c)
                     .await?;
             });

@@ -69,6 +69,9 @@ pub struct Config {
     /// `CUSTODIA_ARGON2_PARALLELISM`: cost of new passphrase wraps (default 65536, 3, 1).
     /// Existing wraps keep the parameters stored beside their salt.
     pub argon2: Argon2Cost,
+    /// `CUSTODIA_CATALOG_FILE`: a catalog replacing the built-in one (document types and
+    /// purposes); validated at start.
+    pub catalog_file: Option<PathBuf>,
     /// `CUSTODIA_ARGON2_CONCURRENCY`: passphrase derivations run at once (default 2); each
     /// holds `CUSTODIA_ARGON2_MEMORY_KIB` of memory.
     pub argon2_concurrency: usize,
@@ -178,6 +181,8 @@ impl Config {
         };
         let argon2_concurrency = number("CUSTODIA_ARGON2_CONCURRENCY", 2, 1, 64)? as usize;
 
+        let catalog_file = get("CUSTODIA_CATALOG_FILE").map(PathBuf::from);
+
         Ok(Self {
             data_dir,
             database_url,
@@ -189,6 +194,7 @@ impl Config {
             max_upload_bytes,
             argon2,
             argon2_concurrency,
+            catalog_file,
         })
     }
 

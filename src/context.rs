@@ -8,6 +8,7 @@ use custodia_crypto::kdf::{Argon2Cost, PassphraseKdf};
 use custodia_crypto::{KeyEncryptionKey, Passphrase};
 use tokio::sync::Semaphore;
 
+use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
@@ -32,6 +33,8 @@ pub struct Context {
     pub passkeys: Passkeys,
     /// Bounded Argon2 work.
     pub kdf: KdfLimiter,
+    /// Document types and purposes.
+    pub catalog: Catalog,
 }
 
 /// Runs Argon2id on blocking threads, at most `permits` at a time, so a flood of unlock

@@ -38,6 +38,12 @@ pub enum Error {
         /// Seconds until another attempt is accepted.
         retry_after_s: u64,
     },
+    /// The request body or file is larger than allowed.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The file is not of an accepted kind.
+    #[error("{0}")]
+    UnsupportedMedia(String),
     /// The server is at capacity for expensive work; nothing was done.
     #[error("busy")]
     Busy,

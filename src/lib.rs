@@ -11,11 +11,13 @@
 //! and [`cli`] is the `custodia` command.
 #![forbid(unsafe_code)]
 
+pub mod catalog;
 pub mod citizens;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod context;
+pub mod documents;
 pub mod error;
 pub mod http;
 pub mod keyring;

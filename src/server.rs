@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::context::{Context, KdfLimiter};
@@ -26,6 +27,9 @@ pub enum StartError {
     /// The keys could not be loaded.
     #[error("keys: {0}")]
     Keys(#[from] KeyError),
+    /// The catalog is not valid.
+    #[error("{0}")]
+    Catalog(#[from] crate::catalog::CatalogError),
     /// The blob store or the listening socket failed.
     #[error("{what}: {source}")]
     Io {
@@ -88,6 +92,7 @@ impl Server {
             what: "WebAuthn relying party (CUSTODIA_PUBLIC_URL)",
             source: std::io::Error::other(e.to_string()),
         })?;
+        let catalog = Catalog::load(config.catalog_file.as_deref())?;
         let kdf = KdfLimiter::new(config.argon2_concurrency, config.argon2);
         let state = AppState(Arc::new(Context {
             config,
@@ -97,6 +102,7 @@ impl Server {
             clock,
             passkeys,
             kdf,
+            catalog,
         }));
         Ok(Self { listener, state })
     }
@@ -134,7 +140,8 @@ impl Server {
     }
 }
 
-/// Periodic clean-up every node runs: ended sessions, expired ceremonies, stale counters.
+/// Periodic clean-up every node runs: ended sessions, expired ceremonies, stale counters,
+/// blobs of interrupted uploads.
 async fn maintain(ctx: Arc<Context>) {
     let mut every = tokio::time::interval(Duration::from_secs(300));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -142,6 +149,11 @@ async fn maintain(ctx: Arc<Context>) {
         every.tick().await;
         if let Err(e) = crate::sessions::sweep(&ctx).await {
             tracing::warn!(error = %e, "session sweep failed; will retry");
+        }
+        match crate::documents::sweep_orphans(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed blobs of interrupted uploads"),
+            Err(e) => tracing::warn!(error = %e, "blob sweep failed; will retry"),
         }
     }
 }

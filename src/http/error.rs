@@ -311,6 +311,18 @@ impl From<crate::error::Error> for ApiError {
                 format!("Too many attempts. Try again in {retry_after_s} seconds."),
             )
             .retry_after(retry_after_s),
+            E::TooLarge(detail) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Payload too large",
+                detail,
+            ),
+            E::UnsupportedMedia(detail) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-file",
+                "Unsupported file type",
+                detail,
+            ),
             E::Busy => Self::unavailable("The server is busy; please try again in a few seconds.")
                 .retry_after(5),
             E::Store(e) => e.into(),

@@ -3,6 +3,7 @@
 //! compression, security headers, problem+json errors).
 
 mod auth;
+mod documents;
 pub mod error;
 mod extract;
 mod ops;
@@ -47,6 +48,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(ops::router())
         .merge(auth::router())
+        .merge(documents::router(&state))
         .merge(web::router())
         .fallback(|| async { error::ApiError::not_found() })
         .with_state(state)

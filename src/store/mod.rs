@@ -11,6 +11,7 @@
 
 pub mod blob;
 pub mod citizens;
+pub mod documents;
 pub mod service_keys;
 pub mod sessions;
 

@@ -123,3 +123,78 @@ impl Citizen {
             .unwrap()
     }
 }
+
+/// A PDF-looking file of `len` bytes whose contents include `marker`.
+pub fn pdf_bytes(len: usize, marker: &str) -> Vec<u8> {
+    let mut bytes = b"%PDF-1.7\n".to_vec();
+    bytes.extend_from_slice(marker.as_bytes());
+    let mut i: u32 = 0;
+    while bytes.len() < len {
+        bytes.push((i.wrapping_mul(2654435761) >> 24) as u8);
+        i += 1;
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+impl Citizen {
+    /// Uploads a document as `multipart/form-data` (to `POST /me/documents`, or `PUT` to
+    /// replace when `replace` names one).
+    pub async fn upload(
+        &self,
+        replace: Option<&str>,
+        doc_type: &str,
+        fields: Value,
+        file: Option<(&str, Vec<u8>)>,
+    ) -> reqwest::Response {
+        let mut form = reqwest::multipart::Form::new()
+            .text("type", doc_type.to_owned())
+            .text("fields", fields.to_string());
+        if let Some((name, bytes)) = file {
+            form = form.part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+            );
+        }
+        let request = match replace {
+            None => self.http.post(format!("{}/me/documents", self.base)),
+            Some(id) => self.http.put(format!("{}/me/documents/{id}", self.base)),
+        };
+        request
+            .header("x-csrf-token", &self.csrf)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Valid fields of a business licence, with a distinctive company name.
+pub fn licence_fields(company: &str) -> Value {
+    serde_json::json!({
+        "company_name": company,
+        "unified_social_credit_code": "91110105MA01ABCD2X",
+        "legal_representative": "张伟",
+        "company_type": "有限责任公司",
+        "business_scope": "技术开发、技术咨询",
+        "established_on": "2019-03-15",
+        "registered_address": "北京市朝阳区建国路1号",
+    })
+}

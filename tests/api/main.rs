@@ -7,6 +7,7 @@ mod helpers;
 mod binary;
 mod citizen_kit;
 mod citizens;
+mod documents;
 mod errors;
 mod health;
 mod storage;

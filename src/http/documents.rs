@@ -1,0 +1,258 @@
+//! The citizen's documents (SPEC §4: `/me/documents`) and the public catalog.
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::Authed;
+use crate::documents::{self, Draft, Stored};
+use crate::error::{Error, invalid};
+
+/// The routes of this module. Uploads may be as large as the configured file limit plus
+/// room for the other parts.
+pub fn router(state: &AppState) -> Router<AppState> {
+    let upload_limit = usize::try_from(state.config.max_upload_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1024 * 1024);
+    Router::new()
+        .route("/api/v1/catalog", get(catalog))
+        .route(
+            "/me/documents",
+            get(list)
+                .post(create)
+                .layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/me/documents/{id}",
+            get(view)
+                .put(replace)
+                .delete(remove)
+                .layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/me/documents/{id}/file", get(file))
+}
+
+async fn catalog(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.catalog.to_json())
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Authed(session): Authed,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let items = documents::list(&state, &session).await?;
+    Ok(Json(serde_json::json!({ "documents": items })))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Authed(session): Authed,
+    multipart: Multipart,
+) -> Result<(StatusCode, Json<Stored>), ApiError> {
+    // A locked vault is refused before a byte of the body is read.
+    let draft = Draft::create(&session)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(receive(&state, draft, multipart).await?),
+    ))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    Authed(session): Authed,
+    Path(id): Path<Uuid>,
+    multipart: Multipart,
+) -> Result<Json<Stored>, ApiError> {
+    let draft = Draft::replace(&state, &session, id).await?;
+    Ok(Json(receive(&state, draft, multipart).await?))
+}
+
+/// Longest accepted `type` or `fields` part.
+const SMALL_PART: usize = 64 * 1024;
+
+async fn receive(
+    state: &AppState,
+    mut draft: Draft,
+    mut multipart: Multipart,
+) -> Result<Stored, ApiError> {
+    let parts = read_parts(state, &mut draft, &mut multipart).await;
+    match parts {
+        Ok((doc_type, fields)) => Ok(draft.commit(state, &doc_type, &fields).await?),
+        Err(e) => {
+            draft.abandon(state).await;
+            Err(e)
+        }
+    }
+}
+
+async fn read_parts(
+    state: &AppState,
+    draft: &mut Draft,
+    multipart: &mut Multipart,
+) -> Result<(String, serde_json::Value), ApiError> {
+    let mut doc_type = None;
+    let mut fields = None;
+    while let Some(mut part) = multipart.next_field().await.map_err(multipart_error)? {
+        let name = part.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "type" | "fields" => {
+                let mut text = Vec::new();
+                while let Some(chunk) = part.chunk().await.map_err(multipart_error)? {
+                    text.extend_from_slice(&chunk);
+                    if text.len() > SMALL_PART {
+                        return Err(
+                            Error::TooLarge(format!("The '{name}' part is too large.")).into()
+                        );
+                    }
+                }
+                let text = String::from_utf8(text)
+                    .map_err(|_| invalid("multipart", format!("'{name}' must be UTF-8 text")))?;
+                if name == "type" {
+                    doc_type = Some(text.trim().to_owned());
+                } else {
+                    let value: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| invalid("fields", format!("must be a JSON object ({e})")))?;
+                    fields = Some(value);
+                }
+            }
+            "file" => {
+                let filename = part.file_name().unwrap_or("document").to_owned();
+                draft.begin_file(state, &filename).await?;
+                while let Some(chunk) = part.chunk().await.map_err(multipart_error)? {
+                    draft.push_file(&chunk).await?;
+                }
+            }
+            other => {
+                return Err(invalid(
+                    "multipart",
+                    format!("unknown part '{other}'; expected type, fields and file"),
+                )
+                .into());
+            }
+        }
+    }
+    let doc_type = doc_type.ok_or_else(|| invalid("type", "the 'type' part is required"))?;
+    let fields = fields.ok_or_else(|| invalid("fields", "the 'fields' part is required"))?;
+    Ok((doc_type, fields))
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    let status = e.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::TooLarge("The upload is larger than the limit.".into()).into()
+    } else {
+        ApiError::new(status, "bad-multipart", "Malformed upload", e.body_text())
+    }
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<i32>,
+    #[serde(default)]
+    download: Option<u8>,
+}
+
+async fn view(
+    State(state): State<AppState>,
+    Authed(session): Authed,
+    Path(id): Path<Uuid>,
+    Query(q): Query<VersionQuery>,
+) -> Result<Json<documents::View>, ApiError> {
+    Ok(Json(documents::get(&state, &session, id, q.version).await?))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Authed(session): Authed,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    documents::delete(&state, &session, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn file(
+    State(state): State<AppState>,
+    Authed(session): Authed,
+    Path(id): Path<Uuid>,
+    Query(q): Query<VersionQuery>,
+) -> Result<Response, ApiError> {
+    let opened = documents::open_file(&state, &session, id, q.version).await?;
+    let info = opened.info;
+    let mut response = Body::from_stream(opened.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(info.media_type.mime()),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
+    let disposition = if q.download == Some(1) {
+        "attachment"
+    } else {
+        "inline"
+    };
+    if let Ok(value) = HeaderValue::from_str(&content_disposition(disposition, &info.name)) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", info.sha256)) {
+        headers.insert(header::ETAG, etag);
+    }
+    // The file may be shown inside Custodia's own document page, nowhere else; images are
+    // additionally sandboxed (PDF viewers refuse to run sandboxed).
+    let csp = if info.media_type.is_image() {
+        "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'self'; sandbox"
+    } else {
+        "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; object-src 'self'; frame-ancestors 'self'"
+    };
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
+    );
+    Ok(response)
+}
+
+/// `Content-Disposition` with an ASCII fallback name and the UTF-8 name (RFC 6266 / 8187).
+pub fn content_disposition(kind: &str, name: &str) -> String {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_disposition;
+
+    #[test]
+    fn disposition_is_safe_and_keeps_unicode() {
+        assert_eq!(
+            content_disposition("inline", "营业执照 v2.pdf"),
+            "inline; filename=\"____ v2.pdf\"; filename*=UTF-8''%E8%90%A5%E4%B8%9A%E6%89%A7%E7%85%A7%20v2.pdf"
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! Rows of `documents`, `document_versions` and `pending_blobs`.
+
+use uuid::Uuid;
+
+use crate::on_engine;
+
+use super::{Store, StoreError, Tx};
+
+/// A document: who owns it, its type and latest version. Contents live in versions.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DocumentRow {
+    pub id: Uuid,
+    pub citizen_id: Uuid,
+    pub doc_type: String,
+    pub current_version: i32,
+    pub issuer_agency_id: Option<Uuid>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One version's sealed contents.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct VersionRow {
+    pub document_id: Uuid,
+    pub version: i32,
+    pub data_key_wrap: Option<Vec<u8>>,
+    pub sealed_deposit: Option<Vec<u8>>,
+    pub meta_enc: Option<Vec<u8>>,
+    pub blob_name: Option<String>,
+    pub blob_size: Option<i64>,
+    pub created_at: i64,
+}
+
+impl Store {
+    /// A citizen's live documents, newest first.
+    pub async fn citizen_documents(&self, citizen: Uuid) -> Result<Vec<DocumentRow>, StoreError> {
+        const SQL: &str = "SELECT id, citizen_id, doc_type, current_version, issuer_agency_id, created_at, \
+            updated_at FROM documents WHERE citizen_id = $1 AND deleted_at IS NULL \
+            ORDER BY doc_type, updated_at DESC";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, DocumentRow>(SQL).bind(citizen).fetch_all(p).await?
+        }))
+    }
+
+    /// One live document of this citizen; `NotFound` for anyone else's.
+    pub async fn citizen_document(
+        &self,
+        citizen: Uuid,
+        id: Uuid,
+    ) -> Result<DocumentRow, StoreError> {
+        const SQL: &str = "SELECT id, citizen_id, doc_type, current_version, issuer_agency_id, created_at, \
+            updated_at FROM documents WHERE id = $1 AND citizen_id = $2 AND deleted_at IS NULL";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, DocumentRow>(SQL).bind(id).bind(citizen).fetch_one(p).await?
+        }))
+    }
+
+    /// The versions of a document, oldest first.
+    pub async fn document_versions(&self, document: Uuid) -> Result<Vec<VersionRow>, StoreError> {
+        const SQL: &str = "SELECT document_id, version, data_key_wrap, sealed_deposit, meta_enc, blob_name, \
+            blob_size, created_at FROM document_versions WHERE document_id = $1 ORDER BY version";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, VersionRow>(SQL).bind(document).fetch_all(p).await?
+        }))
+    }
+
+    /// Records a blob before its first byte is written, so an interrupted upload is
+    /// always found by the sweeper.
+    pub async fn insert_pending_blob(&self, name: &str, now_ms: i64) -> Result<(), StoreError> {
+        on_engine!(self.pool(), p => {
+            sqlx::query("INSERT INTO pending_blobs (blob_name, started_at) VALUES ($1, $2)")
+                .bind(name)
+                .bind(now_ms)
+                .execute(p)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Forgets a pending blob (after it was removed).
+    pub async fn delete_pending_blob(&self, name: &str) -> Result<(), StoreError> {
+        on_engine!(self.pool(), p => {
+            sqlx::query("DELETE FROM pending_blobs WHERE blob_name = $1").bind(name).execute(p).await?;
+        });
+        Ok(())
+    }
+
+    /// Pending blobs started before `before_ms`: uploads that never finished.
+    pub async fn stale_pending_blobs(&self, before_ms: i64) -> Result<Vec<String>, StoreError> {
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_scalar::<_, String>("SELECT blob_name FROM pending_blobs WHERE started_at < $1")
+                .bind(before_ms)
+                .fetch_all(p)
+                .await?
+        }))
+    }
+}
+
+impl Tx {
+    /// Inserts a new document row.
+    pub async fn insert_document(&mut self, row: &DocumentRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO documents (id, citizen_id, doc_type, current_version, issuer_agency_id, \
+            created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        on_engine!(self, c => {
+            sqlx::query(SQL)
+                .bind(row.id)
+                .bind(row.citizen_id)
+                .bind(&row.doc_type)
+                .bind(row.current_version)
+                .bind(row.issuer_agency_id)
+                .bind(row.created_at)
+                .bind(row.updated_at)
+                .execute(&mut **c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Moves a document to `version`, only if it is still at `expected` (so two replaces
+    /// racing cannot both claim the same version number).
+    pub async fn bump_version(
+        &mut self,
+        id: Uuid,
+        citizen: Uuid,
+        expected: i32,
+        version: i32,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE documents SET current_version = $1, updated_at = $2 \
+            WHERE id = $3 AND citizen_id = $4 AND current_version = $5 AND deleted_at IS NULL";
+        let n = on_engine!(self, c => {
+            sqlx::query(SQL)
+                .bind(version)
+                .bind(now_ms)
+                .bind(id)
+                .bind(citizen)
+                .bind(expected)
+                .execute(&mut **c)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::Conflict("document changed meanwhile".into()));
+        }
+        Ok(())
+    }
+
+    /// Inserts a version row.
+    pub async fn insert_version(&mut self, row: &VersionRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO document_versions (document_id, version, data_key_wrap, sealed_deposit, \
+            meta_enc, blob_name, blob_size, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        on_engine!(self, c => {
+            sqlx::query(SQL)
+                .bind(row.document_id)
+                .bind(row.version)
+                .bind(&row.data_key_wrap)
+                .bind(&row.sealed_deposit)
+                .bind(&row.meta_enc)
+                .bind(&row.blob_name)
+                .bind(row.blob_size)
+                .bind(row.created_at)
+                .execute(&mut **c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Marks a blob as referenced (no longer pending).
+    pub async fn settle_blob(&mut self, name: &str) -> Result<(), StoreError> {
+        on_engine!(self, c => {
+            sqlx::query("DELETE FROM pending_blobs WHERE blob_name = $1").bind(name).execute(&mut **c).await?;
+        });
+        Ok(())
+    }
+
+    /// Crypto-shreds a document: deletes every version (data key wraps, sealed contents),
+    /// every grant's wrap of its keys, and marks the document deleted. Returns the blob
+    /// names to remove; they are registered as pending so a crash before removal is swept.
+    pub async fn shred_document(
+        &mut self,
+        id: Uuid,
+        citizen: Uuid,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let n = on_engine!(self, c => {
+            sqlx::query("UPDATE documents SET deleted_at = $1 WHERE id = $2 AND citizen_id = $3 AND deleted_at IS NULL")
+                .bind(now_ms)
+                .bind(id)
+                .bind(citizen)
+                .execute(&mut **c)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let blobs = on_engine!(self, c => {
+            let blobs: Vec<String> = sqlx::query_scalar(
+                "SELECT blob_name FROM document_versions WHERE document_id = $1 AND blob_name IS NOT NULL",
+            )
+            .bind(id)
+            .fetch_all(&mut **c)
+            .await?;
+            for name in &blobs {
+                sqlx::query("INSERT INTO pending_blobs (blob_name, started_at) VALUES ($1, $2) ON CONFLICT (blob_name) DO NOTHING")
+                    .bind(name)
+                    .bind(0i64)
+                    .execute(&mut **c)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM grant_key_wraps WHERE document_id = $1").bind(id).execute(&mut **c).await?;
+            sqlx::query("DELETE FROM document_versions WHERE document_id = $1").bind(id).execute(&mut **c).await?;
+            blobs
+        });
+        Ok(blobs)
+    }
+}

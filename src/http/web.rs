@@ -45,6 +45,18 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "settings.html",
             include_str!("../../web/templates/settings.html"),
         ),
+        (
+            "documents.html",
+            include_str!("../../web/templates/documents.html"),
+        ),
+        (
+            "document.html",
+            include_str!("../../web/templates/document.html"),
+        ),
+        (
+            "document_form.html",
+            include_str!("../../web/templates/document_form.html"),
+        ),
     ] {
         // The templates are compiled into the binary and checked by the tests that render
         // every page; a broken one is a build defect, reported on first render.
@@ -144,6 +156,9 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(login))
         .route("/unlock", get(unlock))
         .route("/settings", get(settings))
+        .route("/documents", get(documents_page))
+        .route("/documents/new", get(document_form))
+        .route("/documents/{id}", get(document_page))
         .route("/static/app.js", get(script))
         .route("/static/style.css", get(stylesheet))
 }
@@ -292,6 +307,197 @@ async fn settings(
         })
         .collect();
     render(&state, &page, "settings.html", context! { passkeys })
+}
+
+fn type_name(lang: Lang, t: &crate::catalog::DocumentType) -> String {
+    match lang {
+        Lang::En => t.names.en.clone(),
+        Lang::ZhCn => t.names.zh_cn.clone(),
+    }
+}
+
+/// `business_scope` → `Business scope`.
+fn field_label(name: &str) -> String {
+    let spaced = name.replace('_', " ");
+    let mut chars = spaced.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => spaced,
+    }
+}
+
+async fn documents_page(
+    State(state): State<AppState>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+    MaybeAuthed(session): MaybeAuthed,
+) -> Result<Response, ApiError> {
+    let Some(session) = session else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let page = page(&query, &headers, Some(&session));
+    let docs = crate::documents::list(&state, &session).await?;
+    let mut groups: Vec<minijinja::Value> = Vec::new();
+    for t in state.catalog.document_types() {
+        let mine: Vec<_> = docs
+            .iter()
+            .filter(|d| d.doc_type == t.id)
+            .map(|d| {
+                context! {
+                    id => d.id.to_string(),
+                    version => d.version,
+                    updated => date(d.updated_at),
+                    issued => d.issuer_agency_id.is_some(),
+                }
+            })
+            .collect();
+        if !mine.is_empty() {
+            groups.push(context! { type_id => t.id, type_name => type_name(page.lang, t), documents => mine });
+        }
+    }
+    let types: Vec<_> = state
+        .catalog
+        .document_types()
+        .iter()
+        .map(|t| context! { id => t.id, name => type_name(page.lang, t) })
+        .collect();
+    render(&state, &page, "documents.html", context! { groups, types })
+}
+
+#[derive(Deserialize)]
+struct FormQuery {
+    #[serde(rename = "type")]
+    doc_type: String,
+    replace: Option<uuid::Uuid>,
+}
+
+async fn document_form(
+    State(state): State<AppState>,
+    Query(query): Query<LangQuery>,
+    Query(form): Query<FormQuery>,
+    headers: HeaderMap,
+    MaybeAuthed(session): MaybeAuthed,
+) -> Result<Response, ApiError> {
+    let Some(session) = session else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    if !session.is_unlocked() {
+        return Ok(Redirect::to("/unlock").into_response());
+    }
+    let page = page(&query, &headers, Some(&session));
+    let t = state
+        .catalog
+        .document_type(&form.doc_type)
+        .ok_or_else(ApiError::not_found)?;
+    let current = match form.replace {
+        Some(id) => {
+            crate::documents::get(&state, &session, id, None)
+                .await?
+                .fields
+        }
+        None => Default::default(),
+    };
+    let fields: Vec<_> = t
+        .fields
+        .iter()
+        .map(|f| {
+            context! {
+                name => f.name,
+                label => field_label(&f.name),
+                kind => serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(str::to_owned)),
+                required => f.required,
+                values => f.values,
+                example => f.example,
+                value => current.get(&f.name).cloned().unwrap_or_default(),
+            }
+        })
+        .collect();
+    let hint = page
+        .lang
+        .catalog()
+        .get("file_hint")
+        .cloned()
+        .unwrap_or_default()
+        .replace(
+            "{limit}",
+            &(state.config.max_upload_bytes / (1024 * 1024)).to_string(),
+        );
+    render(
+        &state,
+        &page,
+        "document_form.html",
+        context! {
+            type_id => t.id,
+            type_name => type_name(page.lang, t),
+            fields,
+            has_file => t.has_file,
+            file_hint => hint,
+            replace => form.replace.map(|id| id.to_string()),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<i32>,
+}
+
+async fn document_page(
+    State(state): State<AppState>,
+    Query(query): Query<LangQuery>,
+    Query(vq): Query<VersionQuery>,
+    axum::extract::Path(id): axum::extract::Path<uuid::Uuid>,
+    headers: HeaderMap,
+    MaybeAuthed(session): MaybeAuthed,
+) -> Result<Response, ApiError> {
+    let Some(session) = session else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    if !session.is_unlocked() {
+        return Ok(Redirect::to("/unlock").into_response());
+    }
+    let page = page(&query, &headers, Some(&session));
+    let view = crate::documents::get(&state, &session, id, vq.version).await?;
+    let t = state.catalog.document_type(&view.doc_type);
+    let fields: Vec<_> = match t {
+        Some(t) => t
+            .fields
+            .iter()
+            .filter_map(|f| {
+                view.fields
+                    .get(&f.name)
+                    .map(|v| context! { label => field_label(&f.name), value => v })
+            })
+            .collect(),
+        None => view
+            .fields
+            .iter()
+            .map(|(k, v)| context! { label => field_label(k), value => v })
+            .collect(),
+    };
+    let file = view.file.as_ref().map(|f| {
+        context! { name => f.name, image => f.media_type.is_image(), size_kib => f.size.div_ceil(1024) }
+    });
+    let versions: Vec<_> = view
+        .versions
+        .iter()
+        .map(|v| context! { version => v.version })
+        .collect();
+    render(
+        &state,
+        &page,
+        "document.html",
+        context! {
+            id => id.to_string(),
+            type_id => view.doc_type,
+            type_name => t.map(|t| type_name(page.lang, t)).unwrap_or_else(|| view.doc_type.clone()),
+            version => view.version,
+            versions,
+            fields,
+            file,
+            issued => view.issuer_agency_id.is_some(),
+        },
+    )
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

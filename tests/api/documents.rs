@@ -478,3 +478,78 @@ async fn the_catalog_is_published(backend: Backend) {
     assert_eq!(p["max_tier"], "fields");
     app.stop().await;
 }
+
+both_backends!(an_interrupted_upload_leaves_no_document_and_is_swept);
+
+async fn an_interrupted_upload_leaves_no_document_and_is_swept(backend: Backend) {
+    use tokio::io::AsyncWriteExt;
+    let (env, app) = spawn_app(backend).await;
+    let c = Citizen::register(&app, &national_id(47), "Cut Off").await;
+    // Sign in on a raw connection's behalf: a fresh session whose cookie we can read.
+    let mut raw = Citizen {
+        http: app.new_client(),
+        ..c
+    };
+    let assertion = raw.assertion().await;
+    let finish = raw
+        .post("/auth/login/finish", json!({ "credential": assertion }))
+        .await;
+    let session_cookie = finish
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("custodia-session="))
+        .unwrap();
+    let body: Value = finish.json().await.unwrap();
+    raw.csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    assert_eq!(raw.unlock(PASSPHRASE).await.status(), 200);
+    let cookie = (
+        session_cookie.split(';').next().unwrap().to_owned(),
+        raw.csrf.clone(),
+    );
+
+    // An upload whose connection drops half-way through the file.
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let boundary = "XyZ";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"type\"\r\n\r\nbusiness_license\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.pdf\"\r\n\
+         Content-Type: application/pdf\r\n\r\n"
+    );
+    let request = format!(
+        "POST /me/documents HTTP/1.1\r\nHost: {addr}\r\nCookie: {}\r\nX-CSRF-Token: {}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 10000000\r\n\r\n{head}",
+        cookie.0, cookie.1
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+        .write_all(&pdf_bytes(500 * 1024, "half"))
+        .await
+        .unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(stream);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM documents").await,
+        0,
+        "no visible document"
+    );
+    assert!(blob_files(&env).is_empty());
+    assert_eq!(
+        std::fs::read_dir(env.data_dir().join("blobs/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+    // Whatever record the cut left is swept once it is stale.
+    app.clock.advance(time::Duration::minutes(61));
+    custodia::documents::sweep_orphans(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM pending_blobs").await, 0);
+    app.stop().await;
+}

@@ -173,3 +173,49 @@ async fn session_cookies_carry_the_promised_flags(backend: Backend) {
     );
     app.stop().await;
 }
+
+both_backends!(document_pages_render_for_the_owner);
+
+async fn document_pages_render_for_the_owner(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let c = Citizen::register(&app, &national_id(23), "Page Owner").await;
+    let stored: serde_json::Value = c
+        .upload(
+            None,
+            "business_license",
+            crate::citizen_kit::licence_fields("页面测试公司"),
+            Some(("l.pdf", crate::citizen_kit::pdf_bytes(5000, "p"))),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = stored["id"].as_str().unwrap();
+    let page = |path: String| {
+        let http = c.http.clone();
+        let url = format!("{}{path}", c.base);
+        async move {
+            let r = http
+                .get(url)
+                .header("accept-language", "zh-CN")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let list = page("/documents".into()).await;
+    assert!(list.contains("营业执照") && list.contains(&format!("/documents/{id}")));
+    let form = page("/documents/new?type=business_license".into()).await;
+    assert!(form.contains("id=\"document-form\"") && form.contains("id=\"upload-progress\""));
+    assert!(form.contains("data-field=\"unified_social_credit_code\""));
+    let replace = page(format!("/documents/new?type=business_license&replace={id}")).await;
+    assert!(replace.contains("value=\"页面测试公司\""));
+    let view = page(format!("/documents/{id}")).await;
+    assert!(
+        view.contains("页面测试公司")
+            && view.contains(&format!("/me/documents/{id}/file?version=1"))
+    );
+    app.stop().await;
+}

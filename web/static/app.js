@@ -28,6 +28,8 @@ const LOCALISED = {
   "/problems/unauthenticated": "msgUnauthenticated",
   "/problems/vault-locked": "msgVaultLocked",
   "/problems/unavailable": "msgUnavailable",
+  "/problems/too-large": "msgTooLarge",
+  "/problems/unsupported-file": "msgUnsupportedFile",
 };
 
 function problemText(problem) {
@@ -228,4 +230,54 @@ onClick("#logout-everywhere", async () => {
 onClick("#lock", async () => {
   await api("POST", "/vault/lock");
   window.location.reload();
+});
+
+// Uploads use XMLHttpRequest for its upload progress events (fetch has none).
+function uploadDocument(form) {
+  return new Promise((resolve, reject) => {
+    const data = new FormData();
+    data.append("type", form.dataset.type);
+    const fields = {};
+    form.querySelectorAll("[data-field]").forEach((el) => {
+      if (el.value !== "") fields[el.dataset.field] = el.value;
+    });
+    data.append("fields", JSON.stringify(fields));
+    const file = form.querySelector('input[type="file"]');
+    if (file && file.files.length > 0) data.append("file", file.files[0], file.files[0].name);
+    const replace = form.dataset.replace;
+    const xhr = new XMLHttpRequest();
+    xhr.open(replace ? "PUT" : "POST", replace ? "/me/documents/" + encodeURIComponent(replace) : "/me/documents");
+    xhr.setRequestHeader("X-CSRF-Token", csrf());
+    const bar = document.getElementById("upload-progress");
+    const status = document.getElementById("upload-status");
+    bar.hidden = false;
+    bar.value = 0;
+    xhr.upload.addEventListener("progress", (e) => {
+      if (e.lengthComputable) {
+        const pct = Math.round((e.loaded / e.total) * 100);
+        bar.value = pct;
+        bar.textContent = pct + "%";
+        status.textContent = pct + "%";
+      }
+    });
+    xhr.addEventListener("load", () => {
+      let body = {};
+      try { body = JSON.parse(xhr.responseText || "{}"); } catch (_) { body = {}; }
+      if (xhr.status >= 200 && xhr.status < 300) resolve(body);
+      else { bar.hidden = true; status.textContent = ""; reject(new Error(problemText(body))); }
+    });
+    xhr.addEventListener("error", () => { bar.hidden = true; reject(new Error(message("msgNetwork"))); });
+    xhr.send(data);
+  });
+}
+
+onSubmit("document-form", async (_data, form) => {
+  const stored = await uploadDocument(form);
+  window.location.assign("/documents/" + encodeURIComponent(stored.id));
+});
+
+onClick("#delete-document", async (el) => {
+  if (!window.confirm(message("msgDeleteConfirm"))) return;
+  await api("DELETE", "/me/documents/" + encodeURIComponent(el.dataset.id));
+  window.location.assign("/documents");
 });

@@ -29,6 +29,8 @@ use crate::context::Context;
 pub const JSON_BODY_LIMIT: usize = 64 * 1024;
 /// Longest a request may take before it is abandoned with 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a document upload or download may take.
+pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -45,20 +47,28 @@ impl std::ops::Deref for AppState {
 
 /// The whole application: every router, with the middleware stack.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    // JSON and pages must answer within REQUEST_TIMEOUT; file transfers get longer, so a
+    // large document on a slow link is not cut off.
+    let quick = Router::new()
         .merge(ops::router())
         .merge(auth::router())
-        .merge(documents::router(&state))
         .merge(web::router())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
+    let transfers = documents::router(&state).layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        TRANSFER_TIMEOUT,
+    ));
+    Router::new()
+        .merge(quick)
+        .merge(transfers)
         .fallback(|| async { error::ApiError::not_found() })
         .with_state(state)
         // Listed innermost first: the last layer sees the request first.
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(CompressionLayer::new())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
         .layer(CatchPanicLayer::custom(error::panic_to_problem))
         .layer(middleware::from_fn(error::normalise_errors))
         .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))

@@ -59,8 +59,18 @@ async fn swap_column(app: &crate::helpers::TestApp, a: uuid::Uuid, b: uuid::Uuid
 }
 
 /// A download fails when it is refused, or when its body breaks off (a chunk did not verify).
-async fn download_fails(response: reqwest::Response) -> bool {
-    response.status() != 200 || response.bytes().await.is_err()
+/// The connection is not reused: a body that broke off leaves it unusable.
+async fn download_fails(c: &Citizen, path: &str) -> bool {
+    let sent = c
+        .http
+        .get(format!("{}{path}", c.base))
+        .header("connection", "close")
+        .send()
+        .await;
+    match sent {
+        Err(_) => true,
+        Ok(response) => response.status() != 200 || response.bytes().await.is_err(),
+    }
 }
 
 fn blob_files(env: &TestEnv) -> Vec<std::path::PathBuf> {
@@ -227,8 +237,8 @@ async fn ciphertext_swapped_between_rows_or_chunks_fails(backend: Backend) {
 
     // Swap the blobs: the right key and context cannot open the other file.
     swap_column(&app, a_id, b_id, "blob_name").await;
-    assert!(download_fails(c.get(&format!("/me/documents/{a}/file")).await).await);
-    assert!(download_fails(c.get(&format!("/me/documents/{b}/file")).await).await);
+    assert!(download_fails(&c, &format!("/me/documents/{a}/file")).await);
+    assert!(download_fails(&c, &format!("/me/documents/{b}/file")).await);
     swap_column(&app, a_id, b_id, "blob_name").await;
 
     // Restored, both open again.
@@ -260,8 +270,8 @@ async fn ciphertext_swapped_between_rows_or_chunks_fails(backend: Backend) {
     let (first, second) = bytes[8..8 + 2 * chunk].split_at_mut(chunk);
     first.swap_with_slice(second);
     std::fs::write(&blob, &bytes).unwrap();
-    let a_broken = download_fails(c.get(&format!("/me/documents/{a}/file")).await).await;
-    let b_broken = download_fails(c.get(&format!("/me/documents/{b}/file")).await).await;
+    let a_broken = download_fails(&c, &format!("/me/documents/{a}/file")).await;
+    let b_broken = download_fails(&c, &format!("/me/documents/{b}/file")).await;
     assert!(
         a_broken != b_broken,
         "exactly the tampered blob fails to download"

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -18,6 +19,7 @@ use super::error::ApiError;
 use super::extract::{Cookies, LANG, MaybeAuthed, read_cookie};
 use crate::citizens;
 use crate::clock::from_ms;
+use crate::sessions::Session;
 
 /// The Content-Security-Policy of every response: no inline script or style, nothing
 /// from elsewhere, no framing.
@@ -209,27 +211,63 @@ fn render(
     Ok(response)
 }
 
-fn page(
-    query: &LangQuery,
-    headers: &HeaderMap,
-    session: Option<&crate::sessions::Session>,
-) -> Page {
-    let (lang, set_lang) = choose_lang(query, headers);
-    Page {
-        lang,
-        set_lang,
-        signed_in: session.is_some(),
-        csrf: session.map(crate::sessions::Session::csrf_token),
+/// A page request: its language and the visitor's session, if any.
+pub struct Visit(Page, Option<Session>);
+
+/// A page request from a signed-in visitor; others are sent to `/login`.
+pub struct SignedIn(Page, Session);
+
+/// A page request from a visitor whose vault is unlocked; others are sent to `/login` or
+/// `/unlock`.
+pub struct Unlocked(Page, Session);
+
+impl FromRequestParts<AppState> for Visit {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Query(query) = Query::<LangQuery>::try_from_uri(&parts.uri)
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let MaybeAuthed(session) = MaybeAuthed::from_request_parts(parts, state).await?;
+        let (lang, set_lang) = choose_lang(&query, &parts.headers);
+        let page = Page {
+            lang,
+            set_lang,
+            signed_in: session.is_some(),
+            csrf: session.as_ref().map(Session::csrf_token),
+        };
+        Ok(Self(page, session))
+    }
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match Visit::from_request_parts(parts, state).await {
+            Err(e) => Err(e.into_response()),
+            Ok(Visit(page, Some(session))) => Ok(Self(page, session)),
+            Ok(Visit(_, None)) => Err(Redirect::to("/login").into_response()),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Unlocked {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let SignedIn(page, session) = SignedIn::from_request_parts(parts, state).await?;
+        if session.is_unlocked() {
+            Ok(Self(page, session))
+        } else {
+            Err(Redirect::to("/unlock").into_response())
+        }
     }
 }
 
 async fn index(
     State(state): State<AppState>,
-    Query(query): Query<LangQuery>,
-    headers: HeaderMap,
-    MaybeAuthed(session): MaybeAuthed,
+    Visit(page, session): Visit,
 ) -> Result<Response, ApiError> {
-    let page = page(&query, &headers, session.as_ref());
     let (unlocked, display_name) = match &session {
         Some(s) if s.citizen().is_ok() => {
             let profile = citizens::profile(&state, s).await?;
@@ -247,34 +285,19 @@ async fn index(
 
 async fn register(
     State(state): State<AppState>,
-    Query(query): Query<LangQuery>,
-    headers: HeaderMap,
-    MaybeAuthed(session): MaybeAuthed,
+    Visit(page, _): Visit,
 ) -> Result<Response, ApiError> {
-    let page = page(&query, &headers, session.as_ref());
     render(&state, &page, "register.html", context! {})
 }
 
-async fn login(
-    State(state): State<AppState>,
-    Query(query): Query<LangQuery>,
-    headers: HeaderMap,
-    MaybeAuthed(session): MaybeAuthed,
-) -> Result<Response, ApiError> {
-    let page = page(&query, &headers, session.as_ref());
+async fn login(State(state): State<AppState>, Visit(page, _): Visit) -> Result<Response, ApiError> {
     render(&state, &page, "login.html", context! {})
 }
 
 async fn unlock(
     State(state): State<AppState>,
-    Query(query): Query<LangQuery>,
-    headers: HeaderMap,
-    MaybeAuthed(session): MaybeAuthed,
+    SignedIn(page, _): SignedIn,
 ) -> Result<Response, ApiError> {
-    if session.is_none() {
-        return Ok(Redirect::to("/login").into_response());
-    }
-    let page = page(&query, &headers, session.as_ref());
     render(&state, &page, "unlock.html", context! {})
 }
 
@@ -285,14 +308,8 @@ fn date(ms: i64) -> String {
 
 async fn settings(
     State(state): State<AppState>,
-    Query(query): Query<LangQuery>,
-    headers: HeaderMap,
-    MaybeAuthed(session): MaybeAuthed,
+    SignedIn(page, session): SignedIn,
 ) -> Result<Response, ApiError> {
-    let Some(session) = session else {
-        return Ok(Redirect::to("/login").into_response());
-    };
-    let page = page(&query, &headers, Some(&session));
     let profile = citizens::profile(&state, &session).await?;
     let passkeys: Vec<_> = profile
         .passkeys
@@ -328,14 +345,8 @@ fn field_label(name: &str) -> String {
 
 async fn documents_page(
     State(state): State<AppState>,
-    Query(query): Query<LangQuery>,
-    headers: HeaderMap,
-    MaybeAuthed(session): MaybeAuthed,
+    SignedIn(page, session): SignedIn,
 ) -> Result<Response, ApiError> {
-    let Some(session) = session else {
-        return Ok(Redirect::to("/login").into_response());
-    };
-    let page = page(&query, &headers, Some(&session));
     let docs = crate::documents::list(&state, &session).await?;
     let mut groups: Vec<minijinja::Value> = Vec::new();
     for t in state.catalog.document_types() {
@@ -373,18 +384,9 @@ struct FormQuery {
 
 async fn document_form(
     State(state): State<AppState>,
-    Query(query): Query<LangQuery>,
     Query(form): Query<FormQuery>,
-    headers: HeaderMap,
-    MaybeAuthed(session): MaybeAuthed,
+    Unlocked(page, session): Unlocked,
 ) -> Result<Response, ApiError> {
-    let Some(session) = session else {
-        return Ok(Redirect::to("/login").into_response());
-    };
-    if !session.is_unlocked() {
-        return Ok(Redirect::to("/unlock").into_response());
-    }
-    let page = page(&query, &headers, Some(&session));
     let t = state
         .catalog
         .document_type(&form.doc_type)
@@ -444,19 +446,10 @@ struct VersionQuery {
 
 async fn document_page(
     State(state): State<AppState>,
-    Query(query): Query<LangQuery>,
     Query(vq): Query<VersionQuery>,
     axum::extract::Path(id): axum::extract::Path<uuid::Uuid>,
-    headers: HeaderMap,
-    MaybeAuthed(session): MaybeAuthed,
+    Unlocked(page, session): Unlocked,
 ) -> Result<Response, ApiError> {
-    let Some(session) = session else {
-        return Ok(Redirect::to("/login").into_response());
-    };
-    if !session.is_unlocked() {
-        return Ok(Redirect::to("/unlock").into_response());
-    }
-    let page = page(&query, &headers, Some(&session));
     let view = crate::documents::get(&state, &session, id, vq.version).await?;
     let t = state.catalog.document_type(&view.doc_type);
     let fields: Vec<_> = match t {

@@ -54,6 +54,21 @@ impl Citizen {
         citizen
     }
 
+    /// The same citizen in another browser (its own cookies), signing in with `authenticator`.
+    pub fn in_another_browser(&self, app: &TestApp, authenticator: SoftPasskey) -> Self {
+        Self {
+            http: app.new_client(),
+            base: self.base.clone(),
+            authenticator,
+            national_id: self.national_id.clone(),
+            display_name: self.display_name.clone(),
+            passphrase: self.passphrase.clone(),
+            csrf: String::new(),
+            citizen_id: self.citizen_id.clone(),
+            recovery_code: String::new(),
+        }
+    }
+
     /// Starts registration and has the authenticator answer; returns the credential JSON.
     pub async fn registration_credential(&mut self) -> Value {
         let start = self

@@ -216,17 +216,8 @@ async fn sessions_end_when_idle_and_everywhere_at_once(backend: Backend) {
 
     phone.login().await;
     // A second browser, same passkey.
-    let mut laptop = Citizen {
-        http: app.new_client(),
-        authenticator: std::mem::take(&mut phone.authenticator),
-        base: phone.base.clone(),
-        national_id: phone.national_id.clone(),
-        display_name: phone.display_name.clone(),
-        passphrase: phone.passphrase.clone(),
-        csrf: String::new(),
-        citizen_id: phone.citizen_id.clone(),
-        recovery_code: String::new(),
-    };
+    let authenticator = std::mem::take(&mut phone.authenticator);
+    let mut laptop = phone.in_another_browser(&app, authenticator);
     laptop.login().await;
     assert_eq!(phone.me().await.status(), 200);
     assert_eq!(laptop.me().await.status(), 200);
@@ -292,17 +283,7 @@ async fn passkeys_are_added_and_the_last_is_kept(backend: Backend) {
     );
 
     // The new passkey signs in.
-    let mut via_second = Citizen {
-        http: app.new_client(),
-        authenticator: second,
-        base: c.base.clone(),
-        national_id: c.national_id.clone(),
-        display_name: String::new(),
-        passphrase: String::new(),
-        csrf: String::new(),
-        citizen_id: String::new(),
-        recovery_code: String::new(),
-    };
+    let mut via_second = c.in_another_browser(&app, second);
     via_second.login().await;
 
     let removed = c

@@ -25,6 +25,28 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Manage agencies.
+    #[command(subcommand)]
+    Agency(AgencyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AgencyCommand {
+    /// Create an agency; prints its id and an API key, once.
+    Create {
+        /// The agency's name.
+        #[arg(long)]
+        name: String,
+        /// Level of government: national, provincial, municipal or county.
+        #[arg(long)]
+        level: String,
+        /// The agency also deposits signed documents.
+        #[arg(long)]
+        issuer: bool,
+        /// The issuer's Ed25519 public key, base64url (with --issuer).
+        #[arg(long, requires = "issuer")]
+        issuer_key: Option<String>,
+    },
 }
 
 /// Parses the command line, runs the command and maps failures to exit codes.
@@ -62,13 +84,23 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
+            Command::Agency(AgencyCommand::Create {
+                name,
+                level,
+                issuer,
+                issuer_key,
+            }) => agency_create(config, &name, &level, issuer, issuer_key.as_deref()).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("custodia: {e:#}");
-            ExitCode::from(1)
+            // A refused argument (an invalid level, a malformed key) is a usage error.
+            let usage = e
+                .downcast_ref::<crate::error::Error>()
+                .is_some_and(|d| matches!(d, crate::error::Error::Invalid { .. }));
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }
@@ -88,6 +120,32 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     store.migrate().await?;
     store.close().await;
     eprintln!("custodia: migrations applied");
+    Ok(())
+}
+
+async fn agency_create(
+    config: Config,
+    name: &str,
+    level: &str,
+    issuer: bool,
+    issuer_key: Option<&str>,
+) -> anyhow::Result<()> {
+    let level = crate::agencies::Level::parse(level)?;
+    let ctx = server::open_context(config, std::sync::Arc::new(crate::clock::SystemClock))
+        .await
+        .map_err(describe_start_error)?;
+    let new = crate::agencies::NewAgency {
+        name,
+        level,
+        issuer,
+        issuer_key,
+    };
+    let created = crate::agencies::create(&ctx, &new).await;
+    ctx.store.close().await;
+    let created = created?;
+    println!("agency id: {}", created.id);
+    println!("api key:   {}", created.api_key.as_str());
+    eprintln!("custodia: the API key is shown only now; store it safely.");
     Ok(())
 }
 

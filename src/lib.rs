@@ -11,6 +11,7 @@
 //! and [`cli`] is the `custodia` command.
 #![forbid(unsafe_code)]
 
+pub mod agencies;
 pub mod catalog;
 pub mod citizens;
 pub mod cli;

@@ -58,53 +58,18 @@ impl Server {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
-        create_private_dir(&config.data_dir).map_err(|source| StartError::Io {
-            what: "data directory",
-            source,
-        })?;
-        let store = Store::connect(&config).await?;
-        store.migrate().await?;
-        let blobs = BlobStore::open(&config.blob_store)
-            .await
-            .map_err(|source| StartError::Io {
-                what: "blob store",
-                source,
-            })?;
-        match blobs.sweep_tmp(Duration::from_secs(3600)).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "removed interrupted uploads"),
-            Err(e) => tracing::warn!(error = %e, "could not sweep interrupted uploads"),
-        }
-        let keys = Keyring::load(
-            &store,
-            &config.master_key_file,
-            &config.signing_key_file(),
-            clock.now_ms(),
-        )
-        .await?;
-        let listener = TcpListener::bind(config.listen)
+        let listen = config.listen;
+        let context = open_context(config, clock).await?;
+        let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| StartError::Io {
                 what: "listen",
                 source,
             })?;
-        let passkeys = Passkeys::new(&config.public_url).map_err(|e| StartError::Io {
-            what: "WebAuthn relying party (CUSTODIA_PUBLIC_URL)",
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let catalog = Catalog::load(config.catalog_file.as_deref())?;
-        let kdf = KdfLimiter::new(config.argon2_concurrency, config.argon2);
-        let state = AppState(Arc::new(Context {
-            config,
-            store,
-            blobs,
-            keys,
-            clock,
-            passkeys,
-            kdf,
-            catalog,
-        }));
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state: AppState(Arc::new(context)),
+        })
     }
 
     /// The address actually bound.
@@ -138,6 +103,52 @@ impl Server {
         store.close().await;
         Ok(())
     }
+}
+
+/// Opens everything a Custodia process works with — data directory, migrated database,
+/// blob store, keys, relying party, catalog — without listening. The server and the
+/// operator commands share it.
+pub async fn open_context(config: Config, clock: Arc<dyn Clock>) -> Result<Context, StartError> {
+    create_private_dir(&config.data_dir).map_err(|source| StartError::Io {
+        what: "data directory",
+        source,
+    })?;
+    let store = Store::connect(&config).await?;
+    store.migrate().await?;
+    let blobs = BlobStore::open(&config.blob_store)
+        .await
+        .map_err(|source| StartError::Io {
+            what: "blob store",
+            source,
+        })?;
+    match blobs.sweep_tmp(Duration::from_secs(3600)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed interrupted uploads"),
+        Err(e) => tracing::warn!(error = %e, "could not sweep interrupted uploads"),
+    }
+    let keys = Keyring::load(
+        &store,
+        &config.master_key_file,
+        &config.signing_key_file(),
+        clock.now_ms(),
+    )
+    .await?;
+    let passkeys = Passkeys::new(&config.public_url).map_err(|e| StartError::Io {
+        what: "WebAuthn relying party (CUSTODIA_PUBLIC_URL)",
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let catalog = Catalog::load(config.catalog_file.as_deref())?;
+    let kdf = KdfLimiter::new(config.argon2_concurrency, config.argon2);
+    Ok(Context {
+        config,
+        store,
+        blobs,
+        keys,
+        clock,
+        passkeys,
+        kdf,
+        catalog,
+    })
 }
 
 /// Periodic clean-up every node runs: ended sessions, expired ceremonies, stale counters,

@@ -9,6 +9,7 @@
 //! This module owns connections, transactions and migrations. It must never hold
 //! plaintext personal data longer than a query needs, and never decides policy.
 
+pub mod agencies;
 pub mod blob;
 pub mod citizens;
 pub mod documents;

@@ -145,3 +145,64 @@ fn migrate_applies_the_schema_and_exits_0() {
     assert_eq!(run().status.code(), Some(0), "migrate twice is harmless");
     assert!(cwd.path().join("custodia-data/custodia.db").is_file());
 }
+
+#[test]
+fn agency_create_prints_an_id_and_a_key_once() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = custodia()
+        .args([
+            "agency",
+            "create",
+            "--name",
+            "上海市税务局",
+            "--level",
+            "provincial",
+        ])
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("agency id: "));
+    let key = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("api key:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(key.starts_with("cus_"));
+
+    for args in [
+        vec!["agency", "create", "--name", "X", "--level", "galactic"],
+        vec![
+            "agency", "create", "--name", "X", "--level", "county", "--issuer",
+        ],
+        vec![
+            "agency",
+            "create",
+            "--name",
+            "X",
+            "--level",
+            "county",
+            "--issuer-key",
+            "abc",
+        ],
+    ] {
+        let out = custodia()
+            .args(&args)
+            .current_dir(cwd.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

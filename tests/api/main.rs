@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod agencies;
 mod binary;
 mod citizen_kit;
 mod citizens;

@@ -1,0 +1,190 @@
+//! Agencies: government bodies that ask for and read documents (consumers) or deposit
+//! signed ones (issuers), each at a level of government.
+//!
+//! API keys are `cus_` followed by 256 random bits (base64url). Only SHA-256 of the key is
+//! stored (the key is high-entropy, so no slow hash is needed) with an 8-character prefix
+//! for recognising it in lists; a presented key is found by its hash and compared again
+//! in constant time. The key is shown once, when it is made.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use custodia_crypto::sign::VerifyingKey;
+use custodia_crypto::{SecretBytes, ct_eq, digest};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::context::Context;
+use crate::error::{Error, invalid};
+use crate::store::agencies::{AgencyKeyRow, AgencyRow};
+
+/// Levels of government, ordered `county` < `municipal` < `provincial` < `national`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// County (县级).
+    County,
+    /// Municipal (市级).
+    Municipal,
+    /// Provincial (省级).
+    Provincial,
+    /// National (国家级).
+    National,
+}
+
+impl Level {
+    /// Parses `national`, `provincial`, `municipal` or `county`.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "national" => Ok(Self::National),
+            "provincial" => Ok(Self::Provincial),
+            "municipal" => Ok(Self::Municipal),
+            "county" => Ok(Self::County),
+            _ => Err(invalid(
+                "level",
+                "must be national, provincial, municipal or county",
+            )),
+        }
+    }
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::National => "national",
+            Self::Provincial => "provincial",
+            Self::Municipal => "municipal",
+            Self::County => "county",
+        }
+    }
+}
+
+/// What `create` hands back once.
+#[derive(Debug)]
+pub struct Created {
+    /// The agency's id.
+    pub id: Uuid,
+    /// The API key, shown once.
+    pub api_key: Zeroizing<String>,
+}
+
+/// A new agency.
+#[derive(Debug)]
+pub struct NewAgency<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Its level of government.
+    pub level: Level,
+    /// Whether it deposits signed documents.
+    pub issuer: bool,
+    /// The issuer's Ed25519 public key (base64url), required for issuers.
+    pub issuer_key: Option<&'a str>,
+}
+
+/// The SHA-256 by which an API key is stored and found.
+pub fn key_hash(key: &str) -> Vec<u8> {
+    digest::sha256(key.as_bytes()).to_vec()
+}
+
+fn new_key() -> Zeroizing<String> {
+    Zeroizing::new(format!(
+        "cus_{}",
+        URL_SAFE_NO_PAD.encode(SecretBytes::random(32).expose())
+    ))
+}
+
+/// Parses an issuer's Ed25519 public key given as base64url.
+pub fn parse_issuer_key(text: &str) -> Result<Vec<u8>, Error> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text.trim().trim_end_matches('='))
+        .map_err(|_| invalid("issuer_key", "must be base64url"))?;
+    VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| invalid("issuer_key", "must be a 32-byte Ed25519 public key"))?;
+    Ok(bytes)
+}
+
+/// Creates an agency and its first API key.
+pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error> {
+    let name = new.name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(invalid("name", "must be 1 to 200 characters"));
+    }
+    let issuer_public_key = match (new.issuer, new.issuer_key) {
+        (true, Some(k)) => Some(parse_issuer_key(k)?),
+        (true, None) => {
+            return Err(invalid(
+                "issuer_key",
+                "an issuer needs its Ed25519 public key",
+            ));
+        }
+        (false, Some(_)) => return Err(invalid("issuer_key", "only issuers have an issuer key")),
+        (false, None) => None,
+    };
+    let now = ctx.clock.now_ms();
+    let id = Uuid::new_v4();
+    let api_key = new_key();
+    let mut tx = ctx.store.begin().await?;
+    tx.insert_agency(&AgencyRow {
+        id,
+        name: name.to_owned(),
+        level: new.level.as_str().to_owned(),
+        is_consumer: true,
+        is_issuer: new.issuer,
+        issuer_public_key,
+        created_at: now,
+        disabled_at: None,
+    })
+    .await?;
+    tx.insert_agency_key(&AgencyKeyRow {
+        id: Uuid::new_v4(),
+        agency_id: id,
+        prefix: api_key.chars().take(8).collect(),
+        key_hash: key_hash(&api_key),
+        created_at: now,
+        expires_at: None,
+    })
+    .await?;
+    tx.commit().await?;
+    tracing::info!(agency = %id, level = new.level.as_str(), issuer = new.issuer, "agency created");
+    Ok(Created { id, api_key })
+}
+
+/// The live agency an API key belongs to; every failure is the same `Unauthenticated`.
+pub async fn authenticate(ctx: &Context, presented: &str) -> Result<AgencyRow, Error> {
+    let refused = || Error::Unauthenticated("The API key is not valid.".into());
+    if !presented.starts_with("cus_") || presented.len() > 100 {
+        return Err(refused());
+    }
+    let hash = key_hash(presented);
+    let key = ctx
+        .store
+        .agency_key_by_hash(&hash)
+        .await?
+        .ok_or_else(refused)?;
+    if !ct_eq(&key.key_hash, &hash) || key.expires_at.is_some_and(|t| t <= ctx.clock.now_ms()) {
+        return Err(refused());
+    }
+    let agency = ctx.store.agency(key.agency_id).await?;
+    if agency.disabled_at.is_some() {
+        return Err(refused());
+    }
+    Ok(agency)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_order_and_parse() {
+        assert!(Level::National > Level::Provincial && Level::Municipal > Level::County);
+        assert_eq!(Level::parse("Provincial").ok(), Some(Level::Provincial));
+        assert!(Level::parse("galactic").is_err());
+    }
+
+    #[test]
+    fn keys_are_prefixed_and_random() {
+        let (a, b) = (new_key(), new_key());
+        assert!(a.starts_with("cus_") && a.len() == 4 + 43);
+        assert_ne!(*a, *b);
+    }
+}

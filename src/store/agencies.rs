@@ -1,0 +1,94 @@
+//! Rows of `agencies` and `agency_keys`.
+
+use uuid::Uuid;
+
+use crate::on_engine;
+
+use super::{Store, StoreError, Tx};
+
+/// An agency as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AgencyRow {
+    pub id: Uuid,
+    pub name: String,
+    pub level: String,
+    pub is_consumer: bool,
+    pub is_issuer: bool,
+    pub issuer_public_key: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+}
+
+/// An API key as stored: only its SHA-256 and a short readable prefix.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AgencyKeyRow {
+    pub id: Uuid,
+    pub agency_id: Uuid,
+    pub prefix: String,
+    pub key_hash: Vec<u8>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+impl Store {
+    /// The agency with this id.
+    pub async fn agency(&self, id: Uuid) -> Result<AgencyRow, StoreError> {
+        const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, created_at, \
+            disabled_at FROM agencies WHERE id = $1";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, AgencyRow>(SQL).bind(id).fetch_one(p).await?
+        }))
+    }
+
+    /// The key whose hash this is, with its agency.
+    pub async fn agency_key_by_hash(
+        &self,
+        hash: &[u8],
+    ) -> Result<Option<AgencyKeyRow>, StoreError> {
+        const SQL: &str = "SELECT id, agency_id, prefix, key_hash, created_at, expires_at \
+            FROM agency_keys WHERE key_hash = $1";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, AgencyKeyRow>(SQL).bind(hash).fetch_optional(p).await?
+        }))
+    }
+}
+
+impl Tx {
+    /// Inserts an agency.
+    pub async fn insert_agency(&mut self, row: &AgencyRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO agencies (id, name, level, is_consumer, is_issuer, issuer_public_key, \
+            created_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        on_engine!(self, c => {
+            sqlx::query(SQL)
+                .bind(row.id)
+                .bind(&row.name)
+                .bind(&row.level)
+                .bind(row.is_consumer)
+                .bind(row.is_issuer)
+                .bind(&row.issuer_public_key)
+                .bind(row.created_at)
+                .bind(row.disabled_at)
+                .execute(&mut **c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Inserts an API key.
+    pub async fn insert_agency_key(&mut self, row: &AgencyKeyRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO agency_keys (id, agency_id, prefix, key_hash, created_at, expires_at) \
+            VALUES ($1, $2, $3, $4, $5, $6)";
+        on_engine!(self, c => {
+            sqlx::query(SQL)
+                .bind(row.id)
+                .bind(row.agency_id)
+                .bind(&row.prefix)
+                .bind(&row.key_hash)
+                .bind(row.created_at)
+                .bind(row.expires_at)
+                .execute(&mut **c)
+                .await?;
+        });
+        Ok(())
+    }
+}

@@ -118,6 +118,22 @@ fn aad(label: &'static str, document: Uuid, version: i32, owner: Uuid) -> Aad {
         .with("owner", owner.as_bytes())
 }
 
+/// Unwraps the data key of one version with the owner's vault key.
+pub(crate) fn unwrap_data_key(
+    vault_key: &VaultKey,
+    wrapped: &[u8],
+    document: Uuid,
+    version: i32,
+    owner: Uuid,
+) -> Result<DataKey, Error> {
+    wrap::unwrap_key(
+        vault_key,
+        wrapped,
+        &aad("data-key", document, version, owner),
+    )
+    .map_err(|e| Error::Internal(anyhow::anyhow!("data key of {document} v{version}: {e}")))
+}
+
 /// The SHA-256 digest of a version's canonical content (RFC 8785 JSON of type, fields and
 /// file digest): what `verify` reads attest to.
 pub fn content_digest(

@@ -20,6 +20,7 @@ pub mod config;
 pub mod context;
 pub mod documents;
 pub mod error;
+pub mod grants;
 pub mod http;
 pub mod keyring;
 pub mod passkeys;

@@ -161,6 +161,11 @@ async fn maintain(ctx: Arc<Context>) {
         if let Err(e) = crate::sessions::sweep(&ctx).await {
             tracing::warn!(error = %e, "session sweep failed; will retry");
         }
+        match crate::grants::sweep_expired(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(ended = n, "expired grants ended; their keys destroyed"),
+            Err(e) => tracing::warn!(error = %e, "grant expiry sweep failed; will retry"),
+        }
         match crate::documents::sweep_orphans(&ctx).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "removed blobs of interrupted uploads"),

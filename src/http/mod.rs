@@ -6,6 +6,7 @@ mod auth;
 mod documents;
 pub mod error;
 mod extract;
+mod grants;
 mod ops;
 mod web;
 
@@ -52,6 +53,7 @@ pub fn app(state: AppState) -> Router {
     let quick = Router::new()
         .merge(ops::router())
         .merge(auth::router())
+        .merge(grants::router())
         .merge(web::router())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

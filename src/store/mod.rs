@@ -13,6 +13,7 @@ pub mod agencies;
 pub mod blob;
 pub mod citizens;
 pub mod documents;
+pub mod grants;
 pub mod service_keys;
 pub mod sessions;
 

@@ -10,6 +10,7 @@ mod citizen_kit;
 mod citizens;
 mod documents;
 mod errors;
+mod grants;
 mod health;
 mod storage;
 mod web;

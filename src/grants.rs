@@ -1,0 +1,519 @@
+//! Grants: a citizen's consent to one agency, for a scope, a tier, a purpose and a time
+//! (SPEC §2), enforced by keys as well as by rules (SPEC G5).
+//!
+//! Creating a grant needs the unlocked vault: each covered document's current data key is
+//! re-wrapped under a fresh per-grant key, and that key under the `grant-wrap` service key.
+//! Ending a grant (revocation, expiry, exhaustion) deletes the grant key and every wrap in
+//! the transaction that changes its status, so afterwards nothing the grant covered can be
+//! opened without the citizen.
+//!
+//! The policy decides before anything is stored: `none`-class types are never granted;
+//! `conditional` types need a legal basis; `high`-sensitivity types go at `full` tier only to
+//! agencies at or above the configured level; a purpose code limits types and tier.
+//!
+//! Each grant carries a consent receipt: canonical JSON (RFC 8785) signed with the service's
+//! Ed25519 key under the `consent-receipt` context, verifiable offline with the key
+//! published at `/api/v1/audit/public-key`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use custodia_crypto::sign::CONTEXT_CONSENT_RECEIPT;
+use custodia_crypto::{Aad, GrantKey, SymmetricKey, digest, wrap};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use crate::agencies::Level;
+use crate::catalog::{Sensitivity, SharingClass, Tier};
+use crate::clock::{from_ms, to_ms};
+use crate::context::Context;
+use crate::documents;
+use crate::error::{Error, invalid};
+use crate::sessions::Session;
+use crate::store::grants::{GrantRow, GrantWrapRow};
+
+/// Longest a grant may last.
+pub const MAX_DAYS: i64 = 365;
+/// Duration when none is given.
+pub const DEFAULT_DAYS: i64 = 30;
+/// Retention when none is given.
+pub const DEFAULT_RETENTION_DAYS: i32 = 30;
+/// Agencies below this level never receive `high`-sensitivity types at `full` tier.
+pub const FULL_HIGH_MIN_LEVEL: Level = Level::Provincial;
+
+/// What a citizen asks to grant (`POST /me/grants`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    /// The agency.
+    pub agency_id: Uuid,
+    /// Documents covered by id.
+    #[serde(default)]
+    pub document_ids: Vec<Uuid>,
+    /// Types covered (current and, later, new documents of these types).
+    #[serde(default)]
+    pub document_types: Vec<String>,
+    /// How much is revealed.
+    pub tier: Tier,
+    /// For `fields` tier: the fields revealed.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Why (required).
+    pub purpose: String,
+    /// A purpose code from the catalog, limiting types and tier.
+    #[serde(default)]
+    pub purpose_code: Option<String>,
+    /// The legal basis (required for conditional types).
+    #[serde(default)]
+    pub legal_basis: Option<String>,
+    /// Lifetime in days (1–365; default 30), unless `expires_at` is given.
+    #[serde(default)]
+    pub duration_days: Option<i64>,
+    /// End of validity (RFC 3339), at most 365 days ahead.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<time::OffsetDateTime>,
+    /// Most reads allowed.
+    #[serde(default)]
+    pub max_reads: Option<i32>,
+    /// Days the agency may keep what it read (default 30).
+    #[serde(default)]
+    pub retention_days: Option<i32>,
+}
+
+/// A grant as the citizen (and later the agency) sees it.
+#[derive(Debug, Serialize)]
+pub struct GrantView {
+    /// Id.
+    pub id: Uuid,
+    /// The agency.
+    pub agency_id: Uuid,
+    /// Documents covered by id.
+    pub document_ids: Vec<Uuid>,
+    /// Types covered.
+    pub document_types: Vec<String>,
+    /// Tier.
+    pub tier: Tier,
+    /// Fields (for `fields` tier).
+    pub fields: Vec<String>,
+    /// Purpose.
+    pub purpose: String,
+    /// Purpose code.
+    pub purpose_code: Option<String>,
+    /// Legal basis.
+    pub legal_basis: Option<String>,
+    /// Start (RFC 3339).
+    pub valid_from: String,
+    /// End (RFC 3339).
+    pub expires_at: String,
+    /// Most reads.
+    pub max_reads: Option<i32>,
+    /// Reads so far.
+    pub reads: i32,
+    /// Retention days.
+    pub retention_days: i32,
+    /// `active`, `revoked`, `expired` or `exhausted` — by time too, before any sweep.
+    pub status: String,
+}
+
+fn rfc3339(ms: i64) -> String {
+    from_ms(ms).format(&Rfc3339).unwrap_or_default()
+}
+
+/// The status a grant has now: a stored `active` grant past its end is `expired` even
+/// before the sweeper records it.
+pub fn effective_status(g: &GrantRow, now_ms: i64) -> &str {
+    if g.status == "active" && g.expires_at <= now_ms {
+        "expired"
+    } else {
+        &g.status
+    }
+}
+
+fn view(g: &GrantRow, now_ms: i64) -> GrantView {
+    GrantView {
+        id: g.id,
+        agency_id: g.agency_id,
+        document_ids: serde_json::from_str(&g.document_ids).unwrap_or_default(),
+        document_types: serde_json::from_str(&g.document_types).unwrap_or_default(),
+        tier: serde_json::from_value(serde_json::Value::String(g.tier.clone()))
+            .unwrap_or(Tier::Verify),
+        fields: serde_json::from_str(&g.fields).unwrap_or_default(),
+        purpose: g.purpose.clone(),
+        purpose_code: g.purpose_code.clone(),
+        legal_basis: g.legal_basis.clone(),
+        valid_from: rfc3339(g.valid_from),
+        expires_at: rfc3339(g.expires_at),
+        max_reads: g.max_reads,
+        reads: g.reads,
+        retention_days: g.retention_days,
+        status: effective_status(g, now_ms).to_owned(),
+    }
+}
+
+fn grant_key_aad(grant: Uuid) -> Aad {
+    Aad::new("grant-key").with("grant", grant.as_bytes())
+}
+
+/// The context of a data key wrapped under a grant key.
+pub fn grant_data_key_aad(grant: Uuid, document: Uuid, version: i32) -> Aad {
+    Aad::new("grant-data-key")
+        .with("grant", grant.as_bytes())
+        .with("document", document.as_bytes())
+        .with("version", version.to_be_bytes())
+}
+
+fn policy(message: impl Into<String>) -> Error {
+    Error::Forbidden(message.into())
+}
+
+/// Creates a grant: checks the policy, re-wraps the covered data keys under a fresh grant
+/// key, signs the receipt, and stores it all in one transaction.
+pub async fn create(
+    ctx: &Context,
+    session: &Session,
+    req: &GrantRequest,
+) -> Result<GrantView, Error> {
+    let citizen_id = session.citizen()?;
+    let vault_key = session.vault_key()?;
+    let now = ctx.clock.now_ms();
+
+    let purpose = req.purpose.trim();
+    if purpose.is_empty() || purpose.chars().count() > 500 {
+        return Err(invalid("purpose", "is required (at most 500 characters)"));
+    }
+    let legal_basis = req
+        .legal_basis
+        .as_deref()
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
+    if legal_basis.is_some_and(|l| l.chars().count() > 500) {
+        return Err(invalid("legal_basis", "must be at most 500 characters"));
+    }
+    let expires_at = match (req.duration_days, req.expires_at) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "duration_days",
+                "give duration_days or expires_at, not both",
+            ));
+        }
+        (Some(d), None) if !(1..=MAX_DAYS).contains(&d) => {
+            return Err(invalid(
+                "duration_days",
+                format!("must be from 1 to {MAX_DAYS}"),
+            ));
+        }
+        (Some(d), None) => now + d * 86_400_000,
+        (None, Some(t)) => {
+            let t = to_ms(t);
+            if t <= now || t > now + MAX_DAYS * 86_400_000 {
+                return Err(invalid(
+                    "expires_at",
+                    format!("must be in the future and at most {MAX_DAYS} days away"),
+                ));
+            }
+            t
+        }
+        (None, None) => now + DEFAULT_DAYS * 86_400_000,
+    };
+    if req.max_reads.is_some_and(|m| m < 1) {
+        return Err(invalid("max_reads", "must be at least 1"));
+    }
+    let retention_days = req.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS);
+    if !(0..=3650).contains(&retention_days) {
+        return Err(invalid("retention_days", "must be from 0 to 3650"));
+    }
+
+    let agency = match ctx.store.agency(req.agency_id).await {
+        Ok(a) if a.disabled_at.is_none() && a.is_consumer => a,
+        Ok(_) | Err(crate::store::StoreError::NotFound) => {
+            return Err(invalid("agency_id", "no such agency"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let level = Level::parse(&agency.level)?;
+
+    // The scope: named documents and named types, resolved to current versions.
+    if req.document_ids.is_empty() && req.document_types.is_empty() {
+        return Err(invalid(
+            "document_ids",
+            "name at least one document or document type",
+        ));
+    }
+    let mine = ctx.store.citizen_documents(citizen_id).await?;
+    let mut covered = BTreeMap::new();
+    for id in &req.document_ids {
+        let d = mine.iter().find(|d| d.id == *id).ok_or(Error::NotFound)?;
+        covered.insert(d.id, d.clone());
+    }
+    let types: BTreeSet<String> = req.document_types.iter().cloned().collect();
+    for t in &types {
+        if ctx.catalog.document_type(t).is_none() {
+            return Err(invalid(
+                "document_types",
+                format!("'{t}' is not a document type"),
+            ));
+        }
+        for d in mine.iter().filter(|d| &d.doc_type == t) {
+            covered.insert(d.id, d.clone());
+        }
+    }
+    let all_types: BTreeSet<String> = types
+        .iter()
+        .cloned()
+        .chain(covered.values().map(|d| d.doc_type.clone()))
+        .collect();
+
+    // The policy, before anything is stored.
+    let purpose_spec = match req.purpose_code.as_deref() {
+        None => None,
+        Some(code) => Some(ctx.catalog.purpose(code).ok_or_else(|| {
+            invalid(
+                "purpose_code",
+                format!("'{code}' is not a purpose in the catalog"),
+            )
+        })?),
+    };
+    let mut known_fields = BTreeSet::new();
+    for t in &all_types {
+        let spec = ctx
+            .catalog
+            .document_type(t)
+            .ok_or_else(|| invalid("document_types", format!("'{t}' is unknown")))?;
+        if spec.sharing_class == SharingClass::None {
+            return Err(policy(format!(
+                "Policy: {} is never shared.",
+                spec.names.en
+            )));
+        }
+        if spec.sharing_class == SharingClass::Conditional && legal_basis.is_none() {
+            return Err(policy(format!(
+                "Policy: sharing {} needs a legal basis.",
+                spec.names.en
+            )));
+        }
+        if spec.sensitivity == Sensitivity::High
+            && req.tier == Tier::Full
+            && level < FULL_HIGH_MIN_LEVEL
+        {
+            return Err(policy(format!(
+                "Policy: {} goes at full tier only to {}-level agencies or above.",
+                spec.names.en,
+                FULL_HIGH_MIN_LEVEL.as_str()
+            )));
+        }
+        if let Some(p) = purpose_spec
+            && !p.document_types.iter().any(|pt| pt == t)
+        {
+            return Err(policy(format!(
+                "Policy: the purpose {} does not cover {}.",
+                p.code, spec.names.en
+            )));
+        }
+        known_fields.extend(spec.fields.iter().map(|f| f.name.clone()));
+    }
+    if let Some(p) = purpose_spec
+        && req.tier > p.max_tier
+    {
+        return Err(policy(format!(
+            "Policy: the purpose {} allows at most the {:?} tier.",
+            p.code, p.max_tier
+        )));
+    }
+    let fields: BTreeSet<String> = req.fields.iter().cloned().collect();
+    match req.tier {
+        Tier::Fields if fields.is_empty() => {
+            return Err(invalid("fields", "name the fields the fields tier reveals"));
+        }
+        Tier::Fields => {
+            if let Some(f) = fields.iter().find(|f| !known_fields.contains(*f)) {
+                return Err(invalid(
+                    "fields",
+                    format!("'{f}' is not a field of the covered types"),
+                ));
+            }
+        }
+        _ if !fields.is_empty() => {
+            return Err(invalid("fields", "only the fields tier lists fields"));
+        }
+        _ => {}
+    }
+
+    // Keys follow consent.
+    let id = Uuid::new_v4();
+    let grant_key = GrantKey::generate();
+    let mut wraps = Vec::new();
+    for d in covered.values() {
+        let versions = ctx.store.document_versions(d.id).await?;
+        let Some(v) = versions.iter().find(|v| v.version == d.current_version) else {
+            continue;
+        };
+        let Some(wrapped) = v.data_key_wrap.as_deref() else {
+            continue;
+        };
+        let data_key =
+            documents::unwrap_data_key(&vault_key, wrapped, d.id, v.version, citizen_id)?;
+        wraps.push(GrantWrapRow {
+            grant_id: id,
+            document_id: d.id,
+            version: v.version,
+            wrapped_key: wrap::wrap_key(
+                &grant_key,
+                &data_key,
+                &grant_data_key_aad(id, d.id, v.version),
+            ),
+        });
+    }
+    let pseudonym = ctx.store.citizen(citizen_id).await?.pseudonym;
+    let document_ids: Vec<Uuid> = req.document_ids.clone();
+    let document_types: Vec<String> = types.iter().cloned().collect();
+    let fields: Vec<String> = fields.into_iter().collect();
+    let receipt = serde_json::json!({
+        "receipt_version": 1,
+        "grant_id": id,
+        "citizen": pseudonym,
+        "agency": { "id": agency.id, "name": agency.name, "level": agency.level },
+        "scope": { "document_ids": document_ids, "document_types": document_types },
+        "tier": req.tier,
+        "fields": fields,
+        "purpose": purpose,
+        "purpose_code": req.purpose_code,
+        "legal_basis": legal_basis,
+        "valid_from": rfc3339(now),
+        "expires_at": rfc3339(expires_at),
+        "max_reads": req.max_reads,
+        "retention_days": retention_days,
+        "issued_at": rfc3339(now),
+        "signing_key_id": ctx.keys.signing_key_id,
+    });
+    let canonical = digest::canonical_json(&receipt).map_err(|e| Error::Internal(e.into()))?;
+    let signature = ctx
+        .keys
+        .signing
+        .sign(CONTEXT_CONSENT_RECEIPT, canonical.as_bytes());
+    let row = GrantRow {
+        id,
+        citizen_id,
+        agency_id: agency.id,
+        request_id: None,
+        document_ids: to_json(&document_ids),
+        document_types: to_json(&document_types),
+        tier: tier_name(req.tier).to_owned(),
+        fields: to_json(&fields),
+        purpose_code: req.purpose_code.clone(),
+        purpose: purpose.to_owned(),
+        legal_basis: legal_basis.map(str::to_owned),
+        valid_from: now,
+        expires_at,
+        max_reads: req.max_reads,
+        reads: 0,
+        retention_days,
+        status: "active".into(),
+        status_changed_at: now,
+        grant_key_wrap: Some(wrap::wrap_key(
+            &ctx.keys.grant_wrap,
+            &grant_key,
+            &grant_key_aad(id),
+        )),
+        receipt: canonical,
+        receipt_signature: signature.to_vec(),
+        created_at: now,
+    };
+    let mut tx = ctx.store.begin().await?;
+    tx.insert_grant(&row).await?;
+    for w in &wraps {
+        tx.insert_grant_wrap(w).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(grant = %id, agency = %agency.id, documents = wraps.len(), "grant created");
+    Ok(view(&row, now))
+}
+
+/// Lists are stored as JSON text; serialising a list of strings or ids cannot fail.
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn tier_name(t: Tier) -> &'static str {
+    match t {
+        Tier::Verify => "verify",
+        Tier::Fields => "fields",
+        Tier::Full => "full",
+    }
+}
+
+/// The citizen's grants.
+pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<GrantView>, Error> {
+    let citizen = session.citizen()?;
+    let now = ctx.clock.now_ms();
+    Ok(ctx
+        .store
+        .citizen_grants(citizen)
+        .await?
+        .iter()
+        .map(|g| view(g, now))
+        .collect())
+}
+
+/// Revokes one of the citizen's grants: status and key destruction in one transaction.
+/// Revoking a grant that already ended changes nothing and says so.
+pub async fn revoke(ctx: &Context, session: &Session, id: Uuid) -> Result<GrantView, Error> {
+    let citizen = session.citizen()?;
+    ctx.store.citizen_grant(citizen, id).await?;
+    let now = ctx.clock.now_ms();
+    let mut tx = ctx.store.begin().await?;
+    let ended = tx.end_grant(id, Some(citizen), "revoked", now).await?;
+    tx.commit().await?;
+    if !ended {
+        return Err(Error::Conflict("This grant has already ended.".into()));
+    }
+    tracing::info!(grant = %id, "grant revoked; keys destroyed");
+    Ok(view(&ctx.store.citizen_grant(citizen, id).await?, now))
+}
+
+/// A signed consent receipt, verifiable offline.
+#[derive(Debug, Serialize)]
+pub struct Receipt {
+    /// The receipt (its RFC 8785 canonical form is what was signed).
+    pub receipt: serde_json::Value,
+    /// Ed25519 signature, base64url, over `"custodia-sig/1\0consent-receipt\0" ‖ canonical receipt`.
+    pub signature: String,
+    /// The signing key's public half, base64url.
+    pub public_key: String,
+    /// The signing key's id.
+    pub key_id: String,
+    /// The signature's context label.
+    pub context: &'static str,
+}
+
+/// The receipt of one of the citizen's grants.
+pub async fn receipt(ctx: &Context, session: &Session, id: Uuid) -> Result<Receipt, Error> {
+    let g = ctx.store.citizen_grant(session.citizen()?, id).await?;
+    let value: serde_json::Value =
+        serde_json::from_str(&g.receipt).map_err(|e| Error::Internal(e.into()))?;
+    Ok(Receipt {
+        receipt: value,
+        signature: URL_SAFE_NO_PAD.encode(&g.receipt_signature),
+        public_key: URL_SAFE_NO_PAD.encode(ctx.keys.signing.verifying_key().to_bytes()),
+        key_id: ctx.keys.signing_key_id.clone(),
+        context: CONTEXT_CONSENT_RECEIPT,
+    })
+}
+
+/// Ends every active grant past its end: status `expired` and keys destroyed, one grant per
+/// transaction. Safe on several nodes: a grant already ended by another is skipped.
+/// Returns how many this call ended.
+pub async fn sweep_expired(ctx: &Context) -> Result<usize, Error> {
+    let now = ctx.clock.now_ms();
+    let due = ctx.store.expired_active_grants(now).await?;
+    let mut ended = 0;
+    for id in due {
+        let mut tx = ctx.store.begin().await?;
+        if tx.end_grant(id, None, "expired", now).await? {
+            ended += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(ended)
+}

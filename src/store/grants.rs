@@ -1,0 +1,167 @@
+//! Rows of `grants` and `grant_key_wraps`.
+
+use uuid::Uuid;
+
+use crate::on_engine;
+
+use super::{Store, StoreError, Tx};
+
+/// A grant as stored. `grant_key_wrap` is the per-grant key under the grant-wrap service
+/// key; it and the data-key wraps are deleted when the grant ends.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GrantRow {
+    pub id: Uuid,
+    pub citizen_id: Uuid,
+    pub agency_id: Uuid,
+    pub request_id: Option<Uuid>,
+    pub document_ids: String,
+    pub document_types: String,
+    pub tier: String,
+    pub fields: String,
+    pub purpose_code: Option<String>,
+    pub purpose: String,
+    pub legal_basis: Option<String>,
+    pub valid_from: i64,
+    pub expires_at: i64,
+    pub max_reads: Option<i32>,
+    pub reads: i32,
+    pub retention_days: i32,
+    pub status: String,
+    pub status_changed_at: i64,
+    pub grant_key_wrap: Option<Vec<u8>>,
+    pub receipt: String,
+    pub receipt_signature: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// A data key re-wrapped under a grant's key.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GrantWrapRow {
+    pub grant_id: Uuid,
+    pub document_id: Uuid,
+    pub version: i32,
+    pub wrapped_key: Vec<u8>,
+}
+
+const COLUMNS: &str = "id, citizen_id, agency_id, request_id, document_ids, document_types, tier, fields, \
+    purpose_code, purpose, legal_basis, valid_from, expires_at, max_reads, reads, retention_days, status, \
+    status_changed_at, grant_key_wrap, receipt, receipt_signature, created_at";
+
+impl Store {
+    /// A citizen's grants, newest first.
+    pub async fn citizen_grants(&self, citizen: Uuid) -> Result<Vec<GrantRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM grants WHERE citizen_id = $1 ORDER BY created_at DESC, id"
+        );
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, GrantRow>(sqlx::AssertSqlSafe(sql)).bind(citizen).fetch_all(p).await?
+        }))
+    }
+
+    /// One of a citizen's grants; `NotFound` for anyone else's.
+    pub async fn citizen_grant(&self, citizen: Uuid, id: Uuid) -> Result<GrantRow, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = $1 AND citizen_id = $2");
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, GrantRow>(sqlx::AssertSqlSafe(sql)).bind(id).bind(citizen).fetch_one(p).await?
+        }))
+    }
+
+    /// Ids of grants still marked active whose end has passed.
+    pub async fn expired_active_grants(&self, now_ms: i64) -> Result<Vec<Uuid>, StoreError> {
+        const SQL: &str = "SELECT id FROM grants WHERE status = 'active' AND expires_at <= $1";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_scalar::<_, Uuid>(SQL).bind(now_ms).fetch_all(p).await?
+        }))
+    }
+
+    /// The data-key wraps a grant holds.
+    pub async fn grant_wraps(&self, grant: Uuid) -> Result<Vec<GrantWrapRow>, StoreError> {
+        const SQL: &str = "SELECT grant_id, document_id, version, wrapped_key FROM grant_key_wraps \
+            WHERE grant_id = $1 ORDER BY document_id, version";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, GrantWrapRow>(SQL).bind(grant).fetch_all(p).await?
+        }))
+    }
+}
+
+impl Tx {
+    /// Inserts a grant.
+    pub async fn insert_grant(&mut self, g: &GrantRow) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO grants ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+             $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+        );
+        on_engine!(self, c => {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(g.id)
+                .bind(g.citizen_id)
+                .bind(g.agency_id)
+                .bind(g.request_id)
+                .bind(&g.document_ids)
+                .bind(&g.document_types)
+                .bind(&g.tier)
+                .bind(&g.fields)
+                .bind(&g.purpose_code)
+                .bind(&g.purpose)
+                .bind(&g.legal_basis)
+                .bind(g.valid_from)
+                .bind(g.expires_at)
+                .bind(g.max_reads)
+                .bind(g.reads)
+                .bind(g.retention_days)
+                .bind(&g.status)
+                .bind(g.status_changed_at)
+                .bind(&g.grant_key_wrap)
+                .bind(&g.receipt)
+                .bind(&g.receipt_signature)
+                .bind(g.created_at)
+                .execute(&mut **c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Inserts a data-key wrap of a grant.
+    pub async fn insert_grant_wrap(&mut self, w: &GrantWrapRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO grant_key_wraps (grant_id, document_id, version, wrapped_key) \
+            VALUES ($1, $2, $3, $4)";
+        on_engine!(self, c => {
+            sqlx::query(SQL)
+                .bind(w.grant_id)
+                .bind(w.document_id)
+                .bind(w.version)
+                .bind(&w.wrapped_key)
+                .execute(&mut **c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Ends an active grant with `status` and destroys its key and every wrap, in this
+    /// transaction. Returns whether it was active.
+    pub async fn end_grant(
+        &mut self,
+        id: Uuid,
+        citizen: Option<Uuid>,
+        status: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE grants SET status = $1, status_changed_at = $2, grant_key_wrap = NULL \
+            WHERE id = $3 AND status = 'active' AND ($4 IS NULL OR citizen_id = $5)";
+        let n = on_engine!(self, c => {
+            sqlx::query(SQL)
+                .bind(status)
+                .bind(now_ms)
+                .bind(id)
+                .bind(citizen)
+                .bind(citizen)
+                .execute(&mut **c)
+                .await?
+                .rows_affected()
+        });
+        on_engine!(self, c => {
+            sqlx::query("DELETE FROM grant_key_wraps WHERE grant_id = $1").bind(id).execute(&mut **c).await?;
+        });
+        Ok(n == 1)
+    }
+}

@@ -52,6 +52,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             include_str!("../../web/templates/documents.html"),
         ),
         (
+            "grants.html",
+            include_str!("../../web/templates/grants.html"),
+        ),
+        (
             "document.html",
             include_str!("../../web/templates/document.html"),
         ),
@@ -159,6 +163,7 @@ pub fn router() -> Router<AppState> {
         .route("/unlock", get(unlock))
         .route("/settings", get(settings))
         .route("/documents", get(documents_page))
+        .route("/grants", get(grants_page))
         .route("/documents/new", get(document_form))
         .route("/documents/{id}", get(document_page))
         .route("/static/app.js", get(script))
@@ -491,6 +496,63 @@ async fn document_page(
             issued => view.issuer_agency_id.is_some(),
         },
     )
+}
+
+async fn grants_page(
+    State(state): State<AppState>,
+    SignedIn(page, session): SignedIn,
+) -> Result<Response, ApiError> {
+    let t = page.lang.catalog();
+    let text = |key: String| t.get(&key).cloned().unwrap_or(key);
+    let mut grants = Vec::new();
+    for g in crate::grants::list(&state, &session).await? {
+        let agency = state
+            .store
+            .agency(g.agency_id)
+            .await
+            .map(|a| a.name)
+            .unwrap_or_default();
+        let type_names: Vec<String> = g
+            .document_types
+            .iter()
+            .map(|id| {
+                state
+                    .catalog
+                    .document_type(id)
+                    .map(|d| type_name(page.lang, d))
+                    .unwrap_or_else(|| id.clone())
+            })
+            .collect();
+        let mut scope = type_names.join(", ");
+        if !g.document_ids.is_empty() {
+            if !scope.is_empty() {
+                scope.push_str(" + ");
+            }
+            scope.push_str(&format!(
+                "{} × {}",
+                g.document_ids.len(),
+                text("nav_documents".into())
+            ));
+        }
+        let tier = serde_json::to_value(g.tier)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        grants.push(context! {
+            id => g.id.to_string(),
+            agency,
+            status => g.status,
+            status_text => text(format!("status_{}", g.status)),
+            scope,
+            tier_text => text(format!("tier_{tier}")),
+            fields => g.fields.join(", "),
+            purpose => g.purpose,
+            reads => g.reads,
+            max_reads => g.max_reads,
+            until => g.expires_at.get(..10).unwrap_or_default().to_owned(),
+        });
+    }
+    render(&state, &page, "grants.html", context! { grants })
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -219,3 +219,58 @@ async fn document_pages_render_for_the_owner(backend: Backend) {
     );
     app.stop().await;
 }
+
+both_backends!(the_consents_page_lists_grants_and_their_state);
+
+async fn the_consents_page_lists_grants_and_their_state(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let agency = custodia::agencies::create(
+        &app.state,
+        &custodia::agencies::NewAgency {
+            name: "朝阳区市场监管局",
+            level: custodia::agencies::Level::County,
+            issuer: false,
+            issuer_key: None,
+        },
+    )
+    .await
+    .unwrap();
+    let c = Citizen::register(&app, &national_id(24), "Consent Page").await;
+    let g: serde_json::Value = c
+        .post(
+            "/me/grants",
+            json!({ "agency_id": agency.id, "document_types": ["business_license"], "tier": "verify",
+                    "purpose": "企业年报核验", "duration_days": 7 }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = g["id"].as_str().unwrap();
+    let get = || async {
+        c.http
+            .get(format!("{}/grants", c.base))
+            .header("accept-language", "zh-CN")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let html = get().await;
+    assert!(
+        html.contains("朝阳区市场监管局")
+            && html.contains("企业年报核验")
+            && html.contains("营业执照")
+    );
+    assert!(
+        html.contains(&format!("data-id=\"{id}\"")),
+        "a revoke button"
+    );
+    assert!(html.contains("有效"));
+    c.post(&format!("/me/grants/{id}/revoke"), json!({})).await;
+    let html = get().await;
+    assert!(html.contains("已撤销") && !html.contains(&format!("data-id=\"{id}\"")));
+    app.stop().await;
+}

@@ -281,3 +281,9 @@ onClick("#delete-document", async (el) => {
   await api("DELETE", "/me/documents/" + encodeURIComponent(el.dataset.id));
   window.location.assign("/documents");
 });
+
+onClick(".revoke-grant", async (el) => {
+  if (!window.confirm(message("msgRevokeConfirm"))) return;
+  await api("POST", "/me/grants/" + encodeURIComponent(el.dataset.id) + "/revoke", {});
+  window.location.reload();
+});

@@ -168,12 +168,90 @@ fn policy(message: impl Into<String>) -> Error {
     Error::Forbidden(message.into())
 }
 
+/// Checks the catalog policy for giving `types` at `tier` to an agency of `level`; returns
+/// the field names the types have. Refusals name the rule (`403`).
+pub fn check_policy(
+    ctx: &Context,
+    level: Level,
+    types: &BTreeSet<String>,
+    tier: Tier,
+    legal_basis: Option<&str>,
+    purpose_code: Option<&str>,
+) -> Result<BTreeSet<String>, Error> {
+    let purpose_spec = match purpose_code {
+        None => None,
+        Some(code) => Some(ctx.catalog.purpose(code).ok_or_else(|| {
+            invalid(
+                "purpose_code",
+                format!("'{code}' is not a purpose in the catalog"),
+            )
+        })?),
+    };
+    let mut known_fields = BTreeSet::new();
+    for t in types {
+        let spec = ctx
+            .catalog
+            .document_type(t)
+            .ok_or_else(|| invalid("document_types", format!("'{t}' is unknown")))?;
+        if spec.sharing_class == SharingClass::None {
+            return Err(policy(format!(
+                "Policy: {} is never shared.",
+                spec.names.en
+            )));
+        }
+        if spec.sharing_class == SharingClass::Conditional && legal_basis.is_none() {
+            return Err(policy(format!(
+                "Policy: sharing {} needs a legal basis.",
+                spec.names.en
+            )));
+        }
+        if spec.sensitivity == Sensitivity::High
+            && tier == Tier::Full
+            && level < FULL_HIGH_MIN_LEVEL
+        {
+            return Err(policy(format!(
+                "Policy: {} goes at full tier only to {}-level agencies or above.",
+                spec.names.en,
+                FULL_HIGH_MIN_LEVEL.as_str()
+            )));
+        }
+        if let Some(p) = purpose_spec
+            && !p.document_types.iter().any(|pt| pt == t)
+        {
+            return Err(policy(format!(
+                "Policy: the purpose {} does not cover {}.",
+                p.code, spec.names.en
+            )));
+        }
+        known_fields.extend(spec.fields.iter().map(|f| f.name.clone()));
+    }
+    if let Some(p) = purpose_spec
+        && tier > p.max_tier
+    {
+        return Err(policy(format!(
+            "Policy: the purpose {} allows at most the {:?} tier.",
+            p.code, p.max_tier
+        )));
+    }
+    Ok(known_fields)
+}
+
 /// Creates a grant: checks the policy, re-wraps the covered data keys under a fresh grant
 /// key, signs the receipt, and stores it all in one transaction.
 pub async fn create(
     ctx: &Context,
     session: &Session,
     req: &GrantRequest,
+) -> Result<GrantView, Error> {
+    create_inner(ctx, session, req, None).await
+}
+
+/// As [`create`], for the grant that answers an access request.
+pub(crate) async fn create_inner(
+    ctx: &Context,
+    session: &Session,
+    req: &GrantRequest,
+    request_id: Option<Uuid>,
 ) -> Result<GrantView, Error> {
     let citizen_id = session.citizen()?;
     let vault_key = session.vault_key()?;
@@ -266,61 +344,14 @@ pub async fn create(
         .collect();
 
     // The policy, before anything is stored.
-    let purpose_spec = match req.purpose_code.as_deref() {
-        None => None,
-        Some(code) => Some(ctx.catalog.purpose(code).ok_or_else(|| {
-            invalid(
-                "purpose_code",
-                format!("'{code}' is not a purpose in the catalog"),
-            )
-        })?),
-    };
-    let mut known_fields = BTreeSet::new();
-    for t in &all_types {
-        let spec = ctx
-            .catalog
-            .document_type(t)
-            .ok_or_else(|| invalid("document_types", format!("'{t}' is unknown")))?;
-        if spec.sharing_class == SharingClass::None {
-            return Err(policy(format!(
-                "Policy: {} is never shared.",
-                spec.names.en
-            )));
-        }
-        if spec.sharing_class == SharingClass::Conditional && legal_basis.is_none() {
-            return Err(policy(format!(
-                "Policy: sharing {} needs a legal basis.",
-                spec.names.en
-            )));
-        }
-        if spec.sensitivity == Sensitivity::High
-            && req.tier == Tier::Full
-            && level < FULL_HIGH_MIN_LEVEL
-        {
-            return Err(policy(format!(
-                "Policy: {} goes at full tier only to {}-level agencies or above.",
-                spec.names.en,
-                FULL_HIGH_MIN_LEVEL.as_str()
-            )));
-        }
-        if let Some(p) = purpose_spec
-            && !p.document_types.iter().any(|pt| pt == t)
-        {
-            return Err(policy(format!(
-                "Policy: the purpose {} does not cover {}.",
-                p.code, spec.names.en
-            )));
-        }
-        known_fields.extend(spec.fields.iter().map(|f| f.name.clone()));
-    }
-    if let Some(p) = purpose_spec
-        && req.tier > p.max_tier
-    {
-        return Err(policy(format!(
-            "Policy: the purpose {} allows at most the {:?} tier.",
-            p.code, p.max_tier
-        )));
-    }
+    let known_fields = check_policy(
+        ctx,
+        level,
+        &all_types,
+        req.tier,
+        legal_basis,
+        req.purpose_code.as_deref(),
+    )?;
     let fields: BTreeSet<String> = req.fields.iter().cloned().collect();
     match req.tier {
         Tier::Fields if fields.is_empty() => {
@@ -396,7 +427,7 @@ pub async fn create(
         id,
         citizen_id,
         agency_id: agency.id,
-        request_id: None,
+        request_id,
         document_ids: to_json(&document_ids),
         document_types: to_json(&document_types),
         tier: tier_name(req.tier).to_owned(),

@@ -14,6 +14,7 @@ pub mod blob;
 pub mod citizens;
 pub mod documents;
 pub mod grants;
+pub mod requests;
 pub mod service_keys;
 pub mod sessions;
 

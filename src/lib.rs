@@ -25,6 +25,7 @@ pub mod http;
 pub mod keyring;
 pub mod passkeys;
 pub mod ratelimit;
+pub mod requests;
 pub mod server;
 pub mod sessions;
 pub mod store;

@@ -8,6 +8,7 @@ pub mod error;
 mod extract;
 mod grants;
 mod ops;
+mod requests;
 mod web;
 
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub fn app(state: AppState) -> Router {
         .merge(ops::router())
         .merge(auth::router())
         .merge(grants::router())
+        .merge(requests::router())
         .merge(web::router())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -12,5 +12,6 @@ mod documents;
 mod errors;
 mod grants;
 mod health;
+mod requests;
 mod storage;
 mod web;

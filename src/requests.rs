@@ -1,0 +1,416 @@
+//! Access requests: an agency asks a citizen, by national ID, for types at a tier for a
+//! purpose. The purpose catalog and the policy decide before the citizen is asked (no
+//! over-asking). The citizen previews exactly what the agency would receive, then approves
+//! — possibly narrowed: fewer documents, a lower tier, fewer fields, a shorter time — or
+//! denies. Approval creates a grant. Pending requests expire after 14 days.
+//!
+//! An unknown national ID gets the same answer as a known one: the request is stored with
+//! no citizen and simply never answered, so the API is no oracle for who is registered.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::agencies::Level;
+use crate::catalog::Tier;
+use crate::citizens::{NATIONAL_ID_LABEL, NationalId};
+use crate::context::Context;
+use crate::documents;
+use crate::error::{Error, invalid};
+use crate::grants::{self, GrantRequest, GrantView, MAX_DAYS};
+use crate::sessions::Session;
+use crate::store::agencies::AgencyRow;
+use crate::store::requests::RequestRow;
+
+/// How long a request waits for an answer.
+pub const PENDING_DAYS: i64 = 14;
+
+/// What an agency asks (`POST /api/v1/access-requests`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRequest {
+    /// The citizen's national ID number.
+    pub national_id: String,
+    /// Types asked for.
+    pub document_types: Vec<String>,
+    /// Tier asked for.
+    pub tier: Tier,
+    /// Fields asked for (fields tier).
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// Purpose code from the catalog.
+    pub purpose_code: String,
+    /// Purpose in words.
+    pub purpose: String,
+    /// Legal basis.
+    #[serde(default)]
+    pub legal_basis: Option<String>,
+    /// Wished duration in days.
+    pub duration_days: i64,
+    /// Days the agency will keep what it reads.
+    pub retention_days: i32,
+}
+
+/// A request as the citizen sees it.
+#[derive(Debug, Serialize)]
+pub struct RequestView {
+    /// Id.
+    pub id: Uuid,
+    /// The asking agency.
+    pub agency_id: Uuid,
+    /// Its name.
+    pub agency_name: String,
+    /// Its level.
+    pub agency_level: String,
+    /// Types asked for.
+    pub document_types: Vec<String>,
+    /// Tier asked for.
+    pub tier: Tier,
+    /// Fields asked for.
+    pub fields: Vec<String>,
+    /// Purpose code.
+    pub purpose_code: String,
+    /// Purpose.
+    pub purpose: String,
+    /// Legal basis.
+    pub legal_basis: Option<String>,
+    /// Officer.
+    pub officer_id: Option<String>,
+    /// Case.
+    pub case_id: Option<String>,
+    /// Wished duration.
+    pub duration_days: i32,
+    /// Retention.
+    pub retention_days: i32,
+    /// `pending`, `approved`, `denied` or `expired` (by time, too).
+    pub status: String,
+    /// The grant that answered it.
+    pub grant_id: Option<Uuid>,
+}
+
+fn tier_of(text: &str) -> Tier {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).unwrap_or(Tier::Verify)
+}
+
+fn list_of(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// Validates and stores an agency's request. Answers `{id, status}` whether or not the
+/// national ID belongs to a registered citizen.
+pub async fn create(
+    ctx: &Context,
+    agency: &AgencyRow,
+    req: &NewRequest,
+    officer_id: Option<&str>,
+    case_id: Option<&str>,
+) -> Result<(Uuid, &'static str), Error> {
+    let national_id = NationalId::parse(&req.national_id)?;
+    let types: BTreeSet<String> = req.document_types.iter().cloned().collect();
+    if types.is_empty() {
+        return Err(invalid("document_types", "name at least one document type"));
+    }
+    let purpose = req.purpose.trim();
+    if purpose.is_empty() || purpose.chars().count() > 500 {
+        return Err(invalid("purpose", "is required (at most 500 characters)"));
+    }
+    if !(1..=MAX_DAYS).contains(&req.duration_days) {
+        return Err(invalid(
+            "duration_days",
+            format!("must be from 1 to {MAX_DAYS}"),
+        ));
+    }
+    if !(0..=3650).contains(&req.retention_days) {
+        return Err(invalid("retention_days", "must be from 0 to 3650"));
+    }
+    let legal_basis = req
+        .legal_basis
+        .as_deref()
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
+    let level = Level::parse(&agency.level)?;
+    let known = grants::check_policy(
+        ctx,
+        level,
+        &types,
+        req.tier,
+        legal_basis,
+        Some(&req.purpose_code),
+    )?;
+    let fields: BTreeSet<String> = req.fields.iter().cloned().collect();
+    match req.tier {
+        Tier::Fields if fields.is_empty() => {
+            return Err(invalid(
+                "fields",
+                "name the fields the fields tier asks for",
+            ));
+        }
+        Tier::Fields => {
+            if let Some(f) = fields.iter().find(|f| !known.contains(*f)) {
+                return Err(invalid(
+                    "fields",
+                    format!("'{f}' is not a field of the asked types"),
+                ));
+            }
+        }
+        _ if !fields.is_empty() => {
+            return Err(invalid("fields", "only the fields tier lists fields"));
+        }
+        _ => {}
+    }
+    let index = custodia_crypto::digest::blind_index(
+        &ctx.keys.blind_index,
+        NATIONAL_ID_LABEL,
+        national_id.expose().as_bytes(),
+    );
+    let citizen_id = ctx.store.citizen_by_index(&index).await?.map(|c| c.id);
+    let now = ctx.clock.now_ms();
+    let id = Uuid::new_v4();
+    ctx.store
+        .insert_request(&RequestRow {
+            id,
+            agency_id: agency.id,
+            citizen_id,
+            document_types: serde_json::json!(types).to_string(),
+            tier: serde_json::to_value(req.tier)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            fields: serde_json::json!(fields).to_string(),
+            purpose_code: req.purpose_code.clone(),
+            purpose: purpose.to_owned(),
+            legal_basis: legal_basis.map(str::to_owned),
+            officer_id: officer_id.map(str::to_owned),
+            case_id: case_id.map(str::to_owned),
+            duration_days: i32::try_from(req.duration_days).unwrap_or(1),
+            retention_days: req.retention_days,
+            status: "pending".into(),
+            created_at: now,
+            expires_at: now + PENDING_DAYS * 86_400_000,
+            decided_at: None,
+            grant_id: None,
+        })
+        .await?;
+    Ok((id, "pending"))
+}
+
+fn status_now(r: &RequestRow, now: i64) -> String {
+    if r.status == "pending" && r.expires_at <= now {
+        "expired".into()
+    } else {
+        r.status.clone()
+    }
+}
+
+async fn view(ctx: &Context, r: &RequestRow) -> Result<RequestView, Error> {
+    let agency = ctx.store.agency(r.agency_id).await?;
+    Ok(RequestView {
+        id: r.id,
+        agency_id: r.agency_id,
+        agency_name: agency.name,
+        agency_level: agency.level,
+        document_types: list_of(&r.document_types),
+        tier: tier_of(&r.tier),
+        fields: list_of(&r.fields),
+        purpose_code: r.purpose_code.clone(),
+        purpose: r.purpose.clone(),
+        legal_basis: r.legal_basis.clone(),
+        officer_id: r.officer_id.clone(),
+        case_id: r.case_id.clone(),
+        duration_days: r.duration_days,
+        retention_days: r.retention_days,
+        status: status_now(r, ctx.clock.now_ms()),
+        grant_id: r.grant_id,
+    })
+}
+
+/// The signed-in citizen's requests.
+pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<RequestView>, Error> {
+    let citizen = session.citizen()?;
+    let mut out = Vec::new();
+    for r in ctx.store.citizen_requests(citizen).await? {
+        out.push(view(ctx, &r).await?);
+    }
+    Ok(out)
+}
+
+/// Exactly what the agency would receive from one document at the asked tier.
+#[derive(Debug, Serialize)]
+pub struct PreviewItem {
+    /// Document id.
+    pub document_id: Uuid,
+    /// Type.
+    #[serde(rename = "type")]
+    pub doc_type: String,
+    /// Version that would be read.
+    pub version: i32,
+    /// SHA-256 of the canonical content (every tier).
+    pub content_sha256: String,
+    /// Field values revealed (none at `verify`).
+    pub fields: BTreeMap<String, String>,
+    /// The file revealed (`full` only).
+    pub file: Option<documents::FileInfo>,
+}
+
+/// The preview of a request: each matching document, cut to the asked tier and fields.
+pub async fn preview(
+    ctx: &Context,
+    session: &Session,
+    id: Uuid,
+) -> Result<Vec<PreviewItem>, Error> {
+    let citizen = session.citizen()?;
+    let r = ctx.store.citizen_request(citizen, id).await?;
+    let types = list_of(&r.document_types);
+    let tier = tier_of(&r.tier);
+    let wanted: BTreeSet<String> = list_of(&r.fields).into_iter().collect();
+    let mut out = Vec::new();
+    for d in ctx
+        .store
+        .citizen_documents(citizen)
+        .await?
+        .into_iter()
+        .filter(|d| types.contains(&d.doc_type))
+    {
+        let v = documents::get(ctx, session, d.id, None).await?;
+        let fields = match tier {
+            Tier::Verify => BTreeMap::new(),
+            Tier::Fields => v
+                .fields
+                .into_iter()
+                .filter(|(k, _)| wanted.contains(k))
+                .collect(),
+            Tier::Full => v.fields,
+        };
+        out.push(PreviewItem {
+            document_id: d.id,
+            doc_type: d.doc_type,
+            version: v.version,
+            content_sha256: v.content_sha256,
+            fields,
+            file: if tier == Tier::Full { v.file } else { None },
+        });
+    }
+    Ok(out)
+}
+
+/// How a citizen may narrow a request when approving it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Narrowing {
+    /// Only these documents (of the asked types).
+    #[serde(default)]
+    pub document_ids: Option<Vec<Uuid>>,
+    /// A tier no higher than asked.
+    #[serde(default)]
+    pub tier: Option<Tier>,
+    /// Fields among those asked.
+    #[serde(default)]
+    pub fields: Option<Vec<String>>,
+    /// No longer than asked.
+    #[serde(default)]
+    pub duration_days: Option<i64>,
+}
+
+/// Approves a pending request, possibly narrowed; widening is refused. Creates the grant.
+pub async fn approve(
+    ctx: &Context,
+    session: &Session,
+    id: Uuid,
+    n: &Narrowing,
+) -> Result<GrantView, Error> {
+    let citizen = session.citizen()?;
+    let r = ctx.store.citizen_request(citizen, id).await?;
+    if status_now(&r, ctx.clock.now_ms()) != "pending" {
+        return Err(Error::Conflict("This request is no longer pending.".into()));
+    }
+    let asked_tier = tier_of(&r.tier);
+    let tier = n.tier.unwrap_or(asked_tier);
+    if tier > asked_tier {
+        return Err(invalid("tier", "may only be lowered from what was asked"));
+    }
+    let asked_fields = list_of(&r.fields);
+    let fields = match tier {
+        Tier::Fields if asked_tier == Tier::Fields => {
+            let f = n.fields.clone().unwrap_or_else(|| asked_fields.clone());
+            if f.is_empty() || f.iter().any(|x| !asked_fields.contains(x)) {
+                return Err(invalid("fields", "may only be fields that were asked for"));
+            }
+            f
+        }
+        Tier::Fields => return Err(invalid("fields", "this request did not ask for fields")),
+        _ => Vec::new(),
+    };
+    let duration = n.duration_days.unwrap_or(i64::from(r.duration_days));
+    if duration < 1 || duration > i64::from(r.duration_days) {
+        return Err(invalid("duration_days", "may only be shortened"));
+    }
+    let types = list_of(&r.document_types);
+    let (document_ids, document_types) = match &n.document_ids {
+        None => (Vec::new(), types),
+        Some(ids) => {
+            let mine = ctx.store.citizen_documents(citizen).await?;
+            for d in ids {
+                let doc = mine.iter().find(|m| m.id == *d).ok_or(Error::NotFound)?;
+                if !types.contains(&doc.doc_type) {
+                    return Err(invalid(
+                        "document_ids",
+                        "may only be documents of the asked types",
+                    ));
+                }
+            }
+            (ids.clone(), Vec::new())
+        }
+    };
+    let grant = grants::create_inner(
+        ctx,
+        session,
+        &GrantRequest {
+            agency_id: r.agency_id,
+            document_ids,
+            document_types,
+            tier,
+            fields,
+            purpose: r.purpose.clone(),
+            purpose_code: Some(r.purpose_code.clone()),
+            legal_basis: r.legal_basis.clone(),
+            duration_days: Some(duration),
+            expires_at: None,
+            max_reads: None,
+            retention_days: Some(r.retention_days),
+        },
+        Some(r.id),
+    )
+    .await?;
+    let now = ctx.clock.now_ms();
+    let mut tx = ctx.store.begin().await?;
+    let decided = tx
+        .decide_request(id, "approved", Some(grant.id), now)
+        .await?;
+    if !decided {
+        // Decided meanwhile (another tab): the grant just made must not live.
+        tx.end_grant(grant.id, Some(citizen), "revoked", now)
+            .await?;
+        tx.commit().await?;
+        return Err(Error::Conflict(
+            "This request was answered meanwhile.".into(),
+        ));
+    }
+    tx.commit().await?;
+    Ok(grant)
+}
+
+/// Denies a pending request.
+pub async fn deny(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Error> {
+    let citizen = session.citizen()?;
+    ctx.store.citizen_request(citizen, id).await?;
+    let mut tx = ctx.store.begin().await?;
+    let decided = tx
+        .decide_request(id, "denied", None, ctx.clock.now_ms())
+        .await?;
+    tx.commit().await?;
+    if !decided {
+        return Err(Error::Conflict("This request is no longer pending.".into()));
+    }
+    Ok(())
+}

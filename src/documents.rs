@@ -338,6 +338,24 @@ impl Draft {
                 .map(|(_, s)| i64::try_from(*s).unwrap_or(i64::MAX)),
             created_at: now,
         };
+        let grant_wraps = crate::grants::wraps_for_new_version(
+            ctx,
+            self.citizen,
+            self.document,
+            doc_type,
+            self.version,
+            &self.data_key,
+        )
+        .await;
+        let grant_wraps = match grant_wraps {
+            Ok(w) => w,
+            Err(e) => {
+                if let Some((name, _)) = &blob {
+                    discard_blob(ctx, name).await;
+                }
+                return Err(e);
+            }
+        };
         let result = async {
             let mut tx = ctx.store.begin().await?;
             match self.previous {
@@ -359,6 +377,9 @@ impl Draft {
                 }
             }
             tx.insert_version(&version).await?;
+            for w in &grant_wraps {
+                tx.insert_grant_wrap_if_active(w).await?;
+            }
             if let Some((name, _)) = &blob {
                 tx.settle_blob(name.as_str()).await?;
             }

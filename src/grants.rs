@@ -474,6 +474,49 @@ fn tier_name(t: Tier) -> &'static str {
     }
 }
 
+/// Wraps a new version's data key for every live grant of its owner that covers it: grants
+/// naming its type (documents added while the grant lives) and grants naming the document
+/// (its new versions). The server can do this alone because grant keys are wrapped under a
+/// service key; it never needs the vault key to extend a grant the citizen already gave.
+pub(crate) async fn wraps_for_new_version(
+    ctx: &Context,
+    citizen: Uuid,
+    document: Uuid,
+    doc_type: &str,
+    version: i32,
+    data_key: &custodia_crypto::DataKey,
+) -> Result<Vec<GrantWrapRow>, Error> {
+    let now = ctx.clock.now_ms();
+    let mut out = Vec::new();
+    for g in ctx.store.citizen_grants(citizen).await? {
+        if g.status != "active" || g.expires_at <= now {
+            continue;
+        }
+        let types: Vec<String> = serde_json::from_str(&g.document_types).unwrap_or_default();
+        let ids: Vec<Uuid> = serde_json::from_str(&g.document_ids).unwrap_or_default();
+        if !types.iter().any(|t| t == doc_type) && !ids.contains(&document) {
+            continue;
+        }
+        let Some(wrapped) = g.grant_key_wrap.as_deref() else {
+            continue;
+        };
+        let grant_key: GrantKey =
+            wrap::unwrap_key(&ctx.keys.grant_wrap, wrapped, &grant_key_aad(g.id))
+                .map_err(|e| Error::Internal(anyhow::anyhow!("grant key of {}: {e}", g.id)))?;
+        out.push(GrantWrapRow {
+            grant_id: g.id,
+            document_id: document,
+            version,
+            wrapped_key: wrap::wrap_key(
+                &grant_key,
+                data_key,
+                &grant_data_key_aad(g.id, document, version),
+            ),
+        });
+    }
+    Ok(out)
+}
+
 /// The citizen's grants.
 pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<GrantView>, Error> {
     let citizen = session.citizen()?;

@@ -137,6 +137,27 @@ impl Tx {
         Ok(())
     }
 
+    /// Inserts a data-key wrap only while its grant is still active (a grant ended
+    /// meanwhile gets none back).
+    pub async fn insert_grant_wrap_if_active(
+        &mut self,
+        w: &GrantWrapRow,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO grant_key_wraps (grant_id, document_id, version, wrapped_key) \
+            SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM grants WHERE id = $5 AND status = 'active')";
+        on_engine!(self, c => {
+            sqlx::query(SQL)
+                .bind(w.grant_id)
+                .bind(w.document_id)
+                .bind(w.version)
+                .bind(&w.wrapped_key)
+                .bind(w.grant_id)
+                .execute(&mut **c)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Ends an active grant with `status` and destroys its key and every wrap, in this
     /// transaction. Returns whether it was active.
     pub async fn end_grant(

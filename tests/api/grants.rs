@@ -386,3 +386,95 @@ async fn a_receipt_verifies_offline_and_any_change_breaks_it(backend: Backend) {
     assert_problem(other.get(&format!("/me/grants/{id}/receipt")).await, 404).await;
     app.stop().await;
 }
+
+both_backends!(a_type_scoped_grant_covers_documents_added_while_it_lives);
+
+async fn a_type_scoped_grant_covers_documents_added_while_it_lives(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let province = agency(&app, Level::Provincial).await;
+    let c = Citizen::register(&app, &national_id(65), "Later").await;
+    let by_type: Value = grant(&c, json!({ "agency_id": province, "document_types": ["business_license"], "tier": "verify", "purpose": "p", "duration_days": 7 }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let by_type: Uuid = by_type["id"].as_str().unwrap().parse().unwrap();
+    assert!(
+        app.state
+            .store
+            .grant_wraps(by_type)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let licence: Value = c
+        .upload(None, "business_license", licence_fields("后来公司"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let licence: Uuid = licence["id"].as_str().unwrap().parse().unwrap();
+    c.upload(
+        None,
+        "degree_certificate",
+        json!({
+            "holder_name": "x", "degree": "master", "major": "法学", "institution": "北京大学",
+            "certificate_number": "1000142019001234", "conferred_on": "2019-07-01"
+        }),
+        None,
+    )
+    .await;
+    let wraps = app.state.store.grant_wraps(by_type).await.unwrap();
+    assert_eq!(
+        wraps
+            .iter()
+            .map(|w| (w.document_id, w.version))
+            .collect::<Vec<_>>(),
+        vec![(licence, 1)]
+    );
+
+    // A new version is covered too, by the type grant and by a grant naming the document.
+    let by_id: Value = grant(&c, json!({ "agency_id": province, "document_ids": [licence], "tier": "verify", "purpose": "q", "duration_days": 7 }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let by_id: Uuid = by_id["id"].as_str().unwrap().parse().unwrap();
+    c.upload(
+        Some(&licence.to_string()),
+        "business_license",
+        licence_fields("后来公司二"),
+        None,
+    )
+    .await;
+    for g in [by_type, by_id] {
+        let versions: Vec<i32> = app
+            .state
+            .store
+            .grant_wraps(g)
+            .await
+            .unwrap()
+            .iter()
+            .map(|w| w.version)
+            .collect();
+        assert!(
+            versions.contains(&2),
+            "grant {g} covers version 2: {versions:?}"
+        );
+    }
+    // Once revoked, a new upload adds nothing to it.
+    c.post(&format!("/me/grants/{by_type}/revoke"), json!({}))
+        .await;
+    c.upload(None, "business_license", licence_fields("撤销后公司"), None)
+        .await;
+    assert!(
+        app.state
+            .store
+            .grant_wraps(by_type)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    app.stop().await;
+}

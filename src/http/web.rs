@@ -56,6 +56,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             include_str!("../../web/templates/grants.html"),
         ),
         (
+            "requests.html",
+            include_str!("../../web/templates/requests.html"),
+        ),
+        (
             "document.html",
             include_str!("../../web/templates/document.html"),
         ),
@@ -164,6 +168,7 @@ pub fn router() -> Router<AppState> {
         .route("/settings", get(settings))
         .route("/documents", get(documents_page))
         .route("/grants", get(grants_page))
+        .route("/requests", get(requests_page))
         .route("/documents/new", get(document_form))
         .route("/documents/{id}", get(document_page))
         .route("/static/app.js", get(script))
@@ -553,6 +558,84 @@ async fn grants_page(
         });
     }
     render(&state, &page, "grants.html", context! { grants })
+}
+
+async fn requests_page(
+    State(state): State<AppState>,
+    SignedIn(page, session): SignedIn,
+) -> Result<Response, ApiError> {
+    let t = page.lang.catalog();
+    let text = |key: String| t.get(&key).cloned().unwrap_or(key);
+    let tier_value = |tier: crate::catalog::Tier| {
+        serde_json::to_value(tier)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let name_of = |id: &str| {
+        state
+            .catalog
+            .document_type(id)
+            .map(|d| type_name(page.lang, d))
+            .unwrap_or_else(|| id.to_owned())
+    };
+    let unlocked = session.is_unlocked();
+    let mut requests = Vec::new();
+    for r in crate::requests::list(&state, &session).await? {
+        let preview = if r.status == "pending" && unlocked {
+            crate::requests::preview(&state, &session, r.id)
+                .await?
+                .into_iter()
+                .map(|p| {
+                    let fields: Vec<_> = p
+                        .fields
+                        .iter()
+                        .map(|(k, v)| context! { label => field_label(k), value => v })
+                        .collect();
+                    context! {
+                        type_name => name_of(&p.doc_type),
+                        version => p.version,
+                        fields,
+                        file => p.file.map(|f| f.name),
+                        digest => p.content_sha256,
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let asked = tier_value(r.tier);
+        let tiers: Vec<_> = [crate::catalog::Tier::Verify, crate::catalog::Tier::Fields, crate::catalog::Tier::Full]
+            .into_iter()
+            .filter(|x| *x <= r.tier && (*x != crate::catalog::Tier::Fields || r.tier == crate::catalog::Tier::Fields))
+            .map(|x| context! { value => tier_value(x), text => text(format!("tier_{}", tier_value(x))) })
+            .collect();
+        requests.push(context! {
+            id => r.id.to_string(),
+            agency => r.agency_name,
+            level => r.agency_level,
+            status => r.status,
+            status_text => text(format!("status_{}", r.status)),
+            types => r.document_types.iter().map(|t| name_of(t)).collect::<Vec<_>>().join(", "),
+            tier => asked,
+            tier_text => text(format!("tier_{asked}")),
+            tiers,
+            fields => r.fields.join(", "),
+            purpose => r.purpose,
+            legal_basis => r.legal_basis,
+            officer => r.officer_id,
+            case => r.case_id,
+            duration => r.duration_days,
+            retention => r.retention_days,
+            preview,
+        });
+    }
+    render(
+        &state,
+        &page,
+        "requests.html",
+        context! { requests, unlocked },
+    )
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -274,3 +274,80 @@ async fn the_consents_page_lists_grants_and_their_state(backend: Backend) {
     assert!(html.contains("已撤销") && !html.contains(&format!("data-id=\"{id}\"")));
     app.stop().await;
 }
+
+both_backends!(the_requests_page_shows_the_preview_and_the_answer);
+
+async fn the_requests_page_shows_the_preview_and_the_answer(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let created = custodia::agencies::create(
+        &app.state,
+        &custodia::agencies::NewAgency {
+            name: "西城区税务局",
+            level: custodia::agencies::Level::Municipal,
+            issuer: false,
+            issuer_key: None,
+        },
+    )
+    .await
+    .unwrap();
+    let agency = app.state.store.agency(created.id).await.unwrap();
+    let c = Citizen::register(&app, &national_id(25), "Inbox").await;
+    c.upload(
+        None,
+        "business_license",
+        crate::citizen_kit::licence_fields("收件箱公司"),
+        None,
+    )
+    .await;
+    let (id, _) = custodia::requests::create(
+        &app.state,
+        &agency,
+        &custodia::requests::NewRequest {
+            national_id: national_id(25),
+            document_types: vec!["business_license".into()],
+            tier: custodia::catalog::Tier::Fields,
+            fields: vec!["company_name".into()],
+            purpose_code: "business_registration".into(),
+            purpose: "变更登记".into(),
+            legal_basis: None,
+            duration_days: 14,
+            retention_days: 30,
+        },
+        Some("officer-3"),
+        Some("XC-88"),
+    )
+    .await
+    .unwrap();
+    let page = || async {
+        c.http
+            .get(format!("{}/requests", c.base))
+            .header("accept-language", "zh-CN")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let html = page().await;
+    assert!(html.contains("西城区税务局") && html.contains("XC-88") && html.contains("officer-3"));
+    assert!(
+        html.contains("收件箱公司"),
+        "the preview shows the asked field's value"
+    );
+    assert!(
+        !html.contains("91110105MA01ABCD2X"),
+        "and nothing that was not asked"
+    );
+    assert!(html.contains(&format!("data-id=\"{id}\"")));
+    let approved = c
+        .post(
+            &format!("/me/requests/{id}/approve"),
+            json!({ "tier": "verify", "duration_days": 3 }),
+        )
+        .await;
+    assert_eq!(approved.status(), 201);
+    let html = page().await;
+    assert!(html.contains("已批准") && !html.contains("class=\"approve-form\""));
+    app.stop().await;
+}

@@ -287,3 +287,25 @@ onClick(".revoke-grant", async (el) => {
   await api("POST", "/me/grants/" + encodeURIComponent(el.dataset.id) + "/revoke", {});
   window.location.reload();
 });
+
+document.querySelectorAll(".approve-form").forEach((form) => {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearError();
+    const data = Object.fromEntries(new FormData(form).entries());
+    try {
+      await api("POST", "/me/requests/" + encodeURIComponent(form.dataset.id) + "/approve", {
+        tier: data.tier,
+        duration_days: Number(data.duration_days),
+      });
+      window.location.assign("/grants");
+    } catch (e) {
+      showError(e.message || message("msgGeneric"));
+    }
+  });
+});
+
+onClick(".deny-request", async (el) => {
+  await api("POST", "/me/requests/" + encodeURIComponent(el.dataset.id) + "/deny", {});
+  window.location.reload();
+});

@@ -148,6 +148,32 @@ pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error
     Ok(Created { id, api_key })
 }
 
+/// An agency as a citizen sees it when choosing whom to grant.
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Level of government.
+    pub level: String,
+}
+
+/// The agencies a citizen may grant to.
+pub async fn directory(ctx: &Context) -> Result<Vec<Listed>, Error> {
+    Ok(ctx
+        .store
+        .consumer_agencies()
+        .await?
+        .into_iter()
+        .map(|a| Listed {
+            id: a.id,
+            name: a.name,
+            level: a.level,
+        })
+        .collect())
+}
+
 /// The live agency an API key belongs to; every failure is the same `Unauthenticated`.
 pub async fn authenticate(ctx: &Context, presented: &str) -> Result<AgencyRow, Error> {
     let refused = || Error::Unauthenticated("The API key is not valid.".into());

@@ -15,6 +15,7 @@ use crate::grants::{self, GrantRequest, GrantView, Receipt};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/me/grants", get(list).post(create))
+        .route("/me/agencies", get(agencies))
         .route("/me/grants/{id}/revoke", post(revoke))
         .route("/me/grants/{id}/receipt", get(receipt))
 }
@@ -25,6 +26,16 @@ async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(
         serde_json::json!({ "grants": grants::list(&state, &session).await? }),
+    ))
+}
+
+async fn agencies(
+    State(state): State<AppState>,
+    Authed(session): Authed,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    session.citizen()?;
+    Ok(Json(
+        serde_json::json!({ "agencies": crate::agencies::directory(&state).await? }),
     ))
 }
 

@@ -557,7 +557,25 @@ async fn grants_page(
             until => g.expires_at.get(..10).unwrap_or_default().to_owned(),
         });
     }
-    render(&state, &page, "grants.html", context! { grants })
+    let unlocked = session.is_unlocked();
+    let agencies: Vec<_> = crate::agencies::directory(&state)
+        .await?
+        .into_iter()
+        .map(|a| context! { id => a.id.to_string(), name => a.name, level => a.level })
+        .collect();
+    let types: Vec<_> = state
+        .catalog
+        .document_types()
+        .iter()
+        .filter(|t| t.sharing_class != crate::catalog::SharingClass::None)
+        .map(|t| context! { id => t.id, name => type_name(page.lang, t) })
+        .collect();
+    render(
+        &state,
+        &page,
+        "grants.html",
+        context! { grants, unlocked, agencies, types },
+    )
 }
 
 async fn requests_page(

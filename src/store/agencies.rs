@@ -40,6 +40,15 @@ impl Store {
         }))
     }
 
+    /// Agencies that may receive grants (enabled consumers), highest level first.
+    pub async fn consumer_agencies(&self) -> Result<Vec<AgencyRow>, StoreError> {
+        const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, created_at, \
+            disabled_at FROM agencies WHERE is_consumer AND disabled_at IS NULL ORDER BY name, id";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, AgencyRow>(SQL).fetch_all(p).await?
+        }))
+    }
+
     /// The key whose hash this is, with its agency.
     pub async fn agency_key_by_hash(
         &self,

@@ -270,6 +270,16 @@ async fn the_consents_page_lists_grants_and_their_state(backend: Backend) {
     );
     assert!(html.contains("有效"));
     c.post(&format!("/me/grants/{id}/revoke"), json!({})).await;
+    assert!(
+        html.contains("id=\"grant-form\"")
+            && html.contains(&format!("<option value=\"{}\">", agency.id))
+    );
+    assert!(
+        !html.contains("value=\"medical_record\""),
+        "never-shared types are not offered"
+    );
+    let directory: serde_json::Value = c.get("/me/agencies").await.json().await.unwrap();
+    assert_eq!(directory["agencies"][0]["name"], "朝阳区市场监管局");
     let html = get().await;
     assert!(html.contains("已撤销") && !html.contains(&format!("data-id=\"{id}\"")));
     app.stop().await;

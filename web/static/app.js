@@ -309,3 +309,22 @@ onClick(".deny-request", async (el) => {
   await api("POST", "/me/requests/" + encodeURIComponent(el.dataset.id) + "/deny", {});
   window.location.reload();
 });
+
+onSubmit("grant-form", async (_data, form) => {
+  const fd = new FormData(form);
+  const body = {
+    agency_id: fd.get("agency_id"),
+    document_types: fd.getAll("document_types"),
+    tier: fd.get("tier"),
+    purpose: fd.get("purpose"),
+    duration_days: Number(fd.get("duration_days") || 30),
+  };
+  const fields = String(fd.get("fields") || "").split(",").map((f) => f.trim()).filter(Boolean);
+  if (body.tier === "fields") body.fields = fields;
+  const legal = String(fd.get("legal_basis") || "").trim();
+  if (legal) body.legal_basis = legal;
+  const maxReads = Number(fd.get("max_reads") || 0);
+  if (maxReads > 0) body.max_reads = maxReads;
+  await api("POST", "/me/grants", body);
+  window.location.reload();
+});

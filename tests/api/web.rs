@@ -278,6 +278,9 @@ async fn the_consents_page_lists_grants_and_their_state(backend: Backend) {
         !html.contains("value=\"medical_record\""),
         "never-shared types are not offered"
     );
+    let title = &html[html.find("<title>").unwrap() + 7..html.find("</title>").unwrap()];
+    assert!(!title.contains('<'), "the title holds text only: {title}");
+    assert_eq!(html.matches("id=\"grant-form\"").count(), 1);
     let directory: serde_json::Value = c.get("/me/agencies").await.json().await.unwrap();
     assert_eq!(directory["agencies"][0]["name"], "朝阳区市场监管局");
     let html = get().await;

@@ -137,8 +137,7 @@ fn view(g: &GrantRow, now_ms: i64) -> GrantView {
         agency_id: g.agency_id,
         document_ids: serde_json::from_str(&g.document_ids).unwrap_or_default(),
         document_types: serde_json::from_str(&g.document_types).unwrap_or_default(),
-        tier: serde_json::from_value(serde_json::Value::String(g.tier.clone()))
-            .unwrap_or(Tier::Verify),
+        tier: Tier::from_stored(&g.tier),
         fields: serde_json::from_str(&g.fields).unwrap_or_default(),
         purpose: g.purpose.clone(),
         purpose_code: g.purpose_code.clone(),
@@ -430,7 +429,7 @@ pub(crate) async fn create_inner(
         request_id,
         document_ids: to_json(&document_ids),
         document_types: to_json(&document_types),
-        tier: tier_name(req.tier).to_owned(),
+        tier: req.tier.as_str().to_owned(),
         fields: to_json(&fields),
         purpose_code: req.purpose_code.clone(),
         purpose: purpose.to_owned(),
@@ -464,14 +463,6 @@ pub(crate) async fn create_inner(
 /// Lists are stored as JSON text; serialising a list of strings or ids cannot fail.
 fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "[]".to_owned())
-}
-
-fn tier_name(t: Tier) -> &'static str {
-    match t {
-        Tier::Verify => "verify",
-        Tier::Fields => "fields",
-        Tier::Full => "full",
-    }
 }
 
 /// Wraps a new version's data key for every live grant of its owner that covers it: grants

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::agencies::Level;
 use crate::catalog::Tier;
-use crate::citizens::{NATIONAL_ID_LABEL, NationalId};
+use crate::citizens::NationalId;
 use crate::context::Context;
 use crate::documents;
 use crate::error::{Error, invalid};
@@ -89,10 +89,6 @@ pub struct RequestView {
     pub grant_id: Option<Uuid>,
 }
 
-fn tier_of(text: &str) -> Tier {
-    serde_json::from_value(serde_json::Value::String(text.to_owned())).unwrap_or(Tier::Verify)
-}
-
 fn list_of(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }
@@ -159,11 +155,7 @@ pub async fn create(
         }
         _ => {}
     }
-    let index = custodia_crypto::digest::blind_index(
-        &ctx.keys.blind_index,
-        NATIONAL_ID_LABEL,
-        national_id.expose().as_bytes(),
-    );
+    let index = crate::citizens::national_id_index(ctx, &national_id);
     let citizen_id = ctx.store.citizen_by_index(&index).await?.map(|c| c.id);
     let now = ctx.clock.now_ms();
     let id = Uuid::new_v4();
@@ -173,10 +165,7 @@ pub async fn create(
             agency_id: agency.id,
             citizen_id,
             document_types: serde_json::json!(types).to_string(),
-            tier: serde_json::to_value(req.tier)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            tier: req.tier.as_str().to_owned(),
             fields: serde_json::json!(fields).to_string(),
             purpose_code: req.purpose_code.clone(),
             purpose: purpose.to_owned(),
@@ -211,7 +200,7 @@ async fn view(ctx: &Context, r: &RequestRow) -> Result<RequestView, Error> {
         agency_name: agency.name,
         agency_level: agency.level,
         document_types: list_of(&r.document_types),
-        tier: tier_of(&r.tier),
+        tier: Tier::from_stored(&r.tier),
         fields: list_of(&r.fields),
         purpose_code: r.purpose_code.clone(),
         purpose: r.purpose.clone(),
@@ -262,7 +251,7 @@ pub async fn preview(
     let citizen = session.citizen()?;
     let r = ctx.store.citizen_request(citizen, id).await?;
     let types = list_of(&r.document_types);
-    let tier = tier_of(&r.tier);
+    let tier = Tier::from_stored(&r.tier);
     let wanted: BTreeSet<String> = list_of(&r.fields).into_iter().collect();
     let mut out = Vec::new();
     for d in ctx
@@ -324,7 +313,7 @@ pub async fn approve(
     if status_now(&r, ctx.clock.now_ms()) != "pending" {
         return Err(Error::Conflict("This request is no longer pending.".into()));
     }
-    let asked_tier = tier_of(&r.tier);
+    let asked_tier = Tier::from_stored(&r.tier);
     let tier = n.tier.unwrap_or(asked_tier);
     if tier > asked_tier {
         return Err(invalid("tier", "may only be lowered from what was asked"));

@@ -98,6 +98,27 @@ pub enum Tier {
     Full,
 }
 
+impl Tier {
+    /// The stored and wire name: `verify`, `fields` or `full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Verify => "verify",
+            Self::Fields => "fields",
+            Self::Full => "full",
+        }
+    }
+
+    /// Reads a stored tier. An unreadable value becomes `verify`, the tier that reveals
+    /// least, so a damaged row can never widen what is shown.
+    pub fn from_stored(text: &str) -> Self {
+        match text {
+            "full" => Self::Full,
+            "fields" => Self::Fields,
+            _ => Self::Verify,
+        }
+    }
+}
+
 /// A document type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -98,7 +98,8 @@ pub fn check_strength(
     Ok(())
 }
 
-fn index_of(ctx: &Context, id: &NationalId) -> Vec<u8> {
+/// The blind index by which a national ID number is stored and found.
+pub fn national_id_index(ctx: &Context, id: &NationalId) -> Vec<u8> {
     digest::blind_index(
         &ctx.keys.blind_index,
         NATIONAL_ID_LABEL,
@@ -167,7 +168,7 @@ pub async fn register_start(
     ratelimit::check(ctx, ratelimit::REGISTER_PER_ADDR, client).await?;
     let national_id = NationalId::parse(national_id)?;
     let display_name = DisplayName::parse(display_name)?;
-    let index = index_of(ctx, &national_id);
+    let index = national_id_index(ctx, &national_id);
     if ctx.store.citizen_by_index(&index).await?.is_some() {
         return Err(Error::Conflict(
             "An account with this national ID number already exists. Sign in, or use your recovery code.".into(),
@@ -308,7 +309,7 @@ pub async fn login_start(
 ) -> Result<(RequestChallengeResponse, String), Error> {
     ratelimit::check(ctx, ratelimit::LOGIN_PER_ADDR, client).await?;
     let national_id = NationalId::parse(national_id)?;
-    let index = index_of(ctx, &national_id);
+    let index = national_id_index(ctx, &national_id);
     ratelimit::check(
         ctx,
         ratelimit::LOGIN_PER_ACCOUNT,

@@ -61,7 +61,17 @@ impl Cookies {
     /// `Set-Cookie` for `base=value`, HttpOnly, SameSite=Strict, Path=/, living `max_age_s`
     /// (0 deletes it).
     pub fn set(&self, base: &str, value: &str, max_age_s: i64) -> HeaderValue {
-        let cookie = Cookie::build((self.name(base), value.to_owned()))
+        self.build(self.name(base), value, max_age_s)
+    }
+
+    /// `Set-Cookie` for a preference that is no secret (the UI language): the same name on
+    /// every origin, readable by the server only, SameSite=Strict.
+    pub fn set_preference(&self, name: &str, value: &str, max_age_s: i64) -> HeaderValue {
+        self.build(name.to_owned(), value, max_age_s)
+    }
+
+    fn build(&self, name: String, value: &str, max_age_s: i64) -> HeaderValue {
+        let cookie = Cookie::build((name, value.to_owned()))
             .path("/")
             .http_only(true)
             .secure(self.secure)

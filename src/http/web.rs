@@ -210,13 +210,10 @@ fn render(
     );
     if page.set_lang {
         let cookies = Cookies::for_state(state);
-        let mut value = cookies.set(LANG, page.lang.tag(), 365 * 24 * 3600);
-        // The language cookie names no secret; plain name so it works on every origin.
-        if let Ok(text) = value.to_str() {
-            let plain = text.replacen("__Host-", "", 1);
-            value = HeaderValue::from_str(&plain).unwrap_or(value);
-        }
-        headers.append(header::SET_COOKIE, value);
+        headers.append(
+            header::SET_COOKIE,
+            cookies.set_preference(LANG, page.lang.tag(), 365 * 24 * 3600),
+        );
     }
     Ok(response)
 }
@@ -539,10 +536,7 @@ async fn grants_page(
                 text("nav_documents".into())
             ));
         }
-        let tier = serde_json::to_value(g.tier)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let tier = g.tier.as_str();
         grants.push(context! {
             id => g.id.to_string(),
             agency,
@@ -584,12 +578,6 @@ async fn requests_page(
 ) -> Result<Response, ApiError> {
     let t = page.lang.catalog();
     let text = |key: String| t.get(&key).cloned().unwrap_or(key);
-    let tier_value = |tier: crate::catalog::Tier| {
-        serde_json::to_value(tier)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
-    };
     let name_of = |id: &str| {
         state
             .catalog
@@ -622,12 +610,19 @@ async fn requests_page(
         } else {
             Vec::new()
         };
-        let asked = tier_value(r.tier);
-        let tiers: Vec<_> = [crate::catalog::Tier::Verify, crate::catalog::Tier::Fields, crate::catalog::Tier::Full]
-            .into_iter()
-            .filter(|x| *x <= r.tier && (*x != crate::catalog::Tier::Fields || r.tier == crate::catalog::Tier::Fields))
-            .map(|x| context! { value => tier_value(x), text => text(format!("tier_{}", tier_value(x))) })
-            .collect();
+        let asked = r.tier.as_str();
+        let tiers: Vec<_> = [
+            crate::catalog::Tier::Verify,
+            crate::catalog::Tier::Fields,
+            crate::catalog::Tier::Full,
+        ]
+        .into_iter()
+        .filter(|x| {
+            *x <= r.tier
+                && (*x != crate::catalog::Tier::Fields || r.tier == crate::catalog::Tier::Fields)
+        })
+        .map(|x| context! { value => x.as_str(), text => text(format!("tier_{}", x.as_str())) })
+        .collect();
         requests.push(context! {
             id => r.id.to_string(),
             agency => r.agency_name,

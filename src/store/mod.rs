@@ -40,7 +40,7 @@ macro_rules! on_engine {
 }
 
 /// A value per engine: pools, transactions.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Engines<S, P> {
     /// SQLite's half.
     Sqlite(S),
@@ -95,15 +95,6 @@ impl From<sqlx::Error> for StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Engines<SqlitePool, PgPool>,
-}
-
-impl Clone for Engines<SqlitePool, PgPool> {
-    fn clone(&self) -> Self {
-        match self {
-            Self::Sqlite(p) => Self::Sqlite(p.clone()),
-            Self::Postgres(p) => Self::Postgres(p.clone()),
-        }
-    }
 }
 
 impl Store {

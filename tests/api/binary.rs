@@ -206,3 +206,52 @@ fn agency_create_prints_an_id_and_a_key_once() {
         );
     }
 }
+
+/// SPEC G6: secrets and personal values never reach the logs, even at the most verbose level.
+#[tokio::test]
+async fn secrets_never_reach_the_logs() {
+    let cwd = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = cwd.path().join("server.log");
+    let mut child = custodia()
+        .arg("serve")
+        .current_dir(cwd.path())
+        .env("CUSTODIA_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CUSTODIA_PUBLIC_URL", crate::helpers::TEST_ORIGIN)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base, &mut child).await;
+    let nid = crate::helpers::national_id(99);
+    let mut c = crate::citizen_kit::Citizen::register_at(&base, &nid, "Secret Name 秘密").await;
+    c.post("/auth/logout", serde_json::json!({})).await;
+    c.login().await;
+    let wrong = c.unlock("a wrong passphrase typed here").await;
+    assert_eq!(wrong.status(), 403);
+    assert_eq!(c.unlock(crate::citizen_kit::PASSPHRASE).await.status(), 200);
+    c.upload(
+        None,
+        "business_license",
+        crate::citizen_kit::licence_fields("日志测试公司"),
+        None,
+    )
+    .await;
+    assert!(terminate(&mut child).success());
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.len() > 1000, "trace logging was on");
+    for (what, secret) in [
+        ("national ID", nid.as_str()),
+        ("display name", "Secret Name"),
+        ("passphrase", crate::citizen_kit::PASSPHRASE),
+        ("wrong passphrase", "a wrong passphrase typed here"),
+        ("recovery code", c.recovery_code.as_str()),
+        ("CSRF token", c.csrf.as_str()),
+        ("field value", "日志测试公司"),
+    ] {
+        assert!(!text.contains(secret), "{what} found in the logs");
+    }
+}

@@ -28,9 +28,17 @@ pub fn origin() -> Url {
 impl Citizen {
     /// Registers a new citizen and returns them signed in and unlocked.
     pub async fn register(app: &TestApp, national_id: &str, display_name: &str) -> Self {
+        Self::register_at(&app.base, national_id, display_name).await
+    }
+
+    /// As [`Citizen::register`], against any server base URL.
+    pub async fn register_at(base: &str, national_id: &str, display_name: &str) -> Self {
         let mut citizen = Self {
-            http: app.new_client(),
-            base: app.base.clone(),
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .unwrap(),
+            base: base.to_owned(),
             authenticator: SoftPasskey::new(true),
             national_id: national_id.to_owned(),
             display_name: display_name.to_owned(),

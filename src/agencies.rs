@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::audit::{ActorKind, Event};
 use crate::context::Context;
 use crate::error::{Error, invalid};
 use crate::store::agencies::{AgencyKeyRow, AgencyRow};
@@ -144,8 +145,91 @@ pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error
     })
     .await?;
     tx.commit().await?;
+    ctx.audit
+        .append(operator_event("agency.create", id).detail(format!(
+            "level {}, issuer {}",
+            new.level.as_str(),
+            new.issuer
+        )))
+        .await?;
     tracing::info!(agency = %id, level = new.level.as_str(), issuer = new.issuer, "agency created");
     Ok(Created { id, api_key })
+}
+
+fn operator_event(action: &'static str, agency: Uuid) -> Event {
+    Event::new(ActorKind::Operator, None, action).objects([agency.to_string()])
+}
+
+/// Issues a new API key for an agency. The old keys stop at once, or after `overlap`
+/// (at most one day) so a running integration can switch without an outage.
+pub async fn rotate_key(
+    ctx: &Context,
+    agency: Uuid,
+    overlap: std::time::Duration,
+) -> Result<Zeroizing<String>, Error> {
+    if overlap > std::time::Duration::from_secs(86_400) {
+        return Err(invalid("overlap", "must be at most one day"));
+    }
+    let row = ctx.store.agency(agency).await?;
+    if row.disabled_at.is_some() {
+        return Err(Error::Conflict("This agency is disabled.".into()));
+    }
+    let now = ctx.clock.now_ms();
+    let until = now + i64::try_from(overlap.as_millis()).unwrap_or(0);
+    let api_key = new_key();
+    let mut tx = ctx.store.begin().await?;
+    tx.expire_agency_keys(agency, until).await?;
+    tx.insert_agency_key(&AgencyKeyRow {
+        id: Uuid::new_v4(),
+        agency_id: agency,
+        prefix: api_key.chars().take(8).collect(),
+        key_hash: key_hash(&api_key),
+        created_at: now,
+        expires_at: None,
+    })
+    .await?;
+    tx.commit().await?;
+    ctx.audit
+        .append(operator_event("agency.rotate-key", agency).detail(format!(
+            "old keys end in {} s",
+            overlap.as_secs()
+        )))
+        .await?;
+    tracing::info!(agency = %agency, overlap_s = overlap.as_secs(), "agency key rotated");
+    Ok(api_key)
+}
+
+/// Disables an agency: every key is refused at once, it leaves the directory, and no new
+/// grant names it. Its grants stay on record.
+pub async fn disable(ctx: &Context, agency: Uuid) -> Result<(), Error> {
+    ctx.store.agency(agency).await?;
+    let now = ctx.clock.now_ms();
+    let mut tx = ctx.store.begin().await?;
+    let changed = tx.disable_agency(agency, now).await?;
+    tx.expire_agency_keys(agency, now).await?;
+    tx.commit().await?;
+    if !changed {
+        return Err(Error::Conflict("This agency is already disabled.".into()));
+    }
+    ctx.audit.append(operator_event("agency.disable", agency)).await?;
+    tracing::info!(agency = %agency, "agency disabled");
+    Ok(())
+}
+
+/// Registers (or replaces) an agency's issuer key, making it an issuer.
+pub async fn set_issuer_key(ctx: &Context, agency: Uuid, key: &str) -> Result<(), Error> {
+    let key = parse_issuer_key(key)?;
+    ctx.store.agency(agency).await?;
+    let mut tx = ctx.store.begin().await?;
+    tx.set_issuer_key(agency, &key).await?;
+    tx.commit().await?;
+    ctx.audit
+        .append(operator_event("agency.set-issuer-key", agency).detail(format!(
+            "key {}",
+            crate::keyring::key_fingerprint(&key)
+        )))
+        .await?;
+    Ok(())
 }
 
 /// An agency as a citizen sees it when choosing whom to grant.

@@ -47,6 +47,26 @@ enum AgencyCommand {
         #[arg(long, requires = "issuer")]
         issuer_key: Option<String>,
     },
+    /// Issue a new API key (printed once); the old key stops at once, or after --overlap.
+    RotateKey {
+        /// The agency's id.
+        id: uuid::Uuid,
+        /// Seconds the old key keeps working (at most 86400).
+        #[arg(long, default_value_t = 0)]
+        overlap: u64,
+    },
+    /// Disable an agency: its keys are refused at once.
+    Disable {
+        /// The agency's id.
+        id: uuid::Uuid,
+    },
+    /// Register an issuer's Ed25519 public key (base64url), making the agency an issuer.
+    SetIssuerKey {
+        /// The agency's id.
+        id: uuid::Uuid,
+        /// The public key, base64url.
+        key: String,
+    },
 }
 
 /// Parses the command line, runs the command and maps failures to exit codes.
@@ -90,6 +110,36 @@ pub fn main() -> ExitCode {
                 issuer,
                 issuer_key,
             }) => agency_create(config, &name, &level, issuer, issuer_key.as_deref()).await,
+            Command::Agency(AgencyCommand::RotateKey { id, overlap }) => {
+                with_context(config, |ctx| async move {
+                    let key = crate::agencies::rotate_key(
+                        &ctx,
+                        id,
+                        std::time::Duration::from_secs(overlap),
+                    )
+                    .await?;
+                    println!("api key:   {}", key.as_str());
+                    eprintln!("custodia: the new API key is shown only now; store it safely.");
+                    Ok(())
+                })
+                .await
+            }
+            Command::Agency(AgencyCommand::Disable { id }) => {
+                with_context(config, |ctx| async move {
+                    crate::agencies::disable(&ctx, id).await?;
+                    eprintln!("custodia: agency {id} disabled; its keys are refused.");
+                    Ok(())
+                })
+                .await
+            }
+            Command::Agency(AgencyCommand::SetIssuerKey { id, key }) => {
+                with_context(config, |ctx| async move {
+                    crate::agencies::set_issuer_key(&ctx, id, &key).await?;
+                    eprintln!("custodia: agency {id} is an issuer with the given key.");
+                    Ok(())
+                })
+                .await
+            }
         }
     });
     match result {
@@ -147,6 +197,24 @@ async fn agency_create(
     println!("api key:   {}", created.api_key.as_str());
     eprintln!("custodia: the API key is shown only now; store it safely.");
     Ok(())
+}
+
+/// Opens the context, runs `f`, closes the database whatever happened.
+async fn with_context<F, Fut>(config: Config, f: F) -> anyhow::Result<()>
+where
+    F: FnOnce(std::sync::Arc<crate::context::Context>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), crate::error::Error>>,
+{
+    let ctx = server::open_context(config, std::sync::Arc::new(crate::clock::SystemClock))
+        .await
+        .map_err(describe_start_error)?;
+    let ctx = std::sync::Arc::new(ctx);
+    let result = f(ctx.clone()).await;
+    ctx.store.close().await;
+    result.map_err(|e| match e {
+        crate::error::Error::NotFound => anyhow::anyhow!("no such agency"),
+        other => anyhow::Error::from(other),
+    })
 }
 
 fn describe_start_error(e: StartError) -> anyhow::Error {

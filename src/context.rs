@@ -8,6 +8,7 @@ use custodia_crypto::kdf::{Argon2Cost, PassphraseKdf};
 use custodia_crypto::{KeyEncryptionKey, Passphrase};
 use tokio::sync::Semaphore;
 
+use crate::audit::AuditLog;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -35,6 +36,8 @@ pub struct Context {
     pub kdf: KdfLimiter,
     /// Document types and purposes.
     pub catalog: Catalog,
+    /// The audit trail every action is recorded in.
+    pub audit: AuditLog,
 }
 
 /// Runs Argon2id on blocking threads, at most `permits` at a time, so a flood of unlock

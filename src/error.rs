@@ -47,6 +47,9 @@ pub enum Error {
     /// The server is at capacity for expensive work; nothing was done.
     #[error("busy")]
     Busy,
+    /// The audit record could not be committed, so the action was not carried out (G2).
+    #[error("the audit trail is unavailable")]
+    AuditUnavailable,
     /// Storage failed.
     #[error(transparent)]
     Store(StoreError),

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agencies;
+pub mod audit;
 pub mod catalog;
 pub mod citizens;
 pub mod cli;

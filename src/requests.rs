@@ -181,7 +181,48 @@ pub async fn create(
             grant_id: None,
         })
         .await?;
+    let pseudonym = match citizen_id {
+        Some(c) => Some(ctx.store.citizen(c).await?.pseudonym),
+        None => None,
+    };
+    ctx.audit
+        .append(
+            crate::audit::Event::new(
+                crate::audit::ActorKind::Agency,
+                Some(agency.id.to_string()),
+                "request.create",
+            )
+            .officer(officer_id, case_id)
+            .citizen(pseudonym.as_deref())
+            .objects([id.to_string()])
+            .purpose(Some(&req.purpose_code))
+            .tier(req.tier.as_str(), Some(fields.iter().cloned().collect())),
+        )
+        .await?;
     Ok((id, "pending"))
+}
+
+/// What an agency learns of its request: its status and, once approved, the grant.
+#[derive(Debug, Serialize)]
+pub struct AgencyView {
+    /// Id.
+    pub id: Uuid,
+    /// `pending`, `approved`, `denied` or `expired`. A request to an unregistered national
+    /// ID stays `pending` until it expires, like one the citizen never answers.
+    pub status: String,
+    /// The grant that answered it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<Uuid>,
+}
+
+/// One of the agency's requests.
+pub async fn agency_status(ctx: &Context, agency: &AgencyRow, id: Uuid) -> Result<AgencyView, Error> {
+    let r = ctx.store.agency_request(agency.id, id).await?;
+    Ok(AgencyView {
+        id: r.id,
+        status: status_now(&r, ctx.clock.now_ms()),
+        grant_id: r.grant_id,
+    })
 }
 
 fn status_now(r: &RequestRow, now: i64) -> String {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::audit::AuditLog;
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -139,6 +140,15 @@ pub async fn open_context(config: Config, clock: Arc<dyn Clock>) -> Result<Conte
     })?;
     let catalog = Catalog::load(config.catalog_file.as_deref())?;
     let kdf = KdfLimiter::new(config.argon2_concurrency, config.argon2);
+    let signing = custodia_crypto::sign::SigningKey::from_seed(keys.signing.seed().as_slice())
+        .map_err(|_| KeyError::Malformed(config.signing_key_file().display().to_string()))?;
+    let audit = AuditLog::start(
+        store.clone(),
+        clock.clone(),
+        signing,
+        keys.signing_key_id.clone(),
+    )
+    .await?;
     Ok(Context {
         config,
         store,
@@ -148,6 +158,7 @@ pub async fn open_context(config: Config, clock: Arc<dyn Clock>) -> Result<Conte
         passkeys,
         kdf,
         catalog,
+        audit,
     })
 }
 

@@ -122,6 +122,17 @@ fn secret_key_aad(citizen: Uuid) -> Aad {
     Aad::new("citizen-secret-key").with("citizen", citizen.as_bytes())
 }
 
+/// Opens a citizen's X25519 private key with their vault key (to receive deposits).
+pub(crate) fn open_secret_key(
+    row: &CitizenRow,
+    vault_key: &VaultKey,
+) -> Result<hpke_seal::HpkeSecretKey, Error> {
+    let bytes = envelope::open(vault_key, &secret_key_aad(row.id), &row.secret_key_enc)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("private key of a citizen: {e}")))?;
+    hpke_seal::HpkeSecretKey::from_bytes(&bytes)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("private key of a citizen: {e}")))
+}
+
 fn auth_failed() -> Error {
     Error::Unauthenticated("The passkey could not be verified. Please try again.".into())
 }
@@ -437,6 +448,7 @@ pub async fn unlock(
         .await?;
     session.unlock(ctx, &vault_key).await?;
     tracing::info!(citizen = %citizen_id, "vault unlocked");
+    crate::documents::pick_up_deposits(ctx, citizen_id, &vault_key).await?;
     Ok(())
 }
 

@@ -325,6 +325,13 @@ impl From<crate::error::Error> for ApiError {
             ),
             E::Busy => Self::unavailable("The server is busy; please try again in a few seconds.")
                 .retry_after(5),
+            E::AuditUnavailable => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit-unavailable",
+                "Audit trail unavailable",
+                "The audit record could not be written, so nothing was done and nothing was sent. Try again shortly.",
+            )
+            .retry_after(5),
             E::Store(e) => e.into(),
             E::Internal(e) => Self::internal(format!("{e:#}")),
         }

@@ -2,6 +2,7 @@
 //! every request passes through (request id, tracing, time-out, body limit,
 //! compression, security headers, problem+json errors).
 
+mod agency;
 mod auth;
 mod documents;
 pub mod error;
@@ -53,6 +54,7 @@ pub fn app(state: AppState) -> Router {
     // large document on a slow link is not cut off.
     let quick = Router::new()
         .merge(ops::router())
+        .merge(agency::router())
         .merge(auth::router())
         .merge(grants::router())
         .merge(requests::router())
@@ -61,7 +63,9 @@ pub fn app(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ));
-    let transfers = documents::router(&state).layer(TimeoutLayer::with_status_code(
+    let transfers = documents::router(&state)
+        .merge(agency::transfer_router(&state))
+        .layer(TimeoutLayer::with_status_code(
         StatusCode::REQUEST_TIMEOUT,
         TRANSFER_TIMEOUT,
     ));

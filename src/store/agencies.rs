@@ -83,6 +83,37 @@ impl Tx {
         Ok(())
     }
 
+    /// Ends every current key of an agency at `until` (now, or after an overlap); keys
+    /// already ending sooner keep their end. Returns how many keys changed.
+    pub async fn expire_agency_keys(
+        &mut self,
+        agency: Uuid,
+        until: i64,
+    ) -> Result<u64, StoreError> {
+        const SQL: &str = "UPDATE agency_keys SET expires_at = $1 \
+            WHERE agency_id = $2 AND (expires_at IS NULL OR expires_at > $3)";
+        Ok(on_engine!(self, c => {
+            sqlx::query(SQL).bind(until).bind(agency).bind(until).execute(&mut **c).await?.rows_affected()
+        }))
+    }
+
+    /// Disables an agency. Returns whether it was enabled.
+    pub async fn disable_agency(&mut self, agency: Uuid, now_ms: i64) -> Result<bool, StoreError> {
+        const SQL: &str =
+            "UPDATE agencies SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL";
+        Ok(on_engine!(self, c => {
+            sqlx::query(SQL).bind(now_ms).bind(agency).execute(&mut **c).await?.rows_affected() == 1
+        }))
+    }
+
+    /// Makes an agency an issuer with this Ed25519 public key.
+    pub async fn set_issuer_key(&mut self, agency: Uuid, key: &[u8]) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE agencies SET is_issuer = $1, issuer_public_key = $2 WHERE id = $3";
+        Ok(on_engine!(self, c => {
+            sqlx::query(SQL).bind(true).bind(key).bind(agency).execute(&mut **c).await?.rows_affected() == 1
+        }))
+    }
+
     /// Inserts an API key.
     pub async fn insert_agency_key(&mut self, row: &AgencyKeyRow) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO agency_keys (id, agency_id, prefix, key_hash, created_at, expires_at) \

@@ -96,7 +96,45 @@ impl Store {
     }
 }
 
+/// A deposit waiting for its owner: the data key still sealed to their public key.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WaitingDeposit {
+    pub document_id: Uuid,
+    pub version: i32,
+    pub doc_type: String,
+    pub sealed_deposit: Vec<u8>,
+}
+
+impl Store {
+    /// A citizen's deposits not yet picked up.
+    pub async fn waiting_deposits(&self, citizen: Uuid) -> Result<Vec<WaitingDeposit>, StoreError> {
+        const SQL: &str = "SELECT v.document_id, v.version, d.doc_type, v.sealed_deposit \
+            FROM document_versions v JOIN documents d ON d.id = v.document_id \
+            WHERE d.citizen_id = $1 AND d.deleted_at IS NULL AND v.data_key_wrap IS NULL \
+            AND v.sealed_deposit IS NOT NULL";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, WaitingDeposit>(SQL).bind(citizen).fetch_all(p).await?
+        }))
+    }
+}
+
 impl Tx {
+    /// Replaces a deposit's sealed key by its owner's vault wrap (once: a second node
+    /// picking up the same deposit changes nothing). Returns whether this call did it.
+    pub async fn receive_deposit(
+        &mut self,
+        document: Uuid,
+        version: i32,
+        data_key_wrap: &[u8],
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE document_versions SET data_key_wrap = $1, sealed_deposit = NULL \
+            WHERE document_id = $2 AND version = $3 AND data_key_wrap IS NULL";
+        let n = on_engine!(self, c => {
+            sqlx::query(SQL).bind(data_key_wrap).bind(document).bind(version).execute(&mut **c).await?.rows_affected()
+        });
+        Ok(n == 1)
+    }
+
     /// Inserts a new document row.
     pub async fn insert_document(&mut self, row: &DocumentRow) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO documents (id, citizen_id, doc_type, current_version, issuer_agency_id, \

@@ -74,6 +74,62 @@ impl Store {
         }))
     }
 
+    /// Any grant by id.
+    pub async fn grant(&self, id: Uuid) -> Result<GrantRow, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = $1");
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, GrantRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(p).await?
+        }))
+    }
+
+    /// An agency's grants, newest first, after the cursor `(created_at, id)`.
+    pub async fn agency_grants(
+        &self,
+        agency: Uuid,
+        after: Option<(i64, Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<GrantRow>, StoreError> {
+        let (at, id) = after.unwrap_or((i64::MAX, Uuid::max()));
+        let sql = format!(
+            "SELECT {COLUMNS} FROM grants WHERE agency_id = $1 AND (created_at < $2 OR (created_at = $3 AND id < $4)) \
+             ORDER BY created_at DESC, id DESC LIMIT $5"
+        );
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, GrantRow>(sqlx::AssertSqlSafe(sql))
+                .bind(agency).bind(at).bind(at).bind(id).bind(limit)
+                .fetch_all(p).await?
+        }))
+    }
+
+    /// The documents a grant can open now: live documents whose current version has a
+    /// wrap under the grant's key.
+    pub async fn grant_documents(
+        &self,
+        grant: Uuid,
+    ) -> Result<Vec<crate::store::documents::DocumentRow>, StoreError> {
+        const SQL: &str = "SELECT d.id, d.citizen_id, d.doc_type, d.current_version, d.issuer_agency_id, \
+            d.created_at, d.updated_at FROM grant_key_wraps w JOIN documents d \
+            ON d.id = w.document_id AND d.current_version = w.version \
+            WHERE w.grant_id = $1 AND d.deleted_at IS NULL ORDER BY d.doc_type, d.id";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, crate::store::documents::DocumentRow>(SQL).bind(grant).fetch_all(p).await?
+        }))
+    }
+
+    /// The wrap of one version under a grant's key, if the grant holds one.
+    pub async fn grant_wrap(
+        &self,
+        grant: Uuid,
+        document: Uuid,
+        version: i32,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        const SQL: &str = "SELECT wrapped_key FROM grant_key_wraps \
+            WHERE grant_id = $1 AND document_id = $2 AND version = $3";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_scalar::<_, Vec<u8>>(SQL).bind(grant).bind(document).bind(version).fetch_optional(p).await?
+        }))
+    }
+
     /// The data-key wraps a grant holds.
     pub async fn grant_wraps(&self, grant: Uuid) -> Result<Vec<GrantWrapRow>, StoreError> {
         const SQL: &str = "SELECT grant_id, document_id, version, wrapped_key FROM grant_key_wraps \

@@ -10,6 +10,7 @@
 //! plaintext personal data longer than a query needs, and never decides policy.
 
 pub mod agencies;
+pub mod audit;
 pub mod blob;
 pub mod citizens;
 pub mod documents;

@@ -77,6 +77,14 @@ impl Store {
         }))
     }
 
+    /// One of an agency's requests; `NotFound` for anyone else's.
+    pub async fn agency_request(&self, agency: Uuid, id: Uuid) -> Result<RequestRow, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM access_requests WHERE id = $1 AND agency_id = $2");
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, RequestRow>(sqlx::AssertSqlSafe(sql)).bind(id).bind(agency).fetch_one(p).await?
+        }))
+    }
+
     /// One of a citizen's requests; `NotFound` for anyone else's.
     pub async fn citizen_request(&self, citizen: Uuid, id: Uuid) -> Result<RequestRow, StoreError> {
         let sql =

@@ -12,11 +12,14 @@
 //! the same transaction that clears the pending record. A crash at any point leaves either
 //! no visible document, or a committed one; the sweeper removes what a crash left behind.
 
+pub mod deposit;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use custodia_crypto::digest::{self, Sha256Stream};
 use custodia_crypto::stream::{CHUNK_LEN, StreamDecryptor, StreamEncryptor};
+use custodia_crypto::hpke_seal::{self, HpkePublicKey};
 use custodia_crypto::{Aad, DataKey, SymmetricKey, VaultKey, envelope, wrap};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
@@ -85,13 +88,49 @@ pub struct FileInfo {
     pub sha256: String,
 }
 
+/// How an issuer vouched for a deposited document: what it signed, with which key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Issuance {
+    /// The issuing agency.
+    pub issuer_agency_id: Uuid,
+    /// When the issuer issued it (RFC 3339).
+    pub issued_at: String,
+    /// When it stops being valid (RFC 3339).
+    pub expires_at: Option<String>,
+    /// The RFC 8785 canonical JSON the issuer signed.
+    pub signed: String,
+    /// The Ed25519 signature (base64url).
+    pub signature: String,
+    /// The issuer's public key at deposit time (base64url).
+    pub issuer_public_key: String,
+}
+
+impl Issuance {
+    /// Whether the issuer's signature over the signed form holds.
+    pub fn signature_holds(&self) -> bool {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (Ok(key), Ok(sig)) = (
+            b64.decode(&self.issuer_public_key),
+            b64.decode(&self.signature),
+        ) else {
+            return false;
+        };
+        custodia_crypto::sign::VerifyingKey::from_bytes(&key)
+            .and_then(|k| k.verify_raw(self.signed.as_bytes(), &sig))
+            .is_ok()
+    }
+}
+
 /// The sealed part of a version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Meta {
-    doc_type: String,
-    fields: BTreeMap<String, String>,
-    file: Option<FileInfo>,
-    content_sha256: String,
+pub(crate) struct Meta {
+    pub(crate) doc_type: String,
+    pub(crate) fields: BTreeMap<String, String>,
+    pub(crate) file: Option<FileInfo>,
+    pub(crate) content_sha256: String,
+    #[serde(default)]
+    pub(crate) issuance: Option<Issuance>,
 }
 
 /// Makes a filename safe to show and to put in a header: no path, no control or quote
@@ -111,7 +150,7 @@ pub fn sanitise_filename(raw: &str) -> String {
     }
 }
 
-fn aad(label: &'static str, document: Uuid, version: i32, owner: Uuid) -> Aad {
+pub(crate) fn aad(label: &'static str, document: Uuid, version: i32, owner: Uuid) -> Aad {
     Aad::new(label)
         .with("document", document.as_bytes())
         .with("version", version.to_be_bytes())
@@ -154,9 +193,21 @@ pub struct Draft {
     document: Uuid,
     version: i32,
     previous: Option<i32>,
-    vault_key: VaultKey,
+    holder: Holder,
     data_key: DataKey,
     file: Option<FileUpload>,
+    expect_file_sha256: Option<String>,
+}
+
+/// Who will hold the new version's data key.
+enum Holder {
+    /// The owner, now: wrapped under their vault key.
+    Vault(VaultKey),
+    /// The owner, at their next unlock: sealed to their public key (issuer deposits).
+    Sealed {
+        public_key: HpkePublicKey,
+        issuance: Box<Issuance>,
+    },
 }
 
 /// A file streaming into the blob store through encryption.
@@ -180,10 +231,41 @@ impl Draft {
             document: Uuid::new_v4(),
             version: 1,
             previous: None,
-            vault_key: session.vault_key()?,
+            holder: Holder::Vault(session.vault_key()?),
             data_key: DataKey::generate(),
             file: None,
+            expect_file_sha256: None,
         })
+    }
+
+    /// A document an issuer deposits for `citizen` while they are away: its data key is
+    /// sealed to the citizen's public key until their next unlock.
+    pub fn deposit(citizen: Uuid, public_key: &[u8], issuance: Issuance) -> Result<Self, Error> {
+        let public_key = HpkePublicKey::from_bytes(public_key)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("public key of a citizen: {e}")))?;
+        Ok(Self {
+            citizen,
+            document: Uuid::new_v4(),
+            version: 1,
+            previous: None,
+            holder: Holder::Sealed {
+                public_key,
+                issuance: Box::new(issuance),
+            },
+            data_key: DataKey::generate(),
+            file: None,
+            expect_file_sha256: None,
+        })
+    }
+
+    /// The document's id.
+    pub fn id(&self) -> Uuid {
+        self.document
+    }
+
+    /// Refuses the commit unless the file's SHA-256 (hex) is `sha256`.
+    pub fn expect_file_sha256(&mut self, sha256: &str) {
+        self.expect_file_sha256 = Some(sha256.to_owned());
     }
 
     /// The next version of an existing document of this citizen.
@@ -201,9 +283,10 @@ impl Draft {
             document,
             version: row.current_version + 1,
             previous: Some(row.current_version),
-            vault_key,
+            holder: Holder::Vault(vault_key),
             data_key: DataKey::generate(),
             file: None,
+            expect_file_sha256: None,
         })
     }
 
@@ -295,6 +378,18 @@ impl Draft {
             Some(file) => {
                 let name = file.writer.name().clone();
                 match file.finish().await {
+                    Ok((info, name, _))
+                        if self
+                            .expect_file_sha256
+                            .as_ref()
+                            .is_some_and(|want| !want.eq_ignore_ascii_case(&info.sha256)) =>
+                    {
+                        discard_blob(ctx, &name).await;
+                        return Err(invalid(
+                            "file_sha256",
+                            "does not match the attached file",
+                        ));
+                    }
                     Ok((info, name, size)) => (Some(info), Some((name, size))),
                     Err(e) => {
                         discard_blob(ctx, &name).await;
@@ -308,25 +403,47 @@ impl Draft {
             &fields,
             file_info.as_ref().map(|f| f.sha256.as_str()),
         )?;
+        let issuance = match &self.holder {
+            Holder::Vault(_) => None,
+            Holder::Sealed { issuance, .. } => Some((**issuance).clone()),
+        };
+        let issuer_agency_id = issuance.as_ref().map(|i| i.issuer_agency_id);
         let meta = Meta {
             doc_type: doc_type.to_owned(),
             fields,
             file: file_info,
             content_sha256,
+            issuance,
         };
         let meta_json = zeroize::Zeroizing::new(
             serde_json::to_vec(&meta).map_err(|e| Error::Internal(e.into()))?,
         );
         let now = ctx.clock.now_ms();
+        let key_aad = aad("data-key", self.document, self.version, self.citizen);
+        let (data_key_wrap, sealed_deposit) = match &self.holder {
+            Holder::Vault(vault_key) => (
+                Some(wrap::wrap_key(vault_key, &self.data_key, &key_aad)),
+                None,
+            ),
+            Holder::Sealed { public_key, .. } => {
+                let sealed = hpke_seal::seal_key(public_key, &key_aad, &self.data_key)
+                    .map_err(|e| Error::Internal(anyhow::anyhow!("sealing a deposit: {e}")));
+                match sealed {
+                    Ok(sealed) => (None, Some(sealed)),
+                    Err(e) => {
+                        if let Some((name, _)) = &blob {
+                            discard_blob(ctx, name).await;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        };
         let version = VersionRow {
             document_id: self.document,
             version: self.version,
-            data_key_wrap: Some(wrap::wrap_key(
-                &self.vault_key,
-                &self.data_key,
-                &aad("data-key", self.document, self.version, self.citizen),
-            )),
-            sealed_deposit: None,
+            data_key_wrap,
+            sealed_deposit,
             meta_enc: Some(envelope::seal(
                 &self.data_key,
                 &aad("document-meta", self.document, self.version, self.citizen),
@@ -338,15 +455,21 @@ impl Draft {
                 .map(|(_, s)| i64::try_from(*s).unwrap_or(i64::MAX)),
             created_at: now,
         };
-        let grant_wraps = crate::grants::wraps_for_new_version(
-            ctx,
-            self.citizen,
-            self.document,
-            doc_type,
-            self.version,
-            &self.data_key,
-        )
-        .await;
+        // A deposit joins grants when its owner picks it up; an upload joins them now.
+        let grant_wraps = match self.holder {
+            Holder::Sealed { .. } => Ok(Vec::new()),
+            Holder::Vault(_) => {
+                crate::grants::wraps_for_new_version(
+                    ctx,
+                    self.citizen,
+                    self.document,
+                    doc_type,
+                    self.version,
+                    &self.data_key,
+                )
+                .await
+            }
+        };
         let grant_wraps = match grant_wraps {
             Ok(w) => w,
             Err(e) => {
@@ -365,7 +488,7 @@ impl Draft {
                         citizen_id: self.citizen,
                         doc_type: doc_type.to_owned(),
                         current_version: self.version,
-                        issuer_agency_id: None,
+                        issuer_agency_id,
                         created_at: now,
                         updated_at: now,
                     })
@@ -540,6 +663,9 @@ pub struct Summary {
 /// The signed-in citizen's documents (metadata only: no vault key needed).
 pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<Summary>, Error> {
     let citizen = session.citizen()?;
+    if session.is_unlocked() {
+        pick_up_deposits(ctx, citizen, &session.vault_key()?).await?;
+    }
     Ok(ctx
         .store
         .citizen_documents(citizen)
@@ -604,8 +730,9 @@ async fn open_version(
     version: Option<i32>,
 ) -> Result<Opened, Error> {
     let citizen = session.citizen()?;
-    let row = ctx.store.citizen_document(citizen, id).await?;
     let vault_key = session.vault_key()?;
+    pick_up_deposits(ctx, citizen, &vault_key).await?;
+    let row = ctx.store.citizen_document(citizen, id).await?;
     let versions = ctx.store.document_versions(id).await?;
     let wanted = version.unwrap_or(row.current_version);
     let chosen = versions
@@ -729,6 +856,55 @@ pub fn decrypt_stream(
             }
         }
     })
+}
+
+/// Receives the citizen's waiting issuer deposits: each sealed data key is opened with
+/// their private key and wrapped under their vault key, and live grants covering the
+/// document's type get their wrap (SPEC G5: deposits join type-scoped grants at the next
+/// unlock). Returns how many were received.
+pub async fn pick_up_deposits(
+    ctx: &Context,
+    citizen: Uuid,
+    vault_key: &VaultKey,
+) -> Result<usize, Error> {
+    let waiting = ctx.store.waiting_deposits(citizen).await?;
+    if waiting.is_empty() {
+        return Ok(0);
+    }
+    let row = ctx.store.citizen(citizen).await?;
+    let secret = crate::citizens::open_secret_key(&row, vault_key)?;
+    let mut received = 0;
+    for d in waiting {
+        let key_aad = aad("data-key", d.document_id, d.version, citizen);
+        let data_key: DataKey = hpke_seal::open_key(&secret, &key_aad, &d.sealed_deposit)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("deposit {}: {e}", d.document_id)))?;
+        let grant_wraps = crate::grants::wraps_for_new_version(
+            ctx,
+            citizen,
+            d.document_id,
+            &d.doc_type,
+            d.version,
+            &data_key,
+        )
+        .await?;
+        let mut tx = ctx.store.begin().await?;
+        if tx
+            .receive_deposit(
+                d.document_id,
+                d.version,
+                &wrap::wrap_key(vault_key, &data_key, &key_aad),
+            )
+            .await?
+        {
+            for w in &grant_wraps {
+                tx.insert_grant_wrap_if_active(w).await?;
+            }
+            received += 1;
+        }
+        tx.commit().await?;
+    }
+    tracing::info!(received, "issuer deposits received");
+    Ok(received)
 }
 
 /// Deletes a document: every version's keys and sealed contents, every grant's wraps of

@@ -15,6 +15,8 @@
 //! Ed25519 key under the `consent-receipt` context, verifiable offline with the key
 //! published at `/api/v1/audit/public-key`.
 
+pub mod reads;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
@@ -115,6 +117,8 @@ pub struct GrantView {
     pub retention_days: i32,
     /// `active`, `revoked`, `expired` or `exhausted` — by time too, before any sweep.
     pub status: String,
+    /// The access request this grant answered, if any.
+    pub request_id: Option<Uuid>,
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -148,6 +152,7 @@ fn view(g: &GrantRow, now_ms: i64) -> GrantView {
         reads: g.reads,
         retention_days: g.retention_days,
         status: effective_status(g, now_ms).to_owned(),
+        request_id: g.request_id,
     }
 }
 

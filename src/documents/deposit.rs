@@ -1,0 +1,249 @@
+//! Issuer deposits (`POST /api/v1/issued-documents`): an issuing agency sends a signed
+//! document for a citizen, addressed by national ID, while the citizen is away.
+//!
+//! The issuer signs the RFC 8785 canonical JSON of the object without `signature` with its
+//! Ed25519 key, registered with `custodia agency create --issuer --issuer-key` or
+//! `set-issuer-key`. A deposit whose signature does not hold is refused (and recorded).
+//! The document is encrypted like any other, but its data key is sealed to the citizen's
+//! public key (HPKE) instead of wrapped under their vault key; the citizen receives it at
+//! their next unlock. What the issuer signed, the signature and the issuer's key travel
+//! sealed with the fields, so every later `verify` read re-checks the signature.
+//!
+//! An unregistered national ID gets the same answer as a registered one (the API is no
+//! oracle for who is registered); the deposit is then discarded and the refusal recorded
+//! in the audit trail for auditors.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use super::{Draft, Issuance};
+use crate::audit::{ActorKind, Event};
+use crate::citizens::NationalId;
+use crate::context::Context;
+use crate::error::{Error, invalid};
+use crate::store::agencies::AgencyRow;
+
+/// The signed part of a deposit, as the issuer sends it (without `signature`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Signed {
+    national_id: String,
+    #[serde(rename = "type")]
+    doc_type: String,
+    fields: serde_json::Value,
+    issued_at: String,
+    #[serde(default)]
+    expires_at: Option<String>,
+    #[serde(default)]
+    file_sha256: Option<String>,
+}
+
+/// The answer to a deposit, the same whether or not the citizen is registered.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    /// The deposit's id.
+    pub id: Uuid,
+    /// Always `accepted`.
+    pub status: &'static str,
+}
+
+/// A deposit whose signature and shape have been checked, ready to receive its file.
+pub struct Deposit {
+    draft: Option<Draft>,
+    id: Uuid,
+    issuer: Uuid,
+    doc_type: String,
+    fields: serde_json::Value,
+    pseudonym: Option<String>,
+    wants_file: bool,
+    has_file: bool,
+    request_id: Option<String>,
+}
+
+fn parse_time(field: &'static str, text: &str) -> Result<OffsetDateTime, Error> {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|_| invalid(field, "must be an RFC 3339 time"))
+}
+
+async fn record_refusal(
+    ctx: &Context,
+    issuer: &AgencyRow,
+    request_id: Option<&str>,
+    reason: &str,
+) -> Result<(), Error> {
+    ctx.audit
+        .append(
+            Event::new(
+                ActorKind::Agency,
+                Some(issuer.id.to_string()),
+                "document.deposit",
+            )
+            .outcome("refused")
+            .detail(reason)
+            .request(request_id),
+        )
+        .await
+        .map(|_| ())
+}
+
+impl Deposit {
+    /// Checks the issuer, the signature and the shape of `document` (the JSON object the
+    /// issuer sent, `signature` included).
+    pub async fn begin(
+        ctx: &Context,
+        issuer: &AgencyRow,
+        document: serde_json::Value,
+        request_id: Option<&str>,
+    ) -> Result<Self, Error> {
+        let key = match (&issuer.is_issuer, &issuer.issuer_public_key) {
+            (true, Some(key)) => key.clone(),
+            _ => {
+                record_refusal(ctx, issuer, request_id, "the agency is not an issuer").await?;
+                return Err(Error::Forbidden(
+                    "This agency is not registered as an issuer.".into(),
+                ));
+            }
+        };
+        let serde_json::Value::Object(mut object) = document else {
+            return Err(invalid("document", "must be a JSON object"));
+        };
+        let signature = match object.remove("signature") {
+            Some(serde_json::Value::String(s)) => URL_SAFE_NO_PAD
+                .decode(s.trim_end_matches('='))
+                .map_err(|_| invalid("signature", "must be base64url"))?,
+            _ => return Err(invalid("signature", "is required (base64url Ed25519)")),
+        };
+        let unsigned = serde_json::Value::Object(object);
+        let canonical = custodia_crypto::digest::canonical_json(&unsigned)
+            .map_err(|_| invalid("document", "cannot be put in canonical form"))?;
+        let holds = custodia_crypto::sign::VerifyingKey::from_bytes(&key)
+            .and_then(|k| k.verify_raw(canonical.as_bytes(), &signature))
+            .is_ok();
+        if !holds {
+            record_refusal(ctx, issuer, request_id, "the issuer signature does not verify").await?;
+            return Err(invalid(
+                "signature",
+                "does not verify with the issuer's registered key over the RFC 8785 form of the document without 'signature'",
+            ));
+        }
+        let signed: Signed = serde_json::from_value(unsigned)
+            .map_err(|e| invalid("document", format!("has an unexpected shape: {e}")))?;
+        let national_id = NationalId::parse(&signed.national_id)?;
+        let spec = ctx.catalog.document_type(&signed.doc_type).ok_or_else(|| {
+            invalid("type", format!("'{}' is not a document type", signed.doc_type))
+        })?;
+        // Check the fields now, so a bad deposit is refused before any file is received.
+        ctx.catalog.validate_fields(spec, &signed.fields)?;
+        let issued = parse_time("issued_at", &signed.issued_at)?;
+        if let Some(e) = &signed.expires_at
+            && parse_time("expires_at", e)? <= issued
+        {
+            return Err(invalid("expires_at", "must be after issued_at"));
+        }
+        if let Some(sha) = &signed.file_sha256 {
+            if !spec.has_file {
+                return Err(invalid("file_sha256", format!("a {} carries no file", spec.names.en)));
+            }
+            if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid("file_sha256", "must be 64 hexadecimal characters"));
+            }
+        }
+        let index = crate::citizens::national_id_index(ctx, &national_id);
+        let citizen = ctx.store.citizen_by_index(&index).await?;
+        let issuance = Issuance {
+            issuer_agency_id: issuer.id,
+            issued_at: signed.issued_at.clone(),
+            expires_at: signed.expires_at.clone(),
+            signed: canonical,
+            signature: URL_SAFE_NO_PAD.encode(&signature),
+            issuer_public_key: URL_SAFE_NO_PAD.encode(&key),
+        };
+        let (draft, pseudonym) = match citizen {
+            Some(c) => {
+                let mut draft = Draft::deposit(c.id, &c.public_key, issuance)?;
+                if let Some(sha) = &signed.file_sha256 {
+                    draft.expect_file_sha256(sha);
+                }
+                (Some(draft), Some(c.pseudonym))
+            }
+            None => (None, None),
+        };
+        Ok(Self {
+            id: draft.as_ref().map_or_else(Uuid::new_v4, Draft::id),
+            draft,
+            issuer: issuer.id,
+            doc_type: signed.doc_type,
+            fields: signed.fields,
+            pseudonym,
+            wants_file: signed.file_sha256.is_some(),
+            has_file: false,
+            request_id: request_id.map(str::to_owned),
+        })
+    }
+
+    /// Starts the file part.
+    pub async fn begin_file(&mut self, ctx: &Context, filename: &str) -> Result<(), Error> {
+        if !self.wants_file {
+            return Err(invalid("file_sha256", "is required when a file is attached"));
+        }
+        self.has_file = true;
+        match self.draft.as_mut() {
+            Some(d) => d.begin_file(ctx, filename).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Feeds file bytes (discarded unread for an unregistered citizen).
+    pub async fn push_file(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        match self.draft.as_mut() {
+            Some(d) => d.push_file(bytes).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Stores the deposit and records it.
+    pub async fn commit(mut self, ctx: &Context) -> Result<Accepted, Error> {
+        if self.wants_file && !self.has_file {
+            if let Some(d) = self.draft.take() {
+                d.abandon(ctx).await;
+            }
+            return Err(invalid("file", "file_sha256 names a file, but none is attached"));
+        }
+        let accepted = Accepted {
+            id: self.id,
+            status: "accepted",
+        };
+        let event = Event::new(
+            ActorKind::Agency,
+            Some(self.issuer.to_string()),
+            "document.deposit",
+        )
+        .request(self.request_id.as_deref());
+        let Some(draft) = self.draft.take() else {
+            ctx.audit
+                .append(event.outcome("refused").detail("no citizen with this national ID"))
+                .await?;
+            return Ok(accepted);
+        };
+        let stored = draft.commit(ctx, &self.doc_type, &self.fields).await?;
+        ctx.audit
+            .append(
+                event
+                    .citizen(self.pseudonym.as_deref())
+                    .objects([stored.id.to_string(), stored.doc_type.clone()]),
+            )
+            .await?;
+        tracing::info!(document = %stored.id, issuer = %self.issuer, "issuer deposit stored");
+        Ok(accepted)
+    }
+
+    /// Abandons the deposit (bad input mid-stream).
+    pub async fn abandon(mut self, ctx: &Context) {
+        if let Some(d) = self.draft.take() {
+            d.abandon(ctx).await;
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! What an agency receives under a grant (SPEC §2 tiers, G1, G2).
+//!
+//! Every read follows one path: the grant must be the agency's, live by status *and* by
+//! time, and hold a wrap of the document's current version (keys follow consent, so a
+//! document outside the scope simply cannot be opened). The data key is unwrapped through
+//! the grant key, the disclosure is cut to the tier, and only then is the read recorded —
+//! the record and the read count commit together ([`crate::audit::AuditLog::append_read`]),
+//! and nothing is returned unless they did. Every refusal is recorded too.
+//!
+//! Refusals never say whether a document exists: a document the grant does not cover, of
+//! this or another citizen, and a grant of another agency, all answer 404.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use custodia_crypto::{DataKey, GrantKey, envelope, wrap};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{GrantView, effective_status, grant_data_key_aad, grant_key_aad, view};
+use crate::audit::{ActorKind, Claim, Event};
+use crate::catalog::Tier;
+use crate::context::Context;
+use crate::documents::{self, FileInfo, FileStream, Meta};
+use crate::error::Error;
+use crate::store::StoreError;
+use crate::store::agencies::AgencyRow;
+use crate::store::blob::BlobName;
+use crate::store::documents::{DocumentRow, VersionRow};
+use crate::store::grants::GrantRow;
+
+/// Who is reading, and in which case (both recorded, both shown to the citizen).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The authenticated agency.
+    pub agency: &'a AgencyRow,
+    /// `X-Officer-Id`.
+    pub officer: &'a str,
+    /// `X-Case-Id`.
+    pub case: &'a str,
+    /// The HTTP request id.
+    pub request_id: Option<&'a str>,
+}
+
+impl Caller<'_> {
+    fn event(&self, action: &'static str) -> Event {
+        Event::new(ActorKind::Agency, Some(self.agency.id.to_string()), action)
+            .officer(Some(self.officer), Some(self.case))
+            .request(self.request_id)
+    }
+}
+
+/// The issuer of a deposited document.
+#[derive(Debug, Serialize)]
+pub struct IssuerView {
+    /// The issuing agency.
+    pub agency_id: Uuid,
+    /// Its name.
+    pub name: String,
+}
+
+/// What one read returns, cut to the grant's tier.
+#[derive(Debug, Serialize)]
+pub struct Disclosure {
+    /// Document id.
+    pub document_id: Uuid,
+    /// Type id.
+    #[serde(rename = "type")]
+    pub doc_type: String,
+    /// The version read (always the current one).
+    pub version: i32,
+    /// The tier this was cut to.
+    pub tier: Tier,
+    /// The issuer, for deposited documents.
+    pub issuer: Option<IssuerView>,
+    /// Issue date (RFC 3339), for deposited documents.
+    pub issued_at: Option<String>,
+    /// Expiry date (RFC 3339), if the issuer set one.
+    pub expires_at: Option<String>,
+    /// `valid` or `invalid` for deposited documents; `none` for documents the citizen
+    /// uploaded (self-declared, unsigned).
+    pub issuer_signature: &'static str,
+    /// SHA-256 of the canonical content (type, fields, file digest), hex.
+    pub content_sha256: String,
+    /// `fields`: the granted fields only; `full`: every field. Absent at `verify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<BTreeMap<String, String>>,
+    /// `full` only: the file's name, type, size and digest (bytes at `.../file`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileInfo>,
+}
+
+/// A document a grant covers, as listed to the agency (no contents).
+#[derive(Debug, Serialize)]
+pub struct Covered {
+    /// Document id.
+    pub id: Uuid,
+    /// Type id.
+    #[serde(rename = "type")]
+    pub doc_type: String,
+    /// Current version.
+    pub version: i32,
+    /// The issuing agency, for deposited documents.
+    pub issuer_agency_id: Option<Uuid>,
+}
+
+/// The agency's grants, newest first, from `after` (a cursor), at most `limit`.
+pub async fn list(
+    ctx: &Context,
+    agency: &AgencyRow,
+    after: Option<(i64, Uuid)>,
+    limit: i64,
+) -> Result<(Vec<GrantView>, Option<(i64, Uuid)>), Error> {
+    let rows = ctx.store.agency_grants(agency.id, after, limit).await?;
+    let now = ctx.clock.now_ms();
+    let next = if rows.len() as i64 == limit {
+        rows.last().map(|g| (g.created_at, g.id))
+    } else {
+        None
+    };
+    Ok((rows.iter().map(|g| view(g, now)).collect(), next))
+}
+
+/// One of the agency's grants; `NotFound` for any other.
+pub async fn get(ctx: &Context, agency: &AgencyRow, id: Uuid) -> Result<GrantView, Error> {
+    let g = own_grant(ctx, agency, id).await?.ok_or(Error::NotFound)?;
+    Ok(view(&g, ctx.clock.now_ms()))
+}
+
+async fn own_grant(
+    ctx: &Context,
+    agency: &AgencyRow,
+    id: Uuid,
+) -> Result<Option<GrantRow>, Error> {
+    match ctx.store.grant(id).await {
+        Ok(g) if g.agency_id == agency.id => Ok(Some(g)),
+        Ok(_) | Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records a refusal and returns the error to answer with (or 503 if even the refusal
+/// could not be recorded).
+async fn refuse(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    action: &'static str,
+    grant: Option<&GrantRow>,
+    objects: Vec<String>,
+    reason: &str,
+    answer: Error,
+) -> Error {
+    let pseudonym = match grant {
+        Some(g) => ctx.store.citizen(g.citizen_id).await.ok().map(|c| c.pseudonym),
+        None => None,
+    };
+    let event = caller
+        .event(action)
+        .outcome("refused")
+        .detail(reason)
+        .citizen(pseudonym.as_deref())
+        .grant(grant.map(|g| g.id))
+        .objects(objects);
+    match ctx.audit.append(event).await {
+        Ok(_) => answer,
+        Err(e) => e,
+    }
+}
+
+fn ended(status: &str) -> Error {
+    Error::Forbidden(format!("This grant is {status}; nothing can be read under it."))
+}
+
+/// Checks that the grant is the caller's and live now; refusals are recorded.
+async fn live_grant(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    action: &'static str,
+    grant_id: Uuid,
+    objects: &[String],
+) -> Result<GrantRow, Error> {
+    let Some(g) = own_grant(ctx, caller.agency, grant_id).await? else {
+        let mut objs = vec![grant_id.to_string()];
+        objs.extend_from_slice(objects);
+        return Err(refuse(ctx, caller, action, None, objs, "no such grant for this agency", Error::NotFound).await);
+    };
+    let now = ctx.clock.now_ms();
+    let status = effective_status(&g, now).to_owned();
+    if status != "active" {
+        let reason = format!("the grant is {status}");
+        return Err(refuse(ctx, caller, action, Some(&g), objects.to_vec(), &reason, ended(&status)).await);
+    }
+    if g.valid_from > now {
+        return Err(refuse(
+            ctx,
+            caller,
+            action,
+            Some(&g),
+            objects.to_vec(),
+            "the grant is not valid yet",
+            Error::Forbidden("This grant is not valid yet.".into()),
+        )
+        .await);
+    }
+    Ok(g)
+}
+
+/// The documents a live grant covers now.
+pub async fn documents(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    grant_id: Uuid,
+) -> Result<Vec<Covered>, Error> {
+    let g = live_grant(ctx, caller, "grant.documents", grant_id, &[]).await?;
+    let docs = ctx.store.grant_documents(g.id).await?;
+    let pseudonym = ctx.store.citizen(g.citizen_id).await?.pseudonym;
+    ctx.audit
+        .append(
+            caller
+                .event("grant.documents")
+                .citizen(Some(&pseudonym))
+                .grant(Some(g.id))
+                .purpose(Some(&g.purpose))
+                .objects(docs.iter().map(|d| d.id.to_string())),
+        )
+        .await?;
+    Ok(docs
+        .into_iter()
+        .map(|d| Covered {
+            id: d.id,
+            doc_type: d.doc_type,
+            version: d.current_version,
+            issuer_agency_id: d.issuer_agency_id,
+        })
+        .collect())
+}
+
+struct Opened {
+    grant: GrantRow,
+    doc: DocumentRow,
+    version: VersionRow,
+    data_key: DataKey,
+    meta: Meta,
+    pseudonym: String,
+}
+
+async fn open(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    action: &'static str,
+    grant_id: Uuid,
+    doc_id: Uuid,
+) -> Result<Opened, Error> {
+    let objects = [doc_id.to_string()];
+    let grant = live_grant(ctx, caller, action, grant_id, &objects).await?;
+    let not_covered = |g: GrantRow| async move {
+        refuse(
+            ctx,
+            caller,
+            action,
+            Some(&g),
+            vec![doc_id.to_string()],
+            "the grant does not cover this document",
+            Error::NotFound,
+        )
+        .await
+    };
+    // Only a document of the grant's citizen whose current version the grant holds a
+    // wrap for can be opened at all.
+    let doc = match ctx.store.citizen_document(grant.citizen_id, doc_id).await {
+        Ok(d) => d,
+        Err(StoreError::NotFound) => return Err(not_covered(grant).await),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(wrapped) = ctx
+        .store
+        .grant_wrap(grant.id, doc.id, doc.current_version)
+        .await?
+    else {
+        return Err(not_covered(grant).await);
+    };
+    let Some(grant_key_wrap) = grant.grant_key_wrap.as_deref() else {
+        return Err(not_covered(grant).await);
+    };
+    let grant_key: GrantKey = wrap::unwrap_key(
+        &ctx.keys.grant_wrap,
+        grant_key_wrap,
+        &grant_key_aad(grant.id),
+    )
+    .map_err(|e| Error::Internal(anyhow::anyhow!("grant key of {}: {e}", grant.id)))?;
+    let data_key: DataKey = wrap::unwrap_key(
+        &grant_key,
+        &wrapped,
+        &grant_data_key_aad(grant.id, doc.id, doc.current_version),
+    )
+    .map_err(|e| Error::Internal(anyhow::anyhow!("data key of {doc_id} under a grant: {e}")))?;
+    let versions = ctx.store.document_versions(doc.id).await?;
+    let version = versions
+        .into_iter()
+        .find(|v| v.version == doc.current_version)
+        .ok_or(Error::NotFound)?;
+    let sealed = version.meta_enc.as_deref().ok_or(Error::NotFound)?;
+    let json = envelope::open(
+        &data_key,
+        &documents::aad("document-meta", doc.id, version.version, doc.citizen_id),
+        sealed,
+    )
+    .map_err(|e| Error::Internal(anyhow::anyhow!("contents of {doc_id}: {e}")))?;
+    let meta: Meta = serde_json::from_slice(&json).map_err(|e| Error::Internal(e.into()))?;
+    let pseudonym = ctx.store.citizen(grant.citizen_id).await?.pseudonym;
+    Ok(Opened {
+        grant,
+        doc,
+        version,
+        data_key,
+        meta,
+        pseudonym,
+    })
+}
+
+fn list_of(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// Records the read (counting it against the grant) and says whether it may proceed.
+async fn record(ctx: &Context, o: &Opened, event: Event) -> Result<(), Error> {
+    match ctx.audit.append_read(event, o.grant.id).await? {
+        Claim::Granted { .. } => Ok(()),
+        Claim::Refused { .. } => Err(ended("no longer active")),
+    }
+}
+
+/// Reads one document at the grant's tier. `only` narrows a `fields` or `full` read to
+/// some fields (each must be granted).
+pub async fn read(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    grant_id: Uuid,
+    doc_id: Uuid,
+    only: Option<&[String]>,
+) -> Result<Disclosure, Error> {
+    const ACTION: &str = "document.read";
+    let o = open(ctx, caller, ACTION, grant_id, doc_id).await?;
+    let tier = Tier::from_stored(&o.grant.tier);
+    let granted: Option<Vec<String>> = match tier {
+        Tier::Verify => None,
+        Tier::Fields => Some(list_of(&o.grant.fields)),
+        Tier::Full => Some(o.meta.fields.keys().cloned().collect()),
+    };
+    if let Some(only) = only {
+        let allowed = granted.clone().unwrap_or_default();
+        if let Some(f) = only.iter().find(|f| !allowed.contains(f)) {
+            let reason = format!("field '{f}' is not granted");
+            return Err(refuse(
+                ctx,
+                caller,
+                ACTION,
+                Some(&o.grant),
+                vec![doc_id.to_string()],
+                &reason,
+                Error::Forbidden(format!("The grant does not reveal the field '{f}'.")),
+            )
+            .await);
+        }
+    }
+    let revealed: Option<Vec<String>> = match (granted, only) {
+        (Some(_), Some(only)) => Some(only.to_vec()),
+        (g, _) => g,
+    };
+    let fields = revealed.as_ref().map(|names| {
+        o.meta
+            .fields
+            .iter()
+            .filter(|(k, _)| names.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>()
+    });
+    let issuance = o.meta.issuance.as_ref();
+    let issuer = match o.doc.issuer_agency_id {
+        Some(id) => Some(IssuerView {
+            agency_id: id,
+            name: ctx.store.agency(id).await.map(|a| a.name).unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let disclosure = Disclosure {
+        document_id: o.doc.id,
+        doc_type: o.meta.doc_type.clone(),
+        version: o.version.version,
+        tier,
+        issuer,
+        issued_at: issuance.map(|i| i.issued_at.clone()),
+        expires_at: issuance.and_then(|i| i.expires_at.clone()),
+        issuer_signature: match issuance {
+            None => "none",
+            Some(i) if i.signature_holds() => "valid",
+            Some(_) => "invalid",
+        },
+        content_sha256: o.meta.content_sha256.clone(),
+        fields,
+        file: if tier == Tier::Full {
+            o.meta.file.clone()
+        } else {
+            None
+        },
+    };
+    let size = serde_json::to_vec(&disclosure).map_or(0, |b| b.len() as u64);
+    let event = caller
+        .event(ACTION)
+        .citizen(Some(&o.pseudonym))
+        .grant(Some(o.grant.id))
+        .purpose(Some(&o.grant.purpose))
+        .objects([o.doc.id.to_string()])
+        .tier(tier.as_str(), revealed)
+        .bytes(Some(size));
+    record(ctx, &o, event).await?;
+    Ok(disclosure)
+}
+
+/// Opens the file of a document under a `full` grant, recording the read first.
+pub async fn read_file(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    grant_id: Uuid,
+    doc_id: Uuid,
+) -> Result<FileStream, Error> {
+    const ACTION: &str = "document.file";
+    let o = open(ctx, caller, ACTION, grant_id, doc_id).await?;
+    let tier = Tier::from_stored(&o.grant.tier);
+    if tier != Tier::Full {
+        return Err(refuse(
+            ctx,
+            caller,
+            ACTION,
+            Some(&o.grant),
+            vec![doc_id.to_string()],
+            "the grant's tier does not include files",
+            Error::Forbidden(format!(
+                "This grant is at the {} tier; files need the full tier.",
+                tier.as_str()
+            )),
+        )
+        .await);
+    }
+    let Some(info) = o.meta.file.clone() else {
+        return Err(refuse(
+            ctx,
+            caller,
+            ACTION,
+            Some(&o.grant),
+            vec![doc_id.to_string()],
+            "the document has no file",
+            Error::NotFound,
+        )
+        .await);
+    };
+    let name = o
+        .version
+        .blob_name
+        .as_deref()
+        .and_then(BlobName::parse)
+        .ok_or(Error::NotFound)?;
+    let file = ctx
+        .blobs
+        .open_blob(&name)
+        .await
+        .map_err(|e| Error::Internal(e.into()))?;
+    let event = caller
+        .event(ACTION)
+        .citizen(Some(&o.pseudonym))
+        .grant(Some(o.grant.id))
+        .purpose(Some(&o.grant.purpose))
+        .objects([o.doc.id.to_string()])
+        .tier(tier.as_str(), None)
+        .bytes(Some(info.size));
+    record(ctx, &o, event).await?;
+    let decryptor = custodia_crypto::stream::StreamDecryptor::new(
+        &o.data_key,
+        &documents::aad("document-file", o.doc.id, o.version.version, o.doc.citizen_id),
+    );
+    Ok(FileStream {
+        info,
+        body: Box::pin(documents::decrypt_stream(file, decryptor)),
+    })
+}
+
+/// Encodes a list cursor.
+pub fn encode_cursor(at: i64, id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{at}:{id}"))
+}
+
+/// Decodes a list cursor.
+pub fn decode_cursor(text: &str) -> Result<(i64, Uuid), Error> {
+    let bad = || crate::error::invalid("cursor", "is not a cursor this API returned");
+    let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let (at, id) = raw.split_once(':').ok_or_else(bad)?;
+    Ok((at.parse().map_err(|_| bad())?, id.parse().map_err(|_| bad())?))
+}

@@ -1,0 +1,409 @@
+//! The agency API (SPEC §4): `Authorization: Bearer <key>`; `X-Officer-Id` and
+//! `X-Case-Id` on every read. JSON in and out, problem+json errors, cursor pagination.
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Multipart, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::documents::deposit::{Accepted, Deposit};
+use crate::error::{Error, invalid};
+use crate::grants::GrantView;
+use crate::grants::reads::{self, Caller, Covered, Disclosure};
+use crate::requests::{self, AgencyView, NewRequest};
+use crate::store::agencies::AgencyRow;
+
+/// Quick JSON routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/access-requests", post(create_request))
+        .route("/api/v1/access-requests/{id}", get(request_status))
+        .route("/api/v1/grants", get(list_grants))
+        .route("/api/v1/grants/{id}", get(grant))
+        .route("/api/v1/grants/{id}/documents", get(grant_documents))
+        .route("/api/v1/grants/{id}/documents/{doc_id}", get(read))
+        .route("/api/v1/audit/public-key", get(public_key))
+}
+
+/// Routes that move files (longer time-out, larger bodies).
+pub fn transfer_router(state: &AppState) -> Router<AppState> {
+    let upload_limit = usize::try_from(state.config.max_upload_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1024 * 1024);
+    Router::new()
+        .route("/api/v1/grants/{id}/documents/{doc_id}/file", get(read_file))
+        .route(
+            "/api/v1/issued-documents",
+            post(deposit).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+}
+
+/// The agency an API key belongs to.
+pub struct Agency(pub AgencyRow);
+
+impl FromRequestParts<AppState> for Agency {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let challenge = |detail: &str| {
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                detail,
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"custodia\""),
+            );
+            r
+        };
+        let key = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| challenge("Send the agency API key as 'Authorization: Bearer <key>'."))?;
+        match crate::agencies::authenticate(state, key).await {
+            Ok(agency) => Ok(Self(agency)),
+            Err(Error::Unauthenticated(detail)) => Err(challenge(&detail)),
+            Err(e) => Err(ApiError::from(e).into_response()),
+        }
+    }
+}
+
+/// `X-Officer-Id` and `X-Case-Id`: who reads, for which case.
+pub struct Officer {
+    officer: String,
+    case: String,
+    request_id: Option<String>,
+}
+
+fn header_value(headers: &HeaderMap, name: &'static str) -> Result<String, ApiError> {
+    let value = headers
+        .get(name)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "missing-header",
+                "Missing header",
+                format!("The {name} header is required on every read."),
+            )
+        })?
+        .to_str()
+        .map_err(|_| ApiError::bad_request(format!("{name} must be printable ASCII")))?
+        .trim();
+    if value.is_empty() || value.len() > 100 || value.chars().any(|c| c.is_control()) {
+        return Err(ApiError::bad_request(format!(
+            "{name} must be 1 to 100 printable characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+impl FromRequestParts<AppState> for Officer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        Ok(Self {
+            officer: header_value(&parts.headers, "x-officer-id")?,
+            case: header_value(&parts.headers, "x-case-id")?,
+            request_id: request_id(&parts.headers),
+        })
+    }
+}
+
+impl Officer {
+    fn caller<'a>(&'a self, agency: &'a AgencyRow) -> Caller<'a> {
+        Caller {
+            agency,
+            officer: &self.officer,
+            case: &self.case,
+            request_id: self.request_id.as_deref(),
+        }
+    }
+}
+
+fn optional_header(headers: &HeaderMap, name: &'static str) -> Result<Option<String>, ApiError> {
+    if headers.contains_key(name) {
+        header_value(headers, name).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+async fn create_request(
+    State(state): State<AppState>,
+    Agency(agency): Agency,
+    headers: HeaderMap,
+    Json(body): Json<NewRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let officer = optional_header(&headers, "x-officer-id")?;
+    let case = optional_header(&headers, "x-case-id")?;
+    let (id, status) =
+        requests::create(&state, &agency, &body, officer.as_deref(), case.as_deref()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": id, "status": status })),
+    ))
+}
+
+async fn request_status(
+    State(state): State<AppState>,
+    Agency(agency): Agency,
+    Path(id): Path<Uuid>,
+) -> Result<Json<AgencyView>, ApiError> {
+    Ok(Json(requests::agency_status(&state, &agency, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_grants(
+    State(state): State<AppState>,
+    Agency(agency): Agency,
+    Query(page): Query<Page>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = page.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(invalid("limit", "must be from 1 to 200").into());
+    }
+    let after = page.cursor.as_deref().map(reads::decode_cursor).transpose()?;
+    let (grants, next) = reads::list(&state, &agency, after, limit).await?;
+    Ok(Json(serde_json::json!({
+        "grants": grants,
+        "next_cursor": next.map(|(at, id)| reads::encode_cursor(at, id)),
+    })))
+}
+
+async fn grant(
+    State(state): State<AppState>,
+    Agency(agency): Agency,
+    Path(id): Path<Uuid>,
+) -> Result<Json<GrantView>, ApiError> {
+    Ok(Json(reads::get(&state, &agency, id).await?))
+}
+
+async fn grant_documents(
+    State(state): State<AppState>,
+    Agency(agency): Agency,
+    officer: Officer,
+    Path(id): Path<Uuid>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let docs: Vec<Covered> = reads::documents(&state, &officer.caller(&agency), id).await?;
+    Ok(Json(serde_json::json!({ "documents": docs })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadQuery {
+    /// Comma-separated field names, to read fewer than the grant allows.
+    fields: Option<String>,
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Agency(agency): Agency,
+    officer: Officer,
+    Path((id, doc_id)): Path<(Uuid, Uuid)>,
+    Query(q): Query<ReadQuery>,
+) -> Result<Json<Disclosure>, ApiError> {
+    let only: Option<Vec<String>> = q.fields.as_deref().map(|f| {
+        f.split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
+    Ok(Json(
+        reads::read(
+            &state,
+            &officer.caller(&agency),
+            id,
+            doc_id,
+            only.as_deref(),
+        )
+        .await?,
+    ))
+}
+
+async fn read_file(
+    State(state): State<AppState>,
+    Agency(agency): Agency,
+    officer: Officer,
+    Path((id, doc_id)): Path<(Uuid, Uuid)>,
+) -> Result<Response, ApiError> {
+    let opened = reads::read_file(&state, &officer.caller(&agency), id, doc_id).await?;
+    let info = opened.info;
+    let mut response = Body::from_stream(opened.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(info.media_type.mime()),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
+    if let Ok(value) = HeaderValue::from_str(&super::documents::content_disposition(
+        "attachment",
+        &info.name,
+    )) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", info.sha256)) {
+        headers.insert(header::ETAG, etag);
+    }
+    // RFC 9530: the SHA-256 of the whole representation, base64 between colons.
+    if let Some(raw) = custodia_crypto::digest::hex_decode(&info.sha256) {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        if let Ok(value) = HeaderValue::from_str(&format!("sha-256=:{b64}:")) {
+            headers.insert("repr-digest", value);
+        }
+    }
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    Ok(response)
+}
+
+/// Longest accepted `document` part.
+const DOCUMENT_PART: usize = 64 * 1024;
+
+async fn deposit(
+    State(state): State<AppState>,
+    Agency(agency): Agency,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let rid = request_id(&headers);
+    if content_type.starts_with("multipart/form-data") {
+        let multipart = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let accepted = deposit_multipart(&state, &agency, multipart, rid.as_deref()).await?;
+        return Ok((StatusCode::ACCEPTED, Json(accepted)));
+    }
+    if !content_type.starts_with("application/json") {
+        return Err(Error::UnsupportedMedia(
+            "Send the deposit as application/json or multipart/form-data.".into(),
+        )
+        .into());
+    }
+    let bytes = axum::body::to_bytes(request.into_body(), DOCUMENT_PART)
+        .await
+        .map_err(|_| Error::TooLarge("The document is larger than 64 KiB.".into()))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid("document", format!("is not JSON ({e})")))?;
+    let d = Deposit::begin(&state, &agency, value, rid.as_deref()).await?;
+    Ok((StatusCode::ACCEPTED, Json(d.commit(&state).await?)))
+}
+
+use axum::extract::FromRequest as _;
+
+async fn deposit_multipart(
+    state: &AppState,
+    agency: &AgencyRow,
+    mut multipart: Multipart,
+    rid: Option<&str>,
+) -> Result<Accepted, ApiError> {
+    let mut deposit: Option<Deposit> = None;
+    let result: Result<(), ApiError> = async {
+        while let Some(mut part) = multipart
+            .next_field()
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?
+        {
+            let name = part.name().unwrap_or_default().to_owned();
+            match (name.as_str(), deposit.as_mut()) {
+                ("document", None) => {
+                    let mut text = Vec::new();
+                    while let Some(chunk) = part
+                        .chunk()
+                        .await
+                        .map_err(|e| ApiError::bad_request(e.body_text()))?
+                    {
+                        text.extend_from_slice(&chunk);
+                        if text.len() > DOCUMENT_PART {
+                            return Err(Error::TooLarge(
+                                "The 'document' part is larger than 64 KiB.".into(),
+                            )
+                            .into());
+                        }
+                    }
+                    let value: serde_json::Value = serde_json::from_slice(&text)
+                        .map_err(|e| invalid("document", format!("is not JSON ({e})")))?;
+                    deposit = Some(Deposit::begin(state, agency, value, rid).await?);
+                }
+                ("file", Some(d)) => {
+                    let filename = part.file_name().unwrap_or("document").to_owned();
+                    d.begin_file(state, &filename).await?;
+                    while let Some(chunk) = part
+                        .chunk()
+                        .await
+                        .map_err(|e| ApiError::bad_request(e.body_text()))?
+                    {
+                        d.push_file(&chunk).await?;
+                    }
+                }
+                ("file", None) => {
+                    return Err(invalid("multipart", "the 'document' part must come first").into());
+                }
+                (other, _) => {
+                    return Err(invalid(
+                        "multipart",
+                        format!("unexpected part '{other}'; expected document, then file"),
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match (result, deposit) {
+        (Ok(()), Some(d)) => Ok(d.commit(state).await?),
+        (Ok(()), None) => Err(invalid("document", "the 'document' part is required").into()),
+        (Err(e), Some(d)) => {
+            d.abandon(state).await;
+            Err(e)
+        }
+        (Err(e), None) => Err(e),
+    }
+}
+
+async fn public_key(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let public = state.keys.signing.verifying_key().to_bytes();
+    Json(serde_json::json!({
+        "algorithm": "Ed25519",
+        "key_id": state.keys.signing_key_id,
+        "public_key": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public),
+        "contexts": {
+            "audit_checkpoint": custodia_crypto::sign::CONTEXT_AUDIT_CHECKPOINT,
+            "consent_receipt": custodia_crypto::sign::CONTEXT_CONSENT_RECEIPT,
+        },
+        "framing": "custodia-sig/1 \\0 context \\0 message",
+    }))
+}

@@ -1,0 +1,263 @@
+//! Rows of `audit_head`, `audit_events` and `audit_checkpoints`.
+//!
+//! The head row holds the last sequence number and hash. Every batch of appends locks it
+//! (PostgreSQL: `FOR UPDATE`; SQLite: the write lock `BEGIN IMMEDIATE` already holds), so
+//! several nodes writing one database still produce one chain.
+
+use uuid::Uuid;
+
+use crate::on_engine;
+
+use super::{Store, StoreError, Tx};
+
+/// One audit event as stored. Lists (`object_ids`, `fields`) are JSON text; the hash
+/// covers the stored text exactly.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: i64,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub officer_id: Option<String>,
+    pub case_id: Option<String>,
+    pub citizen_pseudonym: Option<String>,
+    pub action: String,
+    pub object_ids: String,
+    pub grant_id: Option<Uuid>,
+    pub purpose: Option<String>,
+    pub tier: Option<String>,
+    pub fields: Option<String>,
+    pub outcome: String,
+    pub bytes_sent: Option<i64>,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+/// A signed checkpoint: the chain's head at one sequence number.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CheckpointRow {
+    pub seq: i64,
+    pub head_hash: Vec<u8>,
+    pub at: i64,
+    pub key_id: String,
+    pub signature: Vec<u8>,
+}
+
+const COLUMNS: &str = "seq, at, actor_kind, actor_id, officer_id, case_id, citizen_pseudonym, action, \
+    object_ids, grant_id, purpose, tier, fields, outcome, bytes_sent, request_id, detail, prev_hash, hash";
+
+/// Filters for reading the trail. `None` means any.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub citizen_pseudonym: Option<String>,
+    pub actor_kind: Option<String>,
+    pub actor_id: Option<String>,
+    pub officer_id: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Only events with a sequence number below this (newest-first paging).
+    pub before_seq: Option<i64>,
+}
+
+impl Store {
+    /// Creates the head row (sequence 0, the all-zero genesis hash) if it is missing.
+    pub async fn ensure_audit_head(&self) -> Result<(), StoreError> {
+        const SQL: &str =
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, $1) ON CONFLICT (id) DO NOTHING";
+        on_engine!(self.pool(), p => {
+            sqlx::query(SQL).bind(vec![0u8; 32]).execute(p).await?;
+        });
+        Ok(())
+    }
+
+    /// The head as last committed.
+    pub async fn audit_head(&self) -> Result<(i64, Vec<u8>), StoreError> {
+        const SQL: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, (i64, Vec<u8>)>(SQL).fetch_one(p).await?
+        }))
+    }
+
+    /// Up to `limit` events after `seq`, in order (for verification and export).
+    pub async fn audit_events_after(
+        &self,
+        seq: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2");
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql)).bind(seq).bind(limit).fetch_all(p).await?
+        }))
+    }
+
+    /// Number of events and the highest sequence number stored.
+    pub async fn audit_extent(&self) -> Result<(i64, Option<i64>), StoreError> {
+        const SQL: &str = "SELECT COUNT(*), MAX(seq) FROM audit_events";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, (i64, Option<i64>)>(SQL).fetch_one(p).await?
+        }))
+    }
+
+    /// Every checkpoint, in order.
+    pub async fn audit_checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
+        const SQL: &str =
+            "SELECT seq, head_hash, at, key_id, signature FROM audit_checkpoints ORDER BY seq";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, CheckpointRow>(SQL).fetch_all(p).await?
+        }))
+    }
+
+    /// The latest checkpoint.
+    pub async fn last_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
+        const SQL: &str = "SELECT seq, head_hash, at, key_id, signature FROM audit_checkpoints \
+            ORDER BY seq DESC LIMIT 1";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, CheckpointRow>(SQL).fetch_optional(p).await?
+        }))
+    }
+
+    /// Events matching `filter`, newest first, at most `limit`.
+    pub async fn audit_search(
+        &self,
+        filter: &AuditFilter,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        // Each optional filter is `($n IS NULL OR column = $n+1)`, so one text serves all.
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE \
+             ($1 IS NULL OR citizen_pseudonym = $2) AND ($3 IS NULL OR actor_kind = $4) AND \
+             ($5 IS NULL OR actor_id = $6) AND ($7 IS NULL OR officer_id = $8) AND \
+             ($9 IS NULL OR action = $10) AND ($11 IS NULL OR outcome = $12) AND \
+             ($13 IS NULL OR at >= $14) AND ($15 IS NULL OR at < $16) AND \
+             ($17 IS NULL OR seq < $18) ORDER BY seq DESC LIMIT $19"
+        );
+        let f = filter;
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql))
+                .bind(&f.citizen_pseudonym).bind(&f.citizen_pseudonym)
+                .bind(&f.actor_kind).bind(&f.actor_kind)
+                .bind(&f.actor_id).bind(&f.actor_id)
+                .bind(&f.officer_id).bind(&f.officer_id)
+                .bind(&f.action).bind(&f.action)
+                .bind(&f.outcome).bind(&f.outcome)
+                .bind(f.since_ms).bind(f.since_ms)
+                .bind(f.until_ms).bind(f.until_ms)
+                .bind(f.before_seq).bind(f.before_seq)
+                .bind(limit)
+                .fetch_all(p)
+                .await?
+        }))
+    }
+}
+
+impl Tx {
+    /// Reads the head and holds it for this transaction.
+    pub async fn lock_audit_head(&mut self) -> Result<(i64, Vec<u8>), StoreError> {
+        Ok(match self {
+            super::Engines::Sqlite(c) => {
+                sqlx::query_as::<_, (i64, Vec<u8>)>("SELECT seq, hash FROM audit_head WHERE id = 1")
+                    .fetch_one(&mut **c)
+                    .await?
+            }
+            super::Engines::Postgres(c) => {
+                sqlx::query_as::<_, (i64, Vec<u8>)>(
+                    "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+                )
+                .fetch_one(&mut **c)
+                .await?
+            }
+        })
+    }
+
+    /// Moves the head.
+    pub async fn set_audit_head(&mut self, seq: i64, hash: &[u8]) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
+        on_engine!(self, c => {
+            sqlx::query(SQL).bind(seq).bind(hash).execute(&mut **c).await?;
+        });
+        Ok(())
+    }
+
+    /// Appends one event.
+    pub async fn insert_audit_event(&mut self, e: &AuditRow) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+             $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        );
+        on_engine!(self, c => {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(e.seq)
+                .bind(e.at)
+                .bind(&e.actor_kind)
+                .bind(&e.actor_id)
+                .bind(&e.officer_id)
+                .bind(&e.case_id)
+                .bind(&e.citizen_pseudonym)
+                .bind(&e.action)
+                .bind(&e.object_ids)
+                .bind(e.grant_id)
+                .bind(&e.purpose)
+                .bind(&e.tier)
+                .bind(&e.fields)
+                .bind(&e.outcome)
+                .bind(e.bytes_sent)
+                .bind(&e.request_id)
+                .bind(&e.detail)
+                .bind(&e.prev_hash)
+                .bind(&e.hash)
+                .execute(&mut **c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Stores a checkpoint.
+    pub async fn insert_checkpoint(&mut self, c: &CheckpointRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO audit_checkpoints (seq, head_hash, at, key_id, signature) \
+            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING";
+        on_engine!(self, t => {
+            sqlx::query(SQL)
+                .bind(c.seq)
+                .bind(&c.head_hash)
+                .bind(c.at)
+                .bind(&c.key_id)
+                .bind(&c.signature)
+                .execute(&mut **t)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The latest checkpoint's sequence number and time, read inside the batch.
+    pub async fn last_checkpoint_mark(&mut self) -> Result<Option<(i64, i64)>, StoreError> {
+        const SQL: &str = "SELECT seq, at FROM audit_checkpoints ORDER BY seq DESC LIMIT 1";
+        Ok(on_engine!(self, c => {
+            sqlx::query_as::<_, (i64, i64)>(SQL).fetch_optional(&mut **c).await?
+        }))
+    }
+
+    /// Counts one read against an active grant inside its window, atomically with the read's
+    /// audit record. Returns `(reads, max_reads)` after counting, or `None` when the grant is
+    /// not live (revoked, expired, exhausted, not yet valid): then nothing was counted.
+    pub async fn claim_grant_read(
+        &mut self,
+        grant: Uuid,
+        now_ms: i64,
+    ) -> Result<Option<(i32, Option<i32>)>, StoreError> {
+        const SQL: &str = "UPDATE grants SET reads = reads + 1 WHERE id = $1 AND status = 'active' \
+            AND valid_from <= $2 AND expires_at > $3 AND (max_reads IS NULL OR reads < max_reads) \
+            RETURNING reads, max_reads";
+        Ok(on_engine!(self, c => {
+            sqlx::query_as::<_, (i32, Option<i32>)>(SQL)
+                .bind(grant)
+                .bind(now_ms)
+                .bind(now_ms)
+                .fetch_optional(&mut **c)
+                .await?
+        }))
+    }
+}

@@ -190,10 +190,10 @@ pub async fn rotate_key(
     .await?;
     tx.commit().await?;
     ctx.audit
-        .append(operator_event("agency.rotate-key", agency).detail(format!(
-            "old keys end in {} s",
-            overlap.as_secs()
-        )))
+        .append(
+            operator_event("agency.rotate-key", agency)
+                .detail(format!("old keys end in {} s", overlap.as_secs())),
+        )
         .await?;
     tracing::info!(agency = %agency, overlap_s = overlap.as_secs(), "agency key rotated");
     Ok(api_key)
@@ -211,7 +211,9 @@ pub async fn disable(ctx: &Context, agency: Uuid) -> Result<(), Error> {
     if !changed {
         return Err(Error::Conflict("This agency is already disabled.".into()));
     }
-    ctx.audit.append(operator_event("agency.disable", agency)).await?;
+    ctx.audit
+        .append(operator_event("agency.disable", agency))
+        .await?;
     tracing::info!(agency = %agency, "agency disabled");
     Ok(())
 }
@@ -224,10 +226,10 @@ pub async fn set_issuer_key(ctx: &Context, agency: Uuid, key: &str) -> Result<()
     tx.set_issuer_key(agency, &key).await?;
     tx.commit().await?;
     ctx.audit
-        .append(operator_event("agency.set-issuer-key", agency).detail(format!(
-            "key {}",
-            crate::keyring::key_fingerprint(&key)
-        )))
+        .append(
+            operator_event("agency.set-issuer-key", agency)
+                .detail(format!("key {}", crate::keyring::key_fingerprint(&key))),
+        )
         .await?;
     Ok(())
 }

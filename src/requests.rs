@@ -216,7 +216,11 @@ pub struct AgencyView {
 }
 
 /// One of the agency's requests.
-pub async fn agency_status(ctx: &Context, agency: &AgencyRow, id: Uuid) -> Result<AgencyView, Error> {
+pub async fn agency_status(
+    ctx: &Context,
+    agency: &AgencyRow,
+    id: Uuid,
+) -> Result<AgencyView, Error> {
     let r = ctx.store.agency_request(agency.id, id).await?;
     Ok(AgencyView {
         id: r.id,

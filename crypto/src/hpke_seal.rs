@@ -128,6 +128,29 @@ pub fn open(
     .map_err(|_| CryptoError::Decrypt)
 }
 
+/// `info` of sealed symmetric keys.
+const KEY_INFO: &[u8] = b"custodia-sealed-key/1";
+
+/// Seals a symmetric key to `recipient`, bound to `aad` (issuer deposits: the document's
+/// data key, sealed to its owner while they are away).
+pub fn seal_key(
+    recipient: &HpkePublicKey,
+    aad: &crate::Aad,
+    key: &impl crate::SymmetricKey,
+) -> Result<Vec<u8>, CryptoError> {
+    seal(recipient, KEY_INFO, aad.as_bytes(), key.expose())
+}
+
+/// Opens a key sealed by [`seal_key`] for this secret key and `aad`.
+pub fn open_key<K: crate::SymmetricKey>(
+    secret: &HpkeSecretKey,
+    aad: &crate::Aad,
+    sealed: &[u8],
+) -> Result<K, CryptoError> {
+    let bytes = open(secret, KEY_INFO, aad.as_bytes(), sealed)?;
+    K::try_from_slice(&bytes)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -186,27 +209,4 @@ mod tests {
         let restored = HpkeSecretKey::from_bytes(&sk.to_bytes()).unwrap();
         assert_eq!(restored.public_key(), pk);
     }
-}
-
-/// `info` of sealed symmetric keys.
-const KEY_INFO: &[u8] = b"custodia-sealed-key/1";
-
-/// Seals a symmetric key to `recipient`, bound to `aad` (issuer deposits: the document's
-/// data key, sealed to its owner while they are away).
-pub fn seal_key(
-    recipient: &HpkePublicKey,
-    aad: &crate::Aad,
-    key: &impl crate::SymmetricKey,
-) -> Result<Vec<u8>, CryptoError> {
-    seal(recipient, KEY_INFO, aad.as_bytes(), key.expose())
-}
-
-/// Opens a key sealed by [`seal_key`] for this secret key and `aad`.
-pub fn open_key<K: crate::SymmetricKey>(
-    secret: &HpkeSecretKey,
-    aad: &crate::Aad,
-    sealed: &[u8],
-) -> Result<K, CryptoError> {
-    let bytes = open(secret, KEY_INFO, aad.as_bytes(), sealed)?;
-    K::try_from_slice(&bytes)
 }

@@ -77,7 +77,9 @@ pub fn sign_checkpoint(
         head_hash: head_hash.to_vec(),
         at,
         key_id: key_id.to_owned(),
-        signature: key.sign(CONTEXT_AUDIT_CHECKPOINT, message.as_bytes()).to_vec(),
+        signature: key
+            .sign(CONTEXT_AUDIT_CHECKPOINT, message.as_bytes())
+            .to_vec(),
     }
 }
 
@@ -150,11 +152,7 @@ impl Verifier {
             return Err(Fault {
                 seq: self.expected_seq,
                 kind: "missing",
-                detail: format!(
-                    "events {} to {} are missing",
-                    self.expected_seq,
-                    e.seq - 1
-                ),
+                detail: format!("events {} to {} are missing", self.expected_seq, e.seq - 1),
             });
         }
         if e.prev_hash != self.head {

@@ -266,7 +266,8 @@ impl AuditLog {
             reply,
         });
         let outcome = tokio::time::timeout(APPEND_TIMEOUT, async {
-            sent.await.map_err(|_| "the audit sequencer has stopped".to_owned())?;
+            sent.await
+                .map_err(|_| "the audit sequencer has stopped".to_owned())?;
             answer
                 .await
                 .map_err(|_| "the audit sequencer dropped the record".to_owned())?
@@ -313,10 +314,8 @@ impl Sequencer {
                     Err(_) => break,
                 }
             }
-            let events: Vec<(Event, Option<Uuid>)> = batch
-                .iter()
-                .map(|p| (p.event.clone(), p.claim))
-                .collect();
+            let events: Vec<(Event, Option<Uuid>)> =
+                batch.iter().map(|p| (p.event.clone(), p.claim)).collect();
             match self.commit(events).await {
                 Ok(outcomes) => {
                     for (p, outcome) in batch.into_iter().zip(outcomes) {
@@ -412,7 +411,10 @@ impl Sequencer {
         let now = self.clock.now_ms();
         let mut tx = self.store.begin().await?;
         let (seq, head) = tx.lock_audit_head().await?;
-        if let Some(c) = self.due_checkpoint(&mut tx, seq, &head, now, by_time).await? {
+        if let Some(c) = self
+            .due_checkpoint(&mut tx, seq, &head, now, by_time)
+            .await?
+        {
             tx.insert_checkpoint(&c).await?;
         }
         tx.commit().await

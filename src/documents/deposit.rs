@@ -110,12 +110,13 @@ impl Deposit {
         let serde_json::Value::Object(mut object) = document else {
             return Err(invalid("document", "must be a JSON object"));
         };
-        let signature = match object.remove("signature") {
-            Some(serde_json::Value::String(s)) => URL_SAFE_NO_PAD
-                .decode(s.trim_end_matches('='))
-                .map_err(|_| invalid("signature", "must be base64url"))?,
-            _ => return Err(invalid("signature", "is required (base64url Ed25519)")),
-        };
+        let signature =
+            match object.remove("signature") {
+                Some(serde_json::Value::String(s)) => URL_SAFE_NO_PAD
+                    .decode(s.trim_end_matches('='))
+                    .map_err(|_| invalid("signature", "must be base64url"))?,
+                _ => return Err(invalid("signature", "is required (base64url Ed25519)")),
+            };
         let unsigned = serde_json::Value::Object(object);
         let canonical = custodia_crypto::digest::canonical_json(&unsigned)
             .map_err(|_| invalid("document", "cannot be put in canonical form"))?;
@@ -123,7 +124,13 @@ impl Deposit {
             .and_then(|k| k.verify_raw(canonical.as_bytes(), &signature))
             .is_ok();
         if !holds {
-            record_refusal(ctx, issuer, request_id, "the issuer signature does not verify").await?;
+            record_refusal(
+                ctx,
+                issuer,
+                request_id,
+                "the issuer signature does not verify",
+            )
+            .await?;
             return Err(invalid(
                 "signature",
                 "does not verify with the issuer's registered key over the RFC 8785 form of the document without 'signature'",
@@ -133,7 +140,10 @@ impl Deposit {
             .map_err(|e| invalid("document", format!("has an unexpected shape: {e}")))?;
         let national_id = NationalId::parse(&signed.national_id)?;
         let spec = ctx.catalog.document_type(&signed.doc_type).ok_or_else(|| {
-            invalid("type", format!("'{}' is not a document type", signed.doc_type))
+            invalid(
+                "type",
+                format!("'{}' is not a document type", signed.doc_type),
+            )
         })?;
         // Check the fields now, so a bad deposit is refused before any file is received.
         ctx.catalog.validate_fields(spec, &signed.fields)?;
@@ -145,7 +155,10 @@ impl Deposit {
         }
         if let Some(sha) = &signed.file_sha256 {
             if !spec.has_file {
-                return Err(invalid("file_sha256", format!("a {} carries no file", spec.names.en)));
+                return Err(invalid(
+                    "file_sha256",
+                    format!("a {} carries no file", spec.names.en),
+                ));
             }
             if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(invalid("file_sha256", "must be 64 hexadecimal characters"));
@@ -187,7 +200,10 @@ impl Deposit {
     /// Starts the file part.
     pub async fn begin_file(&mut self, ctx: &Context, filename: &str) -> Result<(), Error> {
         if !self.wants_file {
-            return Err(invalid("file_sha256", "is required when a file is attached"));
+            return Err(invalid(
+                "file_sha256",
+                "is required when a file is attached",
+            ));
         }
         self.has_file = true;
         match self.draft.as_mut() {
@@ -210,7 +226,10 @@ impl Deposit {
             if let Some(d) = self.draft.take() {
                 d.abandon(ctx).await;
             }
-            return Err(invalid("file", "file_sha256 names a file, but none is attached"));
+            return Err(invalid(
+                "file",
+                "file_sha256 names a file, but none is attached",
+            ));
         }
         let accepted = Accepted {
             id: self.id,
@@ -224,7 +243,11 @@ impl Deposit {
         .request(self.request_id.as_deref());
         let Some(draft) = self.draft.take() else {
             ctx.audit
-                .append(event.outcome("refused").detail("no citizen with this national ID"))
+                .append(
+                    event
+                        .outcome("refused")
+                        .detail("no citizen with this national ID"),
+                )
                 .await?;
             return Ok(accepted);
         };

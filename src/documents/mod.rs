@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use custodia_crypto::digest::{self, Sha256Stream};
-use custodia_crypto::stream::{CHUNK_LEN, StreamDecryptor, StreamEncryptor};
 use custodia_crypto::hpke_seal::{self, HpkePublicKey};
+use custodia_crypto::stream::{CHUNK_LEN, StreamDecryptor, StreamEncryptor};
 use custodia_crypto::{Aad, DataKey, SymmetricKey, VaultKey, envelope, wrap};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
@@ -385,10 +385,7 @@ impl Draft {
                             .is_some_and(|want| !want.eq_ignore_ascii_case(&info.sha256)) =>
                     {
                         discard_blob(ctx, &name).await;
-                        return Err(invalid(
-                            "file_sha256",
-                            "does not match the attached file",
-                        ));
+                        return Err(invalid("file_sha256", "does not match the attached file"));
                     }
                     Ok((info, name, size)) => (Some(info), Some((name, size))),
                     Err(e) => {

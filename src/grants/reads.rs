@@ -128,11 +128,7 @@ pub async fn get(ctx: &Context, agency: &AgencyRow, id: Uuid) -> Result<GrantVie
     Ok(view(&g, ctx.clock.now_ms()))
 }
 
-async fn own_grant(
-    ctx: &Context,
-    agency: &AgencyRow,
-    id: Uuid,
-) -> Result<Option<GrantRow>, Error> {
+async fn own_grant(ctx: &Context, agency: &AgencyRow, id: Uuid) -> Result<Option<GrantRow>, Error> {
     match ctx.store.grant(id).await {
         Ok(g) if g.agency_id == agency.id => Ok(Some(g)),
         Ok(_) | Err(StoreError::NotFound) => Ok(None),
@@ -152,7 +148,12 @@ async fn refuse(
     answer: Error,
 ) -> Error {
     let pseudonym = match grant {
-        Some(g) => ctx.store.citizen(g.citizen_id).await.ok().map(|c| c.pseudonym),
+        Some(g) => ctx
+            .store
+            .citizen(g.citizen_id)
+            .await
+            .ok()
+            .map(|c| c.pseudonym),
         None => None,
     };
     let event = caller
@@ -169,7 +170,9 @@ async fn refuse(
 }
 
 fn ended(status: &str) -> Error {
-    Error::Forbidden(format!("This grant is {status}; nothing can be read under it."))
+    Error::Forbidden(format!(
+        "This grant is {status}; nothing can be read under it."
+    ))
 }
 
 /// Checks that the grant is the caller's and live now; refusals are recorded.
@@ -183,13 +186,31 @@ async fn live_grant(
     let Some(g) = own_grant(ctx, caller.agency, grant_id).await? else {
         let mut objs = vec![grant_id.to_string()];
         objs.extend_from_slice(objects);
-        return Err(refuse(ctx, caller, action, None, objs, "no such grant for this agency", Error::NotFound).await);
+        return Err(refuse(
+            ctx,
+            caller,
+            action,
+            None,
+            objs,
+            "no such grant for this agency",
+            Error::NotFound,
+        )
+        .await);
     };
     let now = ctx.clock.now_ms();
     let status = effective_status(&g, now).to_owned();
     if status != "active" {
         let reason = format!("the grant is {status}");
-        return Err(refuse(ctx, caller, action, Some(&g), objects.to_vec(), &reason, ended(&status)).await);
+        return Err(refuse(
+            ctx,
+            caller,
+            action,
+            Some(&g),
+            objects.to_vec(),
+            &reason,
+            ended(&status),
+        )
+        .await);
     }
     if g.valid_from > now {
         return Err(refuse(
@@ -380,7 +401,12 @@ pub async fn read(
     let issuer = match o.doc.issuer_agency_id {
         Some(id) => Some(IssuerView {
             agency_id: id,
-            name: ctx.store.agency(id).await.map(|a| a.name).unwrap_or_default(),
+            name: ctx
+                .store
+                .agency(id)
+                .await
+                .map(|a| a.name)
+                .unwrap_or_default(),
         }),
         None => None,
     };
@@ -477,7 +503,12 @@ pub async fn read_file(
     record(ctx, &o, event).await?;
     let decryptor = custodia_crypto::stream::StreamDecryptor::new(
         &o.data_key,
-        &documents::aad("document-file", o.doc.id, o.version.version, o.doc.citizen_id),
+        &documents::aad(
+            "document-file",
+            o.doc.id,
+            o.version.version,
+            o.doc.citizen_id,
+        ),
     );
     Ok(FileStream {
         info,
@@ -496,5 +527,8 @@ pub fn decode_cursor(text: &str) -> Result<(i64, Uuid), Error> {
     let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
     let (at, id) = raw.split_once(':').ok_or_else(bad)?;
-    Ok((at.parse().map_err(|_| bad())?, id.parse().map_err(|_| bad())?))
+    Ok((
+        at.parse().map_err(|_| bad())?,
+        id.parse().map_err(|_| bad())?,
+    ))
 }

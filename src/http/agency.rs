@@ -39,7 +39,10 @@ pub fn transfer_router(state: &AppState) -> Router<AppState> {
         .unwrap_or(usize::MAX)
         .saturating_add(1024 * 1024);
     Router::new()
-        .route("/api/v1/grants/{id}/documents/{doc_id}/file", get(read_file))
+        .route(
+            "/api/v1/grants/{id}/documents/{doc_id}/file",
+            get(read_file),
+        )
         .route(
             "/api/v1/issued-documents",
             post(deposit).layer(DefaultBodyLimit::max(upload_limit)),
@@ -73,7 +76,9 @@ impl FromRequestParts<AppState> for Agency {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
-            .ok_or_else(|| challenge("Send the agency API key as 'Authorization: Bearer <key>'."))?;
+            .ok_or_else(|| {
+                challenge("Send the agency API key as 'Authorization: Bearer <key>'.")
+            })?;
         match crate::agencies::authenticate(state, key).await {
             Ok(agency) => Ok(Self(agency)),
             Err(Error::Unauthenticated(detail)) => Err(challenge(&detail)),
@@ -189,7 +194,11 @@ async fn list_grants(
     if !(1..=200).contains(&limit) {
         return Err(invalid("limit", "must be from 1 to 200").into());
     }
-    let after = page.cursor.as_deref().map(reads::decode_cursor).transpose()?;
+    let after = page
+        .cursor
+        .as_deref()
+        .map(reads::decode_cursor)
+        .transpose()?;
     let (grants, next) = reads::list(&state, &agency, after, limit).await?;
     Ok(Json(serde_json::json!({
         "grants": grants,

@@ -66,9 +66,9 @@ pub fn app(state: AppState) -> Router {
     let transfers = documents::router(&state)
         .merge(agency::transfer_router(&state))
         .layer(TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
-        TRANSFER_TIMEOUT,
-    ));
+            StatusCode::REQUEST_TIMEOUT,
+            TRANSFER_TIMEOUT,
+        ));
     Router::new()
         .merge(quick)
         .merge(transfers)

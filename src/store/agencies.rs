@@ -108,7 +108,8 @@ impl Tx {
 
     /// Makes an agency an issuer with this Ed25519 public key.
     pub async fn set_issuer_key(&mut self, agency: Uuid, key: &[u8]) -> Result<bool, StoreError> {
-        const SQL: &str = "UPDATE agencies SET is_issuer = $1, issuer_public_key = $2 WHERE id = $3";
+        const SQL: &str =
+            "UPDATE agencies SET is_issuer = $1, issuer_public_key = $2 WHERE id = $3";
         Ok(on_engine!(self, c => {
             sqlx::query(SQL).bind(true).bind(key).bind(agency).execute(&mut **c).await?.rows_affected() == 1
         }))

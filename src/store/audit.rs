@@ -88,7 +88,8 @@ impl Store {
         seq: i64,
         limit: i64,
     ) -> Result<Vec<AuditRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let sql =
+            format!("SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2");
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql)).bind(seq).bind(limit).fetch_all(p).await?
         }))

@@ -5,6 +5,8 @@
 mod helpers;
 
 mod agencies;
+mod agency_api;
+mod agency_kit;
 mod binary;
 mod citizen_kit;
 mod citizens;

@@ -1,0 +1,98 @@
+//! An agency driven through the real HTTP API with its bearer key.
+
+use custodia::agencies::{self, Level, NewAgency};
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+pub struct Agency {
+    pub id: String,
+    pub key: String,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Agency {
+    /// Creates an agency through the domain (what `custodia agency create` does).
+    pub async fn create(app: &TestApp, name: &str, level: Level) -> Self {
+        Self::create_with(app, name, level, None).await
+    }
+
+    /// Creates an issuer with this base64url Ed25519 public key.
+    pub async fn create_with(
+        app: &TestApp,
+        name: &str,
+        level: Level,
+        issuer_key: Option<&str>,
+    ) -> Self {
+        let created = agencies::create(
+            &app.state,
+            &NewAgency {
+                name,
+                level,
+                issuer: issuer_key.is_some(),
+                issuer_key,
+            },
+        )
+        .await
+        .unwrap();
+        Self {
+            id: created.id.to_string(),
+            key: created.api_key.to_string(),
+            base: app.base.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+    }
+
+    /// A read with officer and case headers.
+    pub async fn read(&self, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, path)
+            .header("x-officer-id", "officer-7")
+            .header("x-case-id", "CASE-2026-001")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A GET with no officer headers.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.request(reqwest::Method::POST, path)
+            .header("x-officer-id", "officer-7")
+            .header("x-case-id", "CASE-2026-001")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Asks a citizen for business licences at `tier`.
+    pub async fn ask(&self, national_id: &str, tier: &str, fields: &[&str]) -> reqwest::Response {
+        self.post(
+            "/api/v1/access-requests",
+            json!({
+                "national_id": national_id,
+                "document_types": ["business_license"],
+                "tier": tier,
+                "fields": fields,
+                "purpose_code": "business_registration",
+                "purpose": "设立登记材料核验",
+                "duration_days": 30,
+                "retention_days": 90,
+            }),
+        )
+        .await
+    }
+}

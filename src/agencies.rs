@@ -235,7 +235,7 @@ pub async fn set_issuer_key(ctx: &Context, agency: Uuid, key: &str) -> Result<()
 }
 
 /// An agency as a citizen sees it when choosing whom to grant.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Listed {
     /// Id.
     pub id: Uuid,

@@ -27,7 +27,7 @@ use crate::store::requests::RequestRow;
 pub const PENDING_DAYS: i64 = 14;
 
 /// What an agency asks (`POST /api/v1/access-requests`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRequest {
     /// The citizen's national ID number.
@@ -53,7 +53,7 @@ pub struct NewRequest {
 }
 
 /// A request as the citizen sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RequestView {
     /// Id.
     pub id: Uuid,
@@ -203,7 +203,7 @@ pub async fn create(
 }
 
 /// What an agency learns of its request: its status and, once approved, the grant.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AgencyView {
     /// Id.
     pub id: Uuid,
@@ -270,7 +270,7 @@ pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<RequestView>, 
 }
 
 /// Exactly what the agency would receive from one document at the asked tier.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PreviewItem {
     /// Document id.
     pub document_id: Uuid,
@@ -329,7 +329,7 @@ pub async fn preview(
 }
 
 /// How a citizen may narrow a request when approving it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Narrowing {
     /// Only these documents (of the asked types).

@@ -87,7 +87,9 @@ pub enum Sensitivity {
 }
 
 /// How much a grant reveals, ordered `verify` < `fields` < `full`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// Existence, type, issuer, dates, signature validity, digest.

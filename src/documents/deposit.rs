@@ -43,7 +43,7 @@ struct Signed {
 }
 
 /// The answer to a deposit, the same whether or not the citizen is registered.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// The deposit's id.
     pub id: Uuid,

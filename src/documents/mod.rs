@@ -33,7 +33,7 @@ use crate::store::blob::{BlobName, BlobWriter};
 use crate::store::documents::{DocumentRow, VersionRow};
 
 /// Kinds of file accepted, recognised from their first bytes (never from the name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum MediaType {
     /// `application/pdf`
     #[serde(rename = "application/pdf")]
@@ -76,7 +76,7 @@ impl MediaType {
 }
 
 /// What is known of a stored file (sealed with the fields).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FileInfo {
     /// Sanitised original name.
     pub name: String,
@@ -628,7 +628,7 @@ async fn discard_blob(ctx: &Context, name: &BlobName) {
 }
 
 /// What a successful store returns (`{id, version, type}`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Stored {
     /// Document id.
     pub id: Uuid,
@@ -640,7 +640,7 @@ pub struct Stored {
 }
 
 /// A document in the citizen's list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     /// Document id.
     pub id: Uuid,
@@ -680,7 +680,7 @@ pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<Summary>, Erro
 }
 
 /// One version of a document, opened.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct View {
     /// Document id.
     pub id: Uuid,
@@ -704,7 +704,7 @@ pub struct View {
 }
 
 /// A version number and when it was stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VersionInfo {
     /// Version number.
     pub version: i32,

@@ -46,7 +46,7 @@ pub const DEFAULT_RETENTION_DAYS: i32 = 30;
 pub const FULL_HIGH_MIN_LEVEL: Level = Level::Provincial;
 
 /// What a citizen asks to grant (`POST /me/grants`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
     /// The agency.
@@ -75,6 +75,7 @@ pub struct GrantRequest {
     pub duration_days: Option<i64>,
     /// End of validity (RFC 3339), at most 365 days ahead.
     #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<time::OffsetDateTime>,
     /// Most reads allowed.
     #[serde(default)]
@@ -85,7 +86,7 @@ pub struct GrantRequest {
 }
 
 /// A grant as the citizen (and later the agency) sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GrantView {
     /// Id.
     pub id: Uuid,
@@ -543,9 +544,10 @@ pub async fn revoke(ctx: &Context, session: &Session, id: Uuid) -> Result<GrantV
 }
 
 /// A signed consent receipt, verifiable offline.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Receipt {
     /// The receipt (its RFC 8785 canonical form is what was signed).
+    #[schema(value_type = Object)]
     pub receipt: serde_json::Value,
     /// Ed25519 signature, base64url, over `"custodia-sig/1\0consent-receipt\0" ‖ canonical receipt`.
     pub signature: String,

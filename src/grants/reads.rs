@@ -52,7 +52,7 @@ impl Caller<'_> {
 }
 
 /// The issuer of a deposited document.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IssuerView {
     /// The issuing agency.
     pub agency_id: Uuid,
@@ -61,7 +61,7 @@ pub struct IssuerView {
 }
 
 /// What one read returns, cut to the grant's tier.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Disclosure {
     /// Document id.
     pub document_id: Uuid,
@@ -92,7 +92,7 @@ pub struct Disclosure {
 }
 
 /// A document a grant covers, as listed to the agency (no contents).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Covered {
     /// Document id.
     pub id: Uuid,

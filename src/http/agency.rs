@@ -1,19 +1,21 @@
 //! The agency API (SPEC §4): `Authorization: Bearer <key>`; `X-Officer-Id` and
 //! `X-Case-Id` on every read. JSON in and out, problem+json errors, cursor pagination.
 
+use axum::Json;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Multipart, Path, Query, State};
+use axum::extract::{FromRequestParts, Multipart, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use base64::Engine as _;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
+use super::openapi::AgencyErrors;
 use crate::documents::deposit::{Accepted, Deposit};
 use crate::error::{Error, invalid};
 use crate::grants::GrantView;
@@ -22,31 +24,22 @@ use crate::requests::{self, AgencyView, NewRequest};
 use crate::store::agencies::AgencyRow;
 
 /// Quick JSON routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/access-requests", post(create_request))
-        .route("/api/v1/access-requests/{id}", get(request_status))
-        .route("/api/v1/grants", get(list_grants))
-        .route("/api/v1/grants/{id}", get(grant))
-        .route("/api/v1/grants/{id}/documents", get(grant_documents))
-        .route("/api/v1/grants/{id}/documents/{doc_id}", get(read))
-        .route("/api/v1/audit/public-key", get(public_key))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_request))
+        .routes(routes!(request_status))
+        .routes(routes!(list_grants))
+        .routes(routes!(grant))
+        .routes(routes!(grant_documents))
+        .routes(routes!(read))
+        .routes(routes!(public_key))
 }
 
-/// Routes that move files (longer time-out, larger bodies).
-pub fn transfer_router(state: &AppState) -> Router<AppState> {
-    let upload_limit = usize::try_from(state.config.max_upload_bytes)
-        .unwrap_or(usize::MAX)
-        .saturating_add(1024 * 1024);
-    Router::new()
-        .route(
-            "/api/v1/grants/{id}/documents/{doc_id}/file",
-            get(read_file),
-        )
-        .route(
-            "/api/v1/issued-documents",
-            post(deposit).layer(DefaultBodyLimit::max(upload_limit)),
-        )
+/// Routes that move files (a transfer group: see `http::app` for its limits).
+pub fn transfer_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(read_file))
+        .routes(routes!(deposit))
 }
 
 /// The agency an API key belongs to.
@@ -154,6 +147,15 @@ fn optional_header(headers: &HeaderMap, name: &'static str) -> Result<Option<Str
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/access-requests",
+    tag = "agency",
+    summary = "Ask a citizen (by national ID) for documents",
+    request_body = NewRequest,
+    security(("agency_key" = [])),
+    responses((status = 201, description = "{id, status}; the same answer whether or not the citizen is registered", body = Object, example = json!({"id":"0b7e…","status":"pending"})), AgencyErrors)
+)]
 async fn create_request(
     State(state): State<AppState>,
     Agency(agency): Agency,
@@ -170,6 +172,15 @@ async fn create_request(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/access-requests/{id}",
+    tag = "agency",
+    summary = "A request's status and, once approved, its grant",
+    params(("id" = Uuid, Path, description = "The id")),
+    security(("agency_key" = [])),
+    responses((status = 200, description = "Status", body = AgencyView), AgencyErrors)
+)]
 async fn request_status(
     State(state): State<AppState>,
     Agency(agency): Agency,
@@ -185,6 +196,15 @@ struct Page {
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/grants",
+    tag = "agency",
+    summary = "The agency's grants, newest first",
+    params(("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")),
+    security(("agency_key" = [])),
+    responses((status = 200, description = "{grants, next_cursor}", body = Object), AgencyErrors)
+)]
 async fn list_grants(
     State(state): State<AppState>,
     Agency(agency): Agency,
@@ -206,6 +226,15 @@ async fn list_grants(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/grants/{id}",
+    tag = "agency",
+    summary = "One grant: scope, tier, status, reads, expiry",
+    params(("id" = Uuid, Path, description = "The grant id")),
+    security(("agency_key" = [])),
+    responses((status = 200, description = "The grant", body = GrantView), AgencyErrors)
+)]
 async fn grant(
     State(state): State<AppState>,
     Agency(agency): Agency,
@@ -214,6 +243,15 @@ async fn grant(
     Ok(Json(reads::get(&state, &agency, id).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/grants/{id}/documents",
+    tag = "agency",
+    summary = "The documents a live grant covers",
+    params(("id" = Uuid, Path, description = "The grant id"), ("X-Officer-Id" = String, Header, description = "The official reading (recorded, shown to the citizen)"), ("X-Case-Id" = String, Header, description = "The agency's case number (recorded, shown to the citizen)")),
+    security(("agency_key" = [])),
+    responses((status = 200, description = "{documents: [...]}", body = Object), AgencyErrors)
+)]
 async fn grant_documents(
     State(state): State<AppState>,
     Agency(agency): Agency,
@@ -231,6 +269,15 @@ struct ReadQuery {
     fields: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/grants/{id}/documents/{doc_id}",
+    tag = "agency",
+    summary = "Read a document at the grant's tier (recorded before it is sent)",
+    params(("id" = Uuid, Path, description = "The grant id"), ("doc_id" = Uuid, Path, description = "The document id"), ("X-Officer-Id" = String, Header, description = "The official reading (recorded, shown to the citizen)"), ("X-Case-Id" = String, Header, description = "The agency's case number (recorded, shown to the citizen)"), ("fields" = Option<String>, Query, description = "Comma-separated fields, fewer than granted")),
+    security(("agency_key" = [])),
+    responses((status = 200, description = "verify: attestation; fields: granted fields; full: every field", body = Disclosure), AgencyErrors)
+)]
 async fn read(
     State(state): State<AppState>,
     Agency(agency): Agency,
@@ -256,6 +303,15 @@ async fn read(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/grants/{id}/documents/{doc_id}/file",
+    tag = "agency",
+    summary = "The file, decrypted (full tier; recorded before the first byte)",
+    params(("id" = Uuid, Path, description = "The grant id"), ("doc_id" = Uuid, Path, description = "The document id"), ("X-Officer-Id" = String, Header, description = "The official reading (recorded, shown to the citizen)"), ("X-Case-Id" = String, Header, description = "The agency's case number (recorded, shown to the citizen)")),
+    security(("agency_key" = [])),
+    responses((status = 200, description = "The bytes, with Content-Length, ETag and Repr-Digest", content_type = "application/octet-stream"), AgencyErrors)
+)]
 async fn read_file(
     State(state): State<AppState>,
     Agency(agency): Agency,
@@ -297,6 +353,15 @@ async fn read_file(
 /// Longest accepted `document` part.
 const DOCUMENT_PART: usize = 64 * 1024;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/issued-documents",
+    tag = "agency",
+    summary = "Deposit a signed document for a citizen (issuers)",
+    request_body(content = Object, description = "JSON {national_id, type, fields, issued_at, expires_at?, file_sha256?, signature}, or multipart with parts document and file", content_type = "application/json"),
+    security(("agency_key" = [])),
+    responses((status = 202, description = "{id, status: accepted}", body = Accepted), AgencyErrors)
+)]
 async fn deposit(
     State(state): State<AppState>,
     Agency(agency): Agency,
@@ -403,6 +468,13 @@ async fn deposit_multipart(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/public-key",
+    tag = "public",
+    summary = "The service's Ed25519 signing key (checkpoints, receipts)",
+    responses((status = 200, description = "The key", body = Object))
+)]
 async fn public_key(State(state): State<AppState>) -> Json<serde_json::Value> {
     let public = state.keys.signing.verifying_key().to_bytes();
     Json(serde_json::json!({

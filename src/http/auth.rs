@@ -1,91 +1,97 @@
 //! Citizen authentication and vault routes (SPEC §4), JSON in and out.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use custodia_crypto::Passphrase;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{Authed, CEREMONY, ClientAddr, Cookies, SESSION};
+#[allow(unused_imports)]
+use super::openapi::{CitizenErrors, Problem};
 use crate::citizens;
 use crate::passkeys::CEREMONY_TTL_MS;
 use crate::sessions::ABSOLUTE_MS;
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/register/start", post(register_start))
-        .route("/auth/register/finish", post(register_finish))
-        .route("/auth/login/start", post(login_start))
-        .route("/auth/login/finish", post(login_finish))
-        .route("/auth/logout", post(logout))
-        .route("/auth/logout-everywhere", post(logout_everywhere))
-        .route("/vault/unlock", post(unlock))
-        .route("/vault/lock", post(lock))
-        .route("/vault/recover", post(recover))
-        .route("/me", get(me))
-        .route("/me/passphrase", post(change_passphrase))
-        .route("/me/passkeys/start", post(add_passkey_start))
-        .route("/me/passkeys/finish", post(add_passkey_finish))
-        .route("/me/passkeys/{id}", delete(remove_passkey))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register_start))
+        .routes(routes!(register_finish))
+        .routes(routes!(login_start))
+        .routes(routes!(login_finish))
+        .routes(routes!(logout))
+        .routes(routes!(logout_everywhere))
+        .routes(routes!(unlock))
+        .routes(routes!(lock))
+        .routes(routes!(recover))
+        .routes(routes!(me))
+        .routes(routes!(change_passphrase))
+        .routes(routes!(add_passkey_start))
+        .routes(routes!(add_passkey_finish))
+        .routes(routes!(remove_passkey))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterStart {
     national_id: String,
     display_name: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterFinish {
+    #[schema(value_type = Object)]
     credential: RegisterPublicKeyCredential,
     passphrase: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginStart {
     national_id: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginFinish {
+    #[schema(value_type = Object)]
     credential: PublicKeyCredential,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Unlock {
     passphrase: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Recover {
     recovery_code: String,
     new_passphrase: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangePassphrase {
     current_passphrase: String,
     new_passphrase: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddPasskeyFinish {
+    #[schema(value_type = Object)]
     credential: RegisterPublicKeyCredential,
     label: Option<String>,
 }
@@ -102,6 +108,14 @@ fn ceremony_ttl_s() -> i64 {
     CEREMONY_TTL_MS / 1000
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/register/start",
+    tag = "auth",
+    summary = "Start registering with a passkey",
+    request_body = RegisterStart,
+    responses((status = 200, description = "WebAuthn creation options ({publicKey: ...})", body = Object), CitizenErrors)
+)]
 async fn register_start(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -116,6 +130,14 @@ async fn register_start(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/register/finish",
+    tag = "auth",
+    summary = "Finish registration: account created, vault unlocked, recovery code returned once",
+    request_body = RegisterFinish,
+    responses((status = 200, description = "{citizen_id, csrf_token, recovery_code}", body = Object, example = json!({"citizen_id":"6f1c…","csrf_token":"…","recovery_code":"ABCD-…"})), CitizenErrors)
+)]
 async fn register_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -143,6 +165,14 @@ async fn register_finish(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/login/start",
+    tag = "auth",
+    summary = "Start signing in with a passkey",
+    request_body = LoginStart,
+    responses((status = 200, description = "WebAuthn request options", body = Object), CitizenErrors)
+)]
 async fn login_start(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -156,6 +186,14 @@ async fn login_start(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/login/finish",
+    tag = "auth",
+    summary = "Finish signing in",
+    request_body = LoginFinish,
+    responses((status = 200, description = "{citizen_id, csrf_token}", body = Object), CitizenErrors)
+)]
 async fn login_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -173,6 +211,14 @@ async fn login_finish(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    summary = "Sign out of this session",
+    security(("citizen_session" = [])),
+    responses((status = 204, description = "Signed out"), CitizenErrors)
+)]
 async fn logout(
     State(state): State<AppState>,
     Authed(session): Authed,
@@ -186,6 +232,14 @@ async fn logout(
     Ok(response)
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout-everywhere",
+    tag = "auth",
+    summary = "Sign out of every session",
+    security(("citizen_session" = [])),
+    responses((status = 204, description = "Signed out everywhere"), CitizenErrors)
+)]
 async fn logout_everywhere(
     State(state): State<AppState>,
     Authed(session): Authed,
@@ -199,6 +253,15 @@ async fn logout_everywhere(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/vault/unlock",
+    tag = "auth",
+    summary = "Unlock the vault with the passphrase",
+    request_body = Unlock,
+    security(("citizen_session" = [])),
+    responses((status = 204, description = "Unlocked"), CitizenErrors, (status = 429, description = "Too many attempts", body = Problem, content_type = "application/problem+json"))
+)]
 async fn unlock(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -215,6 +278,14 @@ async fn unlock(
     Ok(Json(json!({ "unlocked": true })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/vault/lock",
+    tag = "auth",
+    summary = "Lock the vault again",
+    security(("citizen_session" = [])),
+    responses((status = 204, description = "Locked"), CitizenErrors)
+)]
 async fn lock(
     State(state): State<AppState>,
     Authed(mut session): Authed,
@@ -223,6 +294,15 @@ async fn lock(
     Ok(Json(json!({ "unlocked": false })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/vault/recover",
+    tag = "auth",
+    summary = "Set a new passphrase with the recovery code",
+    request_body = Recover,
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "{recovery_code}: a fresh code, shown once", body = Object), CitizenErrors)
+)]
 async fn recover(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -240,6 +320,14 @@ async fn recover(
     Ok(Json(json!({ "unlocked": true, "recovery_code": code })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "citizen",
+    summary = "The signed-in citizen's profile",
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "Profile", body = Object), CitizenErrors)
+)]
 async fn me(
     State(state): State<AppState>,
     Authed(session): Authed,
@@ -247,6 +335,15 @@ async fn me(
     Ok(Json(citizens::profile(&state, &session).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/me/passphrase",
+    tag = "citizen",
+    summary = "Change the vault passphrase",
+    request_body = ChangePassphrase,
+    security(("citizen_session" = [])),
+    responses((status = 204, description = "Changed"), CitizenErrors)
+)]
 async fn change_passphrase(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -264,6 +361,14 @@ async fn change_passphrase(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/me/passkeys/start",
+    tag = "citizen",
+    summary = "Start adding a passkey",
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "WebAuthn creation options", body = Object), CitizenErrors)
+)]
 async fn add_passkey_start(
     State(state): State<AppState>,
     Authed(session): Authed,
@@ -276,6 +381,15 @@ async fn add_passkey_start(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/me/passkeys/finish",
+    tag = "citizen",
+    summary = "Finish adding a passkey",
+    request_body = AddPasskeyFinish,
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "The passkey", body = Object), CitizenErrors)
+)]
 async fn add_passkey_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -297,6 +411,15 @@ async fn add_passkey_finish(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/me/passkeys/{id}",
+    tag = "citizen",
+    summary = "Remove a passkey (the last one stays)",
+    params(("id" = Uuid, Path, description = "The id")),
+    security(("citizen_session" = [])),
+    responses((status = 204, description = "Removed"), CitizenErrors)
+)]
 async fn remove_passkey(
     State(state): State<AppState>,
     Authed(session): Authed,

@@ -1,48 +1,51 @@
 //! The citizen's documents (SPEC §4: `/me/documents`) and the public catalog.
 
+use axum::Json;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::Authed;
+#[allow(unused_imports)]
+use super::openapi::{CitizenErrors, Problem};
 use crate::documents::{self, Draft, Stored};
 use crate::error::{Error, invalid};
 
-/// The routes of this module. Uploads may be as large as the configured file limit plus
-/// room for the other parts.
-pub fn router(state: &AppState) -> Router<AppState> {
-    let upload_limit = usize::try_from(state.config.max_upload_bytes)
-        .unwrap_or(usize::MAX)
-        .saturating_add(1024 * 1024);
-    Router::new()
-        .route("/api/v1/catalog", get(catalog))
-        .route(
-            "/me/documents",
-            get(list)
-                .post(create)
-                .layer(DefaultBodyLimit::max(upload_limit)),
-        )
-        .route(
-            "/me/documents/{id}",
-            get(view)
-                .put(replace)
-                .delete(remove)
-                .layer(DefaultBodyLimit::max(upload_limit)),
-        )
-        .route("/me/documents/{id}/file", get(file))
+/// The routes of this module (a transfer group: see `http::app` for its limits).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(catalog))
+        .routes(routes!(list, create))
+        .routes(routes!(view, replace, remove))
+        .routes(routes!(file))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/catalog",
+    tag = "public",
+    summary = "Document types and purposes",
+    responses((status = 200, description = "{document_types, purposes}", body = Object))
+)]
 async fn catalog(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(state.catalog.to_json())
 }
 
+#[utoipa::path(
+    get,
+    path = "/me/documents",
+    tag = "citizen",
+    summary = "The citizen's documents (metadata)",
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "{documents: [...]}", body = Object), CitizenErrors)
+)]
 async fn list(
     State(state): State<AppState>,
     Authed(session): Authed,
@@ -51,6 +54,15 @@ async fn list(
     Ok(Json(serde_json::json!({ "documents": items })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/me/documents",
+    tag = "citizen",
+    summary = "Store a document (multipart: type, fields, optional file)",
+    request_body(content = Object, content_type = "multipart/form-data", description = "Parts: type, fields (JSON object), file (optional)"),
+    security(("citizen_session" = [])),
+    responses((status = 201, description = "Stored", body = Stored), CitizenErrors, (status = 413, description = "Too large", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not PDF, PNG or JPEG", body = Problem, content_type = "application/problem+json"))
+)]
 async fn create(
     State(state): State<AppState>,
     Authed(session): Authed,
@@ -64,6 +76,16 @@ async fn create(
     ))
 }
 
+#[utoipa::path(
+    put,
+    path = "/me/documents/{id}",
+    tag = "citizen",
+    summary = "Store a new version",
+    params(("id" = Uuid, Path, description = "The id")),
+    request_body(content = Object, content_type = "multipart/form-data", description = "Parts: type, fields, file"),
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "Stored", body = Stored), CitizenErrors)
+)]
 async fn replace(
     State(state): State<AppState>,
     Authed(session): Authed,
@@ -159,6 +181,15 @@ struct VersionQuery {
     download: Option<u8>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/me/documents/{id}",
+    tag = "citizen",
+    summary = "Open a document (latest or ?version=)",
+    params(("id" = Uuid, Path, description = "The id"), ("version" = Option<i32>, Query, description = "A version number")),
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "The document", body = documents::View), CitizenErrors)
+)]
 async fn view(
     State(state): State<AppState>,
     Authed(session): Authed,
@@ -168,6 +199,15 @@ async fn view(
     Ok(Json(documents::get(&state, &session, id, q.version).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/me/documents/{id}",
+    tag = "citizen",
+    summary = "Delete a document (keys destroyed)",
+    params(("id" = Uuid, Path, description = "The id")),
+    security(("citizen_session" = [])),
+    responses((status = 204, description = "Deleted"), CitizenErrors)
+)]
 async fn remove(
     State(state): State<AppState>,
     Authed(session): Authed,
@@ -177,6 +217,15 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/me/documents/{id}/file",
+    tag = "citizen",
+    summary = "Download the file, decrypted",
+    params(("id" = Uuid, Path, description = "The id"), ("version" = Option<i32>, Query, description = "A version number"), ("download" = Option<u8>, Query, description = "1 for an attachment")),
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "The bytes", content_type = "application/octet-stream"), CitizenErrors)
+)]
 async fn file(
     State(state): State<AppState>,
     Authed(session): Authed,

@@ -8,6 +8,7 @@ mod documents;
 pub mod error;
 mod extract;
 mod grants;
+pub mod openapi;
 mod ops;
 mod requests;
 mod web;
@@ -25,6 +26,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::context::Context;
 
@@ -52,23 +55,37 @@ impl std::ops::Deref for AppState {
 pub fn app(state: AppState) -> Router {
     // JSON and pages must answer within REQUEST_TIMEOUT; file transfers get longer, so a
     // large document on a slow link is not cut off.
-    let quick = Router::new()
+    // Every JSON route goes through an OpenApiRouter, so none is served undocumented.
+    let (quick_api, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(ops::router())
         .merge(agency::router())
         .merge(auth::router())
         .merge(grants::router())
         .merge(requests::router())
+        .split_for_parts();
+    // Uploads may be as large as the configured file limit plus room for the other parts.
+    let upload_limit = usize::try_from(state.config.max_upload_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1024 * 1024);
+    let (transfers, transfer_doc) = OpenApiRouter::default()
+        .merge(documents::router())
+        .merge(agency::transfer_router())
+        .split_for_parts();
+    doc.merge(transfer_doc);
+    let quick = quick_api
         .merge(web::router())
+        .merge(openapi::router(doc))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ));
-    let transfers = documents::router(&state)
-        .merge(agency::transfer_router(&state))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            TRANSFER_TIMEOUT,
-        ));
+    let transfers =
+        transfers
+            .layer(DefaultBodyLimit::max(upload_limit))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                TRANSFER_TIMEOUT,
+            ));
     Router::new()
         .merge(quick)
         .merge(transfers)

@@ -1,26 +1,37 @@
 //! The citizen's inbox of access requests (SPEC §4: `/me/requests`).
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::Authed;
+#[allow(unused_imports)]
+use super::openapi::{CitizenErrors, Problem};
 use crate::grants::GrantView;
 use crate::requests::{self, Narrowing, PreviewItem};
 
 /// The routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/me/requests", get(list))
-        .route("/me/requests/{id}/preview", get(preview))
-        .route("/me/requests/{id}/approve", post(approve))
-        .route("/me/requests/{id}/deny", post(deny))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(preview))
+        .routes(routes!(approve))
+        .routes(routes!(deny))
 }
 
+#[utoipa::path(
+    get,
+    path = "/me/requests",
+    tag = "citizen",
+    summary = "Access requests addressed to the citizen",
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "{requests: [...]}", body = Object), CitizenErrors)
+)]
 async fn list(
     State(state): State<AppState>,
     Authed(session): Authed,
@@ -30,6 +41,15 @@ async fn list(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/me/requests/{id}/preview",
+    tag = "citizen",
+    summary = "Exactly what the agency would receive",
+    params(("id" = Uuid, Path, description = "The id")),
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "Preview", body = Vec<PreviewItem>), CitizenErrors)
+)]
 async fn preview(
     State(state): State<AppState>,
     Authed(session): Authed,
@@ -38,6 +58,16 @@ async fn preview(
     Ok(Json(requests::preview(&state, &session, id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/me/requests/{id}/approve",
+    tag = "citizen",
+    summary = "Approve, possibly narrowed; creates the grant",
+    params(("id" = Uuid, Path, description = "The id")),
+    request_body = Narrowing,
+    security(("citizen_session" = [])),
+    responses((status = 201, description = "The grant", body = GrantView), CitizenErrors)
+)]
 async fn approve(
     State(state): State<AppState>,
     Authed(session): Authed,
@@ -51,6 +81,15 @@ async fn approve(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/me/requests/{id}/deny",
+    tag = "citizen",
+    summary = "Deny a request",
+    params(("id" = Uuid, Path, description = "The id")),
+    security(("citizen_session" = [])),
+    responses((status = 204, description = "Denied"), CitizenErrors)
+)]
 async fn deny(
     State(state): State<AppState>,
     Authed(session): Authed,

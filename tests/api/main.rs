@@ -14,6 +14,7 @@ mod documents;
 mod errors;
 mod grants;
 mod health;
+mod openapi;
 mod requests;
 mod storage;
 mod web;

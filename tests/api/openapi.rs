@@ -1,0 +1,127 @@
+//! The OpenAPI document: valid OpenAPI 3.1, generated from the code, naming every route
+//! the server exposes, with an example for every error.
+
+use serde_json::Value;
+
+use crate::helpers::{Backend, spawn_app};
+
+/// Every JSON route of SPEC §4 (and the few the web UI adds), as `METHOD path`.
+const ROUTES: &[&str] = &[
+    "GET /healthz",
+    "GET /readyz",
+    "GET /api/v1/catalog",
+    "POST /auth/register/start",
+    "POST /auth/register/finish",
+    "POST /auth/login/start",
+    "POST /auth/login/finish",
+    "POST /auth/logout",
+    "POST /vault/unlock",
+    "POST /vault/recover",
+    "GET /me/documents",
+    "POST /me/documents",
+    "GET /me/documents/{id}",
+    "PUT /me/documents/{id}",
+    "DELETE /me/documents/{id}",
+    "GET /me/documents/{id}/file",
+    "GET /me/grants",
+    "POST /me/grants",
+    "POST /me/grants/{id}/revoke",
+    "GET /me/grants/{id}/receipt",
+    "GET /me/requests",
+    "POST /me/requests/{id}/approve",
+    "POST /me/requests/{id}/deny",
+    "POST /api/v1/access-requests",
+    "GET /api/v1/access-requests/{id}",
+    "GET /api/v1/grants",
+    "GET /api/v1/grants/{id}",
+    "GET /api/v1/grants/{id}/documents",
+    "GET /api/v1/grants/{id}/documents/{doc_id}",
+    "GET /api/v1/grants/{id}/documents/{doc_id}/file",
+    "POST /api/v1/issued-documents",
+    "GET /api/v1/audit/public-key",
+];
+
+fn concrete(path: &str) -> String {
+    path.replace("{id}", "00000000-0000-4000-8000-000000000000")
+        .replace("{doc_id}", "00000000-0000-4000-8000-000000000001")
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_valid_3_1_and_covers_every_route() {
+    let (_env, app) = spawn_app(Backend::Sqlite).await;
+    let response = app.get("/api/v1/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    let doc: Value = response.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+
+    let schema: Value =
+        serde_json::from_str(include_str!("fixtures/openapi-3.1-schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let mut broken = doc.clone();
+    broken["openapi"] = "3.0.3".into();
+    assert!(
+        !validator.is_valid(&broken),
+        "the validator must be able to fail"
+    );
+
+    let paths = doc["paths"].as_object().unwrap();
+    for route in ROUTES {
+        let (method, path) = route.split_once(' ').unwrap();
+        assert!(
+            paths
+                .get(path)
+                .and_then(|p| p.get(method.to_ascii_lowercase()))
+                .is_some(),
+            "{route} is missing from the OpenAPI document"
+        );
+    }
+    // And the converse: every documented operation is really served (no 404 fallback,
+    // no 405), so the document and the server cannot drift apart.
+    let client = reqwest::Client::new();
+    let mut operations = 0;
+    for (path, item) in paths {
+        for method in ["get", "post", "put", "delete"] {
+            let Some(op) = item.get(method) else { continue };
+            operations += 1;
+            let response = client
+                .request(
+                    method.to_ascii_uppercase().parse().unwrap(),
+                    app.url(&concrete(path)),
+                )
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let fallback = status == 404 && body["detail"] == "There is nothing at this address.";
+            assert!(
+                !fallback && status != 405,
+                "{method} {path} is documented but not served ({status})"
+            );
+            // Every operation documents its errors as problem+json with an example.
+            let responses = op["responses"].as_object().unwrap();
+            let errors: Vec<_> = responses
+                .keys()
+                .filter(|s| s.starts_with('4') || s.starts_with('5'))
+                .collect();
+            if path.starts_with("/api/v1/grants") || path.starts_with("/me/") {
+                assert!(!errors.is_empty(), "{method} {path} documents no errors");
+            }
+            for code in errors {
+                let content = &responses[code]["content"]["application/problem+json"];
+                assert!(
+                    content.get("example").is_some() || content["schema"].get("$ref").is_some(),
+                    "{method} {path} {code} has no problem example"
+                );
+            }
+        }
+    }
+    assert!(operations >= ROUTES.len());
+
+    // The rendered reference lists them for people.
+    let page = app.get("/api/v1/docs").await.text().await.unwrap();
+    assert!(page.contains("/api/v1/grants/{id}/documents/{doc_id}/file"));
+    assert!(!page.contains("<script"));
+}

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod catalog;
 pub mod citizens;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod context;

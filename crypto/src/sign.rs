@@ -46,7 +46,8 @@ impl SigningKey {
     pub fn sign(&self, context: &str, message: &[u8]) -> [u8; 64] {
         self.0.sign(&framed(context, message)).to_bytes()
     }
-    /// Signs raw bytes with no context (used only by tests acting as an issuer).
+    /// Signs raw bytes with no context: what an issuer does to its deposits (the service
+    /// itself always signs with a context, [`SigningKey::sign`]).
     pub fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
         self.0.sign(message).to_bytes()
     }

@@ -20,6 +20,7 @@ both_backends!(
     keys_rotate_and_agencies_are_disabled,
     a_read_whose_record_cannot_be_written_sends_nothing,
     no_read_succeeds_once_the_revocation_commits,
+    the_typed_client_walks_the_guide,
 );
 
 async fn licence(c: &Citizen, company: &str, file: Option<Vec<u8>>) -> String {
@@ -746,4 +747,104 @@ async fn no_read_succeeds_once_the_revocation_commits(backend: Backend) {
         }
         assert_problem(agency.read(&path).await, 403).await;
     }
+}
+
+/// The flow of docs/AGENCY_GUIDE.md, through the typed client.
+async fn the_typed_client_walks_the_guide(backend: Backend) {
+    use custodia::client::{AccessRequest, AgencyClient, ClientError, sign_deposit};
+    let (_env, app) = spawn_app(backend).await;
+    let issuer_key = SigningKey::generate();
+    let public = URL_SAFE_NO_PAD.encode(issuer_key.verifying_key().to_bytes());
+    let created = Agency::create_with(&app, "指南局", Level::Provincial, Some(&public)).await;
+    let agency = AgencyClient::new(&app.base, &created.key)
+        .unwrap()
+        .acting_as("officer-7", "CASE-2026-001");
+    let c = Citizen::register(&app, &national_id(261), "Guided").await;
+    let doc: uuid::Uuid = licence(&c, "指南公司", Some(pdf_bytes(9000, "guide")))
+        .await
+        .parse()
+        .unwrap();
+
+    let asked = agency
+        .request_access(&AccessRequest {
+            national_id: c.national_id.clone(),
+            document_types: vec!["business_license".into()],
+            tier: "fields".into(),
+            fields: vec!["company_name".into(), "business_scope".into()],
+            purpose_code: "business_registration".into(),
+            purpose: "设立登记材料核验".into(),
+            legal_basis: None,
+            duration_days: 30,
+            retention_days: 90,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        agency.request_status(asked.id).await.unwrap().status,
+        "pending"
+    );
+    json_of(
+        c.post(
+            &format!("/me/requests/{}/approve", asked.id),
+            json!({ "fields": ["company_name"], "duration_days": 7 }),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let grant = agency
+        .request_status(asked.id)
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    assert_eq!(agency.grants().await.unwrap()[0].id, grant);
+    let docs = agency.documents(grant).await.unwrap();
+    assert_eq!(docs[0].id, doc);
+    let read = agency.read(grant, doc, None).await.unwrap();
+    assert_eq!(read["fields"], json!({ "company_name": "指南公司" }));
+    match agency.read_file(grant, doc).await {
+        Err(ClientError::Problem { status: 403, .. }) => {}
+        other => panic!("file at fields tier: {other:?}"),
+    }
+
+    json_of(
+        c.post(&format!("/me/grants/{grant}/revoke"), json!({}))
+            .await,
+        200,
+    )
+    .await;
+    match agency.read(grant, doc, None).await {
+        Err(ClientError::Problem {
+            status: 403,
+            detail,
+            ..
+        }) => assert!(detail.contains("revoked")),
+        other => panic!("after revocation: {other:?}"),
+    }
+
+    // A full grant: the client checks the file against its digest.
+    let full = grant_full(&c, &created).await;
+    assert_eq!(
+        agency.read_file(full, doc).await.unwrap(),
+        pdf_bytes(9000, "guide")
+    );
+
+    // Deposits, signed with the issuer's key.
+    let signed = sign_deposit(&issuer_key, clearance(&c.national_id, None)).unwrap();
+    assert_eq!(
+        agency.deposit(&signed, None).await.unwrap().status,
+        "accepted"
+    );
+}
+
+async fn grant_full(c: &Citizen, agency: &Agency) -> uuid::Uuid {
+    grant(
+        c,
+        agency,
+        json!({ "document_types": ["business_license"], "tier": "full", "purpose": "纳税申报", "purpose_code": "tax_filing" }),
+    )
+    .await
+    .parse()
+    .unwrap()
 }

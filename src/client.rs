@@ -1,0 +1,360 @@
+//! A typed client for the agency API, usable as is by an agency written in Rust (and by
+//! `custodia demo`). It speaks only the public HTTP API described at
+//! `/api/v1/openapi.json`; every refusal comes back as [`ClientError::Problem`] with the
+//! server's RFC 9457 fields.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), custodia::client::ClientError> {
+//! use custodia::client::{AccessRequest, AgencyClient};
+//! let agency = AgencyClient::new("http://127.0.0.1:8080", "cus_…")?
+//!     .acting_as("officer-7", "CASE-2026-001");
+//! let asked = agency
+//!     .request_access(&AccessRequest {
+//!         national_id: "110105198001010016".into(),
+//!         document_types: vec!["business_license".into()],
+//!         tier: "fields".into(),
+//!         fields: vec!["company_name".into()],
+//!         purpose_code: "business_registration".into(),
+//!         purpose: "设立登记材料核验".into(),
+//!         legal_basis: None,
+//!         duration_days: 7,
+//!         retention_days: 90,
+//!     })
+//!     .await?;
+//! // … once the citizen approved:
+//! let status = agency.request_status(asked.id).await?;
+//! if let Some(grant) = status.grant_id {
+//!     for doc in agency.documents(grant).await? {
+//!         let read = agency.read(grant, doc.id, None).await?;
+//!         println!("{}", read["fields"]);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What can go wrong talking to Custodia.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Custodia refused, with an RFC 9457 problem.
+    #[error("{status} {title}: {detail}")]
+    Problem {
+        /// HTTP status.
+        status: u16,
+        /// The problem type (`/problems/<slug>`).
+        kind: String,
+        /// Its title.
+        title: String,
+        /// What happened.
+        detail: String,
+    },
+    /// The file's bytes do not match the digest Custodia sent with them.
+    #[error("the file does not match its digest")]
+    DigestMismatch,
+    /// The connection or the response failed.
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    /// The base URL is not usable.
+    #[error("bad base URL: {0}")]
+    Url(String),
+    /// The document to sign cannot be put in canonical form.
+    #[error("cannot canonicalise the document: {0}")]
+    Canonical(String),
+}
+
+/// An access request (`POST /api/v1/access-requests`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessRequest {
+    /// The citizen's national ID number.
+    pub national_id: String,
+    /// Types asked for.
+    pub document_types: Vec<String>,
+    /// `verify`, `fields` or `full`.
+    pub tier: String,
+    /// Fields (for `fields`).
+    pub fields: Vec<String>,
+    /// A purpose code from `/api/v1/catalog`.
+    pub purpose_code: String,
+    /// The purpose in words, shown to the citizen.
+    pub purpose: String,
+    /// Legal basis (required for conditional types).
+    pub legal_basis: Option<String>,
+    /// Wished duration in days.
+    pub duration_days: i64,
+    /// Days the agency keeps what it reads.
+    pub retention_days: i32,
+}
+
+/// A request's state.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestStatus {
+    /// Id.
+    pub id: Uuid,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub status: String,
+    /// The grant, once approved.
+    #[serde(default)]
+    pub grant_id: Option<Uuid>,
+}
+
+/// A grant as the agency sees it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Grant {
+    /// Id.
+    pub id: Uuid,
+    /// `verify`, `fields` or `full`.
+    pub tier: String,
+    /// Fields (for `fields`).
+    pub fields: Vec<String>,
+    /// Purpose.
+    pub purpose: String,
+    /// End of validity (RFC 3339).
+    pub expires_at: String,
+    /// Most reads, if limited.
+    pub max_reads: Option<i32>,
+    /// Reads so far.
+    pub reads: i32,
+    /// Days the agency may keep what it read.
+    pub retention_days: i32,
+    /// `active`, `revoked`, `expired` or `exhausted`.
+    pub status: String,
+    /// The request it answered.
+    #[serde(default)]
+    pub request_id: Option<Uuid>,
+}
+
+/// A document a grant covers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CoveredDocument {
+    /// Id.
+    pub id: Uuid,
+    /// Type id.
+    #[serde(rename = "type")]
+    pub doc_type: String,
+    /// Current version.
+    pub version: i32,
+}
+
+/// The answer to an issuer deposit.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DepositAccepted {
+    /// The deposit's id.
+    pub id: Uuid,
+    /// `accepted`.
+    pub status: String,
+}
+
+/// The agency API, authenticated with one API key, reading as one officer for one case.
+#[derive(Debug, Clone)]
+pub struct AgencyClient {
+    base: String,
+    key: String,
+    officer: String,
+    case: String,
+    http: reqwest::Client,
+}
+
+impl AgencyClient {
+    /// A client for the Custodia at `base` (for example `https://vault.example.gov`).
+    pub fn new(base: &str, api_key: &str) -> Result<Self, ClientError> {
+        let parsed = url::Url::parse(base).map_err(|e| ClientError::Url(e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ClientError::Url("use http:// or https://".into()));
+        }
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            key: api_key.to_owned(),
+            officer: String::new(),
+            case: String::new(),
+            http: reqwest::Client::builder()
+                .user_agent(concat!(
+                    "custodia-agency-client/",
+                    env!("CARGO_PKG_VERSION")
+                ))
+                .build()?,
+        })
+    }
+
+    /// Names the official and the case every read is recorded under.
+    pub fn acting_as(mut self, officer: &str, case: &str) -> Self {
+        self.officer = officer.to_owned();
+        self.case = case.to_owned();
+        self
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        if !self.officer.is_empty() {
+            r = r
+                .header("x-officer-id", &self.officer)
+                .header("x-case-id", &self.case);
+        }
+        r
+    }
+
+    async fn ok(response: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let text = |k: &str| body[k].as_str().unwrap_or_default().to_owned();
+        Err(ClientError::Problem {
+            status,
+            kind: text("type"),
+            title: text("title"),
+            detail: text("detail"),
+        })
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        Ok(Self::ok(builder.send().await?).await?.json().await?)
+    }
+
+    /// Asks a citizen for documents.
+    pub async fn request_access(&self, req: &AccessRequest) -> Result<RequestStatus, ClientError> {
+        self.json(
+            self.request(reqwest::Method::POST, "/api/v1/access-requests")
+                .json(req),
+        )
+        .await
+    }
+
+    /// A request's status.
+    pub async fn request_status(&self, id: Uuid) -> Result<RequestStatus, ClientError> {
+        self.json(self.request(
+            reqwest::Method::GET,
+            &format!("/api/v1/access-requests/{id}"),
+        ))
+        .await
+    }
+
+    /// Every grant of this agency, newest first (follows the cursor).
+    pub async fn grants(&self) -> Result<Vec<Grant>, ClientError> {
+        #[derive(Deserialize)]
+        struct Page {
+            grants: Vec<Grant>,
+            next_cursor: Option<String>,
+        }
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/v1/grants?cursor={c}"),
+                None => "/api/v1/grants".to_owned(),
+            };
+            let page: Page = self.json(self.request(reqwest::Method::GET, &path)).await?;
+            out.extend(page.grants);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// One grant.
+    pub async fn grant(&self, id: Uuid) -> Result<Grant, ClientError> {
+        self.json(self.request(reqwest::Method::GET, &format!("/api/v1/grants/{id}")))
+            .await
+    }
+
+    /// The documents a grant covers.
+    pub async fn documents(&self, grant: Uuid) -> Result<Vec<CoveredDocument>, ClientError> {
+        #[derive(Deserialize)]
+        struct List {
+            documents: Vec<CoveredDocument>,
+        }
+        let list: List = self
+            .json(self.request(
+                reqwest::Method::GET,
+                &format!("/api/v1/grants/{grant}/documents"),
+            ))
+            .await?;
+        Ok(list.documents)
+    }
+
+    /// Reads a document at the grant's tier (optionally fewer fields).
+    pub async fn read(
+        &self,
+        grant: Uuid,
+        document: Uuid,
+        fields: Option<&[&str]>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut path = format!("/api/v1/grants/{grant}/documents/{document}");
+        if let Some(f) = fields {
+            path.push_str(&format!("?fields={}", f.join(",")));
+        }
+        self.json(self.request(reqwest::Method::GET, &path)).await
+    }
+
+    /// Downloads a document's file (full tier) and checks it against `Repr-Digest`.
+    pub async fn read_file(&self, grant: Uuid, document: Uuid) -> Result<Vec<u8>, ClientError> {
+        let response = Self::ok(
+            self.request(
+                reqwest::Method::GET,
+                &format!("/api/v1/grants/{grant}/documents/{document}/file"),
+            )
+            .send()
+            .await?,
+        )
+        .await?;
+        let expected = response
+            .headers()
+            .get("repr-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("sha-256=:"))
+            .and_then(|v| v.strip_suffix(':'))
+            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok());
+        let bytes = response.bytes().await?.to_vec();
+        match expected {
+            Some(d) if d == custodia_crypto::digest::sha256(&bytes) => Ok(bytes),
+            _ => Err(ClientError::DigestMismatch),
+        }
+    }
+
+    /// Deposits a signed document (issuers). `signed` already carries `signature`; see
+    /// [`sign_deposit`].
+    pub async fn deposit(
+        &self,
+        signed: &serde_json::Value,
+        file: Option<(&str, Vec<u8>)>,
+    ) -> Result<DepositAccepted, ClientError> {
+        let builder = self.request(reqwest::Method::POST, "/api/v1/issued-documents");
+        let builder = match file {
+            None => builder.json(signed),
+            Some((name, bytes)) => builder.multipart(
+                reqwest::multipart::Form::new()
+                    .text("document", signed.to_string())
+                    .part(
+                        "file",
+                        reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+                    ),
+            ),
+        };
+        self.json(builder).await
+    }
+}
+
+/// Signs a deposit as an issuer: Ed25519 over the RFC 8785 canonical JSON of `document`
+/// (which must not contain `signature`), added as base64url `signature`.
+pub fn sign_deposit(
+    issuer: &custodia_crypto::sign::SigningKey,
+    mut document: serde_json::Value,
+) -> Result<serde_json::Value, ClientError> {
+    let canonical = custodia_crypto::digest::canonical_json(&document)
+        .map_err(|e| ClientError::Canonical(e.to_string()))?;
+    let signature = issuer.sign_raw(canonical.as_bytes());
+    document["signature"] = serde_json::Value::String(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature),
+    );
+    Ok(document)
+}

@@ -651,6 +651,8 @@ pub struct Summary {
     pub version: i32,
     /// The issuing agency, for deposited documents.
     pub issuer_agency_id: Option<Uuid>,
+    /// Its name.
+    pub issuer_name: Option<String>,
     /// First stored (ms).
     pub created_at: i64,
     /// Last changed (ms).
@@ -663,20 +665,35 @@ pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<Summary>, Erro
     if session.is_unlocked() {
         pick_up_deposits(ctx, citizen, &session.vault_key()?).await?;
     }
-    Ok(ctx
-        .store
-        .citizen_documents(citizen)
-        .await?
-        .into_iter()
-        .map(|d| Summary {
+    let mut names: BTreeMap<Uuid, String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for d in ctx.store.citizen_documents(citizen).await? {
+        let issuer_name = match d.issuer_agency_id {
+            Some(a) => {
+                if !names.contains_key(&a) {
+                    let name = ctx
+                        .store
+                        .agency(a)
+                        .await
+                        .map(|r| r.name)
+                        .unwrap_or_default();
+                    names.insert(a, name);
+                }
+                names.get(&a).cloned()
+            }
+            None => None,
+        };
+        out.push(Summary {
             id: d.id,
             doc_type: d.doc_type,
             version: d.current_version,
             issuer_agency_id: d.issuer_agency_id,
+            issuer_name,
             created_at: d.created_at,
             updated_at: d.updated_at,
-        })
-        .collect())
+        });
+    }
+    Ok(out)
 }
 
 /// One version of a document, opened.
@@ -701,6 +718,23 @@ pub struct View {
     pub content_sha256: String,
     /// The issuing agency, for deposited documents.
     pub issuer_agency_id: Option<Uuid>,
+    /// Who issued it and whether their signature holds, for deposited documents.
+    pub issuer: Option<IssuerCheck>,
+}
+
+/// A deposited document's issuer, as the citizen sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IssuerCheck {
+    /// The issuing agency.
+    pub agency_id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Issue date (RFC 3339).
+    pub issued_at: String,
+    /// Expiry (RFC 3339), if set.
+    pub expires_at: Option<String>,
+    /// Whether the issuer's signature over the document holds.
+    pub signature_valid: bool,
 }
 
 /// A version number and when it was stored.
@@ -782,6 +816,21 @@ pub async fn get(
         fields: o.meta.fields,
         file: o.meta.file,
         content_sha256: o.meta.content_sha256,
+        issuer: match (&o.meta.issuance, o.row.issuer_agency_id) {
+            (Some(i), Some(agency_id)) => Some(IssuerCheck {
+                agency_id,
+                name: ctx
+                    .store
+                    .agency(agency_id)
+                    .await
+                    .map(|a| a.name)
+                    .unwrap_or_default(),
+                issued_at: i.issued_at.clone(),
+                expires_at: i.expires_at.clone(),
+                signature_valid: i.signature_holds(),
+            }),
+            _ => None,
+        },
         issuer_agency_id: o.row.issuer_agency_id,
     })
 }

@@ -366,6 +366,7 @@ async fn documents_page(
                     version => d.version,
                     updated => date(d.updated_at),
                     issued => d.issuer_agency_id.is_some(),
+                    issuer => d.issuer_name.clone(),
                 }
             })
             .collect();
@@ -496,6 +497,12 @@ async fn document_page(
             fields,
             file,
             issued => view.issuer_agency_id.is_some(),
+            issuer => view.issuer.as_ref().map(|i| context! {
+                name => i.name.clone(),
+                issued_at => i.issued_at.clone(),
+                expires_at => i.expires_at.clone(),
+                valid => i.signature_valid,
+            }),
         },
     )
 }

@@ -550,6 +550,22 @@ async fn issuers_deposit_signed_documents_sealed_to_the_citizen(backend: Backend
     assert!(versions[0].data_key_wrap.is_some() && versions[0].sealed_deposit.is_none());
     let opened = json_of(c.get(&format!("/me/documents/{}", docs[0].id)).await, 200).await;
     assert_eq!(opened["fields"]["taxpayer_name"], "存放测试公司");
+    assert_eq!(opened["issuer"]["name"], "国家税务总局北京市税务局");
+    assert_eq!(opened["issuer"]["signature_valid"], true);
+    let page = c
+        .get(&format!("/documents/{}", docs[0].id))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("国家税务总局北京市税务局"),
+        "the page names the issuer"
+    );
+    assert!(
+        page.contains("class=\"issuer verified\""),
+        "and shows it verified"
+    );
 
     // A verify read reports the issuer and that its signature holds.
     let g = grant(

@@ -669,18 +669,19 @@ pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<Summary>, Erro
     let mut out = Vec::new();
     for d in ctx.store.citizen_documents(citizen).await? {
         let issuer_name = match d.issuer_agency_id {
-            Some(a) => {
-                if !names.contains_key(&a) {
+            Some(a) => match names.get(&a) {
+                Some(name) => Some(name.clone()),
+                None => {
                     let name = ctx
                         .store
                         .agency(a)
                         .await
                         .map(|r| r.name)
                         .unwrap_or_default();
-                    names.insert(a, name);
+                    names.insert(a, name.clone());
+                    Some(name)
                 }
-                names.get(&a).cloned()
-            }
+            },
             None => None,
         };
         out.push(Summary {

@@ -28,7 +28,34 @@ enum Command {
     /// Manage agencies.
     #[command(subcommand)]
     Agency(AgencyCommand),
+    /// Verify or export the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the whole chain and its signed checkpoints. Exit 0 when intact; exit 3
+    /// naming the first bad sequence number when not.
+    Verify,
+    /// Export events as CSV or JSON lines on standard output.
+    Export {
+        /// Only events at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// `csv` or `jsonl`.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+    },
+}
+
+/// The chain did not verify (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("the audit trail does not verify: {0}")]
+struct ChainBroken(crate::audit::chain::Fault);
 
 #[derive(Debug, Subcommand)]
 enum AgencyCommand {
@@ -110,6 +137,12 @@ pub fn main() -> ExitCode {
                 issuer,
                 issuer_key,
             }) => agency_create(config, &name, &level, issuer, issuer_key.as_deref()).await,
+            Command::Audit(AuditCommand::Verify) => audit_verify(config).await,
+            Command::Audit(AuditCommand::Export {
+                since,
+                until,
+                format,
+            }) => audit_export(config, since.as_deref(), until.as_deref(), &format).await,
             Command::Agency(AgencyCommand::RotateKey { id, overlap }) => {
                 with_context(config, |ctx| async move {
                     let key = crate::agencies::rotate_key(
@@ -144,6 +177,10 @@ pub fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<ChainBroken>().is_some() => {
+            eprintln!("custodia: {e:#}");
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("custodia: {e:#}");
             // A refused argument (an invalid level, a malformed key) is a usage error.
@@ -196,6 +233,71 @@ async fn agency_create(
     println!("agency id: {}", created.id);
     println!("api key:   {}", created.api_key.as_str());
     eprintln!("custodia: the API key is shown only now; store it safely.");
+    Ok(())
+}
+
+async fn audit_verify(config: Config) -> anyhow::Result<()> {
+    server::create_private_dir(&config.data_dir)?;
+    let store = Store::connect(&config).await?;
+    store.migrate().await?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "verifying {bar:40} {pos}/{len} events ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    let result = crate::audit::verify(&store, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await;
+    bar.finish_and_clear();
+    store.close().await;
+    match result? {
+        Ok(summary) => {
+            println!(
+                "audit trail intact: {} events, head {} at sequence {}, last signed checkpoint {} ({:.1?})",
+                summary.events,
+                summary.head_hash,
+                summary.head_seq,
+                summary
+                    .last_checkpoint
+                    .map_or_else(|| "none yet".to_owned(), |s| format!("at sequence {s}")),
+                started.elapsed()
+            );
+            Ok(())
+        }
+        Err(fault) => Err(ChainBroken(fault).into()),
+    }
+}
+
+async fn audit_export(
+    config: Config,
+    since: Option<&str>,
+    until: Option<&str>,
+    format: &str,
+) -> anyhow::Result<()> {
+    use time::format_description::well_known::Rfc3339;
+    let format = crate::audit::Format::parse(format)?;
+    let parse =
+        |field: &'static str, t: Option<&str>| -> Result<Option<i64>, crate::error::Error> {
+            t.map(|t| {
+                time::OffsetDateTime::parse(t, &Rfc3339)
+                    .map(crate::clock::to_ms)
+                    .map_err(|_| crate::error::invalid(field, "must be an RFC 3339 time"))
+            })
+            .transpose()
+        };
+    let (since, until) = (parse("since", since)?, parse("until", until)?);
+    let store = Store::connect(&config).await?;
+    store.migrate().await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let written = crate::audit::export(&store, since, until, format, &mut out).await;
+    drop(out);
+    store.close().await;
+    eprintln!("custodia: exported {} events", written?);
     Ok(())
 }
 

@@ -275,6 +275,11 @@ pub async fn register_finish(
     tx.insert_credential(&credential_row).await?;
     tx.commit().await?;
     tracing::info!(citizen = %citizen_id, "citizen registered");
+    crate::audit::record(
+        ctx,
+        crate::audit::citizen_event(ctx, citizen_id, "citizen.register").await,
+    )
+    .await;
 
     let session = sessions::create(ctx, Principal::Citizen(citizen_id), Some(&vault_key)).await?;
     Ok(Registered {
@@ -359,11 +364,21 @@ pub async fn login_finish(
 ) -> Result<(Uuid, Issued), Error> {
     let now = ctx.clock.now_ms();
     let state: LoginState = passkeys::finish(&ctx.store, CeremonyKind::Login, token, now).await?;
-    let result = ctx
+    let result = match ctx
         .passkeys
         .webauthn
         .finish_passkey_authentication(credential, &state.authentication)
-        .map_err(|_| auth_failed())?;
+    {
+        Ok(r) => r,
+        Err(_) => {
+            let event = crate::audit::citizen_event(ctx, state.citizen_id, "login")
+                .await
+                .outcome("failed")
+                .detail("the passkey assertion did not verify");
+            crate::audit::record(ctx, event).await;
+            return Err(auth_failed());
+        }
+    };
     let rows = ctx.store.citizen_credentials(state.citizen_id).await?;
     let row = rows
         .iter()
@@ -377,6 +392,11 @@ pub async fn login_finish(
         .touch_credential(&row.credential_id, &json, now)
         .await?;
     let issued = sessions::create(ctx, Principal::Citizen(state.citizen_id), None).await?;
+    crate::audit::record(
+        ctx,
+        crate::audit::citizen_event(ctx, state.citizen_id, "login").await,
+    )
+    .await;
     Ok((state.citizen_id, issued))
 }
 
@@ -443,9 +463,14 @@ pub async fn unlock(
     let limits = SecretLimits::unlock(citizen_id, client);
     limits.guard(ctx).await?;
     let citizen = ctx.store.citizen(citizen_id).await?;
-    let vault_key = limits
-        .on_failure(ctx, unwrap_with_passphrase(ctx, &citizen, passphrase).await)
-        .await?;
+    let opened = unwrap_with_passphrase(ctx, &citizen, passphrase).await;
+    let event = crate::audit::citizen_event(ctx, citizen_id, "vault.unlock").await;
+    let event = match &opened {
+        Ok(_) => event,
+        Err(_) => event.outcome("failed").detail("wrong passphrase"),
+    };
+    crate::audit::record(ctx, event).await;
+    let vault_key = limits.on_failure(ctx, opened).await?;
     session.unlock(ctx, &vault_key).await?;
     tracing::info!(citizen = %citizen_id, "vault unlocked");
     crate::documents::pick_up_deposits(ctx, citizen_id, &vault_key).await?;

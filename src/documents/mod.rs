@@ -518,6 +518,18 @@ impl Draft {
             });
         }
         tracing::info!(document = %self.document, version = self.version, "document stored");
+        if let Holder::Vault(_) = self.holder {
+            let action = if self.previous.is_some() {
+                "document.replace"
+            } else {
+                "document.upload"
+            };
+            let event = crate::audit::citizen_event(ctx, self.citizen, action)
+                .await
+                .objects([self.document.to_string(), doc_type.to_owned()])
+                .bytes(blob.as_ref().map(|(_, s)| *s));
+            crate::audit::record(ctx, event).await;
+        }
         Ok(Stored {
             id: self.document,
             version: self.version,
@@ -951,6 +963,12 @@ pub async fn pick_up_deposits(
         tx.commit().await?;
     }
     tracing::info!(received, "issuer deposits received");
+    if received > 0 {
+        let event = crate::audit::citizen_event(ctx, citizen, "document.receive")
+            .await
+            .detail(format!("{received} deposit(s) received at unlock"));
+        crate::audit::record(ctx, event).await;
+    }
     Ok(received)
 }
 
@@ -965,6 +983,10 @@ pub async fn delete(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Er
         discard_blob(ctx, &name).await;
     }
     tracing::info!(document = %id, "document deleted (keys destroyed)");
+    let event = crate::audit::citizen_event(ctx, citizen, "document.delete")
+        .await
+        .objects([id.to_string()]);
+    crate::audit::record(ctx, event).await;
     Ok(())
 }
 

@@ -463,7 +463,21 @@ pub(crate) async fn create_inner(
     }
     tx.commit().await?;
     tracing::info!(grant = %id, agency = %agency.id, documents = wraps.len(), "grant created");
+    let event = crate::audit::citizen_event(ctx, citizen_id, "grant.create")
+        .await
+        .grant(Some(id))
+        .objects(
+            std::iter::once(agency.id.to_string())
+                .chain(wraps.iter().map(|w| w.document_id.to_string())),
+        )
+        .purpose(Some(purpose))
+        .tier(req.tier.as_str(), Some(row_fields(&row)));
+    crate::audit::record(ctx, event).await;
     Ok(view(&row, now))
+}
+
+fn row_fields(row: &GrantRow) -> Vec<String> {
+    serde_json::from_str(&row.fields).unwrap_or_default()
 }
 
 /// Lists are stored as JSON text; serialising a list of strings or ids cannot fail.
@@ -540,6 +554,11 @@ pub async fn revoke(ctx: &Context, session: &Session, id: Uuid) -> Result<GrantV
         return Err(Error::Conflict("This grant has already ended.".into()));
     }
     tracing::info!(grant = %id, "grant revoked; keys destroyed");
+    let event = crate::audit::citizen_event(ctx, citizen, "grant.revoke")
+        .await
+        .grant(Some(id))
+        .objects([id.to_string()]);
+    crate::audit::record(ctx, event).await;
     Ok(view(&ctx.store.citizen_grant(citizen, id).await?, now))
 }
 
@@ -582,10 +601,18 @@ pub async fn sweep_expired(ctx: &Context) -> Result<usize, Error> {
     let mut ended = 0;
     for id in due {
         let mut tx = ctx.store.begin().await?;
-        if tx.end_grant(id, None, "expired", now).await? {
-            ended += 1;
-        }
+        let this = tx.end_grant(id, None, "expired", now).await?;
         tx.commit().await?;
+        if this {
+            ended += 1;
+            crate::audit::record(
+                ctx,
+                crate::audit::Event::new(crate::audit::ActorKind::System, None, "grant.expire")
+                    .grant(Some(id))
+                    .objects([id.to_string()]),
+            )
+            .await;
+        }
     }
     Ok(ended)
 }

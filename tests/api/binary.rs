@@ -255,3 +255,120 @@ async fn secrets_never_reach_the_logs() {
         assert!(!text.contains(secret), "{what} found in the logs");
     }
 }
+
+/// `custodia agency rotate-key | disable | set-issuer-key` and `custodia audit verify |
+/// export`, as an operator runs them.
+#[test]
+fn operator_commands_manage_agencies_and_verify_and_export_the_trail() {
+    let cwd = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        custodia()
+            .args(args)
+            .current_dir(cwd.path())
+            .output()
+            .unwrap()
+    };
+    let created = run(&["agency", "create", "--name", "运维局", "--level", "county"]);
+    let stdout = String::from_utf8(created.stdout).unwrap();
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("agency id:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let rotated = run(&["agency", "rotate-key", &id, "--overlap", "30"]);
+    assert_eq!(rotated.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&rotated.stdout).contains("api key:   cus_"));
+    let key = custodia_crypto::sign::SigningKey::generate();
+    let public = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        key.verifying_key().to_bytes(),
+    );
+    assert_eq!(
+        run(&["agency", "set-issuer-key", &id, &public])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        run(&["agency", "set-issuer-key", &id, "abc"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(run(&["agency", "disable", &id]).status.code(), Some(0));
+    assert_eq!(
+        run(&["agency", "disable", &id]).status.code(),
+        Some(1),
+        "already disabled"
+    );
+
+    // Each operator action is in the trail, which verifies.
+    let verified = run(&["audit", "verify"]);
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("audit trail intact: 4 events"));
+    let jsonl = run(&["audit", "export", "--format", "jsonl"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8(jsonl.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<&str> = lines
+        .iter()
+        .map(|l| l["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "agency.create",
+            "agency.rotate-key",
+            "agency.set-issuer-key",
+            "agency.disable"
+        ]
+    );
+    assert!(lines.iter().all(|l| l["actor_kind"] == "operator"));
+    let csv = run(&[
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "--since",
+        "2000-01-01T00:00:00Z",
+    ]);
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    assert!(csv.starts_with("seq,at,actor_kind,"));
+    assert_eq!(csv.lines().count(), 5);
+    let none = run(&[
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "--until",
+        "2000-01-01T00:00:00Z",
+    ]);
+    assert_eq!(String::from_utf8(none.stdout).unwrap().lines().count(), 0);
+    assert_eq!(
+        run(&["audit", "export", "--format", "xml"]).status.code(),
+        Some(2)
+    );
+
+    // Tampering makes verify fail with exit 3, naming the sequence number.
+    let db = cwd.path().join("custodia-data/custodia.db");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_events SET detail = 'x' WHERE seq = 2")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+    let broken = run(&["audit", "verify"]);
+    assert_eq!(broken.status.code(), Some(3));
+    let message = String::from_utf8_lossy(&broken.stderr);
+    assert!(message.contains("sequence 2: modified"), "{message}");
+}

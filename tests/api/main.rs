@@ -7,6 +7,7 @@ mod helpers;
 mod agencies;
 mod agency_api;
 mod agency_kit;
+mod audit;
 mod binary;
 mod citizen_kit;
 mod citizens;

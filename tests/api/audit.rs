@@ -1,0 +1,239 @@
+//! The audit trail (SPEC G2, G3): every kind of tampering done directly in the database is
+//! caught with the right sequence number; several nodes append to one chain; the CLI
+//! verifies and exports.
+
+use custodia::agencies::Level;
+use custodia::audit::chain::{self, Fault};
+use custodia::on_engine;
+use custodia::store::audit::AuditRow;
+use serde_json::json;
+
+use crate::agency_kit::Agency;
+use crate::citizen_kit::{Citizen, licence_fields};
+use crate::helpers::{Backend, TestApp, both_backends, national_id, spawn_app};
+
+both_backends!(
+    every_kind_of_tampering_is_caught_at_its_sequence_number,
+    two_nodes_on_one_database_append_one_chain,
+);
+
+/// Builds a trail of some dozens of events: registration, uploads, a grant, reads.
+async fn busy_trail(app: &TestApp) {
+    let agency = Agency::create(app, "审计测试局", Level::Provincial).await;
+    let c = Citizen::register(app, &national_id(301), "Audited").await;
+    for i in 0..3 {
+        let r = c
+            .upload(
+                None,
+                "business_license",
+                licence_fields(&format!("审计{i}公司")),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let g: serde_json::Value = c
+        .post(
+            "/me/grants",
+            json!({ "agency_id": agency.id, "document_types": ["business_license"], "tier": "verify", "purpose": "审计" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let g = g["id"].as_str().unwrap();
+    let docs: serde_json::Value = agency
+        .read(&format!("/api/v1/grants/{g}/documents"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    for d in docs["documents"].as_array().unwrap() {
+        for _ in 0..4 {
+            let r = agency
+                .read(&format!(
+                    "/api/v1/grants/{g}/documents/{}",
+                    d["id"].as_str().unwrap()
+                ))
+                .await;
+            assert_eq!(r.status(), 200);
+        }
+    }
+}
+
+async fn verify(app: &TestApp) -> Result<chain::Summary, Fault> {
+    custodia::audit::verify(&app.state.store, |_, _| {})
+        .await
+        .unwrap()
+}
+
+async fn sql(app: &TestApp, text: &str) {
+    let mut tx = app.state.store.begin().await.unwrap();
+    on_engine!(&mut tx, c => {
+        sqlx::query(sqlx::AssertSqlSafe(text.to_owned())).execute(&mut **c).await.unwrap();
+    });
+    tx.commit().await.unwrap();
+}
+
+/// Puts the trail back exactly as it was.
+async fn restore(
+    app: &TestApp,
+    rows: &[AuditRow],
+    head: &(i64, Vec<u8>),
+    checkpoints: &[custodia::store::audit::CheckpointRow],
+) {
+    sql(app, "DELETE FROM audit_events").await;
+    sql(app, "DELETE FROM audit_checkpoints").await;
+    let mut tx = app.state.store.begin().await.unwrap();
+    for r in rows {
+        tx.insert_audit_event(r).await.unwrap();
+    }
+    for c in checkpoints {
+        tx.insert_checkpoint(c).await.unwrap();
+    }
+    tx.set_audit_head(head.0, &head.1).await.unwrap();
+    tx.commit().await.unwrap();
+    verify(app).await.expect("restored trail verifies");
+}
+
+async fn every_kind_of_tampering_is_caught_at_its_sequence_number(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    busy_trail(&app).await;
+    let store = &app.state.store;
+    let signed = custodia::audit::checkpoint_now(
+        store,
+        &app.state.keys.signing,
+        &app.state.keys.signing_key_id,
+        custodia::clock::Clock::now_ms(&app.clock),
+    )
+    .await
+    .unwrap()
+    .expect("a checkpoint over the new events");
+    let summary = verify(&app).await.expect("intact");
+    assert_eq!(summary.last_checkpoint, Some(signed));
+    assert!(summary.head_seq >= 15, "{summary:?}");
+
+    let rows = store.audit_events_after(0, 10_000).await.unwrap();
+    let head = store.audit_head().await.unwrap();
+    let checkpoints = store.audit_checkpoints().await.unwrap();
+    let n = head.0;
+
+    // A modified field.
+    sql(
+        &app,
+        "UPDATE audit_events SET officer_id = 'someone-else' WHERE seq = 7",
+    )
+    .await;
+    let f = verify(&app).await.unwrap_err();
+    assert_eq!((f.seq, f.kind), (7, "modified"), "{f}");
+    restore(&app, &rows, &head, &checkpoints).await;
+
+    // A deleted row.
+    sql(&app, "DELETE FROM audit_events WHERE seq = 9").await;
+    let f = verify(&app).await.unwrap_err();
+    assert_eq!((f.seq, f.kind), (9, "missing"), "{f}");
+    restore(&app, &rows, &head, &checkpoints).await;
+
+    // An inserted row: a well-formed event slipped in after 10, later rows renumbered.
+    sql(
+        &app,
+        "UPDATE audit_events SET seq = seq + 100000 WHERE seq > 10",
+    )
+    .await;
+    sql(
+        &app,
+        "UPDATE audit_events SET seq = seq - 100000 + 1 WHERE seq > 100000",
+    )
+    .await;
+    let mut forged = rows[9].clone();
+    forged.seq = 11;
+    forged.prev_hash = rows[9].hash.clone();
+    forged.action = "document.read".into();
+    forged.hash = chain::event_hash(&forged.prev_hash, &forged).to_vec();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_audit_event(&forged).await.unwrap();
+    tx.commit().await.unwrap();
+    let f = verify(&app).await.unwrap_err();
+    assert_eq!((f.seq, f.kind), (12, "inserted-or-reordered"), "{f}");
+    restore(&app, &rows, &head, &checkpoints).await;
+
+    // Two rows swapped.
+    sql(&app, "UPDATE audit_events SET seq = -1 WHERE seq = 5").await;
+    sql(&app, "UPDATE audit_events SET seq = 5 WHERE seq = 6").await;
+    sql(&app, "UPDATE audit_events SET seq = 6 WHERE seq = -1").await;
+    let f = verify(&app).await.unwrap_err();
+    assert_eq!((f.seq, f.kind), (5, "inserted-or-reordered"), "{f}");
+    restore(&app, &rows, &head, &checkpoints).await;
+
+    // The tail cut after a checkpoint, head rolled back to match.
+    let keep = n - 5;
+    sql(
+        &app,
+        &format!("DELETE FROM audit_events WHERE seq > {keep}"),
+    )
+    .await;
+    let keep_hash = rows[(keep - 1) as usize].hash.clone();
+    let mut tx = store.begin().await.unwrap();
+    tx.set_audit_head(keep, &keep_hash).await.unwrap();
+    tx.commit().await.unwrap();
+    let f = verify(&app).await.unwrap_err();
+    assert_eq!((f.seq, f.kind), (keep + 1, "truncated"), "{f}");
+    restore(&app, &rows, &head, &checkpoints).await;
+
+    // A forged checkpoint: a head hash the key never signed.
+    sql(
+        &app,
+        &format!(
+            "UPDATE audit_checkpoints SET head_hash = head_hash || head_hash WHERE seq = {signed}"
+        ),
+    )
+    .await;
+    let f = verify(&app).await.unwrap_err();
+    assert_eq!((f.seq, f.kind), (signed, "checkpoint-forged"), "{f}");
+    restore(&app, &rows, &head, &checkpoints).await;
+
+    // A checkpoint signed by another key.
+    let other = custodia_crypto::sign::SigningKey::generate();
+    let fake = chain::sign_checkpoint(&other, &app.state.keys.signing_key_id, n, &head.1, 1);
+    sql(&app, "DELETE FROM audit_checkpoints").await;
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_checkpoint(&fake).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(verify(&app).await.unwrap_err().kind, "checkpoint-forged");
+    restore(&app, &rows, &head, &checkpoints).await;
+}
+
+async fn two_nodes_on_one_database_append_one_chain(backend: Backend) {
+    let (env, first) = spawn_app(backend).await;
+    let second = env
+        .start()
+        .await
+        .expect("a second node on the same database");
+    let mut tasks = Vec::new();
+    for node in [&first.state, &second.state] {
+        for w in 0..8 {
+            let audit = node.audit.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25 {
+                    audit
+                        .append(
+                            custodia::audit::Event::new(
+                                custodia::audit::ActorKind::System,
+                                None,
+                                "test.append",
+                            )
+                            .detail(format!("writer {w} event {i}")),
+                        )
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let summary = verify(&first).await.expect("one chain");
+    assert!(summary.events >= 400, "{summary:?}");
+    second.stop().await;
+}

@@ -18,6 +18,7 @@
 //! by id and type.
 
 pub mod chain;
+pub mod trail;
 
 use std::time::Duration;
 

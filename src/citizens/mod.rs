@@ -262,6 +262,7 @@ pub async fn register_finish(
             &vault_wrap_aad(citizen_id, "recovery"),
         ),
         created_at: now,
+        activity_seen_seq: 0,
     };
     let credential_row =
         credential_row(Principal::Citizen(citizen_id), &passkey, "Passkey 1", now)?;

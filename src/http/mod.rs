@@ -2,6 +2,7 @@
 //! every request passes through (request id, tracing, time-out, body limit,
 //! compression, security headers, problem+json errors).
 
+mod activity;
 mod agency;
 mod auth;
 mod documents;
@@ -62,6 +63,7 @@ pub fn app(state: AppState) -> Router {
         .merge(auth::router())
         .merge(grants::router())
         .merge(requests::router())
+        .merge(activity::router())
         .split_for_parts();
     // Uploads may be as large as the configured file limit plus room for the other parts.
     let upload_limit = usize::try_from(state.config.max_upload_bytes)

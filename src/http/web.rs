@@ -67,6 +67,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "document_form.html",
             include_str!("../../web/templates/document_form.html"),
         ),
+        (
+            "activity.html",
+            include_str!("../../web/templates/activity.html"),
+        ),
     ] {
         // The templates are compiled into the binary and checked by the tests that render
         // every page; a broken one is a build defect, reported on first render.
@@ -169,6 +173,8 @@ pub fn router() -> Router<AppState> {
         .route("/documents", get(documents_page))
         .route("/grants", get(grants_page))
         .route("/requests", get(requests_page))
+        .route("/activity", get(activity_page))
+        .route("/activity/chart.svg", get(activity_chart))
         .route("/documents/new", get(document_form))
         .route("/documents/{id}", get(document_page))
         .route("/static/app.js", get(script))
@@ -275,18 +281,19 @@ async fn index(
     State(state): State<AppState>,
     Visit(page, session): Visit,
 ) -> Result<Response, ApiError> {
-    let (unlocked, display_name) = match &session {
+    let (unlocked, display_name, unseen_reads) = match &session {
         Some(s) if s.citizen().is_ok() => {
             let profile = citizens::profile(&state, s).await?;
-            (profile.unlocked, profile.display_name)
+            let unseen = crate::audit::trail::unseen_reads(&state, s).await?;
+            (profile.unlocked, profile.display_name, unseen)
         }
-        _ => (false, None),
+        _ => (false, None, 0),
     };
     render(
         &state,
         &page,
         "index.html",
-        context! { unlocked, display_name },
+        context! { unlocked, display_name, unseen_reads },
     )
 }
 
@@ -681,4 +688,97 @@ async fn stylesheet() -> Response {
         "text/css; charset=utf-8",
         include_str!("../../web/static/style.css"),
     )
+}
+
+#[derive(Deserialize)]
+struct ActivityQuery {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    outcome: String,
+    #[serde(default)]
+    agency: String,
+    cursor: Option<i64>,
+    #[serde(default, rename = "lang")]
+    _lang: Option<String>,
+}
+
+async fn activity_page(
+    State(state): State<AppState>,
+    SignedIn(page, session): SignedIn,
+    Query(q): Query<ActivityQuery>,
+) -> Result<Response, ApiError> {
+    use crate::audit::trail;
+    let t = page.lang.catalog();
+    let text = |key: String| t.get(&key).cloned().unwrap_or(key);
+    let filter = trail::TrailFilter {
+        action: Some(q.action.clone()).filter(|a| !a.is_empty()),
+        outcome: Some(q.outcome.clone())
+            .filter(|o| ["ok", "refused", "failed"].contains(&o.as_str())),
+        agency: q.agency.parse().ok(),
+        before_seq: q.cursor,
+        ..trail::TrailFilter::default()
+    };
+    let (events, next) = trail::list(&state, &session, &filter, 50).await?;
+    let events: Vec<_> = events
+        .into_iter()
+        .map(|e| {
+            context! {
+                action_text => text(format!("action_{}", e.action)),
+                outcome => e.outcome.clone(),
+                outcome_text => text(format!("outcome_{}", e.outcome)),
+                at => e.at.clone(),
+                when => e.at.get(..16).unwrap_or_default().replace('T', " "),
+                agency => e.agency.as_ref().map(|a| a.name.clone()),
+                level => e.agency.as_ref().map(|a| text(format!("level_{}", a.level))),
+                officer => e.officer_id,
+                case => e.case_id,
+                tier => e.tier.map(|tier| text(format!("tier_{tier}"))),
+                fields => e.fields.join(", "),
+                purpose => e.purpose,
+                documents => e.objects.join(", "),
+                grant => e.grant_id.map(|g| g.to_string()),
+                detail => e.detail,
+            }
+        })
+        .collect();
+    let (labels, series) = trail::reads_per_day(&state, &session, 30).await?;
+    let mut chart_rows = Vec::new();
+    for (agency, counts) in &series {
+        for (day, count) in labels.iter().zip(counts) {
+            if *count > 0 {
+                chart_rows.push(context! { day => day, agency => agency, count => count });
+            }
+        }
+    }
+    let agencies: Vec<_> = crate::agencies::directory(&state)
+        .await?
+        .into_iter()
+        .map(|a| context! { id => a.id.to_string(), name => a.name })
+        .collect();
+    trail::mark_seen(&state, &session).await?;
+    render(
+        &state,
+        &page,
+        "activity.html",
+        context! {
+            events, next, chart_rows, agencies,
+            filter_action => q.action, filter_outcome => q.outcome, filter_agency => q.agency,
+        },
+    )
+}
+
+async fn activity_chart(
+    State(state): State<AppState>,
+    SignedIn(page, session): SignedIn,
+) -> Result<Response, ApiError> {
+    let (labels, series) = crate::audit::trail::reads_per_day(&state, &session, 30).await?;
+    let series: Vec<(String, Vec<u32>)> = series.into_iter().collect();
+    let title = page
+        .lang
+        .catalog()
+        .get("activity_chart_title")
+        .cloned()
+        .unwrap_or_default();
+    Ok(super::activity::chart_svg(&labels, &series, &title))
 }

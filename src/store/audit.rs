@@ -155,6 +155,27 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Successful agency reads of this citizen's documents after `seq`.
+    pub async fn count_reads_after(&self, pseudonym: &str, seq: i64) -> Result<i64, StoreError> {
+        const SQL: &str = "SELECT COUNT(*) FROM audit_events WHERE citizen_pseudonym = $1 AND seq > $2 \
+            AND actor_kind = 'agency' AND outcome = 'ok' AND action IN ('document.read', 'document.file')";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_scalar::<_, i64>(SQL).bind(pseudonym).bind(seq).fetch_one(p).await?
+        }))
+    }
+
+    /// Records how far a citizen has looked at their trail.
+    pub async fn set_activity_seen(&self, citizen: Uuid, seq: i64) -> Result<(), StoreError> {
+        const SQL: &str =
+            "UPDATE citizens SET activity_seen_seq = $1 WHERE id = $2 AND activity_seen_seq < $3";
+        on_engine!(self.pool(), p => {
+            sqlx::query(SQL).bind(seq).bind(citizen).bind(seq).execute(p).await?;
+        });
+        Ok(())
+    }
+}
+
 impl Tx {
     /// Reads the head and holds it for this transaction.
     pub async fn lock_audit_head(&mut self) -> Result<(i64, Vec<u8>), StoreError> {

@@ -20,6 +20,8 @@ pub struct CitizenRow {
     pub recovery_salt: Vec<u8>,
     pub vault_key_recovery: Vec<u8>,
     pub created_at: i64,
+    /// How far the citizen has looked at their trail (inserts ignore it).
+    pub activity_seen_seq: i64,
 }
 
 /// A passkey as stored (`passkey` is webauthn-rs's JSON form; it holds no secret).
@@ -40,7 +42,7 @@ impl Store {
     pub async fn citizen(&self, id: Uuid) -> Result<CitizenRow, StoreError> {
         const SQL: &str = "SELECT id, national_id_index, pseudonym, display_name_enc, public_key, \
             secret_key_enc, passphrase_kdf, vault_key_passphrase, recovery_salt, vault_key_recovery, \
-            created_at FROM citizens WHERE id = $1 AND disabled_at IS NULL";
+            created_at, activity_seen_seq FROM citizens WHERE id = $1 AND disabled_at IS NULL";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, CitizenRow>(SQL).bind(id).fetch_one(p).await?
         }))
@@ -50,7 +52,7 @@ impl Store {
     pub async fn citizen_by_index(&self, index: &[u8]) -> Result<Option<CitizenRow>, StoreError> {
         const SQL: &str = "SELECT id, national_id_index, pseudonym, display_name_enc, public_key, \
             secret_key_enc, passphrase_kdf, vault_key_passphrase, recovery_salt, vault_key_recovery, \
-            created_at FROM citizens WHERE national_id_index = $1 AND disabled_at IS NULL";
+            created_at, activity_seen_seq FROM citizens WHERE national_id_index = $1 AND disabled_at IS NULL";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, CitizenRow>(SQL).bind(index).fetch_optional(p).await?
         }))

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod activity;
 mod agencies;
 mod agency_api;
 mod agency_kit;

@@ -1,0 +1,3 @@
+-- The last audit sequence number a citizen has seen on their activity page, for the
+-- home page's "read since your last visit" notice.
+ALTER TABLE citizens ADD COLUMN activity_seen_seq INTEGER NOT NULL DEFAULT 0;

@@ -1,0 +1,241 @@
+//! The citizen's own trail (`/activity`, `GET /me/activity`): every event that concerns
+//! them — reads of their documents with agency, officer, case, tier, fields and purpose,
+//! refused attempts, their own actions — and nothing of anyone else's.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use crate::clock::from_ms;
+use crate::context::Context;
+use crate::error::Error;
+use crate::sessions::Session;
+use crate::store::audit::{AuditFilter, AuditRow};
+
+/// Actions that are reads of a citizen's documents.
+pub const READ_ACTIONS: [&str; 2] = ["document.read", "document.file"];
+
+/// Which events to show.
+#[derive(Debug, Default, Clone)]
+pub struct TrailFilter {
+    /// One action (`document.read`, `grant.create`…), or `reads` for every read.
+    pub action: Option<String>,
+    /// One agency.
+    pub agency: Option<Uuid>,
+    /// `ok`, `refused` or `failed`.
+    pub outcome: Option<String>,
+    /// From (ms).
+    pub since_ms: Option<i64>,
+    /// Until (ms, exclusive).
+    pub until_ms: Option<i64>,
+    /// Only events before this sequence number (the cursor).
+    pub before_seq: Option<i64>,
+}
+
+/// An agency as named in the trail.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AgencyRef {
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Level of government.
+    pub level: String,
+}
+
+/// One event of the citizen's trail.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Activity {
+    /// Sequence number in the audit chain.
+    pub seq: i64,
+    /// When (RFC 3339).
+    pub at: String,
+    /// What happened.
+    pub action: String,
+    /// `ok`, `refused` or `failed`.
+    pub outcome: String,
+    /// Who acted: `citizen`, `agency`, `operator` or `system`.
+    pub actor_kind: String,
+    /// The agency, when an agency acted.
+    pub agency: Option<AgencyRef>,
+    /// The official who read.
+    pub officer_id: Option<String>,
+    /// The agency's case.
+    pub case_id: Option<String>,
+    /// Documents (and other objects) concerned.
+    pub objects: Vec<String>,
+    /// The grant it happened under.
+    pub grant_id: Option<Uuid>,
+    /// Purpose.
+    pub purpose: Option<String>,
+    /// Tier.
+    pub tier: Option<String>,
+    /// Fields revealed.
+    pub fields: Vec<String>,
+    /// Why (for refusals).
+    pub detail: Option<String>,
+}
+
+async fn pseudonym(ctx: &Context, session: &Session) -> Result<String, Error> {
+    Ok(ctx.store.citizen(session.citizen()?).await?.pseudonym)
+}
+
+fn is_read(e: &AuditRow) -> bool {
+    e.actor_kind == "agency" && READ_ACTIONS.contains(&e.action.as_str())
+}
+
+/// A page of the citizen's trail, newest first, and the cursor of the next page.
+pub async fn list(
+    ctx: &Context,
+    session: &Session,
+    filter: &TrailFilter,
+    limit: usize,
+) -> Result<(Vec<Activity>, Option<i64>), Error> {
+    let pseudonym = pseudonym(ctx, session).await?;
+    let reads_only = filter.action.as_deref() == Some("reads");
+    let query = AuditFilter {
+        citizen_pseudonym: Some(pseudonym),
+        actor_kind: filter.agency.map(|_| "agency".to_owned()),
+        actor_id: filter.agency.map(|a| a.to_string()),
+        action: filter.action.clone().filter(|_| !reads_only),
+        outcome: filter.outcome.clone(),
+        since_ms: filter.since_ms,
+        until_ms: filter.until_ms,
+        before_seq: filter.before_seq,
+        ..AuditFilter::default()
+    };
+    let mut out = Vec::new();
+    let mut cursor = filter.before_seq;
+    let mut agencies: BTreeMap<String, Option<AgencyRef>> = BTreeMap::new();
+    // Read in pages until `limit` matching events (the `reads` filter is applied here).
+    loop {
+        let page = ctx
+            .store
+            .audit_search(
+                &AuditFilter {
+                    before_seq: cursor,
+                    ..query.clone()
+                },
+                200,
+            )
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok((out, None));
+        };
+        cursor = Some(last.seq);
+        for e in page.iter().filter(|e| !reads_only || is_read(e)) {
+            out.push(activity(ctx, e, &mut agencies).await);
+            if out.len() == limit {
+                return Ok((out, Some(e.seq)));
+            }
+        }
+    }
+}
+
+async fn activity(
+    ctx: &Context,
+    e: &AuditRow,
+    agencies: &mut BTreeMap<String, Option<AgencyRef>>,
+) -> Activity {
+    let agency = match (e.actor_kind.as_str(), &e.actor_id) {
+        ("agency", Some(id)) => match agencies.get(id) {
+            Some(a) => a.clone(),
+            None => {
+                let found = match id.parse::<Uuid>() {
+                    Ok(uuid) => ctx.store.agency(uuid).await.ok().map(|a| AgencyRef {
+                        id: a.id,
+                        name: a.name,
+                        level: a.level,
+                    }),
+                    Err(_) => None,
+                };
+                agencies.insert(id.clone(), found.clone());
+                found
+            }
+        },
+        _ => None,
+    };
+    Activity {
+        seq: e.seq,
+        at: from_ms(e.at).format(&Rfc3339).unwrap_or_default(),
+        action: e.action.clone(),
+        outcome: e.outcome.clone(),
+        actor_kind: e.actor_kind.clone(),
+        agency,
+        officer_id: e.officer_id.clone(),
+        case_id: e.case_id.clone(),
+        objects: serde_json::from_str(&e.object_ids).unwrap_or_default(),
+        grant_id: e.grant_id,
+        purpose: e.purpose.clone(),
+        tier: e.tier.clone(),
+        fields: e
+            .fields
+            .as_deref()
+            .and_then(|f| serde_json::from_str(f).ok())
+            .unwrap_or_default(),
+        detail: e.detail.clone(),
+    }
+}
+
+/// Successful reads per day (UTC date) per agency name over the last `days` days, oldest
+/// day first: what the activity chart plots.
+pub async fn reads_per_day(
+    ctx: &Context,
+    session: &Session,
+    days: i64,
+) -> Result<(Vec<String>, BTreeMap<String, Vec<u32>>), Error> {
+    let now = ctx.clock.now_ms();
+    let day_ms = 86_400_000;
+    let first_day = now / day_ms - (days - 1);
+    let labels: Vec<String> = (0..days)
+        .map(|i| {
+            from_ms((first_day + i) * day_ms)
+                .date()
+                .format(&time::macros::format_description!("[month]-[day]"))
+                .unwrap_or_default()
+        })
+        .collect();
+    let filter = TrailFilter {
+        action: Some("reads".into()),
+        outcome: Some("ok".into()),
+        since_ms: Some(first_day * day_ms),
+        ..TrailFilter::default()
+    };
+    let (events, _) = list(ctx, session, &filter, 10_000).await?;
+    let mut series: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for e in events {
+        let Ok(at) = time::OffsetDateTime::parse(&e.at, &Rfc3339) else {
+            continue;
+        };
+        let index = crate::clock::to_ms(at) / day_ms - first_day;
+        let Ok(index) = usize::try_from(index) else {
+            continue;
+        };
+        let name = e.agency.map(|a| a.name).unwrap_or_default();
+        let counts = series.entry(name).or_insert_with(|| vec![0; labels.len()]);
+        if let Some(c) = counts.get_mut(index) {
+            *c += 1;
+        }
+    }
+    Ok((labels, series))
+}
+
+/// How many successful agency reads of this citizen's documents they have not seen yet.
+pub async fn unseen_reads(ctx: &Context, session: &Session) -> Result<i64, Error> {
+    let citizen = ctx.store.citizen(session.citizen()?).await?;
+    Ok(ctx
+        .store
+        .count_reads_after(&citizen.pseudonym, citizen.activity_seen_seq)
+        .await?)
+}
+
+/// Marks everything up to now as seen.
+pub async fn mark_seen(ctx: &Context, session: &Session) -> Result<(), Error> {
+    let (head, _) = ctx.store.audit_head().await?;
+    ctx.store
+        .set_activity_seen(session.citizen()?, head)
+        .await?;
+    Ok(())
+}

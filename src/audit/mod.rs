@@ -231,6 +231,18 @@ impl AuditLog {
         signing: SigningKey,
         key_id: String,
     ) -> Result<Self, StoreError> {
+        Self::start_with_batch(store, clock, signing, key_id, MAX_BATCH).await
+    }
+
+    /// As [`AuditLog::start`] with another batch size (1 = one commit per event, what the
+    /// benchmark compares group commit with).
+    pub async fn start_with_batch(
+        store: Store,
+        clock: std::sync::Arc<dyn Clock>,
+        signing: SigningKey,
+        key_id: String,
+        max_batch: usize,
+    ) -> Result<Self, StoreError> {
         store.ensure_audit_head().await?;
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(
@@ -239,6 +251,7 @@ impl AuditLog {
                 clock,
                 signing,
                 key_id,
+                max_batch: max_batch.clamp(1, MAX_BATCH),
             }
             .run(rx),
         );
@@ -293,6 +306,7 @@ struct Sequencer {
     clock: std::sync::Arc<dyn Clock>,
     signing: SigningKey,
     key_id: String,
+    max_batch: usize,
 }
 
 impl Sequencer {
@@ -309,7 +323,7 @@ impl Sequencer {
                 }
             };
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
+            while batch.len() < self.max_batch {
                 match rx.try_recv() {
                     Ok(p) => batch.push(p),
                     Err(_) => break,

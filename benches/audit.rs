@@ -31,8 +31,12 @@ async fn rate(log: &AuditLog, writers: usize, budget: Duration) -> f64 {
             let mut n = 0u64;
             while started.elapsed() < budget {
                 log.append(
-                    Event::new(ActorKind::System, Some(format!("bench-{w}")), "bench.append")
-                        .detail(format!("event {n}")),
+                    Event::new(
+                        ActorKind::System,
+                        Some(format!("bench-{w}")),
+                        "bench.append",
+                    )
+                    .detail(format!("event {n}")),
                 )
                 .await
                 .unwrap();
@@ -89,7 +93,10 @@ async fn appends(backend: helpers::Backend, label: &str) {
         .await
         .unwrap()
         .unwrap();
-    println!("\n(the {} events appended form one chain that verifies)", summary.events);
+    println!(
+        "\n(the {} events appended form one chain that verifies)",
+        summary.events
+    );
     app.stop().await;
 }
 
@@ -105,12 +112,16 @@ async fn verify_rate(total: u64) {
         tasks.push(tokio::spawn(async move {
             for n in 0..per_writer {
                 log.append(
-                    Event::new(ActorKind::Agency, Some(format!("agency-{w}")), "document.read")
-                        .officer(Some("officer-7"), Some("CASE-1"))
-                        .citizen(Some("p-0123456789abcdef"))
-                        .objects([format!("doc-{n}")])
-                        .tier("fields", Some(vec!["company_name".into()]))
-                        .bytes(Some(512)),
+                    Event::new(
+                        ActorKind::Agency,
+                        Some(format!("agency-{w}")),
+                        "document.read",
+                    )
+                    .officer(Some("officer-7"), Some("CASE-1"))
+                    .citizen(Some("p-0123456789abcdef"))
+                    .objects([format!("doc-{n}")])
+                    .tier("fields", Some(vec!["company_name".into()]))
+                    .bytes(Some(512)),
                 )
                 .await
                 .unwrap();

@@ -31,6 +31,19 @@ enum Command {
     /// Verify or export the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage auditors.
+    #[command(subcommand)]
+    Auditor(AuditorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditorCommand {
+    /// Print a one-time enrolment link (valid 72 hours) for a new auditor.
+    Invite {
+        /// The auditor's name (they sign in with it).
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +151,18 @@ pub fn main() -> ExitCode {
                 issuer_key,
             }) => agency_create(config, &name, &level, issuer, issuer_key.as_deref()).await,
             Command::Audit(AuditCommand::Verify) => audit_verify(config).await,
+            Command::Auditor(AuditorCommand::Invite { name }) => {
+                with_context(config, |ctx| async move {
+                    let link = crate::auditors::invite(&ctx, &name).await?;
+                    println!("{link}");
+                    eprintln!(
+                        "custodia: give this link to {name} only; it enrols one passkey and expires in {} hours.",
+                        crate::auditors::INVITE_HOURS
+                    );
+                    Ok(())
+                })
+                .await
+            }
             Command::Audit(AuditCommand::Export {
                 since,
                 until,

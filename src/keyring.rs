@@ -55,6 +55,8 @@ pub struct Keyring {
     pub grant_wrap: ServiceKey,
     /// Keys the blind indexes (national ID lookup).
     pub blind_index: BlindIndexKey,
+    /// Seals each citizen's national ID for the audited, reasoned reveal by an auditor.
+    pub identity_escrow: ServiceKey,
     /// Signs checkpoints and receipts.
     pub signing: SigningKey,
     /// Fingerprint of the signing key's public half.
@@ -74,6 +76,8 @@ impl std::fmt::Debug for Keyring {
 pub const GRANT_WRAP: &str = "grant-wrap";
 /// Service key names.
 pub const BLIND_INDEX: &str = "blind-index";
+/// Service key names.
+pub const IDENTITY_ESCROW: &str = "identity-escrow";
 
 impl Keyring {
     /// Loads (creating on first start) the master key, the signing key and the service
@@ -90,6 +94,8 @@ impl Keyring {
             load_service_key(store, &master, &master_key_id, GRANT_WRAP, now_ms).await?;
         let blind_index: BlindIndexKey =
             load_service_key(store, &master, &master_key_id, BLIND_INDEX, now_ms).await?;
+        let identity_escrow: ServiceKey =
+            load_service_key(store, &master, &master_key_id, IDENTITY_ESCROW, now_ms).await?;
         drop(master);
 
         let seed = Zeroizing::new(load_or_create_secret(signing_key_file)?);
@@ -104,6 +110,7 @@ impl Keyring {
             master_key_id,
             grant_wrap,
             blind_index,
+            identity_escrow,
             signing,
             signing_key_id,
         })

@@ -13,6 +13,7 @@
 
 pub mod agencies;
 pub mod audit;
+pub mod auditors;
 pub mod catalog;
 pub mod citizens;
 pub mod cli;

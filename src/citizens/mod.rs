@@ -137,10 +137,32 @@ fn auth_failed() -> Error {
     Error::Unauthenticated("The passkey could not be verified. Please try again.".into())
 }
 
+fn escrow_aad(citizen: Uuid) -> Aad {
+    Aad::new("national-id-escrow").with("citizen", citizen.as_bytes())
+}
+
+/// The national ID behind a citizen, from its escrow (only for an auditor's reasoned and
+/// recorded reveal; `None` for accounts made before escrow existed).
+pub(crate) fn escrowed_national_id(
+    ctx: &Context,
+    row: &CitizenRow,
+) -> Result<Option<String>, Error> {
+    let Some(sealed) = row.national_id_escrow.as_deref() else {
+        return Ok(None);
+    };
+    let bytes = envelope::open(&ctx.keys.identity_escrow, &escrow_aad(row.id), sealed)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("escrow of a citizen: {e}")))?;
+    String::from_utf8(bytes.to_vec())
+        .map(Some)
+        .map_err(|e| Error::Internal(e.into()))
+}
+
 #[derive(Serialize, Deserialize)]
 struct RegisterState {
     citizen_id: Uuid,
     national_id_index: Vec<u8>,
+    #[serde(default)]
+    national_id_escrow: Vec<u8>,
     display_name: DisplayName,
     registration: PasskeyRegistration,
 }
@@ -194,6 +216,11 @@ pub async fn register_start(
     let state = RegisterState {
         citizen_id,
         national_id_index: index,
+        national_id_escrow: envelope::seal(
+            &ctx.keys.identity_escrow,
+            &escrow_aad(citizen_id),
+            national_id.expose().as_bytes(),
+        ),
         display_name,
         registration,
     };
@@ -263,6 +290,7 @@ pub async fn register_finish(
         ),
         created_at: now,
         activity_seen_seq: 0,
+        national_id_escrow: Some(state.national_id_escrow.clone()).filter(|e| !e.is_empty()),
     };
     let credential_row =
         credential_row(Principal::Citizen(citizen_id), &passkey, "Passkey 1", now)?;
@@ -290,7 +318,7 @@ pub async fn register_finish(
     })
 }
 
-fn credential_row(
+pub(crate) fn credential_row(
     owner: Principal,
     passkey: &Passkey,
     label: &str,
@@ -312,7 +340,7 @@ fn credential_row(
     })
 }
 
-fn stored_passkeys(rows: &[CredentialRow]) -> Result<Vec<Passkey>, Error> {
+pub(crate) fn stored_passkeys(rows: &[CredentialRow]) -> Result<Vec<Passkey>, Error> {
     rows.iter()
         .map(|r| serde_json::from_str(&r.passkey).map_err(|e| Error::Internal(e.into())))
         .collect()

@@ -4,6 +4,7 @@
 
 mod activity;
 mod agency;
+mod audit;
 mod auth;
 mod documents;
 pub mod error;
@@ -64,6 +65,7 @@ pub fn app(state: AppState) -> Router {
         .merge(grants::router())
         .merge(requests::router())
         .merge(activity::router())
+        .merge(audit::router())
         .split_for_parts();
     // Uploads may be as large as the configured file limit plus room for the other parts.
     let upload_limit = usize::try_from(state.config.max_upload_bytes)

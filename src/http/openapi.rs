@@ -120,6 +120,7 @@ impl Modify for Security {
         (name = "agency", description = "The agency API: access requests, grants, tiered reads, issuer deposits."),
         (name = "citizen", description = "The citizen's JSON API, used by the web UI's script."),
         (name = "auth", description = "Citizen passkey ceremonies and the vault."),
+        (name = "audit", description = "Auditors: enrolment, search, verification, export, reasoned reveal."),
         (name = "public", description = "The catalog and the published signing key."),
         (name = "operations", description = "Health, readiness and the API description.")
     )

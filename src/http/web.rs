@@ -71,6 +71,15 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "activity.html",
             include_str!("../../web/templates/activity.html"),
         ),
+        ("audit.html", include_str!("../../web/templates/audit.html")),
+        (
+            "audit_login.html",
+            include_str!("../../web/templates/audit_login.html"),
+        ),
+        (
+            "audit_enrol.html",
+            include_str!("../../web/templates/audit_enrol.html"),
+        ),
     ] {
         // The templates are compiled into the binary and checked by the tests that render
         // every page; a broken one is a build defect, reported on first render.
@@ -175,6 +184,10 @@ pub fn router() -> Router<AppState> {
         .route("/requests", get(requests_page))
         .route("/activity", get(activity_page))
         .route("/activity/chart.svg", get(activity_chart))
+        .route("/audit", get(audit_console))
+        .route("/audit/login", get(audit_login))
+        .route("/audit/enrol", get(audit_enrol))
+        .route("/audit/chart/{kind}", get(audit_chart))
         .route("/documents/new", get(document_form))
         .route("/documents/{id}", get(document_page))
         .route("/static/app.js", get(script))
@@ -185,6 +198,7 @@ struct Page {
     lang: Lang,
     set_lang: bool,
     signed_in: bool,
+    auditor: bool,
     csrf: Option<String>,
 }
 
@@ -200,6 +214,7 @@ fn render(
         other_lang => page.lang.other().tag(),
         t => page.lang.catalog(),
         signed_in => page.signed_in,
+        auditor => page.auditor,
         csrf => page.csrf,
         ..extra
     };
@@ -245,7 +260,8 @@ impl FromRequestParts<AppState> for Visit {
         let page = Page {
             lang,
             set_lang,
-            signed_in: session.is_some(),
+            signed_in: session.as_ref().is_some_and(|s| s.citizen().is_ok()),
+            auditor: session.as_ref().is_some_and(|s| s.citizen().is_err()),
             csrf: session.as_ref().map(Session::csrf_token),
         };
         Ok(Self(page, session))
@@ -258,8 +274,26 @@ impl FromRequestParts<AppState> for SignedIn {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         match Visit::from_request_parts(parts, state).await {
             Err(e) => Err(e.into_response()),
+            Ok(Visit(_, Some(session))) if session.citizen().is_err() => {
+                Err(Redirect::to("/audit").into_response())
+            }
             Ok(Visit(page, Some(session))) => Ok(Self(page, session)),
             Ok(Visit(_, None)) => Err(Redirect::to("/login").into_response()),
+        }
+    }
+}
+
+/// A page request from a signed-in auditor; others are sent to `/audit/login`.
+pub struct AuditorIn(Page, Session);
+
+impl FromRequestParts<AppState> for AuditorIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match Visit::from_request_parts(parts, state).await {
+            Err(e) => Err(e.into_response()),
+            Ok(Visit(page, Some(session))) if page.auditor => Ok(Self(page, session)),
+            Ok(_) => Err(Redirect::to("/audit/login").into_response()),
         }
     }
 }
@@ -780,5 +814,160 @@ async fn activity_chart(
         .get("activity_chart_title")
         .cloned()
         .unwrap_or_default();
+    Ok(super::activity::chart_svg(&labels, &series, &title))
+}
+
+async fn audit_login(
+    State(state): State<AppState>,
+    Visit(page, _): Visit,
+) -> Result<Response, ApiError> {
+    render(&state, &page, "audit_login.html", context! {})
+}
+
+#[derive(Deserialize)]
+struct EnrolQuery {
+    #[serde(default)]
+    token: String,
+}
+
+async fn audit_enrol(
+    State(state): State<AppState>,
+    Visit(page, _): Visit,
+    Query(q): Query<EnrolQuery>,
+) -> Result<Response, ApiError> {
+    let name = crate::auditors::invite_name(&state, &q.token).await.ok();
+    render(
+        &state,
+        &page,
+        "audit_enrol.html",
+        context! { token => q.token, name },
+    )
+}
+
+async fn audit_console(
+    State(state): State<AppState>,
+    AuditorIn(page, session): AuditorIn,
+    Query(q): Query<super::audit::EventsQuery>,
+) -> Result<Response, ApiError> {
+    let query = q.query()?;
+    let rows = crate::auditors::search(&state, &session, &query, 100).await?;
+    let events = crate::auditors::shown(&rows);
+    let week_ago = state.clock.now_ms() - 7 * 86_400_000;
+    let recent = state
+        .store
+        .audit_search(
+            &crate::store::audit::AuditFilter {
+                since_ms: Some(week_ago),
+                ..Default::default()
+            },
+            20_000,
+        )
+        .await?;
+    let flags = crate::auditors::flags(&recent);
+    let chain = crate::audit::verify(&state.store, |_, _| {}).await?;
+    let (intact, chain_text) = match &chain {
+        Ok(s) => (
+            true,
+            format!(
+                "{} events, head {}…, last signed checkpoint {}",
+                s.events,
+                s.head_hash.get(..16).unwrap_or_default(),
+                s.last_checkpoint
+                    .map_or_else(|| "none yet".to_owned(), |c| format!("at sequence {c}")),
+            ),
+        ),
+        Err(f) => (false, f.to_string()),
+    };
+    let agencies: Vec<_> = crate::agencies::directory(&state)
+        .await?
+        .into_iter()
+        .map(|a| context! { id => a.id.to_string(), name => a.name })
+        .collect();
+    render(
+        &state,
+        &page,
+        "audit.html",
+        context! {
+            events, flags, intact, chain_text, agencies,
+            q => context! {
+                citizen => q.citizen, agency => q.agency, officer => q.officer,
+                action => q.action, outcome => q.outcome, since => q.since, until => q.until,
+            },
+        },
+    )
+}
+
+/// Reads (`reads.svg`) or refusals (`refusals.svg`) per day by agency, last 30 days.
+async fn audit_chart(
+    State(state): State<AppState>,
+    AuditorIn(page, _session): AuditorIn,
+    axum::extract::Path(kind): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    let refusals = match kind.as_str() {
+        "reads.svg" => false,
+        "refusals.svg" => true,
+        _ => return Err(ApiError::not_found()),
+    };
+    let day_ms = 86_400_000;
+    let now = state.clock.now_ms();
+    let first_day = now / day_ms - 29;
+    let rows = state
+        .store
+        .audit_search(
+            &crate::store::audit::AuditFilter {
+                actor_kind: Some("agency".into()),
+                since_ms: Some(first_day * day_ms),
+                outcome: Some(if refusals { "refused" } else { "ok" }.into()),
+                ..Default::default()
+            },
+            50_000,
+        )
+        .await?;
+    let labels: Vec<String> = (0..30)
+        .map(|i| {
+            crate::clock::from_ms((first_day + i) * day_ms)
+                .date()
+                .format(&time::macros::format_description!("[month]-[day]"))
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut names: std::collections::BTreeMap<String, String> = Default::default();
+    let mut series: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+    for r in rows
+        .iter()
+        .filter(|r| refusals || crate::audit::trail::READ_ACTIONS.contains(&r.action.as_str()))
+    {
+        let id = r.actor_id.clone().unwrap_or_default();
+        if !names.contains_key(&id) {
+            let name = match id.parse() {
+                Ok(uuid) => state
+                    .store
+                    .agency(uuid)
+                    .await
+                    .map(|a| a.name)
+                    .unwrap_or_else(|_| id.clone()),
+                Err(_) => id.clone(),
+            };
+            names.insert(id.clone(), name);
+        }
+        let name = names.get(&id).cloned().unwrap_or_default();
+        let Ok(index) = usize::try_from(r.at / day_ms - first_day) else {
+            continue;
+        };
+        if let Some(c) = series
+            .entry(name)
+            .or_insert_with(|| vec![0; 30])
+            .get_mut(index)
+        {
+            *c += 1;
+        }
+    }
+    let key = if refusals {
+        "audit_chart_refusals"
+    } else {
+        "audit_chart_reads"
+    };
+    let title = page.lang.catalog().get(key).cloned().unwrap_or_default();
+    let series: Vec<(String, Vec<u32>)> = series.into_iter().collect();
     Ok(super::activity::chart_svg(&labels, &series, &title))
 }

@@ -22,6 +22,8 @@ pub struct CitizenRow {
     pub created_at: i64,
     /// How far the citizen has looked at their trail (inserts ignore it).
     pub activity_seen_seq: i64,
+    /// The national ID sealed under the identity-escrow service key.
+    pub national_id_escrow: Option<Vec<u8>>,
 }
 
 /// A passkey as stored (`passkey` is webauthn-rs's JSON form; it holds no secret).
@@ -42,9 +44,22 @@ impl Store {
     pub async fn citizen(&self, id: Uuid) -> Result<CitizenRow, StoreError> {
         const SQL: &str = "SELECT id, national_id_index, pseudonym, display_name_enc, public_key, \
             secret_key_enc, passphrase_kdf, vault_key_passphrase, recovery_salt, vault_key_recovery, \
-            created_at, activity_seen_seq FROM citizens WHERE id = $1 AND disabled_at IS NULL";
+            created_at, activity_seen_seq, national_id_escrow FROM citizens WHERE id = $1 AND disabled_at IS NULL";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, CitizenRow>(SQL).bind(id).fetch_one(p).await?
+        }))
+    }
+
+    /// The citizen with this pseudonym, if any.
+    pub async fn citizen_by_pseudonym(
+        &self,
+        pseudonym: &str,
+    ) -> Result<Option<CitizenRow>, StoreError> {
+        const SQL: &str = "SELECT id, national_id_index, pseudonym, display_name_enc, public_key, \
+            secret_key_enc, passphrase_kdf, vault_key_passphrase, recovery_salt, vault_key_recovery, \
+            created_at, activity_seen_seq, national_id_escrow FROM citizens WHERE pseudonym = $1";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, CitizenRow>(SQL).bind(pseudonym).fetch_optional(p).await?
         }))
     }
 
@@ -52,7 +67,7 @@ impl Store {
     pub async fn citizen_by_index(&self, index: &[u8]) -> Result<Option<CitizenRow>, StoreError> {
         const SQL: &str = "SELECT id, national_id_index, pseudonym, display_name_enc, public_key, \
             secret_key_enc, passphrase_kdf, vault_key_passphrase, recovery_salt, vault_key_recovery, \
-            created_at, activity_seen_seq FROM citizens WHERE national_id_index = $1 AND disabled_at IS NULL";
+            created_at, activity_seen_seq, national_id_escrow FROM citizens WHERE national_id_index = $1 AND disabled_at IS NULL";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, CitizenRow>(SQL).bind(index).fetch_optional(p).await?
         }))
@@ -91,7 +106,7 @@ impl Tx {
     pub async fn insert_citizen(&mut self, row: &CitizenRow) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO citizens (id, national_id_index, pseudonym, display_name_enc, \
             public_key, secret_key_enc, passphrase_kdf, vault_key_passphrase, recovery_salt, \
-            vault_key_recovery, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+            vault_key_recovery, created_at, national_id_escrow) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
         on_engine!(self, c => {
             sqlx::query(SQL)
                 .bind(row.id)
@@ -105,6 +120,7 @@ impl Tx {
                 .bind(&row.recovery_salt)
                 .bind(&row.vault_key_recovery)
                 .bind(row.created_at)
+                .bind(&row.national_id_escrow)
                 .execute(&mut **c)
                 .await?;
         });

@@ -11,6 +11,7 @@
 
 pub mod agencies;
 pub mod audit;
+pub mod auditors;
 pub mod blob;
 pub mod citizens;
 pub mod documents;

@@ -9,6 +9,7 @@ mod agencies;
 mod agency_api;
 mod agency_kit;
 mod audit;
+mod auditors;
 mod binary;
 mod citizen_kit;
 mod citizens;

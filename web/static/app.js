@@ -328,3 +328,26 @@ onSubmit("grant-form", async (_data, form) => {
   await api("POST", "/me/grants", body);
   window.location.reload();
 });
+
+onSubmit("audit-enrol-form", async (data) => {
+  const options = await api("POST", "/audit/auth/enrol/start", { token: data.token });
+  const cred = await passkeyCall(() => navigator.credentials.create(creationOptions(options)));
+  await api("POST", "/audit/auth/enrol/finish", { credential: registrationJson(cred) });
+  window.location.assign("/audit");
+});
+
+onSubmit("audit-login-form", async (data) => {
+  const options = await api("POST", "/audit/auth/login/start", { name: data.name });
+  const cred = await passkeyCall(() => navigator.credentials.get(requestOptions(options)));
+  await api("POST", "/audit/auth/login/finish", { credential: assertionJson(cred) });
+  window.location.assign("/audit");
+});
+
+onSubmit("reveal-form", async (data) => {
+  const done = await api("POST", "/api/v1/audit/reveal", {
+    pseudonym: data.pseudonym,
+    reason: data.reason,
+  });
+  document.getElementById("revealed-id").textContent = done.national_id;
+  document.getElementById("revealed").hidden = false;
+});

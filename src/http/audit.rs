@@ -1,0 +1,313 @@
+//! The auditor's API (SPEC §4): enrolment from an invite and sign-in with a passkey, then
+//! `GET /api/v1/audit/events`, `/verify`, `/export` and the reasoned reveal — all with an
+//! auditor's session (and `X-CSRF-Token` on POST). Citizens and agencies are refused.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{Authed, CEREMONY, Cookies, SESSION};
+#[allow(unused_imports)]
+use super::openapi::{CitizenErrors, Problem};
+use crate::auditors::{self, Query as AuditQuery};
+use crate::error::invalid;
+use crate::passkeys::CEREMONY_TTL_MS;
+use crate::sessions::ABSOLUTE_MS;
+
+/// The routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(enrol_start))
+        .routes(routes!(enrol_finish))
+        .routes(routes!(login_start))
+        .routes(routes!(login_finish))
+        .routes(routes!(events))
+        .routes(routes!(verify))
+        .routes(routes!(export))
+        .routes(routes!(reveal))
+}
+
+fn with_cookies(body: serde_json::Value, cookies: &[HeaderValue]) -> Response {
+    let mut response = Json(body).into_response();
+    for c in cookies {
+        response.headers_mut().append(header::SET_COOKIE, c.clone());
+    }
+    response
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct EnrolStart {
+    /// The token from the enrolment link.
+    token: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct EnrolFinish {
+    #[schema(value_type = Object)]
+    credential: RegisterPublicKeyCredential,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct LoginStart {
+    /// The auditor's name, as invited.
+    name: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct LoginFinish {
+    #[schema(value_type = Object)]
+    credential: PublicKeyCredential,
+}
+
+#[utoipa::path(post, path = "/audit/auth/enrol/start", tag = "audit",
+    summary = "Start enrolling a passkey from a one-time invite",
+    request_body = EnrolStart,
+    responses((status = 200, description = "WebAuthn creation options", body = Object), CitizenErrors))]
+async fn enrol_start(
+    State(state): State<AppState>,
+    Json(body): Json<EnrolStart>,
+) -> Result<Response, ApiError> {
+    let (options, ceremony) = auditors::enrol_start(&state, &body.token).await?;
+    let cookies = Cookies::for_state(&state);
+    Ok(with_cookies(
+        serde_json::to_value(options).map_err(ApiError::internal)?,
+        &[cookies.set(CEREMONY, &ceremony, CEREMONY_TTL_MS / 1000)],
+    ))
+}
+
+#[utoipa::path(post, path = "/audit/auth/enrol/finish", tag = "audit",
+    summary = "Finish enrolment: the invite is used, a session opens",
+    request_body = EnrolFinish,
+    responses((status = 200, description = "{auditor_id, csrf_token}", body = Object), CitizenErrors))]
+async fn enrol_finish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<EnrolFinish>,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::for_state(&state);
+    let (id, session) =
+        auditors::enrol_finish(&state, cookies.get(&headers, CEREMONY), &body.credential).await?;
+    Ok(with_cookies(
+        json!({ "auditor_id": id, "csrf_token": session.csrf_token }),
+        &[
+            cookies.set(CEREMONY, "", 0),
+            cookies.set(SESSION, &session.cookie, ABSOLUTE_MS / 1000),
+        ],
+    ))
+}
+
+#[utoipa::path(post, path = "/audit/auth/login/start", tag = "audit",
+    summary = "Start an auditor's sign-in",
+    request_body = LoginStart,
+    responses((status = 200, description = "WebAuthn request options", body = Object), CitizenErrors))]
+async fn login_start(
+    State(state): State<AppState>,
+    Json(body): Json<LoginStart>,
+) -> Result<Response, ApiError> {
+    let (options, ceremony) = auditors::login_start(&state, &body.name).await?;
+    let cookies = Cookies::for_state(&state);
+    Ok(with_cookies(
+        serde_json::to_value(options).map_err(ApiError::internal)?,
+        &[cookies.set(CEREMONY, &ceremony, CEREMONY_TTL_MS / 1000)],
+    ))
+}
+
+#[utoipa::path(post, path = "/audit/auth/login/finish", tag = "audit",
+    summary = "Finish an auditor's sign-in",
+    request_body = LoginFinish,
+    responses((status = 200, description = "{auditor_id, csrf_token}", body = Object), CitizenErrors))]
+async fn login_finish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<LoginFinish>,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::for_state(&state);
+    let (id, session) =
+        auditors::login_finish(&state, cookies.get(&headers, CEREMONY), &body.credential).await?;
+    Ok(with_cookies(
+        json!({ "auditor_id": id, "csrf_token": session.csrf_token }),
+        &[
+            cookies.set(CEREMONY, "", 0),
+            cookies.set(SESSION, &session.cookie, ABSOLUTE_MS / 1000),
+        ],
+    ))
+}
+
+/// Search parameters.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// A citizen's pseudonym.
+    pub citizen: Option<String>,
+    /// An agency's id.
+    pub agency: Option<String>,
+    /// An officer's id.
+    pub officer: Option<String>,
+    /// An action (`document.read`…).
+    pub action: Option<String>,
+    /// `ok`, `refused` or `failed`.
+    pub outcome: Option<String>,
+    /// From (RFC 3339).
+    pub since: Option<String>,
+    /// Until (RFC 3339, exclusive).
+    pub until: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<i64>,
+    /// 1 to 500 (default 100).
+    pub limit: Option<i64>,
+}
+
+fn time_param(field: &'static str, t: Option<&str>) -> Result<Option<i64>, ApiError> {
+    t.filter(|t| !t.is_empty())
+        .map(|t| {
+            time::OffsetDateTime::parse(t, &Rfc3339)
+                .map(crate::clock::to_ms)
+                .map_err(|_| ApiError::from(invalid(field, "must be an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+impl EventsQuery {
+    /// The domain query.
+    pub fn query(&self) -> Result<AuditQuery, ApiError> {
+        let some = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        Ok(AuditQuery {
+            citizen: some(&self.citizen),
+            agency: some(&self.agency),
+            officer: some(&self.officer),
+            action: some(&self.action),
+            outcome: some(&self.outcome),
+            since_ms: time_param("since", self.since.as_deref())?,
+            until_ms: time_param("until", self.until.as_deref())?,
+            before_seq: self.cursor,
+        })
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/events", tag = "audit",
+    summary = "Search the trail (auditors; the query itself is recorded)",
+    params(EventsQuery),
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "{events, next_cursor}", body = Object), CitizenErrors))]
+async fn events(
+    State(state): State<AppState>,
+    Authed(session): Authed,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(invalid("limit", "must be from 1 to 500").into());
+    }
+    let rows = auditors::search(&state, &session, &q.query()?, limit).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.seq))
+        .flatten();
+    Ok(Json(
+        json!({ "events": auditors::shown(&rows), "next_cursor": next }),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
+    summary = "Verify the whole chain and its signed checkpoints (auditors)",
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "{intact, summary | fault}", body = Object), CitizenErrors))]
+async fn verify(
+    State(state): State<AppState>,
+    Authed(session): Authed,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let auditor = auditors::auditor_of(&session)?;
+    state
+        .audit
+        .append(crate::audit::Event::new(
+            crate::audit::ActorKind::Auditor,
+            Some(auditor.to_string()),
+            "audit.verify",
+        ))
+        .await?;
+    Ok(Json(
+        match crate::audit::verify(&state.store, |_, _| {}).await? {
+            Ok(summary) => json!({ "intact": true, "summary": summary }),
+            Err(fault) => json!({ "intact": false, "fault": fault }),
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    /// From (RFC 3339).
+    since: Option<String>,
+    /// Until (RFC 3339, exclusive).
+    until: Option<String>,
+    /// `csv` or `jsonl` (default).
+    format: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit",
+    summary = "Export the trail as CSV or JSON lines (auditors; recorded)",
+    params(ExportQuery),
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "text/csv or application/x-ndjson", content_type = "text/csv"), CitizenErrors))]
+async fn export(
+    State(state): State<AppState>,
+    Authed(session): Authed,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let format = crate::audit::Format::parse(q.format.as_deref().unwrap_or("jsonl"))?;
+    let bytes = auditors::export(
+        &state,
+        &session,
+        time_param("since", q.since.as_deref())?,
+        time_param("until", q.until.as_deref())?,
+        format,
+    )
+    .await?;
+    let (mime, ext) = match format {
+        crate::audit::Format::Csv => ("text/csv; charset=utf-8", "csv"),
+        crate::audit::Format::Jsonl => ("application/x-ndjson", "jsonl"),
+    };
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"custodia-audit.{ext}\""))
+    {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Reveal {
+    /// The citizen's pseudonym.
+    pseudonym: String,
+    /// The written case reason (recorded with the reveal).
+    reason: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/audit/reveal", tag = "audit",
+    summary = "Reveal the national ID behind a pseudonym, for a written case reason (recorded)",
+    request_body = Reveal,
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "{national_id}", body = Object), CitizenErrors))]
+async fn reveal(
+    State(state): State<AppState>,
+    Authed(session): Authed,
+    Json(body): Json<Reveal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = auditors::reveal(&state, &session, &body.pseudonym, &body.reason).await?;
+    Ok(Json(json!({ "national_id": id })))
+}

@@ -1,0 +1,290 @@
+//! Auditors: enrolment from a one-time link with a passkey, search, charts and flags,
+//! export, verification, and the reasoned reveal — every query of theirs recorded; nobody
+//! else gets in.
+
+use serde_json::{Value, json};
+use webauthn_authenticator_rs::WebauthnAuthenticator;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
+
+use crate::agency_kit::Agency;
+use crate::citizen_kit::{Citizen, licence_fields, origin};
+use crate::helpers::{Backend, TestApp, assert_problem, both_backends, national_id, spawn_app};
+
+both_backends!(an_auditor_enrols_investigates_reveals_and_exports);
+
+struct Auditor {
+    http: reqwest::Client,
+    base: String,
+    csrf: String,
+    authenticator: SoftPasskey,
+}
+
+impl Auditor {
+    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn token_of(link: &str) -> String {
+    link.split("token=").nth(1).unwrap().to_owned()
+}
+
+async fn enrol(app: &TestApp, link: &str) -> Result<Auditor, reqwest::Response> {
+    let mut a = Auditor {
+        http: app.new_client(),
+        base: app.base.clone(),
+        csrf: String::new(),
+        authenticator: SoftPasskey::new(true),
+    };
+    let start = a
+        .post(
+            "/audit/auth/enrol/start",
+            json!({ "token": token_of(link) }),
+        )
+        .await;
+    if start.status() != 200 {
+        return Err(start);
+    }
+    let options: CreationChallengeResponse = start.json().await.unwrap();
+    let credential = a.authenticator.do_registration(origin(), options).unwrap();
+    let done = a
+        .post(
+            "/audit/auth/enrol/finish",
+            json!({ "credential": credential }),
+        )
+        .await;
+    if done.status() != 200 {
+        return Err(done);
+    }
+    let body: Value = done.json().await.unwrap();
+    a.csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    Ok(a)
+}
+
+async fn an_auditor_enrols_investigates_reveals_and_exports(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    // Some activity to investigate: a citizen, an agency, reads and a refusal.
+    let agency = Agency::create(&app, "审计对象局", custodia::agencies::Level::Provincial).await;
+    let c = Citizen::register(&app, &national_id(501), "Investigated").await;
+    let doc: Value = c
+        .upload(None, "business_license", licence_fields("调查公司"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let doc = doc["id"].as_str().unwrap().to_owned();
+    let g: Value = c
+        .post("/me/grants", json!({ "agency_id": agency.id, "document_ids": [doc], "tier": "verify", "purpose": "核验" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let g = g["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        agency
+            .read(&format!("/api/v1/grants/{g}/documents/{doc}"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        agency
+            .read(&format!("/api/v1/grants/{g}/documents/{doc}/file"))
+            .await
+            .status(),
+        403
+    );
+
+    // The operator invites; the link enrols one passkey, once.
+    let link = custodia::auditors::invite(&app.state, "李审计")
+        .await
+        .unwrap();
+    assert!(link.starts_with("http://localhost:8080/audit/enrol?token="));
+    let page = app
+        .get(&format!("/audit/enrol?token={}", token_of(&link)))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("李审计"));
+    let mut auditor = enrol(&app, &link)
+        .await
+        .unwrap_or_else(|r| panic!("enrol: {}", r.status()));
+    assert_problem(enrol(&app, &link).await.err().unwrap(), 401).await;
+    // An expired link does nothing.
+    let stale = custodia::auditors::invite(&app.state, "过期审计")
+        .await
+        .unwrap();
+    app.clock.advance(time::Duration::hours(73));
+    assert_problem(enrol(&app, &stale).await.err().unwrap(), 401).await;
+    app.clock.advance(time::Duration::hours(-73));
+    assert!(
+        custodia::auditors::invite(&app.state, "李审计")
+            .await
+            .is_err(),
+        "names are unique"
+    );
+
+    // Search: the refusal is found by outcome; the query itself is recorded.
+    let found: Value = auditor
+        .get(&format!(
+            "/api/v1/audit/events?agency={}&outcome=refused",
+            agency.id
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events = found["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{found:#}");
+    assert_eq!(events[0]["action"], "document.file");
+    assert_eq!(events[0]["officer_id"], "officer-7");
+    let pseudonym = events[0]["citizen"].as_str().unwrap().to_owned();
+    let queries: Value = auditor
+        .get("/api/v1/audit/events?action=audit.query")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        queries["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor_kind"] == "auditor"
+                && e["detail"].as_str().unwrap().contains("refused"))
+    );
+    assert_problem(
+        auditor.get("/api/v1/audit/events?since=yesterday").await,
+        422,
+    )
+    .await;
+
+    // Revealing the national ID needs a written reason and is itself recorded.
+    assert_problem(
+        auditor
+            .post(
+                "/api/v1/audit/reveal",
+                json!({ "pseudonym": pseudonym, "reason": "why" }),
+            )
+            .await,
+        422,
+    )
+    .await;
+    let revealed: Value = auditor
+        .post(
+            "/api/v1/audit/reveal",
+            json!({ "pseudonym": pseudonym, "reason": "案件 2026-17：核查越权读取投诉" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(revealed["national_id"], c.national_id.as_str());
+    let reveals: Value = auditor
+        .get(&format!(
+            "/api/v1/audit/events?action=audit.reveal&citizen={pseudonym}"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        reveals["events"][0]["detail"],
+        "案件 2026-17：核查越权读取投诉"
+    );
+    // The citizen sees that their identity was revealed, and why.
+    let theirs: Value = c
+        .get("/me/activity?action=audit.reveal")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["events"].as_array().unwrap().len(), 1);
+
+    // Verify and export.
+    let verified: Value = auditor
+        .get("/api/v1/audit/verify")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["intact"], true, "{verified:#}");
+    let csv = auditor.get("/api/v1/audit/export?format=csv").await;
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    assert!(csv.starts_with("seq,at,actor_kind,") && csv.contains("document.read"));
+    assert!(
+        !csv.contains(&c.national_id),
+        "no national ID in the export"
+    );
+    let jsonl = auditor
+        .get("/api/v1/audit/export")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        jsonl
+            .lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok())
+    );
+
+    // The console: chain status, charts, flags, search, reveal form.
+    let console = auditor.get("/audit").await.text().await.unwrap();
+    assert!(console.contains("id=\"chain-status\"") && console.contains("✓"));
+    assert!(console.contains("/audit/chart/reads.svg") && console.contains("reveal-form"));
+    assert!(console.contains("document.read"));
+    let chart = auditor
+        .get("/audit/chart/refusals.svg")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(chart.contains("审计对象局"));
+
+    // Only auditors: a citizen is refused, and the auditor cannot act as a citizen.
+    assert_problem(c.get("/api/v1/audit/events").await, 403).await;
+    assert_problem(c.get("/api/v1/audit/export").await, 403).await;
+    let redirected = c.get("/audit").await;
+    assert!(redirected.url().path().ends_with("/audit/login"));
+    assert_problem(auditor.get("/me/documents").await, 403).await;
+    let signed_out = reqwest::get(format!("{}/api/v1/audit/verify", app.base))
+        .await
+        .unwrap();
+    assert_problem(signed_out, 401).await;
+
+    // Sign in again by name with the passkey.
+    auditor.http = app.new_client();
+    let start = auditor
+        .post("/audit/auth/login/start", json!({ "name": "李审计" }))
+        .await;
+    let options: RequestChallengeResponse = start.json().await.unwrap();
+    let credential = auditor
+        .authenticator
+        .do_authentication(origin(), options)
+        .unwrap();
+    let done = auditor
+        .post(
+            "/audit/auth/login/finish",
+            json!({ "credential": credential }),
+        )
+        .await;
+    assert_eq!(done.status(), 200);
+    assert_eq!(auditor.get("/audit").await.status(), 200);
+}

@@ -372,3 +372,97 @@ fn operator_commands_manage_agencies_and_verify_and_export_the_trail() {
     let message = String::from_utf8_lossy(&broken.stderr);
     assert!(message.contains("sequence 2: modified"), "{message}");
 }
+
+/// SPEC §5 and G3: two `custodia serve` processes on one PostgreSQL database, appending
+/// concurrently, write one chain that `custodia audit verify` accepts.
+#[tokio::test]
+async fn two_server_processes_on_one_postgres_write_one_chain() {
+    let env = TestEnv::new(Backend::Postgres).await;
+    let with_env = |cmd: &mut Command| {
+        cmd.env("CUSTODIA_DATA_DIR", env.data_dir())
+            .env("CUSTODIA_DATABASE_URL", &env.vars["CUSTODIA_DATABASE_URL"]);
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let port = free_port();
+        let mut cmd = custodia();
+        with_env(&mut cmd);
+        let mut child = cmd
+            .arg("serve")
+            .env("CUSTODIA_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        wait_healthy(&base, &mut child).await;
+        nodes.push((base, child));
+    }
+    let mut cmd = custodia();
+    with_env(&mut cmd);
+    let created = cmd
+        .args([
+            "agency",
+            "create",
+            "--name",
+            "双节点局",
+            "--level",
+            "provincial",
+        ])
+        .output()
+        .unwrap();
+    let key = String::from_utf8(created.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("api key:").map(|k| k.trim().to_owned()))
+        .unwrap();
+
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..160u32 {
+        let base = nodes[(i % 2) as usize].0.clone();
+        let (client, key) = (client.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(format!("{base}/api/v1/access-requests"))
+                .bearer_auth(key)
+                .json(&serde_json::json!({
+                    "national_id": crate::helpers::national_id(600 + i % 300),
+                    "document_types": ["business_license"],
+                    "tier": "verify",
+                    "purpose_code": "business_registration",
+                    "purpose": "双节点测试",
+                    "duration_days": 7,
+                    "retention_days": 30,
+                }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 201);
+    }
+    for (_, child) in &mut nodes {
+        assert!(terminate(child).success());
+    }
+    let mut cmd = custodia();
+    with_env(&mut cmd);
+    let verified = cmd.args(["audit", "verify"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&verified.stdout);
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let events: u64 = stdout
+        .split("intact: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(events >= 161, "{stdout}");
+}

@@ -148,7 +148,6 @@ async fn login_finish(
 
 /// Search parameters.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// A citizen's pseudonym.
     pub citizen: Option<String>,

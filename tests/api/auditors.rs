@@ -247,7 +247,9 @@ async fn an_auditor_enrols_investigates_reveals_and_exports(backend: Backend) {
 
     // The console: chain status, charts, flags, search, reveal form.
     let console = auditor.get("/audit").await.text().await.unwrap();
-    assert!(console.contains("id=\"chain-status\"") && console.contains("✓"));
+    assert!(console.contains("last signed checkpoint"));
+    let verified = auditor.get("/audit?verify=1").await.text().await.unwrap();
+    assert!(verified.contains("id=\"chain-status\"") && verified.contains("✓"));
     assert!(console.contains("/audit/chart/reads.svg") && console.contains("reveal-form"));
     assert!(console.contains("document.read"));
     let chart = auditor

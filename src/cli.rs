@@ -25,6 +25,12 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Play the whole story against a throw-away server, narrating and checking each step.
+    Demo {
+        /// Keep the server running with the demo data afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Manage agencies.
     #[command(subcommand)]
     Agency(AgencyCommand),
@@ -122,7 +128,10 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    crate::telemetry::init();
+    match cli.command {
+        Command::Demo { .. } => crate::telemetry::init_with_default("warn"),
+        _ => crate::telemetry::init(),
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -144,6 +153,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
+            Command::Demo { keep } => crate::demo::run(keep).await,
             Command::Agency(AgencyCommand::Create {
                 name,
                 level,

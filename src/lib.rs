@@ -21,6 +21,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod context;
+pub mod demo;
 pub mod documents;
 pub mod error;
 pub mod grants;

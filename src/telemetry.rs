@@ -7,7 +7,13 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls (tests) are no-ops.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default("info");
+}
+
+/// As [`init`], with another level when `RUST_LOG` is not set (the demo narrates instead
+/// of logging).
+pub fn init_with_default(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

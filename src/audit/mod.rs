@@ -273,6 +273,7 @@ impl AuditLog {
 
     async fn submit(&self, event: Event, claim: Option<Uuid>) -> Result<Claim, Error> {
         let action = event.action;
+        let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         let sent = self.queue.send(Pending {
             event,
@@ -287,6 +288,8 @@ impl AuditLog {
                 .map_err(|_| "the audit sequencer dropped the record".to_owned())?
         })
         .await;
+        metrics::histogram!("custodia_audit_append_seconds")
+            .record(started.elapsed().as_secs_f64());
         match outcome {
             Ok(Ok(claim)) => Ok(claim),
             Ok(Err(cause)) => {
@@ -329,6 +332,7 @@ impl Sequencer {
                     Err(_) => break,
                 }
             }
+            metrics::histogram!("custodia_audit_batch_size").record(batch.len() as f64);
             let events: Vec<(Event, Option<Uuid>)> =
                 batch.iter().map(|p| (p.event.clone(), p.claim)).collect();
             match self.commit(events).await {

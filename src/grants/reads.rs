@@ -147,6 +147,7 @@ async fn refuse(
     reason: &str,
     answer: Error,
 ) -> Error {
+    metrics::counter!("custodia_refusals_total", "reason" => refusal_kind(reason)).increment(1);
     let pseudonym = match grant {
         Some(g) => ctx
             .store
@@ -166,6 +167,23 @@ async fn refuse(
     match ctx.audit.append(event).await {
         Ok(_) => answer,
         Err(e) => e,
+    }
+}
+
+/// A bounded label for a refusal reason (the reason text may name a field).
+fn refusal_kind(reason: &str) -> &'static str {
+    if reason.starts_with("no such grant") {
+        "no-grant"
+    } else if reason.starts_with("the grant is") {
+        "grant-not-live"
+    } else if reason.starts_with("the grant does not cover") {
+        "not-covered"
+    } else if reason.starts_with("field") {
+        "field-not-granted"
+    } else if reason.contains("tier") {
+        "tier-too-low"
+    } else {
+        "other"
     }
 }
 
@@ -346,9 +364,21 @@ fn list_of(text: &str) -> Vec<String> {
 
 /// Records the read (counting it against the grant) and says whether it may proceed.
 async fn record(ctx: &Context, o: &Opened, event: Event) -> Result<(), Error> {
-    match ctx.audit.append_read(event, o.grant.id).await? {
+    let tier = Tier::from_stored(&o.grant.tier).as_str();
+    let outcome = ctx.audit.append_read(event, o.grant.id).await;
+    let label = match &outcome {
+        Ok(Claim::Granted { .. }) => "ok",
+        Ok(Claim::Refused { .. }) => "refused",
+        Err(_) => "audit-unavailable",
+    };
+    metrics::counter!("custodia_reads_total", "tier" => tier, "outcome" => label).increment(1);
+    match outcome? {
         Claim::Granted { .. } => Ok(()),
-        Claim::Refused { .. } => Err(ended("no longer active")),
+        Claim::Refused { .. } => {
+            metrics::counter!("custodia_refusals_total", "reason" => "grant-ended-meanwhile")
+                .increment(1);
+            Err(ended("no longer active"))
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod documents;
 pub mod error;
 mod extract;
 mod grants;
+mod metrics;
 pub mod openapi;
 mod ops;
 mod requests;
@@ -60,6 +61,7 @@ pub fn app(state: AppState) -> Router {
     // Every JSON route goes through an OpenApiRouter, so none is served undocumented.
     let (quick_api, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(ops::router())
+        .merge(metrics::router())
         .merge(agency::router())
         .merge(auth::router())
         .merge(grants::router())
@@ -76,6 +78,7 @@ pub fn app(state: AppState) -> Router {
         .merge(agency::transfer_router())
         .split_for_parts();
     doc.merge(transfer_doc);
+    metrics::install();
     let quick = quick_api
         .merge(web::router())
         .merge(openapi::router(doc))
@@ -93,6 +96,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(quick)
         .merge(transfers)
+        .layer(middleware::from_fn(metrics::track))
         .fallback(|| async { error::ApiError::not_found() })
         .with_state(state)
         // Listed innermost first: the last layer sees the request first.

@@ -130,6 +130,19 @@ impl Store {
         }))
     }
 
+    /// Active grants still inside their window, and pending requests not yet expired.
+    pub async fn live_counts(&self, now_ms: i64) -> Result<(i64, i64), StoreError> {
+        const GRANTS: &str =
+            "SELECT COUNT(*) FROM grants WHERE status = 'active' AND expires_at > $1";
+        const REQUESTS: &str =
+            "SELECT COUNT(*) FROM access_requests WHERE status = 'pending' AND expires_at > $1";
+        Ok(on_engine!(self.pool(), p => {
+            let g: i64 = sqlx::query_scalar(GRANTS).bind(now_ms).fetch_one(p).await?;
+            let r: i64 = sqlx::query_scalar(REQUESTS).bind(now_ms).fetch_one(p).await?;
+            (g, r)
+        }))
+    }
+
     /// The data-key wraps a grant holds.
     pub async fn grant_wraps(&self, grant: Uuid) -> Result<Vec<GrantWrapRow>, StoreError> {
         const SQL: &str = "SELECT grant_id, document_id, version, wrapped_key FROM grant_key_wraps \

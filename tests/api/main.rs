@@ -17,6 +17,7 @@ mod documents;
 mod errors;
 mod grants;
 mod health;
+mod metrics;
 mod openapi;
 mod requests;
 mod storage;

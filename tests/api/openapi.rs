@@ -9,6 +9,7 @@ use crate::helpers::{Backend, spawn_app};
 const ROUTES: &[&str] = &[
     "GET /healthz",
     "GET /readyz",
+    "GET /metrics",
     "GET /api/v1/catalog",
     "POST /auth/register/start",
     "POST /auth/register/finish",

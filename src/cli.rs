@@ -25,6 +25,12 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Take a consistent backup (database, blobs, keys) into a new directory, online.
+    Backup {
+        /// The directory to create (must not exist or be empty).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Play the whole story against a throw-away server, narrating and checking each step.
     Demo {
         /// Keep the server running with the demo data afterwards.
@@ -154,6 +160,16 @@ pub fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
             Command::Demo { keep } => crate::demo::run(keep).await,
+            Command::Backup { out } => {
+                let written = crate::backup::run(&config, &out).await?;
+                println!("database: {}", written.database.display());
+                println!("blobs:    {} copied", written.blobs);
+                for k in &written.keys {
+                    println!("key:      {}", k.display());
+                }
+                eprintln!("custodia: backup complete; it holds the keys — store it as carefully as the live data directory.");
+                Ok(())
+            }
             Command::Agency(AgencyCommand::Create {
                 name,
                 level,

@@ -14,6 +14,7 @@
 pub mod agencies;
 pub mod audit;
 pub mod auditors;
+pub mod backup;
 pub mod catalog;
 pub mod citizens;
 pub mod cli;

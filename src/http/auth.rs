@@ -238,7 +238,7 @@ async fn logout(
     tag = "auth",
     summary = "Sign out of every session",
     security(("citizen_session" = [])),
-    responses((status = 204, description = "Signed out everywhere"), CitizenErrors)
+    responses((status = 200, description = "{sessions_ended}", body = Object), CitizenErrors)
 )]
 async fn logout_everywhere(
     State(state): State<AppState>,
@@ -260,7 +260,7 @@ async fn logout_everywhere(
     summary = "Unlock the vault with the passphrase",
     request_body = Unlock,
     security(("citizen_session" = [])),
-    responses((status = 204, description = "Unlocked"), CitizenErrors, (status = 429, description = "Too many attempts", body = Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "{unlocked: true}", body = Object), CitizenErrors, (status = 429, description = "Too many attempts", body = Problem, content_type = "application/problem+json"))
 )]
 async fn unlock(
     State(state): State<AppState>,
@@ -284,7 +284,7 @@ async fn unlock(
     tag = "auth",
     summary = "Lock the vault again",
     security(("citizen_session" = [])),
-    responses((status = 204, description = "Locked"), CitizenErrors)
+    responses((status = 200, description = "{unlocked: false}", body = Object), CitizenErrors)
 )]
 async fn lock(
     State(state): State<AppState>,

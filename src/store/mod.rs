@@ -172,6 +172,23 @@ impl Store {
         &self.pool
     }
 
+    /// Writes a consistent copy of the SQLite database to `target` while it is in use
+    /// (`VACUUM INTO`). Not available on PostgreSQL (use `pg_dump`).
+    pub async fn sqlite_snapshot(&self, target: &std::path::Path) -> Result<(), StoreError> {
+        match &self.pool {
+            Engines::Sqlite(p) => {
+                sqlx::query("VACUUM INTO $1")
+                    .bind(target.display().to_string())
+                    .execute(p)
+                    .await?;
+                Ok(())
+            }
+            Engines::Postgres(_) => Err(StoreError::Other(anyhow::anyhow!(
+                "a PostgreSQL database is backed up with pg_dump"
+            ))),
+        }
+    }
+
     /// Begins a transaction that will write. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead of failing
     /// when a read lock cannot be upgraded.

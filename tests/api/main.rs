@@ -10,6 +10,7 @@ mod agency_api;
 mod agency_kit;
 mod audit;
 mod auditors;
+mod backup;
 mod binary;
 mod citizen_kit;
 mod citizens;

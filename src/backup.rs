@@ -1,0 +1,120 @@
+//! `custodia backup --out DIR`: a consistent copy of the database, the blob store and the
+//! key files, taken while the server runs.
+//!
+//! The database is copied first, as one snapshot: SQLite with `VACUUM INTO` (a consistent
+//! online copy, other connections keep working), PostgreSQL with `pg_dump --format=custom`
+//! (an MVCC snapshot). Blobs are immutable once committed, so copying them afterwards
+//! yields every blob the snapshot references — except a document deleted in between,
+//! whose keys were destroyed anyway. The backup directory has the layout of a data
+//! directory: for SQLite it *is* one (`CUSTODIA_DATA_DIR=DIR custodia serve`); for
+//! PostgreSQL restore the dump with `pg_restore` into an empty database first.
+//!
+//! The master and signing keys are copied too (mode 0600): without them the restored
+//! grants, service keys and checkpoints cannot be used. Keep backups as carefully as the
+//! live keys — or move `master.key` and `signing.key` out of the backup to separate
+//! storage and put them back to restore.
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+
+use crate::config::{BlobLocation, Config, Engine};
+use crate::store::Store;
+
+/// What a backup wrote.
+#[derive(Debug)]
+pub struct Written {
+    /// The database file or dump.
+    pub database: PathBuf,
+    /// Blobs copied.
+    pub blobs: u64,
+    /// Key files copied.
+    pub keys: Vec<PathBuf>,
+}
+
+fn copy_private(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::copy(from, to).with_context(|| format!("copying {}", from.display()))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::File::open(to)?.sync_all()?;
+    Ok(())
+}
+
+fn copy_blobs(root: &Path, out: &Path) -> anyhow::Result<u64> {
+    let mut copied = 0;
+    if !root.exists() {
+        return Ok(0);
+    }
+    for shard in std::fs::read_dir(root)? {
+        let shard = shard?;
+        let name = shard.file_name();
+        if name == "tmp" || !shard.file_type()?.is_dir() {
+            continue;
+        }
+        let target = out.join(&name);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&target)?;
+        for blob in std::fs::read_dir(shard.path())? {
+            let blob = blob?;
+            if blob.file_type()?.is_file() {
+                copy_private(&blob.path(), &target.join(blob.file_name()))?;
+                copied += 1;
+            }
+        }
+    }
+    Ok(copied)
+}
+
+/// Takes the backup into `out`, which must not exist or be empty.
+pub async fn run(config: &Config, out: &Path) -> anyhow::Result<Written> {
+    if out.exists() && std::fs::read_dir(out)?.next().is_some() {
+        bail!(
+            "{} is not empty; back up into a new directory",
+            out.display()
+        );
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(out)?;
+    let out = out.canonicalize()?;
+    let database = match config.engine {
+        Engine::Sqlite => {
+            let target = out.join("custodia.db");
+            let store = Store::connect(config).await?;
+            store.sqlite_snapshot(&target).await?;
+            store.close().await;
+            target
+        }
+        Engine::Postgres => {
+            let target = out.join("custodia.pgdump");
+            let status = std::process::Command::new("pg_dump")
+                .args(["--format=custom", "--no-owner", "--file"])
+                .arg(&target)
+                .arg(&config.database_url)
+                .status()
+                .context("running pg_dump (install the PostgreSQL client tools)")?;
+            if !status.success() {
+                bail!("pg_dump failed with {status}");
+            }
+            target
+        }
+    };
+    let BlobLocation::File(root) = &config.blob_store;
+    let blobs = copy_blobs(root, &out.join("blobs"))?;
+    let mut keys = Vec::new();
+    for key in [config.master_key_file.clone(), config.signing_key_file()] {
+        if key.exists() {
+            let target = out.join(key.file_name().context("key file name")?);
+            copy_private(&key, &target)?;
+            keys.push(target);
+        }
+    }
+    Ok(Written {
+        database,
+        blobs,
+        keys,
+    })
+}

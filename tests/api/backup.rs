@@ -1,0 +1,157 @@
+//! `custodia backup` taken while serving, restored into a fresh place: the same documents
+//! open and the audit chain verifies (SPEC §4, issue: day two).
+
+use custodia::agencies::Level;
+use serde_json::{Value, json};
+
+use crate::agency_kit::Agency;
+use crate::citizen_kit::{Citizen, PASSPHRASE, licence_fields, pdf_bytes};
+use crate::helpers::{Backend, TestEnv, both_backends, national_id, spawn_app};
+
+both_backends!(a_backup_taken_while_serving_restores_the_same_documents_and_chain);
+
+async fn a_backup_taken_while_serving_restores_the_same_documents_and_chain(backend: Backend) {
+    let (env, app) = spawn_app(backend).await;
+    let agency = Agency::create(&app, "备份局", Level::Provincial).await;
+    let mut c = Citizen::register(&app, &national_id(801), "Backed Up").await;
+    let file = pdf_bytes(150_000, "backup");
+    let doc: Value = c
+        .upload(
+            None,
+            "business_license",
+            licence_fields("备份公司"),
+            Some(("b.pdf", file.clone())),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let doc = doc["id"].as_str().unwrap().to_owned();
+    let g: Value = c
+        .post("/me/grants", json!({ "agency_id": agency.id, "document_ids": [doc], "tier": "full", "purpose": "备份" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let g = g["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        agency
+            .read(&format!("/api/v1/grants/{g}/documents/{doc}"))
+            .await
+            .status(),
+        200
+    );
+
+    // Online: the server keeps serving reads while the backup runs.
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("backup-1");
+    let reading = {
+        let path = format!("/api/v1/grants/{g}/documents/{doc}");
+        let agency = Agency {
+            http: reqwest::Client::new(),
+            ..agency_clone(&agency)
+        };
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                assert_eq!(agency.read(&path).await.status(), 200);
+            }
+        })
+    };
+    let written = custodia::backup::run(&env.config(), &target).await.unwrap();
+    reading.await.unwrap();
+    assert!(written.blobs >= 1);
+    assert_eq!(written.keys.len(), 2);
+    let mode = std::fs::metadata(target.join("master.key"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    assert!(
+        custodia::backup::run(&env.config(), &target).await.is_err(),
+        "never into a non-empty directory"
+    );
+
+    // Restore into a fresh environment.
+    let fresh = TestEnv::new(backend).await;
+    copy_dir(&target, &fresh.data_dir());
+    if backend == Backend::Postgres {
+        let status = std::process::Command::new("pg_restore")
+            .args([
+                "--no-owner",
+                "--dbname",
+                &fresh.vars["CUSTODIA_DATABASE_URL"],
+            ])
+            .arg(target.join("custodia.pgdump"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let restored = fresh.start().await.expect("the restored data serves");
+    let summary = custodia::audit::verify(&restored.state.store, |_, _| {})
+        .await
+        .unwrap()
+        .expect("the restored chain verifies");
+    assert!(summary.events >= 5);
+
+    // The same citizen signs in with the same passkey, unlocks, and opens the same bytes.
+    let passkey = std::mem::replace(
+        &mut c.authenticator,
+        webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true),
+    );
+    let mut again = c.in_another_browser(&restored, passkey);
+    again.base = restored.base.clone();
+    again.login().await;
+    assert_eq!(again.unlock(PASSPHRASE).await.status(), 200);
+    let opened: Value = again
+        .get(&format!("/me/documents/{doc}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(opened["fields"]["company_name"], "备份公司");
+    let bytes = again
+        .get(&format!("/me/documents/{doc}/file"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(bytes.as_ref(), file.as_slice());
+    // And the agency's grant still opens the document through the restored master key.
+    let restored_agency = Agency {
+        base: restored.base.clone(),
+        ..agency_clone(&agency)
+    };
+    assert_eq!(
+        restored_agency
+            .read(&format!("/api/v1/grants/{g}/documents/{doc}"))
+            .await
+            .status(),
+        200
+    );
+    restored.stop().await;
+    app.stop().await;
+}
+
+fn agency_clone(a: &Agency) -> Agency {
+    Agency {
+        id: a.id.clone(),
+        key: a.key.clone(),
+        base: a.base.clone(),
+        http: a.http.clone(),
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

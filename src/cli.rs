@@ -46,6 +46,17 @@ enum Command {
     /// Manage auditors.
     #[command(subcommand)]
     Auditor(AuditorCommand),
+    /// Rotate keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Re-wrap every service key under a new master key while servers run; resumable.
+    RotateMaster,
+    /// A new Ed25519 signing key for checkpoints and receipts; old ones stay published.
+    RotateSigning,
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +188,45 @@ pub fn main() -> ExitCode {
                 issuer_key,
             }) => agency_create(config, &name, &level, issuer, issuer_key.as_deref()).await,
             Command::Audit(AuditCommand::Verify) => audit_verify(config).await,
+            Command::Keys(KeysCommand::RotateMaster) => {
+                with_context(config, |ctx| async move {
+                    let done = crate::keyring::rotate_master(&ctx.store, &ctx.config.master_key_file)
+                        .await
+                        .map_err(|e| crate::error::Error::Internal(e.into()))?;
+                    crate::audit::record(
+                        &ctx,
+                        crate::audit::Event::new(crate::audit::ActorKind::Operator, None, "keys.rotate-master")
+                            .detail(format!("{} → {}", done.old_id, done.new_id)),
+                    )
+                    .await;
+                    println!(
+                        "master key rotated: {} → {} ({} service keys re-wrapped); the old key is retired",
+                        done.old_id, done.new_id, done.rewrapped
+                    );
+                    Ok(())
+                })
+                .await
+            }
+            Command::Keys(KeysCommand::RotateSigning) => {
+                with_context(config, |ctx| async move {
+                    let id = crate::keyring::rotate_signing(
+                        &ctx.store,
+                        &ctx.config.signing_key_file(),
+                        ctx.clock.now_ms(),
+                    )
+                    .await
+                    .map_err(|e| crate::error::Error::Internal(e.into()))?;
+                    crate::audit::record(
+                        &ctx,
+                        crate::audit::Event::new(crate::audit::ActorKind::Operator, None, "keys.rotate-signing")
+                            .detail(format!("new signing key {id}")),
+                    )
+                    .await;
+                    println!("signing key rotated: new key {id}; restart servers to sign with it (old checkpoints and receipts stay verifiable)");
+                    Ok(())
+                })
+                .await
+            }
             Command::Auditor(AuditorCommand::Invite { name }) => {
                 with_context(config, |ctx| async move {
                     let link = crate::auditors::invite(&ctx, &name).await?;

@@ -11,7 +11,7 @@
 
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use custodia_crypto::sign::SigningKey;
 use custodia_crypto::{Aad, BlindIndexKey, MasterKey, ServiceKey, SymmetricKey, digest, wrap};
@@ -90,12 +90,26 @@ impl Keyring {
     ) -> Result<Self, KeyError> {
         let master = MasterKey::from_bytes(load_or_create_secret(master_key_file)?);
         let master_key_id = master_key_id(&master);
-        let grant_wrap: ServiceKey =
-            load_service_key(store, &master, &master_key_id, GRANT_WRAP, now_ms).await?;
+        // During an interrupted `keys rotate-master`, some service keys are already wrapped
+        // under the next master key: each row names the key that opens it.
+        let next_file = next_master_file(master_key_file);
+        let next = if next_file.exists() {
+            let key = MasterKey::from_bytes(load_or_create_secret(&next_file)?);
+            let id = self::master_key_id(&key);
+            Some((key, id))
+        } else {
+            None
+        };
+        let masters = Masters {
+            current: (&master, &master_key_id),
+            next: next.as_ref().map(|(k, id)| (k, id.as_str())),
+        };
+        let grant_wrap: ServiceKey = load_service_key(store, &masters, GRANT_WRAP, now_ms).await?;
         let blind_index: BlindIndexKey =
-            load_service_key(store, &master, &master_key_id, BLIND_INDEX, now_ms).await?;
+            load_service_key(store, &masters, BLIND_INDEX, now_ms).await?;
         let identity_escrow: ServiceKey =
-            load_service_key(store, &master, &master_key_id, IDENTITY_ESCROW, now_ms).await?;
+            load_service_key(store, &masters, IDENTITY_ESCROW, now_ms).await?;
+        drop(next);
         drop(master);
 
         let seed = Zeroizing::new(load_or_create_secret(signing_key_file)?);
@@ -134,13 +148,19 @@ fn service_key_aad(name: &str) -> Aad {
     Aad::new("service-key").with("name", name)
 }
 
+/// The master key, and the next one while a rotation is under way.
+struct Masters<'a> {
+    current: (&'a MasterKey, &'a str),
+    next: Option<(&'a MasterKey, &'a str)>,
+}
+
 async fn load_service_key<K: SymmetricKey>(
     store: &Store,
-    master: &MasterKey,
-    master_key_id: &str,
+    masters: &Masters<'_>,
     name: &str,
     now_ms: i64,
 ) -> Result<K, KeyError> {
+    let (master, master_key_id) = masters.current;
     if store.service_key(name).await?.is_none() {
         let fresh = K::generate();
         let row = WrappedServiceKey {
@@ -155,8 +175,132 @@ async fn load_service_key<K: SymmetricKey>(
         .service_key(name)
         .await?
         .ok_or(KeyError::Store(StoreError::NotFound))?;
-    wrap::unwrap_key(master, &row.wrapped, &service_key_aad(name))
+    let opener = match masters.next {
+        Some((next, id)) if row.master_key_id == id => next,
+        _ => master,
+    };
+    wrap::unwrap_key(opener, &row.wrapped, &service_key_aad(name))
         .map_err(|_| KeyError::WrongMasterKey(name.to_owned()))
+}
+
+/// Where the next master key waits while `keys rotate-master` runs.
+pub fn next_master_file(master_key_file: &Path) -> PathBuf {
+    let mut name = master_key_file.as_os_str().to_owned();
+    name.push(".next");
+    PathBuf::from(name)
+}
+
+/// What a master key rotation did.
+#[derive(Debug)]
+pub struct Rotated {
+    /// The retired key's fingerprint.
+    pub old_id: String,
+    /// The new key's fingerprint.
+    pub new_id: String,
+    /// Service keys re-wrapped by this run (others were done by an interrupted one).
+    pub rewrapped: usize,
+}
+
+/// Step one and two of a rotation: makes (or finds, when resuming) the next master key
+/// and re-wraps every service key still under the current one. Safe to run again.
+pub async fn rewrap_under_next(
+    store: &Store,
+    master_key_file: &Path,
+) -> Result<(String, String, usize), KeyError> {
+    let current = MasterKey::from_bytes(load_or_create_secret(master_key_file)?);
+    let current_id = master_key_id(&current);
+    let next = MasterKey::from_bytes(load_or_create_secret(&next_master_file(master_key_file))?);
+    let next_id = master_key_id(&next);
+    let mut rewrapped = 0;
+    for row in store.service_keys().await? {
+        if row.master_key_id == next_id {
+            continue;
+        }
+        if row.master_key_id != current_id {
+            return Err(KeyError::WrongMasterKey(row.name));
+        }
+        let key: ServiceKey = wrap::unwrap_key(&current, &row.wrapped, &service_key_aad(&row.name))
+            .map_err(|_| KeyError::WrongMasterKey(row.name.clone()))?;
+        let wrapped = wrap::wrap_key(&next, &key, &service_key_aad(&row.name));
+        if store
+            .rewrap_service_key(&row.name, &current_id, &wrapped, &next_id)
+            .await?
+        {
+            rewrapped += 1;
+        }
+    }
+    Ok((current_id, next_id, rewrapped))
+}
+
+/// `custodia keys rotate-master`: re-wraps every service key under a new master key while
+/// servers run (they hold the unwrapped service keys, which do not change), then installs
+/// the new key file over the old one — only once no row is wrapped under the old key.
+/// Interrupted at any point, running it again finishes the job; a server started meanwhile
+/// opens each service key with whichever of the two keys wraps it.
+pub async fn rotate_master(store: &Store, master_key_file: &Path) -> Result<Rotated, KeyError> {
+    let (old_id, new_id, rewrapped) = rewrap_under_next(store, master_key_file).await?;
+    if let Some(row) = store
+        .service_keys()
+        .await?
+        .into_iter()
+        .find(|r| r.master_key_id != new_id)
+    {
+        return Err(KeyError::WrongMasterKey(row.name));
+    }
+    // Nothing uses the old key any more: the new file replaces it atomically.
+    let io_err = |source| KeyError::Io {
+        path: master_key_file.display().to_string(),
+        source,
+    };
+    std::fs::rename(next_master_file(master_key_file), master_key_file).map_err(io_err)?;
+    if let Some(dir) = master_key_file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err)?;
+    }
+    Ok(Rotated {
+        old_id,
+        new_id,
+        rewrapped,
+    })
+}
+
+/// `custodia keys rotate-signing`: a new Ed25519 signing key for checkpoints and receipts.
+/// Its public half is published beside the old ones, so every checkpoint and receipt signed
+/// before stays verifiable; servers sign with the new key from their next start.
+pub async fn rotate_signing(
+    store: &Store,
+    signing_key_file: &Path,
+    now_ms: i64,
+) -> Result<String, KeyError> {
+    let fresh = SigningKey::generate();
+    let public = fresh.verifying_key().to_bytes();
+    let id = key_fingerprint(&public);
+    store.publish_signing_key(&id, &public, now_ms).await?;
+    let io_err = |source| KeyError::Io {
+        path: signing_key_file.display().to_string(),
+        source,
+    };
+    let mut next = signing_key_file.as_os_str().to_owned();
+    next.push(".next");
+    let next = PathBuf::from(next);
+    {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&next)
+            .map_err(io_err)?;
+        let text = Zeroizing::new(format!("{}\n", digest::hex(fresh.seed().as_slice())));
+        file.write_all(text.as_bytes()).map_err(io_err)?;
+        file.sync_all().map_err(io_err)?;
+    }
+    std::fs::rename(&next, signing_key_file).map_err(io_err)?;
+    Ok(id)
 }
 
 /// Reads a 32-byte secret from a hex key file, creating the file (0600, with its

@@ -475,9 +475,19 @@ async fn deposit_multipart(
     summary = "The service's Ed25519 signing key (checkpoints, receipts)",
     responses((status = 200, description = "The key", body = Object))
 )]
-async fn public_key(State(state): State<AppState>) -> Json<serde_json::Value> {
+async fn public_key(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let public = state.keys.signing.verifying_key().to_bytes();
-    Json(serde_json::json!({
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    // Every key ever used, so checkpoints and receipts signed before a rotation verify.
+    let all: Vec<serde_json::Value> = state
+        .store
+        .signing_keys()
+        .await?
+        .into_iter()
+        .map(|(id, key)| serde_json::json!({ "key_id": id, "public_key": b64.encode(key) }))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "keys": all,
         "algorithm": "Ed25519",
         "key_id": state.keys.signing_key_id,
         "public_key": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public),
@@ -486,5 +496,5 @@ async fn public_key(State(state): State<AppState>) -> Json<serde_json::Value> {
             "consent_receipt": custodia_crypto::sign::CONTEXT_CONSENT_RECEIPT,
         },
         "framing": "custodia-sig/1 \\0 context \\0 message",
-    }))
+    })))
 }

@@ -47,6 +47,30 @@ impl Store {
         Ok(rows == 1)
     }
 
+    /// Every wrapped service key.
+    pub async fn service_keys(&self) -> Result<Vec<WrappedServiceKey>, StoreError> {
+        const SQL: &str = "SELECT name, wrapped, master_key_id FROM service_keys ORDER BY name";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, WrappedServiceKey>(SQL).fetch_all(p).await?
+        }))
+    }
+
+    /// Replaces a service key's wrap, only if it is still under `old_master`.
+    pub async fn rewrap_service_key(
+        &self,
+        name: &str,
+        old_master: &str,
+        wrapped: &[u8],
+        new_master: &str,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE service_keys SET wrapped = $1, master_key_id = $2 \
+            WHERE name = $3 AND master_key_id = $4";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query(SQL).bind(wrapped).bind(new_master).bind(name).bind(old_master)
+                .execute(p).await?.rows_affected() == 1
+        }))
+    }
+
     /// Records the public half of a signing key (idempotent).
     pub async fn publish_signing_key(
         &self,

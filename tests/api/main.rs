@@ -18,6 +18,7 @@ mod documents;
 mod errors;
 mod grants;
 mod health;
+mod keys;
 mod metrics;
 mod openapi;
 mod requests;

@@ -12,10 +12,24 @@ use crate::store::Store;
 
 /// Custodia: a citizen data vault with consent.
 #[derive(Debug, Parser)]
-#[command(name = "custodia", version, about)]
+#[command(name = "custodia", version, about, after_help = settings_help())]
 struct Cli {
+    /// A TOML file with any of the settings below (lower case, without the prefix, e.g.
+    /// `listen = "0.0.0.0:8080"`); environment variables override it.
+    #[arg(long, global = true, env = "CUSTODIA_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+fn settings_help() -> String {
+    let mut out = String::from("Settings (environment variable, default, meaning):\n");
+    for (name, default, meaning) in crate::config::SETTINGS {
+        out.push_str(&format!("  {name:<28} {default:<34} {meaning}\n"));
+    }
+    out.push_str("  RUST_LOG                     info                               log filter\n");
+    out.push_str("\nExit codes: 0 success, 1 runtime failure, 2 configuration or usage, 3 audit chain does not verify.");
+    out
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,7 +163,7 @@ pub fn main() -> ExitCode {
         Command::Demo { .. } => crate::telemetry::init_with_default("warn"),
         _ => crate::telemetry::init(),
     }
-    let config = match Config::from_env() {
+    let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("custodia: configuration error: {e}");
@@ -297,6 +311,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let server = Server::build(config).await.map_err(describe_start_error)?;
     let addr = server.local_addr()?;
     tracing::info!(%addr, engine = ?server.state().store.engine(), "custodia is listening");
+    eprintln!("custodia: {}", server.state().config.describe());
     eprintln!("custodia: listening on http://{addr}");
     server.run_until(server::shutdown_signal()).await?;
     Ok(())

@@ -77,7 +77,130 @@ pub struct Config {
     pub argon2_concurrency: usize,
 }
 
+/// Every setting: environment variable, default, meaning. The config file takes the same
+/// names in lower case without the prefix (`database_url = "…"`); `--help` and the README
+/// list them from here.
+pub const SETTINGS: &[(&str, &str, &str)] = &[
+    (
+        "CUSTODIA_DATA_DIR",
+        "./custodia-data",
+        "base directory of the embedded default",
+    ),
+    (
+        "CUSTODIA_DATABASE_URL",
+        "sqlite://<data dir>/custodia.db",
+        "sqlite://… or postgres://…",
+    ),
+    (
+        "CUSTODIA_BLOB_STORE",
+        "file://<data dir>/blobs",
+        "file:///… (s3:// is not supported yet)",
+    ),
+    (
+        "CUSTODIA_MASTER_KEY_FILE",
+        "<data dir>/master.key",
+        "master key (created 0600 on first start); signing.key lives beside it",
+    ),
+    ("CUSTODIA_LISTEN", "127.0.0.1:8080", "address to listen on"),
+    (
+        "CUSTODIA_PUBLIC_URL",
+        "http://localhost:<port>",
+        "the origin browsers use (WebAuthn relying party)",
+    ),
+    (
+        "CUSTODIA_MAX_UPLOAD_BYTES",
+        "52428800",
+        "largest document file accepted (50 MiB)",
+    ),
+    (
+        "CUSTODIA_CATALOG_FILE",
+        "(built in)",
+        "document type and purpose catalog (JSON)",
+    ),
+    (
+        "CUSTODIA_ARGON2_MEMORY_KIB",
+        "65536",
+        "Argon2id memory for new passphrase wraps",
+    ),
+    ("CUSTODIA_ARGON2_ITERATIONS", "3", "Argon2id iterations"),
+    ("CUSTODIA_ARGON2_PARALLELISM", "1", "Argon2id lanes"),
+    (
+        "CUSTODIA_ARGON2_CONCURRENCY",
+        "2",
+        "passphrase derivations run at once",
+    ),
+];
+
+/// Reads a TOML config file into setting names (`database_url` → `CUSTODIA_DATABASE_URL`).
+/// Unknown keys are refused, naming the key.
+pub fn read_file(path: &Path) -> Result<std::collections::HashMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad("CUSTODIA_CONFIG", format!("{}: {e}", path.display())))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| bad("CUSTODIA_CONFIG", format!("{}: {e}", path.display())))?;
+    let mut out = std::collections::HashMap::new();
+    for (key, value) in table {
+        let name = format!("CUSTODIA_{}", key.to_ascii_uppercase());
+        if !SETTINGS.iter().any(|(n, _, _)| *n == name) {
+            return Err(bad(
+                "CUSTODIA_CONFIG",
+                format!("{}: unknown setting '{key}'", path.display()),
+            ));
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            other => {
+                return Err(bad(
+                    "CUSTODIA_CONFIG",
+                    format!(
+                        "{}: '{key}' must be a string or a number, not a {}",
+                        path.display(),
+                        other.type_str()
+                    ),
+                ));
+            }
+        };
+        out.insert(name, text);
+    }
+    Ok(out)
+}
+
 impl Config {
+    /// The environment over an optional config file (the environment wins).
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let from_file = match file {
+            Some(f) => read_file(f)?,
+            None => Default::default(),
+        };
+        Self::from_lookup(|name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .or_else(|| from_file.get(name).cloned())
+        })
+    }
+
+    /// One line saying what this process uses (never a secret: a database password is
+    /// masked).
+    pub fn describe(&self) -> String {
+        let database = match Url::parse(&self.database_url) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            _ => self.database_url.clone(),
+        };
+        let BlobLocation::File(blobs) = &self.blob_store;
+        format!(
+            "database {database}; blobs file://{}; listening on {}; public URL {}; master key file {}",
+            blobs.display(),
+            self.listen,
+            self.public_url,
+            self.master_key_file.display()
+        )
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))

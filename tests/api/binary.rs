@@ -466,3 +466,71 @@ async fn two_server_processes_on_one_postgres_write_one_chain() {
         .unwrap();
     assert!(events >= 161, "{stdout}");
 }
+
+/// A TOML config file mirrors the environment variables (which override it); the startup
+/// line says what is in use, never a secret; `--help` lists every setting with its default.
+#[tokio::test]
+async fn a_config_file_configures_serve_and_the_startup_line_says_what_is_used() {
+    let cwd = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let data = cwd.path().join("elsewhere");
+    let file = cwd.path().join("custodia.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nmax_upload_bytes = 1048576\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut child = custodia()
+        .arg("--config")
+        .arg(&file)
+        .arg("serve")
+        .current_dir(cwd.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base, &mut child).await;
+    assert!(data.join("custodia.db").is_file(), "data_dir from the file");
+    assert!(terminate(&mut child).success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("database sqlite://"), "{stderr}");
+    assert!(stderr.contains(&format!("listening on 127.0.0.1:{port}")));
+    assert!(stderr.contains("master key file"));
+    let key = std::fs::read_to_string(data.join("master.key")).unwrap();
+    assert!(
+        !stderr.contains(key.trim()),
+        "the key itself is never printed"
+    );
+
+    // The environment wins over the file; an unknown key is refused, named, exit 2.
+    let out = custodia()
+        .args(["--config", file.to_str().unwrap(), "migrate"])
+        .env("CUSTODIA_DATA_DIR", cwd.path().join("from-env"))
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(cwd.path().join("from-env/custodia.db").is_file());
+    std::fs::write(&file, "lisen = \"127.0.0.1:1\"\n").unwrap();
+    let out = custodia()
+        .args(["--config", file.to_str().unwrap(), "migrate"])
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting 'lisen'"));
+
+    let help = custodia().arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for (name, default, _) in custodia::config::SETTINGS {
+        assert!(
+            help.contains(name) && help.contains(default),
+            "{name} in --help"
+        );
+    }
+}

@@ -237,31 +237,22 @@ pub async fn login_finish(
         Some(state.auditor_id.to_string()),
         "login",
     );
-    let result = match ctx
-        .passkeys
-        .webauthn
-        .finish_passkey_authentication(credential, &state.authentication)
-    {
-        Ok(r) => r,
-        Err(_) => {
-            crate::audit::record(ctx, event.outcome("failed")).await;
-            return Err(Error::Unauthenticated(
-                "The passkey could not be verified.".into(),
-            ));
-        }
-    };
     let rows = ctx.store.auditor_credentials(state.auditor_id).await?;
-    let row = rows
-        .iter()
-        .find(|r| r.credential_id.as_slice() == result.cred_id().as_slice())
-        .ok_or_else(|| Error::Unauthenticated("The passkey could not be verified.".into()))?;
-    let mut passkey: Passkey =
-        serde_json::from_str(&row.passkey).map_err(|e| Error::Internal(e.into()))?;
-    passkey.update_credential(&result);
-    let json = serde_json::to_string(&passkey).map_err(|e| Error::Internal(e.into()))?;
-    ctx.store
-        .touch_credential(&row.credential_id, &json, now)
-        .await?;
+    let verified = passkeys::verify_assertion(
+        &ctx.passkeys,
+        &ctx.store,
+        &state.authentication,
+        credential,
+        &rows,
+        now,
+    )
+    .await?;
+    if !verified {
+        crate::audit::record(ctx, event.outcome("failed")).await;
+        return Err(Error::Unauthenticated(
+            "The passkey could not be verified.".into(),
+        ));
+    }
     let issued = sessions::create(ctx, Principal::Auditor(state.auditor_id), None).await?;
     crate::audit::record(ctx, event).await;
     Ok((state.auditor_id, issued))

@@ -139,3 +139,35 @@ pub async fn finish<T: DeserializeOwned>(
         envelope::open(&state_key(secret), &state_aad(id, kind), &sealed).map_err(|_| refused())?;
     serde_json::from_slice(&json).map_err(|e| Error::Internal(e.into()))
 }
+
+/// Checks a sign-in assertion against `owner_rows` (that principal's passkeys only) and
+/// records the credential's new counter. `false` when it does not verify.
+pub async fn verify_assertion(
+    passkeys: &Passkeys,
+    store: &Store,
+    authentication: &webauthn_rs::prelude::PasskeyAuthentication,
+    credential: &webauthn_rs::prelude::PublicKeyCredential,
+    owner_rows: &[crate::store::citizens::CredentialRow],
+    now_ms: i64,
+) -> Result<bool, Error> {
+    let Ok(result) = passkeys
+        .webauthn
+        .finish_passkey_authentication(credential, authentication)
+    else {
+        return Ok(false);
+    };
+    let Some(row) = owner_rows
+        .iter()
+        .find(|r| r.credential_id.as_slice() == result.cred_id().as_slice())
+    else {
+        return Ok(false);
+    };
+    let mut passkey: webauthn_rs::prelude::Passkey =
+        serde_json::from_str(&row.passkey).map_err(|e| Error::Internal(e.into()))?;
+    passkey.update_credential(&result);
+    let json = serde_json::to_string(&passkey).map_err(|e| Error::Internal(e.into()))?;
+    store
+        .touch_credential(&row.credential_id, &json, now_ms)
+        .await?;
+    Ok(true)
+}

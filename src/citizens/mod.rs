@@ -393,33 +393,24 @@ pub async fn login_finish(
 ) -> Result<(Uuid, Issued), Error> {
     let now = ctx.clock.now_ms();
     let state: LoginState = passkeys::finish(&ctx.store, CeremonyKind::Login, token, now).await?;
-    let result = match ctx
-        .passkeys
-        .webauthn
-        .finish_passkey_authentication(credential, &state.authentication)
-    {
-        Ok(r) => r,
-        Err(_) => {
-            let event = crate::audit::citizen_event(ctx, state.citizen_id, "login")
-                .await
-                .outcome("failed")
-                .detail("the passkey assertion did not verify");
-            crate::audit::record(ctx, event).await;
-            return Err(auth_failed());
-        }
-    };
     let rows = ctx.store.citizen_credentials(state.citizen_id).await?;
-    let row = rows
-        .iter()
-        .find(|r| r.credential_id.as_slice() == result.cred_id().as_slice())
-        .ok_or_else(auth_failed)?;
-    let mut passkey: Passkey =
-        serde_json::from_str(&row.passkey).map_err(|e| Error::Internal(e.into()))?;
-    passkey.update_credential(&result);
-    let json = serde_json::to_string(&passkey).map_err(|e| Error::Internal(e.into()))?;
-    ctx.store
-        .touch_credential(&row.credential_id, &json, now)
-        .await?;
+    let verified = passkeys::verify_assertion(
+        &ctx.passkeys,
+        &ctx.store,
+        &state.authentication,
+        credential,
+        &rows,
+        now,
+    )
+    .await?;
+    if !verified {
+        let event = crate::audit::citizen_event(ctx, state.citizen_id, "login")
+            .await
+            .outcome("failed")
+            .detail("the passkey assertion did not verify");
+        crate::audit::record(ctx, event).await;
+        return Err(auth_failed());
+    }
     let issued = sessions::create(ctx, Principal::Citizen(state.citizen_id), None).await?;
     crate::audit::record(
         ctx,

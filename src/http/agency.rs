@@ -2,7 +2,6 @@
 //! `X-Case-Id` on every read. JSON in and out, problem+json errors, cursor pagination.
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{FromRequestParts, Multipart, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -319,30 +318,8 @@ async fn read_file(
     Path((id, doc_id)): Path<(Uuid, Uuid)>,
 ) -> Result<Response, ApiError> {
     let opened = reads::read_file(&state, &officer.caller(&agency), id, doc_id).await?;
-    let info = opened.info;
-    let mut response = Body::from_stream(opened.body).into_response();
+    let mut response = super::documents::file_response(opened, "attachment");
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(info.media_type.mime()),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
-    if let Ok(value) = HeaderValue::from_str(&super::documents::content_disposition(
-        "attachment",
-        &info.name,
-    )) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", info.sha256)) {
-        headers.insert(header::ETAG, etag);
-    }
-    // RFC 9530: the SHA-256 of the whole representation, base64 between colons.
-    if let Some(raw) = custodia_crypto::digest::hex_decode(&info.sha256) {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
-        if let Ok(value) = HeaderValue::from_str(&format!("sha-256=:{b64}:")) {
-            headers.insert("repr-digest", value);
-        }
-    }
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; sandbox"),

@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::AppState;
+use super::auth::with_cookies;
 use super::error::ApiError;
 use super::extract::{Authed, CEREMONY, Cookies, SESSION};
 #[allow(unused_imports)]
@@ -34,14 +35,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(verify))
         .routes(routes!(export))
         .routes(routes!(reveal))
-}
-
-fn with_cookies(body: serde_json::Value, cookies: &[HeaderValue]) -> Response {
-    let mut response = Json(body).into_response();
-    for c in cookies {
-        response.headers_mut().append(header::SET_COOKIE, c.clone());
-    }
-    response
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -96,7 +96,11 @@ struct AddPasskeyFinish {
     label: Option<String>,
 }
 
-fn with_cookies(body: serde_json::Value, cookies: &[axum::http::HeaderValue]) -> Response {
+/// A JSON response that also sets `cookies`.
+pub(super) fn with_cookies(
+    body: serde_json::Value,
+    cookies: &[axum::http::HeaderValue],
+) -> Response {
     let mut response = Json(body).into_response();
     for c in cookies {
         response.headers_mut().append(header::SET_COOKIE, c.clone());

@@ -233,25 +233,14 @@ async fn file(
     Query(q): Query<VersionQuery>,
 ) -> Result<Response, ApiError> {
     let opened = documents::open_file(&state, &session, id, q.version).await?;
-    let info = opened.info;
-    let mut response = Body::from_stream(opened.body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(info.media_type.mime()),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
     let disposition = if q.download == Some(1) {
         "attachment"
     } else {
         "inline"
     };
-    if let Ok(value) = HeaderValue::from_str(&content_disposition(disposition, &info.name)) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", info.sha256)) {
-        headers.insert(header::ETAG, etag);
-    }
+    let info = opened.info.clone();
+    let mut response = file_response(opened, disposition);
+    let headers = response.headers_mut();
     // The file may be shown inside Custodia's own document page, nowhere else; images are
     // additionally sandboxed (PDF viewers refuse to run sandboxed).
     let csp = if info.media_type.is_image() {
@@ -268,6 +257,33 @@ async fn file(
         HeaderValue::from_static("SAMEORIGIN"),
     );
     Ok(response)
+}
+
+/// A decrypted file as a streamed response: its type, length, a safe disposition, and its
+/// SHA-256 as `ETag` and as RFC 9530 `Repr-Digest`.
+pub fn file_response(opened: documents::FileStream, disposition: &str) -> Response {
+    let info = opened.info;
+    let mut response = Body::from_stream(opened.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(info.media_type.mime()),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
+    if let Ok(value) = HeaderValue::from_str(&content_disposition(disposition, &info.name)) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", info.sha256)) {
+        headers.insert(header::ETAG, etag);
+    }
+    if let Some(raw) = custodia_crypto::digest::hex_decode(&info.sha256) {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        if let Ok(value) = HeaderValue::from_str(&format!("sha-256=:{b64}:")) {
+            headers.insert("repr-digest", value);
+        }
+    }
+    response
 }
 
 /// `Content-Disposition` with an ASCII fallback name and the UTF-8 name (RFC 6266 / 8187).

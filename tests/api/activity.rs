@@ -5,7 +5,7 @@ use custodia::agencies::Level;
 use serde_json::{Value, json};
 
 use crate::agency_kit::Agency;
-use crate::citizen_kit::{Citizen, licence_fields};
+use crate::citizen_kit::Citizen;
 use crate::helpers::{Backend, both_backends, national_id, spawn_app};
 
 both_backends!(citizens_see_who_read_what_and_only_their_own);
@@ -15,23 +15,8 @@ async fn citizens_see_who_read_what_and_only_their_own(backend: Backend) {
     let agency = Agency::create(&app, "朝阳区市场监管局", Level::Municipal).await;
     let c = Citizen::register(&app, &national_id(401), "Watched").await;
     let other = Citizen::register(&app, &national_id(402), "Other").await;
-    let doc: Value = c
-        .upload(None, "business_license", licence_fields("被读公司"), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let doc = doc["id"].as_str().unwrap().to_owned();
-    let g: Value = c
-        .post(
-            "/me/grants",
-            json!({ "agency_id": agency.id, "document_ids": [doc], "tier": "fields", "fields": ["company_name"], "purpose": "登记核验" }),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let g = g["id"].as_str().unwrap().to_owned();
+    let doc = c.licence("被读公司", None).await;
+    let g = c.grant_to(&agency.id, json!({ "document_ids": [doc], "tier": "fields", "fields": ["company_name"], "purpose": "登记核验" })).await;
     let home = c.get("/").await.text().await.unwrap();
     assert!(!home.contains("href=\"/activity\">") || !home.contains("class=\"notice\""));
 

@@ -8,7 +8,7 @@ use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
 
 use crate::agency_kit::Agency;
-use crate::citizen_kit::{Citizen, licence_fields, origin};
+use crate::citizen_kit::{Citizen, origin};
 use crate::helpers::{Backend, TestApp, assert_problem, both_backends, national_id, spawn_app};
 
 both_backends!(an_auditor_enrols_investigates_reveals_and_exports);
@@ -81,20 +81,13 @@ async fn an_auditor_enrols_investigates_reveals_and_exports(backend: Backend) {
     // Some activity to investigate: a citizen, an agency, reads and a refusal.
     let agency = Agency::create(&app, "审计对象局", custodia::agencies::Level::Provincial).await;
     let c = Citizen::register(&app, &national_id(501), "Investigated").await;
-    let doc: Value = c
-        .upload(None, "business_license", licence_fields("调查公司"), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let doc = doc["id"].as_str().unwrap().to_owned();
-    let g: Value = c
-        .post("/me/grants", json!({ "agency_id": agency.id, "document_ids": [doc], "tier": "verify", "purpose": "核验" }))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let g = g["id"].as_str().unwrap().to_owned();
+    let doc = c.licence("调查公司", None).await;
+    let g = c
+        .grant_to(
+            &agency.id,
+            json!({ "document_ids": [doc], "tier": "verify", "purpose": "核验" }),
+        )
+        .await;
     assert_eq!(
         agency
             .read(&format!("/api/v1/grants/{g}/documents/{doc}"))

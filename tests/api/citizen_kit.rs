@@ -209,6 +209,32 @@ impl Citizen {
     }
 }
 
+impl Citizen {
+    /// Stores a business licence for `company` (with `file`, if any); returns its id.
+    pub async fn licence(&self, company: &str, file: Option<Vec<u8>>) -> String {
+        let r = self
+            .upload(
+                None,
+                "business_license",
+                licence_fields(company),
+                file.map(|f| ("licence.pdf", f)),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "licence stored");
+        let v: Value = r.json().await.unwrap();
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Gives `agency_id` a grant (`POST /me/grants` with `body`); returns its id.
+    pub async fn grant_to(&self, agency_id: &str, mut body: Value) -> String {
+        body["agency_id"] = json!(agency_id);
+        let r = self.post("/me/grants", body).await;
+        assert_eq!(r.status(), 201, "grant given");
+        let v: Value = r.json().await.unwrap();
+        v["id"].as_str().unwrap().to_owned()
+    }
+}
+
 /// Valid fields of a business licence, with a distinctive company name.
 pub fn licence_fields(company: &str) -> Value {
     serde_json::json!({

@@ -5,7 +5,7 @@ use custodia::agencies::Level;
 use serde_json::{Value, json};
 
 use crate::agency_kit::Agency;
-use crate::citizen_kit::{Citizen, licence_fields};
+use crate::citizen_kit::Citizen;
 use crate::helpers::{Backend, both_backends, national_id, spawn_app};
 
 both_backends!(the_master_key_rotates_under_live_traffic_and_resumes_after_interruption);
@@ -16,20 +16,8 @@ async fn the_master_key_rotates_under_live_traffic_and_resumes_after_interruptio
     let (env, app) = spawn_app(backend).await;
     let mut agency = Agency::create(&app, "轮换密钥局", Level::Provincial).await;
     let c = Citizen::register(&app, &national_id(901), "Rotated").await;
-    let doc: Value = c
-        .upload(None, "business_license", licence_fields("轮换公司"), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let doc = doc["id"].as_str().unwrap().to_owned();
-    let g: Value = c
-        .post("/me/grants", json!({ "agency_id": agency.id, "document_ids": [doc], "tier": "fields", "fields": ["company_name"], "purpose": "轮换" }))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let g = g["id"].as_str().unwrap().to_owned();
+    let doc = c.licence("轮换公司", None).await;
+    let g = c.grant_to(&agency.id, json!({ "document_ids": [doc], "tier": "fields", "fields": ["company_name"], "purpose": "轮换" })).await;
     let path = format!("/api/v1/grants/{g}/documents/{doc}");
     let master_file = env.config().master_key_file;
     let before = std::fs::read_to_string(&master_file).unwrap();

@@ -2,10 +2,10 @@
 //! national ID, name or id in any label.
 
 use custodia::agencies::Level;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::agency_kit::Agency;
-use crate::citizen_kit::{Citizen, licence_fields};
+use crate::citizen_kit::Citizen;
 use crate::helpers::{Backend, national_id, spawn_app};
 
 fn value(text: &str, prefix: &str) -> f64 {
@@ -21,20 +21,8 @@ async fn metrics_move_with_a_flow_and_hold_no_personal_data() {
     let before = app.get("/metrics").await.text().await.unwrap();
     let agency = Agency::create(&app, "指标局", Level::Provincial).await;
     let c = Citizen::register(&app, &national_id(701), "王指标").await;
-    let doc: Value = c
-        .upload(None, "business_license", licence_fields("指标公司"), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let doc = doc["id"].as_str().unwrap().to_owned();
-    let g: Value = c
-        .post("/me/grants", json!({ "agency_id": agency.id, "document_ids": [doc], "tier": "fields", "fields": ["company_name"], "purpose": "指标" }))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let g = g["id"].as_str().unwrap().to_owned();
+    let doc = c.licence("指标公司", None).await;
+    let g = c.grant_to(&agency.id, json!({ "document_ids": [doc], "tier": "fields", "fields": ["company_name"], "purpose": "指标" })).await;
     let read = format!("/api/v1/grants/{g}/documents/{doc}");
     assert_eq!(agency.read(&read).await.status(), 200);
     assert_eq!(agency.read(&format!("{read}/file")).await.status(), 403);

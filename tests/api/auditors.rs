@@ -201,6 +201,27 @@ async fn an_auditor_enrols_investigates_reveals_and_exports(backend: Backend) {
         reveals["events"][0]["detail"],
         "案件 2026-17：核查越权读取投诉"
     );
+    assert_problem(
+        auditor
+            .post(
+                "/api/v1/audit/reveal",
+                json!({ "pseudonym": "p-nobody", "reason": "案件 2026-18：核查" }),
+            )
+            .await,
+        404,
+    )
+    .await;
+    let refused: Value = auditor
+        .get("/api/v1/audit/events?action=audit.reveal&outcome=refused")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused["events"].as_array().unwrap().len(),
+        1,
+        "a failed reveal is recorded too"
+    );
     // The citizen sees that their identity was revealed, and why.
     let theirs: Value = c
         .get("/me/activity?action=audit.reveal")

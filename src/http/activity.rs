@@ -79,7 +79,7 @@ impl TrailQuery {
     summary = "Every event concerning the signed-in citizen, newest first: who read what, when, why",
     params(TrailQuery),
     security(("citizen_session" = [])),
-    responses((status = 200, description = "{events, next_cursor}", body = Object), CitizenErrors)
+    responses((status = 200, description = "{events, next_cursor}", body = Object, example = json!({"events":[{"seq":42,"at":"2026-11-28T09:10:00Z","action":"document.read","outcome":"ok","actor_kind":"agency","agency":{"id":"3f0c7b2a-0000-4000-8000-000000000003","name":"北京市市场监督管理局","level":"provincial"},"officer_id":"officer-7","case_id":"C-1","objects":["5a3e0c1e-0000-4000-8000-000000000002"],"grant_id":"9d2150c4-0000-4000-8000-000000000001","purpose":"企业设立登记","tier":"fields","fields":["company_name"],"detail":null}],"next_cursor":null})), CitizenErrors)
 )]
 async fn activity(
     State(state): State<AppState>,

@@ -178,7 +178,7 @@ async fn create_request(
     summary = "A request's status and, once approved, its grant",
     params(("id" = Uuid, Path, description = "The id")),
     security(("agency_key" = [])),
-    responses((status = 200, description = "Status", body = AgencyView), AgencyErrors)
+    responses((status = 200, description = "Status", body = AgencyView, example = json!({"id":"0b7e0000-0000-4000-8000-000000000004","status":"approved","grant_id":"9d2150c4-0000-4000-8000-000000000001"})), AgencyErrors)
 )]
 async fn request_status(
     State(state): State<AppState>,
@@ -202,7 +202,7 @@ struct Page {
     summary = "The agency's grants, newest first",
     params(("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")),
     security(("agency_key" = [])),
-    responses((status = 200, description = "{grants, next_cursor}", body = Object), AgencyErrors)
+    responses((status = 200, description = "{grants, next_cursor}", body = Object, example = json!({"grants":[{"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"active","request_id":null}],"next_cursor":null})), AgencyErrors)
 )]
 async fn list_grants(
     State(state): State<AppState>,
@@ -232,7 +232,7 @@ async fn list_grants(
     summary = "One grant: scope, tier, status, reads, expiry",
     params(("id" = Uuid, Path, description = "The grant id")),
     security(("agency_key" = [])),
-    responses((status = 200, description = "The grant", body = GrantView), AgencyErrors)
+    responses((status = 200, description = "The grant", body = GrantView, example = json!({"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"active","request_id":null})), AgencyErrors)
 )]
 async fn grant(
     State(state): State<AppState>,
@@ -249,7 +249,7 @@ async fn grant(
     summary = "The documents a live grant covers",
     params(("id" = Uuid, Path, description = "The grant id"), ("X-Officer-Id" = String, Header, description = "The official reading (recorded, shown to the citizen)"), ("X-Case-Id" = String, Header, description = "The agency's case number (recorded, shown to the citizen)")),
     security(("agency_key" = [])),
-    responses((status = 200, description = "{documents: [...]}", body = Object), AgencyErrors)
+    responses((status = 200, description = "{documents: [...]}", body = Object, example = json!({"documents":[{"id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"issuer_agency_id":null}]})), AgencyErrors)
 )]
 async fn grant_documents(
     State(state): State<AppState>,
@@ -275,7 +275,7 @@ struct ReadQuery {
     summary = "Read a document at the grant's tier (recorded before it is sent)",
     params(("id" = Uuid, Path, description = "The grant id"), ("doc_id" = Uuid, Path, description = "The document id"), ("X-Officer-Id" = String, Header, description = "The official reading (recorded, shown to the citizen)"), ("X-Case-Id" = String, Header, description = "The agency's case number (recorded, shown to the citizen)"), ("fields" = Option<String>, Query, description = "Comma-separated fields, fewer than granted")),
     security(("agency_key" = [])),
-    responses((status = 200, description = "verify: attestation; fields: granted fields; full: every field", body = Disclosure), AgencyErrors)
+    responses((status = 200, description = "verify: attestation; fields: granted fields; full: every field", body = Disclosure, example = json!({"document_id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"tier":"fields","issuer":null,"issued_at":null,"expires_at":null,"issuer_signature":"none","content_sha256":"9f86d0…","fields":{"company_name":"北京示例科技有限公司"}})), AgencyErrors)
 )]
 async fn read(
     State(state): State<AppState>,
@@ -337,7 +337,7 @@ const DOCUMENT_PART: usize = 64 * 1024;
     summary = "Deposit a signed document for a citizen (issuers)",
     request_body(content = Object, description = "JSON {national_id, type, fields, issued_at, expires_at?, file_sha256?, signature}, or multipart with parts document and file", content_type = "application/json"),
     security(("agency_key" = [])),
-    responses((status = 202, description = "{id, status: accepted}", body = Accepted), AgencyErrors)
+    responses((status = 202, description = "{id, status: accepted}", body = Accepted, example = json!({"id":"e4410000-0000-4000-8000-000000000008","status":"accepted"})), AgencyErrors)
 )]
 async fn deposit(
     State(state): State<AppState>,
@@ -450,7 +450,7 @@ async fn deposit_multipart(
     path = "/api/v1/audit/public-key",
     tag = "public",
     summary = "The service's Ed25519 signing key (checkpoints, receipts)",
-    responses((status = 200, description = "The key", body = Object))
+    responses((status = 200, description = "The key", body = Object, example = json!({"algorithm":"Ed25519","key_id":"a1b2c3d4e5f60718","public_key":"base64url…","keys":[{"key_id":"a1b2c3d4e5f60718","public_key":"base64url…"}]})))
 )]
 async fn public_key(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let public = state.keys.signing.verifying_key().to_bytes();

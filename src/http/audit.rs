@@ -68,7 +68,7 @@ struct LoginFinish {
 #[utoipa::path(post, path = "/audit/auth/enrol/start", tag = "audit",
     summary = "Start enrolling a passkey from a one-time invite",
     request_body = EnrolStart,
-    responses((status = 200, description = "WebAuthn creation options", body = Object), CitizenErrors))]
+    responses((status = 200, description = "WebAuthn creation options", body = Object, example = json!({"publicKey":{"challenge":"base64url…"}})), CitizenErrors))]
 async fn enrol_start(
     State(state): State<AppState>,
     Json(body): Json<EnrolStart>,
@@ -84,7 +84,7 @@ async fn enrol_start(
 #[utoipa::path(post, path = "/audit/auth/enrol/finish", tag = "audit",
     summary = "Finish enrolment: the invite is used, a session opens",
     request_body = EnrolFinish,
-    responses((status = 200, description = "{auditor_id, csrf_token}", body = Object), CitizenErrors))]
+    responses((status = 200, description = "{auditor_id, csrf_token}", body = Object, example = json!({"auditor_id":"8b000000-0000-4000-8000-000000000007","csrf_token":"base64url…"})), CitizenErrors))]
 async fn enrol_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -105,7 +105,7 @@ async fn enrol_finish(
 #[utoipa::path(post, path = "/audit/auth/login/start", tag = "audit",
     summary = "Start an auditor's sign-in",
     request_body = LoginStart,
-    responses((status = 200, description = "WebAuthn request options", body = Object), CitizenErrors))]
+    responses((status = 200, description = "WebAuthn request options", body = Object, example = json!({"publicKey":{"challenge":"base64url…"}})), CitizenErrors))]
 async fn login_start(
     State(state): State<AppState>,
     Json(body): Json<LoginStart>,
@@ -121,7 +121,7 @@ async fn login_start(
 #[utoipa::path(post, path = "/audit/auth/login/finish", tag = "audit",
     summary = "Finish an auditor's sign-in",
     request_body = LoginFinish,
-    responses((status = 200, description = "{auditor_id, csrf_token}", body = Object), CitizenErrors))]
+    responses((status = 200, description = "{auditor_id, csrf_token}", body = Object, example = json!({"auditor_id":"8b000000-0000-4000-8000-000000000007","csrf_token":"base64url…"})), CitizenErrors))]
 async fn login_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -193,7 +193,7 @@ impl EventsQuery {
     summary = "Search the trail (auditors; the query itself is recorded)",
     params(EventsQuery),
     security(("citizen_session" = [])),
-    responses((status = 200, description = "{events, next_cursor}", body = Object), CitizenErrors))]
+    responses((status = 200, description = "{events, next_cursor}", body = Object, example = json!({"events":[{"seq":42,"at":"2026-11-28T09:10:00Z","actor_kind":"agency","actor_id":"3f0c7b2a-0000-4000-8000-000000000003","officer_id":"officer-7","case_id":"C-1","citizen":"p-3fa85f6457174562","action":"document.read","object_ids":"[\"5a3e…\"]","grant_id":"9d2150c4-0000-4000-8000-000000000001","purpose":"企业设立登记","tier":"fields","fields":"[\"company_name\"]","outcome":"ok","bytes_sent":412,"request_id":"…","detail":null,"prev_hash":"…","hash":"…"}],"next_cursor":null})), CitizenErrors))]
 async fn events(
     State(state): State<AppState>,
     Authed(session): Authed,
@@ -215,7 +215,7 @@ async fn events(
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
     summary = "Verify the whole chain and its signed checkpoints (auditors)",
     security(("citizen_session" = [])),
-    responses((status = 200, description = "{intact, summary | fault}", body = Object), CitizenErrors))]
+    responses((status = 200, description = "{intact, summary | fault}", body = Object, example = json!({"intact":true,"summary":{"events":18,"head_seq":18,"head_hash":"aa2d64…","last_checkpoint":18}})), CitizenErrors))]
 async fn verify(
     State(state): State<AppState>,
     Authed(session): Authed,
@@ -294,7 +294,7 @@ struct Reveal {
     summary = "Reveal the national ID behind a pseudonym, for a written case reason (recorded)",
     request_body = Reveal,
     security(("citizen_session" = [])),
-    responses((status = 200, description = "{national_id}", body = Object), CitizenErrors))]
+    responses((status = 200, description = "{national_id}", body = Object, example = json!({"national_id":"110105198001010016"})), CitizenErrors))]
 async fn reveal(
     State(state): State<AppState>,
     Authed(session): Authed,

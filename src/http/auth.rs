@@ -118,7 +118,7 @@ fn ceremony_ttl_s() -> i64 {
     tag = "auth",
     summary = "Start registering with a passkey",
     request_body = RegisterStart,
-    responses((status = 200, description = "WebAuthn creation options ({publicKey: ...})", body = Object), CitizenErrors)
+    responses((status = 200, description = "WebAuthn creation options: {publicKey: …}", body = Object, example = json!({"publicKey":{"rp":{"id":"localhost","name":"Custodia"},"challenge":"base64url…","user":{"id":"base64url…","name":"张伟","displayName":"张伟"}}})), CitizenErrors)
 )]
 async fn register_start(
     State(state): State<AppState>,
@@ -175,7 +175,7 @@ async fn register_finish(
     tag = "auth",
     summary = "Start signing in with a passkey",
     request_body = LoginStart,
-    responses((status = 200, description = "WebAuthn request options", body = Object), CitizenErrors)
+    responses((status = 200, description = "WebAuthn request options", body = Object, example = json!({"publicKey":{"challenge":"base64url…","allowCredentials":[{"type":"public-key","id":"base64url…"}],"userVerification":"required"}})), CitizenErrors)
 )]
 async fn login_start(
     State(state): State<AppState>,
@@ -196,7 +196,7 @@ async fn login_start(
     tag = "auth",
     summary = "Finish signing in",
     request_body = LoginFinish,
-    responses((status = 200, description = "{citizen_id, csrf_token}", body = Object), CitizenErrors)
+    responses((status = 200, description = "{citizen_id, csrf_token}", body = Object, example = json!({"citizen_id":"6f1c0000-0000-4000-8000-000000000005","csrf_token":"base64url…"})), CitizenErrors)
 )]
 async fn login_finish(
     State(state): State<AppState>,
@@ -242,7 +242,7 @@ async fn logout(
     tag = "auth",
     summary = "Sign out of every session",
     security(("citizen_session" = [])),
-    responses((status = 200, description = "{sessions_ended}", body = Object), CitizenErrors)
+    responses((status = 200, description = "{sessions_ended}", body = Object, example = json!({"sessions_ended":2})), CitizenErrors)
 )]
 async fn logout_everywhere(
     State(state): State<AppState>,
@@ -264,7 +264,7 @@ async fn logout_everywhere(
     summary = "Unlock the vault with the passphrase",
     request_body = Unlock,
     security(("citizen_session" = [])),
-    responses((status = 200, description = "{unlocked: true}", body = Object), CitizenErrors, (status = 429, description = "Too many attempts", body = Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "{unlocked: true}", body = Object, example = json!({"unlocked":true})), CitizenErrors, (status = 429, description = "Too many attempts", body = Problem, content_type = "application/problem+json"))
 )]
 async fn unlock(
     State(state): State<AppState>,
@@ -288,7 +288,7 @@ async fn unlock(
     tag = "auth",
     summary = "Lock the vault again",
     security(("citizen_session" = [])),
-    responses((status = 200, description = "{unlocked: false}", body = Object), CitizenErrors)
+    responses((status = 200, description = "{unlocked: false}", body = Object, example = json!({"unlocked":false})), CitizenErrors)
 )]
 async fn lock(
     State(state): State<AppState>,
@@ -305,7 +305,7 @@ async fn lock(
     summary = "Set a new passphrase with the recovery code",
     request_body = Recover,
     security(("citizen_session" = [])),
-    responses((status = 200, description = "{recovery_code}: a fresh code, shown once", body = Object), CitizenErrors)
+    responses((status = 200, description = "{recovery_code}: a fresh code, shown once", body = Object, example = json!({"recovery_code":"ABCD-EFGH-…"})), CitizenErrors)
 )]
 async fn recover(
     State(state): State<AppState>,
@@ -330,7 +330,7 @@ async fn recover(
     tag = "citizen",
     summary = "The signed-in citizen's profile",
     security(("citizen_session" = [])),
-    responses((status = 200, description = "Profile", body = Object), CitizenErrors)
+    responses((status = 200, description = "Profile", body = Object, example = json!({"citizen_id":"6f1c0000-0000-4000-8000-000000000005","display_name":"张伟","unlocked":true})), CitizenErrors)
 )]
 async fn me(
     State(state): State<AppState>,
@@ -371,7 +371,7 @@ async fn change_passphrase(
     tag = "citizen",
     summary = "Start adding a passkey",
     security(("citizen_session" = [])),
-    responses((status = 200, description = "WebAuthn creation options", body = Object), CitizenErrors)
+    responses((status = 200, description = "WebAuthn creation options", body = Object, example = json!({"publicKey":{"challenge":"base64url…"}})), CitizenErrors)
 )]
 async fn add_passkey_start(
     State(state): State<AppState>,
@@ -392,7 +392,7 @@ async fn add_passkey_start(
     summary = "Finish adding a passkey",
     request_body = AddPasskeyFinish,
     security(("citizen_session" = [])),
-    responses((status = 200, description = "The passkey", body = Object), CitizenErrors)
+    responses((status = 200, description = "The passkey", body = Object, example = json!({"id":"7a000000-0000-4000-8000-000000000006","label":"Passkey 2"})), CitizenErrors)
 )]
 async fn add_passkey_finish(
     State(state): State<AppState>,

@@ -32,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     path = "/api/v1/catalog",
     tag = "public",
     summary = "Document types and purposes",
-    responses((status = 200, description = "{document_types, purposes}", body = Object))
+    responses((status = 200, description = "{document_types, purposes}", body = Object, example = json!({"document_types":[{"id":"business_license","names":{"zh-CN":"营业执照","en":"Business licence"},"fields":[{"name":"company_name","type":"text","required":true,"example":"北京示例科技有限公司"}],"has_file":true,"sharing_class":"unconditional","sensitivity":"low"}],"purposes":[{"code":"business_registration","names":{"zh-CN":"企业登记","en":"Business registration"},"document_types":["business_license"],"max_tier":"fields"}]})))
 )]
 async fn catalog(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(state.catalog.to_json())
@@ -44,7 +44,7 @@ async fn catalog(State(state): State<AppState>) -> Json<serde_json::Value> {
     tag = "citizen",
     summary = "The citizen's documents (metadata)",
     security(("citizen_session" = [])),
-    responses((status = 200, description = "{documents: [...]}", body = Object), CitizenErrors)
+    responses((status = 200, description = "{documents: [...]}", body = Object, example = json!({"documents":[{"id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"issuer_agency_id":null,"issuer_name":null,"created_at":1795831200000i64,"updated_at":1795831200000i64}]})), CitizenErrors)
 )]
 async fn list(
     State(state): State<AppState>,
@@ -61,7 +61,7 @@ async fn list(
     summary = "Store a document (multipart: type, fields, optional file)",
     request_body(content = Object, content_type = "multipart/form-data", description = "Parts: type, fields (JSON object), file (optional)"),
     security(("citizen_session" = [])),
-    responses((status = 201, description = "Stored", body = Stored), CitizenErrors, (status = 413, description = "Too large", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not PDF, PNG or JPEG", body = Problem, content_type = "application/problem+json"))
+    responses((status = 201, description = "Stored", body = Stored, example = json!({"id":"5a3e0c1e-0000-4000-8000-000000000002","version":1,"type":"business_license"})), CitizenErrors, (status = 413, description = "Too large", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not PDF, PNG or JPEG", body = Problem, content_type = "application/problem+json"))
 )]
 async fn create(
     State(state): State<AppState>,
@@ -84,7 +84,7 @@ async fn create(
     params(("id" = Uuid, Path, description = "The id")),
     request_body(content = Object, content_type = "multipart/form-data", description = "Parts: type, fields, file"),
     security(("citizen_session" = [])),
-    responses((status = 200, description = "Stored", body = Stored), CitizenErrors)
+    responses((status = 200, description = "Stored", body = Stored, example = json!({"id":"5a3e0c1e-0000-4000-8000-000000000002","version":2,"type":"business_license"})), CitizenErrors)
 )]
 async fn replace(
     State(state): State<AppState>,
@@ -188,7 +188,7 @@ struct VersionQuery {
     summary = "Open a document (latest or ?version=)",
     params(("id" = Uuid, Path, description = "The id"), ("version" = Option<i32>, Query, description = "A version number")),
     security(("citizen_session" = [])),
-    responses((status = 200, description = "The document", body = documents::View), CitizenErrors)
+    responses((status = 200, description = "The document", body = documents::View, example = json!({"id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"current_version":1,"versions":[{"version":1,"created_at":1795831200000i64}],"fields":{"company_name":"北京示例科技有限公司"},"file":{"name":"营业执照.pdf","media_type":"application/pdf","size":70000,"sha256":"9f86d0…"},"content_sha256":"3e23e8…","issuer_agency_id":null,"issuer":null})), CitizenErrors)
 )]
 async fn view(
     State(state): State<AppState>,

@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "citizen",
     summary = "The citizen's grants with status, reads and time left",
     security(("citizen_session" = [])),
-    responses((status = 200, description = "{grants: [...]}", body = Object), CitizenErrors)
+    responses((status = 200, description = "{grants: [...]}", body = Object, example = json!({"grants":[{"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"active","request_id":null}]})), CitizenErrors)
 )]
 async fn list(
     State(state): State<AppState>,
@@ -46,7 +46,7 @@ async fn list(
     tag = "citizen",
     summary = "Agencies a citizen may grant to",
     security(("citizen_session" = [])),
-    responses((status = 200, description = "{agencies: [...]}", body = Object), CitizenErrors)
+    responses((status = 200, description = "{agencies: [...]}", body = Object, example = json!({"agencies":[{"id":"3f0c7b2a-0000-4000-8000-000000000003","name":"北京市市场监督管理局","level":"provincial"}]})), CitizenErrors)
 )]
 async fn agencies(
     State(state): State<AppState>,
@@ -65,7 +65,7 @@ async fn agencies(
     summary = "Give an agency a grant (needs the unlocked vault)",
     request_body = GrantRequest,
     security(("citizen_session" = [])),
-    responses((status = 201, description = "The grant", body = GrantView), CitizenErrors)
+    responses((status = 201, description = "The grant", body = GrantView, example = json!({"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"active","request_id":null})), CitizenErrors)
 )]
 async fn create(
     State(state): State<AppState>,
@@ -85,7 +85,7 @@ async fn create(
     summary = "Revoke a grant at once (keys destroyed)",
     params(("id" = Uuid, Path, description = "The id")),
     security(("citizen_session" = [])),
-    responses((status = 200, description = "The grant", body = GrantView), CitizenErrors, (status = 409, description = "Already ended", body = Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "The grant", body = GrantView, example = json!({"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"revoked","request_id":null})), CitizenErrors, (status = 409, description = "Already ended", body = Problem, content_type = "application/problem+json"))
 )]
 async fn revoke(
     State(state): State<AppState>,
@@ -102,7 +102,7 @@ async fn revoke(
     summary = "The signed consent receipt",
     params(("id" = Uuid, Path, description = "The id")),
     security(("citizen_session" = [])),
-    responses((status = 200, description = "Receipt", body = Receipt), CitizenErrors)
+    responses((status = 200, description = "Receipt", body = Receipt, example = json!({"receipt":{"receipt_version":1,"grant_id":"9d2150c4-0000-4000-8000-000000000001","citizen":"p-3fa85f6457174562","tier":"fields"},"signature":"base64url…","public_key":"base64url…","key_id":"a1b2c3d4e5f60718","context":"consent-receipt"})), CitizenErrors)
 )]
 async fn receipt(
     State(state): State<AppState>,

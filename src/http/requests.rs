@@ -30,7 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "citizen",
     summary = "Access requests addressed to the citizen",
     security(("citizen_session" = [])),
-    responses((status = 200, description = "{requests: [...]}", body = Object), CitizenErrors)
+    responses((status = 200, description = "{requests: [...]}", body = Object, example = json!({"requests":[{"id":"0b7e0000-0000-4000-8000-000000000004","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","agency_name":"北京市市场监督管理局","agency_level":"provincial","document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose_code":"business_registration","purpose":"企业设立登记","legal_basis":null,"officer_id":"officer-7","case_id":"C-1","duration_days":30,"retention_days":90,"status":"pending","grant_id":null}]})), CitizenErrors)
 )]
 async fn list(
     State(state): State<AppState>,
@@ -48,7 +48,7 @@ async fn list(
     summary = "Exactly what the agency would receive",
     params(("id" = Uuid, Path, description = "The id")),
     security(("citizen_session" = [])),
-    responses((status = 200, description = "Preview", body = Vec<PreviewItem>), CitizenErrors)
+    responses((status = 200, description = "Preview", body = Vec<PreviewItem>, example = json!([{"document_id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"content_sha256":"9f86d0…","fields":{"company_name":"北京示例科技有限公司"},"file":null}])), CitizenErrors)
 )]
 async fn preview(
     State(state): State<AppState>,
@@ -66,7 +66,7 @@ async fn preview(
     params(("id" = Uuid, Path, description = "The id")),
     request_body = Narrowing,
     security(("citizen_session" = [])),
-    responses((status = 201, description = "The grant", body = GrantView), CitizenErrors)
+    responses((status = 201, description = "The grant", body = GrantView, example = json!({"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"active","request_id":null})), CitizenErrors)
 )]
 async fn approve(
     State(state): State<AppState>,

@@ -101,6 +101,15 @@ async fn the_openapi_document_is_valid_3_1_and_covers_every_route() {
                 !fallback && status != 405,
                 "{method} {path} is documented but not served ({status})"
             );
+            // Every JSON answer has an example.
+            for (code, response) in op["responses"].as_object().unwrap() {
+                if let Some(json) = response["content"].get("application/json") {
+                    assert!(
+                        json.get("example").is_some(),
+                        "{method} {path} {code} has no example"
+                    );
+                }
+            }
             // Every operation documents its errors as problem+json with an example.
             let responses = op["responses"].as_object().unwrap();
             let errors: Vec<_> = responses

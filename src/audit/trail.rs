@@ -134,29 +134,36 @@ pub async fn list(
     }
 }
 
+/// The agency that acted in `e`, looked up once per trail page.
+async fn agency_of(
+    ctx: &Context,
+    e: &AuditRow,
+    cache: &mut BTreeMap<String, Option<AgencyRef>>,
+) -> Option<AgencyRef> {
+    let ("agency", Some(id)) = (e.actor_kind.as_str(), &e.actor_id) else {
+        return None;
+    };
+    if let Some(known) = cache.get(id) {
+        return known.clone();
+    }
+    let found = match id.parse::<Uuid>() {
+        Ok(uuid) => ctx.store.agency(uuid).await.ok().map(|a| AgencyRef {
+            id: a.id,
+            name: a.name,
+            level: a.level,
+        }),
+        Err(_) => None,
+    };
+    cache.insert(id.clone(), found.clone());
+    found
+}
+
 async fn activity(
     ctx: &Context,
     e: &AuditRow,
     agencies: &mut BTreeMap<String, Option<AgencyRef>>,
 ) -> Activity {
-    let agency = match (e.actor_kind.as_str(), &e.actor_id) {
-        ("agency", Some(id)) => match agencies.get(id) {
-            Some(a) => a.clone(),
-            None => {
-                let found = match id.parse::<Uuid>() {
-                    Ok(uuid) => ctx.store.agency(uuid).await.ok().map(|a| AgencyRef {
-                        id: a.id,
-                        name: a.name,
-                        level: a.level,
-                    }),
-                    Err(_) => None,
-                };
-                agencies.insert(id.clone(), found.clone());
-                found
-            }
-        },
-        _ => None,
-    };
+    let agency = agency_of(ctx, e, agencies).await;
     Activity {
         seq: e.seq,
         at: from_ms(e.at).format(&Rfc3339).unwrap_or_default(),
@@ -179,47 +186,67 @@ async fn activity(
     }
 }
 
-/// Successful reads per day (UTC date) per agency name over the last `days` days, oldest
-/// day first: what the activity chart plots.
-pub async fn reads_per_day(
+/// Day labels (`MM-DD`, UTC) and, per agency name, counts per day over the last `days`
+/// days: what the activity and audit charts plot.
+pub type PerDay = (Vec<String>, BTreeMap<String, Vec<u32>>);
+
+/// Agency events matching `filter` (reads only, with `reads_only`) counted per day and
+/// agency over the last `days` days.
+pub async fn agency_volume(
     ctx: &Context,
-    session: &Session,
+    filter: AuditFilter,
     days: i64,
-) -> Result<(Vec<String>, BTreeMap<String, Vec<u32>>), Error> {
-    let now = ctx.clock.now_ms();
-    let day_ms = 86_400_000;
-    let first_day = now / day_ms - (days - 1);
+    reads_only: bool,
+) -> Result<PerDay, Error> {
+    const DAY_MS: i64 = 86_400_000;
+    let first_day = ctx.clock.now_ms() / DAY_MS - (days - 1);
     let labels: Vec<String> = (0..days)
         .map(|i| {
-            from_ms((first_day + i) * day_ms)
+            from_ms((first_day + i) * DAY_MS)
                 .date()
                 .format(&time::macros::format_description!("[month]-[day]"))
                 .unwrap_or_default()
         })
         .collect();
-    let filter = TrailFilter {
-        action: Some("reads".into()),
-        outcome: Some("ok".into()),
-        since_ms: Some(first_day * day_ms),
-        ..TrailFilter::default()
-    };
-    let (events, _) = list(ctx, session, &filter, 10_000).await?;
+    let rows = ctx
+        .store
+        .audit_search(
+            &AuditFilter {
+                actor_kind: Some("agency".into()),
+                since_ms: Some(first_day * DAY_MS),
+                ..filter
+            },
+            50_000,
+        )
+        .await?;
+    let mut cache = BTreeMap::new();
     let mut series: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    for e in events {
-        let Ok(at) = time::OffsetDateTime::parse(&e.at, &Rfc3339) else {
+    for e in rows.iter().filter(|e| !reads_only || is_read(e)) {
+        let Ok(index) = usize::try_from(e.at / DAY_MS - first_day) else {
             continue;
         };
-        let index = crate::clock::to_ms(at) / day_ms - first_day;
-        let Ok(index) = usize::try_from(index) else {
-            continue;
-        };
-        let name = e.agency.map(|a| a.name).unwrap_or_default();
-        let counts = series.entry(name).or_insert_with(|| vec![0; labels.len()]);
-        if let Some(c) = counts.get_mut(index) {
+        let name = agency_of(ctx, e, &mut cache)
+            .await
+            .map_or_else(|| e.actor_id.clone().unwrap_or_default(), |a| a.name);
+        if let Some(c) = series
+            .entry(name)
+            .or_insert_with(|| vec![0; labels.len()])
+            .get_mut(index)
+        {
             *c += 1;
         }
     }
     Ok((labels, series))
+}
+
+/// Successful reads of this citizen's documents per day by agency, last `days` days.
+pub async fn reads_per_day(ctx: &Context, session: &Session, days: i64) -> Result<PerDay, Error> {
+    let filter = AuditFilter {
+        citizen_pseudonym: Some(pseudonym(ctx, session).await?),
+        outcome: Some("ok".into()),
+        ..AuditFilter::default()
+    };
+    agency_volume(ctx, filter, days, true).await
 }
 
 /// How many successful agency reads of this citizen's documents they have not seen yet.

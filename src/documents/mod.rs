@@ -775,7 +775,6 @@ async fn open_version(
 ) -> Result<Opened, Error> {
     let citizen = session.citizen()?;
     let vault_key = session.vault_key()?;
-    pick_up_deposits(ctx, citizen, &vault_key).await?;
     let row = ctx.store.citizen_document(citizen, id).await?;
     let versions = ctx.store.document_versions(id).await?;
     let wanted = version.unwrap_or(row.current_version);

@@ -144,10 +144,10 @@ async fn refuse(
     action: &'static str,
     grant: Option<&GrantRow>,
     objects: Vec<String>,
-    reason: &str,
+    why: Refusal,
     answer: Error,
 ) -> Error {
-    metrics::counter!("custodia_refusals_total", "reason" => refusal_kind(reason)).increment(1);
+    metrics::counter!("custodia_refusals_total", "reason" => why.label()).increment(1);
     let pseudonym = match grant {
         Some(g) => ctx
             .store
@@ -160,7 +160,7 @@ async fn refuse(
     let event = caller
         .event(action)
         .outcome("refused")
-        .detail(reason)
+        .detail(why.detail())
         .citizen(pseudonym.as_deref())
         .grant(grant.map(|g| g.id))
         .objects(objects);
@@ -170,20 +170,39 @@ async fn refuse(
     }
 }
 
-/// A bounded label for a refusal reason (the reason text may name a field).
-fn refusal_kind(reason: &str) -> &'static str {
-    if reason.starts_with("no such grant") {
-        "no-grant"
-    } else if reason.starts_with("the grant is") {
-        "grant-not-live"
-    } else if reason.starts_with("the grant does not cover") {
-        "not-covered"
-    } else if reason.starts_with("field") {
-        "field-not-granted"
-    } else if reason.contains("tier") {
-        "tier-too-low"
-    } else {
-        "other"
+/// Why a read was refused: its metric label (bounded) and its words in the trail.
+enum Refusal {
+    NoGrant,
+    NotLive(String),
+    NotYetValid,
+    NotCovered,
+    FieldNotGranted(String),
+    TierTooLow,
+    NoFile,
+}
+
+impl Refusal {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::NoGrant => "no-grant",
+            Self::NotLive(_) | Self::NotYetValid => "grant-not-live",
+            Self::NotCovered => "not-covered",
+            Self::FieldNotGranted(_) => "field-not-granted",
+            Self::TierTooLow => "tier-too-low",
+            Self::NoFile => "other",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::NoGrant => "no such grant for this agency".into(),
+            Self::NotLive(status) => format!("the grant is {status}"),
+            Self::NotYetValid => "the grant is not valid yet".into(),
+            Self::NotCovered => "the grant does not cover this document".into(),
+            Self::FieldNotGranted(f) => format!("field '{f}' is not granted"),
+            Self::TierTooLow => "the grant's tier does not include files".into(),
+            Self::NoFile => "the document has no file".into(),
+        }
     }
 }
 
@@ -210,7 +229,7 @@ async fn live_grant(
             action,
             None,
             objs,
-            "no such grant for this agency",
+            Refusal::NoGrant,
             Error::NotFound,
         )
         .await);
@@ -218,14 +237,13 @@ async fn live_grant(
     let now = ctx.clock.now_ms();
     let status = effective_status(&g, now).to_owned();
     if status != "active" {
-        let reason = format!("the grant is {status}");
         return Err(refuse(
             ctx,
             caller,
             action,
             Some(&g),
             objects.to_vec(),
-            &reason,
+            Refusal::NotLive(status.clone()),
             ended(&status),
         )
         .await);
@@ -237,7 +255,7 @@ async fn live_grant(
             action,
             Some(&g),
             objects.to_vec(),
-            "the grant is not valid yet",
+            Refusal::NotYetValid,
             Error::Forbidden("This grant is not valid yet.".into()),
         )
         .await);
@@ -300,7 +318,7 @@ async fn open(
             action,
             Some(&g),
             vec![doc_id.to_string()],
-            "the grant does not cover this document",
+            Refusal::NotCovered,
             Error::NotFound,
         )
         .await
@@ -402,14 +420,13 @@ pub async fn read(
     if let Some(only) = only {
         let allowed = granted.clone().unwrap_or_default();
         if let Some(f) = only.iter().find(|f| !allowed.contains(f)) {
-            let reason = format!("field '{f}' is not granted");
             return Err(refuse(
                 ctx,
                 caller,
                 ACTION,
                 Some(&o.grant),
                 vec![doc_id.to_string()],
-                &reason,
+                Refusal::FieldNotGranted(f.clone()),
                 Error::Forbidden(format!("The grant does not reveal the field '{f}'.")),
             )
             .await);
@@ -491,7 +508,7 @@ pub async fn read_file(
             ACTION,
             Some(&o.grant),
             vec![doc_id.to_string()],
-            "the grant's tier does not include files",
+            Refusal::TierTooLow,
             Error::Forbidden(format!(
                 "This grant is at the {} tier; files need the full tier.",
                 tier.as_str()
@@ -506,7 +523,7 @@ pub async fn read_file(
             ACTION,
             Some(&o.grant),
             vec![doc_id.to_string()],
-            "the document has no file",
+            Refusal::NoFile,
             Error::NotFound,
         )
         .await);

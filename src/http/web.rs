@@ -935,60 +935,12 @@ async fn audit_chart(
         "refusals.svg" => true,
         _ => return Err(ApiError::not_found()),
     };
-    let day_ms = 86_400_000;
-    let now = state.clock.now_ms();
-    let first_day = now / day_ms - 29;
-    let rows = state
-        .store
-        .audit_search(
-            &crate::store::audit::AuditFilter {
-                actor_kind: Some("agency".into()),
-                since_ms: Some(first_day * day_ms),
-                outcome: Some(if refusals { "refused" } else { "ok" }.into()),
-                ..Default::default()
-            },
-            50_000,
-        )
-        .await?;
-    let labels: Vec<String> = (0..30)
-        .map(|i| {
-            crate::clock::from_ms((first_day + i) * day_ms)
-                .date()
-                .format(&time::macros::format_description!("[month]-[day]"))
-                .unwrap_or_default()
-        })
-        .collect();
-    let mut names: std::collections::BTreeMap<String, String> = Default::default();
-    let mut series: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
-    for r in rows
-        .iter()
-        .filter(|r| refusals || crate::audit::trail::READ_ACTIONS.contains(&r.action.as_str()))
-    {
-        let id = r.actor_id.clone().unwrap_or_default();
-        if !names.contains_key(&id) {
-            let name = match id.parse() {
-                Ok(uuid) => state
-                    .store
-                    .agency(uuid)
-                    .await
-                    .map(|a| a.name)
-                    .unwrap_or_else(|_| id.clone()),
-                Err(_) => id.clone(),
-            };
-            names.insert(id.clone(), name);
-        }
-        let name = names.get(&id).cloned().unwrap_or_default();
-        let Ok(index) = usize::try_from(r.at / day_ms - first_day) else {
-            continue;
-        };
-        if let Some(c) = series
-            .entry(name)
-            .or_insert_with(|| vec![0; 30])
-            .get_mut(index)
-        {
-            *c += 1;
-        }
-    }
+    let filter = crate::store::audit::AuditFilter {
+        outcome: Some(if refusals { "refused" } else { "ok" }.into()),
+        ..Default::default()
+    };
+    let (labels, series) =
+        crate::audit::trail::agency_volume(&state, filter, 30, !refusals).await?;
     let key = if refusals {
         "audit_chart_refusals"
     } else {

@@ -354,6 +354,89 @@ async fn every_refusal_is_clear_and_recorded(backend: Backend) {
     .await;
     assert_problem(agency.get("/api/v1/grants?cursor=%%%").await, 422).await;
 
+    // G8 on the agency API: malformed, unknown-field, oversized and wrong-typed bodies are
+    // problem+json and change nothing.
+    let requests_before = app
+        .state
+        .store
+        .citizen_requests(c.citizen_id.parse().unwrap())
+        .await
+        .unwrap()
+        .len();
+    let raw = |path: &str, content_type: &str, body: Vec<u8>| {
+        agency
+            .http
+            .post(format!("{}{path}", app.base))
+            .bearer_auth(&agency.key)
+            .header("content-type", content_type.to_owned())
+            .body(body)
+            .send()
+    };
+    assert_problem(
+        raw(
+            "/api/v1/access-requests",
+            "application/json",
+            b"{not json".to_vec(),
+        )
+        .await
+        .unwrap(),
+        400,
+    )
+    .await;
+    let mut extra = json!({ "national_id": c.national_id, "document_types": ["business_license"], "tier": "verify",
+        "purpose_code": "business_registration", "purpose": "x", "duration_days": 7, "retention_days": 30 });
+    extra["surprise"] = json!(true);
+    assert_problem(
+        raw(
+            "/api/v1/access-requests",
+            "application/json",
+            extra.to_string().into_bytes(),
+        )
+        .await
+        .unwrap(),
+        422,
+    )
+    .await;
+    assert_problem(
+        raw(
+            "/api/v1/access-requests",
+            "application/json",
+            vec![b' '; 200_000],
+        )
+        .await
+        .unwrap(),
+        413,
+    )
+    .await;
+    assert_problem(
+        raw(
+            "/api/v1/issued-documents",
+            "application/json",
+            vec![b' '; 200_000],
+        )
+        .await
+        .unwrap(),
+        413,
+    )
+    .await;
+    assert_problem(
+        raw("/api/v1/issued-documents", "text/plain", b"hello".to_vec())
+            .await
+            .unwrap(),
+        415,
+    )
+    .await;
+    assert_eq!(
+        app.state
+            .store
+            .citizen_requests(c.citizen_id.parse().unwrap())
+            .await
+            .unwrap()
+            .len(),
+        requests_before,
+        "nothing was stored"
+    );
+
     // The refusals are in the trail, with the agency, officer and reason; the citizen's
     // are under their pseudonym only.
     let pseudonym = app

@@ -372,7 +372,17 @@ pub async fn approve(
             }
             f
         }
-        Tier::Fields => return Err(invalid("fields", "this request did not ask for fields")),
+        // A `full` request asks for every field, so the citizen may share some of them
+        // instead; `grants::create_inner` checks each belongs to an asked type.
+        Tier::Fields => match &n.fields {
+            Some(f) if !f.is_empty() => f.clone(),
+            _ => {
+                return Err(invalid(
+                    "fields",
+                    "name the fields to share at the fields tier",
+                ));
+            }
+        },
         _ => Vec::new(),
     };
     let duration = n.duration_days.unwrap_or(i64::from(r.duration_days));

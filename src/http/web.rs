@@ -665,14 +665,27 @@ async fn requests_page(
             crate::catalog::Tier::Full,
         ]
         .into_iter()
-        .filter(|x| {
-            *x <= r.tier
-                && (*x != crate::catalog::Tier::Fields || r.tier == crate::catalog::Tier::Fields)
-        })
+        .filter(|x| *x <= r.tier)
         .map(|x| context! { value => x.as_str(), text => text(format!("tier_{}", x.as_str())) })
         .collect();
+        // The fields the citizen may share: those asked for, or, when the request asks
+        // for everything, every field of the asked types.
+        let shareable: Vec<String> = if r.tier == crate::catalog::Tier::Full {
+            r.document_types
+                .iter()
+                .filter_map(|t| state.catalog.document_type(t))
+                .flat_map(|t| t.fields.iter().map(|f| f.name.clone()))
+                .collect()
+        } else {
+            r.fields.clone()
+        };
+        let field_choices: Vec<_> = shareable
+            .iter()
+            .map(|f| context! { name => f, label => field_label(f) })
+            .collect();
         requests.push(context! {
             id => r.id.to_string(),
+            field_choices,
             agency => r.agency_name,
             level => r.agency_level,
             status => r.status,

@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 use crate::citizen_kit::{Citizen, licence_fields, pdf_bytes};
 use crate::helpers::{Backend, assert_problem, both_backends, national_id, spawn_app};
 
-both_backends!(a_request_is_previewed_narrowed_and_approved_or_denied);
+both_backends!(
+    a_request_is_previewed_narrowed_and_approved_or_denied,
+    a_full_request_can_be_narrowed_to_chosen_fields
+);
 
 fn ask(national_id: String, tier: Tier, fields: &[&str], purpose_code: &str) -> NewRequest {
     NewRequest {
@@ -197,4 +200,62 @@ async fn a_request_is_previewed_narrowed_and_approved_or_denied(backend: Backend
     )
     .await;
     app.stop().await;
+}
+
+/// A request for everything may be answered with some fields only: the citizen names them,
+/// and each must be a field of an asked type.
+async fn a_full_request_can_be_narrowed_to_chosen_fields(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let created = agencies::create(
+        &app.state,
+        &NewAgency {
+            name: "北京市税务局",
+            level: Level::Provincial,
+            issuer: false,
+            issuer_key: None,
+        },
+    )
+    .await
+    .unwrap();
+    let agency = app.state.store.agency(created.id).await.unwrap();
+    let c = Citizen::register(&app, &national_id(72), "Narrowed").await;
+    c.upload(
+        None,
+        "business_license",
+        licence_fields("全量收窄公司"),
+        Some(("l.pdf", pdf_bytes(2000, "n"))),
+    )
+    .await;
+    let (id, _) = requests::create(
+        &app.state,
+        &agency,
+        &ask(national_id(72), Tier::Full, &[], "tax_filing"),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let approve = format!("/me/requests/{id}/approve");
+    for bad in [
+        json!({ "tier": "fields" }),
+        json!({ "tier": "fields", "fields": [] }),
+        json!({ "tier": "fields", "fields": ["company_name", "no_such_field"] }),
+    ] {
+        let problem = assert_problem(c.post(&approve, bad.clone()).await, 422).await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("fields"),
+            "{bad}: {problem}"
+        );
+    }
+    let grant: Value = c
+        .post(
+            &approve,
+            json!({ "tier": "fields", "fields": ["company_name", "business_scope"], "duration_days": 7 }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(grant["tier"], "fields");
+    assert_eq!(grant["fields"], json!(["business_scope", "company_name"]));
 }

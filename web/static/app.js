@@ -292,12 +292,12 @@ document.querySelectorAll(".approve-form").forEach((form) => {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearError();
-    const data = Object.fromEntries(new FormData(form).entries());
+    const fd = new FormData(form);
+    const body = { tier: fd.get("tier"), duration_days: Number(fd.get("duration_days")) };
+    // The ticked fields apply only when sharing at the fields tier.
+    if (body.tier === "fields") body.fields = fd.getAll("fields");
     try {
-      await api("POST", "/me/requests/" + encodeURIComponent(form.dataset.id) + "/approve", {
-        tier: data.tier,
-        duration_days: Number(data.duration_days),
-      });
+      await api("POST", "/me/requests/" + encodeURIComponent(form.dataset.id) + "/approve", body);
       window.location.assign("/grants");
     } catch (e) {
       showError(e.message || message("msgGeneric"));

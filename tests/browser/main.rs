@@ -1,0 +1,37 @@
+//! Browser journeys: a real `custodia serve` process, headless Chromium under chromedriver,
+//! passkeys through Chromium's virtual authenticator, in both UI languages and on both
+//! storage engines. Screenshots land in `target/screenshots/<lang>/`.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian: `apt-get install chromium
+//! chromium-driver`; `.ci/run` installs them), or `CUSTODIA_CHROMIUM` and
+//! `CUSTODIA_CHROMEDRIVER` pointing elsewhere. Without them these tests fail, naming what
+//! is missing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod browser;
+mod journeys;
+mod keyboard;
+mod security;
+mod server;
+
+use server::Engine;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn citizen_and_auditor_journeys_in_chinese_on_sqlite() {
+    journeys::citizen_and_auditor("zh-CN", Engine::Sqlite, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn citizen_and_auditor_journeys_in_english_on_postgres() {
+    journeys::citizen_and_auditor("en", Engine::Postgres, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_and_approval_by_keyboard_alone() {
+    keyboard::registration_and_approval("en", Engine::Sqlite, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csp_blocks_injected_script_cookies_are_guarded_and_pages_cannot_be_framed() {
+    security::csp_cookies_and_framing("zh-CN", Engine::Sqlite, 4).await;
+}

@@ -102,7 +102,7 @@ async fn activity(
 pub fn chart_svg(labels: &[String], series: &[(String, Vec<u32>)], title: &str) -> Response {
     const W: usize = 720;
     const H: usize = 260;
-    const LEFT: usize = 40;
+    const LEFT: usize = 48;
     const BOTTOM: usize = 40;
     const TOP: usize = 30;
     const PALETTE: [&str; 6] = [
@@ -127,15 +127,19 @@ pub fn chart_svg(labels: &[String], series: &[(String, Vec<u32>)], title: &str) 
     let step = (W - LEFT - 10) as f64 / labels.len().max(1) as f64;
     let bar = (step * 0.7).max(1.0);
     let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {}\" role=\"img\" aria-label=\"{}\" font-family=\"sans-serif\" font-size=\"11\">",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {}\" role=\"img\" aria-label=\"{}\" font-family=\"sans-serif\" font-size=\"14\">",
         H + 20 * series.len().div_ceil(3),
         esc(title)
     );
     svg.push_str(&format!("<title>{}</title>", esc(title)));
-    // Axis and gridlines at 0, max/2, max.
-    for frac in [0.0, 0.5, 1.0] {
+    // Axis and gridlines at whole counts: 0, the middle one (when there is one), max.
+    let mut ticks = vec![0, max];
+    if max >= 2 {
+        ticks.insert(1, max / 2);
+    }
+    for value in ticks {
+        let frac = f64::from(value) / f64::from(max);
         let y = TOP as f64 + plot_h as f64 * (1.0 - frac);
-        let value = (f64::from(max) * frac).round();
         svg.push_str(&format!(
             "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ccc\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#333\">{value}</text>",
             W - 10,

@@ -381,14 +381,24 @@ fn type_name(lang: Lang, t: &crate::catalog::DocumentType) -> String {
     }
 }
 
-/// `business_scope` → `Business scope`.
-fn field_label(name: &str) -> String {
+/// A field's label in the page's language (`field_<name>` in `web/i18n`); a field without
+/// one reads `business_scope` → `Business scope`.
+fn field_label(lang: Lang, name: &str) -> String {
+    if let Some(label) = lang.catalog().get(&format!("field_{name}")) {
+        return label.clone();
+    }
     let spaced = name.replace('_', " ");
     let mut chars = spaced.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => spaced,
     }
+}
+
+/// Field names as a readable list of labels.
+fn labels(lang: Lang, fields: &[String]) -> String {
+    let labels: Vec<String> = fields.iter().map(|f| field_label(lang, f)).collect();
+    labels.join(", ")
 }
 
 async fn documents_page(
@@ -454,7 +464,7 @@ async fn document_form(
         .map(|f| {
             context! {
                 name => f.name,
-                label => field_label(&f.name),
+                label => field_label(page.lang, &f.name),
                 kind => serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(str::to_owned)),
                 required => f.required,
                 values => f.values,
@@ -508,13 +518,13 @@ async fn document_page(
             .filter_map(|f| {
                 view.fields
                     .get(&f.name)
-                    .map(|v| context! { label => field_label(&f.name), value => v })
+                    .map(|v| context! { label => field_label(page.lang, &f.name), value => v })
             })
             .collect(),
         None => view
             .fields
             .iter()
-            .map(|(k, v)| context! { label => field_label(k), value => v })
+            .map(|(k, v)| context! { label => field_label(page.lang, k), value => v })
             .collect(),
     };
     let file = view.file.as_ref().map(|f| {
@@ -592,7 +602,7 @@ async fn grants_page(
             status_text => text(format!("status_{}", g.status)),
             scope,
             tier_text => text(format!("tier_{tier}")),
-            fields => g.fields.join(", "),
+            fields => labels(page.lang, &g.fields),
             purpose => g.purpose,
             reads => g.reads,
             max_reads => g.max_reads,
@@ -603,7 +613,7 @@ async fn grants_page(
     let agencies: Vec<_> = crate::agencies::directory(&state)
         .await?
         .into_iter()
-        .map(|a| context! { id => a.id.to_string(), name => a.name, level => a.level })
+        .map(|a| context! { id => a.id.to_string(), name => a.name, level => text(format!("level_{}", a.level)) })
         .collect();
     let types: Vec<_> = state
         .catalog
@@ -644,7 +654,7 @@ async fn requests_page(
                     let fields: Vec<_> = p
                         .fields
                         .iter()
-                        .map(|(k, v)| context! { label => field_label(k), value => v })
+                        .map(|(k, v)| context! { label => field_label(page.lang, k), value => v })
                         .collect();
                     context! {
                         type_name => name_of(&p.doc_type),
@@ -681,20 +691,20 @@ async fn requests_page(
         };
         let field_choices: Vec<_> = shareable
             .iter()
-            .map(|f| context! { name => f, label => field_label(f) })
+            .map(|f| context! { name => f, label => field_label(page.lang, f) })
             .collect();
         requests.push(context! {
             id => r.id.to_string(),
             field_choices,
             agency => r.agency_name,
-            level => r.agency_level,
+            level => text(format!("level_{}", r.agency_level)),
             status => r.status,
             status_text => text(format!("status_{}", r.status)),
             types => r.document_types.iter().map(|t| name_of(t)).collect::<Vec<_>>().join(", "),
             tier => asked,
             tier_text => text(format!("tier_{asked}")),
             tiers,
-            fields => r.fields.join(", "),
+            fields => labels(page.lang, &r.fields),
             purpose => r.purpose,
             legal_basis => r.legal_basis,
             officer => r.officer_id,
@@ -781,7 +791,7 @@ async fn activity_page(
                 officer => e.officer_id,
                 case => e.case_id,
                 tier => e.tier.map(|tier| text(format!("tier_{tier}"))),
-                fields => e.fields.join(", "),
+                fields => labels(page.lang, &e.fields),
                 purpose => e.purpose,
                 documents => e.objects.join(", "),
                 grant => e.grant_id.map(|g| g.to_string()),
@@ -885,17 +895,30 @@ async fn audit_console(
     let flags = crate::auditors::flags(&recent);
     // A full verification reads the whole trail, so it runs when asked (`?verify=1`);
     // otherwise the page shows the head and the last signed checkpoint.
+    let t = page.lang.catalog();
+    let say = |key: &str, values: &[(&str, String)]| {
+        let mut text = t.get(key).cloned().unwrap_or_else(|| key.to_owned());
+        for (name, value) in values {
+            text = text.replace(&format!("{{{name}}}"), value);
+        }
+        text
+    };
+    let checkpoint = |seq: Option<i64>| match seq {
+        Some(seq) => say("audit_checkpoint_at", &[("seq", seq.to_string())]),
+        None => say("audit_checkpoint_none", &[]),
+    };
     let (verified, intact, chain_text) = if verify_q.verify == Some(1) {
         match crate::audit::verify(&state.store, |_, _| {}).await? {
             Ok(s) => (
                 true,
                 true,
-                format!(
-                    "{} events, head {}…, last signed checkpoint {}",
-                    s.events,
-                    s.head_hash.get(..16).unwrap_or_default(),
-                    s.last_checkpoint
-                        .map_or_else(|| "none yet".to_owned(), |c| format!("at sequence {c}")),
+                say(
+                    "audit_chain_verified_text",
+                    &[
+                        ("events", s.events.to_string()),
+                        ("head", s.head_hash.get(..16).unwrap_or_default().to_owned()),
+                        ("checkpoint", checkpoint(s.last_checkpoint)),
+                    ],
                 ),
             ),
             Err(f) => (true, false, f.to_string()),
@@ -903,18 +926,17 @@ async fn audit_console(
     } else {
         let (head, hash) = state.store.audit_head().await?;
         let last = state.store.last_checkpoint().await?;
+        let hash = custodia_crypto::digest::hex(&hash);
         (
             false,
             true,
-            format!(
-                "head at sequence {head} ({}…), last signed checkpoint {}",
-                custodia_crypto::digest::hex(&hash)
-                    .get(..16)
-                    .unwrap_or_default(),
-                last.map_or_else(
-                    || "none yet".to_owned(),
-                    |c| format!("at sequence {}", c.seq)
-                ),
+            say(
+                "audit_chain_head_text",
+                &[
+                    ("seq", head.to_string()),
+                    ("head", hash.get(..16).unwrap_or_default().to_owned()),
+                    ("checkpoint", checkpoint(last.map(|c| c.seq))),
+                ],
             ),
         )
     };

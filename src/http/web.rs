@@ -985,3 +985,31 @@ async fn audit_chart(
     let series: Vec<(String, Vec<u32>)> = series.into_iter().collect();
     Ok(super::activity::chart_svg(&labels, &series, &title))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_languages_have_every_text_and_every_field_label() {
+        let en: Vec<&String> = Lang::En.catalog().keys().collect();
+        let zh: Vec<&String> = Lang::ZhCn.catalog().keys().collect();
+        assert_eq!(en, zh, "en.json and zh-CN.json hold the same keys");
+        let Ok(catalog) = crate::catalog::Catalog::load(None) else {
+            panic!("the built-in catalog loads");
+        };
+        for t in catalog.document_types() {
+            for f in &t.fields {
+                let key = format!("field_{}", f.name);
+                for lang in [Lang::En, Lang::ZhCn] {
+                    assert!(
+                        lang.catalog().contains_key(&key),
+                        "{} has no label for {}",
+                        lang.tag(),
+                        f.name
+                    );
+                }
+            }
+        }
+    }
+}

@@ -161,7 +161,16 @@ function onClick(selector, handler) {
 }
 
 function showRecovery(code) {
-  document.getElementById("recovery-code").textContent = code;
+  // Each group (with its hyphen) is unbreakable, so a narrow screen wraps between groups.
+  const box = document.getElementById("recovery-code");
+  box.textContent = "";
+  const groups = code.split("-");
+  groups.forEach((group, i) => {
+    const span = document.createElement("span");
+    span.className = "group";
+    span.textContent = i < groups.length - 1 ? group + "-" : group;
+    box.append(span);
+  });
   const section = document.getElementById("recovery");
   section.hidden = false;
   section.scrollIntoView();

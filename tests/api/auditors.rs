@@ -13,7 +13,7 @@ use crate::helpers::{Backend, TestApp, assert_problem, both_backends, national_i
 
 both_backends!(an_auditor_enrols_investigates_reveals_and_exports);
 
-struct Auditor {
+pub(crate) struct Auditor {
     http: reqwest::Client,
     base: String,
     csrf: String,
@@ -21,7 +21,7 @@ struct Auditor {
 }
 
 impl Auditor {
-    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.base))
             .header("x-csrf-token", &self.csrf)
@@ -31,7 +31,7 @@ impl Auditor {
             .unwrap()
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path}", self.base))
             .send()
@@ -45,9 +45,17 @@ fn token_of(link: &str) -> String {
 }
 
 async fn enrol(app: &TestApp, link: &str) -> Result<Auditor, reqwest::Response> {
+    enrol_at(&app.base, link).await
+}
+
+/// Enrols with a fresh software passkey from the invitation link, against any server.
+pub(crate) async fn enrol_at(base: &str, link: &str) -> Result<Auditor, reqwest::Response> {
     let mut a = Auditor {
-        http: app.new_client(),
-        base: app.base.clone(),
+        http: reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap(),
+        base: base.to_owned(),
         csrf: String::new(),
         authenticator: SoftPasskey::new(true),
     };

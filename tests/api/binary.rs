@@ -239,10 +239,92 @@ async fn secrets_never_reach_the_logs() {
         None,
     )
     .await;
+
+    // The operator's and the other principals' secrets: an agency API key used on requests,
+    // an auditor's one-time invitation token, and a national ID an auditor reveals.
+    let agency = custodia()
+        .args([
+            "agency",
+            "create",
+            "--name",
+            "日志测试局",
+            "--level",
+            "provincial",
+        ])
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert!(agency.status.success());
+    let api_key = String::from_utf8(agency.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("api key:").map(|k| k.trim().to_owned()))
+        .unwrap();
+    let client = custodia::client::AgencyClient::new(&base, &api_key)
+        .unwrap()
+        .acting_as("officer-log", "CASE-LOG");
+    let asked = client
+        .request_access(&custodia::client::AccessRequest {
+            national_id: nid.clone(),
+            document_types: vec!["business_license".into()],
+            tier: "verify".into(),
+            fields: Vec::new(),
+            purpose_code: "business_registration".into(),
+            purpose: "log check".into(),
+            legal_basis: None,
+            duration_days: 1,
+            retention_days: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(asked.status, "pending");
+    let invite = custodia()
+        .args(["auditor", "invite", "--name", "Log Auditor"])
+        .current_dir(cwd.path())
+        .env("CUSTODIA_PUBLIC_URL", crate::helpers::TEST_ORIGIN)
+        .output()
+        .unwrap();
+    assert!(invite.status.success());
+    let link = String::from_utf8(invite.stdout)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("token="))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let page = reqwest::get(format!("{base}/audit/enrol?token={token}"))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let auditor = crate::auditors::enrol_at(&base, &link).await.unwrap();
+    let events: serde_json::Value = auditor
+        .get("/api/v1/audit/events?action=request.create")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let pseudonym = events["events"][0]["citizen"].as_str().unwrap().to_owned();
+    let revealed = auditor
+        .post(
+            "/api/v1/audit/reveal",
+            serde_json::json!({ "pseudonym": pseudonym, "reason": "Log check for case CASE-LOG" }),
+        )
+        .await;
+    assert_eq!(revealed.status(), 200);
     assert!(terminate(&mut child).success());
 
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.len() > 1000, "trace logging was on");
+    for path in ["/api/v1/access-requests", "/audit/enrol", "/api/v1/audit/reveal"] {
+        assert!(text.contains(path), "the log covers {path}");
+    }
+    for (what, secret) in [
+        ("agency API key", api_key.as_str()),
+        ("invitation token", token.as_str()),
+    ] {
+        assert!(!text.contains(secret), "{what} found in the logs");
+    }
     for (what, secret) in [
         ("national ID", nid.as_str()),
         ("display name", "Secret Name"),

@@ -15,6 +15,8 @@
 
 #[path = "../tests/api/helpers.rs"]
 mod helpers;
+#[path = "../tests/common/ids.rs"]
+mod ids;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

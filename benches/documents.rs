@@ -16,6 +16,8 @@
 mod citizen_kit;
 #[path = "../tests/api/helpers.rs"]
 mod helpers;
+#[path = "../tests/common/ids.rs"]
+mod ids;
 
 use std::io::{Read, Write};
 use std::time::Instant;

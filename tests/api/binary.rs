@@ -316,7 +316,11 @@ async fn secrets_never_reach_the_logs() {
 
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.len() > 1000, "trace logging was on");
-    for path in ["/api/v1/access-requests", "/audit/enrol", "/api/v1/audit/reveal"] {
+    for path in [
+        "/api/v1/access-requests",
+        "/audit/enrol",
+        "/api/v1/audit/reveal",
+    ] {
         assert!(text.contains(path), "the log covers {path}");
     }
     for (what, secret) in [

@@ -222,15 +222,7 @@ pub async fn assert_problem(response: reqwest::Response, status: u16) -> serde_j
 
 /// A valid national ID number (GB 11643-1999 checksum) distinct for each `seq`.
 pub fn national_id(seq: u32) -> String {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let body = format!("11010519800101{:03}", seq % 1000);
-    let sum: u32 = body
-        .bytes()
-        .zip(WEIGHTS)
-        .map(|(d, w)| u32::from(d - b'0') * w)
-        .sum();
-    let check = b"10X98765432"[(sum % 11) as usize] as char;
-    format!("{body}{check}")
+    crate::ids::national_id("19800101", seq)
 }
 
 /// The WebAuthn origin the tests' software authenticators use (CUSTODIA_PUBLIC_URL).

@@ -2,6 +2,9 @@
 //! SQLite file or a fresh PostgreSQL database per test. All compile into one binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../common/ids.rs"]
+mod ids;
+
 mod helpers;
 
 mod activity;

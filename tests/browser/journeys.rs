@@ -11,17 +11,23 @@ pub const PASSPHRASE: &str = "correct horse battery staple 42";
 pub const OFFICER: &str = "officer-0815";
 pub const CASE: &str = "JSJ-2026-0815";
 
-/// A valid national ID number (GB 11643-1999 checksum), distinct for each `seq`.
+/// A valid national ID number, distinct for each `seq` (and from the API suite's).
 pub fn national_id(seq: u32) -> String {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let body = format!("11010519850101{:03}", seq % 1000);
-    let sum: u32 = body
-        .bytes()
-        .zip(WEIGHTS)
-        .map(|(d, w)| u32::from(d - b'0') * w)
-        .sum();
-    let check = b"10X98765432"[(sum % 11) as usize] as char;
-    format!("{body}{check}")
+    crate::ids::national_id("19850101", seq)
+}
+
+/// The grant ends `days` from now (to the hour: the test takes a moment).
+pub fn assert_ends_in_days(grant: &custodia::client::Grant, days: i64) {
+    let expires = time::OffsetDateTime::parse(
+        &grant.expires_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("expiry time");
+    let hours = (expires - time::OffsetDateTime::now_utc()).whole_hours();
+    assert!(
+        (days * 24 - 2..=days * 24).contains(&hours),
+        "{days} days, not {hours} hours"
+    );
 }
 
 /// Registers through `/register` with the browser's authenticator; returns the recovery
@@ -255,16 +261,7 @@ pub async fn citizen_and_auditor(lang: &'static str, engine: Engine, seq: u32) {
     let grant = agency.grant(grant_id).await.expect("the grant");
     assert_eq!(grant.tier, "fields");
     assert_eq!(grant.fields, vec!["business_scope", "company_name"]);
-    let expires = time::OffsetDateTime::parse(
-        &grant.expires_at,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .expect("expiry time");
-    let days = (expires - time::OffsetDateTime::now_utc()).whole_hours();
-    assert!(
-        (7 * 24 - 2..=7 * 24).contains(&days),
-        "7 days, not {days} hours"
-    );
+    assert_ends_in_days(&grant, 7);
     let covered = agency.documents(grant_id).await.expect("covered documents");
     assert_eq!(covered.len(), 1);
     let doc = covered[0].id;

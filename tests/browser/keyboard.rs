@@ -4,7 +4,7 @@
 use custodia::client::{AccessRequest, AgencyClient};
 
 use crate::browser::{Browser, ENTER};
-use crate::journeys::{CASE, OFFICER, PASSPHRASE, national_id};
+use crate::journeys::{CASE, OFFICER, PASSPHRASE, assert_ends_in_days, national_id};
 use crate::server::{Custodia, Engine};
 
 pub async fn registration_and_approval(lang: &'static str, engine: Engine, seq: u32) {
@@ -78,15 +78,6 @@ pub async fn registration_and_approval(lang: &'static str, engine: Engine, seq: 
         .expect("the grant");
     assert_eq!(grant.fields, vec!["company_name"]);
     assert_eq!(grant.tier, "fields");
-    let expires = time::OffsetDateTime::parse(
-        &grant.expires_at,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .expect("expiry time");
-    let hours = (expires - time::OffsetDateTime::now_utc()).whole_hours();
-    assert!(
-        (7 * 24 - 2..=7 * 24).contains(&hours),
-        "7 days, not {hours} hours"
-    );
+    assert_ends_in_days(&grant, 7);
     b.close().await;
 }

@@ -8,6 +8,9 @@
 //! is missing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../common/ids.rs"]
+mod ids;
+
 mod browser;
 mod journeys;
 mod keyboard;

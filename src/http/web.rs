@@ -315,19 +315,31 @@ async fn index(
     State(state): State<AppState>,
     Visit(page, session): Visit,
 ) -> Result<Response, ApiError> {
-    let (unlocked, display_name, unseen_reads) = match &session {
-        Some(s) if s.citizen().is_ok() => {
-            let profile = citizens::profile(&state, s).await?;
-            let unseen = crate::audit::trail::unseen_reads(&state, s).await?;
-            (profile.unlocked, profile.display_name, unseen)
-        }
-        _ => (false, None, 0),
+    let Some(s) = session.as_ref().filter(|s| s.citizen().is_ok()) else {
+        return render(&state, &page, "index.html", context! {});
     };
+    let profile = citizens::profile(&state, s).await?;
+    let unseen_reads = crate::audit::trail::unseen_reads(&state, s).await?;
+    // At a glance: what is stored, what waits for an answer, what is shared now.
+    let documents = crate::documents::list(&state, s).await?.len();
+    let pending = crate::requests::list(&state, s)
+        .await?
+        .iter()
+        .filter(|r| r.status == "pending")
+        .count();
+    let active = crate::grants::list(&state, s)
+        .await?
+        .iter()
+        .filter(|g| g.status == "active")
+        .count();
     render(
         &state,
         &page,
         "index.html",
-        context! { unlocked, display_name, unseen_reads },
+        context! {
+            unlocked => profile.unlocked, display_name => profile.display_name, unseen_reads,
+            documents, pending, active,
+        },
     )
 }
 

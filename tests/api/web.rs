@@ -331,9 +331,11 @@ async fn the_requests_page_shows_the_preview_and_the_answer(backend: Backend) {
     )
     .await
     .unwrap();
-    let page = || async {
-        c.http
-            .get(format!("{}/requests", c.base))
+    let citizen = &c;
+    let fetch = move |path: &'static str| async move {
+        citizen
+            .http
+            .get(format!("{}{path}", citizen.base))
             .header("accept-language", "zh-CN")
             .send()
             .await
@@ -342,6 +344,14 @@ async fn the_requests_page_shows_the_preview_and_the_answer(backend: Backend) {
             .await
             .unwrap()
     };
+    let page = move || fetch("/requests");
+    // The home page counts what waits for an answer.
+    let home = fetch("/").await;
+    assert!(
+        home.contains("<a href=\"/requests\"><strong>1</strong>")
+            && home.contains("<a href=\"/grants\"><strong>0</strong>"),
+        "{home}"
+    );
     let html = page().await;
     assert!(html.contains("西城区税务局") && html.contains("XC-88") && html.contains("officer-3"));
     assert!(
@@ -362,5 +372,11 @@ async fn the_requests_page_shows_the_preview_and_the_answer(backend: Backend) {
     assert_eq!(approved.status(), 201);
     let html = page().await;
     assert!(html.contains("已批准") && !html.contains("class=\"approve-form\""));
+    let home = fetch("/").await;
+    assert!(
+        home.contains("<a href=\"/requests\"><strong>0</strong>")
+            && home.contains("<a href=\"/grants\"><strong>1</strong>"),
+        "{home}"
+    );
     app.stop().await;
 }

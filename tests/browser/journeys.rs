@@ -149,22 +149,20 @@ async fn upload_licence(b: &Browser, company: &str) -> String {
         "the progress bar reached 100%: {progress}"
     );
 
-    // The document page shows the fields and a preview of the picture itself.
+    // The document page shows the fields and a preview of the picture itself, decoded.
     b.wait_for("img.preview").await;
-    let loaded = b
-        .js("const i = document.querySelector('img.preview'); return String(i.complete && i.naturalWidth)")
-        .await;
+    let mut width = 0u32;
     for _ in 0..50 {
-        if loaded != "false" && loaded != "0" {
+        width = b
+            .js("const i = document.querySelector('img.preview'); return String(i.complete ? i.naturalWidth : 0)")
+            .await
+            .parse()
+            .unwrap_or(0);
+        if width > 0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let width: u32 = b
-        .js("const i = document.querySelector('img.preview'); return String(i.complete ? i.naturalWidth : 0)")
-        .await
-        .parse()
-        .unwrap_or(0);
     assert!(width > 0, "the preview shows the uploaded picture");
     assert!(b.body_text().await.contains(company));
     b.check_page("document").await;
@@ -202,9 +200,12 @@ pub async fn citizen_and_auditor(lang: &'static str, engine: Engine, seq: u32) {
     let document_page = upload_licence(&b, &company).await;
     b.goto("/documents").await;
     b.check_page("documents").await;
-    assert!(
-        b.body_text().await.contains(&company)
-            || !b.find_all("a[href^='/documents/']").await.is_empty()
+    assert_eq!(
+        b.find_all(&format!("a[href='{document_page}']"))
+            .await
+            .len(),
+        1,
+        "the list links to the new document"
     );
 
     // The agency asks over the API for the whole licence.

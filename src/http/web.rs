@@ -200,6 +200,9 @@ struct Page {
     signed_in: bool,
     auditor: bool,
     csrf: Option<String>,
+    /// The first path segment (`/documents/…` → `/documents`), to mark the current section
+    /// in the navigation.
+    section: String,
 }
 
 fn render(
@@ -216,6 +219,7 @@ fn render(
         signed_in => page.signed_in,
         auditor => page.auditor,
         csrf => page.csrf,
+        section => page.section,
         ..extra
     };
     let html = template.render(ctx).map_err(ApiError::internal)?;
@@ -237,6 +241,15 @@ fn render(
         );
     }
     Ok(response)
+}
+
+fn section_of(path: &str) -> String {
+    let first = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    format!("/{first}")
 }
 
 /// A page request: its language and the visitor's session, if any.
@@ -263,6 +276,7 @@ impl FromRequestParts<AppState> for Visit {
             signed_in: session.as_ref().is_some_and(|s| s.citizen().is_ok()),
             auditor: session.as_ref().is_some_and(|s| s.citizen().is_err()),
             csrf: session.as_ref().map(Session::csrf_token),
+            section: section_of(parts.uri.path()),
         };
         Ok(Self(page, session))
     }
@@ -632,7 +646,14 @@ async fn grants_page(
         .document_types()
         .iter()
         .filter(|t| t.sharing_class != crate::catalog::SharingClass::None)
-        .map(|t| context! { id => t.id, name => type_name(page.lang, t) })
+        .map(|t| {
+            let fields: Vec<_> = t
+                .fields
+                .iter()
+                .map(|f| context! { name => f.name, label => field_label(page.lang, &f.name) })
+                .collect();
+            context! { id => t.id, name => type_name(page.lang, t), fields }
+        })
         .collect();
     render(
         &state,

@@ -281,6 +281,21 @@ pub async fn citizen_and_auditor(lang: &'static str, engine: Engine, seq: u32) {
 
     // The read is in the citizen's trail with officer and case.
     b.goto("/activity").await;
+    assert_eq!(
+        b.find_all("nav a[aria-current='page']").await.len(),
+        1,
+        "the navigation marks the page the citizen is on"
+    );
+    assert_eq!(
+        b.find("nav a[aria-current='page']")
+            .await
+            .attr("href")
+            .await
+            .ok()
+            .flatten()
+            .as_deref(),
+        Some("/activity")
+    );
     let trail = b.body_text().await;
     assert!(
         trail.contains(OFFICER) && trail.contains(CASE),
@@ -298,6 +313,56 @@ pub async fn citizen_and_auditor(lang: &'static str, engine: Engine, seq: u32) {
         .expect("confirm the revocation");
     b.wait_for(".grant.status-revoked").await;
     refused_with(agency.read(grant_id, doc, None).await, 403);
+
+    // A consent given directly, without a request: one field of the licence for 3 days.
+    b.find("#agency_id")
+        .await
+        .select_by_index(0)
+        .await
+        .expect("choose the agency");
+    b.click("input[name=document_types][value=business_license]")
+        .await;
+    b.find("#tier")
+        .await
+        .select_by_value("fields")
+        .await
+        .expect("choose the fields tier");
+    // Open the licence's group of fields, as a person would, by its summary.
+    for group in b.find_all("#grant-form details").await {
+        if group
+            .find(fantoccini::Locator::Css(
+                "input[value=unified_social_credit_code]",
+            ))
+            .await
+            .is_ok()
+        {
+            group
+                .find(fantoccini::Locator::Css("summary"))
+                .await
+                .expect("a summary")
+                .click()
+                .await
+                .expect("open the group");
+        }
+    }
+    let licence_fields = b
+        .find_all("#grant-form details[open] input[name=fields][value=unified_social_credit_code]")
+        .await;
+    assert_eq!(licence_fields.len(), 1);
+    licence_fields[0].click().await.expect("tick the field");
+    b.fill("purpose", "核对统一社会信用代码").await;
+    b.fill("duration_days", "3").await;
+    b.click("#grant-form button[type=submit]").await;
+    b.wait_for(".grant.status-active").await;
+    let given = agency
+        .grants()
+        .await
+        .expect("the agency's grants")
+        .into_iter()
+        .find(|g| g.status == "active")
+        .expect("the consent given on the page");
+    assert_eq!(given.fields, vec!["unified_social_credit_code"]);
+    assert_ends_in_days(&given, 3);
 
     // Both languages are a click apart, and the choice sticks.
     let other = if lang == "en" { "zh-CN" } else { "en" };

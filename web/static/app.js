@@ -328,8 +328,8 @@ onSubmit("grant-form", async (_data, form) => {
     purpose: fd.get("purpose"),
     duration_days: Number(fd.get("duration_days") || 30),
   };
-  const fields = String(fd.get("fields") || "").split(",").map((f) => f.trim()).filter(Boolean);
-  if (body.tier === "fields") body.fields = fields;
+  // Ticked fields (one field may appear under several types; each counts once).
+  if (body.tier === "fields") body.fields = [...new Set(fd.getAll("fields"))];
   const legal = String(fd.get("legal_basis") || "").trim();
   if (legal) body.legal_basis = legal;
   const maxReads = Number(fd.get("max_reads") || 0);

@@ -424,7 +424,14 @@ fn field_label(lang: Lang, name: &str) -> String {
 /// Field names as a readable list of labels.
 fn labels(lang: Lang, fields: &[String]) -> String {
     let labels: Vec<String> = fields.iter().map(|f| field_label(lang, f)).collect();
-    labels.join(", ")
+    labels.join(list_separator(lang))
+}
+
+/// How a list is joined in running text: `, ` in English, `、` in Chinese.
+fn list_separator(lang: Lang) -> &'static str {
+    lang.catalog()
+        .get("list_separator")
+        .map_or(", ", String::as_str)
 }
 
 async fn documents_page(
@@ -609,7 +616,7 @@ async fn grants_page(
                     .unwrap_or_else(|| id.clone())
             })
             .collect();
-        let mut scope = type_names.join(", ");
+        let mut scope = type_names.join(list_separator(page.lang));
         if !g.document_ids.is_empty() {
             if !scope.is_empty() {
                 scope.push_str(" + ");
@@ -733,7 +740,7 @@ async fn requests_page(
             level => text(format!("level_{}", r.agency_level)),
             status => r.status,
             status_text => text(format!("status_{}", r.status)),
-            types => r.document_types.iter().map(|t| name_of(t)).collect::<Vec<_>>().join(", "),
+            types => r.document_types.iter().map(|t| name_of(t)).collect::<Vec<_>>().join(list_separator(page.lang)),
             tier => asked,
             tier_text => text(format!("tier_{asked}")),
             tiers,

@@ -401,9 +401,13 @@ async fn settings(
 }
 
 fn type_name(lang: Lang, t: &crate::catalog::DocumentType) -> String {
+    names_in(lang, &t.names)
+}
+
+fn names_in(lang: Lang, names: &crate::catalog::Names) -> String {
     match lang {
-        Lang::En => t.names.en.clone(),
-        Lang::ZhCn => t.names.zh_cn.clone(),
+        Lang::En => names.en.clone(),
+        Lang::ZhCn => names.zh_cn.clone(),
     }
 }
 
@@ -832,7 +836,11 @@ async fn activity_page(
                 case => e.case_id,
                 tier => e.tier.map(|tier| text(format!("tier_{tier}"))),
                 fields => labels(page.lang, &e.fields),
-                purpose => e.purpose,
+                // Decisions record the purpose code; show it by its name.
+                purpose => e.purpose.map(|p| match state.catalog.purpose(&p) {
+                    Some(known) => names_in(page.lang, &known.names),
+                    None => p,
+                }),
                 documents => e.objects.join(", "),
                 grant => e.grant_id.map(|g| g.to_string()),
                 detail => e.detail,

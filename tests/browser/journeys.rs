@@ -302,6 +302,15 @@ pub async fn citizen_and_auditor(lang: &'static str, engine: Engine, seq: u32) {
         "the trail names the officer and the case: {trail}"
     );
     assert!(trail.contains("北京市税务局"));
+    let purpose = if lang == "en" {
+        "Tax filing"
+    } else {
+        "纳税申报"
+    };
+    assert!(
+        trail.contains(purpose) && !trail.contains("tax_filing"),
+        "the approval shows the purpose by its name"
+    );
     b.check_page("activity").await;
 
     // Revoke; the agency is refused from then on.

@@ -362,30 +362,27 @@ pub async fn reveal(
             "write the case reason (10 to 1000 characters)",
         ));
     }
+    let event = Event::new(
+        ActorKind::Auditor,
+        Some(auditor.to_string()),
+        "audit.reveal",
+    );
     let Some(citizen) = ctx.store.citizen_by_pseudonym(pseudonym.trim()).await? else {
         // An attempt on a pseudonym that does not exist is recorded too.
         ctx.audit
             .append(
-                Event::new(
-                    ActorKind::Auditor,
-                    Some(auditor.to_string()),
-                    "audit.reveal",
-                )
-                .outcome("refused")
-                .detail(format!("no such pseudonym; reason given: {reason}")),
+                event
+                    .outcome("refused")
+                    .detail(format!("no such pseudonym; reason given: {reason}")),
             )
             .await?;
         return Err(Error::NotFound);
     };
     ctx.audit
         .append(
-            Event::new(
-                ActorKind::Auditor,
-                Some(auditor.to_string()),
-                "audit.reveal",
-            )
-            .citizen(Some(&citizen.pseudonym))
-            .detail(reason.to_owned()),
+            event
+                .citizen(Some(&citizen.pseudonym))
+                .detail(reason.to_owned()),
         )
         .await?;
     crate::citizens::escrowed_national_id(ctx, &citizen)?

@@ -5,7 +5,7 @@ use custodia::agencies::Level;
 use serde_json::{Value, json};
 
 use crate::agency_kit::Agency;
-use crate::citizen_kit::{Citizen, PASSPHRASE, licence_fields, pdf_bytes};
+use crate::citizen_kit::{Citizen, PASSPHRASE, pdf_bytes};
 use crate::helpers::{Backend, TestEnv, both_backends, national_id, spawn_app};
 
 both_backends!(a_backup_taken_while_serving_restores_the_same_documents_and_chain);
@@ -15,25 +15,13 @@ async fn a_backup_taken_while_serving_restores_the_same_documents_and_chain(back
     let agency = Agency::create(&app, "备份局", Level::Provincial).await;
     let mut c = Citizen::register(&app, &national_id(801), "Backed Up").await;
     let file = pdf_bytes(150_000, "backup");
-    let doc: Value = c
-        .upload(
-            None,
-            "business_license",
-            licence_fields("备份公司"),
-            Some(("b.pdf", file.clone())),
+    let doc = c.licence("备份公司", Some(file.clone())).await;
+    let g = c
+        .grant_to(
+            &agency.id,
+            json!({ "document_ids": [doc], "tier": "full", "purpose": "备份" }),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let doc = doc["id"].as_str().unwrap().to_owned();
-    let g: Value = c
-        .post("/me/grants", json!({ "agency_id": agency.id, "document_ids": [doc], "tier": "full", "purpose": "备份" }))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let g = g["id"].as_str().unwrap().to_owned();
+        .await;
     assert_eq!(
         agency
             .read(&format!("/api/v1/grants/{g}/documents/{doc}"))

@@ -53,6 +53,25 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
     child.wait().unwrap()
 }
 
+/// Runs `custodia agency create --name NAME --level provincial` as `cmd` is set up (its
+/// environment and directory) and returns the API key it prints once.
+fn create_agency(mut cmd: Command, name: &str) -> String {
+    let out = cmd
+        .args(["agency", "create", "--name", name, "--level", "provincial"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("api key:").map(|k| k.trim().to_owned()))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn serve_with_nothing_configured_creates_the_embedded_default() {
     let cwd = tempfile::tempdir().unwrap();
@@ -242,24 +261,9 @@ async fn secrets_never_reach_the_logs() {
 
     // The operator's and the other principals' secrets: an agency API key used on requests,
     // an auditor's one-time invitation token, and a national ID an auditor reveals.
-    let agency = custodia()
-        .args([
-            "agency",
-            "create",
-            "--name",
-            "日志测试局",
-            "--level",
-            "provincial",
-        ])
-        .current_dir(cwd.path())
-        .output()
-        .unwrap();
-    assert!(agency.status.success());
-    let api_key = String::from_utf8(agency.stdout)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("api key:").map(|k| k.trim().to_owned()))
-        .unwrap();
+    let mut cmd = custodia();
+    cmd.current_dir(cwd.path());
+    let api_key = create_agency(cmd, "日志测试局");
     let client = custodia::client::AgencyClient::new(&base, &api_key)
         .unwrap()
         .acting_as("officer-log", "CASE-LOG");
@@ -486,22 +490,7 @@ async fn two_server_processes_on_one_postgres_write_one_chain() {
     }
     let mut cmd = custodia();
     with_env(&mut cmd);
-    let created = cmd
-        .args([
-            "agency",
-            "create",
-            "--name",
-            "双节点局",
-            "--level",
-            "provincial",
-        ])
-        .output()
-        .unwrap();
-    let key = String::from_utf8(created.stdout)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("api key:").map(|k| k.trim().to_owned()))
-        .unwrap();
+    let key = create_agency(cmd, "双节点局");
 
     let client = reqwest::Client::new();
     let mut tasks = Vec::new();
@@ -647,22 +636,7 @@ async fn crash_story(backend: Backend) {
     for (k, v) in &env.vars {
         cmd.env(k, v);
     }
-    let created = cmd
-        .args([
-            "agency",
-            "create",
-            "--name",
-            "崩溃局",
-            "--level",
-            "provincial",
-        ])
-        .output()
-        .unwrap();
-    let key = String::from_utf8(created.stdout)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("api key:").map(|k| k.trim().to_owned()))
-        .unwrap();
+    let key = create_agency(cmd, "崩溃局");
     let citizen = std::sync::Arc::new(
         Citizen::register_at(&base, &crate::helpers::national_id(950), "Crashed").await,
     );

@@ -335,7 +335,7 @@ async fn index(
     let profile = citizens::profile(&state, s).await?;
     let unseen_reads = crate::audit::trail::unseen_reads(&state, s).await?;
     // At a glance: what is stored, what waits for an answer, what is shared now.
-    let documents = crate::documents::list(&state, s).await?.len();
+    let documents = crate::documents::count(&state, s).await?;
     let pending = crate::requests::list(&state, s)
         .await?
         .iter()

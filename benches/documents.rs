@@ -116,80 +116,139 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (upload, upload_rss, download, download_rss) = rt.block_on(async move {
-        let mut env = helpers::TestEnv::new(helpers::Backend::Sqlite).await;
-        env.vars.insert(
-            "CUSTODIA_MAX_UPLOAD_BYTES".into(),
-            (total + MIB).to_string(),
-        );
-        let app = env.start().await.unwrap();
-        let c = citizen_kit::Citizen::register(&app, &helpers::national_id(900), "Bench").await;
-
-        let pieces = total / piece;
-        let body = futures_util::stream::iter(0..pieces)
-            .map(move |i| Ok::<_, std::io::Error>(chunk(i, piece)));
-        let form = reqwest::multipart::Form::new()
-            .text("type", "business_license")
-            .text(
-                "fields",
-                citizen_kit::licence_fields("基准测试公司").to_string(),
-            )
-            .part(
-                "file",
-                reqwest::multipart::Part::stream_with_length(
-                    reqwest::Body::wrap_stream(body),
-                    total as u64,
-                )
-                .file_name("bench.pdf"),
+    let (upload, upload_rss, download, download_rss, download_gzip, ttfb) =
+        rt.block_on(async move {
+            let mut env = helpers::TestEnv::new(helpers::Backend::Sqlite).await;
+            env.vars.insert(
+                "CUSTODIA_MAX_UPLOAD_BYTES".into(),
+                (total + MIB).to_string(),
             );
-        reset_peak_rss();
-        let baseline_rss = peak_rss_mib();
-        let start = Instant::now();
-        let response = c
-            .http
-            .post(format!("{}/me/documents", c.base))
-            .header("x-csrf-token", &c.csrf)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            201,
-            "{}",
-            response.text().await.unwrap_or_default()
-        );
-        let upload = mb_per_s(total, start.elapsed().as_secs_f64());
-        let upload_rss = peak_rss_mib();
-        eprintln!("resident before the upload: {baseline_rss:.1} MiB");
-        let id = response.json::<serde_json::Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+            let app = env.start().await.unwrap();
+            let c = citizen_kit::Citizen::register(&app, &helpers::national_id(900), "Bench").await;
 
-        reset_peak_rss();
-        let start = Instant::now();
-        let response = c.get(&format!("/me/documents/{id}/file")).await;
-        assert_eq!(response.status(), 200);
-        let mut stream = response.bytes_stream();
-        let mut got = 0usize;
-        let mut sha = Sha256Stream::default();
-        while let Some(bytes) = stream.next().await {
-            let bytes = bytes.unwrap();
-            sha.update(&bytes);
-            got += bytes.len();
-        }
-        assert_eq!(got, total);
-        let download = mb_per_s(total, start.elapsed().as_secs_f64());
-        let download_rss = peak_rss_mib();
-        let mut expected = Sha256Stream::default();
-        for i in 0..pieces {
-            expected.update(&chunk(i, piece));
-        }
-        assert_eq!(sha.finish(), expected.finish(), "downloaded bytes match");
-        app.stop().await;
-        (upload, upload_rss, download, download_rss)
-    });
+            let pieces = total / piece;
+            let body = futures_util::stream::iter(0..pieces)
+                .map(move |i| Ok::<_, std::io::Error>(chunk(i, piece)));
+            let form = reqwest::multipart::Form::new()
+                .text("type", "business_license")
+                .text(
+                    "fields",
+                    citizen_kit::licence_fields("基准测试公司").to_string(),
+                )
+                .part(
+                    "file",
+                    reqwest::multipart::Part::stream_with_length(
+                        reqwest::Body::wrap_stream(body),
+                        total as u64,
+                    )
+                    .file_name("bench.pdf"),
+                );
+            reset_peak_rss();
+            let baseline_rss = peak_rss_mib();
+            let start = Instant::now();
+            let response = c
+                .http
+                .post(format!("{}/me/documents", c.base))
+                .header("x-csrf-token", &c.csrf)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                201,
+                "{}",
+                response.text().await.unwrap_or_default()
+            );
+            let upload = mb_per_s(total, start.elapsed().as_secs_f64());
+            let upload_rss = peak_rss_mib();
+            eprintln!("resident before the upload: {baseline_rss:.1} MiB");
+            let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+
+            reset_peak_rss();
+            let start = Instant::now();
+            let response = c.get(&format!("/me/documents/{id}/file")).await;
+            assert_eq!(response.status(), 200);
+            let mut stream = response.bytes_stream();
+            let mut got = 0usize;
+            let mut sha = Sha256Stream::default();
+            while let Some(bytes) = stream.next().await {
+                let bytes = bytes.unwrap();
+                sha.update(&bytes);
+                got += bytes.len();
+            }
+            assert_eq!(got, total);
+            let download = mb_per_s(total, start.elapsed().as_secs_f64());
+            let download_rss = peak_rss_mib();
+            let mut expected = Sha256Stream::default();
+            for i in 0..pieces {
+                expected.update(&chunk(i, piece));
+            }
+            let expected = expected.finish();
+            assert_eq!(sha.finish(), expected, "downloaded bytes match");
+
+            // As browsers, curl --compressed and Python ask: with Accept-Encoding. Files are
+            // sent as they are, so this must cost the same and return the same bytes.
+            let start = Instant::now();
+            let response = c
+                .http
+                .get(format!("{}/me/documents/{id}/file", c.base))
+                .header("accept-encoding", "gzip, deflate, br, zstd")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            assert!(response.headers().get("content-encoding").is_none());
+            let mut stream = response.bytes_stream();
+            let mut sha = Sha256Stream::default();
+            let mut got = 0usize;
+            while let Some(bytes) = stream.next().await {
+                let bytes = bytes.unwrap();
+                sha.update(&bytes);
+                got += bytes.len();
+            }
+            assert_eq!(got, total);
+            assert_eq!(sha.finish(), expected, "gzip-accepting download matches");
+            let download_gzip = mb_per_s(total, start.elapsed().as_secs_f64());
+
+            // A resumed download: time to the first byte from the start, the middle and the
+            // last MiB (a ranged read decrypts only the chunks it sends).
+            let mut ttfb = Vec::new();
+            for offset in [0, total / 2, total - MIB] {
+                let mut best = f64::INFINITY;
+                for _ in 0..5 {
+                    let start = Instant::now();
+                    let response = c
+                        .http
+                        .get(format!("{}/me/documents/{id}/file", c.base))
+                        .header("range", format!("bytes={offset}-"))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 206);
+                    let mut stream = response.bytes_stream();
+                    let first = stream.next().await.unwrap().unwrap();
+                    assert!(
+                        first.as_ref()
+                            == &chunk(offset / piece, piece)[offset % piece..][..first.len()]
+                    );
+                    best = best.min(start.elapsed().as_secs_f64() * 1000.0);
+                }
+                ttfb.push((offset, best));
+            }
+            app.stop().await;
+            (
+                upload,
+                upload_rss,
+                download,
+                download_rss,
+                download_gzip,
+                ttfb,
+            )
+        });
 
     println!("| measure ({total_mib} MiB) | result |");
     println!("|---|---|");
@@ -198,6 +257,14 @@ fn main() {
     println!("| disk, read | {disk_read:.0} MiB/s |");
     println!("| Custodia upload (HTTP, multipart, encrypt, write, fsync) | {upload:.0} MiB/s |");
     println!("| Custodia download (HTTP, read, decrypt, verify) | {download:.0} MiB/s |");
+    println!(
+        "| Custodia download with `Accept-Encoding: gzip, deflate, br, zstd` | {download_gzip:.0} MiB/s |"
+    );
+    for (offset, ms) in ttfb {
+        println!(
+            "| resumed download from byte {offset} (`Range: bytes={offset}-`), time to first byte, best of 5 | {ms:.2} ms |"
+        );
+    }
     println!("| peak RSS during upload (server and client in one process) | {upload_rss:.1} MiB |");
     println!("| peak RSS during download | {download_rss:.1} MiB |");
 }

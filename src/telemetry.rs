@@ -24,4 +24,30 @@ pub fn init_with_default(level: &str) {
     };
     // Already installed (several servers in one test process): keep the first.
     drop(result);
+    log_panics();
+}
+
+/// Sends panics to the log as errors, with their location, instead of bare stderr text, so
+/// a log collector sees them beside the request they broke. Installed once per process.
+fn log_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let thread = std::thread::current()
+                .name()
+                .unwrap_or("unnamed")
+                .to_owned();
+            tracing::error!(panic = %message, %location, %thread, "a thread panicked");
+        }));
+    });
 }

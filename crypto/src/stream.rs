@@ -240,6 +240,121 @@ impl Drop for StreamDecryptor {
     }
 }
 
+/// Where each chunk of a stream of a known plaintext length lies: what random access needs.
+///
+/// The plaintext length is not stored in the stream; the caller knows it from authenticated
+/// metadata. A wrong length cannot pass unnoticed: the chunk it makes the reader take as the
+/// last was sealed with `last = 0` (or the last one with `last = 1` is read as an inner one),
+/// and a chunk's own length is covered by its tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    plaintext_len: u64,
+}
+
+impl Layout {
+    /// The layout of a stream of `plaintext_len` bytes.
+    pub fn new(plaintext_len: u64) -> Self {
+        Self { plaintext_len }
+    }
+
+    /// Number of chunks (an empty stream still has one, empty, chunk).
+    pub fn chunks(&self) -> u64 {
+        self.plaintext_len.div_ceil(CHUNK_LEN as u64).max(1)
+    }
+
+    /// The chunk holding plaintext byte `offset` (the last chunk for `offset` at the end).
+    pub fn chunk_of(&self, offset: u64) -> u64 {
+        (offset / CHUNK_LEN as u64).min(self.chunks() - 1)
+    }
+
+    /// Offset of plaintext byte 0 of chunk `index`.
+    pub fn plaintext_start(&self, index: u64) -> u64 {
+        index * CHUNK_LEN as u64
+    }
+
+    /// Offset in the ciphertext where chunk `index` begins.
+    pub fn ciphertext_start(&self, index: u64) -> u64 {
+        HEADER_LEN as u64 + index * (CHUNK_LEN + TAG_LEN) as u64
+    }
+
+    /// Plaintext bytes in chunk `index`.
+    pub fn plaintext_len_of(&self, index: u64) -> usize {
+        let start = self.plaintext_start(index);
+        // At most CHUNK_LEN, so the conversion cannot fail on any platform Custodia runs on.
+        usize::try_from(
+            self.plaintext_len
+                .saturating_sub(start)
+                .min(CHUNK_LEN as u64),
+        )
+        .unwrap_or(CHUNK_LEN)
+    }
+
+    /// Ciphertext bytes in chunk `index` (its plaintext and tag).
+    pub fn ciphertext_len_of(&self, index: u64) -> usize {
+        self.plaintext_len_of(index) + TAG_LEN
+    }
+
+    /// Whether chunk `index` is the last one.
+    pub fn is_last(&self, index: u64) -> bool {
+        index + 1 == self.chunks()
+    }
+}
+
+/// Opens any chunk of a stream on its own, given the stream's header: a ranged read
+/// decrypts only the chunks that cover the range, not everything before it.
+pub struct ChunkOpener {
+    inner: ChunkCipher,
+    layout: Layout,
+}
+
+impl ChunkOpener {
+    /// An opener for the stream whose first [`HEADER_LEN`] bytes are `header`, made under
+    /// `key` and `aad`, of `layout`'s plaintext length.
+    pub fn new(
+        key: &impl SymmetricKey,
+        aad: &Aad,
+        header: &[u8],
+        layout: Layout,
+    ) -> Result<Self, CryptoError> {
+        let header: [u8; HEADER_LEN] = header.try_into().map_err(|_| CryptoError::Truncated)?;
+        if header[0] != VERSION {
+            return Err(CryptoError::UnsupportedVersion(header[0]));
+        }
+        if layout.chunks() > u64::from(u32::MAX) {
+            return Err(CryptoError::StreamTooLong);
+        }
+        Ok(Self {
+            inner: ChunkCipher::new(key, aad, header),
+            layout,
+        })
+    }
+
+    /// The layout this opener reads.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Decrypts chunk `index` in place: `chunk` holds its ciphertext and tag (exactly
+    /// [`Layout::ciphertext_len_of`] bytes) and is left holding its plaintext.
+    pub fn open(&self, index: u64, chunk: &mut Vec<u8>) -> Result<(), CryptoError> {
+        let counter = u32::try_from(index).map_err(|_| CryptoError::StreamTooLong)?;
+        if index >= self.layout.chunks() || chunk.len() != self.layout.ciphertext_len_of(index) {
+            return Err(CryptoError::Truncated);
+        }
+        let split = chunk.len() - TAG_LEN;
+        let tag = Tag::clone_from_slice(&chunk[split..]);
+        chunk.truncate(split);
+        let mut nonce = [0u8; 12];
+        nonce[..PREFIX_LEN].copy_from_slice(&self.inner.header[1..]);
+        nonce[PREFIX_LEN..11].copy_from_slice(&counter.to_be_bytes());
+        nonce[11] = u8::from(self.layout.is_last(index));
+        self.inner
+            .cipher
+            .decrypt_in_place_detached(Nonce::from_slice(&nonce), &self.inner.aad, chunk, &tag)
+            .map_err(|_| CryptoError::Decrypt)
+    }
+}
+
 /// Encrypts a whole in-memory plaintext (small files and tests).
 pub fn encrypt_all(
     key: &impl SymmetricKey,
@@ -301,6 +416,67 @@ mod tests {
             decrypt_all(&key, &aad, &ct[..3]),
             Err(CryptoError::Truncated)
         );
+    }
+
+    fn open_each(key: &DataKey, aad: &Aad, ct: &[u8], len: u64) -> Result<Vec<u8>, CryptoError> {
+        let layout = Layout::new(len);
+        let opener = ChunkOpener::new(key, aad, &ct[..HEADER_LEN], layout)?;
+        let mut plain = Vec::new();
+        // Back to front: random access needs no earlier chunk.
+        for i in (0..layout.chunks()).rev() {
+            let start = usize::try_from(layout.ciphertext_start(i)).unwrap();
+            let end = (start + layout.ciphertext_len_of(i)).min(ct.len());
+            let mut chunk = ct[start..end].to_vec();
+            opener.open(i, &mut chunk)?;
+            chunk.extend_from_slice(&plain);
+            plain = chunk;
+        }
+        Ok(plain)
+    }
+
+    #[test]
+    fn any_chunk_opens_on_its_own() {
+        let key = DataKey::generate();
+        let aad = Aad::new("file");
+        for len in [
+            0,
+            1,
+            CHUNK_LEN - 1,
+            CHUNK_LEN,
+            CHUNK_LEN + 1,
+            3 * CHUNK_LEN + 7,
+        ] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let ct = encrypt_all(&key, &aad, &plain).unwrap();
+            assert_eq!(
+                open_each(&key, &aad, &ct, len as u64).unwrap(),
+                plain,
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrong_length_or_chunk_fails_to_open() {
+        let key = DataKey::generate();
+        let aad = Aad::new("file");
+        let len = 2 * CHUNK_LEN + 10;
+        let ct = encrypt_all(&key, &aad, &vec![9u8; len]).unwrap();
+        // Claiming fewer chunks makes an inner chunk read as the last: its tag fails.
+        assert!(open_each(&key, &aad, &ct, (2 * CHUNK_LEN) as u64).is_err());
+        // Claiming a longer last chunk reads past the stream's end.
+        assert!(open_each(&key, &aad, &ct, len as u64 + 1).is_err());
+        // A chunk opened under another index fails.
+        let layout = Layout::new(len as u64);
+        let opener = ChunkOpener::new(&key, &aad, &ct[..HEADER_LEN], layout).unwrap();
+        let start = usize::try_from(layout.ciphertext_start(0)).unwrap();
+        let mut first = ct[start..start + layout.ciphertext_len_of(0)].to_vec();
+        assert_eq!(opener.open(1, &mut first), Err(CryptoError::Decrypt));
+        // Another file's key fails.
+        let other =
+            ChunkOpener::new(&DataKey::generate(), &aad, &ct[..HEADER_LEN], layout).unwrap();
+        let mut first = ct[start..start + layout.ciphertext_len_of(0)].to_vec();
+        assert_eq!(other.open(0, &mut first), Err(CryptoError::Decrypt));
     }
 
     #[test]

@@ -13,17 +13,17 @@
 //! no visible document, or a committed one; the sweeper removes what a crash left behind.
 
 pub mod deposit;
+pub mod files;
+
+pub use files::{Delivery, FileStream, Part};
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use custodia_crypto::digest::{self, Sha256Stream};
 use custodia_crypto::hpke_seal::{self, HpkePublicKey};
-use custodia_crypto::stream::{CHUNK_LEN, StreamDecryptor, StreamEncryptor};
+use custodia_crypto::stream::{CHUNK_LEN, StreamEncryptor};
 use custodia_crypto::{Aad, DataKey, SymmetricKey, VaultKey, envelope, wrap};
-use futures_util::Stream;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
 use crate::context::Context;
@@ -854,20 +854,14 @@ pub async fn get(
     })
 }
 
-/// A decrypted file, streamed: each 64 KiB chunk is released only after its tag verified.
-pub struct FileStream {
-    /// What the file is.
-    pub info: FileInfo,
-    /// The plaintext bytes.
-    pub body: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>,
-}
-
-/// Opens the file of a version for streaming.
+/// Opens the file of a version for delivery: `decide` picks the part from the file's
+/// size and entity tag (ranges, revalidation, `HEAD`).
 pub async fn open_file(
     ctx: &Context,
     session: &Session,
     id: Uuid,
     version: Option<i32>,
+    decide: impl FnOnce(&FileInfo) -> Delivery,
 ) -> Result<FileStream, Error> {
     let o = open_version(ctx, session, id, version).await?;
     let info = o.meta.file.clone().ok_or(Error::NotFound)?;
@@ -877,50 +871,16 @@ pub async fn open_file(
         .as_deref()
         .and_then(BlobName::parse)
         .ok_or(Error::NotFound)?;
-    let file = ctx
-        .blobs
-        .open_blob(&name)
-        .await
-        .map_err(|e| Error::Internal(e.into()))?;
-    let decryptor = StreamDecryptor::new(
+    let delivery = decide(&info);
+    files::open(
+        &ctx.blobs,
+        &name,
         &o.data_key,
         &aad("document-file", id, o.chosen.version, o.row.citizen_id),
-    );
-    Ok(FileStream {
         info,
-        body: Box::pin(decrypt_stream(file, decryptor)),
-    })
-}
-
-/// Reads ciphertext from `file` and yields verified plaintext.
-pub fn decrypt_stream(
-    file: tokio::fs::File,
-    decryptor: StreamDecryptor,
-) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    futures_util::stream::unfold(Some((file, decryptor)), |state| async move {
-        let (mut file, mut decryptor) = state?;
-        let mut buf = vec![0u8; CHUNK_LEN];
-        let mut out = Vec::with_capacity(CHUNK_LEN + 64);
-        loop {
-            let n = match file.read(&mut buf).await {
-                Ok(n) => n,
-                Err(e) => return Some((Err(e), None)),
-            };
-            if n == 0 {
-                return match decryptor.finish(&mut out) {
-                    Ok(()) if out.is_empty() => None,
-                    Ok(()) => Some((Ok(Bytes::from(out)), None)),
-                    Err(e) => Some((Err(std::io::Error::other(e)), None)),
-                };
-            }
-            if let Err(e) = decryptor.push(&buf[..n], &mut out) {
-                return Some((Err(std::io::Error::other(e)), None));
-            }
-            if !out.is_empty() {
-                return Some((Ok(Bytes::from(out)), Some((file, decryptor))));
-            }
-        }
-    })
+        delivery,
+    )
+    .await
 }
 
 /// Receives the citizen's waiting issuer deposits: each sealed data key is opened with

@@ -22,7 +22,7 @@ use super::{GrantView, effective_status, grant_data_key_aad, grant_key_aad, view
 use crate::audit::{ActorKind, Claim, Event};
 use crate::catalog::Tier;
 use crate::context::Context;
-use crate::documents::{self, FileInfo, FileStream, Meta};
+use crate::documents::{self, Delivery, FileInfo, FileStream, Meta};
 use crate::error::Error;
 use crate::store::StoreError;
 use crate::store::agencies::AgencyRow;
@@ -491,12 +491,15 @@ pub async fn read(
     Ok(disclosure)
 }
 
-/// Opens the file of a document under a `full` grant, recording the read first.
+/// Opens the file of a document under a `full` grant, recording the read first. `decide`
+/// picks the part from the file's size and entity tag; the record names it (a range, a
+/// revalidation, headers only) and counts the bytes that leave. Every request is one read.
 pub async fn read_file(
     ctx: &Context,
     caller: &Caller<'_>,
     grant_id: Uuid,
     doc_id: Uuid,
+    decide: impl FnOnce(&FileInfo) -> Delivery,
 ) -> Result<FileStream, Error> {
     const ACTION: &str = "document.file";
     let o = open(ctx, caller, ACTION, grant_id, doc_id).await?;
@@ -534,21 +537,24 @@ pub async fn read_file(
         .as_deref()
         .and_then(BlobName::parse)
         .ok_or(Error::NotFound)?;
-    let file = ctx
-        .blobs
-        .open_blob(&name)
-        .await
-        .map_err(|e| Error::Internal(e.into()))?;
-    let event = caller
+    let delivery = decide(&info);
+    let size = info.size;
+    let mut event = caller
         .event(ACTION)
         .citizen(Some(&o.pseudonym))
         .grant(Some(o.grant.id))
         .purpose(Some(&o.grant.purpose))
         .objects([o.doc.id.to_string()])
         .tier(tier.as_str(), None)
-        .bytes(Some(info.size));
-    record(ctx, &o, event).await?;
-    let decryptor = custodia_crypto::stream::StreamDecryptor::new(
+        .bytes(Some(delivery.bytes_sent(size)));
+    if let Some(note) = delivery.note(size) {
+        event = event.detail(note);
+    }
+    // The blob is opened (its header read) first, so a missing blob is not counted as a
+    // read; the stream is lazy, and no byte of the file is read or sent before the record.
+    let opened = documents::files::open(
+        &ctx.blobs,
+        &name,
         &o.data_key,
         &documents::aad(
             "document-file",
@@ -556,11 +562,12 @@ pub async fn read_file(
             o.version.version,
             o.doc.citizen_id,
         ),
-    );
-    Ok(FileStream {
         info,
-        body: Box::pin(documents::decrypt_stream(file, decryptor)),
-    })
+        delivery,
+    )
+    .await?;
+    record(ctx, &o, event).await?;
+    Ok(opened)
 }
 
 /// Encodes a list cursor.

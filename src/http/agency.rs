@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{FromRequestParts, Multipart, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Deserialize;
@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
-use super::openapi::AgencyErrors;
+#[allow(unused_imports)]
+use super::openapi::{AgencyErrors, Problem};
 use crate::documents::deposit::{Accepted, Deposit};
 use crate::error::{Error, invalid};
 use crate::grants::GrantView;
@@ -309,16 +310,19 @@ async fn read(
     summary = "The file, decrypted (full tier; recorded before the first byte)",
     params(("id" = Uuid, Path, description = "The grant id"), ("doc_id" = Uuid, Path, description = "The document id"), ("X-Officer-Id" = String, Header, description = "The official reading (recorded, shown to the citizen)"), ("X-Case-Id" = String, Header, description = "The agency's case number (recorded, shown to the citizen)")),
     security(("agency_key" = [])),
-    responses((status = 200, description = "The bytes, with Content-Length, ETag and Repr-Digest", content_type = "application/octet-stream"), AgencyErrors)
+    responses((status = 200, description = "The bytes, with Content-Length, Accept-Ranges, ETag and Repr-Digest", content_type = "application/octet-stream"), (status = 206, description = "The requested range (Content-Range); recorded with the range", content_type = "application/octet-stream"), (status = 304, description = "If-None-Match names the current ETag (recorded)"), (status = 416, description = "No requested range lies within the file", body = Problem, content_type = "application/problem+json"), AgencyErrors)
 )]
 async fn read_file(
     State(state): State<AppState>,
     Agency(agency): Agency,
     officer: Officer,
     Path((id, doc_id)): Path<(Uuid, Uuid)>,
+    method: Method,
+    request_headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let opened = reads::read_file(&state, &officer.caller(&agency), id, doc_id).await?;
-    let mut response = super::documents::file_response(opened, "attachment");
+    let decide = super::files::decide(&method, &request_headers);
+    let opened = reads::read_file(&state, &officer.caller(&agency), id, doc_id, decide).await?;
+    let mut response = super::files::respond(opened, "attachment");
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,

@@ -1,10 +1,9 @@
 //! The citizen's documents (SPEC §4: `/me/documents`) and the public catalog.
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Multipart, Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -13,6 +12,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::Authed;
+use super::files;
 #[allow(unused_imports)]
 use super::openapi::{CitizenErrors, Problem};
 use crate::documents::{self, Draft, Stored};
@@ -224,26 +224,29 @@ async fn remove(
     summary = "Download the file, decrypted",
     params(("id" = Uuid, Path, description = "The id"), ("version" = Option<i32>, Query, description = "A version number"), ("download" = Option<u8>, Query, description = "1 for an attachment")),
     security(("citizen_session" = [])),
-    responses((status = 200, description = "The bytes", content_type = "application/octet-stream"), CitizenErrors)
+    responses((status = 200, description = "The bytes (Accept-Ranges, ETag, Repr-Digest)", content_type = "application/octet-stream"), (status = 206, description = "The requested range (Content-Range)", content_type = "application/octet-stream"), (status = 304, description = "If-None-Match names the current ETag"), (status = 416, description = "No requested range lies within the file", body = Problem, content_type = "application/problem+json"), CitizenErrors)
 )]
 async fn file(
     State(state): State<AppState>,
     Authed(session): Authed,
     Path(id): Path<Uuid>,
     Query(q): Query<VersionQuery>,
+    method: Method,
+    request_headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let opened = documents::open_file(&state, &session, id, q.version).await?;
+    let decide = files::decide(&method, &request_headers);
+    let opened = documents::open_file(&state, &session, id, q.version, decide).await?;
     let disposition = if q.download == Some(1) {
         "attachment"
     } else {
         "inline"
     };
-    let info = opened.info.clone();
-    let mut response = file_response(opened, disposition);
+    let image = opened.info.media_type.is_image();
+    let mut response = files::respond(opened, disposition);
     let headers = response.headers_mut();
     // The file may be shown inside Custodia's own document page, nowhere else; images are
     // additionally sandboxed (PDF viewers refuse to run sandboxed).
-    let csp = if info.media_type.is_image() {
+    let csp = if image {
         "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'self'; sandbox"
     } else {
         "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; object-src 'self'; frame-ancestors 'self'"
@@ -257,67 +260,4 @@ async fn file(
         HeaderValue::from_static("SAMEORIGIN"),
     );
     Ok(response)
-}
-
-/// A decrypted file as a streamed response: its type, length, a safe disposition, and its
-/// SHA-256 as `ETag` and as RFC 9530 `Repr-Digest`.
-pub fn file_response(opened: documents::FileStream, disposition: &str) -> Response {
-    let info = opened.info;
-    let mut response = Body::from_stream(opened.body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(info.media_type.mime()),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
-    if let Ok(value) = HeaderValue::from_str(&content_disposition(disposition, &info.name)) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", info.sha256)) {
-        headers.insert(header::ETAG, etag);
-    }
-    if let Some(raw) = custodia_crypto::digest::hex_decode(&info.sha256) {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
-        if let Ok(value) = HeaderValue::from_str(&format!("sha-256=:{b64}:")) {
-            headers.insert("repr-digest", value);
-        }
-    }
-    response
-}
-
-/// `Content-Disposition` with an ASCII fallback name and the UTF-8 name (RFC 6266 / 8187).
-pub fn content_disposition(kind: &str, name: &str) -> String {
-    let ascii: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let mut encoded = String::new();
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            encoded.push(char::from(b));
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
-    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::content_disposition;
-
-    #[test]
-    fn disposition_is_safe_and_keeps_unicode() {
-        assert_eq!(
-            content_disposition("inline", "营业执照 v2.pdf"),
-            "inline; filename=\"____ v2.pdf\"; filename*=UTF-8''%E8%90%A5%E4%B8%9A%E6%89%A7%E7%85%A7%20v2.pdf"
-        );
-    }
 }

@@ -263,12 +263,17 @@ fn describe(status: StatusCode) -> (&'static str, &'static str, &'static str) {
 
 /// Turns a panic inside a handler into a logged 500 problem (the panic text is not sent).
 pub fn panic_to_problem(panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
-    let message = panic
+    let message = panic_message(panic.as_ref());
+    ApiError::internal(format!("handler panicked: {message}")).into_response()
+}
+
+/// The text a panic carried, if it carried text.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
-    ApiError::internal(format!("handler panicked: {message}")).into_response()
+        .unwrap_or_default()
 }
 
 impl From<crate::error::Error> for ApiError {

@@ -6,13 +6,16 @@ mod activity;
 mod agency;
 mod audit;
 mod auth;
+mod compression;
 mod documents;
 pub mod error;
 mod extract;
+mod files;
 mod grants;
 mod metrics;
 pub mod openapi;
 mod ops;
+mod panics;
 mod requests;
 mod web;
 
@@ -24,7 +27,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
 use axum::middleware;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -93,15 +95,24 @@ pub fn app(state: AppState) -> Router {
                 StatusCode::REQUEST_TIMEOUT,
                 TRANSFER_TIMEOUT,
             ));
-    Router::new()
+    let routes = Router::new()
         .merge(quick)
         .merge(transfers)
         .layer(middleware::from_fn(metrics::track))
         .fallback(|| async { error::ApiError::not_found() })
-        .with_state(state)
+        .with_state(state);
+    harden(routes)
+}
+
+/// The middleware every request passes through, around any routes: body limit,
+/// compression, panic containment, problem+json errors, security headers, request ids and
+/// tracing.
+fn harden(routes: Router) -> Router {
+    routes
         // Listed innermost first: the last layer sees the request first.
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
-        .layer(CompressionLayer::new())
+        .layer(compression::layer())
+        .layer(middleware::map_response(panics::guard_body))
         .layer(CatchPanicLayer::custom(error::panic_to_problem))
         .layer(middleware::from_fn(error::normalise_errors))
         .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
@@ -125,4 +136,79 @@ pub fn app(state: AppState) -> Router {
 
 fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
     SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::{Request, StatusCode, header};
+    use axum::routing::get;
+    use futures_util::StreamExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn breaks() -> &'static str {
+        panic!("a handler that breaks")
+    }
+
+    fn broken() -> Router {
+        harden(
+            Router::new()
+                .route("/handler", get(breaks))
+                .route(
+                    "/body",
+                    get(|| async {
+                        let parts = futures_util::stream::iter([Ok::<_, std::io::Error>(
+                            bytes::Bytes::from_static(b"first"),
+                        )])
+                        .chain(futures_util::stream::poll_fn(
+                            |_| -> std::task::Poll<Option<Result<bytes::Bytes, std::io::Error>>> {
+                                panic!("a body that breaks")
+                            },
+                        ));
+                        Body::from_stream(parts)
+                    }),
+                )
+                .route("/ok", get(|| async { "fine" })),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_handler_panic_is_a_problem_and_the_next_request_is_served() {
+        let app = broken();
+        let r = app
+            .clone()
+            .oneshot(Request::get("/handler").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], error::PROBLEM_JSON);
+        let body = to_bytes(r.into_body(), 4096).await.unwrap();
+        assert!(
+            !String::from_utf8_lossy(&body).contains("breaks"),
+            "the panic text stays inside"
+        );
+        let r = app
+            .oneshot(Request::get("/ok").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_body_panic_ends_the_body_with_an_error() {
+        let r = broken()
+            .oneshot(
+                Request::get("/body")
+                    .header(header::ACCEPT_ENCODING, "gzip")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(to_bytes(r.into_body(), 4096).await.is_err());
+    }
 }

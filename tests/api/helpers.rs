@@ -103,6 +103,7 @@ impl TestEnv {
 
     /// Starts a server on this environment (call again after stopping to "restart").
     pub async fn start(&self) -> Result<TestApp, StartError> {
+        watch_server_panics();
         let clock = ManualClock::new(time::OffsetDateTime::now_utc());
         let server =
             Server::build_with_clock(self.config(), Arc::new(clock.clone()) as Arc<dyn Clock>)
@@ -188,6 +189,44 @@ impl TestApp {
         }
         if let Some(handle) = self.handle.take() {
             handle.await.expect("server task");
+        }
+    }
+}
+
+/// Panics on the servers' threads (tokio workers), recorded by a process-wide hook. Every
+/// server is stopped or dropped by its test, which then fails if any server panicked: a
+/// panic is a defect even when a client never saw it (a torn body, a lost connection).
+static SERVER_PANICS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn watch_server_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // Runtime worker threads ("tokio-rt-worker", "tokio-runtime-worker"); a test
+            // body runs on its own thread, named after the test.
+            if std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("tokio-"))
+                && let Ok(mut seen) = SERVER_PANICS.lock()
+            {
+                seen.push(info.to_string());
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// Fails if a server thread has panicked (see [`SERVER_PANICS`]).
+pub fn assert_no_server_panic() {
+    let seen = SERVER_PANICS.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(seen.is_empty(), "a server thread panicked: {seen:#?}");
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_no_server_panic();
         }
     }
 }

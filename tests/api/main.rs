@@ -18,6 +18,7 @@ mod binary;
 mod citizen_kit;
 mod citizens;
 mod documents;
+mod downloads;
 mod errors;
 mod grants;
 mod health;

@@ -509,6 +509,20 @@ impl Browser {
         );
     }
 
+    /// Waits (up to 30 s) for a finished download and returns its bytes.
+    pub async fn wait_download_bytes(&self, suffix: &str) -> Vec<u8> {
+        for _ in 0..300 {
+            if let Some(path) = finished_download(&self.downloads, suffix) {
+                return std::fs::read(path).expect("read the download");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "no *{suffix} download arrived in {}",
+            self.downloads.display()
+        );
+    }
+
     /// Ends the WebDriver session; dropping then stops chromedriver.
     pub async fn close(self) {
         self.client.clone().close().await.ok();

@@ -12,6 +12,7 @@
 mod ids;
 
 mod browser;
+mod downloads;
 mod journeys;
 mod keyboard;
 mod security;
@@ -37,4 +38,9 @@ async fn registration_and_approval_by_keyboard_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csp_blocks_injected_script_cookies_are_guarded_and_pages_cannot_be_framed() {
     security::csp_cookies_and_framing("zh-CN", Engine::Sqlite, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_pdf_downloads_whole_through_the_page_and_fetch() {
+    downloads::a_large_pdf_downloads_whole("zh-CN", Engine::Sqlite, 5).await;
 }

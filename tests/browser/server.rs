@@ -100,6 +100,16 @@ impl Custodia {
         panic!("custodia serve did not answer at {url}");
     }
 
+    /// Fails if the server's log shows a panic (a panic is a defect even when no client saw
+    /// it: a torn body, a dropped connection).
+    pub fn assert_no_panic(&self) {
+        let log = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
+        assert!(
+            !log.contains("panicked"),
+            "the server panicked; its log:\n{log}"
+        );
+    }
+
     /// Runs an operator command against this server's database and keys; returns stdout.
     pub fn run(&self, args: &[&str]) -> String {
         let out = command(&self.vars)
@@ -182,6 +192,9 @@ impl Drop for Custodia {
             })
             .join()
             .ok();
+        }
+        if !std::thread::panicking() {
+            self.assert_no_panic();
         }
     }
 }

@@ -1,0 +1,237 @@
+//! Delivering a stored file: which bytes a request gets, and the decrypting stream that
+//! sends them.
+//!
+//! A file is a STREAM ciphertext of 64 KiB chunks (see `custodia_crypto::stream`). Any
+//! chunk opens on its own, so a ranged read seeks to the first chunk that covers the range
+//! and decrypts only the chunks up to its end: resuming a 1 GiB download from its middle
+//! costs what the rest costs, not what the start did. Every chunk is released only after
+//! its tag verified; a chunk that fails ends the body with an error, so a client sees a
+//! cut-off transfer (its `Content-Length` unmet), never altered bytes.
+//!
+//! The body is a fused stream: once it has ended it keeps answering "ended", whoever polls
+//! it again (body wrappers such as compression encoders may).
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use custodia_crypto::stream::{ChunkOpener, HEADER_LEN, Layout};
+use custodia_crypto::{Aad, DataKey};
+use futures_util::{Stream, StreamExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+
+use super::FileInfo;
+use crate::error::Error;
+use crate::store::blob::{BlobName, BlobStore};
+
+/// Which part of a file a request receives, decided from its headers, the file's size and
+/// its entity tag before anything is read or recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Every byte (200).
+    Whole,
+    /// Bytes `first..=last` (206).
+    Range {
+        /// First byte sent.
+        first: u64,
+        /// Last byte sent (inclusive).
+        last: u64,
+    },
+    /// The client's copy is current (304): no bytes.
+    NotModified,
+    /// No requested range lies within the file (416): no bytes.
+    Unsatisfiable,
+}
+
+/// What a file request asked for: a part, and whether only the headers go out (`HEAD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// The part of the file.
+    pub part: Part,
+    /// `HEAD`: headers only.
+    pub head: bool,
+}
+
+impl Delivery {
+    /// The whole file, with its body.
+    pub const WHOLE: Self = Self {
+        part: Part::Whole,
+        head: false,
+    };
+
+    /// Bytes of the file that leave the server (what the audit record counts).
+    pub fn bytes_sent(&self, size: u64) -> u64 {
+        if self.head {
+            return 0;
+        }
+        match self.part {
+            Part::Whole => size,
+            Part::Range { first, last } => last - first + 1,
+            Part::NotModified | Part::Unsatisfiable => 0,
+        }
+    }
+
+    /// How the audit record names anything but a whole-file read: the range sent (as in
+    /// `Content-Range`), a revalidation, or headers only.
+    pub fn note(&self, size: u64) -> Option<String> {
+        let part = match self.part {
+            Part::Whole => None,
+            Part::Range { first, last } => Some(format!("range bytes {first}-{last}/{size}")),
+            Part::NotModified => Some("not modified (the agency's copy is current)".to_owned()),
+            Part::Unsatisfiable => Some(format!("range not satisfiable (size {size})")),
+        };
+        match (self.head, part) {
+            (true, Some(p)) => Some(format!("headers only; {p}")),
+            (true, None) => Some("headers only".to_owned()),
+            (false, p) => p,
+        }
+    }
+
+    /// Whether bytes of the file are sent at all.
+    pub fn has_body(&self) -> bool {
+        !self.head && matches!(self.part, Part::Whole | Part::Range { .. })
+    }
+
+    /// The plaintext bytes to send, as a half-open range, if any.
+    fn span(&self, size: u64) -> Option<(u64, u64)> {
+        if !self.has_body() {
+            return None;
+        }
+        match self.part {
+            Part::Range { first, last } => Some((first, last + 1)),
+            _ => Some((0, size)),
+        }
+    }
+}
+
+/// A body of verified plaintext.
+pub type Body = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// A file ready to send: what it is, which part goes out, and (when bytes go out) the body.
+pub struct FileStream {
+    /// What the file is.
+    pub info: FileInfo,
+    /// What the request receives.
+    pub delivery: Delivery,
+    /// The plaintext of the delivered part; `None` when no bytes go out.
+    pub body: Option<Body>,
+}
+
+/// Opens the part of a blob that `delivery` names, decrypting with `key` under `aad`.
+/// Nothing is read from the blob when no bytes go out.
+pub async fn open(
+    blobs: &BlobStore,
+    name: &BlobName,
+    key: &DataKey,
+    aad: &Aad,
+    info: FileInfo,
+    delivery: Delivery,
+) -> Result<FileStream, Error> {
+    let Some((start, end)) = delivery.span(info.size) else {
+        return Ok(FileStream {
+            info,
+            delivery,
+            body: None,
+        });
+    };
+    let mut file = blobs
+        .open_blob(name)
+        .await
+        .map_err(|e| Error::Internal(e.into()))?;
+    let mut header = [0u8; HEADER_LEN];
+    file.read_exact(&mut header)
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("blob {}: {e}", name.as_str())))?;
+    let layout = Layout::new(info.size);
+    let opener = ChunkOpener::new(key, aad, &header, layout)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("blob {}: {e}", name.as_str())))?;
+    let first_chunk = layout.chunk_of(start);
+    file.seek(std::io::SeekFrom::Start(
+        layout.ciphertext_start(first_chunk),
+    ))
+    .await
+    .map_err(|e| Error::Internal(e.into()))?;
+    Ok(FileStream {
+        info,
+        delivery,
+        body: Some(Box::pin(decrypt_span(file, opener, start, end))),
+    })
+}
+
+/// Where the decrypting stream stands: the file positioned at chunk `next`.
+struct Cursor {
+    file: tokio::fs::File,
+    opener: ChunkOpener,
+    next: u64,
+    start: u64,
+    end: u64,
+}
+
+/// Decrypts the chunks covering plaintext bytes `start..end` from `file`, which is
+/// positioned at the first of them, and yields exactly those bytes. Fused.
+fn decrypt_span(
+    file: tokio::fs::File,
+    opener: ChunkOpener,
+    start: u64,
+    end: u64,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let next = opener.layout().chunk_of(start);
+    let cursor = Cursor {
+        file,
+        opener,
+        next,
+        start,
+        end,
+    };
+    futures_util::stream::unfold(Some(cursor), |state| async move {
+        let mut c = state?;
+        let layout = c.opener.layout();
+        let chunk_start = layout.plaintext_start(c.next);
+        if c.start >= c.end {
+            // An empty span (an empty file): nothing to send.
+            return None;
+        }
+        let mut chunk = vec![0u8; layout.ciphertext_len_of(c.next)];
+        if let Err(e) = c.file.read_exact(&mut chunk).await {
+            return Some((Err(e), None));
+        }
+        if let Err(e) = c.opener.open(c.next, &mut chunk) {
+            return Some((Err(std::io::Error::other(e)), None));
+        }
+        // Cut the chunk to the span: both offsets are within this chunk's 64 KiB.
+        let from = usize::try_from(c.start.saturating_sub(chunk_start)).unwrap_or(0);
+        let to = usize::try_from(c.end - chunk_start)
+            .unwrap_or(usize::MAX)
+            .min(chunk.len());
+        let bytes = Bytes::from(chunk).slice(from.min(to)..to);
+        c.next += 1;
+        let more = layout.plaintext_start(c.next) < c.end && c.next < layout.chunks();
+        Some((Ok(bytes), more.then_some(c)))
+    })
+    .fuse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(part: Part) -> Delivery {
+        Delivery { part, head: false }
+    }
+
+    #[test]
+    fn bytes_sent_and_notes_follow_the_part() {
+        assert_eq!(Delivery::WHOLE.bytes_sent(10), 10);
+        assert_eq!(Delivery::WHOLE.note(10), None);
+        let r = delivery(Part::Range { first: 2, last: 5 });
+        assert_eq!(r.bytes_sent(10), 4);
+        assert_eq!(r.note(10).as_deref(), Some("range bytes 2-5/10"));
+        assert_eq!(delivery(Part::NotModified).bytes_sent(10), 0);
+        let head = Delivery {
+            part: Part::Whole,
+            head: true,
+        };
+        assert_eq!(head.bytes_sent(10), 0);
+        assert!(!head.has_body());
+        assert_eq!(head.note(10).as_deref(), Some("headers only"));
+    }
+}

@@ -66,11 +66,9 @@ pub async fn invite(ctx: &Context, name: &str) -> Result<String, Error> {
             auditor_id: None,
         })
         .await?;
-    crate::audit::record(
-        ctx,
-        Event::new(ActorKind::Operator, None, "auditor.invite").objects([id.to_string()]),
-    )
-    .await;
+    ctx.audit
+        .record(Event::new(ActorKind::Operator, None, "auditor.invite").objects([id.to_string()]))
+        .await;
     let base = ctx.config.public_url.as_str().trim_end_matches('/');
     Ok(format!("{base}/audit/enrol?token={}", token.as_str()))
 }
@@ -180,15 +178,13 @@ pub async fn enrol_finish(
     .await?;
     tx.commit().await?;
     let issued = sessions::create(ctx, Principal::Auditor(state.auditor_id), None).await?;
-    crate::audit::record(
-        ctx,
-        Event::new(
+    ctx.audit
+        .record(Event::new(
             ActorKind::Auditor,
             Some(state.auditor_id.to_string()),
             "auditor.enrol",
-        ),
-    )
-    .await;
+        ))
+        .await;
     Ok((state.auditor_id, issued))
 }
 
@@ -248,13 +244,13 @@ pub async fn login_finish(
     )
     .await?;
     if !verified {
-        crate::audit::record(ctx, event.outcome("failed")).await;
+        ctx.audit.record(event.outcome("failed")).await;
         return Err(Error::Unauthenticated(
             "The passkey could not be verified.".into(),
         ));
     }
     let issued = sessions::create(ctx, Principal::Auditor(state.auditor_id), None).await?;
-    crate::audit::record(ctx, event).await;
+    ctx.audit.record(event).await;
     Ok((state.auditor_id, issued))
 }
 

@@ -207,9 +207,7 @@ pub fn main() -> ExitCode {
                     let done = crate::keyring::rotate_master(&ctx.store, &ctx.config.master_key_file)
                         .await
                         .map_err(|e| crate::error::Error::Internal(e.into()))?;
-                    crate::audit::record(
-                        &ctx,
-                        crate::audit::Event::new(crate::audit::ActorKind::Operator, None, "keys.rotate-master")
+                    ctx.audit.record(crate::audit::Event::new(crate::audit::ActorKind::Operator, None, "keys.rotate-master")
                             .detail(format!("{} → {}", done.old_id, done.new_id)),
                     )
                     .await;
@@ -230,9 +228,7 @@ pub fn main() -> ExitCode {
                     )
                     .await
                     .map_err(|e| crate::error::Error::Internal(e.into()))?;
-                    crate::audit::record(
-                        &ctx,
-                        crate::audit::Event::new(crate::audit::ActorKind::Operator, None, "keys.rotate-signing")
+                    ctx.audit.record(crate::audit::Event::new(crate::audit::ActorKind::Operator, None, "keys.rotate-signing")
                             .detail(format!("new signing key {id}")),
                     )
                     .await;

@@ -11,6 +11,7 @@
 //! and [`cli`] is the `custodia` command.
 #![forbid(unsafe_code)]
 
+pub mod activity;
 pub mod agencies;
 pub mod audit;
 pub mod auditors;
@@ -31,6 +32,7 @@ pub mod keyring;
 pub mod passkeys;
 pub mod ratelimit;
 pub mod requests;
+pub mod sealing;
 pub mod server;
 pub mod sessions;
 pub mod store;

@@ -441,12 +441,12 @@ pub async fn approve(
         ));
     }
     tx.commit().await?;
-    let event = crate::audit::citizen_event(ctx, citizen, "request.approve")
+    let event = crate::audit::citizen_event(&ctx.store, citizen, "request.approve")
         .await
         .grant(Some(grant.id))
         .objects([id.to_string(), r.agency_id.to_string()])
         .purpose(Some(&r.purpose_code));
-    crate::audit::record(ctx, event).await;
+    ctx.audit.record(event).await;
     Ok(grant)
 }
 
@@ -462,9 +462,9 @@ pub async fn deny(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Erro
     if !decided {
         return Err(Error::Conflict("This request is no longer pending.".into()));
     }
-    let event = crate::audit::citizen_event(ctx, citizen, "request.deny")
+    let event = crate::audit::citizen_event(&ctx.store, citizen, "request.deny")
         .await
         .objects([id.to_string()]);
-    crate::audit::record(ctx, event).await;
+    ctx.audit.record(event).await;
     Ok(())
 }

@@ -18,7 +18,6 @@
 //! by id and type.
 
 pub mod chain;
-pub mod trail;
 
 use std::time::Duration;
 
@@ -224,6 +223,17 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
+    /// Records a change that has already committed. A change stands even if its record
+    /// cannot be written then; the failure is logged as an error with the action so an
+    /// operator can see the gap. (Reads never take this path: they are recorded first and
+    /// refused without a record, see [`AuditLog::append_read`].)
+    pub async fn record(&self, event: Event) {
+        let action = event.action();
+        if let Err(e) = self.append(event).await {
+            tracing::error!(action, error = %e, "a committed change could not be recorded in the audit trail");
+        }
+    }
+
     /// Starts the sequencer on `store`, signing checkpoints with `signing`.
     pub async fn start(
         store: Store,
@@ -461,24 +471,9 @@ pub async fn checkpoint_now(
     Ok(Some(seq))
 }
 
-/// Records a change that has already committed. A change stands even if its record
-/// cannot be written then; the failure is logged as an error with the action so an
-/// operator can see the gap. (Reads never take this path: they are recorded first and
-/// refused without a record, see [`AuditLog::append_read`].)
-pub async fn record(ctx: &crate::context::Context, event: Event) {
-    let action = event.action();
-    if let Err(e) = ctx.audit.append(event).await {
-        tracing::error!(action, error = %e, "a committed change could not be recorded in the audit trail");
-    }
-}
-
 /// An event by (or about) a citizen, under their pseudonym.
-pub async fn citizen_event(
-    ctx: &crate::context::Context,
-    citizen: Uuid,
-    action: &'static str,
-) -> Event {
-    let pseudonym = ctx.store.citizen(citizen).await.ok().map(|c| c.pseudonym);
+pub async fn citizen_event(store: &Store, citizen: Uuid, action: &'static str) -> Event {
+    let pseudonym = store.citizen(citizen).await.ok().map(|c| c.pseudonym);
     Event::new(ActorKind::Citizen, pseudonym.clone(), action).citizen(pseudonym.as_deref())
 }
 

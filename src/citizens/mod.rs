@@ -118,21 +118,6 @@ fn display_name_aad(citizen: Uuid) -> Aad {
     Aad::new("citizen-display-name").with("citizen", citizen.as_bytes())
 }
 
-fn secret_key_aad(citizen: Uuid) -> Aad {
-    Aad::new("citizen-secret-key").with("citizen", citizen.as_bytes())
-}
-
-/// Opens a citizen's X25519 private key with their vault key (to receive deposits).
-pub(crate) fn open_secret_key(
-    row: &CitizenRow,
-    vault_key: &VaultKey,
-) -> Result<hpke_seal::HpkeSecretKey, Error> {
-    let bytes = envelope::open(vault_key, &secret_key_aad(row.id), &row.secret_key_enc)
-        .map_err(|e| Error::Internal(anyhow::anyhow!("private key of a citizen: {e}")))?;
-    hpke_seal::HpkeSecretKey::from_bytes(&bytes)
-        .map_err(|e| Error::Internal(anyhow::anyhow!("private key of a citizen: {e}")))
-}
-
 fn auth_failed() -> Error {
     Error::Unauthenticated("The passkey could not be verified. Please try again.".into())
 }
@@ -272,7 +257,7 @@ pub async fn register_finish(
         public_key: public_key.to_bytes(),
         secret_key_enc: envelope::seal(
             &vault_key,
-            &secret_key_aad(citizen_id),
+            &crate::sealing::secret_key_aad(citizen_id),
             &secret_key.to_bytes(),
         ),
         passphrase_kdf: serde_json::to_string(&kdf_params)
@@ -304,11 +289,9 @@ pub async fn register_finish(
     tx.insert_credential(&credential_row).await?;
     tx.commit().await?;
     tracing::info!(citizen = %citizen_id, "citizen registered");
-    crate::audit::record(
-        ctx,
-        crate::audit::citizen_event(ctx, citizen_id, "citizen.register").await,
-    )
-    .await;
+    ctx.audit
+        .record(crate::audit::citizen_event(&ctx.store, citizen_id, "citizen.register").await)
+        .await;
 
     let session = sessions::create(ctx, Principal::Citizen(citizen_id), Some(&vault_key)).await?;
     Ok(Registered {
@@ -404,19 +387,17 @@ pub async fn login_finish(
     )
     .await?;
     if !verified {
-        let event = crate::audit::citizen_event(ctx, state.citizen_id, "login")
+        let event = crate::audit::citizen_event(&ctx.store, state.citizen_id, "login")
             .await
             .outcome("failed")
             .detail("the passkey assertion did not verify");
-        crate::audit::record(ctx, event).await;
+        ctx.audit.record(event).await;
         return Err(auth_failed());
     }
     let issued = sessions::create(ctx, Principal::Citizen(state.citizen_id), None).await?;
-    crate::audit::record(
-        ctx,
-        crate::audit::citizen_event(ctx, state.citizen_id, "login").await,
-    )
-    .await;
+    ctx.audit
+        .record(crate::audit::citizen_event(&ctx.store, state.citizen_id, "login").await)
+        .await;
     Ok((state.citizen_id, issued))
 }
 
@@ -484,16 +465,16 @@ pub async fn unlock(
     limits.guard(ctx).await?;
     let citizen = ctx.store.citizen(citizen_id).await?;
     let opened = unwrap_with_passphrase(ctx, &citizen, passphrase).await;
-    let event = crate::audit::citizen_event(ctx, citizen_id, "vault.unlock").await;
+    let event = crate::audit::citizen_event(&ctx.store, citizen_id, "vault.unlock").await;
     let event = match &opened {
         Ok(_) => event,
         Err(_) => event.outcome("failed").detail("wrong passphrase"),
     };
-    crate::audit::record(ctx, event).await;
+    ctx.audit.record(event).await;
     let vault_key = limits.on_failure(ctx, opened).await?;
     session.unlock(ctx, &vault_key).await?;
     tracing::info!(citizen = %citizen_id, "vault unlocked");
-    crate::documents::pick_up_deposits(ctx, citizen_id, &vault_key).await?;
+    crate::sealing::pick_up_deposits(ctx, citizen_id, &vault_key).await?;
     Ok(())
 }
 

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use custodia_crypto::digest::{self, Sha256Stream};
 use custodia_crypto::hpke_seal::{self, HpkePublicKey};
 use custodia_crypto::stream::{CHUNK_LEN, StreamEncryptor};
-use custodia_crypto::{Aad, DataKey, SymmetricKey, VaultKey, envelope, wrap};
+use custodia_crypto::{DataKey, SymmetricKey, VaultKey, envelope, wrap};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -148,29 +148,6 @@ pub fn sanitise_filename(raw: &str) -> String {
     } else {
         trimmed
     }
-}
-
-pub(crate) fn aad(label: &'static str, document: Uuid, version: i32, owner: Uuid) -> Aad {
-    Aad::new(label)
-        .with("document", document.as_bytes())
-        .with("version", version.to_be_bytes())
-        .with("owner", owner.as_bytes())
-}
-
-/// Unwraps the data key of one version with the owner's vault key.
-pub(crate) fn unwrap_data_key(
-    vault_key: &VaultKey,
-    wrapped: &[u8],
-    document: Uuid,
-    version: i32,
-    owner: Uuid,
-) -> Result<DataKey, Error> {
-    wrap::unwrap_key(
-        vault_key,
-        wrapped,
-        &aad("data-key", document, version, owner),
-    )
-    .map_err(|e| Error::Internal(anyhow::anyhow!("data key of {document} v{version}: {e}")))
 }
 
 /// The SHA-256 digest of a version's canonical content (RFC 8785 JSON of type, fields and
@@ -305,7 +282,12 @@ impl Draft {
             .await?;
         let encryptor = StreamEncryptor::new(
             &self.data_key,
-            &aad("document-file", self.document, self.version, self.citizen),
+            &crate::sealing::document_aad(
+                "document-file",
+                self.document,
+                self.version,
+                self.citizen,
+            ),
         );
         self.file = Some(FileUpload {
             writer,
@@ -416,7 +398,8 @@ impl Draft {
             serde_json::to_vec(&meta).map_err(|e| Error::Internal(e.into()))?,
         );
         let now = ctx.clock.now_ms();
-        let key_aad = aad("data-key", self.document, self.version, self.citizen);
+        let key_aad =
+            crate::sealing::document_aad("data-key", self.document, self.version, self.citizen);
         let (data_key_wrap, sealed_deposit) = match &self.holder {
             Holder::Vault(vault_key) => (
                 Some(wrap::wrap_key(vault_key, &self.data_key, &key_aad)),
@@ -443,7 +426,12 @@ impl Draft {
             sealed_deposit,
             meta_enc: Some(envelope::seal(
                 &self.data_key,
-                &aad("document-meta", self.document, self.version, self.citizen),
+                &crate::sealing::document_aad(
+                    "document-meta",
+                    self.document,
+                    self.version,
+                    self.citizen,
+                ),
                 &meta_json,
             )),
             blob_name: blob.as_ref().map(|(n, _)| n.as_str().to_owned()),
@@ -456,7 +444,7 @@ impl Draft {
         let grant_wraps = match self.holder {
             Holder::Sealed { .. } => Ok(Vec::new()),
             Holder::Vault(_) => {
-                crate::grants::wraps_for_new_version(
+                crate::sealing::wraps_for_new_version(
                     ctx,
                     self.citizen,
                     self.document,
@@ -524,11 +512,11 @@ impl Draft {
             } else {
                 "document.upload"
             };
-            let event = crate::audit::citizen_event(ctx, self.citizen, action)
+            let event = crate::audit::citizen_event(&ctx.store, self.citizen, action)
                 .await
                 .objects([self.document.to_string(), doc_type.to_owned()])
                 .bytes(blob.as_ref().map(|(_, s)| *s));
-            crate::audit::record(ctx, event).await;
+            ctx.audit.record(event).await;
         }
         Ok(Stored {
             id: self.document,
@@ -682,7 +670,7 @@ pub async fn count(ctx: &Context, session: &Session) -> Result<usize, Error> {
 pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<Summary>, Error> {
     let citizen = session.citizen()?;
     if session.is_unlocked() {
-        pick_up_deposits(ctx, citizen, &session.vault_key()?).await?;
+        crate::sealing::pick_up_deposits(ctx, citizen, &session.vault_key()?).await?;
     }
     let mut names: BTreeMap<Uuid, String> = BTreeMap::new();
     let mut out = Vec::new();
@@ -791,13 +779,16 @@ async fn open_version(
         .cloned()
         .ok_or(Error::NotFound)?;
     let wrapped = chosen.data_key_wrap.as_deref().ok_or(Error::NotFound)?;
-    let data_key: DataKey =
-        wrap::unwrap_key(&vault_key, wrapped, &aad("data-key", id, wanted, citizen))
-            .map_err(|e| Error::Internal(anyhow::anyhow!("data key of {id} v{wanted}: {e}")))?;
+    let data_key: DataKey = wrap::unwrap_key(
+        &vault_key,
+        wrapped,
+        &crate::sealing::document_aad("data-key", id, wanted, citizen),
+    )
+    .map_err(|e| Error::Internal(anyhow::anyhow!("data key of {id} v{wanted}: {e}")))?;
     let sealed = chosen.meta_enc.as_deref().ok_or(Error::NotFound)?;
     let json = envelope::open(
         &data_key,
-        &aad("document-meta", id, wanted, citizen),
+        &crate::sealing::document_aad("document-meta", id, wanted, citizen),
         sealed,
     )
     .map_err(|e| Error::Internal(anyhow::anyhow!("contents of {id} v{wanted}: {e}")))?;
@@ -876,66 +867,11 @@ pub async fn open_file(
         &ctx.blobs,
         &name,
         &o.data_key,
-        &aad("document-file", id, o.chosen.version, o.row.citizen_id),
+        &crate::sealing::document_aad("document-file", id, o.chosen.version, o.row.citizen_id),
         info,
         delivery,
     )
     .await
-}
-
-/// Receives the citizen's waiting issuer deposits: each sealed data key is opened with
-/// their private key and wrapped under their vault key, and live grants covering the
-/// document's type get their wrap (SPEC G5: deposits join type-scoped grants at the next
-/// unlock). Returns how many were received.
-pub async fn pick_up_deposits(
-    ctx: &Context,
-    citizen: Uuid,
-    vault_key: &VaultKey,
-) -> Result<usize, Error> {
-    let waiting = ctx.store.waiting_deposits(citizen).await?;
-    if waiting.is_empty() {
-        return Ok(0);
-    }
-    let row = ctx.store.citizen(citizen).await?;
-    let secret = crate::citizens::open_secret_key(&row, vault_key)?;
-    let mut received = 0;
-    for d in waiting {
-        let key_aad = aad("data-key", d.document_id, d.version, citizen);
-        let data_key: DataKey = hpke_seal::open_key(&secret, &key_aad, &d.sealed_deposit)
-            .map_err(|e| Error::Internal(anyhow::anyhow!("deposit {}: {e}", d.document_id)))?;
-        let grant_wraps = crate::grants::wraps_for_new_version(
-            ctx,
-            citizen,
-            d.document_id,
-            &d.doc_type,
-            d.version,
-            &data_key,
-        )
-        .await?;
-        let mut tx = ctx.store.begin().await?;
-        if tx
-            .receive_deposit(
-                d.document_id,
-                d.version,
-                &wrap::wrap_key(vault_key, &data_key, &key_aad),
-            )
-            .await?
-        {
-            for w in &grant_wraps {
-                tx.insert_grant_wrap_if_active(w).await?;
-            }
-            received += 1;
-        }
-        tx.commit().await?;
-    }
-    tracing::info!(received, "issuer deposits received");
-    if received > 0 {
-        let event = crate::audit::citizen_event(ctx, citizen, "document.receive")
-            .await
-            .detail(format!("{received} deposit(s) received at unlock"));
-        crate::audit::record(ctx, event).await;
-    }
-    Ok(received)
 }
 
 /// Deletes a document: every version's keys and sealed contents, every grant's wraps of
@@ -949,10 +885,10 @@ pub async fn delete(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Er
         discard_blob(ctx, &name).await;
     }
     tracing::info!(document = %id, "document deleted (keys destroyed)");
-    let event = crate::audit::citizen_event(ctx, citizen, "document.delete")
+    let event = crate::audit::citizen_event(&ctx.store, citizen, "document.delete")
         .await
         .objects([id.to_string()]);
-    crate::audit::record(ctx, event).await;
+    ctx.audit.record(event).await;
     Ok(())
 }
 

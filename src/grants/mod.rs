@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use custodia_crypto::sign::CONTEXT_CONSENT_RECEIPT;
-use custodia_crypto::{Aad, GrantKey, SymmetricKey, digest, wrap};
+use custodia_crypto::{GrantKey, SymmetricKey, digest, wrap};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -31,7 +31,6 @@ use crate::agencies::Level;
 use crate::catalog::{Sensitivity, SharingClass, Tier};
 use crate::clock::{from_ms, to_ms};
 use crate::context::Context;
-use crate::documents;
 use crate::error::{Error, invalid};
 use crate::sessions::Session;
 use crate::store::grants::{GrantRow, GrantWrapRow};
@@ -155,18 +154,6 @@ fn view(g: &GrantRow, now_ms: i64) -> GrantView {
         status: effective_status(g, now_ms).to_owned(),
         request_id: g.request_id,
     }
-}
-
-fn grant_key_aad(grant: Uuid) -> Aad {
-    Aad::new("grant-key").with("grant", grant.as_bytes())
-}
-
-/// The context of a data key wrapped under a grant key.
-pub fn grant_data_key_aad(grant: Uuid, document: Uuid, version: i32) -> Aad {
-    Aad::new("grant-data-key")
-        .with("grant", grant.as_bytes())
-        .with("document", document.as_bytes())
-        .with("version", version.to_be_bytes())
 }
 
 fn policy(message: impl Into<String>) -> Error {
@@ -389,7 +376,7 @@ pub(crate) async fn create_inner(
             continue;
         };
         let data_key =
-            documents::unwrap_data_key(&vault_key, wrapped, d.id, v.version, citizen_id)?;
+            crate::sealing::unwrap_data_key(&vault_key, wrapped, d.id, v.version, citizen_id)?;
         wraps.push(GrantWrapRow {
             grant_id: id,
             document_id: d.id,
@@ -397,7 +384,7 @@ pub(crate) async fn create_inner(
             wrapped_key: wrap::wrap_key(
                 &grant_key,
                 &data_key,
-                &grant_data_key_aad(id, d.id, v.version),
+                &crate::sealing::grant_data_key_aad(id, d.id, v.version),
             ),
         });
     }
@@ -450,7 +437,7 @@ pub(crate) async fn create_inner(
         grant_key_wrap: Some(wrap::wrap_key(
             &ctx.keys.grant_wrap,
             &grant_key,
-            &grant_key_aad(id),
+            &crate::sealing::grant_key_aad(id),
         )),
         receipt: canonical,
         receipt_signature: signature.to_vec(),
@@ -463,7 +450,7 @@ pub(crate) async fn create_inner(
     }
     tx.commit().await?;
     tracing::info!(grant = %id, agency = %agency.id, documents = wraps.len(), "grant created");
-    let event = crate::audit::citizen_event(ctx, citizen_id, "grant.create")
+    let event = crate::audit::citizen_event(&ctx.store, citizen_id, "grant.create")
         .await
         .grant(Some(id))
         .objects(
@@ -472,7 +459,7 @@ pub(crate) async fn create_inner(
         )
         .purpose(Some(purpose))
         .tier(req.tier.as_str(), Some(row_fields(&row)));
-    crate::audit::record(ctx, event).await;
+    ctx.audit.record(event).await;
     Ok(view(&row, now))
 }
 
@@ -483,49 +470,6 @@ fn row_fields(row: &GrantRow) -> Vec<String> {
 /// Lists are stored as JSON text; serialising a list of strings or ids cannot fail.
 fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "[]".to_owned())
-}
-
-/// Wraps a new version's data key for every live grant of its owner that covers it: grants
-/// naming its type (documents added while the grant lives) and grants naming the document
-/// (its new versions). The server can do this alone because grant keys are wrapped under a
-/// service key; it never needs the vault key to extend a grant the citizen already gave.
-pub(crate) async fn wraps_for_new_version(
-    ctx: &Context,
-    citizen: Uuid,
-    document: Uuid,
-    doc_type: &str,
-    version: i32,
-    data_key: &custodia_crypto::DataKey,
-) -> Result<Vec<GrantWrapRow>, Error> {
-    let now = ctx.clock.now_ms();
-    let mut out = Vec::new();
-    for g in ctx.store.citizen_grants(citizen).await? {
-        if g.status != "active" || g.expires_at <= now {
-            continue;
-        }
-        let types: Vec<String> = serde_json::from_str(&g.document_types).unwrap_or_default();
-        let ids: Vec<Uuid> = serde_json::from_str(&g.document_ids).unwrap_or_default();
-        if !types.iter().any(|t| t == doc_type) && !ids.contains(&document) {
-            continue;
-        }
-        let Some(wrapped) = g.grant_key_wrap.as_deref() else {
-            continue;
-        };
-        let grant_key: GrantKey =
-            wrap::unwrap_key(&ctx.keys.grant_wrap, wrapped, &grant_key_aad(g.id))
-                .map_err(|e| Error::Internal(anyhow::anyhow!("grant key of {}: {e}", g.id)))?;
-        out.push(GrantWrapRow {
-            grant_id: g.id,
-            document_id: document,
-            version,
-            wrapped_key: wrap::wrap_key(
-                &grant_key,
-                data_key,
-                &grant_data_key_aad(g.id, document, version),
-            ),
-        });
-    }
-    Ok(out)
 }
 
 /// The citizen's grants.
@@ -554,11 +498,11 @@ pub async fn revoke(ctx: &Context, session: &Session, id: Uuid) -> Result<GrantV
         return Err(Error::Conflict("This grant has already ended.".into()));
     }
     tracing::info!(grant = %id, "grant revoked; keys destroyed");
-    let event = crate::audit::citizen_event(ctx, citizen, "grant.revoke")
+    let event = crate::audit::citizen_event(&ctx.store, citizen, "grant.revoke")
         .await
         .grant(Some(id))
         .objects([id.to_string()]);
-    crate::audit::record(ctx, event).await;
+    ctx.audit.record(event).await;
     Ok(view(&ctx.store.citizen_grant(citizen, id).await?, now))
 }
 
@@ -605,13 +549,13 @@ pub async fn sweep_expired(ctx: &Context) -> Result<usize, Error> {
         tx.commit().await?;
         if this {
             ended += 1;
-            crate::audit::record(
-                ctx,
-                crate::audit::Event::new(crate::audit::ActorKind::System, None, "grant.expire")
-                    .grant(Some(id))
-                    .objects([id.to_string()]),
-            )
-            .await;
+            ctx.audit
+                .record(
+                    crate::audit::Event::new(crate::audit::ActorKind::System, None, "grant.expire")
+                        .grant(Some(id))
+                        .objects([id.to_string()]),
+                )
+                .await;
         }
     }
     Ok(ended)

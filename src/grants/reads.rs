@@ -18,7 +18,7 @@ use custodia_crypto::{DataKey, GrantKey, envelope, wrap};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{GrantView, effective_status, grant_data_key_aad, grant_key_aad, view};
+use super::{GrantView, effective_status, view};
 use crate::audit::{ActorKind, Claim, Event};
 use crate::catalog::Tier;
 use crate::context::Context;
@@ -343,13 +343,13 @@ async fn open(
     let grant_key: GrantKey = wrap::unwrap_key(
         &ctx.keys.grant_wrap,
         grant_key_wrap,
-        &grant_key_aad(grant.id),
+        &crate::sealing::grant_key_aad(grant.id),
     )
     .map_err(|e| Error::Internal(anyhow::anyhow!("grant key of {}: {e}", grant.id)))?;
     let data_key: DataKey = wrap::unwrap_key(
         &grant_key,
         &wrapped,
-        &grant_data_key_aad(grant.id, doc.id, doc.current_version),
+        &crate::sealing::grant_data_key_aad(grant.id, doc.id, doc.current_version),
     )
     .map_err(|e| Error::Internal(anyhow::anyhow!("data key of {doc_id} under a grant: {e}")))?;
     let versions = ctx.store.document_versions(doc.id).await?;
@@ -360,7 +360,7 @@ async fn open(
     let sealed = version.meta_enc.as_deref().ok_or(Error::NotFound)?;
     let json = envelope::open(
         &data_key,
-        &documents::aad("document-meta", doc.id, version.version, doc.citizen_id),
+        &crate::sealing::document_aad("document-meta", doc.id, version.version, doc.citizen_id),
         sealed,
     )
     .map_err(|e| Error::Internal(anyhow::anyhow!("contents of {doc_id}: {e}")))?;
@@ -556,7 +556,7 @@ pub async fn read_file(
         &ctx.blobs,
         &name,
         &o.data_key,
-        &documents::aad(
+        &crate::sealing::document_aad(
             "document-file",
             o.doc.id,
             o.version.version,

@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::extract::Authed;
 #[allow(unused_imports)]
 use super::openapi::{CitizenErrors, Problem};
-use crate::audit::trail::{self, TrailFilter};
+use crate::activity::{self, TrailFilter};
 use crate::error::invalid;
 
 /// The routes of this module.
@@ -90,7 +90,7 @@ async fn activity(
     if !(1..=200).contains(&limit) {
         return Err(invalid("limit", "must be from 1 to 200").into());
     }
-    let (events, next) = trail::list(&state, &session, &q.filter()?, limit).await?;
+    let (events, next) = activity::list(&state, &session, &q.filter()?, limit).await?;
     Ok(Json(
         serde_json::json!({ "events": events, "next_cursor": next }),
     ))

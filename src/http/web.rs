@@ -333,7 +333,7 @@ async fn index(
         return render(&state, &page, "index.html", context! {});
     };
     let profile = citizens::profile(&state, s).await?;
-    let unseen_reads = crate::audit::trail::unseen_reads(&state, s).await?;
+    let unseen_reads = crate::activity::unseen_reads(&state, s).await?;
     // At a glance: what is stored, what waits for an answer, what is shared now.
     let documents = crate::documents::count(&state, s).await?;
     let pending = crate::requests::list(&state, s)
@@ -809,18 +809,18 @@ async fn activity_page(
     SignedIn(page, session): SignedIn,
     Query(q): Query<ActivityQuery>,
 ) -> Result<Response, ApiError> {
-    use crate::audit::trail;
+    use crate::activity;
     let t = page.lang.catalog();
     let text = |key: String| t.get(&key).cloned().unwrap_or(key);
-    let filter = trail::TrailFilter {
+    let filter = activity::TrailFilter {
         action: Some(q.action.clone()).filter(|a| !a.is_empty()),
         outcome: Some(q.outcome.clone())
             .filter(|o| ["ok", "refused", "failed"].contains(&o.as_str())),
         agency: q.agency.parse().ok(),
         before_seq: q.cursor,
-        ..trail::TrailFilter::default()
+        ..activity::TrailFilter::default()
     };
-    let (events, next) = trail::list(&state, &session, &filter, 50).await?;
+    let (events, next) = activity::list(&state, &session, &filter, 50).await?;
     let events: Vec<_> = events
         .into_iter()
         .map(|e| {
@@ -847,7 +847,7 @@ async fn activity_page(
             }
         })
         .collect();
-    let (labels, series) = trail::reads_per_day(&state, &session, 30).await?;
+    let (labels, series) = activity::reads_per_day(&state, &session, 30).await?;
     let mut chart_rows = Vec::new();
     for (agency, counts) in &series {
         for (day, count) in labels.iter().zip(counts) {
@@ -861,7 +861,7 @@ async fn activity_page(
         .into_iter()
         .map(|a| context! { id => a.id.to_string(), name => a.name })
         .collect();
-    trail::mark_seen(&state, &session).await?;
+    activity::mark_seen(&state, &session).await?;
     render(
         &state,
         &page,
@@ -877,7 +877,7 @@ async fn activity_chart(
     State(state): State<AppState>,
     SignedIn(page, session): SignedIn,
 ) -> Result<Response, ApiError> {
-    let (labels, series) = crate::audit::trail::reads_per_day(&state, &session, 30).await?;
+    let (labels, series) = crate::activity::reads_per_day(&state, &session, 30).await?;
     let series: Vec<(String, Vec<u32>)> = series.into_iter().collect();
     let title = page
         .lang
@@ -1022,8 +1022,7 @@ async fn audit_chart(
         outcome: Some(if refusals { "refused" } else { "ok" }.into()),
         ..Default::default()
     };
-    let (labels, series) =
-        crate::audit::trail::agency_volume(&state, filter, 30, !refusals).await?;
+    let (labels, series) = crate::activity::agency_volume(&state, filter, 30, !refusals).await?;
     let key = if refusals {
         "audit_chart_refusals"
     } else {

@@ -270,7 +270,7 @@ async fn only_live_grants_open_with_the_database_and_master_key_alone(backend: B
                     let data_key: DataKey = wrap::unwrap_key(
                         &grant_key,
                         &w.wrapped_key,
-                        &custodia::grants::grant_data_key_aad(g.id, w.document_id, w.version),
+                        &custodia::sealing::grant_data_key_aad(g.id, w.document_id, w.version),
                     )
                     .unwrap();
                     let v = ctx.store.document_versions(w.document_id).await.unwrap();

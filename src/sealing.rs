@@ -1,0 +1,173 @@
+//! Which key opens what, and how keys follow consent: the rules that citizens, documents
+//! and grants share, beneath all three (SPEC G5).
+//!
+//! * A version's data key is wrapped under its owner's vault key ([`unwrap_data_key`]) and,
+//!   for each live grant that covers it, under that grant's key ([`wraps_for_new_version`]:
+//!   which grants a new version joins).
+//! * A grant key is wrapped under the grant-wrapping service key ([`grant_key_aad`]).
+//! * Issuer deposits arrive sealed to the citizen's public key and are received at the next
+//!   unlock ([`pick_up_deposits`]).
+//!
+//! Every wrap carries associated data naming what it belongs to, so no wrap opens in
+//! another place.
+
+use custodia_crypto::hpke_seal;
+use custodia_crypto::{Aad, DataKey, GrantKey, VaultKey, envelope, wrap};
+use uuid::Uuid;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::store::citizens::CitizenRow;
+use crate::store::grants::GrantWrapRow;
+
+/// The associated data of a document's sealed parts (`label` = `data-key`, `document-meta`
+/// or `document-file`): document, version and owner, so nothing moves between rows.
+pub fn document_aad(label: &'static str, document: Uuid, version: i32, owner: Uuid) -> Aad {
+    Aad::new(label)
+        .with("document", document.as_bytes())
+        .with("version", version.to_be_bytes())
+        .with("owner", owner.as_bytes())
+}
+
+/// Unwraps the data key of one version with the owner's vault key.
+pub fn unwrap_data_key(
+    vault_key: &VaultKey,
+    wrapped: &[u8],
+    document: Uuid,
+    version: i32,
+    owner: Uuid,
+) -> Result<DataKey, Error> {
+    wrap::unwrap_key(
+        vault_key,
+        wrapped,
+        &document_aad("data-key", document, version, owner),
+    )
+    .map_err(|e| Error::Internal(anyhow::anyhow!("data key of {document} v{version}: {e}")))
+}
+
+/// The context of a grant key wrapped under the grant-wrapping service key.
+pub fn grant_key_aad(grant: Uuid) -> Aad {
+    Aad::new("grant-key").with("grant", grant.as_bytes())
+}
+
+/// The context of a data key wrapped under a grant key.
+pub fn grant_data_key_aad(grant: Uuid, document: Uuid, version: i32) -> Aad {
+    Aad::new("grant-data-key")
+        .with("grant", grant.as_bytes())
+        .with("document", document.as_bytes())
+        .with("version", version.to_be_bytes())
+}
+
+/// The context of a citizen's sealed X25519 private key.
+pub fn secret_key_aad(citizen: Uuid) -> Aad {
+    Aad::new("citizen-secret-key").with("citizen", citizen.as_bytes())
+}
+
+/// Opens a citizen's X25519 private key with their vault key (to receive deposits).
+pub fn open_secret_key(
+    row: &CitizenRow,
+    vault_key: &VaultKey,
+) -> Result<hpke_seal::HpkeSecretKey, Error> {
+    let bytes = envelope::open(vault_key, &secret_key_aad(row.id), &row.secret_key_enc)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("private key of a citizen: {e}")))?;
+    hpke_seal::HpkeSecretKey::from_bytes(&bytes)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("private key of a citizen: {e}")))
+}
+
+/// Wraps a new version's data key for every live grant of its owner that covers it: grants
+/// naming its type (documents added while the grant lives) and grants naming the document
+/// (its new versions). The server can do this alone because grant keys are wrapped under a
+/// service key; it never needs the vault key to extend a grant the citizen already gave.
+pub async fn wraps_for_new_version(
+    ctx: &Context,
+    citizen: Uuid,
+    document: Uuid,
+    doc_type: &str,
+    version: i32,
+    data_key: &custodia_crypto::DataKey,
+) -> Result<Vec<GrantWrapRow>, Error> {
+    let now = ctx.clock.now_ms();
+    let mut out = Vec::new();
+    for g in ctx.store.citizen_grants(citizen).await? {
+        if g.status != "active" || g.expires_at <= now {
+            continue;
+        }
+        let types: Vec<String> = serde_json::from_str(&g.document_types).unwrap_or_default();
+        let ids: Vec<Uuid> = serde_json::from_str(&g.document_ids).unwrap_or_default();
+        if !types.iter().any(|t| t == doc_type) && !ids.contains(&document) {
+            continue;
+        }
+        let Some(wrapped) = g.grant_key_wrap.as_deref() else {
+            continue;
+        };
+        let grant_key: GrantKey =
+            wrap::unwrap_key(&ctx.keys.grant_wrap, wrapped, &grant_key_aad(g.id))
+                .map_err(|e| Error::Internal(anyhow::anyhow!("grant key of {}: {e}", g.id)))?;
+        out.push(GrantWrapRow {
+            grant_id: g.id,
+            document_id: document,
+            version,
+            wrapped_key: wrap::wrap_key(
+                &grant_key,
+                data_key,
+                &grant_data_key_aad(g.id, document, version),
+            ),
+        });
+    }
+    Ok(out)
+}
+
+/// Receives the citizen's waiting issuer deposits: each sealed data key is opened with
+/// their private key and wrapped under their vault key, and live grants covering the
+/// document's type get their wrap (SPEC G5: deposits join type-scoped grants at the next
+/// unlock). Returns how many were received.
+pub async fn pick_up_deposits(
+    ctx: &Context,
+    citizen: Uuid,
+    vault_key: &VaultKey,
+) -> Result<usize, Error> {
+    let waiting = ctx.store.waiting_deposits(citizen).await?;
+    if waiting.is_empty() {
+        return Ok(0);
+    }
+    let row = ctx.store.citizen(citizen).await?;
+    let secret = open_secret_key(&row, vault_key)?;
+    let mut received = 0;
+    for d in waiting {
+        let key_aad = document_aad("data-key", d.document_id, d.version, citizen);
+        let data_key: DataKey = hpke_seal::open_key(&secret, &key_aad, &d.sealed_deposit)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("deposit {}: {e}", d.document_id)))?;
+        let grant_wraps = wraps_for_new_version(
+            ctx,
+            citizen,
+            d.document_id,
+            &d.doc_type,
+            d.version,
+            &data_key,
+        )
+        .await?;
+        let mut tx = ctx.store.begin().await?;
+        if tx
+            .receive_deposit(
+                d.document_id,
+                d.version,
+                &wrap::wrap_key(vault_key, &data_key, &key_aad),
+            )
+            .await?
+        {
+            for w in &grant_wraps {
+                tx.insert_grant_wrap_if_active(w).await?;
+            }
+            received += 1;
+        }
+        tx.commit().await?;
+    }
+    tracing::info!(received, "issuer deposits received");
+    if received > 0 {
+        let event = crate::audit::citizen_event(&ctx.store, citizen, "document.receive")
+            .await
+            .detail(format!("{received} deposit(s) received at unlock"));
+        ctx.audit.record(event).await;
+    }
+    Ok(received)
+}

@@ -293,7 +293,7 @@ pub async fn documents(
         .collect())
 }
 
-struct Opened {
+struct GrantedDocument {
     grant: GrantRow,
     doc: DocumentRow,
     version: VersionRow,
@@ -308,7 +308,7 @@ async fn open(
     action: &'static str,
     grant_id: Uuid,
     doc_id: Uuid,
-) -> Result<Opened, Error> {
+) -> Result<GrantedDocument, Error> {
     let objects = [doc_id.to_string()];
     let grant = live_grant(ctx, caller, action, grant_id, &objects).await?;
     let not_covered = |g: GrantRow| async move {
@@ -366,7 +366,7 @@ async fn open(
     .map_err(|e| Error::Internal(anyhow::anyhow!("contents of {doc_id}: {e}")))?;
     let meta: Meta = serde_json::from_slice(&json).map_err(|e| Error::Internal(e.into()))?;
     let pseudonym = ctx.store.citizen(grant.citizen_id).await?.pseudonym;
-    Ok(Opened {
+    Ok(GrantedDocument {
         grant,
         doc,
         version,
@@ -381,7 +381,7 @@ fn list_of(text: &str) -> Vec<String> {
 }
 
 /// Records the read (counting it against the grant) and says whether it may proceed.
-async fn record(ctx: &Context, o: &Opened, event: Event) -> Result<(), Error> {
+async fn record(ctx: &Context, o: &GrantedDocument, event: Event) -> Result<(), Error> {
     let tier = Tier::from_stored(&o.grant.tier).as_str();
     let outcome = ctx.audit.append_read(event, o.grant.id).await;
     let label = match &outcome {

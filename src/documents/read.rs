@@ -1,0 +1,252 @@
+//! Reading one's own documents: the list, a version's view, and opening a version's file.
+
+use std::collections::BTreeMap;
+
+use custodia_crypto::{DataKey, envelope, wrap};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::sessions::Session;
+use crate::store::blob::BlobName;
+use crate::store::documents::{DocumentRow, VersionRow};
+
+use super::Meta;
+use super::files::{self, Delivery, FileStream};
+use super::media::FileInfo;
+
+/// A document in the citizen's list.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Summary {
+    /// Document id.
+    pub id: Uuid,
+    /// Type id.
+    #[serde(rename = "type")]
+    pub doc_type: String,
+    /// Latest version.
+    pub version: i32,
+    /// The issuing agency, for deposited documents.
+    pub issuer_agency_id: Option<Uuid>,
+    /// Its name.
+    pub issuer_name: Option<String>,
+    /// First stored (ms).
+    pub created_at: i64,
+    /// Last changed (ms).
+    pub updated_at: i64,
+}
+
+/// The signed-in citizen's documents (metadata only: no vault key needed).
+/// How many documents the citizen holds, deposits still waiting included; for a count
+/// only, so it neither picks deposits up nor looks up issuers.
+pub async fn count(ctx: &Context, session: &Session) -> Result<usize, Error> {
+    let citizen = session.citizen()?;
+    Ok(ctx.store.citizen_documents(citizen).await?.len())
+}
+
+pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<Summary>, Error> {
+    let citizen = session.citizen()?;
+    if session.is_unlocked() {
+        crate::sealing::pick_up_deposits(ctx, citizen, &session.vault_key()?).await?;
+    }
+    let mut names: BTreeMap<Uuid, String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for d in ctx.store.citizen_documents(citizen).await? {
+        let issuer_name = match d.issuer_agency_id {
+            Some(a) => match names.get(&a) {
+                Some(name) => Some(name.clone()),
+                None => {
+                    let name = ctx
+                        .store
+                        .agency(a)
+                        .await
+                        .map(|r| r.name)
+                        .unwrap_or_default();
+                    names.insert(a, name.clone());
+                    Some(name)
+                }
+            },
+            None => None,
+        };
+        out.push(Summary {
+            id: d.id,
+            doc_type: d.doc_type,
+            version: d.current_version,
+            issuer_agency_id: d.issuer_agency_id,
+            issuer_name,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        });
+    }
+    Ok(out)
+}
+
+/// One version of a document, opened.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct View {
+    /// Document id.
+    pub id: Uuid,
+    /// Type id.
+    #[serde(rename = "type")]
+    pub doc_type: String,
+    /// The version shown.
+    pub version: i32,
+    /// The latest version.
+    pub current_version: i32,
+    /// Every version number with its time (ms).
+    pub versions: Vec<VersionInfo>,
+    /// Field values.
+    pub fields: BTreeMap<String, String>,
+    /// The file, if any.
+    pub file: Option<FileInfo>,
+    /// SHA-256 of the canonical content.
+    pub content_sha256: String,
+    /// The issuing agency, for deposited documents.
+    pub issuer_agency_id: Option<Uuid>,
+    /// Who issued it and whether their signature holds, for deposited documents.
+    pub issuer: Option<IssuerCheck>,
+}
+
+/// A deposited document's issuer, as the citizen sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IssuerCheck {
+    /// The issuing agency.
+    pub agency_id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Issue date (RFC 3339).
+    pub issued_at: String,
+    /// Expiry (RFC 3339), if set.
+    pub expires_at: Option<String>,
+    /// Whether the issuer's signature over the document holds.
+    pub signature_valid: bool,
+}
+
+/// A version number and when it was stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VersionInfo {
+    /// Version number.
+    pub version: i32,
+    /// Stored at (ms).
+    pub created_at: i64,
+}
+
+struct OpenedVersion {
+    row: DocumentRow,
+    versions: Vec<VersionRow>,
+    chosen: VersionRow,
+    data_key: DataKey,
+    meta: Meta,
+}
+
+async fn open_version(
+    ctx: &Context,
+    session: &Session,
+    id: Uuid,
+    version: Option<i32>,
+) -> Result<OpenedVersion, Error> {
+    let citizen = session.citizen()?;
+    let vault_key = session.vault_key()?;
+    let row = ctx.store.citizen_document(citizen, id).await?;
+    let versions = ctx.store.document_versions(id).await?;
+    let wanted = version.unwrap_or(row.current_version);
+    let chosen = versions
+        .iter()
+        .find(|v| v.version == wanted)
+        .cloned()
+        .ok_or(Error::NotFound)?;
+    let wrapped = chosen.data_key_wrap.as_deref().ok_or(Error::NotFound)?;
+    let data_key: DataKey = wrap::unwrap_key(
+        &vault_key,
+        wrapped,
+        &crate::sealing::document_aad("data-key", id, wanted, citizen),
+    )
+    .map_err(|e| Error::Internal(anyhow::anyhow!("data key of {id} v{wanted}: {e}")))?;
+    let sealed = chosen.meta_enc.as_deref().ok_or(Error::NotFound)?;
+    let json = envelope::open(
+        &data_key,
+        &crate::sealing::document_aad("document-meta", id, wanted, citizen),
+        sealed,
+    )
+    .map_err(|e| Error::Internal(anyhow::anyhow!("contents of {id} v{wanted}: {e}")))?;
+    let meta: Meta = serde_json::from_slice(&json).map_err(|e| Error::Internal(e.into()))?;
+    Ok(OpenedVersion {
+        row,
+        versions,
+        chosen,
+        data_key,
+        meta,
+    })
+}
+
+/// Opens a version (the latest unless `version` is given). Needs an unlocked vault.
+pub async fn get(
+    ctx: &Context,
+    session: &Session,
+    id: Uuid,
+    version: Option<i32>,
+) -> Result<View, Error> {
+    let o = open_version(ctx, session, id, version).await?;
+    Ok(View {
+        id,
+        doc_type: o.meta.doc_type,
+        version: o.chosen.version,
+        current_version: o.row.current_version,
+        versions: o
+            .versions
+            .iter()
+            .map(|v| VersionInfo {
+                version: v.version,
+                created_at: v.created_at,
+            })
+            .collect(),
+        fields: o.meta.fields,
+        file: o.meta.file,
+        content_sha256: o.meta.content_sha256,
+        issuer: match (&o.meta.issuance, o.row.issuer_agency_id) {
+            (Some(i), Some(agency_id)) => Some(IssuerCheck {
+                agency_id,
+                name: ctx
+                    .store
+                    .agency(agency_id)
+                    .await
+                    .map(|a| a.name)
+                    .unwrap_or_default(),
+                issued_at: i.issued_at.clone(),
+                expires_at: i.expires_at.clone(),
+                signature_valid: i.signature_holds(),
+            }),
+            _ => None,
+        },
+        issuer_agency_id: o.row.issuer_agency_id,
+    })
+}
+
+/// Opens the file of a version for delivery: `decide` picks the part from the file's
+/// size and entity tag (ranges, revalidation, `HEAD`).
+pub async fn open_file(
+    ctx: &Context,
+    session: &Session,
+    id: Uuid,
+    version: Option<i32>,
+    decide: impl FnOnce(&FileInfo) -> Delivery,
+) -> Result<FileStream, Error> {
+    let o = open_version(ctx, session, id, version).await?;
+    let info = o.meta.file.clone().ok_or(Error::NotFound)?;
+    let name = o
+        .chosen
+        .blob_name
+        .as_deref()
+        .and_then(BlobName::parse)
+        .ok_or(Error::NotFound)?;
+    let delivery = decide(&info);
+    files::open(
+        &ctx.blobs,
+        &name,
+        &o.data_key,
+        &crate::sealing::document_aad("document-file", id, o.chosen.version, o.row.citizen_id),
+        info,
+        delivery,
+    )
+    .await
+}

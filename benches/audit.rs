@@ -10,7 +10,8 @@
     unused_imports,
     unused_macros,
     clippy::unwrap_used,
-    clippy::expect_used
+    clippy::expect_used,
+    clippy::disallowed_methods
 )]
 
 #[path = "../tests/api/helpers.rs"]

@@ -9,7 +9,8 @@
     unused_imports,
     unused_macros,
     clippy::unwrap_used,
-    clippy::expect_used
+    clippy::expect_used,
+    clippy::disallowed_methods
 )]
 
 #[path = "../tests/api/citizen_kit.rs"]

@@ -35,5 +35,6 @@ pub mod requests;
 pub mod sealing;
 pub mod server;
 pub mod sessions;
+pub mod status;
 pub mod store;
 pub mod telemetry;

@@ -20,6 +20,7 @@ use crate::documents;
 use crate::error::{Error, invalid};
 use crate::grants::{self, GrantRequest, GrantView, MAX_DAYS};
 use crate::sessions::Session;
+use crate::status::{GrantStatus, RequestStatus};
 use crate::store::agencies::AgencyRow;
 use crate::store::requests::RequestRow;
 
@@ -84,7 +85,7 @@ pub struct RequestView {
     /// Retention.
     pub retention_days: i32,
     /// `pending`, `approved`, `denied` or `expired` (by time, too).
-    pub status: String,
+    pub status: RequestStatus,
     /// The grant that answered it.
     pub grant_id: Option<Uuid>,
 }
@@ -174,7 +175,7 @@ pub async fn create(
             case_id: case_id.map(str::to_owned),
             duration_days: i32::try_from(req.duration_days).unwrap_or(1),
             retention_days: req.retention_days,
-            status: "pending".into(),
+            status: RequestStatus::Pending,
             created_at: now,
             expires_at: now + PENDING_DAYS * 86_400_000,
             decided_at: None,
@@ -209,7 +210,7 @@ pub struct AgencyView {
     pub id: Uuid,
     /// `pending`, `approved`, `denied` or `expired`. A request to an unregistered national
     /// ID stays `pending` until it expires, like one the citizen never answers.
-    pub status: String,
+    pub status: RequestStatus,
     /// The grant that answered it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<Uuid>,
@@ -229,12 +230,8 @@ pub async fn agency_status(
     })
 }
 
-fn status_now(r: &RequestRow, now: i64) -> String {
-    if r.status == "pending" && r.expires_at <= now {
-        "expired".into()
-    } else {
-        r.status.clone()
-    }
+fn status_now(r: &RequestRow, now: i64) -> RequestStatus {
+    r.status.at(r.expires_at, now)
 }
 
 async fn view(ctx: &Context, r: &RequestRow) -> Result<RequestView, Error> {
@@ -355,7 +352,7 @@ pub async fn approve(
 ) -> Result<GrantView, Error> {
     let citizen = session.citizen()?;
     let r = ctx.store.citizen_request(citizen, id).await?;
-    if status_now(&r, ctx.clock.now_ms()) != "pending" {
+    if status_now(&r, ctx.clock.now_ms()) != RequestStatus::Pending {
         return Err(Error::Conflict("This request is no longer pending.".into()));
     }
     let asked_tier = Tier::from_stored(&r.tier);
@@ -429,11 +426,11 @@ pub async fn approve(
     let now = ctx.clock.now_ms();
     let mut tx = ctx.store.begin().await?;
     let decided = tx
-        .decide_request(id, "approved", Some(grant.id), now)
+        .decide_request(id, RequestStatus::Approved, Some(grant.id), now)
         .await?;
     if !decided {
         // Decided meanwhile (another tab): the grant just made must not live.
-        tx.end_grant(grant.id, Some(citizen), "revoked", now)
+        tx.end_grant(grant.id, Some(citizen), GrantStatus::Revoked, now)
             .await?;
         tx.commit().await?;
         return Err(Error::Conflict(
@@ -456,7 +453,7 @@ pub async fn deny(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Erro
     ctx.store.citizen_request(citizen, id).await?;
     let mut tx = ctx.store.begin().await?;
     let decided = tx
-        .decide_request(id, "denied", None, ctx.clock.now_ms())
+        .decide_request(id, RequestStatus::Denied, None, ctx.clock.now_ms())
         .await?;
     tx.commit().await?;
     if !decided {

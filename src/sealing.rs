@@ -89,7 +89,7 @@ pub async fn wraps_for_new_version(
     let now = ctx.clock.now_ms();
     let mut out = Vec::new();
     for g in ctx.store.citizen_grants(citizen).await? {
-        if g.status != "active" || g.expires_at <= now {
+        if g.status.at(g.expires_at, now) != crate::status::GrantStatus::Active {
             continue;
         }
         let types: Vec<String> = serde_json::from_str(&g.document_types).unwrap_or_default();

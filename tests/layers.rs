@@ -9,7 +9,7 @@ use std::path::Path;
 /// Bottom to top. A module may use modules of lower layers only.
 const LAYERS: &[&[&str]] = &[
     // Foundations: no domain knowledge.
-    &["clock", "config", "telemetry", "client"],
+    &["clock", "config", "telemetry", "client", "status"],
     &["store"],
     &["error", "keyring", "backup"],
     &["catalog", "passkeys", "audit"],

@@ -398,7 +398,8 @@ impl Sequencer {
                 Claim::Refused { seq }
             });
             if let Some(grant) = exhausted {
-                tx.end_grant(grant, None, "exhausted", now).await?;
+                tx.end_grant(grant, None, crate::status::GrantStatus::Exhausted, now)
+                    .await?;
                 seq += 1;
                 let row = Event::new(ActorKind::System, None, "grant.exhausted")
                     .citizen(citizen.as_deref())

@@ -33,6 +33,7 @@ use crate::clock::{from_ms, to_ms};
 use crate::context::Context;
 use crate::error::{Error, invalid};
 use crate::sessions::Session;
+use crate::status::GrantStatus;
 use crate::store::grants::{GrantRow, GrantWrapRow};
 
 /// Longest a grant may last.
@@ -116,7 +117,7 @@ pub struct GrantView {
     /// Retention days.
     pub retention_days: i32,
     /// `active`, `revoked`, `expired` or `exhausted` — by time too, before any sweep.
-    pub status: String,
+    pub status: GrantStatus,
     /// The access request this grant answered, if any.
     pub request_id: Option<Uuid>,
 }
@@ -127,12 +128,8 @@ fn rfc3339(ms: i64) -> String {
 
 /// The status a grant has now: a stored `active` grant past its end is `expired` even
 /// before the sweeper records it.
-pub fn effective_status(g: &GrantRow, now_ms: i64) -> &str {
-    if g.status == "active" && g.expires_at <= now_ms {
-        "expired"
-    } else {
-        &g.status
-    }
+pub fn effective_status(g: &GrantRow, now_ms: i64) -> GrantStatus {
+    g.status.at(g.expires_at, now_ms)
 }
 
 fn view(g: &GrantRow, now_ms: i64) -> GrantView {
@@ -151,7 +148,7 @@ fn view(g: &GrantRow, now_ms: i64) -> GrantView {
         max_reads: g.max_reads,
         reads: g.reads,
         retention_days: g.retention_days,
-        status: effective_status(g, now_ms).to_owned(),
+        status: effective_status(g, now_ms),
         request_id: g.request_id,
     }
 }
@@ -432,7 +429,7 @@ pub(crate) async fn create_inner(
         max_reads: req.max_reads,
         reads: 0,
         retention_days,
-        status: "active".into(),
+        status: GrantStatus::Active,
         status_changed_at: now,
         grant_key_wrap: Some(wrap::wrap_key(
             &ctx.keys.grant_wrap,
@@ -492,7 +489,9 @@ pub async fn revoke(ctx: &Context, session: &Session, id: Uuid) -> Result<GrantV
     ctx.store.citizen_grant(citizen, id).await?;
     let now = ctx.clock.now_ms();
     let mut tx = ctx.store.begin().await?;
-    let ended = tx.end_grant(id, Some(citizen), "revoked", now).await?;
+    let ended = tx
+        .end_grant(id, Some(citizen), GrantStatus::Revoked, now)
+        .await?;
     tx.commit().await?;
     if !ended {
         return Err(Error::Conflict("This grant has already ended.".into()));
@@ -545,7 +544,7 @@ pub async fn sweep_expired(ctx: &Context) -> Result<usize, Error> {
     let mut ended = 0;
     for id in due {
         let mut tx = ctx.store.begin().await?;
-        let this = tx.end_grant(id, None, "expired", now).await?;
+        let this = tx.end_grant(id, None, GrantStatus::Expired, now).await?;
         tx.commit().await?;
         if this {
             ended += 1;

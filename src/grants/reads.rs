@@ -24,6 +24,7 @@ use crate::catalog::Tier;
 use crate::context::Context;
 use crate::documents::{self, Delivery, FileInfo, FileStream, Meta};
 use crate::error::Error;
+use crate::status::GrantStatus;
 use crate::store::StoreError;
 use crate::store::agencies::AgencyRow;
 use crate::store::blob::BlobName;
@@ -173,7 +174,7 @@ async fn refuse(
 /// Why a read was refused: its metric label (bounded) and its words in the trail.
 enum Refusal {
     NoGrant,
-    NotLive(String),
+    NotLive(GrantStatus),
     NotYetValid,
     NotCovered,
     FieldNotGranted(String),
@@ -206,7 +207,7 @@ impl Refusal {
     }
 }
 
-fn ended(status: &str) -> Error {
+fn ended(status: impl std::fmt::Display) -> Error {
     Error::Forbidden(format!(
         "This grant is {status}; nothing can be read under it."
     ))
@@ -235,16 +236,16 @@ async fn live_grant(
         .await);
     };
     let now = ctx.clock.now_ms();
-    let status = effective_status(&g, now).to_owned();
-    if status != "active" {
+    let status = effective_status(&g, now);
+    if status != GrantStatus::Active {
         return Err(refuse(
             ctx,
             caller,
             action,
             Some(&g),
             objects.to_vec(),
-            Refusal::NotLive(status.clone()),
-            ended(&status),
+            Refusal::NotLive(status),
+            ended(status),
         )
         .await);
     }

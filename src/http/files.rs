@@ -98,13 +98,11 @@ fn range_part(value: &str, size: u64) -> Part {
         }
         end = end.max(*r.end());
     }
-    if start == 0 && end + 1 == size {
-        Part::Whole
-    } else {
-        Part::Range {
-            first: start,
-            last: end,
-        }
+    // A range covering the whole file is still answered 206: a client probing with
+    // `bytes=0-` learns that ranges work.
+    Part::Range {
+        first: start,
+        last: end,
     }
 }
 
@@ -244,8 +242,8 @@ mod tests {
         assert_eq!(get(&[("range", "bytes=500-")]), range(500, 999));
         assert_eq!(get(&[("range", "bytes=-10")]), range(990, 999));
         assert_eq!(get(&[("range", "bytes=990-5000")]), range(990, 999));
-        assert_eq!(get(&[("range", "bytes=0-")]), Part::Whole);
-        assert_eq!(get(&[("range", "bytes=-5000")]), Part::Whole);
+        assert_eq!(get(&[("range", "bytes=0-")]), range(0, 999));
+        assert_eq!(get(&[("range", "bytes=-5000")]), range(0, 999));
         assert_eq!(get(&[("range", "bytes=1000-")]), Part::Unsatisfiable);
         assert_eq!(get(&[("range", "bytes=2000-3000")]), Part::Unsatisfiable);
         // Malformed or another unit: ignored.

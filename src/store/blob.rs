@@ -111,6 +111,8 @@ impl BlobStore {
     pub async fn sweep_tmp(&self, max_age: Duration) -> io::Result<usize> {
         let mut removed = 0;
         let mut entries = fs::read_dir(self.root.join("tmp")).await?;
+        // File ages are in the filesystem's own clock (mtime), not the application's.
+        #[allow(clippy::disallowed_methods)]
         let now = SystemTime::now();
         while let Some(entry) = entries.next_entry().await? {
             let modified = entry.metadata().await?.modified()?;

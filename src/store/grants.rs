@@ -26,7 +26,7 @@ pub struct GrantRow {
     pub max_reads: Option<i32>,
     pub reads: i32,
     pub retention_days: i32,
-    pub status: String,
+    pub status: crate::status::GrantStatus,
     pub status_changed_at: i64,
     pub grant_key_wrap: Option<Vec<u8>>,
     pub receipt: String,
@@ -178,7 +178,7 @@ impl Tx {
                 .bind(g.max_reads)
                 .bind(g.reads)
                 .bind(g.retention_days)
-                .bind(&g.status)
+                .bind(g.status)
                 .bind(g.status_changed_at)
                 .bind(&g.grant_key_wrap)
                 .bind(&g.receipt)
@@ -233,7 +233,7 @@ impl Tx {
         &mut self,
         id: Uuid,
         citizen: Option<Uuid>,
-        status: &str,
+        status: crate::status::GrantStatus,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE grants SET status = $1, status_changed_at = $2, grant_key_wrap = NULL \

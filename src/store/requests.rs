@@ -23,7 +23,7 @@ pub struct RequestRow {
     pub case_id: Option<String>,
     pub duration_days: i32,
     pub retention_days: i32,
-    pub status: String,
+    pub status: crate::status::RequestStatus,
     pub created_at: i64,
     pub expires_at: i64,
     pub decided_at: Option<i64>,
@@ -56,7 +56,7 @@ impl Store {
                 .bind(&r.case_id)
                 .bind(r.duration_days)
                 .bind(r.retention_days)
-                .bind(&r.status)
+                .bind(r.status)
                 .bind(r.created_at)
                 .bind(r.expires_at)
                 .bind(r.decided_at)
@@ -101,7 +101,7 @@ impl Tx {
     pub async fn decide_request(
         &mut self,
         id: Uuid,
-        status: &str,
+        status: crate::status::RequestStatus,
         grant_id: Option<Uuid>,
         now_ms: i64,
     ) -> Result<bool, StoreError> {

@@ -184,6 +184,8 @@ async fn ranges_and_validators_behave_as_on_a_file_server(backend: Backend) {
         // from a chunk edge, suffixes, the last byte, past the end (clamped).
         let cases: Vec<(String, usize, usize)> = vec![
             ("bytes=0-0".into(), 0, 0),
+            // The whole file as a range (how download managers probe): still 206.
+            ("bytes=0-".into(), 0, size - 1),
             ("bytes=10-99".into(), 10, 99),
             (format!("bytes={}-{}", chunk - 1, chunk), chunk - 1, chunk),
             (

@@ -1,6 +1,6 @@
 //! Integration tests: the real server on a free port, over real HTTP, against a fresh
 //! SQLite file or a fresh PostgreSQL database per test. All compile into one binary.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 #[path = "../common/ids.rs"]
 mod ids;

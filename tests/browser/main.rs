@@ -6,7 +6,7 @@
 //! chromium-driver`; `.ci/run` installs them), or `CUSTODIA_CHROMIUM` and
 //! `CUSTODIA_CHROMEDRIVER` pointing elsewhere. Without them these tests fail, naming what
 //! is missing.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 #[path = "../common/ids.rs"]
 mod ids;

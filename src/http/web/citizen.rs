@@ -1,0 +1,492 @@
+//! The citizen's pages: home, sign-in, settings, documents, grants, requests, activity.
+
+use super::i18n::*;
+use super::*;
+
+pub(super) async fn index(
+    State(state): State<AppState>,
+    Visit(page, session): Visit,
+) -> Result<Response, ApiError> {
+    let Some(s) = session.as_ref().filter(|s| s.citizen().is_ok()) else {
+        return render(&state, &page, "index.html", context! {});
+    };
+    let profile = citizens::profile(&state, s).await?;
+    let unseen_reads = crate::activity::unseen_reads(&state, s).await?;
+    // At a glance: what is stored, what waits for an answer, what is shared now.
+    let documents = crate::documents::count(&state, s).await?;
+    let pending = crate::requests::list(&state, s)
+        .await?
+        .iter()
+        .filter(|r| r.status == crate::status::RequestStatus::Pending)
+        .count();
+    let active = crate::grants::list(&state, s)
+        .await?
+        .iter()
+        .filter(|g| g.status == crate::status::GrantStatus::Active)
+        .count();
+    render(
+        &state,
+        &page,
+        "index.html",
+        context! {
+            unlocked => profile.unlocked, display_name => profile.display_name, unseen_reads,
+            documents, pending, active,
+        },
+    )
+}
+
+pub(super) async fn register(
+    State(state): State<AppState>,
+    Visit(page, _): Visit,
+) -> Result<Response, ApiError> {
+    render(&state, &page, "register.html", context! {})
+}
+
+pub(super) async fn login(
+    State(state): State<AppState>,
+    Visit(page, _): Visit,
+) -> Result<Response, ApiError> {
+    render(&state, &page, "login.html", context! {})
+}
+
+pub(super) async fn unlock(
+    State(state): State<AppState>,
+    SignedIn(page, _): SignedIn,
+) -> Result<Response, ApiError> {
+    render(&state, &page, "unlock.html", context! {})
+}
+
+pub(super) fn date(ms: i64) -> String {
+    let t = from_ms(ms);
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+}
+
+pub(super) async fn settings(
+    State(state): State<AppState>,
+    SignedIn(page, session): SignedIn,
+) -> Result<Response, ApiError> {
+    let profile = citizens::profile(&state, &session).await?;
+    let passkeys: Vec<_> = profile
+        .passkeys
+        .iter()
+        .map(|p| {
+            context! {
+                id => p.id.to_string(),
+                label => p.label,
+                created => date(p.created_at),
+                last_used => p.last_used_at.map(date),
+            }
+        })
+        .collect();
+    render(&state, &page, "settings.html", context! { passkeys })
+}
+
+pub(super) async fn documents_page(
+    State(state): State<AppState>,
+    SignedIn(page, session): SignedIn,
+) -> Result<Response, ApiError> {
+    let docs = crate::documents::list(&state, &session).await?;
+    let mut groups: Vec<minijinja::Value> = Vec::new();
+    for t in state.catalog.document_types() {
+        let mine: Vec<_> = docs
+            .iter()
+            .filter(|d| d.doc_type == t.id)
+            .map(|d| {
+                context! {
+                    id => d.id.to_string(),
+                    version => d.version,
+                    updated => date(d.updated_at),
+                    issued => d.issuer_agency_id.is_some(),
+                    issuer => d.issuer_name.clone(),
+                }
+            })
+            .collect();
+        if !mine.is_empty() {
+            groups.push(context! { type_id => t.id, type_name => type_name(page.lang, t), documents => mine });
+        }
+    }
+    let types: Vec<_> = state
+        .catalog
+        .document_types()
+        .iter()
+        .map(|t| context! { id => t.id, name => type_name(page.lang, t) })
+        .collect();
+    render(&state, &page, "documents.html", context! { groups, types })
+}
+
+#[derive(Deserialize)]
+pub(super) struct FormQuery {
+    #[serde(rename = "type")]
+    doc_type: String,
+    replace: Option<uuid::Uuid>,
+}
+
+pub(super) async fn document_form(
+    State(state): State<AppState>,
+    Query(form): Query<FormQuery>,
+    Unlocked(page, session): Unlocked,
+) -> Result<Response, ApiError> {
+    let t = state
+        .catalog
+        .document_type(&form.doc_type)
+        .ok_or_else(ApiError::not_found)?;
+    let current = match form.replace {
+        Some(id) => {
+            crate::documents::get(&state, &session, id, None)
+                .await?
+                .fields
+        }
+        None => Default::default(),
+    };
+    let fields: Vec<_> = t
+        .fields
+        .iter()
+        .map(|f| {
+            context! {
+                name => f.name,
+                label => field_label(page.lang, &f.name),
+                kind => serde_json::to_value(f.kind).ok().and_then(|v| v.as_str().map(str::to_owned)),
+                required => f.required,
+                values => f.values,
+                example => f.example,
+                value => current.get(&f.name).cloned().unwrap_or_default(),
+            }
+        })
+        .collect();
+    let hint = page
+        .lang
+        .messages()
+        .get("file_hint")
+        .cloned()
+        .unwrap_or_default()
+        .replace(
+            "{limit}",
+            &(state.config.max_upload_bytes / (1024 * 1024)).to_string(),
+        );
+    render(
+        &state,
+        &page,
+        "document_form.html",
+        context! {
+            type_id => t.id,
+            type_name => type_name(page.lang, t),
+            fields,
+            has_file => t.has_file,
+            file_hint => hint,
+            replace => form.replace.map(|id| id.to_string()),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct VersionQuery {
+    version: Option<i32>,
+}
+
+pub(super) async fn document_page(
+    State(state): State<AppState>,
+    Query(vq): Query<VersionQuery>,
+    axum::extract::Path(id): axum::extract::Path<uuid::Uuid>,
+    Unlocked(page, session): Unlocked,
+) -> Result<Response, ApiError> {
+    let view = crate::documents::get(&state, &session, id, vq.version).await?;
+    let t = state.catalog.document_type(&view.doc_type);
+    let fields: Vec<_> = match t {
+        Some(t) => t
+            .fields
+            .iter()
+            .filter_map(|f| {
+                view.fields
+                    .get(&f.name)
+                    .map(|v| context! { label => field_label(page.lang, &f.name), value => v })
+            })
+            .collect(),
+        None => view
+            .fields
+            .iter()
+            .map(|(k, v)| context! { label => field_label(page.lang, k), value => v })
+            .collect(),
+    };
+    let file = view.file.as_ref().map(|f| {
+        context! { name => f.name, image => f.media_type.is_image(), size_kib => f.size.div_ceil(1024) }
+    });
+    let versions: Vec<_> = view
+        .versions
+        .iter()
+        .map(|v| context! { version => v.version })
+        .collect();
+    render(
+        &state,
+        &page,
+        "document.html",
+        context! {
+            id => id.to_string(),
+            type_id => view.doc_type,
+            type_name => t.map(|t| type_name(page.lang, t)).unwrap_or_else(|| view.doc_type.clone()),
+            version => view.version,
+            versions,
+            fields,
+            file,
+            issued => view.issuer_agency_id.is_some(),
+            issuer => view.issuer.as_ref().map(|i| context! {
+                name => i.name.clone(),
+                issued_at => i.issued_at.clone(),
+                expires_at => i.expires_at.clone(),
+                valid => i.signature_valid,
+            }),
+        },
+    )
+}
+
+pub(super) async fn grants_page(
+    State(state): State<AppState>,
+    SignedIn(page, session): SignedIn,
+) -> Result<Response, ApiError> {
+    let t = page.lang.messages();
+    let text = |key: String| t.get(&key).cloned().unwrap_or(key);
+    let mut grants = Vec::new();
+    for g in crate::grants::list(&state, &session).await? {
+        let agency = state
+            .store
+            .agency(g.agency_id)
+            .await
+            .map(|a| a.name)
+            .unwrap_or_default();
+        let type_names: Vec<String> = g
+            .document_types
+            .iter()
+            .map(|id| {
+                state
+                    .catalog
+                    .document_type(id)
+                    .map(|d| type_name(page.lang, d))
+                    .unwrap_or_else(|| id.clone())
+            })
+            .collect();
+        let mut scope = type_names.join(list_separator(page.lang));
+        if !g.document_ids.is_empty() {
+            if !scope.is_empty() {
+                scope.push_str(" + ");
+            }
+            scope.push_str(&format!(
+                "{} × {}",
+                g.document_ids.len(),
+                text("nav_documents".into())
+            ));
+        }
+        let tier = g.tier.as_str();
+        grants.push(context! {
+            id => g.id.to_string(),
+            agency,
+            status => g.status.as_str(),
+            status_text => text(format!("status_{}", g.status)),
+            scope,
+            tier_text => text(format!("tier_{tier}")),
+            fields => labels(page.lang, &g.fields),
+            purpose => g.purpose,
+            reads => g.reads,
+            max_reads => g.max_reads,
+            until => g.expires_at.get(..10).unwrap_or_default().to_owned(),
+        });
+    }
+    let unlocked = session.is_unlocked();
+    let agencies: Vec<_> = crate::agencies::directory(&state)
+        .await?
+        .into_iter()
+        .map(|a| context! { id => a.id.to_string(), name => a.name, level => text(format!("level_{}", a.level)) })
+        .collect();
+    let types: Vec<_> = state
+        .catalog
+        .document_types()
+        .iter()
+        .filter(|t| t.sharing_class != crate::catalog::SharingClass::None)
+        .map(|t| {
+            let fields: Vec<_> = t
+                .fields
+                .iter()
+                .map(|f| context! { name => f.name, label => field_label(page.lang, &f.name) })
+                .collect();
+            context! { id => t.id, name => type_name(page.lang, t), fields }
+        })
+        .collect();
+    render(
+        &state,
+        &page,
+        "grants.html",
+        context! { grants, unlocked, agencies, types },
+    )
+}
+
+pub(super) async fn requests_page(
+    State(state): State<AppState>,
+    SignedIn(page, session): SignedIn,
+) -> Result<Response, ApiError> {
+    let t = page.lang.messages();
+    let text = |key: String| t.get(&key).cloned().unwrap_or(key);
+    let name_of = |id: &str| {
+        state
+            .catalog
+            .document_type(id)
+            .map(|d| type_name(page.lang, d))
+            .unwrap_or_else(|| id.to_owned())
+    };
+    let unlocked = session.is_unlocked();
+    let mut requests = Vec::new();
+    for r in crate::requests::list(&state, &session).await? {
+        let preview = if r.status == crate::status::RequestStatus::Pending && unlocked {
+            crate::requests::preview(&state, &session, r.id)
+                .await?
+                .into_iter()
+                .map(|p| {
+                    let fields: Vec<_> = p
+                        .fields
+                        .iter()
+                        .map(|(k, v)| context! { label => field_label(page.lang, k), value => v })
+                        .collect();
+                    context! {
+                        type_name => name_of(&p.doc_type),
+                        version => p.version,
+                        fields,
+                        file => p.file.map(|f| f.name),
+                        digest => p.content_sha256,
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let asked = r.tier.as_str();
+        let tiers: Vec<_> = [
+            crate::catalog::Tier::Verify,
+            crate::catalog::Tier::Fields,
+            crate::catalog::Tier::Full,
+        ]
+        .into_iter()
+        .filter(|x| *x <= r.tier)
+        .map(|x| context! { value => x.as_str(), text => text(format!("tier_{}", x.as_str())) })
+        .collect();
+        // The fields the citizen may share: those asked for, or, when the request asks
+        // for everything, every field of the asked types.
+        let shareable: Vec<String> = if r.tier == crate::catalog::Tier::Full {
+            r.document_types
+                .iter()
+                .filter_map(|t| state.catalog.document_type(t))
+                .flat_map(|t| t.fields.iter().map(|f| f.name.clone()))
+                .collect()
+        } else {
+            r.fields.clone()
+        };
+        let field_choices: Vec<_> = shareable
+            .iter()
+            .map(|f| context! { name => f, label => field_label(page.lang, f) })
+            .collect();
+        requests.push(context! {
+            id => r.id.to_string(),
+            field_choices,
+            agency => r.agency_name,
+            level => text(format!("level_{}", r.agency_level)),
+            status => r.status.as_str(),
+            status_text => text(format!("status_{}", r.status)),
+            types => r.document_types.iter().map(|t| name_of(t)).collect::<Vec<_>>().join(list_separator(page.lang)),
+            tier => asked,
+            tier_text => text(format!("tier_{asked}")),
+            tiers,
+            fields => labels(page.lang, &r.fields),
+            purpose => r.purpose,
+            legal_basis => r.legal_basis,
+            officer => r.officer_id,
+            case => r.case_id,
+            duration => r.duration_days,
+            retention => r.retention_days,
+            preview,
+        });
+    }
+    render(
+        &state,
+        &page,
+        "requests.html",
+        context! { requests, unlocked },
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct ActivityQuery {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    outcome: String,
+    #[serde(default)]
+    agency: String,
+    cursor: Option<i64>,
+    #[serde(default, rename = "lang")]
+    _lang: Option<String>,
+}
+
+pub(super) async fn activity_page(
+    State(state): State<AppState>,
+    SignedIn(page, session): SignedIn,
+    Query(q): Query<ActivityQuery>,
+) -> Result<Response, ApiError> {
+    use crate::activity;
+    let t = page.lang.messages();
+    let text = |key: String| t.get(&key).cloned().unwrap_or(key);
+    let filter = activity::TrailFilter {
+        action: Some(q.action.clone()).filter(|a| !a.is_empty()),
+        outcome: Some(q.outcome.clone())
+            .filter(|o| ["ok", "refused", "failed"].contains(&o.as_str())),
+        agency: q.agency.parse().ok(),
+        before_seq: q.cursor,
+        ..activity::TrailFilter::default()
+    };
+    let (events, next) = activity::list(&state, &session, &filter, 50).await?;
+    let events: Vec<_> = events
+        .into_iter()
+        .map(|e| {
+            context! {
+                action_text => text(format!("action_{}", e.action)),
+                outcome => e.outcome.clone(),
+                outcome_text => text(format!("outcome_{}", e.outcome)),
+                at => e.at.clone(),
+                when => e.at.get(..16).unwrap_or_default().replace('T', " "),
+                agency => e.agency.as_ref().map(|a| a.name.clone()),
+                level => e.agency.as_ref().map(|a| text(format!("level_{}", a.level))),
+                officer => e.officer_id,
+                case => e.case_id,
+                tier => e.tier.map(|tier| text(format!("tier_{tier}"))),
+                fields => labels(page.lang, &e.fields),
+                // Decisions record the purpose code; show it by its name.
+                purpose => e.purpose.map(|p| match state.catalog.purpose(&p) {
+                    Some(known) => names_in(page.lang, &known.names),
+                    None => p,
+                }),
+                documents => e.objects.join(", "),
+                grant => e.grant_id.map(|g| g.to_string()),
+                detail => e.detail,
+            }
+        })
+        .collect();
+    let (labels, series) = activity::reads_per_day(&state, &session, 30).await?;
+    let mut chart_rows = Vec::new();
+    for (agency, counts) in &series {
+        for (day, count) in labels.iter().zip(counts) {
+            if *count > 0 {
+                chart_rows.push(context! { day => day, agency => agency, count => count });
+            }
+        }
+    }
+    let agencies: Vec<_> = crate::agencies::directory(&state)
+        .await?
+        .into_iter()
+        .map(|a| context! { id => a.id.to_string(), name => a.name })
+        .collect();
+    activity::mark_seen(&state, &session).await?;
+    render(
+        &state,
+        &page,
+        "activity.html",
+        context! {
+            events, next, chart_rows, agencies,
+            filter_action => q.action, filter_outcome => q.outcome, filter_agency => q.agency,
+        },
+    )
+}

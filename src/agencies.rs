@@ -104,6 +104,7 @@ pub fn parse_issuer_key(text: &str) -> Result<Vec<u8>, Error> {
 }
 
 /// Creates an agency and its first API key.
+#[tracing::instrument(skip_all)]
 pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error> {
     let name = new.name.trim();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
@@ -162,6 +163,7 @@ fn operator_event(action: &'static str, agency: Uuid) -> Event {
 
 /// Issues a new API key for an agency. The old keys stop at once, or after `overlap`
 /// (at most one day) so a running integration can switch without an outage.
+#[tracing::instrument(skip_all, fields(agency = %agency))]
 pub async fn rotate_key(
     ctx: &Context,
     agency: Uuid,
@@ -201,6 +203,7 @@ pub async fn rotate_key(
 
 /// Disables an agency: every key is refused at once, it leaves the directory, and no new
 /// grant names it. Its grants stay on record.
+#[tracing::instrument(skip_all, fields(agency = %agency))]
 pub async fn disable(ctx: &Context, agency: Uuid) -> Result<(), Error> {
     ctx.store.agency(agency).await?;
     let now = ctx.clock.now_ms();
@@ -219,6 +222,7 @@ pub async fn disable(ctx: &Context, agency: Uuid) -> Result<(), Error> {
 }
 
 /// Registers (or replaces) an agency's issuer key, making it an issuer.
+#[tracing::instrument(skip_all, fields(agency = %agency))]
 pub async fn set_issuer_key(ctx: &Context, agency: Uuid, key: &str) -> Result<(), Error> {
     let key = parse_issuer_key(key)?;
     ctx.store.agency(agency).await?;

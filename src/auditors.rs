@@ -300,6 +300,7 @@ impl Query {
 }
 
 /// Searches the trail (newest first, at most `limit`), recording the query itself.
+#[tracing::instrument(skip_all)]
 pub async fn search(
     ctx: &Context,
     session: &Session,
@@ -319,6 +320,7 @@ pub async fn search(
 }
 
 /// Exports the trail for an auditor (recorded).
+#[tracing::instrument(skip_all)]
 pub async fn export(
     ctx: &Context,
     session: &Session,
@@ -344,6 +346,7 @@ pub async fn export(
 
 /// Reveals the national ID behind a pseudonym, for a written case reason; recorded (with
 /// the reason) before the answer is given.
+#[tracing::instrument(skip_all)]
 pub async fn reveal(
     ctx: &Context,
     session: &Session,

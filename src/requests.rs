@@ -90,12 +90,9 @@ pub struct RequestView {
     pub grant_id: Option<Uuid>,
 }
 
-fn list_of(text: &str) -> Vec<String> {
-    serde_json::from_str(text).unwrap_or_default()
-}
-
 /// Validates and stores an agency's request. Answers `{id, status}` whether or not the
 /// national ID belongs to a registered citizen.
+#[tracing::instrument(skip_all, fields(agency = %agency.id))]
 pub async fn create(
     ctx: &Context,
     agency: &AgencyRow,
@@ -217,6 +214,7 @@ pub struct AgencyView {
 }
 
 /// One of the agency's requests.
+#[tracing::instrument(skip_all, fields(agency = %agency.id, request = %id))]
 pub async fn agency_status(
     ctx: &Context,
     agency: &AgencyRow,
@@ -241,9 +239,9 @@ async fn view(ctx: &Context, r: &RequestRow) -> Result<RequestView, Error> {
         agency_id: r.agency_id,
         agency_name: agency.name,
         agency_level: agency.level,
-        document_types: list_of(&r.document_types),
+        document_types: crate::store::json_list::<String>(&r.document_types),
         tier: Tier::from_stored(&r.tier),
-        fields: list_of(&r.fields),
+        fields: crate::store::json_list::<String>(&r.fields),
         purpose_code: r.purpose_code.clone(),
         purpose: r.purpose.clone(),
         legal_basis: r.legal_basis.clone(),
@@ -285,6 +283,7 @@ pub struct PreviewItem {
 }
 
 /// The preview of a request: each matching document, cut to the asked tier and fields.
+#[tracing::instrument(skip_all, fields(request = %id))]
 pub async fn preview(
     ctx: &Context,
     session: &Session,
@@ -292,9 +291,11 @@ pub async fn preview(
 ) -> Result<Vec<PreviewItem>, Error> {
     let citizen = session.citizen()?;
     let r = ctx.store.citizen_request(citizen, id).await?;
-    let types = list_of(&r.document_types);
+    let types = crate::store::json_list::<String>(&r.document_types);
     let tier = Tier::from_stored(&r.tier);
-    let wanted: BTreeSet<String> = list_of(&r.fields).into_iter().collect();
+    let wanted: BTreeSet<String> = crate::store::json_list::<String>(&r.fields)
+        .into_iter()
+        .collect();
     let mut out = Vec::new();
     for d in ctx
         .store
@@ -344,6 +345,7 @@ pub struct Narrowing {
 }
 
 /// Approves a pending request, possibly narrowed; widening is refused. Creates the grant.
+#[tracing::instrument(skip_all, fields(request = %id))]
 pub async fn approve(
     ctx: &Context,
     session: &Session,
@@ -360,7 +362,7 @@ pub async fn approve(
     if tier > asked_tier {
         return Err(invalid("tier", "may only be lowered from what was asked"));
     }
-    let asked_fields = list_of(&r.fields);
+    let asked_fields = crate::store::json_list::<String>(&r.fields);
     let fields = match tier {
         Tier::Fields if asked_tier == Tier::Fields => {
             let f = n.fields.clone().unwrap_or_else(|| asked_fields.clone());
@@ -386,7 +388,7 @@ pub async fn approve(
     if duration < 1 || duration > i64::from(r.duration_days) {
         return Err(invalid("duration_days", "may only be shortened"));
     }
-    let types = list_of(&r.document_types);
+    let types = crate::store::json_list::<String>(&r.document_types);
     let (document_ids, document_types) = match &n.document_ids {
         None => (Vec::new(), types),
         Some(ids) => {
@@ -448,6 +450,7 @@ pub async fn approve(
 }
 
 /// Denies a pending request.
+#[tracing::instrument(skip_all, fields(request = %id))]
 pub async fn deny(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Error> {
     let citizen = session.citizen()?;
     ctx.store.citizen_request(citizen, id).await?;

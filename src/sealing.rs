@@ -78,6 +78,7 @@ pub fn open_secret_key(
 /// naming its type (documents added while the grant lives) and grants naming the document
 /// (its new versions). The server can do this alone because grant keys are wrapped under a
 /// service key; it never needs the vault key to extend a grant the citizen already gave.
+#[tracing::instrument(skip_all, fields(citizen = %citizen, document = %document, version))]
 pub async fn wraps_for_new_version(
     ctx: &Context,
     citizen: Uuid,
@@ -92,8 +93,8 @@ pub async fn wraps_for_new_version(
         if g.status.at(g.expires_at, now) != crate::status::GrantStatus::Active {
             continue;
         }
-        let types: Vec<String> = serde_json::from_str(&g.document_types).unwrap_or_default();
-        let ids: Vec<Uuid> = serde_json::from_str(&g.document_ids).unwrap_or_default();
+        let types: Vec<String> = crate::store::json_list(&g.document_types);
+        let ids: Vec<Uuid> = crate::store::json_list(&g.document_ids);
         if !types.iter().any(|t| t == doc_type) && !ids.contains(&document) {
             continue;
         }
@@ -121,6 +122,7 @@ pub async fn wraps_for_new_version(
 /// their private key and wrapped under their vault key, and live grants covering the
 /// document's type get their wrap (SPEC G5: deposits join type-scoped grants at the next
 /// unlock). Returns how many were received.
+#[tracing::instrument(skip_all, fields(citizen = %citizen))]
 pub async fn pick_up_deposits(
     ctx: &Context,
     citizen: Uuid,

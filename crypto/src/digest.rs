@@ -46,12 +46,12 @@ pub fn blind_index(key: &BlindIndexKey, label: &str, value: &[u8]) -> [u8; 32] {
 
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
-    crate::kdf::hex_encode(bytes)
+    hex::encode(bytes)
 }
 
 /// Bytes from hex (either case); `None` unless every pair is a hex byte.
 pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    crate::kdf::hex_decode(text)
+    hex::decode(text).ok()
 }
 
 #[cfg(test)]

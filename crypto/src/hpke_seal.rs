@@ -68,11 +68,7 @@ impl HpkePublicKey {
 
 impl std::fmt::Debug for HpkePublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "HpkePublicKey({})",
-            crate::kdf::hex_encode(&self.to_bytes())
-        )
+        write!(f, "HpkePublicKey({})", crate::digest::hex(&self.to_bytes()))
     }
 }
 

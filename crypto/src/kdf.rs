@@ -78,7 +78,7 @@ impl PassphraseKdf {
             m_kib: cost.m_kib,
             t: cost.t,
             p: cost.p,
-            salt: hex_encode(&salt),
+            salt: hex::encode(salt),
         }
     }
 
@@ -87,7 +87,8 @@ impl PassphraseKdf {
         if self.alg != "argon2id" {
             return Err(CryptoError::Kdf("unknown algorithm"));
         }
-        let salt = hex_decode(&self.salt).ok_or(CryptoError::Kdf("salt is not hex"))?;
+        let salt =
+            crate::digest::hex_decode(&self.salt).ok_or(CryptoError::Kdf("salt is not hex"))?;
         let mut out = [0u8; KEY_LEN];
         argon2id(
             passphrase.expose().as_bytes(),
@@ -116,29 +117,6 @@ fn argon2id(
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(pwd, salt, out)
         .map_err(|_| CryptoError::Kdf("argon2 failed"))
-}
-
-pub(crate) fn hex_encode(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-pub(crate) fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect()
 }
 
 #[cfg(test)]

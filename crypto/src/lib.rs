@@ -54,3 +54,12 @@ pub use keys::{
 
 /// Length in bytes of every symmetric key in Custodia.
 pub const KEY_LEN: usize = 32;
+
+/// `N` bytes from the operating system's random source, for values that are unguessable
+/// but not secret (blob names, request ids). Key material uses the key types instead.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    use rand_core::RngCore as _;
+    let mut bytes = [0u8; N];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    bytes
+}

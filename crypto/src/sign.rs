@@ -92,11 +92,7 @@ impl VerifyingKey {
 
 impl std::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "VerifyingKey({})",
-            crate::kdf::hex_encode(&self.to_bytes())
-        )
+        write!(f, "VerifyingKey({})", crate::digest::hex(&self.to_bytes()))
     }
 }
 

@@ -452,7 +452,7 @@ impl Sequencer {
 }
 
 /// Signs a checkpoint of the current head now, if events were added since the last one
-/// (the operator's `custodia audit checkpoint`, tests, and shutdown).
+/// (for tests; the running sequencer signs on its own schedule).
 pub async fn checkpoint_now(
     store: &Store,
     signing: &SigningKey,

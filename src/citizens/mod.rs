@@ -7,7 +7,7 @@
 //! the session holds it wrapped under the cookie's secret (see [`crate::sessions`]).
 //!
 //! Decisions: registering a national ID that already has an account answers 409, and
-//! signing in with an unknown one answers 404, both rate-limited per address — the
+//! signing in with an unknown one answers 422 saying so, both rate-limited per address — the
 //! citizen must learn what to do, and the limits make enumeration slow. The agency API,
 //! by contrast, never reveals who is registered.
 
@@ -454,6 +454,7 @@ async fn unwrap_with_passphrase(
 }
 
 /// Unlocks the vault in this session with the passphrase.
+#[tracing::instrument(skip_all)]
 pub async fn unlock(
     ctx: &Context,
     session: &mut Session,
@@ -480,6 +481,7 @@ pub async fn unlock(
 
 /// Sets a new passphrase with the recovery code; the old passphrase wrap and the used
 /// code are replaced, and a fresh recovery code is returned (shown once).
+#[tracing::instrument(skip_all)]
 pub async fn recover(
     ctx: &Context,
     session: &mut Session,
@@ -538,6 +540,7 @@ async fn passphrase_wrap(
 }
 
 /// Changes the passphrase: re-wraps the vault key; documents are not touched.
+#[tracing::instrument(skip_all)]
 pub async fn change_passphrase(
     ctx: &Context,
     session: &Session,
@@ -691,6 +694,7 @@ pub async fn add_passkey_finish(
 }
 
 /// Removes one of the citizen's passkeys; the last one cannot be removed.
+#[tracing::instrument(skip_all, fields(passkey = %id))]
 pub async fn remove_passkey(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Error> {
     let citizen_id = session.citizen()?;
     let mut tx = ctx.store.begin().await?;

@@ -221,6 +221,7 @@ impl Deposit {
     }
 
     /// Stores the deposit and records it.
+    #[tracing::instrument(skip_all)]
     pub async fn commit(mut self, ctx: &Context) -> Result<Accepted, Error> {
         if self.wants_file && !self.has_file {
             if let Some(d) = self.draft.take() {

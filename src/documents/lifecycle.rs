@@ -12,6 +12,7 @@ use super::upload::discard_blob;
 
 /// Deletes a document: every version's keys and sealed contents, every grant's wraps of
 /// them, and the blobs (crypto-shredding).
+#[tracing::instrument(skip_all, fields(document = %id))]
 pub async fn delete(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Error> {
     let citizen = session.citizen()?;
     let mut tx = ctx.store.begin().await?;
@@ -30,6 +31,7 @@ pub async fn delete(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Er
 
 /// Removes blobs of uploads that never committed (pending for over an hour) and of
 /// deletions interrupted before their blobs went. Safe on several nodes at once.
+#[tracing::instrument(skip_all)]
 pub async fn sweep_orphans(ctx: &Context) -> Result<usize, Error> {
     let cutoff = ctx.clock.now_ms() - 60 * 60 * 1000;
     let stale = ctx.store.stale_pending_blobs(cutoff).await?;

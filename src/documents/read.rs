@@ -180,6 +180,7 @@ async fn open_version(
 }
 
 /// Opens a version (the latest unless `version` is given). Needs an unlocked vault.
+#[tracing::instrument(skip_all, fields(document = %id))]
 pub async fn get(
     ctx: &Context,
     session: &Session,
@@ -224,6 +225,7 @@ pub async fn get(
 
 /// Opens the file of a version for delivery: `decide` picks the part from the file's
 /// size and entity tag (ranges, revalidation, `HEAD`).
+#[tracing::instrument(skip_all, fields(document = %id))]
 pub async fn open_file(
     ctx: &Context,
     session: &Session,

@@ -103,6 +103,7 @@ impl Draft {
     }
 
     /// The next version of an existing document of this citizen.
+    #[tracing::instrument(skip_all, fields(document = %document))]
     pub async fn replace(ctx: &Context, session: &Session, document: Uuid) -> Result<Self, Error> {
         let citizen = session.citizen()?;
         let vault_key = session.vault_key()?;
@@ -198,6 +199,7 @@ impl Draft {
     }
 
     /// Validates the fields, seals everything and commits the version.
+    #[tracing::instrument(skip_all, fields(document = %self.document))]
     pub async fn commit(
         mut self,
         ctx: &Context,

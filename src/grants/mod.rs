@@ -136,10 +136,10 @@ fn view(g: &GrantRow, now_ms: i64) -> GrantView {
     GrantView {
         id: g.id,
         agency_id: g.agency_id,
-        document_ids: serde_json::from_str(&g.document_ids).unwrap_or_default(),
-        document_types: serde_json::from_str(&g.document_types).unwrap_or_default(),
+        document_ids: crate::store::json_list(&g.document_ids),
+        document_types: crate::store::json_list(&g.document_types),
         tier: Tier::from_stored(&g.tier),
-        fields: serde_json::from_str(&g.fields).unwrap_or_default(),
+        fields: crate::store::json_list(&g.fields),
         purpose: g.purpose.clone(),
         purpose_code: g.purpose_code.clone(),
         legal_basis: g.legal_basis.clone(),
@@ -227,6 +227,7 @@ pub fn check_policy(
 
 /// Creates a grant: checks the policy, re-wraps the covered data keys under a fresh grant
 /// key, signs the receipt, and stores it all in one transaction.
+#[tracing::instrument(skip_all)]
 pub async fn create(
     ctx: &Context,
     session: &Session,
@@ -461,7 +462,7 @@ pub(crate) async fn create_inner(
 }
 
 fn row_fields(row: &GrantRow) -> Vec<String> {
-    serde_json::from_str(&row.fields).unwrap_or_default()
+    crate::store::json_list(&row.fields)
 }
 
 /// Lists are stored as JSON text; serialising a list of strings or ids cannot fail.
@@ -484,6 +485,7 @@ pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<GrantView>, Er
 
 /// Revokes one of the citizen's grants: status and key destruction in one transaction.
 /// Revoking a grant that already ended changes nothing and says so.
+#[tracing::instrument(skip_all, fields(grant = %id))]
 pub async fn revoke(ctx: &Context, session: &Session, id: Uuid) -> Result<GrantView, Error> {
     let citizen = session.citizen()?;
     ctx.store.citizen_grant(citizen, id).await?;
@@ -522,6 +524,7 @@ pub struct Receipt {
 }
 
 /// The receipt of one of the citizen's grants.
+#[tracing::instrument(skip_all, fields(grant = %id))]
 pub async fn receipt(ctx: &Context, session: &Session, id: Uuid) -> Result<Receipt, Error> {
     let g = ctx.store.citizen_grant(session.citizen()?, id).await?;
     let value: serde_json::Value =
@@ -538,6 +541,7 @@ pub async fn receipt(ctx: &Context, session: &Session, id: Uuid) -> Result<Recei
 /// Ends every active grant past its end: status `expired` and keys destroyed, one grant per
 /// transaction. Safe on several nodes: a grant already ended by another is skipped.
 /// Returns how many this call ended.
+#[tracing::instrument(skip_all)]
 pub async fn sweep_expired(ctx: &Context) -> Result<usize, Error> {
     let now = ctx.clock.now_ms();
     let due = ctx.store.expired_active_grants(now).await?;

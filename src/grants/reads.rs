@@ -124,6 +124,7 @@ pub async fn list(
 }
 
 /// One of the agency's grants; `NotFound` for any other.
+#[tracing::instrument(skip_all, fields(agency = %agency.id, grant = %id))]
 pub async fn get(ctx: &Context, agency: &AgencyRow, id: Uuid) -> Result<GrantView, Error> {
     let g = own_grant(ctx, agency, id).await?.ok_or(Error::NotFound)?;
     Ok(view(&g, ctx.clock.now_ms()))
@@ -265,6 +266,7 @@ async fn live_grant(
 }
 
 /// The documents a live grant covers now.
+#[tracing::instrument(skip_all, fields(agency = %caller.agency.id, grant = %grant_id))]
 pub async fn documents(
     ctx: &Context,
     caller: &Caller<'_>,
@@ -377,10 +379,6 @@ async fn open(
     })
 }
 
-fn list_of(text: &str) -> Vec<String> {
-    serde_json::from_str(text).unwrap_or_default()
-}
-
 /// Records the read (counting it against the grant) and says whether it may proceed.
 async fn record(ctx: &Context, o: &GrantedDocument, event: Event) -> Result<(), Error> {
     let tier = Tier::from_stored(&o.grant.tier).as_str();
@@ -403,6 +401,7 @@ async fn record(ctx: &Context, o: &GrantedDocument, event: Event) -> Result<(), 
 
 /// Reads one document at the grant's tier. `only` narrows a `fields` or `full` read to
 /// some fields (each must be granted).
+#[tracing::instrument(skip_all, fields(agency = %caller.agency.id, grant = %grant_id, document = %doc_id))]
 pub async fn read(
     ctx: &Context,
     caller: &Caller<'_>,
@@ -415,7 +414,7 @@ pub async fn read(
     let tier = Tier::from_stored(&o.grant.tier);
     let granted: Option<Vec<String>> = match tier {
         Tier::Verify => None,
-        Tier::Fields => Some(list_of(&o.grant.fields)),
+        Tier::Fields => Some(crate::store::json_list::<String>(&o.grant.fields)),
         Tier::Full => Some(o.meta.fields.keys().cloned().collect()),
     };
     if let Some(only) = only {
@@ -495,6 +494,7 @@ pub async fn read(
 /// Opens the file of a document under a `full` grant, recording the read first. `decide`
 /// picks the part from the file's size and entity tag; the record names it (a range, a
 /// revalidation, headers only) and counts the bytes that leave. Every request is one read.
+#[tracing::instrument(skip_all, fields(agency = %caller.agency.id, grant = %grant_id, document = %doc_id))]
 pub async fn read_file(
     ctx: &Context,
     caller: &Caller<'_>,

@@ -180,12 +180,12 @@ impl Tx {
     /// Reads the head and holds it for this transaction.
     pub async fn lock_audit_head(&mut self) -> Result<(i64, Vec<u8>), StoreError> {
         Ok(match self {
-            super::Engines::Sqlite(c) => {
+            super::OnEngine::Sqlite(c) => {
                 sqlx::query_as::<_, (i64, Vec<u8>)>("SELECT seq, hash FROM audit_head WHERE id = 1")
                     .fetch_one(&mut **c)
                     .await?
             }
-            super::Engines::Postgres(c) => {
+            super::OnEngine::Postgres(c) => {
                 sqlx::query_as::<_, (i64, Vec<u8>)>(
                     "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
                 )

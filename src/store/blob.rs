@@ -9,7 +9,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use rand::RngCore;
 use tokio::fs::{self, File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 
@@ -22,8 +21,7 @@ pub struct BlobName(String);
 impl BlobName {
     /// A fresh random name.
     pub fn random() -> Self {
-        let mut bytes = [0u8; 16];
-        rand::thread_rng().fill_bytes(&mut bytes);
+        let bytes: [u8; 16] = custodia_crypto::random_bytes();
         Self(custodia_crypto::digest::hex(&bytes))
     }
 
@@ -43,7 +41,7 @@ impl BlobName {
     }
 }
 
-/// The blob store. One backend today (local files); the enum leaves room for S3.
+/// The blob store: a directory of local files (the only backend so far).
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,

@@ -35,27 +35,33 @@ use crate::config::{Config, Engine};
 macro_rules! on_engine {
     ($target:expr, $conn:ident => $body:expr) => {
         match $target {
-            $crate::store::Engines::Sqlite($conn) => $body,
-            $crate::store::Engines::Postgres($conn) => $body,
+            $crate::store::OnEngine::Sqlite($conn) => $body,
+            $crate::store::OnEngine::Postgres($conn) => $body,
         }
     };
 }
 
-/// A value per engine: pools, transactions.
+/// A list stored as JSON text (document types, fields, ids): the portable representation
+/// both engines share. Text that is not such a list reads as empty.
+pub fn json_list<T: serde::de::DeserializeOwned>(text: &str) -> Vec<T> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// A value that lives on one of the two engines: a pool, a transaction.
 #[derive(Debug, Clone)]
-pub enum Engines<S, P> {
-    /// SQLite's half.
+pub enum OnEngine<S, P> {
+    /// On SQLite.
     Sqlite(S),
-    /// PostgreSQL's half.
+    /// On PostgreSQL.
     Postgres(P),
 }
 
 /// A connection pool on either engine.
-pub type Pool = Engines<SqlitePool, PgPool>;
+pub type Pool = OnEngine<SqlitePool, PgPool>;
 
 /// An open transaction on either engine. Dropped without [`Tx::commit`], it rolls back.
 pub type Tx =
-    Engines<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Transaction<'static, sqlx::Postgres>>;
+    OnEngine<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Transaction<'static, sqlx::Postgres>>;
 
 impl Tx {
     /// Commits the transaction (durably: SQLite runs with `synchronous=FULL`).
@@ -96,7 +102,7 @@ impl From<sqlx::Error> for StoreError {
 /// The database handle shared by every request.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: Engines<SqlitePool, PgPool>,
+    pool: OnEngine<SqlitePool, PgPool>,
 }
 
 impl Store {
@@ -118,7 +124,7 @@ impl Store {
                 {
                     std::fs::create_dir_all(dir).map_err(|e| StoreError::Other(e.into()))?;
                 }
-                Engines::Sqlite(
+                OnEngine::Sqlite(
                     SqlitePoolOptions::new()
                         .max_connections(8)
                         .acquire_timeout(Duration::from_secs(10))
@@ -129,7 +135,7 @@ impl Store {
             Engine::Postgres => {
                 let options = PgConnectOptions::from_str(&config.database_url)
                     .map_err(|e| StoreError::Other(e.into()))?;
-                Engines::Postgres(
+                OnEngine::Postgres(
                     PgPoolOptions::new()
                         .max_connections(16)
                         .acquire_timeout(Duration::from_secs(10))
@@ -145,8 +151,8 @@ impl Store {
     /// from several nodes at once (the migrator takes a lock).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.pool {
-            Engines::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await,
-            Engines::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await,
+            OnEngine::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await,
+            OnEngine::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await,
         }
         .map_err(|e| StoreError::Other(e.into()))
     }
@@ -162,8 +168,8 @@ impl Store {
     /// Which engine this store runs on.
     pub fn engine(&self) -> Engine {
         match self.pool {
-            Engines::Sqlite(_) => Engine::Sqlite,
-            Engines::Postgres(_) => Engine::Postgres,
+            OnEngine::Sqlite(_) => Engine::Sqlite,
+            OnEngine::Postgres(_) => Engine::Postgres,
         }
     }
 
@@ -176,14 +182,14 @@ impl Store {
     /// (`VACUUM INTO`). Not available on PostgreSQL (use `pg_dump`).
     pub async fn sqlite_snapshot(&self, target: &std::path::Path) -> Result<(), StoreError> {
         match &self.pool {
-            Engines::Sqlite(p) => {
+            OnEngine::Sqlite(p) => {
                 sqlx::query("VACUUM INTO $1")
                     .bind(target.display().to_string())
                     .execute(p)
                     .await?;
                 Ok(())
             }
-            Engines::Postgres(_) => Err(StoreError::Other(anyhow::anyhow!(
+            OnEngine::Postgres(_) => Err(StoreError::Other(anyhow::anyhow!(
                 "a PostgreSQL database is backed up with pg_dump"
             ))),
         }
@@ -194,8 +200,8 @@ impl Store {
     /// when a read lock cannot be upgraded.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match &self.pool {
-            Engines::Sqlite(p) => Engines::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Engines::Postgres(p) => Engines::Postgres(p.begin().await?),
+            OnEngine::Sqlite(p) => OnEngine::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            OnEngine::Postgres(p) => OnEngine::Postgres(p.begin().await?),
         })
     }
 

@@ -208,32 +208,46 @@ pub async fn agency_volume(
                 .unwrap_or_default()
         })
         .collect();
-    let rows = ctx
+    let counts = ctx
         .store
-        .audit_search(
+        .audit_volume(
             &AuditFilter {
                 actor_kind: Some("agency".into()),
                 since_ms: Some(first_day * DAY_MS),
                 ..filter
             },
-            50_000,
+            reads_only,
         )
         .await?;
-    let mut cache = BTreeMap::new();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut series: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    for e in rows.iter().filter(|e| !reads_only || is_read(e)) {
-        let Ok(index) = usize::try_from(e.at / DAY_MS - first_day) else {
+    for (actor, day, n) in counts {
+        let Ok(index) = usize::try_from(day - first_day) else {
             continue;
         };
-        let name = agency_of(ctx, e, &mut cache)
-            .await
-            .map_or_else(|| e.actor_id.clone().unwrap_or_default(), |a| a.name);
+        let actor = actor.unwrap_or_default();
+        let name = match names.get(&actor) {
+            Some(name) => name.clone(),
+            None => {
+                let name = match actor.parse::<Uuid>() {
+                    Ok(id) => ctx
+                        .store
+                        .agency(id)
+                        .await
+                        .map(|a| a.name)
+                        .unwrap_or_else(|_| actor.clone()),
+                    Err(_) => actor.clone(),
+                };
+                names.insert(actor.clone(), name.clone());
+                name
+            }
+        };
         if let Some(c) = series
             .entry(name)
             .or_insert_with(|| vec![0; labels.len()])
             .get_mut(index)
         {
-            *c += 1;
+            *c = c.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
         }
     }
     Ok((labels, series))

@@ -156,6 +156,40 @@ impl Store {
 }
 
 impl Store {
+    /// Events matching `filter` (and, with `reads_only`, only document reads), counted per
+    /// actor and per UTC day (`at / 86 400 000`), in the database: a chart never reads the
+    /// events themselves, however many there are. Paging (`before_seq`) is ignored.
+    pub async fn audit_volume(
+        &self,
+        filter: &AuditFilter,
+        reads_only: bool,
+    ) -> Result<Vec<(Option<String>, i64, i64)>, StoreError> {
+        const SQL: &str = "SELECT actor_id, at / 86400000 AS day, COUNT(*) AS n FROM audit_events WHERE \
+             ($1 IS NULL OR citizen_pseudonym = $2) AND ($3 IS NULL OR actor_kind = $4) AND \
+             ($5 IS NULL OR actor_id = $6) AND ($7 IS NULL OR officer_id = $8) AND \
+             ($9 IS NULL OR action = $10) AND ($11 IS NULL OR outcome = $12) AND \
+             ($13 IS NULL OR at >= $14) AND ($15 IS NULL OR at < $16) AND \
+             (NOT $17 OR action IN ('document.read', 'document.file')) \
+             GROUP BY actor_id, day ORDER BY day";
+        let f = filter;
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, (Option<String>, i64, i64)>(SQL)
+                .bind(&f.citizen_pseudonym).bind(&f.citizen_pseudonym)
+                .bind(&f.actor_kind).bind(&f.actor_kind)
+                .bind(&f.actor_id).bind(&f.actor_id)
+                .bind(&f.officer_id).bind(&f.officer_id)
+                .bind(&f.action).bind(&f.action)
+                .bind(&f.outcome).bind(&f.outcome)
+                .bind(f.since_ms).bind(f.since_ms)
+                .bind(f.until_ms).bind(f.until_ms)
+                .bind(reads_only)
+                .fetch_all(p)
+                .await?
+        }))
+    }
+}
+
+impl Store {
     /// Successful agency reads of this citizen's documents after `seq`.
     pub async fn count_reads_after(&self, pseudonym: &str, seq: i64) -> Result<i64, StoreError> {
         const SQL: &str = "SELECT COUNT(*) FROM audit_events WHERE citizen_pseudonym = $1 AND seq > $2 \

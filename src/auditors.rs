@@ -319,6 +319,78 @@ pub async fn search(
     Ok(ctx.store.audit_search(&query.filter(), limit).await?)
 }
 
+/// Records what an auditor looks at beyond a search (the console's flags and charts, a
+/// full verification), before the answer is computed, like any read of the trail.
+async fn record_look(
+    ctx: &Context,
+    session: &Session,
+    action: &'static str,
+    what: &str,
+) -> Result<(), Error> {
+    let auditor = auditor_of(session)?;
+    ctx.audit
+        .append(Event::new(ActorKind::Auditor, Some(auditor.to_string()), action).detail(what))
+        .await?;
+    Ok(())
+}
+
+/// The flagged patterns of the last seven days (recorded as an auditor query).
+#[tracing::instrument(skip_all)]
+pub async fn recent_flags(ctx: &Context, session: &Session) -> Result<Vec<Flag>, Error> {
+    record_look(
+        ctx,
+        session,
+        "audit.query",
+        "console: flagged patterns of the last 7 days",
+    )
+    .await?;
+    let week_ago = ctx.clock.now_ms() - 7 * 86_400_000;
+    let recent = ctx
+        .store
+        .audit_search(
+            &AuditFilter {
+                since_ms: Some(week_ago),
+                ..Default::default()
+            },
+            RECENT_FOR_FLAGS,
+        )
+        .await?;
+    Ok(flags(&recent))
+}
+
+/// Agency reads (or refusals) per day over the last `days` (recorded as an auditor query).
+#[tracing::instrument(skip_all)]
+pub async fn volume(
+    ctx: &Context,
+    session: &Session,
+    refusals: bool,
+    days: i64,
+) -> Result<crate::activity::PerDay, Error> {
+    let what = if refusals { "refusals" } else { "reads" };
+    record_look(
+        ctx,
+        session,
+        "audit.query",
+        &format!("console: {what} per agency per day, last {days} days"),
+    )
+    .await?;
+    let filter = AuditFilter {
+        outcome: Some(if refusals { "refused" } else { "ok" }.into()),
+        ..Default::default()
+    };
+    crate::activity::agency_volume(ctx, filter, days, !refusals).await
+}
+
+/// Verifies the whole chain and its checkpoints (recorded first).
+#[tracing::instrument(skip_all)]
+pub async fn verify_chain(
+    ctx: &Context,
+    session: &Session,
+) -> Result<Result<crate::audit::chain::Summary, crate::audit::chain::Fault>, Error> {
+    record_look(ctx, session, "audit.verify", "the whole chain").await?;
+    crate::audit::verify(&ctx.store, |_, _| {}).await
+}
+
 /// Exports the trail for an auditor (recorded).
 #[tracing::instrument(skip_all)]
 pub async fn export(
@@ -403,6 +475,8 @@ pub struct Flag {
 
 /// Officers reading at least this many distinct citizens within an hour are flagged.
 pub const MANY_CITIZENS_PER_HOUR: usize = 10;
+/// The newest events of the last week that the flags look at.
+const RECENT_FOR_FLAGS: i64 = 20_000;
 /// At least this many refusals for one agency within ten minutes are flagged.
 pub const REFUSALS_PER_BURST: usize = 5;
 

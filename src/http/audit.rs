@@ -220,17 +220,8 @@ async fn verify(
     State(state): State<AppState>,
     Authed(session): Authed,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let auditor = auditors::auditor_of(&session)?;
-    state
-        .audit
-        .append(crate::audit::Event::new(
-            crate::audit::ActorKind::Auditor,
-            Some(auditor.to_string()),
-            "audit.verify",
-        ))
-        .await?;
     Ok(Json(
-        match crate::audit::verify(&state.store, |_, _| {}).await? {
+        match auditors::verify_chain(&state, &session).await? {
             Ok(summary) => json!({ "intact": true, "summary": summary }),
             Err(fault) => json!({ "intact": false, "fault": fault }),
         },

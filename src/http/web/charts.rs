@@ -20,7 +20,7 @@ pub(super) async fn activity_chart(
 /// Reads (`reads.svg`) or refusals (`refusals.svg`) per day by agency, last 30 days.
 pub(super) async fn audit_chart(
     State(state): State<AppState>,
-    AuditorIn(page, _session): AuditorIn,
+    AuditorIn(page, session): AuditorIn,
     axum::extract::Path(kind): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
     let refusals = match kind.as_str() {
@@ -28,11 +28,7 @@ pub(super) async fn audit_chart(
         "refusals.svg" => true,
         _ => return Err(ApiError::not_found()),
     };
-    let filter = crate::store::audit::AuditFilter {
-        outcome: Some(if refusals { "refused" } else { "ok" }.into()),
-        ..Default::default()
-    };
-    let (labels, series) = crate::activity::agency_volume(&state, filter, 30, !refusals).await?;
+    let (labels, series) = crate::auditors::volume(&state, &session, refusals, 30).await?;
     let key = if refusals {
         "audit_chart_refusals"
     } else {

@@ -43,18 +43,7 @@ pub(super) async fn audit_console(
     let query = q.query()?;
     let rows = crate::auditors::search(&state, &session, &query, 100).await?;
     let events = crate::auditors::shown(&rows);
-    let week_ago = state.clock.now_ms() - 7 * 86_400_000;
-    let recent = state
-        .store
-        .audit_search(
-            &crate::store::audit::AuditFilter {
-                since_ms: Some(week_ago),
-                ..Default::default()
-            },
-            20_000,
-        )
-        .await?;
-    let flags = crate::auditors::flags(&recent);
+    let flags = crate::auditors::recent_flags(&state, &session).await?;
     // A full verification reads the whole trail, so it runs when asked (`?verify=1`);
     // otherwise the page shows the head and the last signed checkpoint.
     let t = page.lang.messages();
@@ -70,7 +59,7 @@ pub(super) async fn audit_console(
         None => say("audit_checkpoint_none", &[]),
     };
     let (verified, intact, chain_text) = if verify_q.verify == Some(1) {
-        match crate::audit::verify(&state.store, |_, _| {}).await? {
+        match crate::auditors::verify_chain(&state, &session).await? {
             Ok(s) => (
                 true,
                 true,

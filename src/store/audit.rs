@@ -48,6 +48,36 @@ pub struct CheckpointRow {
 const COLUMNS: &str = "seq, at, actor_kind, actor_id, officer_id, case_id, citizen_pseudonym, action, \
     object_ids, grant_id, purpose, tier, fields, outcome, bytes_sent, request_id, detail, prev_hash, hash";
 
+/// The condition an [`AuditFilter`] makes, on parameters `$1`…`$16`: each optional filter is
+/// `($n IS NULL OR column = $n+1)`, so one text serves every combination.
+const FILTER_WHERE: &str = "($1 IS NULL OR citizen_pseudonym = $2) AND ($3 IS NULL OR actor_kind = $4) AND \
+     ($5 IS NULL OR actor_id = $6) AND ($7 IS NULL OR officer_id = $8) AND \
+     ($9 IS NULL OR action = $10) AND ($11 IS NULL OR outcome = $12) AND \
+     ($13 IS NULL OR at >= $14) AND ($15 IS NULL OR at < $16)";
+
+/// Binds an [`AuditFilter`] to the parameters of [`FILTER_WHERE`].
+macro_rules! bind_filter {
+    ($query:expr, $f:expr) => {
+        $query
+            .bind(&$f.citizen_pseudonym)
+            .bind(&$f.citizen_pseudonym)
+            .bind(&$f.actor_kind)
+            .bind(&$f.actor_kind)
+            .bind(&$f.actor_id)
+            .bind(&$f.actor_id)
+            .bind(&$f.officer_id)
+            .bind(&$f.officer_id)
+            .bind(&$f.action)
+            .bind(&$f.action)
+            .bind(&$f.outcome)
+            .bind(&$f.outcome)
+            .bind($f.since_ms)
+            .bind($f.since_ms)
+            .bind($f.until_ms)
+            .bind($f.until_ms)
+    };
+}
+
 /// Filters for reading the trail. `None` means any.
 #[derive(Debug, Default, Clone)]
 pub struct AuditFilter {
@@ -127,26 +157,13 @@ impl Store {
         filter: &AuditFilter,
         limit: i64,
     ) -> Result<Vec<AuditRow>, StoreError> {
-        // Each optional filter is `($n IS NULL OR column = $n+1)`, so one text serves all.
         let sql = format!(
-            "SELECT {COLUMNS} FROM audit_events WHERE \
-             ($1 IS NULL OR citizen_pseudonym = $2) AND ($3 IS NULL OR actor_kind = $4) AND \
-             ($5 IS NULL OR actor_id = $6) AND ($7 IS NULL OR officer_id = $8) AND \
-             ($9 IS NULL OR action = $10) AND ($11 IS NULL OR outcome = $12) AND \
-             ($13 IS NULL OR at >= $14) AND ($15 IS NULL OR at < $16) AND \
+            "SELECT {COLUMNS} FROM audit_events WHERE {FILTER_WHERE} AND \
              ($17 IS NULL OR seq < $18) ORDER BY seq DESC LIMIT $19"
         );
         let f = filter;
         Ok(on_engine!(self.pool(), p => {
-            sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql))
-                .bind(&f.citizen_pseudonym).bind(&f.citizen_pseudonym)
-                .bind(&f.actor_kind).bind(&f.actor_kind)
-                .bind(&f.actor_id).bind(&f.actor_id)
-                .bind(&f.officer_id).bind(&f.officer_id)
-                .bind(&f.action).bind(&f.action)
-                .bind(&f.outcome).bind(&f.outcome)
-                .bind(f.since_ms).bind(f.since_ms)
-                .bind(f.until_ms).bind(f.until_ms)
+            bind_filter!(sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql)), f)
                 .bind(f.before_seq).bind(f.before_seq)
                 .bind(limit)
                 .fetch_all(p)
@@ -164,24 +181,14 @@ impl Store {
         filter: &AuditFilter,
         reads_only: bool,
     ) -> Result<Vec<(Option<String>, i64, i64)>, StoreError> {
-        const SQL: &str = "SELECT actor_id, at / 86400000 AS day, COUNT(*) AS n FROM audit_events WHERE \
-             ($1 IS NULL OR citizen_pseudonym = $2) AND ($3 IS NULL OR actor_kind = $4) AND \
-             ($5 IS NULL OR actor_id = $6) AND ($7 IS NULL OR officer_id = $8) AND \
-             ($9 IS NULL OR action = $10) AND ($11 IS NULL OR outcome = $12) AND \
-             ($13 IS NULL OR at >= $14) AND ($15 IS NULL OR at < $16) AND \
-             (NOT $17 OR action IN ('document.read', 'document.file')) \
-             GROUP BY actor_id, day ORDER BY day";
+        let sql = format!(
+            "SELECT actor_id, at / 86400000 AS day, COUNT(*) AS n FROM audit_events \
+             WHERE {FILTER_WHERE} AND (NOT $17 OR action IN ('document.read', 'document.file')) \
+             GROUP BY actor_id, day ORDER BY day"
+        );
         let f = filter;
         Ok(on_engine!(self.pool(), p => {
-            sqlx::query_as::<_, (Option<String>, i64, i64)>(SQL)
-                .bind(&f.citizen_pseudonym).bind(&f.citizen_pseudonym)
-                .bind(&f.actor_kind).bind(&f.actor_kind)
-                .bind(&f.actor_id).bind(&f.actor_id)
-                .bind(&f.officer_id).bind(&f.officer_id)
-                .bind(&f.action).bind(&f.action)
-                .bind(&f.outcome).bind(&f.outcome)
-                .bind(f.since_ms).bind(f.since_ms)
-                .bind(f.until_ms).bind(f.until_ms)
+            bind_filter!(sqlx::query_as::<_, (Option<String>, i64, i64)>(sqlx::AssertSqlSafe(sql)), f)
                 .bind(reads_only)
                 .fetch_all(p)
                 .await?

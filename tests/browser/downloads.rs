@@ -3,7 +3,7 @@
 //! zstd) receives the whole body.
 
 use crate::browser::Browser;
-use crate::journeys::{national_id, register};
+use crate::journeys::{fill_licence_fields, national_id, register};
 use crate::server::{Custodia, Engine};
 
 /// A PDF-looking file of `len` bytes with varied contents.
@@ -38,16 +38,7 @@ pub async fn a_large_pdf_downloads_whole(lang: &'static str, engine: Engine, seq
         .expect("temporary file");
     std::fs::write(file.path(), &bytes).expect("write the PDF");
     b.goto("/documents/new?type=business_license").await;
-    b.fill("f-company_name", "下载示例有限公司").await;
-    b.fill("f-unified_social_credit_code", "91110105MA01ABCD2X")
-        .await;
-    b.fill("f-legal_representative", "李娜").await;
-    b.fill("f-company_type", "有限责任公司").await;
-    b.fill("f-business_scope", "技术开发").await;
-    b.fill("f-registered_address", "北京市海淀区中关村大街1号")
-        .await;
-    b.js("const d = document.getElementById('f-established_on'); d.value = '2020-06-01'; d.dispatchEvent(new Event('change')); return ''")
-        .await;
+    fill_licence_fields(&b, "下载示例有限公司").await;
     b.find("#file")
         .await
         .send_keys(&file.path().display().to_string())

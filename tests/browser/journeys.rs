@@ -85,11 +85,8 @@ fn refused_with(result: Result<Value, ClientError>, status: u16) {
 
 /// Uploads a business licence with a picture of it; checks the progress bar and the
 /// preview; returns the document page's path.
-async fn upload_licence(b: &Browser, company: &str) -> String {
-    b.goto("/documents").await;
-    b.check_page("documents-empty").await;
-    b.goto("/documents/new?type=business_license").await;
-    b.check_page("upload").await;
+/// Fills the business licence form's fields (the page must be open).
+pub async fn fill_licence_fields(b: &Browser, company: &str) {
     b.fill("f-company_name", company).await;
     b.fill("f-unified_social_credit_code", "91110105MA01ABCD2X")
         .await;
@@ -101,6 +98,14 @@ async fn upload_licence(b: &Browser, company: &str) -> String {
     // A date input's typing order follows the browser's locale; set it as a date picker would.
     b.js("const d = document.getElementById('f-established_on'); d.value = '2019-03-15'; d.dispatchEvent(new Event('change')); return ''")
         .await;
+}
+
+async fn upload_licence(b: &Browser, company: &str) -> String {
+    b.goto("/documents").await;
+    b.check_page("documents-empty").await;
+    b.goto("/documents/new?type=business_license").await;
+    b.check_page("upload").await;
+    fill_licence_fields(b, company).await;
     // The file: a real PNG, this very page as the browser renders it.
     let png = b.client.screenshot().await.expect("screenshot");
     let file = tempfile::Builder::new()

@@ -1,0 +1,216 @@
+//! What auditors look at — searches, exports, the console's flags and charts, a full
+//! verification, a reasoned reveal — each recorded in the trail before its answer.
+
+use serde::Serialize;
+
+use crate::audit::{ActorKind, Event, ExportedEvent};
+use crate::context::Context;
+use crate::error::{Error, invalid};
+use crate::sessions::Session;
+use crate::store::audit::{AuditFilter, AuditRow};
+
+use super::auditor_of;
+use super::flags::{Flag, RECENT_FOR_FLAGS, flags};
+
+/// An auditor's search.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Query {
+    /// A citizen's pseudonym.
+    pub citizen: Option<String>,
+    /// An agency's id.
+    pub agency: Option<String>,
+    /// An officer's id.
+    pub officer: Option<String>,
+    /// An action.
+    pub action: Option<String>,
+    /// An outcome.
+    pub outcome: Option<String>,
+    /// From (ms).
+    pub since_ms: Option<i64>,
+    /// Until (ms).
+    pub until_ms: Option<i64>,
+    /// Before this sequence number.
+    pub before_seq: Option<i64>,
+}
+
+impl Query {
+    fn filter(&self) -> AuditFilter {
+        AuditFilter {
+            citizen_pseudonym: self.citizen.clone(),
+            actor_kind: self.agency.as_ref().map(|_| "agency".to_owned()),
+            actor_id: self.agency.clone(),
+            officer_id: self.officer.clone(),
+            action: self.action.clone(),
+            outcome: self.outcome.clone(),
+            since_ms: self.since_ms,
+            until_ms: self.until_ms,
+            before_seq: self.before_seq,
+        }
+    }
+}
+
+/// Searches the trail (newest first, at most `limit`), recording the query itself.
+#[tracing::instrument(skip_all)]
+pub async fn search(
+    ctx: &Context,
+    session: &Session,
+    query: &Query,
+    limit: i64,
+) -> Result<Vec<AuditRow>, Error> {
+    let auditor = auditor_of(session)?;
+    let description = serde_json::to_string(query).unwrap_or_default();
+    // The query is recorded before its answer is shown, like any read.
+    ctx.audit
+        .append(
+            Event::new(ActorKind::Auditor, Some(auditor.to_string()), "audit.query")
+                .detail(description),
+        )
+        .await?;
+    Ok(ctx.store.audit_search(&query.filter(), limit).await?)
+}
+
+/// Records what an auditor looks at beyond a search (the console's flags and charts, a
+/// full verification), before the answer is computed, like any read of the trail.
+async fn record_look(
+    ctx: &Context,
+    session: &Session,
+    action: &'static str,
+    what: &str,
+) -> Result<(), Error> {
+    let auditor = auditor_of(session)?;
+    ctx.audit
+        .append(Event::new(ActorKind::Auditor, Some(auditor.to_string()), action).detail(what))
+        .await?;
+    Ok(())
+}
+
+/// The flagged patterns of the last seven days (recorded as an auditor query).
+#[tracing::instrument(skip_all)]
+pub async fn recent_flags(ctx: &Context, session: &Session) -> Result<Vec<Flag>, Error> {
+    record_look(
+        ctx,
+        session,
+        "audit.query",
+        "console: flagged patterns of the last 7 days",
+    )
+    .await?;
+    let week_ago = ctx.clock.now_ms() - 7 * 86_400_000;
+    let recent = ctx
+        .store
+        .audit_search(
+            &AuditFilter {
+                since_ms: Some(week_ago),
+                ..Default::default()
+            },
+            RECENT_FOR_FLAGS,
+        )
+        .await?;
+    Ok(flags(&recent))
+}
+
+/// Agency reads (or refusals) per day over the last `days` (recorded as an auditor query).
+#[tracing::instrument(skip_all)]
+pub async fn volume(
+    ctx: &Context,
+    session: &Session,
+    refusals: bool,
+    days: i64,
+) -> Result<crate::activity::PerDay, Error> {
+    let what = if refusals { "refusals" } else { "reads" };
+    record_look(
+        ctx,
+        session,
+        "audit.query",
+        &format!("console: {what} per agency per day, last {days} days"),
+    )
+    .await?;
+    let filter = AuditFilter {
+        outcome: Some(if refusals { "refused" } else { "ok" }.into()),
+        ..Default::default()
+    };
+    crate::activity::agency_volume(ctx, filter, days, !refusals).await
+}
+
+/// Verifies the whole chain and its checkpoints (recorded first).
+#[tracing::instrument(skip_all)]
+pub async fn verify_chain(
+    ctx: &Context,
+    session: &Session,
+) -> Result<Result<crate::audit::chain::Summary, crate::audit::chain::Fault>, Error> {
+    record_look(ctx, session, "audit.verify", "the whole chain").await?;
+    crate::audit::verify(&ctx.store, |_, _| {}).await
+}
+
+/// Exports the trail for an auditor (recorded).
+#[tracing::instrument(skip_all)]
+pub async fn export(
+    ctx: &Context,
+    session: &Session,
+    since: Option<i64>,
+    until: Option<i64>,
+    format: crate::audit::Format,
+) -> Result<Vec<u8>, Error> {
+    let auditor = auditor_of(session)?;
+    ctx.audit
+        .append(
+            Event::new(
+                ActorKind::Auditor,
+                Some(auditor.to_string()),
+                "audit.export",
+            )
+            .detail(format!("since {since:?} until {until:?} as {format:?}")),
+        )
+        .await?;
+    let mut out = Vec::new();
+    crate::audit::export(&ctx.store, since, until, format, &mut out).await?;
+    Ok(out)
+}
+
+/// Reveals the national ID behind a pseudonym, for a written case reason; recorded (with
+/// the reason) before the answer is given.
+#[tracing::instrument(skip_all)]
+pub async fn reveal(
+    ctx: &Context,
+    session: &Session,
+    pseudonym: &str,
+    reason: &str,
+) -> Result<String, Error> {
+    let auditor = auditor_of(session)?;
+    let reason = reason.trim();
+    if reason.chars().count() < 10 || reason.chars().count() > 1000 {
+        return Err(invalid(
+            "reason",
+            "write the case reason (10 to 1000 characters)",
+        ));
+    }
+    let event = Event::new(
+        ActorKind::Auditor,
+        Some(auditor.to_string()),
+        "audit.reveal",
+    );
+    let Some(citizen) = ctx.store.citizen_by_pseudonym(pseudonym.trim()).await? else {
+        // An attempt on a pseudonym that does not exist is recorded too.
+        ctx.audit
+            .append(
+                event
+                    .outcome("refused")
+                    .detail(format!("no such pseudonym; reason given: {reason}")),
+            )
+            .await?;
+        return Err(Error::NotFound);
+    };
+    ctx.audit
+        .append(
+            event
+                .citizen(Some(&citizen.pseudonym))
+                .detail(reason.to_owned()),
+        )
+        .await?;
+    crate::citizens::escrowed_national_id(ctx, &citizen)?
+        .ok_or_else(|| Error::Conflict("No national ID is held in escrow for this account.".into()))
+}
+
+/// Events as shown to auditors.
+pub fn shown(rows: &[AuditRow]) -> Vec<ExportedEvent> {
+    rows.iter().map(ExportedEvent::from).collect()
+}

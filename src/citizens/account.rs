@@ -1,0 +1,148 @@
+//! The account as its owner sees it: profile, and the passkeys that sign in to it.
+
+use super::*;
+
+/// What a citizen sees of their own account.
+#[derive(Debug, Serialize)]
+pub struct Profile {
+    /// The citizen's id.
+    pub citizen_id: Uuid,
+    /// Whether this session's vault is unlocked.
+    pub unlocked: bool,
+    /// The display name (only while unlocked: it is sealed in the vault).
+    pub display_name: Option<String>,
+    /// The citizen's passkeys.
+    pub passkeys: Vec<PasskeyInfo>,
+}
+
+/// A passkey as listed in settings.
+#[derive(Debug, Serialize)]
+pub struct PasskeyInfo {
+    /// Its id (for removal).
+    pub id: Uuid,
+    /// Its label.
+    pub label: String,
+    /// When it was added (ms since epoch).
+    pub created_at: i64,
+    /// When it was last used (ms since epoch).
+    pub last_used_at: Option<i64>,
+}
+
+/// The signed-in citizen's profile.
+pub async fn profile(ctx: &Context, session: &Session) -> Result<Profile, Error> {
+    let citizen_id = session.citizen()?;
+    let citizen = ctx.store.citizen(citizen_id).await?;
+    let display_name = match session.vault_key() {
+        Ok(key) => {
+            let bytes = envelope::open(
+                &key,
+                &display_name_aad(citizen_id),
+                &citizen.display_name_enc,
+            )
+            .map_err(|e| Error::Internal(anyhow::anyhow!("display name: {e}")))?;
+            Some(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        Err(_) => None,
+    };
+    let passkeys = ctx
+        .store
+        .citizen_credentials(citizen_id)
+        .await?
+        .into_iter()
+        .map(|r| PasskeyInfo {
+            id: r.id,
+            label: r.label,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+        })
+        .collect();
+    Ok(Profile {
+        citizen_id,
+        unlocked: session.is_unlocked(),
+        display_name,
+        passkeys,
+    })
+}
+
+/// Starts adding another passkey to the signed-in citizen.
+pub async fn add_passkey_start(
+    ctx: &Context,
+    session: &Session,
+) -> Result<(CreationChallengeResponse, String), Error> {
+    let citizen_id = session.citizen()?;
+    let rows = ctx.store.citizen_credentials(citizen_id).await?;
+    let exclude = stored_passkeys(&rows)?
+        .iter()
+        .map(|p| p.cred_id().clone())
+        .collect();
+    let (options, registration) = ctx
+        .passkeys
+        .webauthn
+        .start_passkey_registration(citizen_id, "Custodia", "Custodia", Some(exclude))
+        .map_err(|e| Error::Internal(anyhow::anyhow!("webauthn start: {e}")))?;
+    let state = AddPasskeyState {
+        citizen_id,
+        registration,
+    };
+    let token = passkeys::begin(
+        &ctx.store,
+        CeremonyKind::AddPasskey,
+        &state,
+        ctx.clock.now_ms(),
+    )
+    .await?;
+    Ok((options, token))
+}
+
+/// Finishes adding a passkey.
+pub async fn add_passkey_finish(
+    ctx: &Context,
+    session: &Session,
+    token: Option<&str>,
+    credential: &RegisterPublicKeyCredential,
+    label: Option<&str>,
+) -> Result<Uuid, Error> {
+    let citizen_id = session.citizen()?;
+    let now = ctx.clock.now_ms();
+    let state: AddPasskeyState =
+        passkeys::finish(&ctx.store, CeremonyKind::AddPasskey, token, now).await?;
+    if state.citizen_id != citizen_id {
+        return Err(auth_failed());
+    }
+    let passkey = ctx
+        .passkeys
+        .webauthn
+        .finish_passkey_registration(credential, &state.registration)
+        .map_err(|_| auth_failed())?;
+    let count = ctx.store.citizen_credentials(citizen_id).await?.len();
+    let label = match label.map(str::trim).filter(|l| !l.is_empty()) {
+        Some(l) if l.chars().count() <= 60 && !l.chars().any(char::is_control) => l.to_owned(),
+        Some(_) => return Err(invalid("label", "must be at most 60 characters")),
+        None => format!("Passkey {}", count + 1),
+    };
+    let row = credential_row(Principal::Citizen(citizen_id), &passkey, &label, now)?;
+    let mut tx = ctx.store.begin().await?;
+    tx.insert_credential(&row).await.map_err(|e| match e {
+        crate::store::StoreError::Conflict(_) => {
+            Error::Conflict("This passkey is already registered.".into())
+        }
+        other => other.into(),
+    })?;
+    tx.commit().await?;
+    Ok(row.id)
+}
+
+/// Removes one of the citizen's passkeys; the last one cannot be removed.
+#[tracing::instrument(skip_all, fields(passkey = %id))]
+pub async fn remove_passkey(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Error> {
+    let citizen_id = session.citizen()?;
+    let mut tx = ctx.store.begin().await?;
+    if tx.count_citizen_credentials(citizen_id).await? <= 1 {
+        return Err(Error::Conflict(
+            "This is your only passkey; add another before removing it.".into(),
+        ));
+    }
+    tx.delete_citizen_credential(citizen_id, id).await?;
+    tx.commit().await?;
+    Ok(())
+}

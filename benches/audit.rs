@@ -37,7 +37,7 @@ async fn rate(log: &AuditLog, writers: usize, budget: Duration) -> f64 {
                     Event::new(
                         ActorKind::System,
                         Some(format!("bench-{w}")),
-                        "bench.append",
+                        custodia::audit::Action::GrantExpire,
                     )
                     .detail(format!("event {n}")),
                 )
@@ -118,7 +118,7 @@ async fn verify_rate(total: u64) {
                     Event::new(
                         ActorKind::Agency,
                         Some(format!("agency-{w}")),
-                        "document.read",
+                        custodia::audit::Action::DocumentRead,
                     )
                     .officer(Some("officer-7"), Some("CASE-1"))
                     .citizen(Some("p-0123456789abcdef"))

@@ -15,7 +15,10 @@ use crate::sessions::Session;
 use crate::store::audit::{AuditFilter, AuditRow};
 
 /// Actions that are reads of a citizen's documents.
-pub const READ_ACTIONS: [&str; 2] = ["document.read", "document.file"];
+pub const READ_ACTIONS: [crate::audit::Action; 2] = [
+    crate::audit::Action::DocumentRead,
+    crate::audit::Action::DocumentFile,
+];
 
 /// Which events to show.
 #[derive(Debug, Default, Clone)]
@@ -83,7 +86,7 @@ async fn pseudonym(ctx: &Context, session: &Session) -> Result<String, Error> {
 }
 
 fn is_read(e: &AuditRow) -> bool {
-    e.actor_kind == "agency" && READ_ACTIONS.contains(&e.action.as_str())
+    e.actor_kind == "agency" && READ_ACTIONS.iter().any(|a| a.as_str() == e.action)
 }
 
 /// A page of the citizen's trail, newest first, and the cursor of the next page.

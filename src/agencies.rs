@@ -147,17 +147,19 @@ pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error
     .await?;
     tx.commit().await?;
     ctx.audit
-        .append(operator_event("agency.create", id).detail(format!(
-            "level {}, issuer {}",
-            new.level.as_str(),
-            new.issuer
-        )))
+        .append(
+            operator_event(crate::audit::Action::AgencyCreate, id).detail(format!(
+                "level {}, issuer {}",
+                new.level.as_str(),
+                new.issuer
+            )),
+        )
         .await?;
     tracing::info!(agency = %id, level = new.level.as_str(), issuer = new.issuer, "agency created");
     Ok(Created { id, api_key })
 }
 
-fn operator_event(action: &'static str, agency: Uuid) -> Event {
+fn operator_event(action: crate::audit::Action, agency: Uuid) -> Event {
     Event::new(ActorKind::Operator, None, action).objects([agency.to_string()])
 }
 
@@ -193,7 +195,7 @@ pub async fn rotate_key(
     tx.commit().await?;
     ctx.audit
         .append(
-            operator_event("agency.rotate-key", agency)
+            operator_event(crate::audit::Action::AgencyRotateKey, agency)
                 .detail(format!("old keys end in {} s", overlap.as_secs())),
         )
         .await?;
@@ -215,7 +217,7 @@ pub async fn disable(ctx: &Context, agency: Uuid) -> Result<(), Error> {
         return Err(Error::Conflict("This agency is already disabled.".into()));
     }
     ctx.audit
-        .append(operator_event("agency.disable", agency))
+        .append(operator_event(crate::audit::Action::AgencyDisable, agency))
         .await?;
     tracing::info!(agency = %agency, "agency disabled");
     Ok(())
@@ -231,7 +233,7 @@ pub async fn set_issuer_key(ctx: &Context, agency: Uuid, key: &str) -> Result<()
     tx.commit().await?;
     ctx.audit
         .append(
-            operator_event("agency.set-issuer-key", agency)
+            operator_event(crate::audit::Action::AgencySetIssuerKey, agency)
                 .detail(format!("key {}", crate::keyring::key_fingerprint(&key))),
         )
         .await?;

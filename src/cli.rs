@@ -207,7 +207,7 @@ pub fn main() -> ExitCode {
                     let done = crate::keyring::rotate_master(&ctx.store, &ctx.config.master_key_file)
                         .await
                         .map_err(|e| crate::error::Error::Internal(e.into()))?;
-                    ctx.audit.record(crate::audit::Event::new(crate::audit::ActorKind::Operator, None, "keys.rotate-master")
+                    ctx.audit.record(crate::audit::Event::new(crate::audit::ActorKind::Operator, None, crate::audit::Action::KeysRotateMaster)
                             .detail(format!("{} → {}", done.old_id, done.new_id)),
                     )
                     .await;
@@ -228,7 +228,7 @@ pub fn main() -> ExitCode {
                     )
                     .await
                     .map_err(|e| crate::error::Error::Internal(e.into()))?;
-                    ctx.audit.record(crate::audit::Event::new(crate::audit::ActorKind::Operator, None, "keys.rotate-signing")
+                    ctx.audit.record(crate::audit::Event::new(crate::audit::ActorKind::Operator, None, crate::audit::Action::KeysRotateSigning)
                             .detail(format!("new signing key {id}")),
                     )
                     .await;

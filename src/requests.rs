@@ -188,7 +188,7 @@ pub async fn create(
             crate::audit::Event::new(
                 crate::audit::ActorKind::Agency,
                 Some(agency.id.to_string()),
-                "request.create",
+                crate::audit::Action::RequestCreate,
             )
             .officer(officer_id, case_id)
             .citizen(pseudonym.as_deref())
@@ -440,11 +440,12 @@ pub async fn approve(
         ));
     }
     tx.commit().await?;
-    let event = crate::audit::citizen_event(&ctx.store, citizen, "request.approve")
-        .await
-        .grant(Some(grant.id))
-        .objects([id.to_string(), r.agency_id.to_string()])
-        .purpose(Some(&r.purpose_code));
+    let event =
+        crate::audit::citizen_event(&ctx.store, citizen, crate::audit::Action::RequestApprove)
+            .await
+            .grant(Some(grant.id))
+            .objects([id.to_string(), r.agency_id.to_string()])
+            .purpose(Some(&r.purpose_code));
     ctx.audit.record(event).await;
     Ok(grant)
 }
@@ -462,7 +463,7 @@ pub async fn deny(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Erro
     if !decided {
         return Err(Error::Conflict("This request is no longer pending.".into()));
     }
-    let event = crate::audit::citizen_event(&ctx.store, citizen, "request.deny")
+    let event = crate::audit::citizen_event(&ctx.store, citizen, crate::audit::Action::RequestDeny)
         .await
         .objects([id.to_string()]);
     ctx.audit.record(event).await;

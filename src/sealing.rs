@@ -166,9 +166,10 @@ pub async fn pick_up_deposits(
     }
     tracing::info!(received, "issuer deposits received");
     if received > 0 {
-        let event = crate::audit::citizen_event(&ctx.store, citizen, "document.receive")
-            .await
-            .detail(format!("{received} deposit(s) received at unlock"));
+        let event =
+            crate::audit::citizen_event(&ctx.store, citizen, crate::audit::Action::DocumentReceive)
+                .await
+                .detail(format!("{received} deposit(s) received at unlock"));
         ctx.audit.record(event).await;
     }
     Ok(received)

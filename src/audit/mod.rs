@@ -44,6 +44,112 @@ pub const CHECKPOINT_EVERY_EVENTS: i64 = 1000;
 /// …or when this much time has passed since the last one and events were added.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 
+macro_rules! named {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value.
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)+];
+
+            /// The stored (and shown) name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+named! {
+    /// What an event records: one name each, stored in the trail and shown as it is.
+    Action {
+        /// `document.read`
+        DocumentRead => "document.read",
+        /// `document.file`
+        DocumentFile => "document.file",
+        /// `document.upload`
+        DocumentUpload => "document.upload",
+        /// `document.replace`
+        DocumentReplace => "document.replace",
+        /// `document.delete`
+        DocumentDelete => "document.delete",
+        /// `document.deposit`
+        DocumentDeposit => "document.deposit",
+        /// `document.receive`
+        DocumentReceive => "document.receive",
+        /// `grant.create`
+        GrantCreate => "grant.create",
+        /// `grant.revoke`
+        GrantRevoke => "grant.revoke",
+        /// `grant.expire`
+        GrantExpire => "grant.expire",
+        /// `grant.exhausted`
+        GrantExhausted => "grant.exhausted",
+        /// `grant.documents`
+        GrantDocuments => "grant.documents",
+        /// `request.create`
+        RequestCreate => "request.create",
+        /// `request.approve`
+        RequestApprove => "request.approve",
+        /// `request.deny`
+        RequestDeny => "request.deny",
+        /// `citizen.register`
+        CitizenRegister => "citizen.register",
+        /// `login`
+        Login => "login",
+        /// `vault.unlock`
+        VaultUnlock => "vault.unlock",
+        /// `auditor.invite`
+        AuditorInvite => "auditor.invite",
+        /// `auditor.enrol`
+        AuditorEnrol => "auditor.enrol",
+        /// `audit.query`
+        AuditQuery => "audit.query",
+        /// `audit.verify`
+        AuditVerify => "audit.verify",
+        /// `audit.export`
+        AuditExport => "audit.export",
+        /// `audit.reveal`
+        AuditReveal => "audit.reveal",
+        /// `agency.create`
+        AgencyCreate => "agency.create",
+        /// `agency.rotate-key`
+        AgencyRotateKey => "agency.rotate-key",
+        /// `agency.disable`
+        AgencyDisable => "agency.disable",
+        /// `agency.set-issuer-key`
+        AgencySetIssuerKey => "agency.set-issuer-key",
+        /// `keys.rotate-master`
+        KeysRotateMaster => "keys.rotate-master",
+        /// `keys.rotate-signing`
+        KeysRotateSigning => "keys.rotate-signing",
+    }
+}
+
+named! {
+    /// How it ended.
+    Outcome {
+        /// Done.
+        Ok => "ok",
+        /// Refused by a rule (consent, policy, limit).
+        Refused => "refused",
+        /// Attempted and failed (a wrong passphrase, a bad passkey).
+        Failed => "failed",
+    }
+}
+
 /// Who acted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -74,20 +180,20 @@ impl ActorKind {
 }
 
 /// One event to append. Build with [`Event::new`] and the setters.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Event {
     actor_kind: &'static str,
     actor_id: Option<String>,
     officer_id: Option<String>,
     case_id: Option<String>,
     citizen: Option<String>,
-    action: &'static str,
+    action: Action,
     object_ids: Vec<String>,
     grant_id: Option<Uuid>,
     purpose: Option<String>,
     tier: Option<String>,
     fields: Option<Vec<String>>,
-    outcome: &'static str,
+    outcome: Outcome,
     bytes_sent: Option<i64>,
     request_id: Option<String>,
     detail: Option<String>,
@@ -96,13 +202,23 @@ pub struct Event {
 impl Event {
     /// `actor` did `action` (for example `document.read`) with `outcome` (`ok`, `refused`,
     /// `failed`).
-    pub fn new(actor: ActorKind, actor_id: Option<String>, action: &'static str) -> Self {
+    pub fn new(actor: ActorKind, actor_id: Option<String>, action: Action) -> Self {
         Self {
             actor_kind: actor.as_str(),
             actor_id,
+            officer_id: None,
+            case_id: None,
+            citizen: None,
             action,
-            outcome: "ok",
-            ..Self::default()
+            object_ids: Vec::new(),
+            grant_id: None,
+            purpose: None,
+            tier: None,
+            fields: None,
+            outcome: Outcome::Ok,
+            bytes_sent: None,
+            request_id: None,
+            detail: None,
         }
     }
     /// The officer and case of an agency read.
@@ -138,7 +254,7 @@ impl Event {
         self
     }
     /// The outcome (default `ok`).
-    pub fn outcome(mut self, outcome: &'static str) -> Self {
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
         self.outcome = outcome;
         self
     }
@@ -159,7 +275,7 @@ impl Event {
     }
     /// The action name.
     pub fn action(&self) -> &'static str {
-        self.action
+        self.action.as_str()
     }
 
     fn into_row(self, seq: i64, at: i64, prev_hash: Vec<u8>) -> AuditRow {
@@ -171,7 +287,7 @@ impl Event {
             officer_id: self.officer_id,
             case_id: self.case_id,
             citizen_pseudonym: self.citizen,
-            action: self.action.to_owned(),
+            action: self.action.as_str().to_owned(),
             object_ids: serde_json::to_string(&self.object_ids).unwrap_or_else(|_| "[]".into()),
             grant_id: self.grant_id,
             purpose: self.purpose,
@@ -179,7 +295,7 @@ impl Event {
             fields: self
                 .fields
                 .map(|f| serde_json::to_string(&f).unwrap_or_else(|_| "[]".into())),
-            outcome: self.outcome.to_owned(),
+            outcome: self.outcome.as_str().to_owned(),
             bytes_sent: self.bytes_sent,
             request_id: self.request_id,
             detail: self.detail,
@@ -306,11 +422,14 @@ impl AuditLog {
         match outcome {
             Ok(Ok(claim)) => Ok(claim),
             Ok(Err(cause)) => {
-                tracing::error!(action, %cause, "audit append failed; refusing the action");
+                tracing::error!(action = action.as_str(), %cause, "audit append failed; refusing the action");
                 Err(Error::AuditUnavailable)
             }
             Err(_) => {
-                tracing::error!(action, "audit append timed out; refusing the action");
+                tracing::error!(
+                    action = action.as_str(),
+                    "audit append timed out; refusing the action"
+                );
                 Err(Error::AuditUnavailable)
             }
         }
@@ -383,7 +502,7 @@ impl Sequencer {
                     }
                     None => {
                         event = event
-                            .outcome("refused")
+                            .outcome(crate::audit::Outcome::Refused)
                             .detail("the grant is no longer active")
                             .bytes(None);
                         false
@@ -404,11 +523,15 @@ impl Sequencer {
                 tx.end_grant(grant, None, crate::status::GrantStatus::Exhausted, now)
                     .await?;
                 seq += 1;
-                let row = Event::new(ActorKind::System, None, "grant.exhausted")
-                    .citizen(citizen.as_deref())
-                    .grant(Some(grant))
-                    .objects([grant.to_string()])
-                    .into_row(seq, now, head);
+                let row = Event::new(
+                    ActorKind::System,
+                    None,
+                    crate::audit::Action::GrantExhausted,
+                )
+                .citizen(citizen.as_deref())
+                .grant(Some(grant))
+                .objects([grant.to_string()])
+                .into_row(seq, now, head);
                 tx.insert_audit_event(&row).await?;
                 head = row.hash;
             }
@@ -476,7 +599,7 @@ pub async fn checkpoint_now(
 }
 
 /// An event by (or about) a citizen, under their pseudonym.
-pub async fn citizen_event(store: &Store, citizen: Uuid, action: &'static str) -> Event {
+pub async fn citizen_event(store: &Store, citizen: Uuid, action: Action) -> Event {
     let pseudonym = store.citizen(citizen).await.ok().map(|c| c.pseudonym);
     Event::new(ActorKind::Citizen, pseudonym.clone(), action).citizen(pseudonym.as_deref())
 }
@@ -518,4 +641,25 @@ pub async fn verify(
         progress(verifier.checked, total);
     }
     Ok(verifier.finish(head_seq, &head_hash))
+}
+
+#[cfg(test)]
+mod names {
+    use super::{Action, Outcome};
+
+    #[test]
+    fn every_action_and_outcome_has_its_own_stored_name() {
+        let mut seen = std::collections::BTreeSet::new();
+        for a in Action::ALL {
+            let name = a.as_str();
+            assert!(seen.insert(name), "{name} is used twice");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '.' || c == '-'),
+                "{name}"
+            );
+        }
+        let outcomes: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(outcomes, ["ok", "refused", "failed"]);
+    }
 }

@@ -73,7 +73,14 @@ pub async fn invite(ctx: &Context, name: &str) -> Result<String, Error> {
         })
         .await?;
     ctx.audit
-        .record(Event::new(ActorKind::Operator, None, "auditor.invite").objects([id.to_string()]))
+        .record(
+            Event::new(
+                ActorKind::Operator,
+                None,
+                crate::audit::Action::AuditorInvite,
+            )
+            .objects([id.to_string()]),
+        )
         .await;
     let base = ctx.config.public_url.as_str().trim_end_matches('/');
     Ok(format!("{base}/audit/enrol?token={}", token.as_str()))
@@ -188,7 +195,7 @@ pub async fn enrol_finish(
         .record(Event::new(
             ActorKind::Auditor,
             Some(state.auditor_id.to_string()),
-            "auditor.enrol",
+            crate::audit::Action::AuditorEnrol,
         ))
         .await;
     Ok((state.auditor_id, issued))
@@ -237,7 +244,7 @@ pub async fn login_finish(
     let event = Event::new(
         ActorKind::Auditor,
         Some(state.auditor_id.to_string()),
-        "login",
+        crate::audit::Action::Login,
     );
     let rows = ctx.store.auditor_credentials(state.auditor_id).await?;
     let verified = passkeys::verify_assertion(
@@ -250,7 +257,9 @@ pub async fn login_finish(
     )
     .await?;
     if !verified {
-        ctx.audit.record(event.outcome("failed")).await;
+        ctx.audit
+            .record(event.outcome(crate::audit::Outcome::Failed))
+            .await;
         return Err(Error::Unauthenticated(
             "The passkey could not be verified.".into(),
         ));

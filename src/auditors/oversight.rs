@@ -62,8 +62,12 @@ pub async fn search(
     // The query is recorded before its answer is shown, like any read.
     ctx.audit
         .append(
-            Event::new(ActorKind::Auditor, Some(auditor.to_string()), "audit.query")
-                .detail(description),
+            Event::new(
+                ActorKind::Auditor,
+                Some(auditor.to_string()),
+                crate::audit::Action::AuditQuery,
+            )
+            .detail(description),
         )
         .await?;
     Ok(ctx.store.audit_search(&query.filter(), limit).await?)
@@ -74,7 +78,7 @@ pub async fn search(
 async fn record_look(
     ctx: &Context,
     session: &Session,
-    action: &'static str,
+    action: crate::audit::Action,
     what: &str,
 ) -> Result<(), Error> {
     let auditor = auditor_of(session)?;
@@ -90,7 +94,7 @@ pub async fn recent_flags(ctx: &Context, session: &Session) -> Result<Vec<Flag>,
     record_look(
         ctx,
         session,
-        "audit.query",
+        crate::audit::Action::AuditQuery,
         "console: flagged patterns of the last 7 days",
     )
     .await?;
@@ -120,7 +124,7 @@ pub async fn volume(
     record_look(
         ctx,
         session,
-        "audit.query",
+        crate::audit::Action::AuditQuery,
         &format!("console: {what} per agency per day, last {days} days"),
     )
     .await?;
@@ -137,7 +141,13 @@ pub async fn verify_chain(
     ctx: &Context,
     session: &Session,
 ) -> Result<Result<crate::audit::chain::Summary, crate::audit::chain::Fault>, Error> {
-    record_look(ctx, session, "audit.verify", "the whole chain").await?;
+    record_look(
+        ctx,
+        session,
+        crate::audit::Action::AuditVerify,
+        "the whole chain",
+    )
+    .await?;
     crate::audit::verify(&ctx.store, |_, _| {}).await
 }
 
@@ -156,7 +166,7 @@ pub async fn export(
             Event::new(
                 ActorKind::Auditor,
                 Some(auditor.to_string()),
-                "audit.export",
+                crate::audit::Action::AuditExport,
             )
             .detail(format!("since {since:?} until {until:?} as {format:?}")),
         )
@@ -186,14 +196,14 @@ pub async fn reveal(
     let event = Event::new(
         ActorKind::Auditor,
         Some(auditor.to_string()),
-        "audit.reveal",
+        crate::audit::Action::AuditReveal,
     );
     let Some(citizen) = ctx.store.citizen_by_pseudonym(pseudonym.trim()).await? else {
         // An attempt on a pseudonym that does not exist is recorded too.
         ctx.audit
             .append(
                 event
-                    .outcome("refused")
+                    .outcome(crate::audit::Outcome::Refused)
                     .detail(format!("no such pseudonym; reason given: {reason}")),
             )
             .await?;

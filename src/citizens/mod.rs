@@ -297,7 +297,14 @@ pub async fn register_finish(
     tx.commit().await?;
     tracing::info!(citizen = %citizen_id, "citizen registered");
     ctx.audit
-        .record(crate::audit::citizen_event(&ctx.store, citizen_id, "citizen.register").await)
+        .record(
+            crate::audit::citizen_event(
+                &ctx.store,
+                citizen_id,
+                crate::audit::Action::CitizenRegister,
+            )
+            .await,
+        )
         .await;
 
     let session = sessions::create(ctx, Principal::Citizen(citizen_id), Some(&vault_key)).await?;
@@ -394,16 +401,20 @@ pub async fn login_finish(
     )
     .await?;
     if !verified {
-        let event = crate::audit::citizen_event(&ctx.store, state.citizen_id, "login")
-            .await
-            .outcome("failed")
-            .detail("the passkey assertion did not verify");
+        let event =
+            crate::audit::citizen_event(&ctx.store, state.citizen_id, crate::audit::Action::Login)
+                .await
+                .outcome(crate::audit::Outcome::Failed)
+                .detail("the passkey assertion did not verify");
         ctx.audit.record(event).await;
         return Err(auth_failed());
     }
     let issued = sessions::create(ctx, Principal::Citizen(state.citizen_id), None).await?;
     ctx.audit
-        .record(crate::audit::citizen_event(&ctx.store, state.citizen_id, "login").await)
+        .record(
+            crate::audit::citizen_event(&ctx.store, state.citizen_id, crate::audit::Action::Login)
+                .await,
+        )
         .await;
     Ok((state.citizen_id, issued))
 }

@@ -68,10 +68,14 @@ pub async fn unlock(
     limits.guard(ctx).await?;
     let citizen = ctx.store.citizen(citizen_id).await?;
     let opened = unwrap_with_passphrase(ctx, &citizen, passphrase).await;
-    let event = crate::audit::citizen_event(&ctx.store, citizen_id, "vault.unlock").await;
+    let event =
+        crate::audit::citizen_event(&ctx.store, citizen_id, crate::audit::Action::VaultUnlock)
+            .await;
     let event = match &opened {
         Ok(_) => event,
-        Err(_) => event.outcome("failed").detail("wrong passphrase"),
+        Err(_) => event
+            .outcome(crate::audit::Outcome::Failed)
+            .detail("wrong passphrase"),
     };
     ctx.audit.record(event).await;
     let vault_key = limits.on_failure(ctx, opened).await?;

@@ -79,9 +79,9 @@ async fn record_refusal(
             Event::new(
                 ActorKind::Agency,
                 Some(issuer.id.to_string()),
-                "document.deposit",
+                crate::audit::Action::DocumentDeposit,
             )
-            .outcome("refused")
+            .outcome(crate::audit::Outcome::Refused)
             .detail(reason)
             .request(request_id),
         )
@@ -239,14 +239,14 @@ impl Deposit {
         let event = Event::new(
             ActorKind::Agency,
             Some(self.issuer.to_string()),
-            "document.deposit",
+            crate::audit::Action::DocumentDeposit,
         )
         .request(self.request_id.as_deref());
         let Some(draft) = self.draft.take() else {
             ctx.audit
                 .append(
                     event
-                        .outcome("refused")
+                        .outcome(crate::audit::Outcome::Refused)
                         .detail("no citizen with this national ID"),
                 )
                 .await?;

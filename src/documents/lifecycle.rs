@@ -22,9 +22,10 @@ pub async fn delete(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Er
         discard_blob(ctx, &name).await;
     }
     tracing::info!(document = %id, "document deleted (keys destroyed)");
-    let event = crate::audit::citizen_event(&ctx.store, citizen, "document.delete")
-        .await
-        .objects([id.to_string()]);
+    let event =
+        crate::audit::citizen_event(&ctx.store, citizen, crate::audit::Action::DocumentDelete)
+            .await
+            .objects([id.to_string()]);
     ctx.audit.record(event).await;
     Ok(())
 }

@@ -367,9 +367,9 @@ impl Draft {
         tracing::info!(document = %self.document, version = self.version, "document stored");
         if let Holder::Vault(_) = self.holder {
             let action = if self.previous.is_some() {
-                "document.replace"
+                crate::audit::Action::DocumentReplace
             } else {
-                "document.upload"
+                crate::audit::Action::DocumentUpload
             };
             let event = crate::audit::citizen_event(&ctx.store, self.citizen, action)
                 .await

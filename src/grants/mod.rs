@@ -448,15 +448,16 @@ pub(crate) async fn create_inner(
     }
     tx.commit().await?;
     tracing::info!(grant = %id, agency = %agency.id, documents = wraps.len(), "grant created");
-    let event = crate::audit::citizen_event(&ctx.store, citizen_id, "grant.create")
-        .await
-        .grant(Some(id))
-        .objects(
-            std::iter::once(agency.id.to_string())
-                .chain(wraps.iter().map(|w| w.document_id.to_string())),
-        )
-        .purpose(Some(purpose))
-        .tier(req.tier.as_str(), Some(row_fields(&row)));
+    let event =
+        crate::audit::citizen_event(&ctx.store, citizen_id, crate::audit::Action::GrantCreate)
+            .await
+            .grant(Some(id))
+            .objects(
+                std::iter::once(agency.id.to_string())
+                    .chain(wraps.iter().map(|w| w.document_id.to_string())),
+            )
+            .purpose(Some(purpose))
+            .tier(req.tier.as_str(), Some(row_fields(&row)));
     ctx.audit.record(event).await;
     Ok(view(&row, now))
 }
@@ -499,7 +500,7 @@ pub async fn revoke(ctx: &Context, session: &Session, id: Uuid) -> Result<GrantV
         return Err(Error::Conflict("This grant has already ended.".into()));
     }
     tracing::info!(grant = %id, "grant revoked; keys destroyed");
-    let event = crate::audit::citizen_event(&ctx.store, citizen, "grant.revoke")
+    let event = crate::audit::citizen_event(&ctx.store, citizen, crate::audit::Action::GrantRevoke)
         .await
         .grant(Some(id))
         .objects([id.to_string()]);
@@ -554,9 +555,13 @@ pub async fn sweep_expired(ctx: &Context) -> Result<usize, Error> {
             ended += 1;
             ctx.audit
                 .record(
-                    crate::audit::Event::new(crate::audit::ActorKind::System, None, "grant.expire")
-                        .grant(Some(id))
-                        .objects([id.to_string()]),
+                    crate::audit::Event::new(
+                        crate::audit::ActorKind::System,
+                        None,
+                        crate::audit::Action::GrantExpire,
+                    )
+                    .grant(Some(id))
+                    .objects([id.to_string()]),
                 )
                 .await;
         }

@@ -45,7 +45,7 @@ pub struct Caller<'a> {
 }
 
 impl Caller<'_> {
-    fn event(&self, action: &'static str) -> Event {
+    fn event(&self, action: crate::audit::Action) -> Event {
         Event::new(ActorKind::Agency, Some(self.agency.id.to_string()), action)
             .officer(Some(self.officer), Some(self.case))
             .request(self.request_id)
@@ -143,7 +143,7 @@ async fn own_grant(ctx: &Context, agency: &AgencyRow, id: Uuid) -> Result<Option
 async fn refuse(
     ctx: &Context,
     caller: &Caller<'_>,
-    action: &'static str,
+    action: crate::audit::Action,
     grant: Option<&GrantRow>,
     objects: Vec<String>,
     why: Refusal,
@@ -161,7 +161,7 @@ async fn refuse(
     };
     let event = caller
         .event(action)
-        .outcome("refused")
+        .outcome(crate::audit::Outcome::Refused)
         .detail(why.detail())
         .citizen(pseudonym.as_deref())
         .grant(grant.map(|g| g.id))
@@ -218,7 +218,7 @@ fn ended(status: impl std::fmt::Display) -> Error {
 async fn live_grant(
     ctx: &Context,
     caller: &Caller<'_>,
-    action: &'static str,
+    action: crate::audit::Action,
     grant_id: Uuid,
     objects: &[String],
 ) -> Result<GrantRow, Error> {
@@ -272,13 +272,20 @@ pub async fn documents(
     caller: &Caller<'_>,
     grant_id: Uuid,
 ) -> Result<Vec<Covered>, Error> {
-    let g = live_grant(ctx, caller, "grant.documents", grant_id, &[]).await?;
+    let g = live_grant(
+        ctx,
+        caller,
+        crate::audit::Action::GrantDocuments,
+        grant_id,
+        &[],
+    )
+    .await?;
     let docs = ctx.store.grant_documents(g.id).await?;
     let pseudonym = ctx.store.citizen(g.citizen_id).await?.pseudonym;
     ctx.audit
         .append(
             caller
-                .event("grant.documents")
+                .event(crate::audit::Action::GrantDocuments)
                 .citizen(Some(&pseudonym))
                 .grant(Some(g.id))
                 .purpose(Some(&g.purpose))
@@ -308,7 +315,7 @@ struct GrantedDocument {
 async fn open(
     ctx: &Context,
     caller: &Caller<'_>,
-    action: &'static str,
+    action: crate::audit::Action,
     grant_id: Uuid,
     doc_id: Uuid,
 ) -> Result<GrantedDocument, Error> {
@@ -409,7 +416,7 @@ pub async fn read(
     doc_id: Uuid,
     only: Option<&[String]>,
 ) -> Result<Disclosure, Error> {
-    const ACTION: &str = "document.read";
+    const ACTION: crate::audit::Action = crate::audit::Action::DocumentRead;
     let o = open(ctx, caller, ACTION, grant_id, doc_id).await?;
     let tier = Tier::from_stored(&o.grant.tier);
     let granted: Option<Vec<String>> = match tier {
@@ -502,7 +509,7 @@ pub async fn read_file(
     doc_id: Uuid,
     decide: impl FnOnce(&FileInfo) -> Delivery,
 ) -> Result<FileStream, Error> {
-    const ACTION: &str = "document.file";
+    const ACTION: crate::audit::Action = crate::audit::Action::DocumentFile;
     let o = open(ctx, caller, ACTION, grant_id, doc_id).await?;
     let tier = Tier::from_stored(&o.grant.tier);
     if tier != Tier::Full {

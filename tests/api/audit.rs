@@ -220,7 +220,7 @@ async fn two_nodes_on_one_database_append_one_chain(backend: Backend) {
                             custodia::audit::Event::new(
                                 custodia::audit::ActorKind::System,
                                 None,
-                                "test.append",
+                                custodia::audit::Action::GrantExpire,
                             )
                             .detail(format!("writer {w} event {i}")),
                         )

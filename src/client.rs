@@ -204,7 +204,12 @@ impl AgencyClient {
         }
         let status = response.status().as_u16();
         let body: serde_json::Value = response.json().await.unwrap_or_default();
-        let text = |k: &str| body[k].as_str().unwrap_or_default().to_owned();
+        let text = |k: &str| {
+            body.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
         Err(ClientError::Problem {
             status,
             kind: text("type"),
@@ -353,8 +358,14 @@ pub fn sign_deposit(
     let canonical = custodia_crypto::digest::canonical_json(&document)
         .map_err(|e| ClientError::Canonical(e.to_string()))?;
     let signature = issuer.sign_raw(canonical.as_bytes());
-    document["signature"] = serde_json::Value::String(
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature),
-    );
+    document
+        .as_object_mut()
+        .ok_or_else(|| ClientError::Canonical("the document must be a JSON object".into()))?
+        .insert(
+            "signature".into(),
+            serde_json::Value::String(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature),
+            ),
+        );
     Ok(document)
 }

@@ -10,6 +10,10 @@
 //! [`config`], [`clock`] and [`keyring`] are shared plumbing; [`server`] wires it together
 //! and [`cli`] is the `custodia` command.
 #![forbid(unsafe_code)]
+// Library code returns errors instead of panicking: no indexing that can go out of
+// bounds, no `panic!` (and, from the workspace lints, no `unwrap`/`expect`).
+#![deny(clippy::indexing_slicing, clippy::panic)]
+#![cfg_attr(test, allow(clippy::indexing_slicing, clippy::panic))]
 
 pub mod activity;
 pub mod agencies;

@@ -32,6 +32,8 @@
 //! constant time.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![deny(clippy::indexing_slicing, clippy::panic)]
+#![cfg_attr(test, allow(clippy::indexing_slicing, clippy::panic))]
 
 mod aad;
 pub mod digest;

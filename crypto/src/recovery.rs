@@ -82,7 +82,8 @@ fn encode(bytes: &[u8; CODE_BYTES]) -> String {
     // 26 characters × 5 bits = 130 bits: the first character carries only 3 bits.
     (0..DATA_CHARS)
         .rev()
-        .map(|i| char::from(ALPHABET[((n >> (i * 5)) & 0x1f) as usize]))
+        .filter_map(|i| ALPHABET.get(((n >> (i * 5)) & 0x1f) as usize))
+        .map(|&b| char::from(b))
         .collect()
 }
 
@@ -100,10 +101,13 @@ fn decode(text: &str) -> Option<[u8; CODE_BYTES]> {
 
 fn check_chars(bytes: &[u8; CODE_BYTES]) -> String {
     let digest = Sha256::digest(bytes);
-    let bits = (u16::from(digest[0]) << 2) | (u16::from(digest[1]) >> 6);
+    let (first, second) = (digest.first().copied(), digest.get(1).copied());
+    let bits = (u16::from(first.unwrap_or(0)) << 2) | (u16::from(second.unwrap_or(0)) >> 6);
+    // Both values are below 32, the alphabet's length.
     [bits >> 5, bits & 0x1f]
         .iter()
-        .map(|&v| char::from(ALPHABET[usize::from(v)]))
+        .filter_map(|&v| ALPHABET.get(usize::from(v)))
+        .map(|&b| char::from(b))
         .collect()
 }
 

@@ -39,6 +39,15 @@ pub fn ciphertext_len(plaintext_len: u64) -> u64 {
     HEADER_LEN as u64 + plaintext_len + chunks * TAG_LEN as u64
 }
 
+/// Moves bytes from the front of `data` into `buf` until `buf` holds `len` (or `data` is
+/// used up).
+fn fill_to(buf: &mut Vec<u8>, data: &mut &[u8], len: usize) {
+    let room = len.saturating_sub(buf.len());
+    let (head, rest) = data.split_at(room.min(data.len()));
+    buf.extend_from_slice(head);
+    *data = rest;
+}
+
 struct ChunkCipher {
     cipher: Aes256Gcm,
     header: [u8; HEADER_LEN],
@@ -110,9 +119,7 @@ impl StreamEncryptor {
             if self.buf.len() == CHUNK_LEN {
                 self.seal_buffered(false, out)?;
             }
-            let take = (CHUNK_LEN - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
+            fill_to(&mut self.buf, &mut data, CHUNK_LEN);
         }
         Ok(())
     }
@@ -168,9 +175,7 @@ impl StreamDecryptor {
     pub fn push(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
         while !data.is_empty() {
             if self.inner.is_none() {
-                let take = (HEADER_LEN - self.buf.len()).min(data.len());
-                self.buf.extend_from_slice(&data[..take]);
-                data = &data[take..];
+                fill_to(&mut self.buf, &mut data, HEADER_LEN);
                 if self.buf.len() == HEADER_LEN {
                     self.start()?;
                 }
@@ -180,9 +185,7 @@ impl StreamDecryptor {
                 // More bytes follow, so the buffered chunk is not the last one.
                 self.open_buffered(false, out)?;
             }
-            let take = (CHUNK_LEN + TAG_LEN - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
+            fill_to(&mut self.buf, &mut data, CHUNK_LEN + TAG_LEN);
         }
         Ok(())
     }
@@ -342,7 +345,7 @@ impl ChunkOpener {
             return Err(CryptoError::Truncated);
         }
         let split = chunk.len() - TAG_LEN;
-        let tag = Tag::clone_from_slice(&chunk[split..]);
+        let tag = Tag::clone_from_slice(chunk.get(split..).ok_or(CryptoError::Truncated)?);
         chunk.truncate(split);
         let mut nonce = [0u8; 12];
         nonce[..PREFIX_LEN].copy_from_slice(&self.inner.header[1..]);

@@ -97,7 +97,10 @@ pub fn flags(events: &[AuditRow]) -> Vec<Flag> {
         times.sort_unstable();
         let burst = times
             .windows(REFUSALS_PER_BURST)
-            .any(|w| w[REFUSALS_PER_BURST - 1] - w[0] <= 600_000);
+            .any(|w| match (w.first(), w.last()) {
+                (Some(first), Some(last)) => last - first <= 600_000,
+                _ => false,
+            });
         if burst {
             out.push(Flag {
                 kind: "refusal-burst",

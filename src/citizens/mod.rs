@@ -355,7 +355,7 @@ pub async fn login_start(
     ratelimit::check(
         ctx,
         ratelimit::LOGIN_PER_ACCOUNT,
-        &digest::hex(&index[..16]),
+        &digest::hex(index.get(..16).unwrap_or(&index)),
     )
     .await?;
     let citizen = ctx

@@ -32,7 +32,7 @@ impl NationalId {
             .zip(WEIGHTS)
             .map(|(d, w)| u32::from(d - b'0') * w)
             .sum();
-        if CHECK[(sum % 11) as usize] != check[0] {
+        if CHECK.get((sum % 11) as usize) != check.first() {
             return Err(invalid(
                 "national_id",
                 "the check character does not match; please re-check the number",

@@ -175,7 +175,7 @@ impl Draft {
             )));
         }
         if file.media_type.is_none() {
-            file.head.extend_from_slice(&bytes[..bytes.len().min(16)]);
+            file.head.extend(bytes.iter().take(16));
             if file.head.len() >= 8 {
                 file.media_type = Some(MediaType::sniff(&file.head).ok_or_else(unsupported)?);
             }

@@ -108,6 +108,7 @@ pub fn chart_svg(labels: &[String], series: &[(String, Vec<u32>)], title: &str) 
     const PALETTE: [&str; 6] = [
         "#1f5fa8", "#d0661b", "#2f8f4e", "#8c3fa3", "#b3263a", "#5c6b73",
     ];
+    let colour = |k: usize| PALETTE.get(k % PALETTE.len()).copied().unwrap_or("#333");
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -160,7 +161,7 @@ pub fn chart_svg(labels: &[String], series: &[(String, Vec<u32>)], title: &str) 
             svg.push_str(&format!(
                 "<rect x=\"{x:.1}\" y=\"{y1:.1}\" width=\"{bar:.1}\" height=\"{:.1}\" fill=\"{}\"/>",
                 y0 - y1,
-                PALETTE[k % PALETTE.len()]
+                colour(k)
             ));
             base += c;
         }
@@ -179,7 +180,7 @@ pub fn chart_svg(labels: &[String], series: &[(String, Vec<u32>)], title: &str) 
         svg.push_str(&format!(
             "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{y}\" fill=\"#333\">{}</text>",
             y - 10,
-            PALETTE[k % PALETTE.len()],
+            colour(k),
             x + 16,
             esc(name)
         ));

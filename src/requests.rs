@@ -90,6 +90,26 @@ pub struct RequestView {
     pub grant_id: Option<Uuid>,
 }
 
+/// The fields a citizen may share when answering a request at the `fields` tier: those the
+/// agency asked for, or, when it asked for everything (`full`), every field of the asked
+/// types. The approval and the request's page use this one rule.
+pub fn shareable_fields(
+    catalog: &crate::catalog::Catalog,
+    tier: Tier,
+    types: &[String],
+    asked: &[String],
+) -> Vec<String> {
+    if tier == Tier::Full {
+        types
+            .iter()
+            .filter_map(|t| catalog.document_type(t))
+            .flat_map(|t| t.fields.iter().map(|f| f.name.clone()))
+            .collect()
+    } else {
+        asked.to_vec()
+    }
+}
+
 /// Validates and stores an agency's request. Answers `{id, status}` whether or not the
 /// national ID belongs to a registered citizen.
 #[tracing::instrument(skip_all, fields(agency = %agency.id))]
@@ -366,7 +386,8 @@ pub async fn approve(
     let fields = match tier {
         Tier::Fields if asked_tier == Tier::Fields => {
             let f = n.fields.clone().unwrap_or_else(|| asked_fields.clone());
-            if f.is_empty() || f.iter().any(|x| !asked_fields.contains(x)) {
+            let shareable = shareable_fields(&ctx.catalog, asked_tier, &[], &asked_fields);
+            if f.is_empty() || f.iter().any(|x| !shareable.contains(x)) {
                 return Err(invalid("fields", "may only be fields that were asked for"));
             }
             f

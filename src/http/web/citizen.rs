@@ -365,17 +365,8 @@ pub(super) async fn requests_page(
         .filter(|x| *x <= r.tier)
         .map(|x| context! { value => x.as_str(), text => text(format!("tier_{}", x.as_str())) })
         .collect();
-        // The fields the citizen may share: those asked for, or, when the request asks
-        // for everything, every field of the asked types.
-        let shareable: Vec<String> = if r.tier == crate::catalog::Tier::Full {
-            r.document_types
-                .iter()
-                .filter_map(|t| state.catalog.document_type(t))
-                .flat_map(|t| t.fields.iter().map(|f| f.name.clone()))
-                .collect()
-        } else {
-            r.fields.clone()
-        };
+        let shareable =
+            crate::requests::shareable_fields(&state.catalog, r.tier, &r.document_types, &r.fields);
         let field_choices: Vec<_> = shareable
             .iter()
             .map(|f| context! { name => f, label => field_label(page.lang, f) })

@@ -4,27 +4,28 @@
 
 use serde::{Deserialize, Serialize};
 
-macro_rules! stored_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+/// An enum whose every value has one name: `ALL`, `as_str`, `parse` and `Display`. Used for
+/// statuses here and for audit actions and outcomes.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-        #[serde(rename_all = "lowercase")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum $name {
-            $($(#[$vmeta])* $variant),+
+            $($(#[$vmeta])* $variant,)+
         }
 
         impl $name {
-            /// Every state.
-            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+            /// Every value.
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)+];
 
-            /// The text stored, sent and shown.
+            /// The name stored, sent and shown.
             pub fn as_str(self) -> &'static str {
                 match self {
-                    $(Self::$variant => $text),+
+                    $(Self::$variant => $text,)+
                 }
             }
 
-            /// Parses the stored text.
+            /// Parses a stored name.
             pub fn parse(text: &str) -> Option<Self> {
                 match text {
                     $($text => Some(Self::$variant),)+
@@ -37,6 +38,20 @@ macro_rules! stored_enum {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
+        }
+    };
+}
+pub(crate) use named_enum;
+
+/// A [`named_enum!`] that is also a column and a JSON value: serde, OpenAPI and sqlx on
+/// either engine, all through the one name.
+macro_rules! stored_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
+        named_enum! {
+            $(#[$meta])*
+            #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+            #[serde(rename_all = "lowercase")]
+            $name { $($(#[$vmeta])* $variant => $text,)+ }
         }
 
         impl<DB: sqlx::Database> sqlx::Type<DB> for $name

@@ -44,35 +44,9 @@ pub const CHECKPOINT_EVERY_EVENTS: i64 = 1000;
 /// …or when this much time has passed since the last one and events were added.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 
-macro_rules! named {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vmeta])* $variant,)+
-        }
+use crate::status::named_enum;
 
-        impl $name {
-            /// Every value.
-            pub const ALL: &'static [Self] = &[$(Self::$variant,)+];
-
-            /// The stored (and shown) name.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $text,)+
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-named! {
+named_enum! {
     /// What an event records: one name each, stored in the trail and shown as it is.
     Action {
         /// `document.read`
@@ -138,7 +112,7 @@ named! {
     }
 }
 
-named! {
+named_enum! {
     /// How it ended.
     Outcome {
         /// Done.

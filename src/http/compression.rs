@@ -37,8 +37,8 @@ pub fn compressible(status: StatusCode, headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .map(|essence| essence.trim().to_ascii_lowercase())
-        .is_some_and(|essence| COMPRESSIBLE.contains(&essence.as_str()))
+        .map(str::trim)
+        .is_some_and(|essence| COMPRESSIBLE.iter().any(|c| c.eq_ignore_ascii_case(essence)))
 }
 
 fn by_type(status: StatusCode, _: Version, headers: &HeaderMap, _: &Extensions) -> bool {

@@ -248,6 +248,18 @@ mod tests {
         assert_eq!(get(&[("range", "bytes=2000-3000")]), Part::Unsatisfiable);
         // Malformed or another unit: ignored.
         assert_eq!(get(&[("range", "bytes=abc")]), Part::Whole);
+        // Hostile values: a zero suffix selects nothing; absurd numbers and floods of
+        // ranges are ignored rather than served piecemeal.
+        assert_eq!(get(&[("range", "bytes=-0")]), Part::Unsatisfiable);
+        assert_eq!(
+            get(&[("range", "bytes=999999999999999999999999999999999-")]),
+            Part::Whole
+        );
+        let flood = (0..200)
+            .map(|i| format!("{}-{}", i * 2, i * 2))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(get(&[("range", &format!("bytes={flood}"))]), Part::Whole);
         assert_eq!(get(&[("range", "items=0-1")]), Part::Whole);
         // Adjacent ranges join; scattered ones get the whole file.
         assert_eq!(get(&[("range", "bytes=10-19,20-29")]), range(10, 29));

@@ -752,6 +752,22 @@ async fn a_read_whose_record_cannot_be_written_sends_nothing(backend: Backend) {
         let body = assert_problem(r, 503).await;
         assert!(!body.to_string().contains("故障注入公司"));
     }
+    // A resumed, compressed download as curl or a browser sends it: refused alike.
+    let ranged = agency
+        .http
+        .get(format!(
+            "{}/api/v1/grants/{g}/documents/{doc}/file",
+            agency.base
+        ))
+        .bearer_auth(&agency.key)
+        .header("x-officer-id", "officer-7")
+        .header("x-case-id", "CASE-2026-001")
+        .header("range", "bytes=100-")
+        .header("accept-encoding", "gzip, deflate, br, zstd")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(ranged, 503).await;
     let seen = json_of(agency.get(&format!("/api/v1/grants/{g}")).await, 200).await;
     assert_eq!(seen["reads"], 0, "no read counted without its record");
 

@@ -123,7 +123,10 @@ async fn verify_rate(total: u64) {
                     .officer(Some("officer-7"), Some("CASE-1"))
                     .citizen(Some("p-0123456789abcdef"))
                     .objects([format!("doc-{n}")])
-                    .tier("fields", Some(vec!["company_name".into()]))
+                    .tier(
+                        custodia::catalog::Tier::Fields,
+                        Some(vec!["company_name".into()]),
+                    )
                     .bytes(Some(512)),
                 )
                 .await

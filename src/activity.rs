@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
-use uuid::Uuid;
 
 use crate::clock::from_ms;
 use crate::context::Context;
 use crate::error::Error;
+use crate::ids::{AgencyId, GrantId};
 use crate::sessions::Session;
 use crate::store::audit::{AuditFilter, AuditRow};
 
@@ -26,7 +26,7 @@ pub struct TrailFilter {
     /// One action (`document.read`, `grant.create`…), or `reads` for every read.
     pub action: Option<String>,
     /// One agency.
-    pub agency: Option<Uuid>,
+    pub agency: Option<AgencyId>,
     /// `ok`, `refused` or `failed`.
     pub outcome: Option<String>,
     /// From (ms).
@@ -41,7 +41,7 @@ pub struct TrailFilter {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AgencyRef {
     /// Id.
-    pub id: Uuid,
+    pub id: AgencyId,
     /// Name.
     pub name: String,
     /// Level of government.
@@ -70,7 +70,7 @@ pub struct Activity {
     /// Documents (and other objects) concerned.
     pub objects: Vec<String>,
     /// The grant it happened under.
-    pub grant_id: Option<Uuid>,
+    pub grant_id: Option<GrantId>,
     /// Purpose.
     pub purpose: Option<String>,
     /// Tier.
@@ -149,7 +149,7 @@ async fn agency_of(
     if let Some(known) = cache.get(id) {
         return known.clone();
     }
-    let found = match id.parse::<Uuid>() {
+    let found = match id.parse::<AgencyId>() {
         Ok(uuid) => ctx.store.agency(uuid).await.ok().map(|a| AgencyRef {
             id: a.id,
             name: a.name,
@@ -232,7 +232,7 @@ pub async fn agency_volume(
         let name = match names.get(&actor) {
             Some(name) => name.clone(),
             None => {
-                let name = match actor.parse::<Uuid>() {
+                let name = match actor.parse::<AgencyId>() {
                     Ok(id) => ctx
                         .store
                         .agency(id)

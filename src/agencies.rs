@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 use crate::audit::{ActorKind, Event};
 use crate::context::Context;
 use crate::error::{Error, invalid};
+use crate::ids::AgencyId;
 use crate::store::agencies::{AgencyKeyRow, AgencyRow};
 
 /// Levels of government, ordered `county` < `municipal` < `provincial` < `national`.
@@ -63,7 +64,7 @@ impl Level {
 #[derive(Debug)]
 pub struct Created {
     /// The agency's id.
-    pub id: Uuid,
+    pub id: AgencyId,
     /// The API key, shown once.
     pub api_key: Zeroizing<String>,
 }
@@ -122,7 +123,7 @@ pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error
         (false, None) => None,
     };
     let now = ctx.clock.now_ms();
-    let id = Uuid::new_v4();
+    let id = AgencyId::random();
     let api_key = new_key();
     let mut tx = ctx.store.begin().await?;
     tx.insert_agency(&AgencyRow {
@@ -159,7 +160,7 @@ pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error
     Ok(Created { id, api_key })
 }
 
-fn operator_event(action: crate::audit::Action, agency: Uuid) -> Event {
+fn operator_event(action: crate::audit::Action, agency: AgencyId) -> Event {
     Event::new(ActorKind::Operator, None, action).objects([agency.to_string()])
 }
 
@@ -168,7 +169,7 @@ fn operator_event(action: crate::audit::Action, agency: Uuid) -> Event {
 #[tracing::instrument(skip_all, fields(agency = %agency))]
 pub async fn rotate_key(
     ctx: &Context,
-    agency: Uuid,
+    agency: AgencyId,
     overlap: std::time::Duration,
 ) -> Result<Zeroizing<String>, Error> {
     if overlap > std::time::Duration::from_secs(86_400) {
@@ -206,7 +207,7 @@ pub async fn rotate_key(
 /// Disables an agency: every key is refused at once, it leaves the directory, and no new
 /// grant names it. Its grants stay on record.
 #[tracing::instrument(skip_all, fields(agency = %agency))]
-pub async fn disable(ctx: &Context, agency: Uuid) -> Result<(), Error> {
+pub async fn disable(ctx: &Context, agency: AgencyId) -> Result<(), Error> {
     ctx.store.agency(agency).await?;
     let now = ctx.clock.now_ms();
     let mut tx = ctx.store.begin().await?;
@@ -225,7 +226,7 @@ pub async fn disable(ctx: &Context, agency: Uuid) -> Result<(), Error> {
 
 /// Registers (or replaces) an agency's issuer key, making it an issuer.
 #[tracing::instrument(skip_all, fields(agency = %agency))]
-pub async fn set_issuer_key(ctx: &Context, agency: Uuid, key: &str) -> Result<(), Error> {
+pub async fn set_issuer_key(ctx: &Context, agency: AgencyId, key: &str) -> Result<(), Error> {
     let key = parse_issuer_key(key)?;
     ctx.store.agency(agency).await?;
     let mut tx = ctx.store.begin().await?;
@@ -244,7 +245,7 @@ pub async fn set_issuer_key(ctx: &Context, agency: Uuid, key: &str) -> Result<()
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Listed {
     /// Id.
-    pub id: Uuid,
+    pub id: AgencyId,
     /// Name.
     pub name: String,
     /// Level of government.

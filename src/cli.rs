@@ -127,7 +127,7 @@ enum AgencyCommand {
     /// Issue a new API key (printed once); the old key stops at once, or after --overlap.
     RotateKey {
         /// The agency's id.
-        id: uuid::Uuid,
+        id: crate::ids::AgencyId,
         /// Seconds the old key keeps working (at most 86400).
         #[arg(long, default_value_t = 0)]
         overlap: u64,
@@ -135,12 +135,12 @@ enum AgencyCommand {
     /// Disable an agency: its keys are refused at once.
     Disable {
         /// The agency's id.
-        id: uuid::Uuid,
+        id: crate::ids::AgencyId,
     },
     /// Register an issuer's Ed25519 public key (base64url), making the agency an issuer.
     SetIssuerKey {
         /// The agency's id.
-        id: uuid::Uuid,
+        id: crate::ids::AgencyId,
         /// The public key, base64url.
         key: String,
     },

@@ -32,6 +32,7 @@ pub mod documents;
 pub mod error;
 pub mod grants;
 pub mod http;
+pub mod ids;
 pub mod keyring;
 pub mod passkeys;
 pub mod ratelimit;

@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::agencies::Level;
 use crate::catalog::Tier;
@@ -19,6 +18,7 @@ use crate::context::Context;
 use crate::documents;
 use crate::error::{Error, invalid};
 use crate::grants::{self, GrantRequest, GrantView, MAX_DAYS};
+use crate::ids::{AccessRequestId, AgencyId, DocumentId, GrantId};
 use crate::sessions::Session;
 use crate::status::{GrantStatus, RequestStatus};
 use crate::store::agencies::AgencyRow;
@@ -57,9 +57,9 @@ pub struct NewRequest {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RequestView {
     /// Id.
-    pub id: Uuid,
+    pub id: AccessRequestId,
     /// The asking agency.
-    pub agency_id: Uuid,
+    pub agency_id: AgencyId,
     /// Its name.
     pub agency_name: String,
     /// Its level.
@@ -87,7 +87,7 @@ pub struct RequestView {
     /// `pending`, `approved`, `denied` or `expired` (by time, too).
     pub status: RequestStatus,
     /// The grant that answered it.
-    pub grant_id: Option<Uuid>,
+    pub grant_id: Option<GrantId>,
 }
 
 /// The fields a citizen may share when answering a request at the `fields` tier: those the
@@ -119,7 +119,7 @@ pub async fn create(
     req: &NewRequest,
     officer_id: Option<&str>,
     case_id: Option<&str>,
-) -> Result<(Uuid, &'static str), Error> {
+) -> Result<(AccessRequestId, &'static str), Error> {
     let national_id = NationalId::parse(&req.national_id)?;
     let types: BTreeSet<String> = req.document_types.iter().cloned().collect();
     if types.is_empty() {
@@ -176,14 +176,14 @@ pub async fn create(
     let index = crate::citizens::national_id_index(ctx, &national_id);
     let citizen_id = ctx.store.citizen_by_index(&index).await?.map(|c| c.id);
     let now = ctx.clock.now_ms();
-    let id = Uuid::new_v4();
+    let id = AccessRequestId::random();
     ctx.store
         .insert_request(&RequestRow {
             id,
             agency_id: agency.id,
             citizen_id,
             document_types: serde_json::json!(types).to_string(),
-            tier: req.tier.as_str().to_owned(),
+            tier: req.tier,
             fields: serde_json::json!(fields).to_string(),
             purpose_code: req.purpose_code.clone(),
             purpose: purpose.to_owned(),
@@ -214,7 +214,7 @@ pub async fn create(
             .citizen(pseudonym.as_deref())
             .objects([id.to_string()])
             .purpose(Some(&req.purpose_code))
-            .tier(req.tier.as_str(), Some(fields.iter().cloned().collect())),
+            .tier(req.tier, Some(fields.iter().cloned().collect())),
         )
         .await?;
     Ok((id, "pending"))
@@ -224,13 +224,13 @@ pub async fn create(
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AgencyView {
     /// Id.
-    pub id: Uuid,
+    pub id: AccessRequestId,
     /// `pending`, `approved`, `denied` or `expired`. A request to an unregistered national
     /// ID stays `pending` until it expires, like one the citizen never answers.
     pub status: RequestStatus,
     /// The grant that answered it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub grant_id: Option<Uuid>,
+    pub grant_id: Option<GrantId>,
 }
 
 /// One of the agency's requests.
@@ -238,18 +238,14 @@ pub struct AgencyView {
 pub async fn agency_status(
     ctx: &Context,
     agency: &AgencyRow,
-    id: Uuid,
+    id: AccessRequestId,
 ) -> Result<AgencyView, Error> {
     let r = ctx.store.agency_request(agency.id, id).await?;
     Ok(AgencyView {
         id: r.id,
-        status: status_now(&r, ctx.clock.now_ms()),
+        status: r.status_at(ctx.clock.now_ms()),
         grant_id: r.grant_id,
     })
-}
-
-fn status_now(r: &RequestRow, now: i64) -> RequestStatus {
-    r.status.at(r.expires_at, now)
 }
 
 async fn view(ctx: &Context, r: &RequestRow) -> Result<RequestView, Error> {
@@ -260,7 +256,7 @@ async fn view(ctx: &Context, r: &RequestRow) -> Result<RequestView, Error> {
         agency_name: agency.name,
         agency_level: agency.level,
         document_types: crate::store::json_list::<String>(&r.document_types),
-        tier: Tier::from_stored(&r.tier),
+        tier: r.tier,
         fields: crate::store::json_list::<String>(&r.fields),
         purpose_code: r.purpose_code.clone(),
         purpose: r.purpose.clone(),
@@ -269,7 +265,7 @@ async fn view(ctx: &Context, r: &RequestRow) -> Result<RequestView, Error> {
         case_id: r.case_id.clone(),
         duration_days: r.duration_days,
         retention_days: r.retention_days,
-        status: status_now(r, ctx.clock.now_ms()),
+        status: r.status_at(ctx.clock.now_ms()),
         grant_id: r.grant_id,
     })
 }
@@ -288,7 +284,7 @@ pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<RequestView>, 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PreviewItem {
     /// Document id.
-    pub document_id: Uuid,
+    pub document_id: DocumentId,
     /// Type.
     #[serde(rename = "type")]
     pub doc_type: String,
@@ -307,12 +303,12 @@ pub struct PreviewItem {
 pub async fn preview(
     ctx: &Context,
     session: &Session,
-    id: Uuid,
+    id: AccessRequestId,
 ) -> Result<Vec<PreviewItem>, Error> {
     let citizen = session.citizen()?;
     let r = ctx.store.citizen_request(citizen, id).await?;
     let types = crate::store::json_list::<String>(&r.document_types);
-    let tier = Tier::from_stored(&r.tier);
+    let tier = r.tier;
     let wanted: BTreeSet<String> = crate::store::json_list::<String>(&r.fields)
         .into_iter()
         .collect();
@@ -352,7 +348,7 @@ pub async fn preview(
 pub struct Narrowing {
     /// Only these documents (of the asked types).
     #[serde(default)]
-    pub document_ids: Option<Vec<Uuid>>,
+    pub document_ids: Option<Vec<DocumentId>>,
     /// A tier no higher than asked.
     #[serde(default)]
     pub tier: Option<Tier>,
@@ -369,15 +365,15 @@ pub struct Narrowing {
 pub async fn approve(
     ctx: &Context,
     session: &Session,
-    id: Uuid,
+    id: AccessRequestId,
     n: &Narrowing,
 ) -> Result<GrantView, Error> {
     let citizen = session.citizen()?;
     let r = ctx.store.citizen_request(citizen, id).await?;
-    if status_now(&r, ctx.clock.now_ms()) != RequestStatus::Pending {
+    if r.status_at(ctx.clock.now_ms()) != RequestStatus::Pending {
         return Err(Error::Conflict("This request is no longer pending.".into()));
     }
-    let asked_tier = Tier::from_stored(&r.tier);
+    let asked_tier = r.tier;
     let tier = n.tier.unwrap_or(asked_tier);
     if tier > asked_tier {
         return Err(invalid("tier", "may only be lowered from what was asked"));
@@ -473,7 +469,7 @@ pub async fn approve(
 
 /// Denies a pending request.
 #[tracing::instrument(skip_all, fields(request = %id))]
-pub async fn deny(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Error> {
+pub async fn deny(ctx: &Context, session: &Session, id: AccessRequestId) -> Result<(), Error> {
     let citizen = session.citizen()?;
     ctx.store.citizen_request(citizen, id).await?;
     let mut tx = ctx.store.begin().await?;

@@ -13,16 +13,21 @@
 
 use custodia_crypto::hpke_seal;
 use custodia_crypto::{Aad, DataKey, GrantKey, VaultKey, envelope, wrap};
-use uuid::Uuid;
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::ids::{CitizenId, DocumentId, GrantId};
 use crate::store::citizens::CitizenRow;
 use crate::store::grants::GrantWrapRow;
 
 /// The associated data of a document's sealed parts (`label` = `data-key`, `document-meta`
 /// or `document-file`): document, version and owner, so nothing moves between rows.
-pub fn document_aad(label: &'static str, document: Uuid, version: i32, owner: Uuid) -> Aad {
+pub fn document_aad(
+    label: &'static str,
+    document: DocumentId,
+    version: i32,
+    owner: CitizenId,
+) -> Aad {
     Aad::new(label)
         .with("document", document.as_bytes())
         .with("version", version.to_be_bytes())
@@ -33,9 +38,9 @@ pub fn document_aad(label: &'static str, document: Uuid, version: i32, owner: Uu
 pub fn unwrap_data_key(
     vault_key: &VaultKey,
     wrapped: &[u8],
-    document: Uuid,
+    document: DocumentId,
     version: i32,
-    owner: Uuid,
+    owner: CitizenId,
 ) -> Result<DataKey, Error> {
     wrap::unwrap_key(
         vault_key,
@@ -46,12 +51,12 @@ pub fn unwrap_data_key(
 }
 
 /// The context of a grant key wrapped under the grant-wrapping service key.
-pub fn grant_key_aad(grant: Uuid) -> Aad {
+pub fn grant_key_aad(grant: GrantId) -> Aad {
     Aad::new("grant-key").with("grant", grant.as_bytes())
 }
 
 /// The context of a data key wrapped under a grant key.
-pub fn grant_data_key_aad(grant: Uuid, document: Uuid, version: i32) -> Aad {
+pub fn grant_data_key_aad(grant: GrantId, document: DocumentId, version: i32) -> Aad {
     Aad::new("grant-data-key")
         .with("grant", grant.as_bytes())
         .with("document", document.as_bytes())
@@ -59,7 +64,7 @@ pub fn grant_data_key_aad(grant: Uuid, document: Uuid, version: i32) -> Aad {
 }
 
 /// The context of a citizen's sealed X25519 private key.
-pub fn secret_key_aad(citizen: Uuid) -> Aad {
+pub fn secret_key_aad(citizen: CitizenId) -> Aad {
     Aad::new("citizen-secret-key").with("citizen", citizen.as_bytes())
 }
 
@@ -81,8 +86,8 @@ pub fn open_secret_key(
 #[tracing::instrument(skip_all, fields(citizen = %citizen, document = %document, version))]
 pub async fn wraps_for_new_version(
     ctx: &Context,
-    citizen: Uuid,
-    document: Uuid,
+    citizen: CitizenId,
+    document: DocumentId,
     doc_type: &str,
     version: i32,
     data_key: &custodia_crypto::DataKey,
@@ -94,7 +99,7 @@ pub async fn wraps_for_new_version(
             continue;
         }
         let types: Vec<String> = crate::store::json_list(&g.document_types);
-        let ids: Vec<Uuid> = crate::store::json_list(&g.document_ids);
+        let ids: Vec<DocumentId> = crate::store::json_list(&g.document_ids);
         if !types.iter().any(|t| t == doc_type) && !ids.contains(&document) {
             continue;
         }
@@ -125,7 +130,7 @@ pub async fn wraps_for_new_version(
 #[tracing::instrument(skip_all, fields(citizen = %citizen))]
 pub async fn pick_up_deposits(
     ctx: &Context,
-    citizen: Uuid,
+    citizen: CitizenId,
     vault_key: &VaultKey,
 ) -> Result<usize, Error> {
     let waiting = ctx.store.waiting_deposits(citizen).await?;

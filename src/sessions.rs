@@ -11,10 +11,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use custodia_crypto::{
     Aad, KeyEncryptionKey, SecretBytes, SymmetricKey, VaultKey, ct_eq, digest, kdf, wrap,
 };
-use uuid::Uuid;
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::ids::{AuditorId, CitizenId};
 use crate::store::sessions::SessionRow;
 
 /// Idle timeout.
@@ -28,9 +28,9 @@ const TOUCH_EVERY_MS: i64 = 60 * 1000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Principal {
     /// A citizen.
-    Citizen(Uuid),
+    Citizen(CitizenId),
     /// An auditor.
-    Auditor(Uuid),
+    Auditor(AuditorId),
 }
 
 /// An authenticated session, with the cookie secret that proves it.
@@ -168,7 +168,7 @@ impl Session {
     }
 
     /// The citizen signed in, or `Forbidden` for other principals.
-    pub fn citizen(&self) -> Result<Uuid, Error> {
+    pub fn citizen(&self) -> Result<CitizenId, Error> {
         match self.principal {
             Principal::Citizen(id) => Ok(id),
             Principal::Auditor(_) => Err(Error::Forbidden("This is for citizens only.".into())),

@@ -1,6 +1,7 @@
 //! The lives of grants and access requests: one enum each, with one string per state —
 //! the same text is stored, sent in JSON and shown — and the one rule that time can end a
-//! state before any sweeper writes it down.
+//! state before any sweeper writes it down. The tier a grant or request names lives here
+//! too, for the same reason: a column, a JSON value and a word on a page, one name each.
 
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +121,21 @@ stored_enum! {
         Denied => "denied",
         /// Nobody answered in time.
         Expired => "expired",
+    }
+}
+
+stored_enum! {
+    /// How much a grant reveals, ordered `verify` < `fields` < `full`. Stored as its name; a
+    /// stored name that is none of these fails to load (500) rather than being read as some
+    /// tier, so a damaged row can never widen what is shown.
+    #[derive(PartialOrd, Ord)]
+    Tier {
+        /// Existence, type, issuer, dates, signature validity, digest.
+        Verify => "verify",
+        /// Only the named fields.
+        Fields => "fields",
+        /// Every field and the file.
+        Full => "full",
     }
 }
 

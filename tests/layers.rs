@@ -8,6 +8,8 @@ use std::path::Path;
 
 /// Bottom to top. A module may use modules of lower layers only.
 const LAYERS: &[&[&str]] = &[
+    // The names of things: typed ids.
+    &["ids"],
     // Foundations: no domain knowledge.
     &["clock", "config", "telemetry", "client", "status"],
     &["store"],

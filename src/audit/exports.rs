@@ -2,9 +2,9 @@
 //! in hex, streamed page by page.
 
 use serde::Serialize;
-use uuid::Uuid;
 
 use crate::error::Error;
+use crate::ids::GrantId;
 use crate::store::Store;
 use crate::store::audit::AuditRow;
 
@@ -50,7 +50,7 @@ pub struct ExportedEvent {
     /// Objects acted on (JSON list).
     pub object_ids: String,
     /// The grant involved.
-    pub grant_id: Option<Uuid>,
+    pub grant_id: Option<GrantId>,
     /// Purpose.
     pub purpose: Option<String>,
     /// Tier.

@@ -10,7 +10,7 @@
 mod flags;
 mod oversight;
 
-pub use flags::{Flag, MANY_CITIZENS_PER_HOUR, REFUSALS_PER_BURST, flags};
+pub use flags::{FLAG_WINDOW_MS, Flag, MANY_CITIZENS_PER_HOUR, REFUSALS_PER_BURST, flags};
 pub use oversight::{Query, export, recent_flags, reveal, search, shown, verify_chain, volume};
 
 use base64::Engine as _;
@@ -28,6 +28,7 @@ use crate::audit::{ActorKind, Event};
 use crate::citizens::{credential_row, stored_passkeys};
 use crate::context::Context;
 use crate::error::{Error, invalid};
+use crate::ids::AuditorId;
 use crate::passkeys::{self, CeremonyKind};
 use crate::sessions::{self, Issued, Principal, Session};
 use crate::store::auditors::{AuditorRow, InviteRow};
@@ -89,14 +90,14 @@ pub async fn invite(ctx: &Context, name: &str) -> Result<String, Error> {
 #[derive(Serialize, Deserialize)]
 struct EnrolState {
     invite_id: Uuid,
-    auditor_id: Uuid,
+    auditor_id: AuditorId,
     name: String,
     registration: PasskeyRegistration,
 }
 
 #[derive(Serialize, Deserialize)]
 struct LoginState {
-    auditor_id: Uuid,
+    auditor_id: AuditorId,
     authentication: PasskeyAuthentication,
 }
 
@@ -123,11 +124,11 @@ pub async fn enrol_start(
     token: &str,
 ) -> Result<(CreationChallengeResponse, String), Error> {
     let invite = live_invite(ctx, token).await?;
-    let auditor_id = Uuid::new_v4();
+    let auditor_id = AuditorId::random();
     let (options, registration) = ctx
         .passkeys
         .webauthn
-        .start_passkey_registration(auditor_id, &invite.name, &invite.name, None)
+        .start_passkey_registration(auditor_id.uuid(), &invite.name, &invite.name, None)
         .map_err(|e| Error::Internal(anyhow::anyhow!("webauthn start: {e}")))?;
     let state = EnrolState {
         invite_id: invite.id,
@@ -151,7 +152,7 @@ pub async fn enrol_finish(
     ctx: &Context,
     ceremony: Option<&str>,
     credential: &RegisterPublicKeyCredential,
-) -> Result<(Uuid, Issued), Error> {
+) -> Result<(AuditorId, Issued), Error> {
     let now = ctx.clock.now_ms();
     let state: EnrolState =
         passkeys::finish(&ctx.store, CeremonyKind::AuditorEnrol, ceremony, now).await?;
@@ -237,7 +238,7 @@ pub async fn login_finish(
     ctx: &Context,
     ceremony: Option<&str>,
     credential: &PublicKeyCredential,
-) -> Result<(Uuid, Issued), Error> {
+) -> Result<(AuditorId, Issued), Error> {
     let now = ctx.clock.now_ms();
     let state: LoginState =
         passkeys::finish(&ctx.store, CeremonyKind::AuditorLogin, ceremony, now).await?;
@@ -270,7 +271,7 @@ pub async fn login_finish(
 }
 
 /// The auditor a session belongs to; citizens are refused.
-pub fn auditor_of(session: &Session) -> Result<Uuid, Error> {
+pub fn auditor_of(session: &Session) -> Result<AuditorId, Error> {
     match session.principal {
         Principal::Auditor(id) => Ok(id),
         Principal::Citizen(_) => Err(Error::Forbidden("This is for auditors only.".into())),

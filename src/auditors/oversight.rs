@@ -10,7 +10,7 @@ use crate::sessions::Session;
 use crate::store::audit::{AuditFilter, AuditRow};
 
 use super::auditor_of;
-use super::flags::{Flag, RECENT_FOR_FLAGS, flags};
+use super::flags::{FLAG_WINDOW_MS, Flag, MANY_CITIZENS_PER_HOUR, REFUSALS_PER_BURST, flags};
 
 /// An auditor's search.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -98,18 +98,12 @@ pub async fn recent_flags(ctx: &Context, session: &Session) -> Result<Vec<Flag>,
         "console: flagged patterns of the last 7 days",
     )
     .await?;
-    let week_ago = ctx.clock.now_ms() - 7 * 86_400_000;
-    let recent = ctx
+    let since = ctx.clock.now_ms() - FLAG_WINDOW_MS;
+    let counts = ctx
         .store
-        .audit_search(
-            &AuditFilter {
-                since_ms: Some(week_ago),
-                ..Default::default()
-            },
-            RECENT_FOR_FLAGS,
-        )
+        .audit_flag_counts(since, MANY_CITIZENS_PER_HOUR, REFUSALS_PER_BURST)
         .await?;
-    Ok(flags(&recent))
+    Ok(flags(&counts))
 }
 
 /// Agency reads (or refusals) per day over the last `days` (recorded as an auditor query).

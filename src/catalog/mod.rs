@@ -10,6 +10,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, invalid};
+pub use crate::status::Tier;
 
 /// The catalog shipped with Custodia.
 pub const BUILTIN: &str = include_str!("catalog.json");
@@ -84,41 +85,6 @@ pub enum Sensitivity {
     Medium,
     /// High.
     High,
-}
-
-/// How much a grant reveals, ordered `verify` < `fields` < `full`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    /// Existence, type, issuer, dates, signature validity, digest.
-    Verify,
-    /// Only the named fields.
-    Fields,
-    /// Every field and the file.
-    Full,
-}
-
-impl Tier {
-    /// The stored and wire name: `verify`, `fields` or `full`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Verify => "verify",
-            Self::Fields => "fields",
-            Self::Full => "full",
-        }
-    }
-
-    /// Reads a stored tier. An unreadable value becomes `verify`, the tier that reveals
-    /// least, so a damaged row can never widen what is shown.
-    pub fn from_stored(text: &str) -> Self {
-        match text {
-            "full" => Self::Full,
-            "fields" => Self::Fields,
-            _ => Self::Verify,
-        }
-    }
 }
 
 /// A document type.

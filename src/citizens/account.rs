@@ -1,12 +1,13 @@
 //! The account as its owner sees it: profile, and the passkeys that sign in to it.
 
 use super::*;
+use crate::ids::CitizenId;
 
 /// What a citizen sees of their own account.
 #[derive(Debug, Serialize)]
 pub struct Profile {
     /// The citizen's id.
-    pub citizen_id: Uuid,
+    pub citizen_id: CitizenId,
     /// Whether this session's vault is unlocked.
     pub unlocked: bool,
     /// The display name (only while unlocked: it is sealed in the vault).
@@ -78,7 +79,7 @@ pub async fn add_passkey_start(
     let (options, registration) = ctx
         .passkeys
         .webauthn
-        .start_passkey_registration(citizen_id, "Custodia", "Custodia", Some(exclude))
+        .start_passkey_registration(citizen_id.uuid(), "Custodia", "Custodia", Some(exclude))
         .map_err(|e| Error::Internal(anyhow::anyhow!("webauthn start: {e}")))?;
     let state = AddPasskeyState {
         citizen_id,

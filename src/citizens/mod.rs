@@ -37,6 +37,7 @@ use webauthn_rs::prelude::{
 
 use crate::context::Context;
 use crate::error::{Error, invalid};
+use crate::ids::CitizenId;
 use crate::passkeys::{self, CeremonyKind};
 use crate::ratelimit;
 use crate::sessions::{self, Issued, Principal, Session};
@@ -115,13 +116,13 @@ pub fn national_id_index(ctx: &Context, id: &NationalId) -> Vec<u8> {
     .to_vec()
 }
 
-fn vault_wrap_aad(citizen: Uuid, by: &'static str) -> Aad {
+fn vault_wrap_aad(citizen: CitizenId, by: &'static str) -> Aad {
     Aad::new("vault-key")
         .with("citizen", citizen.as_bytes())
         .with("by", by)
 }
 
-fn display_name_aad(citizen: Uuid) -> Aad {
+fn display_name_aad(citizen: CitizenId) -> Aad {
     Aad::new("citizen-display-name").with("citizen", citizen.as_bytes())
 }
 
@@ -129,7 +130,7 @@ fn auth_failed() -> Error {
     Error::Unauthenticated("The passkey could not be verified. Please try again.".into())
 }
 
-fn escrow_aad(citizen: Uuid) -> Aad {
+fn escrow_aad(citizen: CitizenId) -> Aad {
     Aad::new("national-id-escrow").with("citizen", citizen.as_bytes())
 }
 
@@ -151,7 +152,7 @@ pub(crate) fn escrowed_national_id(
 
 #[derive(Serialize, Deserialize)]
 struct RegisterState {
-    citizen_id: Uuid,
+    citizen_id: CitizenId,
     national_id_index: Vec<u8>,
     #[serde(default)]
     national_id_escrow: Vec<u8>,
@@ -161,13 +162,13 @@ struct RegisterState {
 
 #[derive(Serialize, Deserialize)]
 struct LoginState {
-    citizen_id: Uuid,
+    citizen_id: CitizenId,
     authentication: PasskeyAuthentication,
 }
 
 #[derive(Serialize, Deserialize)]
 struct AddPasskeyState {
-    citizen_id: Uuid,
+    citizen_id: CitizenId,
     registration: PasskeyRegistration,
 }
 
@@ -175,7 +176,7 @@ struct AddPasskeyState {
 #[derive(Debug)]
 pub struct Registered {
     /// The new citizen.
-    pub citizen_id: Uuid,
+    pub citizen_id: CitizenId,
     /// The new (unlocked) session.
     pub session: Issued,
     /// The recovery code, shown once.
@@ -199,11 +200,11 @@ pub async fn register_start(
             "An account with this national ID number already exists. Sign in, or use your recovery code.".into(),
         ));
     }
-    let citizen_id = Uuid::new_v4();
+    let citizen_id = CitizenId::random();
     let (options, registration) = ctx
         .passkeys
         .webauthn
-        .start_passkey_registration(citizen_id, &display_name.0, &display_name.0, None)
+        .start_passkey_registration(citizen_id.uuid(), &display_name.0, &display_name.0, None)
         .map_err(|e| Error::Internal(anyhow::anyhow!("webauthn start: {e}")))?;
     let state = RegisterState {
         citizen_id,
@@ -387,7 +388,7 @@ pub async fn login_finish(
     ctx: &Context,
     token: Option<&str>,
     credential: &PublicKeyCredential,
-) -> Result<(Uuid, Issued), Error> {
+) -> Result<(CitizenId, Issued), Error> {
     let now = ctx.clock.now_ms();
     let state: LoginState = passkeys::finish(&ctx.store, CeremonyKind::Login, token, now).await?;
     let rows = ctx.store.citizen_credentials(state.citizen_id).await?;

@@ -2,6 +2,7 @@
 //! changing the passphrase — each limited per account and per address, Argon2 bounded.
 
 use super::*;
+use crate::ids::CitizenId;
 
 /// The per-account and per-address limits on guessing a vault secret. Only failures
 /// count, so a citizen who types the secret right is never slowed down.
@@ -11,14 +12,14 @@ struct SecretLimits {
 }
 
 impl SecretLimits {
-    fn unlock(citizen: Uuid, client: &str) -> Self {
+    fn unlock(citizen: CitizenId, client: &str) -> Self {
         Self {
             account: (ratelimit::UNLOCK_PER_ACCOUNT, citizen.to_string()),
             address: (ratelimit::UNLOCK_PER_ADDR, client.to_owned()),
         }
     }
 
-    fn recover(citizen: Uuid, client: &str) -> Self {
+    fn recover(citizen: CitizenId, client: &str) -> Self {
         Self {
             account: (ratelimit::RECOVER_PER_ACCOUNT, citizen.to_string()),
             address: (ratelimit::RECOVER_PER_ADDR, client.to_owned()),
@@ -132,7 +133,7 @@ pub async fn recover(
 
 async fn passphrase_wrap(
     ctx: &Context,
-    citizen_id: Uuid,
+    citizen_id: CitizenId,
     vault_key: &VaultKey,
     passphrase: &Passphrase,
 ) -> Result<(String, Vec<u8>), Error> {

@@ -18,13 +18,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use uuid::Uuid;
 
 use super::{Draft, Issuance};
 use crate::audit::{ActorKind, Event};
 use crate::citizens::NationalId;
 use crate::context::Context;
 use crate::error::{Error, invalid};
+use crate::ids::{AgencyId, DocumentId};
 use crate::store::agencies::AgencyRow;
 
 /// The signed part of a deposit, as the issuer sends it (without `signature`).
@@ -46,7 +46,7 @@ struct Signed {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// The deposit's id.
-    pub id: Uuid,
+    pub id: DocumentId,
     /// Always `accepted`.
     pub status: &'static str,
 }
@@ -54,8 +54,8 @@ pub struct Accepted {
 /// A deposit whose signature and shape have been checked, ready to receive its file.
 pub struct Deposit {
     draft: Option<Draft>,
-    id: Uuid,
-    issuer: Uuid,
+    id: DocumentId,
+    issuer: AgencyId,
     doc_type: String,
     fields: serde_json::Value,
     pseudonym: Option<String>,
@@ -185,7 +185,7 @@ impl Deposit {
             None => (None, None),
         };
         Ok(Self {
-            id: draft.as_ref().map_or_else(Uuid::new_v4, Draft::id),
+            id: draft.as_ref().map_or_else(DocumentId::random, Draft::id),
             draft,
             issuer: issuer.id,
             doc_type: signed.doc_type,

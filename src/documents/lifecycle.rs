@@ -1,10 +1,9 @@
 //! The end of a document: deletion by crypto-shredding, and the sweeper that removes what
 //! interrupted uploads and deletions left behind.
 
-use uuid::Uuid;
-
 use crate::context::Context;
 use crate::error::Error;
+use crate::ids::DocumentId;
 use crate::sessions::Session;
 use crate::store::blob::BlobName;
 
@@ -13,7 +12,7 @@ use super::upload::discard_blob;
 /// Deletes a document: every version's keys and sealed contents, every grant's wraps of
 /// them, and the blobs (crypto-shredding).
 #[tracing::instrument(skip_all, fields(document = %id))]
-pub async fn delete(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Error> {
+pub async fn delete(ctx: &Context, session: &Session, id: DocumentId) -> Result<(), Error> {
     let citizen = session.citizen()?;
     let mut tx = ctx.store.begin().await?;
     let blobs = tx.shred_document(id, citizen, ctx.clock.now_ms()).await?;

@@ -34,15 +34,15 @@ use std::collections::BTreeMap;
 
 use custodia_crypto::digest;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::error::Error;
+use crate::ids::AgencyId;
 
 /// How an issuer vouched for a deposited document: what it signed, with which key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Issuance {
     /// The issuing agency.
-    pub issuer_agency_id: Uuid,
+    pub issuer_agency_id: AgencyId,
     /// When the issuer issued it (RFC 3339).
     pub issued_at: String,
     /// When it stops being valid (RFC 3339).

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use custodia_crypto::{DataKey, envelope, wrap};
 use serde::Serialize;
-use uuid::Uuid;
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::ids::{AgencyId, DocumentId};
 use crate::sessions::Session;
 use crate::store::blob::BlobName;
 use crate::store::documents::{DocumentRow, VersionRow};
@@ -20,14 +20,14 @@ use super::media::FileInfo;
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     /// Document id.
-    pub id: Uuid,
+    pub id: DocumentId,
     /// Type id.
     #[serde(rename = "type")]
     pub doc_type: String,
     /// Latest version.
     pub version: i32,
     /// The issuing agency, for deposited documents.
-    pub issuer_agency_id: Option<Uuid>,
+    pub issuer_agency_id: Option<AgencyId>,
     /// Its name.
     pub issuer_name: Option<String>,
     /// First stored (ms).
@@ -49,7 +49,7 @@ pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<Summary>, Erro
     if session.is_unlocked() {
         crate::sealing::pick_up_deposits(ctx, citizen, &session.vault_key()?).await?;
     }
-    let mut names: BTreeMap<Uuid, String> = BTreeMap::new();
+    let mut names: BTreeMap<AgencyId, String> = BTreeMap::new();
     let mut out = Vec::new();
     for d in ctx.store.citizen_documents(citizen).await? {
         let issuer_name = match d.issuer_agency_id {
@@ -85,7 +85,7 @@ pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<Summary>, Erro
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct View {
     /// Document id.
-    pub id: Uuid,
+    pub id: DocumentId,
     /// Type id.
     #[serde(rename = "type")]
     pub doc_type: String,
@@ -102,7 +102,7 @@ pub struct View {
     /// SHA-256 of the canonical content.
     pub content_sha256: String,
     /// The issuing agency, for deposited documents.
-    pub issuer_agency_id: Option<Uuid>,
+    pub issuer_agency_id: Option<AgencyId>,
     /// Who issued it and whether their signature holds, for deposited documents.
     pub issuer: Option<IssuerCheck>,
 }
@@ -111,7 +111,7 @@ pub struct View {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IssuerCheck {
     /// The issuing agency.
-    pub agency_id: Uuid,
+    pub agency_id: AgencyId,
     /// Its name.
     pub name: String,
     /// Issue date (RFC 3339).
@@ -142,7 +142,7 @@ struct OpenedVersion {
 async fn open_version(
     ctx: &Context,
     session: &Session,
-    id: Uuid,
+    id: DocumentId,
     version: Option<i32>,
 ) -> Result<OpenedVersion, Error> {
     let citizen = session.citizen()?;
@@ -184,7 +184,7 @@ async fn open_version(
 pub async fn get(
     ctx: &Context,
     session: &Session,
-    id: Uuid,
+    id: DocumentId,
     version: Option<i32>,
 ) -> Result<View, Error> {
     let o = open_version(ctx, session, id, version).await?;
@@ -229,7 +229,7 @@ pub async fn get(
 pub async fn open_file(
     ctx: &Context,
     session: &Session,
-    id: Uuid,
+    id: DocumentId,
     version: Option<i32>,
     decide: impl FnOnce(&FileInfo) -> Delivery,
 ) -> Result<FileStream, Error> {

@@ -9,10 +9,10 @@ use custodia_crypto::hpke_seal::{self, HpkePublicKey};
 use custodia_crypto::stream::{CHUNK_LEN, StreamEncryptor};
 use custodia_crypto::{DataKey, SymmetricKey, VaultKey, envelope, wrap};
 use serde::Serialize;
-use uuid::Uuid;
 
 use crate::context::Context;
 use crate::error::{Error, invalid};
+use crate::ids::{CitizenId, DocumentId};
 use crate::sessions::Session;
 use crate::store::blob::{BlobName, BlobWriter};
 use crate::store::documents::{DocumentRow, VersionRow};
@@ -23,8 +23,8 @@ use super::{Issuance, Meta, content_digest};
 /// A document being written: its id and version are fixed first because the ciphertext
 /// is bound to them.
 pub struct Draft {
-    citizen: Uuid,
-    document: Uuid,
+    citizen: CitizenId,
+    document: DocumentId,
     version: i32,
     previous: Option<i32>,
     holder: Holder,
@@ -62,7 +62,7 @@ impl Draft {
     pub fn create(session: &Session) -> Result<Self, Error> {
         Ok(Self {
             citizen: session.citizen()?,
-            document: Uuid::new_v4(),
+            document: DocumentId::random(),
             version: 1,
             previous: None,
             holder: Holder::Vault(session.vault_key()?),
@@ -74,12 +74,16 @@ impl Draft {
 
     /// A document an issuer deposits for `citizen` while they are away: its data key is
     /// sealed to the citizen's public key until their next unlock.
-    pub fn deposit(citizen: Uuid, public_key: &[u8], issuance: Issuance) -> Result<Self, Error> {
+    pub fn deposit(
+        citizen: CitizenId,
+        public_key: &[u8],
+        issuance: Issuance,
+    ) -> Result<Self, Error> {
         let public_key = HpkePublicKey::from_bytes(public_key)
             .map_err(|e| Error::Internal(anyhow::anyhow!("public key of a citizen: {e}")))?;
         Ok(Self {
             citizen,
-            document: Uuid::new_v4(),
+            document: DocumentId::random(),
             version: 1,
             previous: None,
             holder: Holder::Sealed {
@@ -93,7 +97,7 @@ impl Draft {
     }
 
     /// The document's id.
-    pub fn id(&self) -> Uuid {
+    pub fn id(&self) -> DocumentId {
         self.document
     }
 
@@ -104,7 +108,11 @@ impl Draft {
 
     /// The next version of an existing document of this citizen.
     #[tracing::instrument(skip_all, fields(document = %document))]
-    pub async fn replace(ctx: &Context, session: &Session, document: Uuid) -> Result<Self, Error> {
+    pub async fn replace(
+        ctx: &Context,
+        session: &Session,
+        document: DocumentId,
+    ) -> Result<Self, Error> {
         let citizen = session.citizen()?;
         let vault_key = session.vault_key()?;
         let row = ctx.store.citizen_document(citizen, document).await?;
@@ -490,7 +498,7 @@ pub(super) async fn discard_blob(ctx: &Context, name: &BlobName) {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Stored {
     /// Document id.
-    pub id: Uuid,
+    pub id: DocumentId,
     /// The new version.
     pub version: i32,
     /// The type.

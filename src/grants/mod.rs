@@ -25,13 +25,13 @@ use custodia_crypto::sign::CONTEXT_CONSENT_RECEIPT;
 use custodia_crypto::{GrantKey, SymmetricKey, digest, wrap};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
-use uuid::Uuid;
 
 use crate::agencies::Level;
 use crate::catalog::{Sensitivity, SharingClass, Tier};
 use crate::clock::{from_ms, to_ms};
 use crate::context::Context;
 use crate::error::{Error, invalid};
+use crate::ids::{AccessRequestId, AgencyId, DocumentId, GrantId};
 use crate::sessions::Session;
 use crate::status::GrantStatus;
 use crate::store::grants::{GrantRow, GrantWrapRow};
@@ -50,10 +50,10 @@ pub const FULL_HIGH_MIN_LEVEL: Level = Level::Provincial;
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
     /// The agency.
-    pub agency_id: Uuid,
+    pub agency_id: AgencyId,
     /// Documents covered by id.
     #[serde(default)]
-    pub document_ids: Vec<Uuid>,
+    pub document_ids: Vec<DocumentId>,
     /// Types covered (current and, later, new documents of these types).
     #[serde(default)]
     pub document_types: Vec<String>,
@@ -89,11 +89,11 @@ pub struct GrantRequest {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GrantView {
     /// Id.
-    pub id: Uuid,
+    pub id: GrantId,
     /// The agency.
-    pub agency_id: Uuid,
+    pub agency_id: AgencyId,
     /// Documents covered by id.
-    pub document_ids: Vec<Uuid>,
+    pub document_ids: Vec<DocumentId>,
     /// Types covered.
     pub document_types: Vec<String>,
     /// Tier.
@@ -119,17 +119,11 @@ pub struct GrantView {
     /// `active`, `revoked`, `expired` or `exhausted` — by time too, before any sweep.
     pub status: GrantStatus,
     /// The access request this grant answered, if any.
-    pub request_id: Option<Uuid>,
+    pub request_id: Option<AccessRequestId>,
 }
 
 fn rfc3339(ms: i64) -> String {
     from_ms(ms).format(&Rfc3339).unwrap_or_default()
-}
-
-/// The status a grant has now: a stored `active` grant past its end is `expired` even
-/// before the sweeper records it.
-pub fn effective_status(g: &GrantRow, now_ms: i64) -> GrantStatus {
-    g.status.at(g.expires_at, now_ms)
 }
 
 fn view(g: &GrantRow, now_ms: i64) -> GrantView {
@@ -138,7 +132,7 @@ fn view(g: &GrantRow, now_ms: i64) -> GrantView {
         agency_id: g.agency_id,
         document_ids: crate::store::json_list(&g.document_ids),
         document_types: crate::store::json_list(&g.document_types),
-        tier: Tier::from_stored(&g.tier),
+        tier: g.tier,
         fields: crate::store::json_list(&g.fields),
         purpose: g.purpose.clone(),
         purpose_code: g.purpose_code.clone(),
@@ -148,7 +142,7 @@ fn view(g: &GrantRow, now_ms: i64) -> GrantView {
         max_reads: g.max_reads,
         reads: g.reads,
         retention_days: g.retention_days,
-        status: effective_status(g, now_ms),
+        status: g.status_at(now_ms),
         request_id: g.request_id,
     }
 }
@@ -241,7 +235,7 @@ pub(crate) async fn create_inner(
     ctx: &Context,
     session: &Session,
     req: &GrantRequest,
-    request_id: Option<Uuid>,
+    request_id: Option<AccessRequestId>,
 ) -> Result<GrantView, Error> {
     let citizen_id = session.citizen()?;
     let vault_key = session.vault_key()?;
@@ -362,7 +356,7 @@ pub(crate) async fn create_inner(
     }
 
     // Keys follow consent.
-    let id = Uuid::new_v4();
+    let id = GrantId::random();
     let grant_key = GrantKey::generate();
     let mut wraps = Vec::new();
     for d in covered.values() {
@@ -387,7 +381,7 @@ pub(crate) async fn create_inner(
         });
     }
     let pseudonym = ctx.store.citizen(citizen_id).await?.pseudonym;
-    let document_ids: Vec<Uuid> = req.document_ids.clone();
+    let document_ids: Vec<DocumentId> = req.document_ids.clone();
     let document_types: Vec<String> = types.iter().cloned().collect();
     let fields: Vec<String> = fields.into_iter().collect();
     let receipt = serde_json::json!({
@@ -420,7 +414,7 @@ pub(crate) async fn create_inner(
         request_id,
         document_ids: to_json(&document_ids),
         document_types: to_json(&document_types),
-        tier: req.tier.as_str().to_owned(),
+        tier: req.tier,
         fields: to_json(&fields),
         purpose_code: req.purpose_code.clone(),
         purpose: purpose.to_owned(),
@@ -457,7 +451,7 @@ pub(crate) async fn create_inner(
                     .chain(wraps.iter().map(|w| w.document_id.to_string())),
             )
             .purpose(Some(purpose))
-            .tier(req.tier.as_str(), Some(row_fields(&row)));
+            .tier(req.tier, Some(row_fields(&row)));
     ctx.audit.record(event).await;
     Ok(view(&row, now))
 }
@@ -484,10 +478,38 @@ pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<GrantView>, Er
         .collect())
 }
 
+/// A grant as the citizen's grants page lists it: the grant and who holds it.
+#[derive(Debug)]
+pub struct Held {
+    /// The grant.
+    pub grant: GrantView,
+    /// The agency holding it, by name.
+    pub agency_name: String,
+}
+
+/// The citizen's grants with their agencies' names (two queries, whatever the count).
+pub async fn held(ctx: &Context, session: &Session) -> Result<Vec<Held>, Error> {
+    let citizen = session.citizen()?;
+    let names: std::collections::HashMap<AgencyId, String> = ctx
+        .store
+        .citizen_grant_agencies(citizen)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(list(ctx, session)
+        .await?
+        .into_iter()
+        .map(|grant| Held {
+            agency_name: names.get(&grant.agency_id).cloned().unwrap_or_default(),
+            grant,
+        })
+        .collect())
+}
+
 /// Revokes one of the citizen's grants: status and key destruction in one transaction.
 /// Revoking a grant that already ended changes nothing and says so.
 #[tracing::instrument(skip_all, fields(grant = %id))]
-pub async fn revoke(ctx: &Context, session: &Session, id: Uuid) -> Result<GrantView, Error> {
+pub async fn revoke(ctx: &Context, session: &Session, id: GrantId) -> Result<GrantView, Error> {
     let citizen = session.citizen()?;
     ctx.store.citizen_grant(citizen, id).await?;
     let now = ctx.clock.now_ms();
@@ -526,7 +548,7 @@ pub struct Receipt {
 
 /// The receipt of one of the citizen's grants.
 #[tracing::instrument(skip_all, fields(grant = %id))]
-pub async fn receipt(ctx: &Context, session: &Session, id: Uuid) -> Result<Receipt, Error> {
+pub async fn receipt(ctx: &Context, session: &Session, id: GrantId) -> Result<Receipt, Error> {
     let g = ctx.store.citizen_grant(session.citizen()?, id).await?;
     let value: serde_json::Value =
         serde_json::from_str(&g.receipt).map_err(|e| Error::Internal(e.into()))?;

@@ -16,14 +16,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use custodia_crypto::{DataKey, GrantKey, envelope, wrap};
 use serde::Serialize;
-use uuid::Uuid;
 
-use super::{GrantView, effective_status, view};
+use super::{GrantView, view};
 use crate::audit::{ActorKind, Claim, Event};
 use crate::catalog::Tier;
 use crate::context::Context;
 use crate::documents::{self, Delivery, FileInfo, FileStream, Meta};
 use crate::error::Error;
+use crate::ids::{AgencyId, DocumentId, GrantId};
 use crate::status::GrantStatus;
 use crate::store::StoreError;
 use crate::store::agencies::AgencyRow;
@@ -56,7 +56,7 @@ impl Caller<'_> {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IssuerView {
     /// The issuing agency.
-    pub agency_id: Uuid,
+    pub agency_id: AgencyId,
     /// Its name.
     pub name: String,
 }
@@ -65,7 +65,7 @@ pub struct IssuerView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Disclosure {
     /// Document id.
-    pub document_id: Uuid,
+    pub document_id: DocumentId,
     /// Type id.
     #[serde(rename = "type")]
     pub doc_type: String,
@@ -96,23 +96,23 @@ pub struct Disclosure {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Covered {
     /// Document id.
-    pub id: Uuid,
+    pub id: DocumentId,
     /// Type id.
     #[serde(rename = "type")]
     pub doc_type: String,
     /// Current version.
     pub version: i32,
     /// The issuing agency, for deposited documents.
-    pub issuer_agency_id: Option<Uuid>,
+    pub issuer_agency_id: Option<AgencyId>,
 }
 
 /// The agency's grants, newest first, from `after` (a cursor), at most `limit`.
 pub async fn list(
     ctx: &Context,
     agency: &AgencyRow,
-    after: Option<(i64, Uuid)>,
+    after: Option<(i64, GrantId)>,
     limit: i64,
-) -> Result<(Vec<GrantView>, Option<(i64, Uuid)>), Error> {
+) -> Result<(Vec<GrantView>, Option<(i64, GrantId)>), Error> {
     let rows = ctx.store.agency_grants(agency.id, after, limit).await?;
     let now = ctx.clock.now_ms();
     let next = if rows.len() as i64 == limit {
@@ -125,12 +125,16 @@ pub async fn list(
 
 /// One of the agency's grants; `NotFound` for any other.
 #[tracing::instrument(skip_all, fields(agency = %agency.id, grant = %id))]
-pub async fn get(ctx: &Context, agency: &AgencyRow, id: Uuid) -> Result<GrantView, Error> {
+pub async fn get(ctx: &Context, agency: &AgencyRow, id: GrantId) -> Result<GrantView, Error> {
     let g = own_grant(ctx, agency, id).await?.ok_or(Error::NotFound)?;
     Ok(view(&g, ctx.clock.now_ms()))
 }
 
-async fn own_grant(ctx: &Context, agency: &AgencyRow, id: Uuid) -> Result<Option<GrantRow>, Error> {
+async fn own_grant(
+    ctx: &Context,
+    agency: &AgencyRow,
+    id: GrantId,
+) -> Result<Option<GrantRow>, Error> {
     match ctx.store.grant(id).await {
         Ok(g) if g.agency_id == agency.id => Ok(Some(g)),
         Ok(_) | Err(StoreError::NotFound) => Ok(None),
@@ -219,7 +223,7 @@ async fn live_grant(
     ctx: &Context,
     caller: &Caller<'_>,
     action: crate::audit::Action,
-    grant_id: Uuid,
+    grant_id: GrantId,
     objects: &[String],
 ) -> Result<GrantRow, Error> {
     let Some(g) = own_grant(ctx, caller.agency, grant_id).await? else {
@@ -237,7 +241,7 @@ async fn live_grant(
         .await);
     };
     let now = ctx.clock.now_ms();
-    let status = effective_status(&g, now);
+    let status = g.status_at(now);
     if status != GrantStatus::Active {
         return Err(refuse(
             ctx,
@@ -270,7 +274,7 @@ async fn live_grant(
 pub async fn documents(
     ctx: &Context,
     caller: &Caller<'_>,
-    grant_id: Uuid,
+    grant_id: GrantId,
 ) -> Result<Vec<Covered>, Error> {
     let g = live_grant(
         ctx,
@@ -316,8 +320,8 @@ async fn open(
     ctx: &Context,
     caller: &Caller<'_>,
     action: crate::audit::Action,
-    grant_id: Uuid,
-    doc_id: Uuid,
+    grant_id: GrantId,
+    doc_id: DocumentId,
 ) -> Result<GrantedDocument, Error> {
     let objects = [doc_id.to_string()];
     let grant = live_grant(ctx, caller, action, grant_id, &objects).await?;
@@ -388,7 +392,7 @@ async fn open(
 
 /// Records the read (counting it against the grant) and says whether it may proceed.
 async fn record(ctx: &Context, o: &GrantedDocument, event: Event) -> Result<(), Error> {
-    let tier = Tier::from_stored(&o.grant.tier).as_str();
+    let tier = o.grant.tier.as_str();
     let outcome = ctx.audit.append_read(event, o.grant.id).await;
     let label = match &outcome {
         Ok(Claim::Granted { .. }) => "ok",
@@ -412,13 +416,13 @@ async fn record(ctx: &Context, o: &GrantedDocument, event: Event) -> Result<(), 
 pub async fn read(
     ctx: &Context,
     caller: &Caller<'_>,
-    grant_id: Uuid,
-    doc_id: Uuid,
+    grant_id: GrantId,
+    doc_id: DocumentId,
     only: Option<&[String]>,
 ) -> Result<Disclosure, Error> {
     const ACTION: crate::audit::Action = crate::audit::Action::DocumentRead;
     let o = open(ctx, caller, ACTION, grant_id, doc_id).await?;
-    let tier = Tier::from_stored(&o.grant.tier);
+    let tier = o.grant.tier;
     let granted: Option<Vec<String>> = match tier {
         Tier::Verify => None,
         Tier::Fields => Some(crate::store::json_list::<String>(&o.grant.fields)),
@@ -492,7 +496,7 @@ pub async fn read(
         .grant(Some(o.grant.id))
         .purpose(Some(&o.grant.purpose))
         .objects([o.doc.id.to_string()])
-        .tier(tier.as_str(), revealed)
+        .tier(tier, revealed)
         .bytes(Some(size));
     record(ctx, &o, event).await?;
     Ok(disclosure)
@@ -505,13 +509,13 @@ pub async fn read(
 pub async fn read_file(
     ctx: &Context,
     caller: &Caller<'_>,
-    grant_id: Uuid,
-    doc_id: Uuid,
+    grant_id: GrantId,
+    doc_id: DocumentId,
     decide: impl FnOnce(&FileInfo) -> Delivery,
 ) -> Result<FileStream, Error> {
     const ACTION: crate::audit::Action = crate::audit::Action::DocumentFile;
     let o = open(ctx, caller, ACTION, grant_id, doc_id).await?;
-    let tier = Tier::from_stored(&o.grant.tier);
+    let tier = o.grant.tier;
     if tier != Tier::Full {
         return Err(refuse(
             ctx,
@@ -553,7 +557,7 @@ pub async fn read_file(
         .grant(Some(o.grant.id))
         .purpose(Some(&o.grant.purpose))
         .objects([o.doc.id.to_string()])
-        .tier(tier.as_str(), None)
+        .tier(tier, None)
         .bytes(Some(delivery.bytes_sent(size)));
     if let Some(note) = delivery.note(size) {
         event = event.detail(note);
@@ -579,12 +583,12 @@ pub async fn read_file(
 }
 
 /// Encodes a list cursor.
-pub fn encode_cursor(at: i64, id: Uuid) -> String {
+pub fn encode_cursor(at: i64, id: GrantId) -> String {
     URL_SAFE_NO_PAD.encode(format!("{at}:{id}"))
 }
 
 /// Decodes a list cursor.
-pub fn decode_cursor(text: &str) -> Result<(i64, Uuid), Error> {
+pub fn decode_cursor(text: &str) -> Result<(i64, GrantId), Error> {
     let bad = || crate::error::invalid("cursor", "is not a cursor this API returned");
     let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;

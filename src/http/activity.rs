@@ -8,7 +8,6 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
@@ -17,6 +16,7 @@ use super::extract::Authed;
 use super::openapi::{CitizenErrors, Problem};
 use crate::activity::{self, TrailFilter};
 use crate::error::invalid;
+use crate::ids::AgencyId;
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -30,7 +30,7 @@ pub struct TrailQuery {
     /// One action (`document.read`, `grant.revoke`…) or `reads` for every read.
     pub action: Option<String>,
     /// One agency's id.
-    pub agency: Option<Uuid>,
+    pub agency: Option<AgencyId>,
     /// `ok`, `refused` or `failed`.
     pub outcome: Option<String>,
     /// From (RFC 3339).

@@ -10,7 +10,6 @@ use base64::Engine as _;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
@@ -20,6 +19,7 @@ use crate::documents::deposit::{Accepted, Deposit};
 use crate::error::{Error, invalid};
 use crate::grants::GrantView;
 use crate::grants::reads::{self, Caller, Covered, Disclosure};
+use crate::ids::{AccessRequestId, DocumentId, GrantId};
 use crate::requests::{self, AgencyView, NewRequest};
 use crate::store::agencies::AgencyRow;
 
@@ -184,7 +184,7 @@ async fn create_request(
 async fn request_status(
     State(state): State<AppState>,
     Agency(agency): Agency,
-    Path(id): Path<Uuid>,
+    Path(id): Path<AccessRequestId>,
 ) -> Result<Json<AgencyView>, ApiError> {
     Ok(Json(requests::agency_status(&state, &agency, id).await?))
 }
@@ -238,7 +238,7 @@ async fn list_grants(
 async fn grant(
     State(state): State<AppState>,
     Agency(agency): Agency,
-    Path(id): Path<Uuid>,
+    Path(id): Path<GrantId>,
 ) -> Result<Json<GrantView>, ApiError> {
     Ok(Json(reads::get(&state, &agency, id).await?))
 }
@@ -256,7 +256,7 @@ async fn grant_documents(
     State(state): State<AppState>,
     Agency(agency): Agency,
     officer: Officer,
-    Path(id): Path<Uuid>,
+    Path(id): Path<GrantId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let docs: Vec<Covered> = reads::documents(&state, &officer.caller(&agency), id).await?;
     Ok(Json(serde_json::json!({ "documents": docs })))
@@ -282,7 +282,7 @@ async fn read(
     State(state): State<AppState>,
     Agency(agency): Agency,
     officer: Officer,
-    Path((id, doc_id)): Path<(Uuid, Uuid)>,
+    Path((id, doc_id)): Path<(GrantId, DocumentId)>,
     Query(q): Query<ReadQuery>,
 ) -> Result<Json<Disclosure>, ApiError> {
     let only: Option<Vec<String>> = q.fields.as_deref().map(|f| {
@@ -316,7 +316,7 @@ async fn read_file(
     State(state): State<AppState>,
     Agency(agency): Agency,
     officer: Officer,
-    Path((id, doc_id)): Path<(Uuid, Uuid)>,
+    Path((id, doc_id)): Path<(GrantId, DocumentId)>,
     method: Method,
     request_headers: HeaderMap,
 ) -> Result<Response, ApiError> {

@@ -7,7 +7,6 @@ use axum::response::Response;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
@@ -17,6 +16,7 @@ use super::files;
 use super::openapi::{CitizenErrors, Problem};
 use crate::documents::{self, Draft, Stored};
 use crate::error::{Error, invalid};
+use crate::ids::DocumentId;
 
 /// The routes of this module (a transfer group: see `http::app` for its limits).
 pub fn router() -> OpenApiRouter<AppState> {
@@ -89,7 +89,7 @@ async fn create(
 async fn replace(
     State(state): State<AppState>,
     Authed(session): Authed,
-    Path(id): Path<Uuid>,
+    Path(id): Path<DocumentId>,
     multipart: Multipart,
 ) -> Result<Json<Stored>, ApiError> {
     let draft = Draft::replace(&state, &session, id).await?;
@@ -193,7 +193,7 @@ struct VersionQuery {
 async fn view(
     State(state): State<AppState>,
     Authed(session): Authed,
-    Path(id): Path<Uuid>,
+    Path(id): Path<DocumentId>,
     Query(q): Query<VersionQuery>,
 ) -> Result<Json<documents::View>, ApiError> {
     Ok(Json(documents::get(&state, &session, id, q.version).await?))
@@ -211,7 +211,7 @@ async fn view(
 async fn remove(
     State(state): State<AppState>,
     Authed(session): Authed,
-    Path(id): Path<Uuid>,
+    Path(id): Path<DocumentId>,
 ) -> Result<StatusCode, ApiError> {
     documents::delete(&state, &session, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -229,7 +229,7 @@ async fn remove(
 async fn file(
     State(state): State<AppState>,
     Authed(session): Authed,
-    Path(id): Path<Uuid>,
+    Path(id): Path<DocumentId>,
     Query(q): Query<VersionQuery>,
     method: Method,
     request_headers: HeaderMap,

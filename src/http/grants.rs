@@ -5,7 +5,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
@@ -13,6 +12,7 @@ use super::extract::Authed;
 #[allow(unused_imports)]
 use super::openapi::{CitizenErrors, Problem};
 use crate::grants::{self, GrantRequest, GrantView, Receipt};
+use crate::ids::GrantId;
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -90,7 +90,7 @@ async fn create(
 async fn revoke(
     State(state): State<AppState>,
     Authed(session): Authed,
-    Path(id): Path<Uuid>,
+    Path(id): Path<GrantId>,
 ) -> Result<Json<GrantView>, ApiError> {
     Ok(Json(grants::revoke(&state, &session, id).await?))
 }
@@ -107,7 +107,7 @@ async fn revoke(
 async fn receipt(
     State(state): State<AppState>,
     Authed(session): Authed,
-    Path(id): Path<Uuid>,
+    Path(id): Path<GrantId>,
 ) -> Result<Json<Receipt>, ApiError> {
     Ok(Json(grants::receipt(&state, &session, id).await?))
 }

@@ -5,7 +5,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
@@ -13,6 +12,7 @@ use super::extract::Authed;
 #[allow(unused_imports)]
 use super::openapi::{CitizenErrors, Problem};
 use crate::grants::GrantView;
+use crate::ids::AccessRequestId;
 use crate::requests::{self, Narrowing, PreviewItem};
 
 /// The routes of this module.
@@ -53,7 +53,7 @@ async fn list(
 async fn preview(
     State(state): State<AppState>,
     Authed(session): Authed,
-    Path(id): Path<Uuid>,
+    Path(id): Path<AccessRequestId>,
 ) -> Result<Json<Vec<PreviewItem>>, ApiError> {
     Ok(Json(requests::preview(&state, &session, id).await?))
 }
@@ -71,7 +71,7 @@ async fn preview(
 async fn approve(
     State(state): State<AppState>,
     Authed(session): Authed,
-    Path(id): Path<Uuid>,
+    Path(id): Path<AccessRequestId>,
     body: Option<Json<Narrowing>>,
 ) -> Result<(StatusCode, Json<GrantView>), ApiError> {
     let narrowing = body.map(|Json(n)| n).unwrap_or_default();
@@ -93,7 +93,7 @@ async fn approve(
 async fn deny(
     State(state): State<AppState>,
     Authed(session): Authed,
-    Path(id): Path<Uuid>,
+    Path(id): Path<AccessRequestId>,
 ) -> Result<StatusCode, ApiError> {
     requests::deny(&state, &session, id).await?;
     Ok(StatusCode::NO_CONTENT)

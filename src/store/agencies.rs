@@ -2,6 +2,8 @@
 
 use uuid::Uuid;
 
+use crate::ids::AgencyId;
+
 use crate::on_engine;
 
 use super::{Store, StoreError, Tx};
@@ -9,7 +11,7 @@ use super::{Store, StoreError, Tx};
 /// An agency as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AgencyRow {
-    pub id: Uuid,
+    pub id: AgencyId,
     pub name: String,
     pub level: String,
     pub is_consumer: bool,
@@ -23,7 +25,7 @@ pub struct AgencyRow {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AgencyKeyRow {
     pub id: Uuid,
-    pub agency_id: Uuid,
+    pub agency_id: AgencyId,
     pub prefix: String,
     pub key_hash: Vec<u8>,
     pub created_at: i64,
@@ -32,7 +34,7 @@ pub struct AgencyKeyRow {
 
 impl Store {
     /// The agency with this id.
-    pub async fn agency(&self, id: Uuid) -> Result<AgencyRow, StoreError> {
+    pub async fn agency(&self, id: AgencyId) -> Result<AgencyRow, StoreError> {
         const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, created_at, \
             disabled_at FROM agencies WHERE id = $1";
         Ok(on_engine!(self.pool(), p => {
@@ -87,7 +89,7 @@ impl Tx {
     /// already ending sooner keep their end. Returns how many keys changed.
     pub async fn expire_agency_keys(
         &mut self,
-        agency: Uuid,
+        agency: AgencyId,
         until: i64,
     ) -> Result<u64, StoreError> {
         const SQL: &str = "UPDATE agency_keys SET expires_at = $1 \
@@ -98,7 +100,11 @@ impl Tx {
     }
 
     /// Disables an agency. Returns whether it was enabled.
-    pub async fn disable_agency(&mut self, agency: Uuid, now_ms: i64) -> Result<bool, StoreError> {
+    pub async fn disable_agency(
+        &mut self,
+        agency: AgencyId,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         const SQL: &str =
             "UPDATE agencies SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL";
         Ok(on_engine!(self, c => {
@@ -107,7 +113,11 @@ impl Tx {
     }
 
     /// Makes an agency an issuer with this Ed25519 public key.
-    pub async fn set_issuer_key(&mut self, agency: Uuid, key: &[u8]) -> Result<bool, StoreError> {
+    pub async fn set_issuer_key(
+        &mut self,
+        agency: AgencyId,
+        key: &[u8],
+    ) -> Result<bool, StoreError> {
         const SQL: &str =
             "UPDATE agencies SET is_issuer = $1, issuer_public_key = $2 WHERE id = $3";
         Ok(on_engine!(self, c => {

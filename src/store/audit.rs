@@ -4,7 +4,7 @@
 //! (PostgreSQL: `FOR UPDATE`; SQLite: the write lock `BEGIN IMMEDIATE` already holds), so
 //! several nodes writing one database still produce one chain.
 
-use uuid::Uuid;
+use crate::ids::{CitizenId, GrantId};
 
 use crate::on_engine;
 
@@ -23,7 +23,7 @@ pub struct AuditRow {
     pub citizen_pseudonym: Option<String>,
     pub action: String,
     pub object_ids: String,
-    pub grant_id: Option<Uuid>,
+    pub grant_id: Option<GrantId>,
     pub purpose: Option<String>,
     pub tier: Option<String>,
     pub fields: Option<String>,
@@ -196,6 +196,76 @@ impl Store {
     }
 }
 
+/// What the console's flags are made of, counted in the database over the events since a
+/// moment (see `auditors::flags` for the rules and their thresholds).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FlagCounts {
+    /// `(agency, officer, hour since the epoch, distinct citizens read)` for every officer
+    /// hour at or above the threshold.
+    pub many_citizens: Vec<(Option<String>, Option<String>, i64, i64)>,
+    /// `(agency, officer, reads)` for reads between 22:00 and 06:00 UTC+8.
+    pub night_reads: Vec<(Option<String>, Option<String>, i64)>,
+    /// `(agency, refusals)` for agencies with a burst of refusals.
+    pub refusal_bursts: Vec<(Option<String>, i64)>,
+}
+
+/// Successful agency reads: the events the read flags look at.
+const AGENCY_READS: &str =
+    "actor_kind = 'agency' AND action IN ('document.read', 'document.file') AND outcome = 'ok'";
+
+impl Store {
+    /// Counts the console's patterns in the database, over every event since `since_ms`:
+    /// officers reading at least `many` distinct citizens within one clock hour, reads at
+    /// night in UTC+8, and agencies with `burst` refusals within any ten minutes (found
+    /// with a window function: the refusal `burst - 1` before each one).
+    pub async fn audit_flag_counts(
+        &self,
+        since_ms: i64,
+        many: i64,
+        burst: u32,
+    ) -> Result<FlagCounts, StoreError> {
+        let many_sql = format!(
+            "SELECT actor_id, officer_id, at / 3600000 AS hour, COUNT(DISTINCT citizen_pseudonym) AS n \
+             FROM audit_events WHERE {AGENCY_READS} AND at >= $1 \
+             GROUP BY actor_id, officer_id, hour HAVING COUNT(DISTINCT citizen_pseudonym) >= $2 \
+             ORDER BY hour, actor_id, officer_id"
+        );
+        let night_sql = format!(
+            "SELECT actor_id, officer_id, COUNT(*) AS n FROM audit_events \
+             WHERE {AGENCY_READS} AND at >= $1 AND ((at / 3600000) + 8) % 24 NOT BETWEEN 6 AND 21 \
+             GROUP BY actor_id, officer_id ORDER BY actor_id, officer_id"
+        );
+        // The offset is a constant of the code, not input: formatted, not bound, because
+        // LAG's offset must be a literal on some engines.
+        let lag = burst.saturating_sub(1).max(1);
+        let burst_sql = format!(
+            "SELECT actor_id, COUNT(*) AS n FROM ( \
+               SELECT actor_id, at, LAG(at, {lag}) OVER (PARTITION BY actor_id ORDER BY at, seq) AS earlier \
+               FROM audit_events WHERE actor_kind = 'agency' AND outcome = 'refused' AND at >= $1 \
+             ) AS refusals GROUP BY actor_id \
+             HAVING MAX(CASE WHEN earlier IS NOT NULL AND at - earlier <= 600000 THEN 1 ELSE 0 END) = 1 \
+             ORDER BY actor_id"
+        );
+        Ok(on_engine!(self.pool(), p => {
+            FlagCounts {
+                many_citizens: sqlx::query_as(sqlx::AssertSqlSafe(many_sql))
+                    .bind(since_ms)
+                    .bind(many)
+                    .fetch_all(p)
+                    .await?,
+                night_reads: sqlx::query_as(sqlx::AssertSqlSafe(night_sql))
+                    .bind(since_ms)
+                    .fetch_all(p)
+                    .await?,
+                refusal_bursts: sqlx::query_as(sqlx::AssertSqlSafe(burst_sql))
+                    .bind(since_ms)
+                    .fetch_all(p)
+                    .await?,
+            }
+        }))
+    }
+}
+
 impl Store {
     /// Successful agency reads of this citizen's documents after `seq`.
     pub async fn count_reads_after(&self, pseudonym: &str, seq: i64) -> Result<i64, StoreError> {
@@ -207,7 +277,7 @@ impl Store {
     }
 
     /// Records how far a citizen has looked at their trail.
-    pub async fn set_activity_seen(&self, citizen: Uuid, seq: i64) -> Result<(), StoreError> {
+    pub async fn set_activity_seen(&self, citizen: CitizenId, seq: i64) -> Result<(), StoreError> {
         const SQL: &str =
             "UPDATE citizens SET activity_seen_seq = $1 WHERE id = $2 AND activity_seen_seq < $3";
         on_engine!(self.pool(), p => {
@@ -308,7 +378,7 @@ impl Tx {
     /// not live (revoked, expired, exhausted, not yet valid): then nothing was counted.
     pub async fn claim_grant_read(
         &mut self,
-        grant: Uuid,
+        grant: GrantId,
         now_ms: i64,
     ) -> Result<Option<(i32, Option<i32>)>, StoreError> {
         const SQL: &str = "UPDATE grants SET reads = reads + 1 WHERE id = $1 AND status = 'active' \

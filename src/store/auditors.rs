@@ -2,6 +2,8 @@
 
 use uuid::Uuid;
 
+use crate::ids::AuditorId;
+
 use crate::on_engine;
 
 use super::citizens::CredentialRow;
@@ -10,7 +12,7 @@ use super::{Store, StoreError, Tx};
 /// An auditor.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditorRow {
-    pub id: Uuid,
+    pub id: AuditorId,
     pub name: String,
     pub created_at: i64,
     pub disabled_at: Option<i64>,
@@ -25,7 +27,7 @@ pub struct InviteRow {
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
-    pub auditor_id: Option<Uuid>,
+    pub auditor_id: Option<AuditorId>,
 }
 
 impl Store {
@@ -58,7 +60,7 @@ impl Store {
     }
 
     /// An auditor by id.
-    pub async fn auditor(&self, id: Uuid) -> Result<AuditorRow, StoreError> {
+    pub async fn auditor(&self, id: AuditorId) -> Result<AuditorRow, StoreError> {
         const SQL: &str = "SELECT id, name, created_at, disabled_at FROM auditors WHERE id = $1";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, AuditorRow>(SQL).bind(id).fetch_one(p).await?
@@ -68,7 +70,7 @@ impl Store {
     /// An auditor's passkeys.
     pub async fn auditor_credentials(
         &self,
-        auditor: Uuid,
+        auditor: AuditorId,
     ) -> Result<Vec<CredentialRow>, StoreError> {
         const SQL: &str = "SELECT id, citizen_id, auditor_id, credential_id, passkey, label, created_at, \
             last_used_at FROM credentials WHERE auditor_id = $1 ORDER BY created_at, id";
@@ -83,7 +85,7 @@ impl Tx {
     pub async fn use_invite(
         &mut self,
         id: Uuid,
-        auditor: Uuid,
+        auditor: AuditorId,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE auditor_invites SET used_at = $1, auditor_id = $2 \

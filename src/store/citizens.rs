@@ -2,6 +2,8 @@
 
 use uuid::Uuid;
 
+use crate::ids::{AuditorId, CitizenId};
+
 use crate::on_engine;
 
 use super::{Store, StoreError, Tx};
@@ -9,7 +11,7 @@ use super::{Store, StoreError, Tx};
 /// A citizen as stored: only a blind index of the national ID, everything personal sealed.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CitizenRow {
-    pub id: Uuid,
+    pub id: CitizenId,
     pub national_id_index: Vec<u8>,
     pub pseudonym: String,
     pub display_name_enc: Vec<u8>,
@@ -30,8 +32,8 @@ pub struct CitizenRow {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CredentialRow {
     pub id: Uuid,
-    pub citizen_id: Option<Uuid>,
-    pub auditor_id: Option<Uuid>,
+    pub citizen_id: Option<CitizenId>,
+    pub auditor_id: Option<AuditorId>,
     pub credential_id: Vec<u8>,
     pub passkey: String,
     pub label: String,
@@ -41,7 +43,7 @@ pub struct CredentialRow {
 
 impl Store {
     /// The citizen with this id.
-    pub async fn citizen(&self, id: Uuid) -> Result<CitizenRow, StoreError> {
+    pub async fn citizen(&self, id: CitizenId) -> Result<CitizenRow, StoreError> {
         const SQL: &str = "SELECT id, national_id_index, pseudonym, display_name_enc, public_key, \
             secret_key_enc, passphrase_kdf, vault_key_passphrase, recovery_salt, vault_key_recovery, \
             created_at, activity_seen_seq, national_id_escrow FROM citizens WHERE id = $1 AND disabled_at IS NULL";
@@ -76,7 +78,7 @@ impl Store {
     /// Every passkey of a citizen, oldest first.
     pub async fn citizen_credentials(
         &self,
-        citizen: Uuid,
+        citizen: CitizenId,
     ) -> Result<Vec<CredentialRow>, StoreError> {
         const SQL: &str = "SELECT id, citizen_id, auditor_id, credential_id, passkey, label, created_at, \
             last_used_at FROM credentials WHERE citizen_id = $1 ORDER BY created_at, id";
@@ -149,7 +151,7 @@ impl Tx {
     /// Replaces the passphrase wrap of a citizen's vault key (and its KDF parameters).
     pub async fn set_passphrase_wrap(
         &mut self,
-        citizen: Uuid,
+        citizen: CitizenId,
         kdf: &str,
         wrap: &[u8],
     ) -> Result<(), StoreError> {
@@ -164,7 +166,7 @@ impl Tx {
     /// Replaces the recovery-code wrap of a citizen's vault key.
     pub async fn set_recovery_wrap(
         &mut self,
-        citizen: Uuid,
+        citizen: CitizenId,
         salt: &[u8],
         wrap: &[u8],
     ) -> Result<(), StoreError> {
@@ -177,7 +179,10 @@ impl Tx {
     }
 
     /// The number of passkeys a citizen has, counted inside the transaction.
-    pub async fn count_citizen_credentials(&mut self, citizen: Uuid) -> Result<i64, StoreError> {
+    pub async fn count_citizen_credentials(
+        &mut self,
+        citizen: CitizenId,
+    ) -> Result<i64, StoreError> {
         const SQL: &str = "SELECT COUNT(*) FROM credentials WHERE citizen_id = $1";
         Ok(on_engine!(self, c => {
             sqlx::query_scalar::<_, i64>(SQL).bind(citizen).fetch_one(&mut **c).await?
@@ -187,7 +192,7 @@ impl Tx {
     /// Deletes one of a citizen's passkeys; `NotFound` if it is not theirs.
     pub async fn delete_citizen_credential(
         &mut self,
-        citizen: Uuid,
+        citizen: CitizenId,
         id: Uuid,
     ) -> Result<(), StoreError> {
         const SQL: &str = "DELETE FROM credentials WHERE id = $1 AND citizen_id = $2";

@@ -1,6 +1,6 @@
 //! Rows of `documents`, `document_versions` and `pending_blobs`.
 
-use uuid::Uuid;
+use crate::ids::{AgencyId, CitizenId, DocumentId};
 
 use crate::on_engine;
 
@@ -9,11 +9,11 @@ use super::{Store, StoreError, Tx};
 /// A document: who owns it, its type and latest version. Contents live in versions.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DocumentRow {
-    pub id: Uuid,
-    pub citizen_id: Uuid,
+    pub id: DocumentId,
+    pub citizen_id: CitizenId,
     pub doc_type: String,
     pub current_version: i32,
-    pub issuer_agency_id: Option<Uuid>,
+    pub issuer_agency_id: Option<AgencyId>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -21,7 +21,7 @@ pub struct DocumentRow {
 /// One version's sealed contents.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct VersionRow {
-    pub document_id: Uuid,
+    pub document_id: DocumentId,
     pub version: i32,
     pub data_key_wrap: Option<Vec<u8>>,
     pub sealed_deposit: Option<Vec<u8>>,
@@ -33,7 +33,10 @@ pub struct VersionRow {
 
 impl Store {
     /// A citizen's live documents, newest first.
-    pub async fn citizen_documents(&self, citizen: Uuid) -> Result<Vec<DocumentRow>, StoreError> {
+    pub async fn citizen_documents(
+        &self,
+        citizen: CitizenId,
+    ) -> Result<Vec<DocumentRow>, StoreError> {
         const SQL: &str = "SELECT id, citizen_id, doc_type, current_version, issuer_agency_id, created_at, \
             updated_at FROM documents WHERE citizen_id = $1 AND deleted_at IS NULL \
             ORDER BY doc_type, updated_at DESC";
@@ -45,8 +48,8 @@ impl Store {
     /// One live document of this citizen; `NotFound` for anyone else's.
     pub async fn citizen_document(
         &self,
-        citizen: Uuid,
-        id: Uuid,
+        citizen: CitizenId,
+        id: DocumentId,
     ) -> Result<DocumentRow, StoreError> {
         const SQL: &str = "SELECT id, citizen_id, doc_type, current_version, issuer_agency_id, created_at, \
             updated_at FROM documents WHERE id = $1 AND citizen_id = $2 AND deleted_at IS NULL";
@@ -56,7 +59,10 @@ impl Store {
     }
 
     /// The versions of a document, oldest first.
-    pub async fn document_versions(&self, document: Uuid) -> Result<Vec<VersionRow>, StoreError> {
+    pub async fn document_versions(
+        &self,
+        document: DocumentId,
+    ) -> Result<Vec<VersionRow>, StoreError> {
         const SQL: &str = "SELECT document_id, version, data_key_wrap, sealed_deposit, meta_enc, blob_name, \
             blob_size, created_at FROM document_versions WHERE document_id = $1 ORDER BY version";
         Ok(on_engine!(self.pool(), p => {
@@ -99,7 +105,7 @@ impl Store {
 /// A deposit waiting for its owner: the data key still sealed to their public key.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WaitingDeposit {
-    pub document_id: Uuid,
+    pub document_id: DocumentId,
     pub version: i32,
     pub doc_type: String,
     pub sealed_deposit: Vec<u8>,
@@ -107,7 +113,10 @@ pub struct WaitingDeposit {
 
 impl Store {
     /// A citizen's deposits not yet picked up.
-    pub async fn waiting_deposits(&self, citizen: Uuid) -> Result<Vec<WaitingDeposit>, StoreError> {
+    pub async fn waiting_deposits(
+        &self,
+        citizen: CitizenId,
+    ) -> Result<Vec<WaitingDeposit>, StoreError> {
         const SQL: &str = "SELECT v.document_id, v.version, d.doc_type, v.sealed_deposit \
             FROM document_versions v JOIN documents d ON d.id = v.document_id \
             WHERE d.citizen_id = $1 AND d.deleted_at IS NULL AND v.data_key_wrap IS NULL \
@@ -123,7 +132,7 @@ impl Tx {
     /// picking up the same deposit changes nothing). Returns whether this call did it.
     pub async fn receive_deposit(
         &mut self,
-        document: Uuid,
+        document: DocumentId,
         version: i32,
         data_key_wrap: &[u8],
     ) -> Result<bool, StoreError> {
@@ -158,8 +167,8 @@ impl Tx {
     /// racing cannot both claim the same version number).
     pub async fn bump_version(
         &mut self,
-        id: Uuid,
-        citizen: Uuid,
+        id: DocumentId,
+        citizen: CitizenId,
         expected: i32,
         version: i32,
         now_ms: i64,
@@ -216,8 +225,8 @@ impl Tx {
     /// names to remove; they are registered as pending so a crash before removal is swept.
     pub async fn shred_document(
         &mut self,
-        id: Uuid,
-        citizen: Uuid,
+        id: DocumentId,
+        citizen: CitizenId,
         now_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
         let n = on_engine!(self, c => {

@@ -2,6 +2,8 @@
 
 use uuid::Uuid;
 
+use crate::ids::{AccessRequestId, AgencyId, CitizenId, DocumentId, GrantId};
+
 use crate::on_engine;
 
 use super::{Store, StoreError, Tx};
@@ -10,13 +12,13 @@ use super::{Store, StoreError, Tx};
 /// key; it and the data-key wraps are deleted when the grant ends.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct GrantRow {
-    pub id: Uuid,
-    pub citizen_id: Uuid,
-    pub agency_id: Uuid,
-    pub request_id: Option<Uuid>,
+    pub id: GrantId,
+    pub citizen_id: CitizenId,
+    pub agency_id: AgencyId,
+    pub request_id: Option<AccessRequestId>,
     pub document_ids: String,
     pub document_types: String,
-    pub tier: String,
+    pub tier: crate::status::Tier,
     pub fields: String,
     pub purpose_code: Option<String>,
     pub purpose: String,
@@ -34,11 +36,19 @@ pub struct GrantRow {
     pub created_at: i64,
 }
 
+impl GrantRow {
+    /// The status now: a stored `active` grant past its end is `expired` even before the
+    /// sweeper records it.
+    pub fn status_at(&self, now_ms: i64) -> crate::status::GrantStatus {
+        self.status.at(self.expires_at, now_ms)
+    }
+}
+
 /// A data key re-wrapped under a grant's key.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct GrantWrapRow {
-    pub grant_id: Uuid,
-    pub document_id: Uuid,
+    pub grant_id: GrantId,
+    pub document_id: DocumentId,
     pub version: i32,
     pub wrapped_key: Vec<u8>,
 }
@@ -49,7 +59,7 @@ const COLUMNS: &str = "id, citizen_id, agency_id, request_id, document_ids, docu
 
 impl Store {
     /// A citizen's grants, newest first.
-    pub async fn citizen_grants(&self, citizen: Uuid) -> Result<Vec<GrantRow>, StoreError> {
+    pub async fn citizen_grants(&self, citizen: CitizenId) -> Result<Vec<GrantRow>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM grants WHERE citizen_id = $1 ORDER BY created_at DESC, id"
         );
@@ -58,8 +68,24 @@ impl Store {
         }))
     }
 
+    /// The names of the agencies holding the citizen's grants, in one query.
+    pub async fn citizen_grant_agencies(
+        &self,
+        citizen: CitizenId,
+    ) -> Result<Vec<(AgencyId, String)>, StoreError> {
+        const SQL: &str = "SELECT DISTINCT a.id, a.name FROM grants g JOIN agencies a ON a.id = g.agency_id \
+            WHERE g.citizen_id = $1";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, (AgencyId, String)>(SQL).bind(citizen).fetch_all(p).await?
+        }))
+    }
+
     /// One of a citizen's grants; `NotFound` for anyone else's.
-    pub async fn citizen_grant(&self, citizen: Uuid, id: Uuid) -> Result<GrantRow, StoreError> {
+    pub async fn citizen_grant(
+        &self,
+        citizen: CitizenId,
+        id: GrantId,
+    ) -> Result<GrantRow, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = $1 AND citizen_id = $2");
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, GrantRow>(sqlx::AssertSqlSafe(sql)).bind(id).bind(citizen).fetch_one(p).await?
@@ -67,15 +93,15 @@ impl Store {
     }
 
     /// Ids of grants still marked active whose end has passed.
-    pub async fn expired_active_grants(&self, now_ms: i64) -> Result<Vec<Uuid>, StoreError> {
+    pub async fn expired_active_grants(&self, now_ms: i64) -> Result<Vec<GrantId>, StoreError> {
         const SQL: &str = "SELECT id FROM grants WHERE status = 'active' AND expires_at <= $1";
         Ok(on_engine!(self.pool(), p => {
-            sqlx::query_scalar::<_, Uuid>(SQL).bind(now_ms).fetch_all(p).await?
+            sqlx::query_scalar::<_, GrantId>(SQL).bind(now_ms).fetch_all(p).await?
         }))
     }
 
     /// Any grant by id.
-    pub async fn grant(&self, id: Uuid) -> Result<GrantRow, StoreError> {
+    pub async fn grant(&self, id: GrantId) -> Result<GrantRow, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = $1");
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, GrantRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(p).await?
@@ -85,11 +111,11 @@ impl Store {
     /// An agency's grants, newest first, after the cursor `(created_at, id)`.
     pub async fn agency_grants(
         &self,
-        agency: Uuid,
-        after: Option<(i64, Uuid)>,
+        agency: AgencyId,
+        after: Option<(i64, GrantId)>,
         limit: i64,
     ) -> Result<Vec<GrantRow>, StoreError> {
-        let (at, id) = after.unwrap_or((i64::MAX, Uuid::max()));
+        let (at, id) = after.unwrap_or((i64::MAX, GrantId::from_uuid(Uuid::max())));
         let sql = format!(
             "SELECT {COLUMNS} FROM grants WHERE agency_id = $1 AND (created_at < $2 OR (created_at = $3 AND id < $4)) \
              ORDER BY created_at DESC, id DESC LIMIT $5"
@@ -105,7 +131,7 @@ impl Store {
     /// wrap under the grant's key.
     pub async fn grant_documents(
         &self,
-        grant: Uuid,
+        grant: GrantId,
     ) -> Result<Vec<crate::store::documents::DocumentRow>, StoreError> {
         const SQL: &str = "SELECT d.id, d.citizen_id, d.doc_type, d.current_version, d.issuer_agency_id, \
             d.created_at, d.updated_at FROM grant_key_wraps w JOIN documents d \
@@ -119,8 +145,8 @@ impl Store {
     /// The wrap of one version under a grant's key, if the grant holds one.
     pub async fn grant_wrap(
         &self,
-        grant: Uuid,
-        document: Uuid,
+        grant: GrantId,
+        document: DocumentId,
         version: i32,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         const SQL: &str = "SELECT wrapped_key FROM grant_key_wraps \
@@ -144,7 +170,7 @@ impl Store {
     }
 
     /// The data-key wraps a grant holds.
-    pub async fn grant_wraps(&self, grant: Uuid) -> Result<Vec<GrantWrapRow>, StoreError> {
+    pub async fn grant_wraps(&self, grant: GrantId) -> Result<Vec<GrantWrapRow>, StoreError> {
         const SQL: &str = "SELECT grant_id, document_id, version, wrapped_key FROM grant_key_wraps \
             WHERE grant_id = $1 ORDER BY document_id, version";
         Ok(on_engine!(self.pool(), p => {
@@ -168,7 +194,7 @@ impl Tx {
                 .bind(g.request_id)
                 .bind(&g.document_ids)
                 .bind(&g.document_types)
-                .bind(&g.tier)
+                .bind(g.tier)
                 .bind(&g.fields)
                 .bind(&g.purpose_code)
                 .bind(&g.purpose)
@@ -231,8 +257,8 @@ impl Tx {
     /// transaction. Returns whether it was active.
     pub async fn end_grant(
         &mut self,
-        id: Uuid,
-        citizen: Option<Uuid>,
+        id: GrantId,
+        citizen: Option<CitizenId>,
         status: crate::status::GrantStatus,
         now_ms: i64,
     ) -> Result<bool, StoreError> {

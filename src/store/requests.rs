@@ -1,6 +1,6 @@
 //! Rows of `access_requests`.
 
-use uuid::Uuid;
+use crate::ids::{AccessRequestId, AgencyId, CitizenId, GrantId};
 
 use crate::on_engine;
 
@@ -10,11 +10,11 @@ use super::{Store, StoreError, Tx};
 /// registered: the agency gets the same answer either way.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RequestRow {
-    pub id: Uuid,
-    pub agency_id: Uuid,
-    pub citizen_id: Option<Uuid>,
+    pub id: AccessRequestId,
+    pub agency_id: AgencyId,
+    pub citizen_id: Option<CitizenId>,
     pub document_types: String,
-    pub tier: String,
+    pub tier: crate::status::Tier,
     pub fields: String,
     pub purpose_code: String,
     pub purpose: String,
@@ -27,7 +27,14 @@ pub struct RequestRow {
     pub created_at: i64,
     pub expires_at: i64,
     pub decided_at: Option<i64>,
-    pub grant_id: Option<Uuid>,
+    pub grant_id: Option<GrantId>,
+}
+
+impl RequestRow {
+    /// The status now: a stored `pending` request past its end is `expired`.
+    pub fn status_at(&self, now_ms: i64) -> crate::status::RequestStatus {
+        self.status.at(self.expires_at, now_ms)
+    }
 }
 
 const COLUMNS: &str = "id, agency_id, citizen_id, document_types, tier, fields, purpose_code, purpose, \
@@ -47,7 +54,7 @@ impl Store {
                 .bind(r.agency_id)
                 .bind(r.citizen_id)
                 .bind(&r.document_types)
-                .bind(&r.tier)
+                .bind(r.tier)
                 .bind(&r.fields)
                 .bind(&r.purpose_code)
                 .bind(&r.purpose)
@@ -68,7 +75,10 @@ impl Store {
     }
 
     /// A citizen's requests, newest first.
-    pub async fn citizen_requests(&self, citizen: Uuid) -> Result<Vec<RequestRow>, StoreError> {
+    pub async fn citizen_requests(
+        &self,
+        citizen: CitizenId,
+    ) -> Result<Vec<RequestRow>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM access_requests WHERE citizen_id = $1 ORDER BY created_at DESC, id"
         );
@@ -78,7 +88,11 @@ impl Store {
     }
 
     /// One of an agency's requests; `NotFound` for anyone else's.
-    pub async fn agency_request(&self, agency: Uuid, id: Uuid) -> Result<RequestRow, StoreError> {
+    pub async fn agency_request(
+        &self,
+        agency: AgencyId,
+        id: AccessRequestId,
+    ) -> Result<RequestRow, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM access_requests WHERE id = $1 AND agency_id = $2");
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, RequestRow>(sqlx::AssertSqlSafe(sql)).bind(id).bind(agency).fetch_one(p).await?
@@ -86,7 +100,11 @@ impl Store {
     }
 
     /// One of a citizen's requests; `NotFound` for anyone else's.
-    pub async fn citizen_request(&self, citizen: Uuid, id: Uuid) -> Result<RequestRow, StoreError> {
+    pub async fn citizen_request(
+        &self,
+        citizen: CitizenId,
+        id: AccessRequestId,
+    ) -> Result<RequestRow, StoreError> {
         let sql =
             format!("SELECT {COLUMNS} FROM access_requests WHERE id = $1 AND citizen_id = $2");
         Ok(on_engine!(self.pool(), p => {
@@ -100,9 +118,9 @@ impl Tx {
     /// this call decided it.
     pub async fn decide_request(
         &mut self,
-        id: Uuid,
+        id: AccessRequestId,
         status: crate::status::RequestStatus,
-        grant_id: Option<Uuid>,
+        grant_id: Option<GrantId>,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE access_requests SET status = $1, grant_id = $2, decided_at = $3 \

@@ -3,6 +3,8 @@
 
 use uuid::Uuid;
 
+use crate::ids::{AuditorId, CitizenId};
+
 use crate::on_engine;
 
 use super::{Store, StoreError};
@@ -12,8 +14,8 @@ use super::{Store, StoreError};
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionRow {
     pub id_hash: Vec<u8>,
-    pub citizen_id: Option<Uuid>,
-    pub auditor_id: Option<Uuid>,
+    pub citizen_id: Option<CitizenId>,
+    pub auditor_id: Option<AuditorId>,
     pub csrf_hash: Vec<u8>,
     pub vault_key_wrap: Option<Vec<u8>>,
     pub created_at: i64,
@@ -95,7 +97,7 @@ impl Store {
     }
 
     /// Ends every session of a citizen ("sign out everywhere"); returns how many.
-    pub async fn delete_citizen_sessions(&self, citizen: Uuid) -> Result<u64, StoreError> {
+    pub async fn delete_citizen_sessions(&self, citizen: CitizenId) -> Result<u64, StoreError> {
         const SQL: &str = "DELETE FROM sessions WHERE citizen_id = $1";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query(SQL).bind(citizen).execute(p).await?.rows_affected()

@@ -694,7 +694,7 @@ async fn keys_rotate_and_agencies_are_disabled(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     let mut agency = Agency::create(&app, "轮换局", Level::County).await;
     assert_eq!(agency.get("/api/v1/grants").await.status(), 200);
-    let id: uuid::Uuid = agency.id.parse().unwrap();
+    let id: custodia::ids::AgencyId = agency.id.parse().unwrap();
 
     // Rotation with no overlap: the old key stops at once.
     let new_key = custodia::agencies::rotate_key(&app.state, id, std::time::Duration::ZERO)

@@ -12,6 +12,7 @@ use crate::citizen_kit::{Citizen, origin};
 use crate::helpers::{Backend, TestApp, assert_problem, both_backends, national_id, spawn_app};
 
 both_backends!(an_auditor_enrols_investigates_reveals_and_exports);
+both_backends!(console_flags_count_every_event_of_the_week_in_the_database);
 
 pub(crate) struct Auditor {
     http: reqwest::Client,
@@ -311,4 +312,85 @@ async fn an_auditor_enrols_investigates_reveals_and_exports(backend: Backend) {
         .await;
     assert_eq!(done.status(), 200);
     assert_eq!(auditor.get("/audit").await.status(), 200);
+}
+
+/// The console's flags are counted by the database over the whole week: one officer reading
+/// many citizens within an hour, reads at night in UTC+8, bursts of refusals — and nothing
+/// for ordinary work, refusals spread over hours, or what happened before the week.
+async fn console_flags_count_every_event_of_the_week_in_the_database(backend: Backend) {
+    use custodia::audit::{Action, ActorKind, Event, Outcome};
+    use custodia::auditors::{FLAG_WINDOW_MS, MANY_CITIZENS_PER_HOUR, REFUSALS_PER_BURST, flags};
+
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 24 * HOUR;
+    let (_env, app) = spawn_app(backend).await;
+    let move_to = |at: i64| {
+        let now = app.state.clock.now_ms();
+        assert!(at >= now);
+        app.clock.advance(time::Duration::milliseconds(at - now));
+    };
+    let event = |agency: &str, officer: &str, citizen: &str, outcome: Outcome| {
+        Event::new(ActorKind::Agency, Some(agency.into()), Action::DocumentRead)
+            .officer(Some(officer), Some("case-1"))
+            .citizen(Some(citizen))
+            .outcome(outcome)
+    };
+    let append = |e: Event| {
+        let audit = app.state.audit.clone();
+        async move { audit.append(e).await.unwrap() }
+    };
+
+    // A night read nine days ago (16:00 UTC = midnight in Beijing): outside the week.
+    let first_day = (app.state.clock.now_ms() / DAY + 1) * DAY;
+    move_to(first_day + 16 * HOUR);
+    append(event("agency-old", "o-old", "p-old", Outcome::Ok)).await;
+
+    // Nine days later, 02:00 UTC = 10:00 in Beijing.
+    let morning = first_day + 9 * DAY + 2 * HOUR;
+    move_to(morning);
+    // Ordinary work: five citizens.
+    for i in 0..5 {
+        append(event("agency-1", "o-1", &format!("p-{i}"), Outcome::Ok)).await;
+    }
+    // A burst: five refusals within two and a half minutes.
+    for i in 0..5 {
+        move_to(morning + i * 30_000);
+        append(event("agency-2", "o-4", "p-1", Outcome::Refused)).await;
+    }
+    // One officer, twelve citizens, twelve minutes.
+    for i in 0..12 {
+        move_to(morning + 3 * 60_000 + i * 60_000);
+        append(event("agency-1", "o-2", &format!("q-{i}"), Outcome::Ok)).await;
+    }
+    // Refusals an hour apart: no burst.
+    for i in 0..5 {
+        move_to(morning + HOUR + i * HOUR);
+        append(event("agency-3", "o-5", "p-2", Outcome::Refused)).await;
+    }
+    // Midnight in Beijing.
+    move_to(morning + 14 * HOUR);
+    append(event("agency-1", "o-3", "p-3", Outcome::Ok)).await;
+
+    let since = app.state.clock.now_ms() - FLAG_WINDOW_MS;
+    let counts = app
+        .state
+        .store
+        .audit_flag_counts(since, MANY_CITIZENS_PER_HOUR, REFUSALS_PER_BURST)
+        .await
+        .unwrap();
+    let found: Vec<(&str, Option<String>, Option<String>)> = flags(&counts)
+        .into_iter()
+        .map(|f| (f.kind, f.agency, f.officer))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("many-citizens", Some("agency-1".into()), Some("o-2".into())),
+            ("night-reads", Some("agency-1".into()), Some("o-3".into())),
+            ("refusal-burst", Some("agency-2".into()), None),
+        ]
+    );
+    assert_eq!(counts.many_citizens[0].3, 12);
+    assert_eq!(counts.night_reads[0].2, 1);
+    assert_eq!(counts.refusal_bursts[0].1, 5);
 }

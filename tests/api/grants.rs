@@ -3,9 +3,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use custodia::agencies::{self, Level, NewAgency};
+use custodia::ids::{AgencyId, CitizenId, DocumentId, GrantId};
 use custodia_crypto::{Aad, DataKey, GrantKey, digest, envelope, sign::VerifyingKey, wrap};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::citizen_kit::{Citizen, licence_fields, pdf_bytes};
 use crate::helpers::{Backend, TestApp, assert_problem, both_backends, national_id, spawn_app};
@@ -16,7 +16,7 @@ both_backends!(
     a_receipt_verifies_offline_and_any_change_breaks_it,
 );
 
-async fn agency(app: &TestApp, level: Level) -> Uuid {
+async fn agency(app: &TestApp, level: Level) -> AgencyId {
     agencies::create(
         &app.state,
         &NewAgency {
@@ -56,7 +56,7 @@ async fn the_policy_refuses_what_it_should_and_allows_what_it_should(backend: Ba
     let licence = licence["id"].as_str().unwrap().to_owned();
     c.upload(None, "resident_id", id_card_fields(), None).await;
 
-    let base = |agency: Uuid| json!({ "agency_id": agency, "tier": "verify", "purpose": "核验", "duration_days": 7 });
+    let base = |agency: AgencyId| json!({ "agency_id": agency, "tier": "verify", "purpose": "核验", "duration_days": 7 });
     let with = |mut v: Value, k: &str, x: Value| {
         v[k] = x;
         v
@@ -192,7 +192,7 @@ async fn the_policy_refuses_what_it_should_and_allows_what_it_should(backend: Ba
     assert_problem(
         grant(
             &c,
-            with(base(Uuid::new_v4()), "document_ids", json!([licence])),
+            with(base(AgencyId::random()), "document_ids", json!([licence])),
         )
         .await,
         422,
@@ -235,7 +235,7 @@ async fn only_live_grants_open_with_the_database_and_master_key_alone(backend: B
             .json()
             .await
             .unwrap();
-        docs.push(v["id"].as_str().unwrap().parse::<Uuid>().unwrap());
+        docs.push(v["id"].as_str().unwrap().parse::<DocumentId>().unwrap());
     }
     let g1: Value = grant(&c, json!({ "agency_id": province, "document_ids": [docs[0]], "tier": "full", "purpose": "a", "duration_days": 1 }))
         .await
@@ -247,7 +247,7 @@ async fn only_live_grants_open_with_the_database_and_master_key_alone(backend: B
         .json()
         .await
         .unwrap();
-    let owner: Uuid = c.citizen_id.parse().unwrap();
+    let owner: CitizenId = c.citizen_id.parse().unwrap();
 
     // The attacker's view: grants, wraps and sealed versions from the database, the
     // grant-wrap service key from the master key. No passphrase, no session.
@@ -398,7 +398,7 @@ async fn a_type_scoped_grant_covers_documents_added_while_it_lives(backend: Back
         .json()
         .await
         .unwrap();
-    let by_type: Uuid = by_type["id"].as_str().unwrap().parse().unwrap();
+    let by_type: GrantId = by_type["id"].as_str().unwrap().parse().unwrap();
     assert!(
         app.state
             .store
@@ -414,7 +414,7 @@ async fn a_type_scoped_grant_covers_documents_added_while_it_lives(backend: Back
         .json()
         .await
         .unwrap();
-    let licence: Uuid = licence["id"].as_str().unwrap().parse().unwrap();
+    let licence: DocumentId = licence["id"].as_str().unwrap().parse().unwrap();
     c.upload(
         None,
         "degree_certificate",
@@ -440,7 +440,7 @@ async fn a_type_scoped_grant_covers_documents_added_while_it_lives(backend: Back
         .json()
         .await
         .unwrap();
-    let by_id: Uuid = by_id["id"].as_str().unwrap().parse().unwrap();
+    let by_id: GrantId = by_id["id"].as_str().unwrap().parse().unwrap();
     c.upload(
         Some(&licence.to_string()),
         "business_license",

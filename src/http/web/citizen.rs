@@ -118,7 +118,7 @@ pub(super) async fn documents_page(
 pub(super) struct FormQuery {
     #[serde(rename = "type")]
     doc_type: String,
-    replace: Option<uuid::Uuid>,
+    replace: Option<crate::ids::DocumentId>,
 }
 
 pub(super) async fn document_form(
@@ -186,7 +186,7 @@ pub(super) struct VersionQuery {
 pub(super) async fn document_page(
     State(state): State<AppState>,
     Query(vq): Query<VersionQuery>,
-    axum::extract::Path(id): axum::extract::Path<uuid::Uuid>,
+    axum::extract::Path(id): axum::extract::Path<crate::ids::DocumentId>,
     Unlocked(page, session): Unlocked,
 ) -> Result<Response, ApiError> {
     let view = crate::documents::get(&state, &session, id, vq.version).await?;
@@ -245,13 +245,11 @@ pub(super) async fn grants_page(
     let t = page.lang.messages();
     let text = |key: String| t.get(&key).cloned().unwrap_or(key);
     let mut grants = Vec::new();
-    for g in crate::grants::list(&state, &session).await? {
-        let agency = state
-            .store
-            .agency(g.agency_id)
-            .await
-            .map(|a| a.name)
-            .unwrap_or_default();
+    for crate::grants::Held {
+        grant: g,
+        agency_name: agency,
+    } in crate::grants::held(&state, &session).await?
+    {
         let type_names: Vec<String> = g
             .document_types
             .iter()

@@ -1,0 +1,271 @@
+//! What an event says: the action, the outcome, who acted, and the builder every part of
+//! Custodia fills in before appending.
+
+use serde::Serialize;
+
+use super::chain;
+use crate::ids::GrantId;
+use crate::status::Tier;
+use crate::status::named_enum;
+use crate::store::audit::AuditRow;
+
+named_enum! {
+    /// What an event records: one name each, stored in the trail and shown as it is.
+    Action {
+        /// `document.read`
+        DocumentRead => "document.read",
+        /// `document.file`
+        DocumentFile => "document.file",
+        /// `document.upload`
+        DocumentUpload => "document.upload",
+        /// `document.replace`
+        DocumentReplace => "document.replace",
+        /// `document.delete`
+        DocumentDelete => "document.delete",
+        /// `document.deposit`
+        DocumentDeposit => "document.deposit",
+        /// `document.receive`
+        DocumentReceive => "document.receive",
+        /// `grant.create`
+        GrantCreate => "grant.create",
+        /// `grant.revoke`
+        GrantRevoke => "grant.revoke",
+        /// `grant.expire`
+        GrantExpire => "grant.expire",
+        /// `grant.exhausted`
+        GrantExhausted => "grant.exhausted",
+        /// `grant.documents`
+        GrantDocuments => "grant.documents",
+        /// `request.create`
+        RequestCreate => "request.create",
+        /// `request.approve`
+        RequestApprove => "request.approve",
+        /// `request.deny`
+        RequestDeny => "request.deny",
+        /// `citizen.register`
+        CitizenRegister => "citizen.register",
+        /// `login`
+        Login => "login",
+        /// `vault.unlock`
+        VaultUnlock => "vault.unlock",
+        /// `auditor.invite`
+        AuditorInvite => "auditor.invite",
+        /// `auditor.enrol`
+        AuditorEnrol => "auditor.enrol",
+        /// `audit.query`
+        AuditQuery => "audit.query",
+        /// `audit.verify`
+        AuditVerify => "audit.verify",
+        /// `audit.export`
+        AuditExport => "audit.export",
+        /// `audit.reveal`
+        AuditReveal => "audit.reveal",
+        /// `agency.create`
+        AgencyCreate => "agency.create",
+        /// `agency.rotate-key`
+        AgencyRotateKey => "agency.rotate-key",
+        /// `agency.disable`
+        AgencyDisable => "agency.disable",
+        /// `agency.set-issuer-key`
+        AgencySetIssuerKey => "agency.set-issuer-key",
+        /// `keys.rotate-master`
+        KeysRotateMaster => "keys.rotate-master",
+        /// `keys.rotate-signing`
+        KeysRotateSigning => "keys.rotate-signing",
+    }
+}
+
+named_enum! {
+    /// How it ended.
+    Outcome {
+        /// Done.
+        Ok => "ok",
+        /// Refused by a rule (consent, policy, limit).
+        Refused => "refused",
+        /// Attempted and failed (a wrong passphrase, a bad passkey).
+        Failed => "failed",
+    }
+}
+
+/// Who acted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorKind {
+    /// A citizen, by pseudonym.
+    Citizen,
+    /// An agency, by id, with officer and case.
+    Agency,
+    /// An auditor, by id.
+    Auditor,
+    /// The operator, through the CLI.
+    Operator,
+    /// The server itself (expiry, sweeps).
+    System,
+}
+
+impl ActorKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Citizen => "citizen",
+            Self::Agency => "agency",
+            Self::Auditor => "auditor",
+            Self::Operator => "operator",
+            Self::System => "system",
+        }
+    }
+}
+
+/// One event to append. Build with [`Event::new`] and the setters.
+#[derive(Debug, Clone)]
+pub struct Event {
+    actor_kind: &'static str,
+    actor_id: Option<String>,
+    officer_id: Option<String>,
+    case_id: Option<String>,
+    citizen: Option<String>,
+    action: Action,
+    object_ids: Vec<String>,
+    grant_id: Option<GrantId>,
+    purpose: Option<String>,
+    tier: Option<Tier>,
+    fields: Option<Vec<String>>,
+    outcome: Outcome,
+    bytes_sent: Option<i64>,
+    request_id: Option<String>,
+    detail: Option<String>,
+}
+
+impl Event {
+    /// `actor` did `action` (for example `document.read`) with `outcome` (`ok`, `refused`,
+    /// `failed`).
+    pub fn new(actor: ActorKind, actor_id: Option<String>, action: Action) -> Self {
+        Self {
+            actor_kind: actor.as_str(),
+            actor_id,
+            officer_id: None,
+            case_id: None,
+            citizen: None,
+            action,
+            object_ids: Vec::new(),
+            grant_id: None,
+            purpose: None,
+            tier: None,
+            fields: None,
+            outcome: Outcome::Ok,
+            bytes_sent: None,
+            request_id: None,
+            detail: None,
+        }
+    }
+    /// The officer and case of an agency read.
+    pub fn officer(mut self, officer: Option<&str>, case: Option<&str>) -> Self {
+        self.officer_id = officer.map(str::to_owned);
+        self.case_id = case.map(str::to_owned);
+        self
+    }
+    /// The citizen concerned, by pseudonym.
+    pub fn citizen(mut self, pseudonym: Option<&str>) -> Self {
+        self.citizen = pseudonym.map(str::to_owned);
+        self
+    }
+    /// Ids of the objects acted on (documents, requests, agencies…).
+    pub fn objects(mut self, ids: impl IntoIterator<Item = String>) -> Self {
+        self.object_ids = ids.into_iter().collect();
+        self
+    }
+    /// The grant involved.
+    pub fn grant(mut self, grant: Option<GrantId>) -> Self {
+        self.grant_id = grant;
+        self
+    }
+    /// The purpose.
+    pub fn purpose(mut self, purpose: Option<&str>) -> Self {
+        self.purpose = purpose.map(str::to_owned);
+        self
+    }
+    /// The tier and fields revealed.
+    pub fn tier(mut self, tier: Tier, fields: Option<Vec<String>>) -> Self {
+        self.tier = Some(tier);
+        self.fields = fields;
+        self
+    }
+    /// The outcome (default `ok`).
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+    /// Why, for refusals and failures (never personal data).
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+    /// Bytes that will be sent (a read records its size before sending).
+    pub fn bytes(mut self, bytes: Option<u64>) -> Self {
+        self.bytes_sent = bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+        self
+    }
+    /// The HTTP request id.
+    pub fn request(mut self, request_id: Option<&str>) -> Self {
+        self.request_id = request_id.map(str::to_owned);
+        self
+    }
+    /// The action name.
+    pub fn action(&self) -> &'static str {
+        self.action.as_str()
+    }
+
+    /// The citizen concerned, by pseudonym.
+    pub(super) fn citizen_pseudonym(&self) -> Option<&str> {
+        self.citizen.as_deref()
+    }
+
+    pub(super) fn into_row(self, seq: i64, at: i64, prev_hash: Vec<u8>) -> AuditRow {
+        let mut row = AuditRow {
+            seq,
+            at,
+            actor_kind: self.actor_kind.to_owned(),
+            actor_id: self.actor_id,
+            officer_id: self.officer_id,
+            case_id: self.case_id,
+            citizen_pseudonym: self.citizen,
+            action: self.action.as_str().to_owned(),
+            object_ids: serde_json::to_string(&self.object_ids).unwrap_or_else(|_| "[]".into()),
+            grant_id: self.grant_id,
+            purpose: self.purpose,
+            tier: self.tier.map(|t| t.as_str().to_owned()),
+            fields: self
+                .fields
+                .map(|f| serde_json::to_string(&f).unwrap_or_else(|_| "[]".into())),
+            outcome: self.outcome.as_str().to_owned(),
+            bytes_sent: self.bytes_sent,
+            request_id: self.request_id,
+            detail: self.detail,
+            prev_hash,
+            hash: Vec::new(),
+        };
+        row.hash = chain::event_hash(&row.prev_hash, &row).to_vec();
+        row
+    }
+}
+
+#[cfg(test)]
+mod names {
+    use super::{Action, Outcome};
+
+    #[test]
+    fn every_action_and_outcome_has_its_own_stored_name() {
+        let mut seen = std::collections::BTreeSet::new();
+        for a in Action::ALL {
+            let name = a.as_str();
+            assert!(seen.insert(name), "{name} is used twice");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '.' || c == '-'),
+                "{name}"
+            );
+        }
+        let outcomes: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(outcomes, ["ok", "refused", "failed"]);
+    }
+}

@@ -90,6 +90,7 @@ fn is_read(e: &AuditRow) -> bool {
 }
 
 /// A page of the citizen's trail, newest first, and the cursor of the next page.
+#[tracing::instrument(skip_all)]
 pub async fn list(
     ctx: &Context,
     session: &Session,
@@ -195,6 +196,7 @@ pub type PerDay = (Vec<String>, BTreeMap<String, Vec<u32>>);
 
 /// Agency events matching `filter` (reads only, with `reads_only`) counted per day and
 /// agency over the last `days` days.
+#[tracing::instrument(skip_all)]
 pub async fn agency_volume(
     ctx: &Context,
     filter: AuditFilter,
@@ -257,6 +259,7 @@ pub async fn agency_volume(
 }
 
 /// Successful reads of this citizen's documents per day by agency, last `days` days.
+#[tracing::instrument(skip_all)]
 pub async fn reads_per_day(ctx: &Context, session: &Session, days: i64) -> Result<PerDay, Error> {
     let filter = AuditFilter {
         citizen_pseudonym: Some(pseudonym(ctx, session).await?),
@@ -267,6 +270,7 @@ pub async fn reads_per_day(ctx: &Context, session: &Session, days: i64) -> Resul
 }
 
 /// How many successful agency reads of this citizen's documents they have not seen yet.
+#[tracing::instrument(skip_all)]
 pub async fn unseen_reads(ctx: &Context, session: &Session) -> Result<i64, Error> {
     let citizen = ctx.store.citizen(session.citizen()?).await?;
     Ok(ctx
@@ -276,6 +280,7 @@ pub async fn unseen_reads(ctx: &Context, session: &Session) -> Result<i64, Error
 }
 
 /// Marks everything up to now as seen.
+#[tracing::instrument(skip_all)]
 pub async fn mark_seen(ctx: &Context, session: &Session) -> Result<(), Error> {
     let (head, _) = ctx.store.audit_head().await?;
     ctx.store

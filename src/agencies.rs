@@ -253,6 +253,7 @@ pub struct Listed {
 }
 
 /// The agencies a citizen may grant to.
+#[tracing::instrument(skip_all)]
 pub async fn directory(ctx: &Context) -> Result<Vec<Listed>, Error> {
     Ok(ctx
         .store
@@ -268,6 +269,7 @@ pub async fn directory(ctx: &Context) -> Result<Vec<Listed>, Error> {
 }
 
 /// The live agency an API key belongs to; every failure is the same `Unauthenticated`.
+#[tracing::instrument(skip_all)]
 pub async fn authenticate(ctx: &Context, presented: &str) -> Result<AgencyRow, Error> {
     let refused = || Error::Unauthenticated("The API key is not valid.".into());
     if !presented.starts_with("cus_") || presented.len() > 100 {

@@ -74,6 +74,7 @@ fn csrf_for(secret: &[u8]) -> String {
 
 /// Deletes ended sessions, expired ceremonies and stale rate counters. Safe to run on
 /// every node at once: each statement is an idempotent delete.
+#[tracing::instrument(skip_all)]
 pub async fn sweep(ctx: &Context) -> Result<(), Error> {
     let now = ctx.clock.now_ms();
     const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -84,6 +85,7 @@ pub async fn sweep(ctx: &Context) -> Result<(), Error> {
 }
 
 /// Opens a session for `principal`, unlocked if a vault key is given.
+#[tracing::instrument(skip_all)]
 pub async fn create(
     ctx: &Context,
     principal: Principal,
@@ -117,6 +119,7 @@ pub async fn create(
 }
 
 /// The live session a cookie names, or `Unauthenticated`. Expired sessions are deleted.
+#[tracing::instrument(skip_all)]
 pub async fn authenticate(ctx: &Context, cookie: Option<&str>) -> Result<Session, Error> {
     let signed_out = || Error::Unauthenticated("Please sign in.".into());
     let secret = cookie

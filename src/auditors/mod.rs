@@ -49,6 +49,7 @@ fn refused() -> Error {
 }
 
 /// Creates an invite for `name` and returns the one-time enrolment link.
+#[tracing::instrument(skip_all)]
 pub async fn invite(ctx: &Context, name: &str) -> Result<String, Error> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -114,11 +115,13 @@ async fn live_invite(ctx: &Context, token: &str) -> Result<InviteRow, Error> {
 }
 
 /// The name an invite is for (to greet the holder), if it is still valid.
+#[tracing::instrument(skip_all)]
 pub async fn invite_name(ctx: &Context, token: &str) -> Result<String, Error> {
     Ok(live_invite(ctx, token).await?.name)
 }
 
 /// Starts enrolment from an invite.
+#[tracing::instrument(skip_all)]
 pub async fn enrol_start(
     ctx: &Context,
     token: &str,
@@ -148,6 +151,7 @@ pub async fn enrol_start(
 
 /// Finishes enrolment: the invite is used (once), the auditor and passkey are stored, and
 /// a session opens.
+#[tracing::instrument(skip_all)]
 pub async fn enrol_finish(
     ctx: &Context,
     ceremony: Option<&str>,
@@ -203,6 +207,7 @@ pub async fn enrol_finish(
 }
 
 /// Starts an auditor's sign-in by name.
+#[tracing::instrument(skip_all)]
 pub async fn login_start(
     ctx: &Context,
     name: &str,
@@ -234,6 +239,7 @@ pub async fn login_start(
 }
 
 /// Finishes an auditor's sign-in.
+#[tracing::instrument(skip_all)]
 pub async fn login_finish(
     ctx: &Context,
     ceremony: Option<&str>,

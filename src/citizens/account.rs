@@ -30,6 +30,7 @@ pub struct PasskeyInfo {
 }
 
 /// The signed-in citizen's profile.
+#[tracing::instrument(skip_all)]
 pub async fn profile(ctx: &Context, session: &Session) -> Result<Profile, Error> {
     let citizen_id = session.citizen()?;
     let citizen = ctx.store.citizen(citizen_id).await?;
@@ -66,6 +67,7 @@ pub async fn profile(ctx: &Context, session: &Session) -> Result<Profile, Error>
 }
 
 /// Starts adding another passkey to the signed-in citizen.
+#[tracing::instrument(skip_all)]
 pub async fn add_passkey_start(
     ctx: &Context,
     session: &Session,
@@ -96,6 +98,7 @@ pub async fn add_passkey_start(
 }
 
 /// Finishes adding a passkey.
+#[tracing::instrument(skip_all)]
 pub async fn add_passkey_finish(
     ctx: &Context,
     session: &Session,

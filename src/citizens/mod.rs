@@ -185,6 +185,7 @@ pub struct Registered {
 
 /// Starts registration: validates the number and name and returns WebAuthn creation
 /// options with the ceremony token.
+#[tracing::instrument(skip_all)]
 pub async fn register_start(
     ctx: &Context,
     national_id: &str,
@@ -228,6 +229,7 @@ pub async fn register_start(
 }
 
 /// Finishes registration: verifies the passkey, creates the vault and an unlocked session.
+#[tracing::instrument(skip_all)]
 pub async fn register_finish(
     ctx: &Context,
     token: Option<&str>,
@@ -345,6 +347,7 @@ pub(crate) fn stored_passkeys(rows: &[CredentialRow]) -> Result<Vec<Passkey>, Er
 }
 
 /// Starts sign-in for the citizen with this national ID.
+#[tracing::instrument(skip_all)]
 pub async fn login_start(
     ctx: &Context,
     national_id: &str,
@@ -384,6 +387,7 @@ pub async fn login_start(
 
 /// Finishes sign-in: verifies the assertion against this citizen's passkeys only, and
 /// opens a locked session.
+#[tracing::instrument(skip_all)]
 pub async fn login_finish(
     ctx: &Context,
     token: Option<&str>,

@@ -39,11 +39,13 @@ pub struct Summary {
 /// The signed-in citizen's documents (metadata only: no vault key needed).
 /// How many documents the citizen holds, deposits still waiting included; for a count
 /// only, so it neither picks deposits up nor looks up issuers.
+#[tracing::instrument(skip_all)]
 pub async fn count(ctx: &Context, session: &Session) -> Result<usize, Error> {
     let citizen = session.citizen()?;
     Ok(ctx.store.citizen_documents(citizen).await?.len())
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<Summary>, Error> {
     let citizen = session.citizen()?;
     if session.is_unlocked() {

@@ -466,6 +466,7 @@ fn to_json<T: Serialize>(value: &T) -> String {
 }
 
 /// The citizen's grants.
+#[tracing::instrument(skip_all)]
 pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<GrantView>, Error> {
     let citizen = session.citizen()?;
     let now = ctx.clock.now_ms();
@@ -488,6 +489,7 @@ pub struct Held {
 }
 
 /// The citizen's grants with their agencies' names (two queries, whatever the count).
+#[tracing::instrument(skip_all)]
 pub async fn held(ctx: &Context, session: &Session) -> Result<Vec<Held>, Error> {
     let citizen = session.citizen()?;
     let names: std::collections::HashMap<AgencyId, String> = ctx

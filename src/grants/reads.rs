@@ -106,13 +106,17 @@ pub struct Covered {
     pub issuer_agency_id: Option<AgencyId>,
 }
 
+/// Where a page of an agency's grants ends: the last grant's creation time and id.
+pub type Cursor = (i64, GrantId);
+
 /// The agency's grants, newest first, from `after` (a cursor), at most `limit`.
+#[tracing::instrument(skip_all)]
 pub async fn list(
     ctx: &Context,
     agency: &AgencyRow,
-    after: Option<(i64, GrantId)>,
+    after: Option<Cursor>,
     limit: i64,
-) -> Result<(Vec<GrantView>, Option<(i64, GrantId)>), Error> {
+) -> Result<(Vec<GrantView>, Option<Cursor>), Error> {
     let rows = ctx.store.agency_grants(agency.id, after, limit).await?;
     let now = ctx.clock.now_ms();
     let next = if rows.len() as i64 == limit {
@@ -588,7 +592,7 @@ pub fn encode_cursor(at: i64, id: GrantId) -> String {
 }
 
 /// Decodes a list cursor.
-pub fn decode_cursor(text: &str) -> Result<(i64, GrantId), Error> {
+pub fn decode_cursor(text: &str) -> Result<Cursor, Error> {
     let bad = || crate::error::invalid("cursor", "is not a cursor this API returned");
     let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::ids::AgencyId;
+use crate::ids::{AgencyId, CitizenId};
 
 use crate::on_engine;
 
@@ -39,6 +39,15 @@ impl Store {
             disabled_at FROM agencies WHERE id = $1";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, AgencyRow>(SQL).bind(id).fetch_one(p).await?
+        }))
+    }
+
+    /// The agencies that have asked this citizen for access, in one query.
+    pub async fn agencies_asking(&self, citizen: CitizenId) -> Result<Vec<AgencyRow>, StoreError> {
+        const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, created_at, \
+            disabled_at FROM agencies WHERE id IN (SELECT agency_id FROM access_requests WHERE citizen_id = $1)";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, AgencyRow>(SQL).bind(citizen).fetch_all(p).await?
         }))
     }
 

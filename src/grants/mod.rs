@@ -16,6 +16,7 @@
 //! published at `/api/v1/audit/public-key`.
 
 pub mod reads;
+mod refusals;
 
 use std::collections::{BTreeMap, BTreeSet};
 

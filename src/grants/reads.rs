@@ -17,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use custodia_crypto::{DataKey, GrantKey, envelope, wrap};
 use serde::Serialize;
 
+use super::refusals::{Refusal, ended, refuse};
 use super::{GrantView, view};
 use crate::audit::{ActorKind, Claim, Event};
 use crate::catalog::Tier;
@@ -45,7 +46,7 @@ pub struct Caller<'a> {
 }
 
 impl Caller<'_> {
-    fn event(&self, action: crate::audit::Action) -> Event {
+    pub(super) fn event(&self, action: crate::audit::Action) -> Event {
         Event::new(ActorKind::Agency, Some(self.agency.id.to_string()), action)
             .officer(Some(self.officer), Some(self.case))
             .request(self.request_id)
@@ -144,82 +145,6 @@ async fn own_grant(
         Ok(_) | Err(StoreError::NotFound) => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Records a refusal and returns the error to answer with (or 503 if even the refusal
-/// could not be recorded).
-async fn refuse(
-    ctx: &Context,
-    caller: &Caller<'_>,
-    action: crate::audit::Action,
-    grant: Option<&GrantRow>,
-    objects: Vec<String>,
-    why: Refusal,
-    answer: Error,
-) -> Error {
-    metrics::counter!("custodia_refusals_total", "reason" => why.label()).increment(1);
-    let pseudonym = match grant {
-        Some(g) => ctx
-            .store
-            .citizen(g.citizen_id)
-            .await
-            .ok()
-            .map(|c| c.pseudonym),
-        None => None,
-    };
-    let event = caller
-        .event(action)
-        .outcome(crate::audit::Outcome::Refused)
-        .detail(why.detail())
-        .citizen(pseudonym.as_deref())
-        .grant(grant.map(|g| g.id))
-        .objects(objects);
-    match ctx.audit.append(event).await {
-        Ok(_) => answer,
-        Err(e) => e,
-    }
-}
-
-/// Why a read was refused: its metric label (bounded) and its words in the trail.
-enum Refusal {
-    NoGrant,
-    NotLive(GrantStatus),
-    NotYetValid,
-    NotCovered,
-    FieldNotGranted(String),
-    TierTooLow,
-    NoFile,
-}
-
-impl Refusal {
-    fn label(&self) -> &'static str {
-        match self {
-            Self::NoGrant => "no-grant",
-            Self::NotLive(_) | Self::NotYetValid => "grant-not-live",
-            Self::NotCovered => "not-covered",
-            Self::FieldNotGranted(_) => "field-not-granted",
-            Self::TierTooLow => "tier-too-low",
-            Self::NoFile => "other",
-        }
-    }
-
-    fn detail(&self) -> String {
-        match self {
-            Self::NoGrant => "no such grant for this agency".into(),
-            Self::NotLive(status) => format!("the grant is {status}"),
-            Self::NotYetValid => "the grant is not valid yet".into(),
-            Self::NotCovered => "the grant does not cover this document".into(),
-            Self::FieldNotGranted(f) => format!("field '{f}' is not granted"),
-            Self::TierTooLow => "the grant's tier does not include files".into(),
-            Self::NoFile => "the document has no file".into(),
-        }
-    }
-}
-
-fn ended(status: impl std::fmt::Display) -> Error {
-    Error::Forbidden(format!(
-        "This grant is {status}; nothing can be read under it."
-    ))
 }
 
 /// Checks that the grant is the caller's and live now; refusals are recorded.

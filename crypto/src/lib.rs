@@ -45,6 +45,7 @@ mod keys;
 pub mod recovery;
 pub mod sign;
 pub mod stream;
+pub mod tlog;
 pub mod wrap;
 
 pub use aad::Aad;

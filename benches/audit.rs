@@ -60,26 +60,17 @@ async fn appends(backend: helpers::Backend, label: &str) {
     let app = env.start().await.unwrap();
     let state = &app.state;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let signing = || {
-        custodia_crypto::sign::SigningKey::from_seed(state.keys.signing.seed().as_slice()).unwrap()
-    };
     let grouped = AuditLog::start(
         state.store.clone(),
         clock.clone(),
-        signing(),
-        state.keys.signing_key_id.clone(),
+        state.log_signer().unwrap(),
     )
     .await
     .unwrap();
-    let single = AuditLog::start_with_batch(
-        state.store.clone(),
-        clock,
-        signing(),
-        state.keys.signing_key_id.clone(),
-        1,
-    )
-    .await
-    .unwrap();
+    let single =
+        AuditLog::start_with_batch(state.store.clone(), clock, state.log_signer().unwrap(), 1)
+            .await
+            .unwrap();
     println!("\n### Appends per second, {label}\n");
     println!("| writers | one commit per event | group commit | speed-up |");
     println!("|---|---|---|---|");
@@ -92,7 +83,7 @@ async fn appends(backend: helpers::Backend, label: &str) {
             group / one
         );
     }
-    let summary = custodia::audit::verify(&state.store, |_, _| {})
+    let summary = custodia::audit::verify(&state.store, &state.audit_trust().unwrap(), |_, _| {})
         .await
         .unwrap()
         .unwrap();
@@ -140,7 +131,7 @@ async fn verify_rate(total: u64) {
     let filled = started.elapsed();
     let store = app.state.store.clone();
     let started = Instant::now();
-    let summary = custodia::audit::verify(&store, |_, _| {})
+    let summary = custodia::audit::verify(&store, &app.state.audit_trust().unwrap(), |_, _| {})
         .await
         .unwrap()
         .unwrap();

@@ -85,9 +85,15 @@ enum AuditorCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Verify the whole chain and its signed checkpoints. Exit 0 when intact; exit 3
-    /// naming the first bad sequence number when not.
-    Verify,
+    /// Verify the whole chain, its Merkle tree and its signed checkpoints against the
+    /// pinned keys (the key directory beside the key files, and any --trusted-key). Exit 0
+    /// when intact; exit 3 naming the first bad sequence number when not.
+    Verify {
+        /// Also trust this signing key (64 hex digits or base64url), e.g. one published
+        /// before a rotation. Repeatable.
+        #[arg(long = "trusted-key", value_name = "KEY")]
+        trusted_keys: Vec<String>,
+    },
     /// Export events as CSV or JSON lines on standard output.
     Export {
         /// Only events at or after this time (RFC 3339).
@@ -201,7 +207,9 @@ pub fn main() -> ExitCode {
                 issuer,
                 issuer_key,
             }) => agency_create(config, &name, &level, issuer, issuer_key.as_deref()).await,
-            Command::Audit(AuditCommand::Verify) => audit_verify(config).await,
+            Command::Audit(AuditCommand::Verify { trusted_keys }) => {
+                audit_verify(config, &trusted_keys).await
+            }
             Command::Keys(KeysCommand::RotateMaster) => {
                 with_context(config, |ctx| async move {
                     let done = crate::keyring::rotate_master(&ctx.store, &ctx.config.master_key_file)
@@ -348,8 +356,22 @@ async fn agency_create(
     Ok(())
 }
 
-async fn audit_verify(config: Config) -> anyhow::Result<()> {
+async fn audit_verify(config: Config, trusted_keys: &[String]) -> anyhow::Result<()> {
     server::create_private_dir(&config.data_dir)?;
+    let mut trust = crate::audit::Trust {
+        origin: config.audit_origin(),
+        keys: crate::keyring::pinned_keys(&config.signing_key_file())?,
+    };
+    for text in trusted_keys {
+        let key = crate::keyring::parse_public_key(text.trim()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--trusted-key {text}: not an Ed25519 public key (64 hex digits or base64url)"
+            )
+        })?;
+        trust
+            .keys
+            .push((crate::keyring::key_fingerprint(&key.to_bytes()), key));
+    }
     let store = Store::connect(&config).await?;
     store.migrate().await?;
     let bar = indicatif::ProgressBar::new(0);
@@ -360,7 +382,7 @@ async fn audit_verify(config: Config) -> anyhow::Result<()> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let started = std::time::Instant::now();
-    let result = crate::audit::verify(&store, |done, total| {
+    let result = crate::audit::verify(&store, &trust, |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })

@@ -321,6 +321,15 @@ impl Config {
         })
     }
 
+    /// The audit log's origin: the first line of its checkpoints and its signing key's
+    /// name in them (C2SP), from the public URL's host, e.g. `custodia.gov.example/audit`.
+    pub fn audit_origin(&self) -> String {
+        format!(
+            "{}/audit",
+            self.public_url.host_str().unwrap_or("localhost")
+        )
+    }
+
     /// The Ed25519 signing key file, kept beside the master key.
     pub fn signing_key_file(&self) -> PathBuf {
         sibling(&self.master_key_file, "signing.key")

@@ -8,7 +8,7 @@ use custodia_crypto::kdf::{Argon2Cost, PassphraseKdf};
 use custodia_crypto::{KeyEncryptionKey, Passphrase};
 use tokio::sync::Semaphore;
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, Trust};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -74,5 +74,29 @@ impl KdfLimiter {
             .await
             .map_err(|e| Error::Internal(e.into()))?
             .map_err(|e| Error::Internal(anyhow::anyhow!("passphrase KDF: {e}")))
+    }
+}
+
+impl Context {
+    /// A signer of audit checkpoints with this server's key and origin.
+    pub fn log_signer(&self) -> Result<crate::audit::LogSigner, Error> {
+        let key = custodia_crypto::sign::SigningKey::from_seed(self.keys.signing.seed().as_slice())
+            .map_err(|e| Error::Internal(anyhow::anyhow!("signing key: {e}")))?;
+        Ok(crate::audit::LogSigner {
+            key,
+            key_id: self.keys.signing_key_id.clone(),
+            origin: self.config.audit_origin(),
+        })
+    }
+
+    /// What this deployment's audit trail is verified against: its origin and the signing
+    /// keys pinned in the key directory — never the keys the database lists.
+    pub fn audit_trust(&self) -> Result<Trust, Error> {
+        let keys = crate::keyring::pinned_keys(&self.config.signing_key_file())
+            .map_err(|e| Error::Internal(e.into()))?;
+        Ok(Trust {
+            origin: self.config.audit_origin(),
+            keys,
+        })
     }
 }

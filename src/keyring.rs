@@ -7,7 +7,11 @@
 //!   wrapped under the master key, and never derived from it: rotating the master key only
 //!   re-wraps them, and every blind index stays valid.
 //! * The **signing key** (Ed25519: audit checkpoints, consent receipts) lives in its own
-//!   file beside the master key; its public half is recorded in `signing_keys`.
+//!   file beside the master key; its public half is recorded in `signing_keys` and
+//!   **pinned** in the key directory (`audit-keys/<key id>.pub` beside the key files), which
+//!   only ever grows: a rotation adds the new key and keeps every old one. Verifiers trust
+//!   the key directory (and keys given on the command line), never the database, so a key
+//!   inserted into `signing_keys` signs nothing anyone accepts.
 
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -117,6 +121,7 @@ impl Keyring {
             .map_err(|_| KeyError::Malformed(signing_key_file.display().to_string()))?;
         let public = signing.verifying_key().to_bytes();
         let signing_key_id = key_fingerprint(&public);
+        pin_signing_key(signing_key_file, &signing_key_id, &public)?;
         store
             .publish_signing_key(&signing_key_id, &public, now_ms)
             .await?;
@@ -279,6 +284,7 @@ pub async fn rotate_signing(
     let fresh = SigningKey::generate();
     let public = fresh.verifying_key().to_bytes();
     let id = key_fingerprint(&public);
+    pin_signing_key(signing_key_file, &id, &public)?;
     store.publish_signing_key(&id, &public, now_ms).await?;
     let io_err = |source| KeyError::Io {
         path: signing_key_file.display().to_string(),
@@ -301,6 +307,84 @@ pub async fn rotate_signing(
     }
     std::fs::rename(&next, signing_key_file).map_err(io_err)?;
     Ok(id)
+}
+
+/// The key directory beside the signing key file: every signing key's public half, ever.
+pub fn pinned_keys_dir(signing_key_file: &Path) -> PathBuf {
+    signing_key_file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("audit-keys"), |d| d.join("audit-keys"))
+}
+
+/// Pins a signing key's public half in the key directory (once; an existing file is kept).
+fn pin_signing_key(signing_key_file: &Path, key_id: &str, public: &[u8]) -> Result<(), KeyError> {
+    let dir = pinned_keys_dir(signing_key_file);
+    let path = dir.join(format!("{key_id}.pub"));
+    let io_err = |source| KeyError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).map_err(io_err)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&path)
+        .map_err(io_err)?;
+    file.write_all(format!("{}\n", digest::hex(public)).as_bytes())
+        .map_err(io_err)?;
+    file.sync_all().map_err(io_err)
+}
+
+/// The pinned signing keys: every `*.pub` file in the key directory, by key id. A file that
+/// does not hold a public key is an error (a verifier must not silently trust less).
+pub fn pinned_keys(
+    signing_key_file: &Path,
+) -> Result<Vec<(String, custodia_crypto::sign::VerifyingKey)>, KeyError> {
+    let dir = pinned_keys_dir(signing_key_file);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(KeyError::Io {
+                path: dir.display().to_string(),
+                source,
+            });
+        }
+    };
+    let mut keys = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "pub") {
+            continue;
+        }
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|source| KeyError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let key = parse_public_key(text.trim()).ok_or_else(|| KeyError::Malformed(shown))?;
+        keys.push((key_fingerprint(&key.to_bytes()), key));
+    }
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(keys)
+}
+
+/// A public key given as 64 hex digits or unpadded base64url (as `/api/v1/audit/public-key`
+/// shows it).
+pub fn parse_public_key(text: &str) -> Option<custodia_crypto::sign::VerifyingKey> {
+    use base64::Engine as _;
+    let bytes = digest::hex_decode(text).or_else(|| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()
+    })?;
+    custodia_crypto::sign::VerifyingKey::from_bytes(&bytes).ok()
 }
 
 /// Reads a 32-byte secret from a hex key file, creating the file (0600, with its

@@ -43,3 +43,4 @@ pub mod sessions;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod transparency;

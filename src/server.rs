@@ -145,8 +145,11 @@ pub async fn open_context(config: Config, clock: Arc<dyn Clock>) -> Result<Conte
     let audit = AuditLog::start(
         store.clone(),
         clock.clone(),
-        signing,
-        keys.signing_key_id.clone(),
+        crate::audit::LogSigner {
+            key: signing,
+            key_id: keys.signing_key_id.clone(),
+            origin: config.audit_origin(),
+        },
     )
     .await?;
     Ok(Context {

@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["context"],
     &["sessions", "ratelimit"],
     // The domain, nouns beneath the nouns that use them.
-    &["sealing", "agencies", "activity"],
+    &["sealing", "agencies", "activity", "transparency"],
     &["citizens"],
     &["documents", "auditors"],
     &["grants"],

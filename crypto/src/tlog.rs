@@ -342,11 +342,12 @@ pub fn sign_checkpoint(
     time_ms: i64,
 ) -> Result<String, TlogError> {
     let extension = format!("time {time_ms}\n");
-    let checkpoint = Checkpoint::new(origin, size, Hash(*root), &extension)
-        .map_err(|_| TlogError::Malformed)?;
+    let checkpoint =
+        Checkpoint::new(origin, size, Hash(*root), &extension).map_err(|_| TlogError::Malformed)?;
     let mut note = Note::new(&checkpoint.to_bytes(), &[]).map_err(|_| TlogError::Malformed)?;
     let signer = NoteKey::new(origin, key.verifying_key(), Some(key));
-    note.add_sigs(&[&signer]).map_err(|_| TlogError::Malformed)?;
+    note.add_sigs(&[&signer])
+        .map_err(|_| TlogError::Malformed)?;
     String::from_utf8(note.to_bytes()).map_err(|_| TlogError::Malformed)
 }
 
@@ -503,10 +504,7 @@ mod tests {
             assert!(!check_consistency(&proof, t, &root_t, n, &wrong));
         }
         assert_eq!(prove_inclusion(5, 5, &known), Err(TlogError::Range));
-        assert!(matches!(
-            root(t, &Known::new()),
-            Err(TlogError::Missing(_))
-        ));
+        assert!(matches!(root(t, &Known::new()), Err(TlogError::Missing(_))));
     }
 
     #[test]
@@ -515,9 +513,11 @@ mod tests {
         let witness = SigningKey::generate();
         let stranger = SigningKey::generate();
         let root = leaf_hash(b"root");
-        let note = sign_checkpoint(&log, "gov.example/audit", 42, &root, 1_800_000_000_000).unwrap();
+        let note =
+            sign_checkpoint(&log, "gov.example/audit", 42, &root, 1_800_000_000_000).unwrap();
         assert!(note.starts_with("gov.example/audit\n42\n"));
-        let head = open_checkpoint(&note, "gov.example/audit", &[log.verifying_key()], &[]).unwrap();
+        let head =
+            open_checkpoint(&note, "gov.example/audit", &[log.verifying_key()], &[]).unwrap();
         assert_eq!((head.size, head.root), (42, root));
         assert_eq!(head.time_ms(), Some(1_800_000_000_000));
         assert_eq!(
@@ -546,7 +546,12 @@ mod tests {
         assert_eq!(head.signers, ["gov.example/audit", "witness.example"]);
         // A changed size no longer verifies.
         let tampered = note.replacen("\n42\n", "\n41\n", 1);
-        assert!(open_checkpoint(&tampered, "gov.example/audit", &[log.verifying_key()], &[]).is_err());
-        assert!(verifier_key("gov.example/audit", &log.verifying_key()).starts_with("gov.example/audit+"));
+        assert!(
+            open_checkpoint(&tampered, "gov.example/audit", &[log.verifying_key()], &[]).is_err()
+        );
+        assert!(
+            verifier_key("gov.example/audit", &log.verifying_key())
+                .starts_with("gov.example/audit+")
+        );
     }
 }

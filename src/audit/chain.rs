@@ -6,9 +6,16 @@
 //! number included — so changing, dropping, inserting or reordering a row breaks the chain
 //! at that row. The first event's `prev_hash` is 32 zero bytes. A checkpoint signs
 //! `JCS({seq, head_hash, at, key_id})` under the `audit-checkpoint` context.
+//!
+//! The same canonical bytes are the leaves of an RFC 9162 Merkle tree
+//! (`custodia_crypto::tlog`): a checkpoint also carries the tree's root at its size in a
+//! C2SP signed note, and inclusion and consistency proofs are proofs over that tree.
+//! Checkpoints come at most [`super::CHECKPOINT_EVERY_EVENTS`] events apart (exactly: the
+//! sequencer signs inside the batch), so a longer stretch without one is itself a fault.
 
 use custodia_crypto::digest;
 use custodia_crypto::sign::{CONTEXT_AUDIT_CHECKPOINT, SigningKey, VerifyingKey};
+use custodia_crypto::tlog::{self, Frontier, TreeHash};
 
 use crate::store::audit::{AuditRow, CheckpointRow};
 
@@ -45,7 +52,16 @@ pub fn canonical(e: &AuditRow) -> String {
 
 /// The hash of `e` following `prev`.
 pub fn event_hash(prev: &[u8], e: &AuditRow) -> [u8; 32] {
-    let body = canonical(e);
+    chain_hash(prev, &canonical(e))
+}
+
+/// The Merkle leaf of an event: `SHA-256(0x00 ‖ canonical bytes)`.
+pub fn leaf(e: &AuditRow) -> TreeHash {
+    tlog::leaf_hash(canonical(e).as_bytes())
+}
+
+/// The chain hash over an event's canonical bytes `body`.
+pub fn chain_hash(prev: &[u8], body: &str) -> [u8; 32] {
     let mut input = Vec::with_capacity(DOMAIN.len() + prev.len() + body.len());
     input.extend_from_slice(DOMAIN);
     input.extend_from_slice(prev);
@@ -63,7 +79,7 @@ fn checkpoint_message(seq: i64, head_hash: &[u8], at: i64, key_id: &str) -> Stri
     digest::canonical_json(&value).unwrap_or_else(|_| value.to_string())
 }
 
-/// Signs the head at `seq`.
+/// Signs the head at `seq` (chain head only: what checkpoints were before the tree).
 pub fn sign_checkpoint(
     key: &SigningKey,
     key_id: &str,
@@ -80,6 +96,34 @@ pub fn sign_checkpoint(
         signature: key
             .sign(CONTEXT_AUDIT_CHECKPOINT, message.as_bytes())
             .to_vec(),
+        root_hash: None,
+        note: None,
+    }
+}
+
+/// Who signs checkpoints: the key, its id and the log's origin (the C2SP note's first line
+/// and the key's name in it).
+#[derive(Debug)]
+pub struct LogSigner {
+    /// The service signing key.
+    pub key: SigningKey,
+    /// Its fingerprint.
+    pub key_id: String,
+    /// The log's origin, e.g. `custodia.gov.example/audit`.
+    pub origin: String,
+}
+
+impl LogSigner {
+    /// Signs the head at `seq` events: the chain head as before, and the tree `root` as a
+    /// C2SP checkpoint note.
+    pub fn sign(&self, seq: i64, head_hash: &[u8], root: &TreeHash, at: i64) -> CheckpointRow {
+        let mut row = sign_checkpoint(&self.key, &self.key_id, seq, head_hash, at);
+        let size = u64::try_from(seq).unwrap_or(0);
+        // The origin is checked at start (`Config::audit_origin`), so a note always forms;
+        // a checkpoint without one still carries the chain signature.
+        row.note = tlog::sign_checkpoint(&self.key, &self.origin, size, root, at).ok();
+        row.root_hash = Some(root.to_vec());
+        row
     }
 }
 
@@ -96,7 +140,7 @@ pub struct Fault {
     /// The first sequence number that does not verify.
     pub seq: i64,
     /// `modified`, `missing`, `inserted-or-reordered`, `truncated`, `checkpoint-mismatch`,
-    /// `checkpoint-forged`.
+    /// `checkpoint-forged`, `untrusted-key`, `checkpoint-missing`, `tree-mismatch`.
     pub kind: &'static str,
     /// In words.
     pub detail: String,
@@ -108,39 +152,97 @@ impl std::fmt::Display for Fault {
     }
 }
 
-/// Walks events in order, one at a time, keeping only the running head.
+/// What a verifier trusts, from outside the database: the log's origin and the pinned
+/// public keys (key id, key).
+#[derive(Debug, Clone)]
+pub struct Trust {
+    /// The log's origin.
+    pub origin: String,
+    /// Keys whose checkpoints count.
+    pub keys: Vec<(String, VerifyingKey)>,
+}
+
+/// Walks events in order, one at a time, keeping only the running head and the tree's
+/// right edge.
 #[derive(Debug)]
 pub struct Verifier {
     expected_seq: i64,
     head: Vec<u8>,
+    tree: Frontier,
     checkpoints: std::collections::BTreeMap<i64, CheckpointRow>,
     /// Events checked so far.
     pub checked: u64,
 }
 
+fn forged(seq: i64, detail: String) -> Fault {
+    Fault {
+        seq,
+        kind: "checkpoint-forged",
+        detail,
+    }
+}
+
 impl Verifier {
-    /// Starts from genesis, checking against `checkpoints` (whose signatures must hold under
-    /// one of `keys`).
-    pub fn new(
-        checkpoints: Vec<CheckpointRow>,
-        keys: &[(String, VerifyingKey)],
-    ) -> Result<Self, Fault> {
+    /// Starts from genesis, checking against `checkpoints`: each must be signed by a key
+    /// `trust` pins (its chain signature, and its tree note where it has one), and from the
+    /// first checkpoint with a tree on, none may be more than
+    /// [`super::CHECKPOINT_EVERY_EVENTS`] events after the one before.
+    pub fn new(checkpoints: Vec<CheckpointRow>, trust: &Trust) -> Result<Self, Fault> {
+        let mut previous = 0;
         for c in &checkpoints {
-            let key = keys.iter().find(|(id, _)| *id == c.key_id).map(|(_, k)| k);
-            if !key.is_some_and(|k| checkpoint_signature_holds(k, c)) {
+            let Some(key) = trust
+                .keys
+                .iter()
+                .find(|(id, _)| *id == c.key_id)
+                .map(|(_, k)| k)
+            else {
                 return Err(Fault {
                     seq: c.seq,
-                    kind: "checkpoint-forged",
+                    kind: "untrusted-key",
                     detail: format!(
-                        "the checkpoint at {} is not signed by a published audit key",
-                        c.seq
+                        "the checkpoint at {} names key {}, which is not a pinned audit key",
+                        c.seq, c.key_id
                     ),
                 });
+            };
+            if !checkpoint_signature_holds(key, c) {
+                return Err(forged(
+                    c.seq,
+                    format!("the checkpoint at {} is not signed by its key", c.seq),
+                ));
             }
+            if let Some(note) = &c.note {
+                let head =
+                    tlog::open_checkpoint(note, &trust.origin, std::slice::from_ref(key), &[])
+                        .map_err(|e| {
+                            forged(c.seq, format!("the checkpoint note at {}: {e}", c.seq))
+                        })?;
+                let root_matches = c.root_hash.as_deref() == Some(head.root.as_slice());
+                if u64::try_from(c.seq).ok() != Some(head.size) || !root_matches {
+                    return Err(forged(
+                        c.seq,
+                        format!("the checkpoint note at {} does not match its row", c.seq),
+                    ));
+                }
+                if c.seq - previous > super::CHECKPOINT_EVERY_EVENTS {
+                    return Err(Fault {
+                        seq: previous + 1,
+                        kind: "checkpoint-missing",
+                        detail: format!(
+                            "no checkpoint between {} and {}: more than {} events apart",
+                            previous,
+                            c.seq,
+                            super::CHECKPOINT_EVERY_EVENTS
+                        ),
+                    });
+                }
+            }
+            previous = c.seq;
         }
         Ok(Self {
             expected_seq: 1,
             head: GENESIS.to_vec(),
+            tree: Frontier::default(),
             checkpoints: checkpoints.into_iter().map(|c| (c.seq, c)).collect(),
             checked: 0,
         })
@@ -162,7 +264,8 @@ impl Verifier {
                 detail: "the event does not follow the one before it".into(),
             });
         }
-        let hash = event_hash(&self.head, e);
+        let body = canonical(e);
+        let hash = chain_hash(&self.head, &body);
         if e.hash != hash {
             return Err(Fault {
                 seq: e.seq,
@@ -170,14 +273,20 @@ impl Verifier {
                 detail: "the event's contents do not match its hash".into(),
             });
         }
-        if let Some(c) = self.checkpoints.get(&e.seq)
-            && c.head_hash != hash
-        {
-            return Err(Fault {
-                seq: e.seq,
-                kind: "checkpoint-mismatch",
-                detail: format!("the chain differs from the signed checkpoint at {}", c.seq),
-            });
+        self.tree.push(tlog::leaf_hash(body.as_bytes()));
+        self.check_time_spacing(e)?;
+        if let Some(c) = self.checkpoints.get(&e.seq) {
+            let tree_differs = c
+                .root_hash
+                .as_deref()
+                .is_some_and(|root| root != self.tree.root().as_slice());
+            if c.head_hash != hash || tree_differs {
+                return Err(Fault {
+                    seq: e.seq,
+                    kind: "checkpoint-mismatch",
+                    detail: format!("the trail differs from the signed checkpoint at {}", c.seq),
+                });
+            }
         }
         self.head = hash.to_vec();
         self.expected_seq = e.seq + 1;
@@ -185,7 +294,44 @@ impl Verifier {
         Ok(())
     }
 
-    /// Ends the walk: the chain must reach every checkpoint and the recorded head.
+    /// An event appended a checkpoint interval or more after the last checkpoint is signed
+    /// in its own batch (the sequencer checks the time at every commit), so the next
+    /// checkpoint must carry that event's time. Applies from the first checkpoint with a
+    /// tree on.
+    fn check_time_spacing(&self, e: &AuditRow) -> Result<(), Fault> {
+        let interval = i64::try_from(super::CHECKPOINT_EVERY.as_millis()).unwrap_or(i64::MAX);
+        let Some((_, before)) = self.checkpoints.range(..e.seq).next_back() else {
+            return Ok(());
+        };
+        if before.note.is_none() || e.at - before.at < interval {
+            return Ok(());
+        }
+        let signed_with_it = self
+            .checkpoints
+            .range(e.seq..)
+            .next()
+            .is_some_and(|(_, after)| after.at == e.at);
+        if signed_with_it {
+            return Ok(());
+        }
+        Err(Fault {
+            seq: e.seq,
+            kind: "checkpoint-missing",
+            detail: format!(
+                "the event came {} s after checkpoint {} and no checkpoint was signed with it",
+                (e.at - before.at) / 1000,
+                before.seq
+            ),
+        })
+    }
+
+    /// The root of the tree over the events checked so far.
+    pub fn root(&self) -> TreeHash {
+        self.tree.root()
+    }
+
+    /// Ends the walk: the chain must reach every checkpoint and the recorded head, and the
+    /// events after the last checkpoint must be fewer than the spacing allows.
     pub fn finish(self, head_seq: i64, head_hash: &[u8]) -> Result<Summary, Fault> {
         let last = self.expected_seq - 1;
         if let Some((&cseq, _)) = self.checkpoints.range(last + 1..).next() {
@@ -211,12 +357,27 @@ impl Verifier {
                 detail: format!("events after the recorded head ({head_seq}) were added"),
             });
         }
-        let last_checkpoint = self.checkpoints.keys().next_back().copied();
+        let last_checkpoint = self.checkpoints.values().next_back();
+        if let Some(c) = last_checkpoint.filter(|c| c.note.is_some())
+            && last - c.seq > super::CHECKPOINT_EVERY_EVENTS
+        {
+            return Err(Fault {
+                seq: c.seq + 1,
+                kind: "checkpoint-missing",
+                detail: format!(
+                    "{} events after the last checkpoint ({}): more than {}",
+                    last - c.seq,
+                    c.seq,
+                    super::CHECKPOINT_EVERY_EVENTS
+                ),
+            });
+        }
         Ok(Summary {
             events: self.checked,
             head_seq: last,
             head_hash: digest::hex(&self.head),
-            last_checkpoint,
+            tree_root: digest::hex(&self.tree.root()),
+            last_checkpoint: last_checkpoint.map(|c| c.seq),
         })
     }
 }
@@ -230,6 +391,8 @@ pub struct Summary {
     pub head_seq: i64,
     /// The head hash, hex.
     pub head_hash: String,
+    /// The Merkle tree's root over every event, hex.
+    pub tree_root: String,
     /// The last signed checkpoint's sequence number.
     pub last_checkpoint: Option<i64>,
 }
@@ -275,7 +438,11 @@ mod tests {
     }
 
     fn verify(rows: &[AuditRow]) -> Result<Summary, Fault> {
-        let mut v = Verifier::new(Vec::new(), &[])?;
+        let trust = Trust {
+            origin: "test/audit".into(),
+            keys: Vec::new(),
+        };
+        let mut v = Verifier::new(Vec::new(), &trust)?;
         for r in rows {
             v.push(r)?;
         }

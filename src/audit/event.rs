@@ -8,6 +8,7 @@ use crate::ids::GrantId;
 use crate::status::Tier;
 use crate::status::named_enum;
 use crate::store::audit::AuditRow;
+use custodia_crypto::tlog::TreeHash;
 
 named_enum! {
     /// What an event records: one name each, stored in the trail and shown as it is.
@@ -220,7 +221,9 @@ impl Event {
         self.citizen.as_deref()
     }
 
-    pub(super) fn into_row(self, seq: i64, at: i64, prev_hash: Vec<u8>) -> AuditRow {
+    /// The stored row at `seq` following `prev_hash`, and its Merkle leaf (both from one
+    /// canonical encoding).
+    pub(super) fn into_row(self, seq: i64, at: i64, prev_hash: Vec<u8>) -> (AuditRow, TreeHash) {
         let mut row = AuditRow {
             seq,
             at,
@@ -244,8 +247,9 @@ impl Event {
             prev_hash,
             hash: Vec::new(),
         };
-        row.hash = chain::event_hash(&row.prev_hash, &row).to_vec();
-        row
+        let body = chain::canonical(&row);
+        row.hash = chain::chain_hash(&row.prev_hash, &body).to_vec();
+        (row, custodia_crypto::tlog::leaf_hash(body.as_bytes()))
     }
 }
 

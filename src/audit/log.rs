@@ -3,11 +3,13 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use custodia_crypto::sign::SigningKey;
+use custodia_crypto::tlog::TreeHash;
 
+use super::chain::LogSigner;
+use super::tree::Appender;
 use super::{
     APPEND_TIMEOUT, Action, ActorKind, CHECKPOINT_EVERY, CHECKPOINT_EVERY_EVENTS, Event, MAX_BATCH,
-    Outcome, chain,
+    Outcome,
 };
 use crate::clock::Clock;
 use crate::error::Error;
@@ -60,14 +62,13 @@ impl AuditLog {
         }
     }
 
-    /// Starts the sequencer on `store`, signing checkpoints with `signing`.
+    /// Starts the sequencer on `store`, signing checkpoints with `signer`.
     pub async fn start(
         store: Store,
         clock: std::sync::Arc<dyn Clock>,
-        signing: SigningKey,
-        key_id: String,
+        signer: LogSigner,
     ) -> Result<Self, StoreError> {
-        Self::start_with_batch(store, clock, signing, key_id, MAX_BATCH).await
+        Self::start_with_batch(store, clock, signer, MAX_BATCH).await
     }
 
     /// As [`AuditLog::start`] with another batch size (1 = one commit per event, what the
@@ -75,19 +76,43 @@ impl AuditLog {
     pub async fn start_with_batch(
         store: Store,
         clock: std::sync::Arc<dyn Clock>,
-        signing: SigningKey,
-        key_id: String,
+        signer: LogSigner,
         max_batch: usize,
     ) -> Result<Self, StoreError> {
         store.ensure_audit_head().await?;
+        let built = super::tree::extend_tree(&store).await?;
+        if built > 0 {
+            tracing::info!(events = built, "built the audit tree over earlier events");
+        }
+        // A new log starts with a signed checkpoint of the empty tree, so there is always a
+        // newest checkpoint to show and for witnesses to start from.
+        if store.last_checkpoint().await?.is_none() {
+            let mut tx = store.begin().await?;
+            let (seq, head) = tx.lock_audit_head().await?;
+            if seq == 0 {
+                let empty = custodia_crypto::tlog::EMPTY_ROOT;
+                tx.insert_checkpoint(&signer.sign(0, &head, &empty, clock.now_ms()))
+                    .await?;
+            }
+            tx.commit().await?;
+        }
+        // What this process will hold every later checkpoint to: the newest one it can
+        // read now (witnesses hold it to more).
+        let last_signed = match store.last_checkpoint().await? {
+            Some(c) => c
+                .root_hash
+                .and_then(|r| TreeHash::try_from(r).ok())
+                .map(|root| (c.seq, root)),
+            None => None,
+        };
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(
             Sequencer {
                 store,
                 clock,
-                signing,
-                key_id,
+                signer,
                 max_batch: max_batch.clamp(1, MAX_BATCH),
+                last_signed: std::sync::Mutex::new(last_signed),
             }
             .run(rx),
         );
@@ -143,9 +168,11 @@ impl AuditLog {
 struct Sequencer {
     store: Store,
     clock: std::sync::Arc<dyn Clock>,
-    signing: SigningKey,
-    key_id: String,
+    signer: LogSigner,
     max_batch: usize,
+    /// The newest checkpoint this process signed or started from: every later one must
+    /// extend it, or the sequencer refuses to sign (and to append) over a changed history.
+    last_signed: std::sync::Mutex<Option<(i64, TreeHash)>>,
 }
 
 impl Sequencer {
@@ -155,7 +182,7 @@ impl Sequencer {
                 Ok(Some(p)) => p,
                 Ok(None) => return,
                 Err(_) => {
-                    if let Err(e) = self.checkpoint_if_due(true).await {
+                    if let Err(e) = self.checkpoint_if_due().await {
                         tracing::warn!(error = %e, "could not sign an audit checkpoint");
                     }
                     continue;
@@ -195,6 +222,10 @@ impl Sequencer {
         let now = self.clock.now_ms();
         let mut tx = self.store.begin().await?;
         let (mut seq, mut head) = tx.lock_audit_head().await?;
+        let mut tree = Appender::load(&mut tx, tree_size(seq)).await?;
+        self.check_extends(&mut tx, &tree, seq).await?;
+        let mut last = tx.last_checkpoint_mark().await?.unwrap_or((0, 0));
+        let mut checkpoints = Vec::new();
         let mut outcomes = Vec::with_capacity(events.len());
         for (mut event, claim) in events {
             let mut exhausted = None;
@@ -217,65 +248,128 @@ impl Sequencer {
                 },
             };
             let citizen = event.citizen_pseudonym().map(str::to_owned);
-            seq += 1;
-            let row = event.into_row(seq, now, head);
-            tx.insert_audit_event(&row).await?;
-            head = row.hash;
+            let mut rows = vec![(seq + 1, event)];
             outcomes.push(if granted {
-                Claim::Granted { seq }
+                Claim::Granted { seq: seq + 1 }
             } else {
-                Claim::Refused { seq }
+                Claim::Refused { seq: seq + 1 }
             });
             if let Some(grant) = exhausted {
                 tx.end_grant(grant, None, crate::status::GrantStatus::Exhausted, now)
                     .await?;
-                seq += 1;
-                let row = Event::new(ActorKind::System, None, Action::GrantExhausted)
+                let ended = Event::new(ActorKind::System, None, Action::GrantExhausted)
                     .citizen(citizen.as_deref())
                     .grant(Some(grant))
-                    .objects([grant.to_string()])
-                    .into_row(seq, now, head);
+                    .objects([grant.to_string()]);
+                rows.push((seq + 2, ended));
+            }
+            for (at_seq, event) in rows {
+                let (row, leaf) = event.into_row(at_seq, now, head);
                 tx.insert_audit_event(&row).await?;
+                tree.push(leaf)?;
+                seq = at_seq;
                 head = row.hash;
+                // Exactly at the spacing, inside the batch: a verifier can require it.
+                if seq - last.0 >= CHECKPOINT_EVERY_EVENTS {
+                    checkpoints.push(self.signer.sign(seq, &head, &tree.root()?, now));
+                    last = (seq, now);
+                }
             }
         }
+        tx.insert_tree_hashes(tree.added()).await?;
         tx.set_audit_head(seq, &head).await?;
-        if let Some(c) = self.due_checkpoint(&mut tx, seq, &head, now, false).await? {
-            tx.insert_checkpoint(&c).await?;
+        tx.set_tree_size(tree_size(seq)).await?;
+        if seq > last.0 && now - last.1 >= interval_ms() {
+            checkpoints.push(self.signer.sign(seq, &head, &tree.root()?, now));
         }
+        let signed = self.sign_off(&mut tx, checkpoints).await?;
         tx.commit().await?;
+        self.remember(signed);
         Ok(outcomes)
     }
 
-    async fn due_checkpoint(
+    /// Fails the batch unless the trail still extends the last checkpoint this process
+    /// signed (or started from): a history changed underneath — rewritten, cut, replaced
+    /// by an older copy — is neither appended to nor signed.
+    async fn check_extends(
         &self,
         tx: &mut crate::store::Tx,
+        tree: &Appender,
         seq: i64,
-        head: &[u8],
-        now: i64,
-        by_time: bool,
-    ) -> Result<Option<crate::store::audit::CheckpointRow>, StoreError> {
-        if seq == 0 {
-            return Ok(None);
+    ) -> Result<(), StoreError> {
+        let remembered = *self
+            .last_signed
+            .lock()
+            .map_err(|_| StoreError::Other(anyhow::anyhow!("the audit signer is poisoned")))?;
+        let Some((size, root)) = remembered else {
+            return Ok(());
+        };
+        if seq >= size && tree.root_at(tx, tree_size(size)).await? == root {
+            return Ok(());
         }
-        let (last_seq, last_at) = tx.last_checkpoint_mark().await?.unwrap_or((0, 0));
-        let interval_ms = i64::try_from(CHECKPOINT_EVERY.as_millis()).unwrap_or(i64::MAX);
-        let due = seq - last_seq >= CHECKPOINT_EVERY_EVENTS
-            || (seq > last_seq && (by_time || now - last_at >= interval_ms));
-        Ok(due.then(|| chain::sign_checkpoint(&self.signing, &self.key_id, seq, head, now)))
+        metrics::counter!("custodia_audit_history_changed_total").increment(1);
+        tracing::error!(
+            signed = size,
+            head = seq,
+            "the audit trail no longer extends the last checkpoint this server signed; \
+             refusing to append or sign"
+        );
+        Err(StoreError::Other(anyhow::anyhow!(
+            "the audit trail does not extend checkpoint {size}"
+        )))
     }
 
-    /// Signs the current head if events were added since the last checkpoint.
-    async fn checkpoint_if_due(&self, by_time: bool) -> Result<(), StoreError> {
+    /// Writes new checkpoints; returns the newest, to remember once committed.
+    async fn sign_off(
+        &self,
+        tx: &mut crate::store::Tx,
+        checkpoints: Vec<crate::store::audit::CheckpointRow>,
+    ) -> Result<Option<(i64, TreeHash)>, StoreError> {
+        let Some(newest) = checkpoints.last() else {
+            return Ok(None);
+        };
+        for c in &checkpoints {
+            tx.insert_checkpoint(c).await?;
+        }
+        let root = newest
+            .root_hash
+            .as_deref()
+            .and_then(|r| TreeHash::try_from(r).ok());
+        Ok(root.map(|root| (newest.seq, root)))
+    }
+
+    /// After the commit: later checkpoints must extend this one.
+    fn remember(&self, signed: Option<(i64, TreeHash)>) {
+        if let (Some(signed), Ok(mut last)) = (signed, self.last_signed.lock())
+            && last.is_none_or(|(seq, _)| signed.0 >= seq)
+        {
+            *last = Some(signed);
+        }
+    }
+
+    /// Signs the current head if events were added since the last checkpoint (when idle).
+    async fn checkpoint_if_due(&self) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         let mut tx = self.store.begin().await?;
         let (seq, head) = tx.lock_audit_head().await?;
-        if let Some(c) = self
-            .due_checkpoint(&mut tx, seq, &head, now, by_time)
-            .await?
-        {
-            tx.insert_checkpoint(&c).await?;
+        let last = tx.last_checkpoint_mark().await?.map_or(0, |(s, _)| s);
+        let mut signed = None;
+        if seq > last {
+            let tree = Appender::load(&mut tx, tree_size(seq)).await?;
+            self.check_extends(&mut tx, &tree, seq).await?;
+            let checkpoint = self.signer.sign(seq, &head, &tree.root()?, now);
+            signed = self.sign_off(&mut tx, vec![checkpoint]).await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        self.remember(signed);
+        Ok(())
     }
+}
+
+fn tree_size(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
+}
+
+fn interval_ms() -> i64 {
+    i64::try_from(CHECKPOINT_EVERY.as_millis()).unwrap_or(i64::MAX)
 }

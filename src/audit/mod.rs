@@ -21,14 +21,15 @@ pub mod chain;
 mod event;
 mod exports;
 mod log;
+mod tree;
 
+pub use chain::{LogSigner, Trust};
 pub use event::{Action, ActorKind, Event, Outcome};
 pub use exports::{ExportedEvent, Format, export};
 pub use log::{AuditLog, Claim};
+pub use tree::{consistency_proof, extend_tree, inclusion_proof, stored_root};
 
 use std::time::Duration;
-
-use custodia_crypto::sign::SigningKey;
 
 use crate::error::Error;
 use crate::ids::CitizenId;
@@ -44,11 +45,10 @@ pub const CHECKPOINT_EVERY_EVENTS: i64 = 1000;
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 
 /// Signs a checkpoint of the current head now, if events were added since the last one
-/// (for tests; the running sequencer signs on its own schedule).
+/// (for tests and tools; the running sequencer signs on its own schedule).
 pub async fn checkpoint_now(
     store: &Store,
-    signing: &SigningKey,
-    key_id: &str,
+    signer: &LogSigner,
     now_ms: i64,
 ) -> Result<Option<i64>, StoreError> {
     let mut tx = store.begin().await?;
@@ -58,7 +58,13 @@ pub async fn checkpoint_now(
         tx.commit().await?;
         return Ok(None);
     }
-    tx.insert_checkpoint(&chain::sign_checkpoint(signing, key_id, seq, &head, now_ms))
+    let size = u64::try_from(seq).unwrap_or(0);
+    let known = tx
+        .tree_hashes(&custodia_crypto::tlog::root_needs(size))
+        .await?;
+    let root = custodia_crypto::tlog::root(size, &known)
+        .map_err(|e| StoreError::Other(anyhow::anyhow!("the audit tree is incomplete: {e}")))?;
+    tx.insert_checkpoint(&signer.sign(seq, &head, &root, now_ms))
         .await?;
     tx.commit().await?;
     Ok(Some(seq))
@@ -70,29 +76,34 @@ pub async fn citizen_event(store: &Store, citizen: CitizenId, action: Action) ->
     Event::new(ActorKind::Citizen, pseudonym.clone(), action).citizen(pseudonym.as_deref())
 }
 
-/// Verifies the whole trail in pages, calling `progress(checked, total)` as it goes.
-/// The outer error is a storage failure; the inner one the first fault found.
+/// Verifies the whole trail in pages against what `trust` pins, calling
+/// `progress(checked, total)` as it goes. The outer error is a storage failure; the inner
+/// one the first fault found: a changed, missing, inserted or reordered event, a
+/// checkpoint the trail does not match or no pinned key signed, a stretch without the
+/// promised checkpoints, or a stored tree that differs from the events.
 pub async fn verify(
     store: &Store,
+    trust: &Trust,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Result<chain::Summary, chain::Fault>, Error> {
     const PAGE: i64 = 10_000;
-    let keys: Vec<(String, custodia_crypto::sign::VerifyingKey)> = store
-        .signing_keys()
-        .await?
-        .into_iter()
-        .filter_map(|(id, public)| {
-            custodia_crypto::sign::VerifyingKey::from_bytes(&public)
-                .ok()
-                .map(|k| (id, k))
-        })
-        .collect();
     let (head_seq, head_hash) = store.audit_head().await?;
     let (count, _) = store.audit_extent().await?;
     let total = u64::try_from(count).unwrap_or(0);
-    let mut verifier = match chain::Verifier::new(store.audit_checkpoints().await?, &keys) {
+    let mut verifier = match chain::Verifier::new(store.audit_checkpoints().await?, trust) {
         Ok(v) => v,
-        Err(fault) => return Ok(Err(fault)),
+        Err(mut fault) => {
+            // Say so when the key is one the database offers but nobody pinned.
+            if fault.kind == "untrusted-key"
+                && let Ok(published) = store.signing_keys().await
+                && published
+                    .iter()
+                    .any(|(id, _)| fault.detail.contains(id.as_str()))
+            {
+                fault.detail.push_str(" (it appears only in the database)");
+            }
+            return Ok(Err(fault));
+        }
     };
     let mut after = 0;
     loop {
@@ -106,5 +117,21 @@ pub async fn verify(
         }
         progress(verifier.checked, total);
     }
-    Ok(verifier.finish(head_seq, &head_hash))
+    let size = u64::try_from(head_seq).unwrap_or(0);
+    let computed = verifier.root();
+    let summary = match verifier.finish(head_seq, &head_hash) {
+        Ok(summary) => summary,
+        Err(fault) => return Ok(Err(fault)),
+    };
+    // The stored tree answers every proof: it must be the tree of these events.
+    let stored = store.tree_size().await? == size
+        && tree::stored_root(store, size).await.ok() == Some(computed);
+    if !stored {
+        return Ok(Err(chain::Fault {
+            seq: head_seq,
+            kind: "tree-mismatch",
+            detail: "the stored Merkle tree is not the tree of the events".into(),
+        }));
+    }
+    Ok(Ok(summary))
 }

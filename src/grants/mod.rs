@@ -16,12 +16,13 @@
 //! published at `/api/v1/audit/public-key`.
 
 pub mod reads;
+mod receipts;
 mod refusals;
+
+pub use receipts::{Receipt, receipt};
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use custodia_crypto::sign::CONTEXT_CONSENT_RECEIPT;
 use custodia_crypto::{GrantKey, SymmetricKey, digest, wrap};
 use serde::{Deserialize, Serialize};
@@ -531,37 +532,6 @@ pub async fn revoke(ctx: &Context, session: &Session, id: GrantId) -> Result<Gra
         .objects([id.to_string()]);
     ctx.audit.record(event).await;
     Ok(view(&ctx.store.citizen_grant(citizen, id).await?, now))
-}
-
-/// A signed consent receipt, verifiable offline.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Receipt {
-    /// The receipt (its RFC 8785 canonical form is what was signed).
-    #[schema(value_type = Object)]
-    pub receipt: serde_json::Value,
-    /// Ed25519 signature, base64url, over `"custodia-sig/1\0consent-receipt\0" ‖ canonical receipt`.
-    pub signature: String,
-    /// The signing key's public half, base64url.
-    pub public_key: String,
-    /// The signing key's id.
-    pub key_id: String,
-    /// The signature's context label.
-    pub context: &'static str,
-}
-
-/// The receipt of one of the citizen's grants.
-#[tracing::instrument(skip_all, fields(grant = %id))]
-pub async fn receipt(ctx: &Context, session: &Session, id: GrantId) -> Result<Receipt, Error> {
-    let g = ctx.store.citizen_grant(session.citizen()?, id).await?;
-    let value: serde_json::Value =
-        serde_json::from_str(&g.receipt).map_err(|e| Error::Internal(e.into()))?;
-    Ok(Receipt {
-        receipt: value,
-        signature: URL_SAFE_NO_PAD.encode(&g.receipt_signature),
-        public_key: URL_SAFE_NO_PAD.encode(ctx.keys.signing.verifying_key().to_bytes()),
-        key_id: ctx.keys.signing_key_id.clone(),
-        context: CONTEXT_CONSENT_RECEIPT,
-    })
 }
 
 /// Ends every active grant past its end: status `expired` and keys destroyed, one grant per

@@ -17,6 +17,7 @@ pub mod openapi;
 mod ops;
 mod panics;
 mod requests;
+mod transparency;
 mod web;
 
 use std::sync::Arc;
@@ -70,6 +71,8 @@ pub fn app(state: AppState) -> Router {
         .merge(requests::router())
         .merge(activity::router())
         .merge(audit::router())
+        .merge(transparency::public_router())
+        .merge(transparency::citizen_router())
         .split_for_parts();
     // Uploads may be as large as the configured file limit plus room for the other parts.
     let upload_limit = usize::try_from(state.config.max_upload_bytes)

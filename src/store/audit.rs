@@ -43,6 +43,10 @@ pub struct CheckpointRow {
     pub at: i64,
     pub key_id: String,
     pub signature: Vec<u8>,
+    /// The tree's root at `seq` events (NULL before the tree existed).
+    pub root_hash: Option<Vec<u8>>,
+    /// The C2SP checkpoint, signed (NULL before the tree existed).
+    pub note: Option<String>,
 }
 
 const COLUMNS: &str = "seq, at, actor_kind, actor_id, officer_id, case_id, citizen_pseudonym, action, \
@@ -135,8 +139,7 @@ impl Store {
 
     /// Every checkpoint, in order.
     pub async fn audit_checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
-        const SQL: &str =
-            "SELECT seq, head_hash, at, key_id, signature FROM audit_checkpoints ORDER BY seq";
+        const SQL: &str = "SELECT seq, head_hash, at, key_id, signature, root_hash, note FROM audit_checkpoints ORDER BY seq";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, CheckpointRow>(SQL).fetch_all(p).await?
         }))
@@ -144,8 +147,8 @@ impl Store {
 
     /// The latest checkpoint.
     pub async fn last_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
-        const SQL: &str = "SELECT seq, head_hash, at, key_id, signature FROM audit_checkpoints \
-            ORDER BY seq DESC LIMIT 1";
+        const SQL: &str = "SELECT seq, head_hash, at, key_id, signature, root_hash, note \
+            FROM audit_checkpoints ORDER BY seq DESC LIMIT 1";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, CheckpointRow>(SQL).fetch_optional(p).await?
         }))
@@ -267,6 +270,17 @@ impl Store {
 }
 
 impl Store {
+    /// The sequence number of a grant's creation event.
+    pub async fn grant_created_seq(&self, grant: GrantId) -> Result<Option<i64>, StoreError> {
+        const SQL: &str = "SELECT seq FROM audit_events WHERE grant_id = $1 AND action = 'grant.create' \
+            ORDER BY seq LIMIT 1";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_scalar::<_, i64>(SQL).bind(grant).fetch_optional(p).await?
+        }))
+    }
+}
+
+impl Store {
     /// Successful agency reads of this citizen's documents after `seq`.
     pub async fn count_reads_after(&self, pseudonym: &str, seq: i64) -> Result<i64, StoreError> {
         const SQL: &str = "SELECT COUNT(*) FROM audit_events WHERE citizen_pseudonym = $1 AND seq > $2 \
@@ -350,8 +364,8 @@ impl Tx {
 
     /// Stores a checkpoint.
     pub async fn insert_checkpoint(&mut self, c: &CheckpointRow) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO audit_checkpoints (seq, head_hash, at, key_id, signature) \
-            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING";
+        const SQL: &str = "INSERT INTO audit_checkpoints (seq, head_hash, at, key_id, signature, \
+            root_hash, note) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (seq) DO NOTHING";
         on_engine!(self, t => {
             sqlx::query(SQL)
                 .bind(c.seq)
@@ -359,6 +373,8 @@ impl Tx {
                 .bind(c.at)
                 .bind(&c.key_id)
                 .bind(&c.signature)
+                .bind(&c.root_hash)
+                .bind(&c.note)
                 .execute(&mut **t)
                 .await?;
         });

@@ -11,6 +11,7 @@
 
 pub mod agencies;
 pub mod audit;
+pub mod audit_tree;
 pub mod auditors;
 pub mod blob;
 pub mod citizens;

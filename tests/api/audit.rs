@@ -62,9 +62,13 @@ async fn busy_trail(app: &TestApp) {
 }
 
 async fn verify(app: &TestApp) -> Result<chain::Summary, Fault> {
-    custodia::audit::verify(&app.state.store, |_, _| {})
-        .await
-        .unwrap()
+    custodia::audit::verify(
+        &app.state.store,
+        &app.state.audit_trust().unwrap(),
+        |_, _| {},
+    )
+    .await
+    .unwrap()
 }
 
 async fn sql(app: &TestApp, text: &str) {
@@ -102,8 +106,7 @@ async fn every_kind_of_tampering_is_caught_at_its_sequence_number(backend: Backe
     let store = &app.state.store;
     let signed = custodia::audit::checkpoint_now(
         store,
-        &app.state.keys.signing,
-        &app.state.keys.signing_key_id,
+        &app.state.log_signer().unwrap(),
         custodia::clock::Clock::now_ms(&app.clock),
     )
     .await

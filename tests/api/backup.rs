@@ -77,10 +77,14 @@ async fn a_backup_taken_while_serving_restores_the_same_documents_and_chain(back
         assert!(status.success());
     }
     let restored = fresh.start().await.expect("the restored data serves");
-    let summary = custodia::audit::verify(&restored.state.store, |_, _| {})
-        .await
-        .unwrap()
-        .expect("the restored chain verifies");
+    let summary = custodia::audit::verify(
+        &restored.state.store,
+        &restored.state.audit_trust().unwrap(),
+        |_, _| {},
+    )
+    .await
+    .unwrap()
+    .expect("the restored chain verifies");
     assert!(summary.events >= 5);
 
     // The same citizen signs in with the same passkey, unlocks, and opens the same bytes.

@@ -87,14 +87,9 @@ async fn the_master_key_rotates_under_live_traffic_and_resumes_after_interruptio
     // The signing key rotates; checkpoints signed before and after both verify.
     let app = env.start().await.unwrap();
     let store = app.state.store.clone();
-    custodia::audit::checkpoint_now(
-        &store,
-        &app.state.keys.signing,
-        &app.state.keys.signing_key_id,
-        1,
-    )
-    .await
-    .unwrap();
+    custodia::audit::checkpoint_now(&store, &app.state.log_signer().unwrap(), 1)
+        .await
+        .unwrap();
     let old_signing = app.state.keys.signing_key_id.clone();
     let new_signing =
         custodia::keyring::rotate_signing(&store, &env.config().signing_key_file(), 2)
@@ -105,16 +100,20 @@ async fn the_master_key_rotates_under_live_traffic_and_resumes_after_interruptio
     assert_eq!(app.state.keys.signing_key_id, new_signing);
     agency.base = app.base.clone();
     assert_eq!(agency.read(&path).await.status(), 200);
-    custodia::audit::checkpoint_now(&app.state.store, &app.state.keys.signing, &new_signing, 3)
+    custodia::audit::checkpoint_now(&app.state.store, &app.state.log_signer().unwrap(), 3)
         .await
         .unwrap();
     let checkpoints = app.state.store.audit_checkpoints().await.unwrap();
     assert!(checkpoints.iter().any(|c| c.key_id == old_signing));
     assert!(checkpoints.iter().any(|c| c.key_id == new_signing));
-    custodia::audit::verify(&app.state.store, |_, _| {})
-        .await
-        .unwrap()
-        .expect("old and new checkpoints verify");
+    custodia::audit::verify(
+        &app.state.store,
+        &app.state.audit_trust().unwrap(),
+        |_, _| {},
+    )
+    .await
+    .unwrap()
+    .expect("old and new checkpoints verify");
     let published: Value = app
         .get("/api/v1/audit/public-key")
         .await

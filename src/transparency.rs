@@ -1,0 +1,156 @@
+//! The trail as a transparency log, as its readers see it: the newest signed checkpoint,
+//! consistency proofs between two sizes (what a witness or an auditor checks before trusting
+//! a newer checkpoint), and a citizen's inclusion proof for one of her own events.
+//!
+//! Everything here is checkable without trusting the server: a checkpoint is a C2SP signed
+//! note under a pinned key, and proofs are RFC 9162 proofs over the events' canonical bytes.
+//! Hashes travel as standard base64, as in the notes.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::error::{Error, invalid};
+use crate::sessions::Session;
+use crate::store::audit::CheckpointRow;
+
+/// A signed checkpoint.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CheckpointView {
+    /// The log's origin (the note's first line, and the signing key's name).
+    pub origin: String,
+    /// Events in the tree.
+    pub size: i64,
+    /// The tree's root, base64.
+    pub root_hash: String,
+    /// When it was signed (RFC 3339).
+    pub time: String,
+    /// The signing key's id (as in `/api/v1/audit/public-key`).
+    pub key_id: String,
+    /// The C2SP verifier key of the signing key (`origin+id+base64`), for note tools.
+    pub verifier_key: Option<String>,
+    /// The signed note itself (C2SP tlog-checkpoint), to verify byte for byte.
+    pub note: String,
+}
+
+fn view(ctx: &Context, c: CheckpointRow) -> Result<CheckpointView, Error> {
+    let origin = ctx.config.audit_origin();
+    let verifier_key = crate::keyring::pinned_keys(&ctx.config.signing_key_file())
+        .ok()
+        .and_then(|keys| keys.into_iter().find(|(id, _)| *id == c.key_id))
+        .map(|(_, key)| custodia_crypto::tlog::verifier_key(&origin, &key));
+    Ok(CheckpointView {
+        origin,
+        size: c.seq,
+        root_hash: STANDARD.encode(c.root_hash.unwrap_or_default()),
+        time: crate::clock::rfc3339(c.at),
+        key_id: c.key_id,
+        verifier_key,
+        note: c.note.unwrap_or_default(),
+    })
+}
+
+async fn newest(ctx: &Context) -> Result<CheckpointRow, Error> {
+    ctx.store
+        .last_checkpoint()
+        .await?
+        .filter(|c| c.note.is_some())
+        .ok_or(Error::NotFound)
+}
+
+/// The newest signed checkpoint (404 before the first).
+#[tracing::instrument(skip_all)]
+pub async fn latest(ctx: &Context) -> Result<CheckpointView, Error> {
+    view(ctx, newest(ctx).await?)
+}
+
+/// A consistency proof.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Consistency {
+    /// The older size.
+    pub from: u64,
+    /// The newer size.
+    pub to: u64,
+    /// RFC 9162 consistency proof, base64 hashes.
+    pub proof: Vec<String>,
+}
+
+/// The proof that the tree of `to` events extends the tree of its first `from`
+/// (`1 ≤ from ≤ to ≤` the tree's size).
+#[tracing::instrument(skip_all, fields(from, to))]
+pub async fn consistency(ctx: &Context, from: u64, to: u64) -> Result<Consistency, Error> {
+    let size = ctx.store.tree_size().await?;
+    if from == 0 {
+        return Err(invalid("from", "must be at least 1"));
+    }
+    if from > to {
+        return Err(invalid("from", "must not be larger than 'to'"));
+    }
+    if to > size {
+        return Err(invalid(
+            "to",
+            format!("the log holds {size} events; 'to' must not exceed it"),
+        ));
+    }
+    let proof = crate::audit::consistency_proof(&ctx.store, from, to).await?;
+    Ok(Consistency {
+        from,
+        to,
+        proof: proof.iter().map(|h| STANDARD.encode(h)).collect(),
+    })
+}
+
+/// The proof that one of the citizen's events is in the log.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct InclusionProof {
+    /// The event's sequence number.
+    pub seq: i64,
+    /// Its leaf index in the tree (`seq - 1`).
+    pub leaf_index: u64,
+    /// The event's canonical bytes (RFC 8785 JSON): the leaf is `SHA-256(0x00 ‖ these)`.
+    pub event: String,
+    /// The leaf hash, base64.
+    pub leaf_hash: String,
+    /// RFC 9162 inclusion proof against the checkpoint, base64 hashes.
+    pub proof: Vec<String>,
+    /// The newest signed checkpoint, which the proof is against.
+    pub checkpoint: CheckpointView,
+}
+
+/// The inclusion proof of event `seq`, which must be about the signed-in citizen (anyone
+/// else's answers 404, as a missing one does), against the newest checkpoint. An event
+/// newer than that checkpoint answers 409: checkpoints follow within a minute.
+#[tracing::instrument(skip_all, fields(seq))]
+pub async fn citizen_proof(
+    ctx: &Context,
+    session: &Session,
+    seq: i64,
+) -> Result<InclusionProof, Error> {
+    let pseudonym = ctx.store.citizen(session.citizen()?).await?.pseudonym;
+    let event = ctx
+        .store
+        .audit_events_after(seq.saturating_sub(1), 1)
+        .await?
+        .into_iter()
+        .find(|e| e.seq == seq && e.citizen_pseudonym.as_deref() == Some(pseudonym.as_str()))
+        .ok_or(Error::NotFound)?;
+    let checkpoint = newest(ctx).await?;
+    if checkpoint.seq < seq {
+        return Err(Error::Conflict(
+            "This event is not in a signed checkpoint yet; one follows within a minute.".into(),
+        ));
+    }
+    let size = u64::try_from(checkpoint.seq).unwrap_or(0);
+    let proof = crate::audit::inclusion_proof(&ctx.store, size, seq).await?;
+    let body = crate::audit::chain::canonical(&event);
+    let leaf = custodia_crypto::tlog::leaf_hash(body.as_bytes());
+    Ok(InclusionProof {
+        seq,
+        leaf_index: u64::try_from(seq - 1).unwrap_or(0),
+        event: body,
+        leaf_hash: STANDARD.encode(leaf),
+        proof: proof.iter().map(|h| STANDARD.encode(h)).collect(),
+        checkpoint: view(ctx, checkpoint)?,
+    })
+}

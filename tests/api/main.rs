@@ -27,4 +27,5 @@ mod metrics;
 mod openapi;
 mod requests;
 mod storage;
+mod transparency;
 mod web;

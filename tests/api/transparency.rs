@@ -294,7 +294,7 @@ async fn a_citizen_proves_her_event_is_in_the_signed_log(backend: Backend) {
     let head = tlog::open_checkpoint(
         checkpoint["note"].as_str().unwrap(),
         origin,
-        &[key.clone()],
+        std::slice::from_ref(&key),
         &[],
     )
     .expect("signed by the published key");

@@ -12,7 +12,9 @@
 //! The master and signing keys are copied too (mode 0600): without them the restored
 //! grants, service keys and checkpoints cannot be used. Keep backups as carefully as the
 //! live keys — or move `master.key` and `signing.key` out of the backup to separate
-//! storage and put them back to restore.
+//! storage and put them back to restore. The pinned public keys (`audit-keys/`) come along,
+//! so checkpoints signed before a rotation still verify; the server's memory of the last
+//! checkpoint it signed does not (a restored copy starts from what its database holds).
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -110,6 +112,17 @@ pub async fn run(config: &Config, out: &Path) -> anyhow::Result<Written> {
             let target = out.join(key.file_name().context("key file name")?);
             copy_private(&key, &target)?;
             keys.push(target);
+        }
+    }
+    // The pinned public keys, so checkpoints signed before a rotation still verify.
+    let pinned = crate::keyring::pinned_keys_dir(&config.signing_key_file());
+    if let Ok(entries) = std::fs::read_dir(&pinned) {
+        let target = out.join("audit-keys");
+        std::fs::create_dir_all(&target).context("creating audit-keys")?;
+        for entry in entries.flatten() {
+            let to = target.join(entry.file_name());
+            std::fs::copy(entry.path(), &to)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
         }
     }
     Ok(Written {

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success; 1 runtime failure; 2 unusable configuration or usage.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -94,6 +95,17 @@ enum AuditCommand {
         #[arg(long = "trusted-key", value_name = "KEY")]
         trusted_keys: Vec<String>,
     },
+    /// Check a citizen's proof bundle (downloaded from /me/activity/proofs) offline: its
+    /// checkpoint must be signed by a pinned key (or a --trusted-key) and every event's
+    /// inclusion proof must hold. Exit 0 when all do; exit 3 naming the first that does not.
+    VerifyProof {
+        /// The bundle (JSON).
+        file: PathBuf,
+        /// Trust this signing key (64 hex digits or base64url, as
+        /// /api/v1/audit/public-key shows it). Repeatable.
+        #[arg(long = "trusted-key", value_name = "KEY")]
+        trusted_keys: Vec<String>,
+    },
     /// Export events as CSV or JSON lines on standard output.
     Export {
         /// Only events at or after this time (RFC 3339).
@@ -112,6 +124,10 @@ enum AuditCommand {
 #[derive(Debug, thiserror::Error)]
 #[error("the audit trail does not verify: {0}")]
 struct ChainBroken(crate::audit::chain::Fault);
+
+#[derive(Debug, thiserror::Error)]
+#[error("the proofs do not verify: {0}")]
+struct ProofBroken(String);
 
 #[derive(Debug, Subcommand)]
 enum AgencyCommand {
@@ -210,6 +226,9 @@ pub fn main() -> ExitCode {
             Command::Audit(AuditCommand::Verify { trusted_keys }) => {
                 audit_verify(config, &trusted_keys).await
             }
+            Command::Audit(AuditCommand::VerifyProof { file, trusted_keys }) => {
+                audit_verify_proof(&config, &file, &trusted_keys)
+            }
             Command::Keys(KeysCommand::RotateMaster) => {
                 with_context(config, |ctx| async move {
                     let done = crate::keyring::rotate_master(&ctx.store, &ctx.config.master_key_file)
@@ -296,7 +315,10 @@ pub fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<ChainBroken>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<ChainBroken>().is_some()
+                || e.downcast_ref::<ProofBroken>().is_some() =>
+        {
             eprintln!("custodia: {e:#}");
             ExitCode::from(3)
         }
@@ -356,22 +378,51 @@ async fn agency_create(
     Ok(())
 }
 
-async fn audit_verify(config: Config, trusted_keys: &[String]) -> anyhow::Result<()> {
-    server::create_private_dir(&config.data_dir)?;
-    let mut trust = crate::audit::Trust {
-        origin: config.audit_origin(),
-        keys: crate::keyring::pinned_keys(&config.signing_key_file())?,
-    };
-    for text in trusted_keys {
+/// The keys a verifier trusts: the key directory's and those given with `--trusted-key`.
+fn trusted_keys(
+    config: &Config,
+    given: &[String],
+) -> anyhow::Result<Vec<(String, custodia_crypto::sign::VerifyingKey)>> {
+    let mut keys = crate::keyring::pinned_keys(&config.signing_key_file())?;
+    for text in given {
         let key = crate::keyring::parse_public_key(text.trim()).ok_or_else(|| {
             anyhow::anyhow!(
                 "--trusted-key {text}: not an Ed25519 public key (64 hex digits or base64url)"
             )
         })?;
-        trust
-            .keys
-            .push((crate::keyring::key_fingerprint(&key.to_bytes()), key));
+        keys.push((crate::keyring::key_fingerprint(&key.to_bytes()), key));
     }
+    Ok(keys)
+}
+
+fn audit_verify_proof(config: &Config, file: &Path, given: &[String]) -> anyhow::Result<()> {
+    let keys: Vec<_> = trusted_keys(config, given)?
+        .into_iter()
+        .map(|(_, key)| key)
+        .collect();
+    if keys.is_empty() {
+        anyhow::bail!(
+            "no trusted key: pass --trusted-key with the key from /api/v1/audit/public-key"
+        );
+    }
+    let text =
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let bundle: crate::transparency::Bundle = serde_json::from_str(&text)
+        .map_err(|e| ProofBroken(format!("{}: not a proof bundle ({e})", file.display())))?;
+    let checked = crate::transparency::check_bundle(&bundle, &keys).map_err(ProofBroken)?;
+    println!(
+        "{} event(s) proven in the log {} at size {} (checkpoint signed by a trusted key)",
+        checked.events, checked.origin, checked.size
+    );
+    Ok(())
+}
+
+async fn audit_verify(config: Config, trusted_keys: &[String]) -> anyhow::Result<()> {
+    server::create_private_dir(&config.data_dir)?;
+    let trust = crate::audit::Trust {
+        origin: config.audit_origin(),
+        keys: self::trusted_keys(&config, trusted_keys)?,
+    };
     let store = Store::connect(&config).await?;
     store.migrate().await?;
     let bar = indicatif::ProgressBar::new(0);

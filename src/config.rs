@@ -330,6 +330,12 @@ impl Config {
         )
     }
 
+    /// Where the server remembers the newest audit checkpoint it signed, outside the
+    /// database (`<data dir>/audit-checkpoint`).
+    pub fn audit_memory_file(&self) -> PathBuf {
+        self.data_dir.join("audit-checkpoint")
+    }
+
     /// The Ed25519 signing key file, kept beside the master key.
     pub fn signing_key_file(&self) -> PathBuf {
         sibling(&self.master_key_file, "signing.key")

@@ -86,6 +86,7 @@ impl Context {
             key,
             key_id: self.keys.signing_key_id.clone(),
             origin: self.config.audit_origin(),
+            memory: Some(self.config.audit_memory_file()),
         })
     }
 

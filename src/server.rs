@@ -149,6 +149,7 @@ pub async fn open_context(config: Config, clock: Arc<dyn Clock>) -> Result<Conte
             key: signing,
             key_id: keys.signing_key_id.clone(),
             origin: config.audit_origin(),
+            memory: Some(config.audit_memory_file()),
         },
     )
     .await?;

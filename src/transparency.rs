@@ -8,7 +8,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::context::Context;
 use crate::error::{Error, invalid};
@@ -16,7 +16,7 @@ use crate::sessions::Session;
 use crate::store::audit::CheckpointRow;
 
 /// A signed checkpoint.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckpointView {
     /// The log's origin (the note's first line, and the signing key's name).
     pub origin: String,
@@ -102,7 +102,7 @@ pub async fn consistency(ctx: &Context, from: u64, to: u64) -> Result<Consistenc
 }
 
 /// The proof that one of the citizen's events is in the log.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InclusionProof {
     /// The event's sequence number.
     pub seq: i64,
@@ -152,5 +152,134 @@ pub async fn citizen_proof(
         leaf_hash: STANDARD.encode(leaf),
         proof: proof.iter().map(|h| STANDARD.encode(h)).collect(),
         checkpoint: view(ctx, checkpoint)?,
+    })
+}
+
+/// Every proof a citizen can take away: her events in the newest checkpoint, each with its
+/// inclusion proof, checkable offline by `custodia audit verify-proof FILE`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Bundle {
+    /// `custodia-proofs/1`.
+    pub format: String,
+    /// The checkpoint every proof is against.
+    pub checkpoint: CheckpointView,
+    /// The citizen's events it covers, newest first (at most [`BUNDLE_EVENTS`]).
+    pub events: Vec<ProvenEvent>,
+}
+
+/// One event of a [`Bundle`].
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProvenEvent {
+    /// Sequence number.
+    pub seq: i64,
+    /// Leaf index (`seq - 1`).
+    pub leaf_index: u64,
+    /// Canonical bytes.
+    pub event: String,
+    /// Inclusion proof, base64 hashes.
+    pub proof: Vec<String>,
+}
+
+/// Most events in one bundle (the newest).
+pub const BUNDLE_EVENTS: i64 = 500;
+
+/// The signed-in citizen's proof bundle (404 before the first checkpoint).
+#[tracing::instrument(skip_all)]
+pub async fn citizen_bundle(ctx: &Context, session: &Session) -> Result<Bundle, Error> {
+    let pseudonym = ctx.store.citizen(session.citizen()?).await?.pseudonym;
+    let checkpoint = newest(ctx).await?;
+    let filter = crate::store::audit::AuditFilter {
+        citizen_pseudonym: Some(pseudonym),
+        ..Default::default()
+    };
+    let size = u64::try_from(checkpoint.seq).unwrap_or(0);
+    let rows: Vec<_> = ctx
+        .store
+        .audit_search(&filter, BUNDLE_EVENTS)
+        .await?
+        .into_iter()
+        .filter(|e| e.seq <= checkpoint.seq)
+        .collect();
+    let mut needs: Vec<u64> = rows
+        .iter()
+        .filter_map(|e| u64::try_from(e.seq - 1).ok())
+        .flat_map(|i| custodia_crypto::tlog::inclusion_needs(size, i))
+        .collect();
+    needs.sort_unstable();
+    needs.dedup();
+    let mut known = custodia_crypto::tlog::Known::new();
+    for chunk in needs.chunks(500) {
+        known.extend(ctx.store.tree_hashes(chunk).await?);
+    }
+    let mut events = Vec::with_capacity(rows.len());
+    for e in rows {
+        let index = u64::try_from(e.seq - 1).unwrap_or(0);
+        let proof = custodia_crypto::tlog::prove_inclusion(size, index, &known).map_err(|err| {
+            Error::Internal(anyhow::anyhow!("the audit tree is incomplete: {err}"))
+        })?;
+        events.push(ProvenEvent {
+            seq: e.seq,
+            leaf_index: index,
+            event: crate::audit::chain::canonical(&e),
+            proof: proof.iter().map(|h| STANDARD.encode(h)).collect(),
+        });
+    }
+    Ok(Bundle {
+        format: "custodia-proofs/1".into(),
+        checkpoint: view(ctx, checkpoint)?,
+        events,
+    })
+}
+
+/// What an offline check of a bundle established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleChecked {
+    /// Events proven.
+    pub events: usize,
+    /// The checkpoint's size.
+    pub size: u64,
+    /// Its origin.
+    pub origin: String,
+}
+
+/// Checks a bundle with nothing but `keys` (the signing keys the checker trusts): the
+/// checkpoint note must be signed by one of them, and every event's inclusion proof must
+/// hold against it. The error names the first thing that does not hold.
+pub fn check_bundle(
+    bundle: &Bundle,
+    keys: &[custodia_crypto::sign::VerifyingKey],
+) -> Result<BundleChecked, String> {
+    use custodia_crypto::tlog;
+    if bundle.format != "custodia-proofs/1" {
+        return Err(format!("unknown bundle format {:?}", bundle.format));
+    }
+    let origin = &bundle.checkpoint.origin;
+    let head = tlog::open_checkpoint(&bundle.checkpoint.note, origin, keys, &[])
+        .map_err(|e| format!("the checkpoint: {e}"))?;
+    for e in &bundle.events {
+        let proof: Option<Vec<tlog::TreeHash>> = e
+            .proof
+            .iter()
+            .map(|h| STANDARD.decode(h).ok().and_then(|b| b.try_into().ok()))
+            .collect();
+        let leaf = tlog::leaf_hash(e.event.as_bytes());
+        let holds = proof
+            .is_some_and(|p| tlog::check_inclusion(&p, head.size, &head.root, e.leaf_index, &leaf));
+        let names_its_seq = serde_json::from_str::<serde_json::Value>(&e.event)
+            .ok()
+            .and_then(|v| v.get("seq").and_then(serde_json::Value::as_i64))
+            == Some(e.seq)
+            && u64::try_from(e.seq - 1).ok() == Some(e.leaf_index);
+        if !holds || !names_its_seq {
+            return Err(format!(
+                "event {}: its inclusion proof does not hold against checkpoint {}",
+                e.seq, head.size
+            ));
+        }
+    }
+    Ok(BundleChecked {
+        events: bundle.events.len(),
+        size: head.size,
+        origin: origin.clone(),
     })
 }

@@ -13,8 +13,8 @@ const LAYERS: &[&[&str]] = &[
     // Foundations: no domain knowledge.
     &["clock", "config", "telemetry", "client", "status"],
     &["store"],
-    &["error", "keyring", "backup"],
-    &["catalog", "passkeys", "audit"],
+    &["error", "keyring"],
+    &["catalog", "passkeys", "audit", "backup"],
     // What every request works with.
     &["context"],
     &["sessions", "ratelimit"],

@@ -111,9 +111,20 @@ pub struct LogSigner {
     pub key_id: String,
     /// The log's origin, e.g. `custodia.gov.example/audit`.
     pub origin: String,
+    /// Where this server keeps the newest checkpoint it signed, outside the database (beside
+    /// its data), so that after a restart it still refuses a database rolled back or
+    /// rewritten behind what it signed. `None` keeps that memory in the process only.
+    pub memory: Option<std::path::PathBuf>,
 }
 
 impl LogSigner {
+    /// The size and root of a checkpoint note this signer made (its key, its origin).
+    pub fn open_own(&self, note: &str) -> Option<(i64, TreeHash)> {
+        let head =
+            tlog::open_checkpoint(note, &self.origin, &[self.key.verifying_key()], &[]).ok()?;
+        Some((i64::try_from(head.size).ok()?, head.root))
+    }
+
     /// Signs the head at `seq` events: the chain head as before, and the tree `root` as a
     /// C2SP checkpoint note.
     pub fn sign(&self, seq: i64, head_hash: &[u8], root: &TreeHash, at: i64) -> CheckpointRow {

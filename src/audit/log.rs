@@ -97,13 +97,35 @@ impl AuditLog {
             tx.commit().await?;
         }
         // What this process will hold every later checkpoint to: the newest one it can
-        // read now (witnesses hold it to more).
-        let last_signed = match store.last_checkpoint().await? {
+        // read now, or the newest it remembers signing if that is newer — which the
+        // database must still extend (witnesses hold it to more).
+        let in_database = match store.last_checkpoint().await? {
             Some(c) => c
                 .root_hash
                 .and_then(|r| TreeHash::try_from(r).ok())
                 .map(|root| (c.seq, root)),
             None => None,
+        };
+        let remembered = remembered(&signer).await;
+        if let Some((size, root)) = remembered {
+            let (head, _) = store.audit_head().await?;
+            let extends = head >= size
+                && super::tree::stored_root(&store, u64::try_from(size).unwrap_or(0))
+                    .await
+                    .ok()
+                    == Some(root);
+            if !extends {
+                return Err(StoreError::Other(anyhow::anyhow!(
+                    "the audit trail in the database (head {head}) does not extend checkpoint \
+                     {size}, which this server signed: the database was rolled back or \
+                     rewritten. Refusing to start; restore the database this server wrote, or \
+                     investigate"
+                )));
+            }
+        }
+        let last_signed = match (in_database, remembered) {
+            (Some(d), Some(r)) => Some(if d.0 >= r.0 { d } else { r }),
+            (d, r) => d.or(r),
         };
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(
@@ -284,7 +306,7 @@ impl Sequencer {
         }
         let signed = self.sign_off(&mut tx, checkpoints).await?;
         tx.commit().await?;
-        self.remember(signed);
+        self.remember(signed).await;
         Ok(outcomes)
     }
 
@@ -324,7 +346,7 @@ impl Sequencer {
         &self,
         tx: &mut crate::store::Tx,
         checkpoints: Vec<crate::store::audit::CheckpointRow>,
-    ) -> Result<Option<(i64, TreeHash)>, StoreError> {
+    ) -> Result<Option<(i64, TreeHash, String)>, StoreError> {
         let Some(newest) = checkpoints.last() else {
             return Ok(None);
         };
@@ -335,15 +357,33 @@ impl Sequencer {
             .root_hash
             .as_deref()
             .and_then(|r| TreeHash::try_from(r).ok());
-        Ok(root.map(|root| (newest.seq, root)))
+        Ok(root
+            .zip(newest.note.clone())
+            .map(|(root, note)| (newest.seq, root, note)))
     }
 
-    /// After the commit: later checkpoints must extend this one.
-    fn remember(&self, signed: Option<(i64, TreeHash)>) {
-        if let (Some(signed), Ok(mut last)) = (signed, self.last_signed.lock())
-            && last.is_none_or(|(seq, _)| signed.0 >= seq)
-        {
-            *last = Some(signed);
+    /// After the commit: later checkpoints must extend this one, in this process and, via
+    /// the memory file, after a restart.
+    async fn remember(&self, signed: Option<(i64, TreeHash, String)>) {
+        let Some((seq, root, note)) = signed else {
+            return;
+        };
+        let newer = match self.last_signed.lock() {
+            Ok(mut last) if last.is_none_or(|(s, _)| seq >= s) => {
+                *last = Some((seq, root));
+                true
+            }
+            _ => false,
+        };
+        if let (true, Some(path)) = (newer, &self.signer.memory) {
+            let tmp = path.with_extension("tmp");
+            let written = async {
+                tokio::fs::write(&tmp, note.as_bytes()).await?;
+                tokio::fs::rename(&tmp, path).await
+            };
+            if let Err(e) = written.await {
+                tracing::warn!(error = %e, path = %path.display(), "could not remember the newest audit checkpoint");
+            }
         }
     }
 
@@ -361,7 +401,7 @@ impl Sequencer {
             signed = self.sign_off(&mut tx, vec![checkpoint]).await?;
         }
         tx.commit().await?;
-        self.remember(signed);
+        self.remember(signed).await;
         Ok(())
     }
 }
@@ -372,4 +412,16 @@ fn tree_size(seq: i64) -> u64 {
 
 fn interval_ms() -> i64 {
     i64::try_from(CHECKPOINT_EVERY.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The newest checkpoint this server remembers signing (its memory file), if any and if
+/// it is a note of its own.
+async fn remembered(signer: &LogSigner) -> Option<(i64, TreeHash)> {
+    let path = signer.memory.as_ref()?;
+    let note = tokio::fs::read_to_string(path).await.ok()?;
+    let opened = signer.open_own(&note);
+    if opened.is_none() {
+        tracing::warn!(path = %path.display(), "the audit checkpoint memory is not a checkpoint of this log; ignoring it");
+    }
+    opened
 }

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::extract::Authed;
 #[allow(unused_imports)]
 use super::openapi::{CitizenErrors, Problem};
-use crate::transparency::{self, CheckpointView, Consistency, InclusionProof};
+use crate::transparency::{self, Bundle, CheckpointView, Consistency, InclusionProof};
 
 /// Public routes (no credentials: checkpoints and proofs reveal no personal data).
 pub fn public_router() -> OpenApiRouter<AppState> {
@@ -23,7 +23,9 @@ pub fn public_router() -> OpenApiRouter<AppState> {
 
 /// Citizen routes.
 pub fn citizen_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(proof))
+    OpenApiRouter::new()
+        .routes(routes!(proof))
+        .routes(routes!(proofs))
 }
 
 #[utoipa::path(
@@ -92,5 +94,30 @@ async fn proof(
 ) -> Result<Json<InclusionProof>, ApiError> {
     Ok(Json(
         transparency::citizen_proof(&state, &session, seq).await?,
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/me/activity/proofs",
+    tag = "citizen",
+    summary = "Every proof the citizen can take away: her events in the newest checkpoint (for `custodia audit verify-proof`)",
+    security(("citizen_session" = [])),
+    responses(
+        (status = 200, description = "The bundle", body = Bundle, example = json!({"format":"custodia-proofs/1","checkpoint":{"origin":"custodia.gov.example/audit","size":1042,"root_hash":"2b1V…=","time":"2026-12-02T09:00:00Z","key_id":"a1b2c3d4e5f60718","verifier_key":null,"note":"…"},"events":[{"seq":42,"leaf_index":41,"event":"{…}","proof":["q2Zx…="]}]})),
+        CitizenErrors
+    )
+)]
+async fn proofs(
+    State(state): State<AppState>,
+    Authed(session): Authed,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], Json<Bundle>), ApiError> {
+    let bundle = transparency::citizen_bundle(&state, &session).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_DISPOSITION,
+            "attachment; filename=\"custodia-proofs.json\"",
+        )],
+        Json(bundle),
     ))
 }

@@ -21,6 +21,7 @@ both_backends!(
     a_key_only_the_database_names_signs_nothing_that_counts,
     a_dropped_checkpoint_is_a_gap_the_verifier_names,
     a_citizen_proves_her_event_is_in_the_signed_log,
+    a_server_restarted_on_a_rolled_back_database_refuses_to_start,
 );
 
 const MINUTE_MS: i64 = 60_000;
@@ -189,6 +190,7 @@ async fn a_key_only_the_database_names_signs_nothing_that_counts(backend: Backen
         key: mine,
         key_id: key_id.clone(),
         origin: app.state.config.audit_origin(),
+        memory: None,
     };
     custodia::audit::checkpoint_now(&app.state.store, &forger, app.state.clock.now_ms())
         .await
@@ -393,6 +395,45 @@ async fn a_citizen_proves_her_event_is_in_the_signed_log(backend: Backend) {
     }
     assert_problem(app.get("/api/v1/audit/consistency?from=x&to=2").await, 400).await;
 
+    // The bundle a citizen takes away, checked offline by the CLI with the published key
+    // only; a bent proof is caught (exit 3).
+    let bundle = c.get("/me/activity/proofs").await;
+    assert_eq!(bundle.status(), 200);
+    let bundle: Value = bundle.json().await.unwrap();
+    assert!(!bundle["events"].as_array().unwrap().is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proofs.json");
+    std::fs::write(&file, serde_json::to_vec(&bundle).unwrap()).unwrap();
+    let check = |path: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_custodia"))
+            .args(["audit", "verify-proof"])
+            .arg(path)
+            .args(["--trusted-key", published["public_key"].as_str().unwrap()])
+            .env("CUSTODIA_DATA_DIR", dir.path().join("elsewhere"))
+            .output()
+            .unwrap()
+    };
+    let out = check(&file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("proven in the log"));
+    let mut bent = bundle.clone();
+    let first = bent["events"][0]["event"].as_str().unwrap().to_owned();
+    bent["events"][0]["event"] = Value::String(first.replace("\"seq\":", "\"seq\": "));
+    let bent_file = dir.path().join("bent.json");
+    std::fs::write(&bent_file, serde_json::to_vec(&bent).unwrap()).unwrap();
+    let out = check(&bent_file);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not hold"));
+
     // A consent receipt names the key that signed it and proves the grant's creation is in
     // the signed log.
     let agency =
@@ -442,4 +483,50 @@ async fn a_citizen_proves_her_event_is_in_the_signed_log(backend: Backend) {
         inclusion["leaf_index"].as_u64().unwrap(),
         &tlog::leaf_hash(inclusion["event"].as_str().unwrap().as_bytes()),
     ));
+}
+
+async fn a_server_restarted_on_a_rolled_back_database_refuses_to_start(backend: Backend) {
+    let (env, app) = spawn_app(backend).await;
+    // The sequencer itself signs 31 (the batch after two quiet minutes) and remembers it
+    // beside its data.
+    trail(&app).await;
+    app.stop().await;
+    let remembered = std::fs::read_to_string(env.data_dir().join("audit-checkpoint")).unwrap();
+    assert!(remembered.contains("\n31\n"), "{remembered}");
+
+    // Back to an older state: the trail as it was at 25, with every hash consistent.
+    let app = env.start().await.unwrap();
+    sql(&app, "DELETE FROM audit_events WHERE seq > 25").await;
+    sql(&app, "DELETE FROM audit_checkpoints WHERE seq > 25").await;
+    recompute_everything(&app).await;
+    app.stop().await;
+    verify_stopped(&env)
+        .await
+        .expect("the database alone looks intact");
+
+    let refused = env.start().await;
+    let message = match refused {
+        Ok(_) => panic!("a server started on a rolled-back trail"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        message.contains("does not extend checkpoint 31"),
+        "{message}"
+    );
+}
+
+/// Verifies the database of a stopped environment (a second, short-lived server would
+/// append its own events).
+async fn verify_stopped(env: &crate::helpers::TestEnv) -> Result<chain::Summary, Fault> {
+    let config = env.config();
+    let store = custodia::store::Store::connect(&config).await.unwrap();
+    let trust = custodia::audit::Trust {
+        origin: config.audit_origin(),
+        keys: custodia::keyring::pinned_keys(&config.signing_key_file()).unwrap(),
+    };
+    let result = custodia::audit::verify(&store, &trust, |_, _| {})
+        .await
+        .unwrap();
+    store.close().await;
+    result
 }

@@ -395,6 +395,10 @@ async fn a_citizen_proves_her_event_is_in_the_signed_log(backend: Backend) {
     }
     assert_problem(app.get("/api/v1/audit/consistency?from=x&to=2").await, 400).await;
 
+    // The trail page offers the bundle for download.
+    let page = c.get("/activity").await.text().await.unwrap();
+    assert!(page.contains("href=\"/me/activity/proofs\""), "{page}");
+
     // The bundle a citizen takes away, checked offline by the CLI with the published key
     // only; a bent proof is caught (exit 3).
     let bundle = c.get("/me/activity/proofs").await;

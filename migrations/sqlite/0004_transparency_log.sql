@@ -12,5 +12,6 @@ ALTER TABLE audit_head ADD COLUMN tree_size INTEGER NOT NULL DEFAULT 0;
 -- the tree existed).
 ALTER TABLE audit_checkpoints ADD COLUMN root_hash BLOB;
 ALTER TABLE audit_checkpoints ADD COLUMN note TEXT;
--- A grant's events (its creation, for the receipt's inclusion proof).
-CREATE INDEX audit_events_grant ON audit_events(grant_id, seq);
+-- Each grant's creation event, for the receipt's inclusion proof (partial: only those
+-- events, so the append path maintains it once per grant, not once per read).
+CREATE INDEX audit_events_grant_created ON audit_events(grant_id) WHERE action = 'grant.create';

@@ -83,7 +83,7 @@ async fn appends(backend: helpers::Backend, label: &str) {
             group / one
         );
     }
-    let summary = custodia::audit::verify(&state.store, &state.audit_trust().unwrap(), |_, _| {})
+    let summary = custodia::audit::verify(&state.store, &state.audit_trust(), |_, _| {})
         .await
         .unwrap()
         .unwrap();
@@ -131,7 +131,7 @@ async fn verify_rate(total: u64) {
     let filled = started.elapsed();
     let store = app.state.store.clone();
     let started = Instant::now();
-    let summary = custodia::audit::verify(&store, &app.state.audit_trust().unwrap(), |_, _| {})
+    let summary = custodia::audit::verify(&store, &app.state.audit_trust(), |_, _| {})
         .await
         .unwrap()
         .unwrap();

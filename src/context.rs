@@ -92,12 +92,10 @@ impl Context {
 
     /// What this deployment's audit trail is verified against: its origin and the signing
     /// keys pinned in the key directory — never the keys the database lists.
-    pub fn audit_trust(&self) -> Result<Trust, Error> {
-        let keys = crate::keyring::pinned_keys(&self.config.signing_key_file())
-            .map_err(|e| Error::Internal(e.into()))?;
-        Ok(Trust {
+    pub fn audit_trust(&self) -> Trust {
+        Trust {
             origin: self.config.audit_origin(),
-            keys,
-        })
+            keys: self.keys.pinned.clone(),
+        }
     }
 }

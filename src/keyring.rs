@@ -65,6 +65,9 @@ pub struct Keyring {
     pub signing: SigningKey,
     /// Fingerprint of the signing key's public half.
     pub signing_key_id: String,
+    /// Every pinned signing key (key id, public key), read once at start: what this
+    /// server's checkpoints and receipts are verified against.
+    pub pinned: Vec<(String, custodia_crypto::sign::VerifyingKey)>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -125,6 +128,7 @@ impl Keyring {
         store
             .publish_signing_key(&signing_key_id, &public, now_ms)
             .await?;
+        let pinned = pinned_keys(signing_key_file)?;
         Ok(Self {
             master_key_id,
             grant_wrap,
@@ -132,6 +136,7 @@ impl Keyring {
             identity_escrow,
             signing,
             signing_key_id,
+            pinned,
         })
     }
 }

@@ -59,11 +59,7 @@ pub async fn checkpoint_now(
         return Ok(None);
     }
     let size = u64::try_from(seq).unwrap_or(0);
-    let known = tx
-        .tree_hashes(&custodia_crypto::tlog::root_needs(size))
-        .await?;
-    let root = custodia_crypto::tlog::root(size, &known)
-        .map_err(|e| StoreError::Other(anyhow::anyhow!("the audit tree is incomplete: {e}")))?;
+    let root = tree::Appender::load(&mut tx, size).await?.root()?;
     tx.insert_checkpoint(&signer.sign(seq, &head, &root, now_ms))
         .await?;
     tx.commit().await?;

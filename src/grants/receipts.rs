@@ -43,9 +43,10 @@ pub async fn receipt(ctx: &Context, session: &Session, id: GrantId) -> Result<Re
         .and_then(|k| k.as_str())
         .unwrap_or(&ctx.keys.signing_key_id)
         .to_owned();
-    let public = crate::keyring::pinned_keys(&ctx.config.signing_key_file())
-        .map_err(|e| Error::Internal(e.into()))?
-        .into_iter()
+    let public = ctx
+        .keys
+        .pinned
+        .iter()
         .find(|(id, _)| *id == key_id)
         .map(|(_, key)| key.to_bytes())
         .ok_or_else(|| {

@@ -244,14 +244,7 @@ async fn an_agency_requests_is_approved_reads_per_tier_and_is_refused_after_revo
     .await;
 
     // Every read and refusal is on one chain that verifies.
-    let summary = custodia::audit::verify(
-        &app.state.store,
-        &app.state.audit_trust().unwrap(),
-        |_, _| {},
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let summary = app.verify_trail().await.unwrap();
     assert!(summary.events >= 8, "{summary:?}");
 }
 
@@ -788,14 +781,7 @@ async fn a_read_whose_record_cannot_be_written_sends_nothing(backend: Backend) {
     assert_eq!(file.bytes().await.unwrap().len(), 20_000);
     let seen = json_of(agency.get(&format!("/api/v1/grants/{g}")).await, 200).await;
     assert_eq!(seen["reads"], 1);
-    custodia::audit::verify(
-        &app.state.store,
-        &app.state.audit_trust().unwrap(),
-        |_, _| {},
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    app.verify_trail().await.unwrap();
 }
 
 async fn execute(app: &crate::helpers::TestApp, sql: &str) -> Result<(), String> {

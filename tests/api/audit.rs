@@ -62,13 +62,7 @@ async fn busy_trail(app: &TestApp) {
 }
 
 async fn verify(app: &TestApp) -> Result<chain::Summary, Fault> {
-    custodia::audit::verify(
-        &app.state.store,
-        &app.state.audit_trust().unwrap(),
-        |_, _| {},
-    )
-    .await
-    .unwrap()
+    app.verify_trail().await
 }
 
 async fn sql(app: &TestApp, text: &str) {

@@ -170,6 +170,27 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// What `custodia audit verify` says of this server's database, against its pinned keys.
+    pub async fn verify_trail(
+        &self,
+    ) -> Result<custodia::audit::chain::Summary, custodia::audit::chain::Fault> {
+        custodia::audit::verify(&self.state.store, &self.state.audit_trust(), |_, _| {})
+            .await
+            .unwrap()
+    }
+
+    /// Signs a checkpoint of the trail now (the sequencer would within a minute); the
+    /// checkpoint's sequence number, if events were added since the last one.
+    pub async fn checkpoint_now(&self) -> Option<i64> {
+        custodia::audit::checkpoint_now(
+            &self.state.store,
+            &self.state.log_signer().unwrap(),
+            self.state.clock.now_ms(),
+        )
+        .await
+        .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

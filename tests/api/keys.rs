@@ -106,14 +106,10 @@ async fn the_master_key_rotates_under_live_traffic_and_resumes_after_interruptio
     let checkpoints = app.state.store.audit_checkpoints().await.unwrap();
     assert!(checkpoints.iter().any(|c| c.key_id == old_signing));
     assert!(checkpoints.iter().any(|c| c.key_id == new_signing));
-    custodia::audit::verify(
-        &app.state.store,
-        &app.state.audit_trust().unwrap(),
-        |_, _| {},
-    )
-    .await
-    .unwrap()
-    .expect("old and new checkpoints verify");
+    custodia::audit::verify(&app.state.store, &app.state.audit_trust(), |_, _| {})
+        .await
+        .unwrap()
+        .expect("old and new checkpoints verify");
     let published: Value = app
         .get("/api/v1/audit/public-key")
         .await

@@ -26,16 +26,6 @@ both_backends!(
 
 const MINUTE_MS: i64 = 60_000;
 
-async fn verify(app: &TestApp) -> Result<chain::Summary, Fault> {
-    custodia::audit::verify(
-        &app.state.store,
-        &app.state.audit_trust().unwrap(),
-        |_, _| {},
-    )
-    .await
-    .unwrap()
-}
-
 async fn sql(app: &TestApp, text: &str) {
     let mut tx = app.state.store.begin().await.unwrap();
     on_engine!(&mut tx, c => {
@@ -70,17 +60,10 @@ fn advance(app: &TestApp, ms: i64) {
 /// checkpoint).
 async fn trail(app: &TestApp) {
     append(app, 30).await;
-    custodia::audit::checkpoint_now(
-        &app.state.store,
-        &app.state.log_signer().unwrap(),
-        app.state.clock.now_ms(),
-    )
-    .await
-    .unwrap()
-    .expect("a checkpoint at 30");
+    app.checkpoint_now().await.expect("a checkpoint at 30");
     advance(app, 2 * MINUTE_MS);
     append(app, 20).await;
-    let summary = verify(app).await.expect("intact");
+    let summary = app.verify_trail().await.expect("intact");
     assert_eq!(summary.head_seq, 50);
     let at: Vec<i64> = app
         .state
@@ -136,7 +119,7 @@ async fn rewriting_the_history_is_caught_by_the_verifier_and_the_running_server(
 
     // Event 31 came two minutes after the last checkpoint left standing, and the server
     // signs such an event with its own batch: its checkpoint is missing.
-    let fault = verify(&app).await.unwrap_err();
+    let fault = app.verify_trail().await.unwrap_err();
     assert_eq!(
         (fault.seq, fault.kind),
         (31, "checkpoint-missing"),
@@ -196,14 +179,14 @@ async fn a_key_only_the_database_names_signs_nothing_that_counts(backend: Backen
         .await
         .unwrap()
         .expect("signed");
-    let fault = verify(&app).await.unwrap_err();
+    let fault = app.verify_trail().await.unwrap_err();
     assert_eq!(fault.kind, "untrusted-key", "{fault}");
     assert!(fault.detail.contains(&key_id), "{fault}");
     assert!(fault.detail.contains("only in the database"), "{fault}");
 
     // The CLI can be told to trust a key explicitly (a key published before a rotation,
     // say), and then the same trail verifies.
-    let mut trust = app.state.audit_trust().unwrap();
+    let mut trust = app.state.audit_trust();
     trust
         .keys
         .push((key_id, VerifyingKey::from_bytes(&public).unwrap()));
@@ -238,10 +221,10 @@ async fn a_dropped_checkpoint_is_a_gap_the_verifier_names(backend: Backend) {
         .map(|c| c.seq)
         .collect();
     assert_eq!(seqs, [0, 1000]);
-    verify(&app).await.expect("intact");
+    app.verify_trail().await.expect("intact");
 
     sql(&app, "DELETE FROM audit_checkpoints WHERE seq = 1000").await;
-    let fault = verify(&app).await.unwrap_err();
+    let fault = app.verify_trail().await.unwrap_err();
     assert_eq!(
         (fault.seq, fault.kind),
         (1, "checkpoint-missing"),
@@ -260,13 +243,7 @@ async fn a_citizen_proves_her_event_is_in_the_signed_log(backend: Backend) {
 
     // Not yet in a checkpoint: come back in a minute.
     assert_problem(c.get(&format!("/me/activity/{seq}/proof")).await, 409).await;
-    custodia::audit::checkpoint_now(
-        &app.state.store,
-        &app.state.log_signer().unwrap(),
-        app.state.clock.now_ms(),
-    )
-    .await
-    .unwrap();
+    app.checkpoint_now().await;
 
     // Someone else's event, or one that does not exist: not found, alike.
     assert_problem(c.get(&format!("/me/activity/{their_seq}/proof")).await, 404).await;
@@ -350,13 +327,7 @@ async fn a_citizen_proves_her_event_is_in_the_signed_log(backend: Backend) {
         .unwrap();
     assert_eq!(first["note"], checkpoint["note"]);
     Citizen::register(&app, &national_id(503), "Later").await;
-    custodia::audit::checkpoint_now(
-        &app.state.store,
-        &app.state.log_signer().unwrap(),
-        app.state.clock.now_ms(),
-    )
-    .await
-    .unwrap();
+    app.checkpoint_now().await;
     let second: Value = app
         .get("/api/v1/audit/checkpoint")
         .await
@@ -449,13 +420,7 @@ async fn a_citizen_proves_her_event_is_in_the_signed_log(backend: Backend) {
             serde_json::json!({ "document_types": ["business_license"], "tier": "verify", "purpose": "核验" }),
         )
         .await;
-    custodia::audit::checkpoint_now(
-        &app.state.store,
-        &app.state.log_signer().unwrap(),
-        app.state.clock.now_ms(),
-    )
-    .await
-    .unwrap();
+    app.checkpoint_now().await;
     let receipt: Value = c
         .get(&format!("/me/grants/{grant}/receipt"))
         .await

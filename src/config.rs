@@ -75,6 +75,22 @@ pub struct Config {
     /// `CUSTODIA_ARGON2_CONCURRENCY`: passphrase derivations run at once (default 2); each
     /// holds `CUSTODIA_ARGON2_MEMORY_KIB` of memory.
     pub argon2_concurrency: usize,
+    /// `CUSTODIA_WITNESSES`: the witnesses that cosign the audit log's checkpoints, as
+    /// `URL=VERIFIER_KEY` pairs separated by commas (each witness prints its verifier key
+    /// when it starts). Empty: no witnesses.
+    pub witnesses: Vec<WitnessSetting>,
+    /// `CUSTODIA_WITNESS_QUORUM`: how many of them must cosign a checkpoint before verifiers
+    /// accept it (default: a majority).
+    pub witness_quorum: usize,
+}
+
+/// One witness of the audit log.
+#[derive(Debug, Clone)]
+pub struct WitnessSetting {
+    /// Where it answers the witness protocol (`…/add-checkpoint`).
+    pub url: Url,
+    /// Its name and public key (a `cosignature/v1` verifier key).
+    pub key: custodia_crypto::witness::NamedKey,
 }
 
 /// Every setting: environment variable, default, meaning. The config file takes the same
@@ -128,6 +144,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "CUSTODIA_ARGON2_CONCURRENCY",
         "2",
         "passphrase derivations run at once",
+    ),
+    (
+        "CUSTODIA_WITNESSES",
+        "(none)",
+        "audit witnesses: URL=VERIFIER_KEY, comma-separated",
+    ),
+    (
+        "CUSTODIA_WITNESS_QUORUM",
+        "(a majority)",
+        "witness cosignatures a checkpoint needs",
     ),
 ];
 
@@ -306,6 +332,28 @@ impl Config {
 
         let catalog_file = get("CUSTODIA_CATALOG_FILE").map(PathBuf::from);
 
+        let witnesses = match get("CUSTODIA_WITNESSES") {
+            None => Vec::new(),
+            Some(raw) => parse_witnesses(&raw)?,
+        };
+        let majority = witnesses.len() / 2 + usize::from(!witnesses.is_empty());
+        let witness_quorum = match get("CUSTODIA_WITNESS_QUORUM") {
+            None => majority,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|k| (1..=witnesses.len()).contains(k))
+                .ok_or_else(|| {
+                    bad(
+                        "CUSTODIA_WITNESS_QUORUM",
+                        format!(
+                            "'{raw}' is not a number from 1 to the {} witness(es) in CUSTODIA_WITNESSES",
+                            witnesses.len()
+                        ),
+                    )
+                })?,
+        };
+
         Ok(Self {
             data_dir,
             database_url,
@@ -318,6 +366,8 @@ impl Config {
             argon2,
             argon2_concurrency,
             catalog_file,
+            witnesses,
+            witness_quorum,
         })
     }
 
@@ -340,6 +390,38 @@ impl Config {
     pub fn signing_key_file(&self) -> PathBuf {
         sibling(&self.master_key_file, "signing.key")
     }
+}
+
+/// Parses `URL=VERIFIER_KEY,…`: http(s) URLs, `cosignature/v1` keys, distinct names.
+fn parse_witnesses(raw: &str) -> Result<Vec<WitnessSetting>, ConfigError> {
+    const VAR: &str = "CUSTODIA_WITNESSES";
+    let mut out: Vec<WitnessSetting> = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (url, key) = item.split_once('=').ok_or_else(|| {
+            bad(
+                VAR,
+                format!("'{item}' is not URL=VERIFIER_KEY (e.g. http://127.0.0.1:7001=witness.example+1a2b3c4d+BA…)"),
+            )
+        })?;
+        let url = Url::parse(url.trim())
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| bad(VAR, format!("'{url}' is not an http(s) URL")))?;
+        let key = custodia_crypto::witness::NamedKey::parse(key)
+            .ok()
+            .filter(|k| k.alg == custodia_crypto::witness::ALG_COSIGNATURE_V1)
+            .ok_or_else(|| {
+                bad(
+                    VAR,
+                    format!("'{key}' is not a witness verifier key (as `custodia witness serve` prints it)"),
+                )
+            })?;
+        if out.iter().any(|w| w.key.name == key.name) {
+            return Err(bad(VAR, format!("witness '{}' is named twice", key.name)));
+        }
+        out.push(WitnessSetting { url, key });
+    }
+    Ok(out)
 }
 
 fn sibling(path: &Path, name: &str) -> PathBuf {
@@ -430,6 +512,64 @@ mod tests {
         assert_eq!(
             c.blob_store,
             BlobLocation::File("/var/lib/custodia/blobs".into())
+        );
+    }
+
+    #[test]
+    fn witnesses_are_url_and_verifier_key_with_a_quorum() {
+        let key = |name: &str| {
+            custodia_crypto::witness::NamedKey {
+                name: name.into(),
+                alg: custodia_crypto::witness::ALG_COSIGNATURE_V1,
+                key: custodia_crypto::sign::SigningKey::generate().verifying_key(),
+            }
+            .encode()
+        };
+        let (a, b, c) = (key("a/w"), key("b/w"), key("c/w"));
+        let three = format!("http://127.0.0.1:7001={a}, https://w.example/b={b},http://h:1={c}");
+        let config = cfg(&[("CUSTODIA_WITNESSES", &three)]).unwrap();
+        assert_eq!(config.witnesses.len(), 3);
+        assert_eq!(config.witness_quorum, 2, "a majority by default");
+        assert_eq!(config.witnesses[1].key.name, "b/w");
+        let all = cfg(&[
+            ("CUSTODIA_WITNESSES", &three),
+            ("CUSTODIA_WITNESS_QUORUM", "3"),
+        ])
+        .unwrap();
+        assert_eq!(all.witness_quorum, 3);
+        assert_eq!(cfg(&[]).unwrap().witness_quorum, 0);
+
+        let refused = |vars: &[(&str, &str)]| cfg(vars).unwrap_err().variable;
+        assert_eq!(
+            refused(&[
+                ("CUSTODIA_WITNESSES", &three),
+                ("CUSTODIA_WITNESS_QUORUM", "4")
+            ]),
+            "CUSTODIA_WITNESS_QUORUM"
+        );
+        assert_eq!(
+            refused(&[("CUSTODIA_WITNESSES", &format!("ftp://h={a}"))]),
+            "CUSTODIA_WITNESSES"
+        );
+        assert_eq!(
+            refused(&[("CUSTODIA_WITNESSES", "http://h:1")]),
+            "CUSTODIA_WITNESSES"
+        );
+        let log_key = custodia_crypto::tlog::verifier_key(
+            "log/audit",
+            &custodia_crypto::sign::SigningKey::generate().verifying_key(),
+        );
+        assert_eq!(
+            refused(&[("CUSTODIA_WITNESSES", &format!("http://h:1={log_key}"))]),
+            "CUSTODIA_WITNESSES",
+            "a log's key is no witness key"
+        );
+        assert_eq!(
+            refused(&[(
+                "CUSTODIA_WITNESSES",
+                &format!("http://h:1={a},http://h:2={a}")
+            )]),
+            "CUSTODIA_WITNESSES"
         );
     }
 }

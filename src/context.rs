@@ -92,10 +92,18 @@ impl Context {
 
     /// What this deployment's audit trail is verified against: its origin and the signing
     /// keys pinned in the key directory — never the keys the database lists.
+    /// With witnesses configured, it also names them and their quorum; what they hold is
+    /// asked separately (`transparency::witnesses::ask_heads`).
     pub fn audit_trust(&self) -> Trust {
-        Trust {
-            origin: self.config.audit_origin(),
-            keys: self.keys.pinned.clone(),
-        }
+        let mut trust = Trust::new(self.config.audit_origin(), self.keys.pinned.clone());
+        trust.witnesses = self
+            .config
+            .witnesses
+            .iter()
+            .map(|w| (w.key.name.clone(), w.key.key.clone()))
+            .collect();
+        trust.quorum = self.config.witness_quorum;
+        trust.now_ms = self.clock.now_ms();
+        trust
     }
 }

@@ -394,7 +394,7 @@ pub fn parse_public_key(text: &str) -> Option<custodia_crypto::sign::VerifyingKe
 
 /// Reads a 32-byte secret from a hex key file, creating the file (0600, with its
 /// directory) with a fresh random secret if it does not exist.
-fn load_or_create_secret(path: &Path) -> Result<[u8; 32], KeyError> {
+pub(crate) fn load_or_create_secret(path: &Path) -> Result<[u8; 32], KeyError> {
     let shown = path.display().to_string();
     let io_err = |source| KeyError::Io {
         path: shown.clone(),

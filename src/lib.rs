@@ -44,3 +44,4 @@ pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod transparency;
+pub mod witness;

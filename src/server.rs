@@ -91,6 +91,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let store = self.state.store.clone();
         let maintenance = tokio::spawn(maintain(self.state.0.clone()));
+        let witnessing = tokio::spawn(crate::transparency::witnesses::run(self.state.0.clone()));
         let app = http::app(self.state);
         axum::serve(
             self.listener,
@@ -99,8 +100,10 @@ impl Server {
         .with_graceful_shutdown(shutdown)
         .await?;
         maintenance.abort();
-        // The task was aborted; its cancellation result carries nothing to report.
+        witnessing.abort();
+        // The tasks were aborted; their cancellation results carry nothing to report.
         let _ = maintenance.await;
+        let _ = witnessing.await;
         store.close().await;
         Ok(())
     }

@@ -27,6 +27,7 @@ const LAYERS: &[&[&str]] = &[
     // Edges: HTTP and pages, the process, the commands.
     &["http"],
     &["server"],
+    &["witness"],
     &["demo"],
     &["cli"],
 ];

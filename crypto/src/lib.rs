@@ -46,6 +46,7 @@ pub mod recovery;
 pub mod sign;
 pub mod stream;
 pub mod tlog;
+pub mod witness;
 pub mod wrap;
 
 pub use aad::Aad;

@@ -351,19 +351,9 @@ pub fn sign_checkpoint(
     String::from_utf8(note.to_bytes()).map_err(|_| TlogError::Malformed)
 }
 
-/// Adds a cosignature (a witness's) under `name` to a signed checkpoint note.
-pub fn cosign(note: &str, name: &str, key: &SigningKey) -> Result<String, TlogError> {
-    let mut parsed = Note::from_bytes(note.as_bytes()).map_err(|_| TlogError::Malformed)?;
-    let signer = NoteKey::new(name, key.verifying_key(), Some(key));
-    parsed
-        .add_sigs(&[&signer])
-        .map_err(|_| TlogError::Malformed)?;
-    String::from_utf8(parsed.to_bytes()).map_err(|_| TlogError::Malformed)
-}
-
 /// Opens a checkpoint note of the log `origin`: it must carry a valid signature by one of
-/// `log_keys` (under the name `origin`). Valid signatures by `cosigners` (name, key) are
-/// listed in [`TreeHead::signers`] after the origin; signatures by keys nobody listed are
+/// `log_keys` (under the name `origin`). Valid `cosignature/v1` signatures by `cosigners`
+/// (witness name, key; see [`crate::witness`]) are listed in [`TreeHead::signers`] after the origin; signatures by keys nobody listed are
 /// ignored, and a listed key whose signature does not hold fails the note.
 pub fn open_checkpoint(
     note: &str,
@@ -381,7 +371,10 @@ pub fn open_checkpoint(
         verifiers.push(Box::new(OwnedNoteKey::new(origin, key.clone())));
     }
     for (name, key) in cosigners {
-        verifiers.push(Box::new(OwnedNoteKey::new(name, key.clone())));
+        verifiers.push(Box::new(crate::witness::CosignatureKey::new(
+            name,
+            key.clone(),
+        )));
     }
     let (verified, _) = parsed
         .verify(&VerifierList::new(verifiers))
@@ -534,16 +527,6 @@ mod tests {
             open_checkpoint(&forged, "gov.example/audit", &[log.verifying_key()], &[]),
             Err(TlogError::Untrusted)
         );
-        // Cosigned.
-        let cosigned = cosign(&note, "witness.example", &witness).unwrap();
-        let head = open_checkpoint(
-            &cosigned,
-            "gov.example/audit",
-            &[log.verifying_key()],
-            &[("witness.example".into(), witness.verifying_key())],
-        )
-        .unwrap();
-        assert_eq!(head.signers, ["gov.example/audit", "witness.example"]);
         // A changed size no longer verifies.
         let tampered = note.replacen("\n42\n", "\n41\n", 1);
         assert!(

@@ -151,10 +151,15 @@ pub struct Fault {
     /// The first sequence number that does not verify.
     pub seq: i64,
     /// `modified`, `missing`, `inserted-or-reordered`, `truncated`, `checkpoint-mismatch`,
-    /// `checkpoint-forged`, `untrusted-key`, `checkpoint-missing`, `tree-mismatch`.
+    /// `checkpoint-forged`, `untrusted-key`, `checkpoint-missing`, `tree-mismatch`,
+    /// `unwitnessed`, `fork`, `rolled-back`.
     pub kind: &'static str,
     /// In words.
     pub detail: String,
+    /// Signed heads that prove it, where there are any (a fork: the two checkpoints of one
+    /// size; a rollback: the witness's checkpoint beyond the trail's end).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
 }
 
 impl std::fmt::Display for Fault {
@@ -163,14 +168,42 @@ impl std::fmt::Display for Fault {
     }
 }
 
-/// What a verifier trusts, from outside the database: the log's origin and the pinned
-/// public keys (key id, key).
+/// What a verifier trusts, from outside the database: the log's origin, the pinned
+/// public keys (key id, key) and the witnesses.
 #[derive(Debug, Clone)]
 pub struct Trust {
     /// The log's origin.
     pub origin: String,
     /// Keys whose checkpoints count.
     pub keys: Vec<(String, VerifyingKey)>,
+    /// The witnesses whose cosignatures count (name, key).
+    pub witnesses: Vec<(String, VerifyingKey)>,
+    /// Cosignatures the newest checkpoint needs (0: none).
+    pub quorum: usize,
+    /// What the witnesses answered when asked for the newest checkpoint they cosigned
+    /// (witness name, cosigned note), to hold the trail to.
+    pub witness_heads: Vec<(String, String)>,
+    /// The time of the check (ms since the epoch).
+    pub now_ms: i64,
+}
+
+impl Trust {
+    /// Trusting `keys` for the log `origin`, without witnesses.
+    pub fn new(origin: String, keys: Vec<(String, VerifyingKey)>) -> Self {
+        Self {
+            origin,
+            keys,
+            witnesses: Vec::new(),
+            quorum: 0,
+            witness_heads: Vec::new(),
+            now_ms: 0,
+        }
+    }
+
+    /// The log's keys alone.
+    pub fn log_keys(&self) -> Vec<VerifyingKey> {
+        self.keys.iter().map(|(_, k)| k.clone()).collect()
+    }
 }
 
 /// Walks events in order, one at a time, keeping only the running head and the tree's
@@ -181,6 +214,8 @@ pub struct Verifier {
     head: Vec<u8>,
     tree: Frontier,
     checkpoints: std::collections::BTreeMap<i64, CheckpointRow>,
+    /// Sizes whose roots the caller wants, and the roots once reached.
+    watched: std::collections::BTreeMap<u64, Option<TreeHash>>,
     /// Events checked so far.
     pub checked: u64,
 }
@@ -190,6 +225,7 @@ fn forged(seq: i64, detail: String) -> Fault {
         seq,
         kind: "checkpoint-forged",
         detail,
+        evidence: Vec::new(),
     }
 }
 
@@ -214,6 +250,7 @@ impl Verifier {
                         "the checkpoint at {} names key {}, which is not a pinned audit key",
                         c.seq, c.key_id
                     ),
+                    evidence: Vec::new(),
                 });
             };
             if !checkpoint_signature_holds(key, c) {
@@ -245,6 +282,7 @@ impl Verifier {
                             c.seq,
                             super::CHECKPOINT_EVERY_EVENTS
                         ),
+                        evidence: Vec::new(),
                     });
                 }
             }
@@ -255,8 +293,23 @@ impl Verifier {
             head: GENESIS.to_vec(),
             tree: Frontier::default(),
             checkpoints: checkpoints.into_iter().map(|c| (c.seq, c)).collect(),
+            watched: std::collections::BTreeMap::new(),
             checked: 0,
         })
+    }
+
+    /// Asks for the tree's root at `size` (see [`Verifier::root_at`]).
+    pub fn watch(&mut self, size: u64) {
+        self.watched.entry(size).or_insert(None);
+    }
+
+    /// The root of the tree over the first `size` events, if `size` was watched and
+    /// reached.
+    pub fn root_at(&self, size: u64) -> Option<TreeHash> {
+        if size == 0 {
+            return Some(tlog::EMPTY_ROOT);
+        }
+        self.watched.get(&size).copied().flatten()
     }
 
     /// Checks the next event.
@@ -266,6 +319,7 @@ impl Verifier {
                 seq: self.expected_seq,
                 kind: "missing",
                 detail: format!("events {} to {} are missing", self.expected_seq, e.seq - 1),
+                evidence: Vec::new(),
             });
         }
         if e.prev_hash != self.head {
@@ -273,6 +327,7 @@ impl Verifier {
                 seq: e.seq,
                 kind: "inserted-or-reordered",
                 detail: "the event does not follow the one before it".into(),
+                evidence: Vec::new(),
             });
         }
         let body = canonical(e);
@@ -282,9 +337,13 @@ impl Verifier {
                 seq: e.seq,
                 kind: "modified",
                 detail: "the event's contents do not match its hash".into(),
+                evidence: Vec::new(),
             });
         }
         self.tree.push(tlog::leaf_hash(body.as_bytes()));
+        if let Some(slot) = self.watched.get_mut(&self.tree.size()) {
+            *slot = Some(self.tree.root());
+        }
         self.check_time_spacing(e)?;
         if let Some(c) = self.checkpoints.get(&e.seq) {
             let tree_differs = c
@@ -296,6 +355,7 @@ impl Verifier {
                     seq: e.seq,
                     kind: "checkpoint-mismatch",
                     detail: format!("the trail differs from the signed checkpoint at {}", c.seq),
+                    evidence: Vec::new(),
                 });
             }
         }
@@ -333,6 +393,7 @@ impl Verifier {
                 (e.at - before.at) / 1000,
                 before.seq
             ),
+            evidence: Vec::new(),
         })
     }
 
@@ -343,7 +404,7 @@ impl Verifier {
 
     /// Ends the walk: the chain must reach every checkpoint and the recorded head, and the
     /// events after the last checkpoint must be fewer than the spacing allows.
-    pub fn finish(self, head_seq: i64, head_hash: &[u8]) -> Result<Summary, Fault> {
+    pub fn finish(&self, head_seq: i64, head_hash: &[u8]) -> Result<Summary, Fault> {
         let last = self.expected_seq - 1;
         if let Some((&cseq, _)) = self.checkpoints.range(last + 1..).next() {
             return Err(Fault {
@@ -352,6 +413,7 @@ impl Verifier {
                 detail: format!(
                     "the chain ends at {last} but checkpoint {cseq} was signed after it"
                 ),
+                evidence: Vec::new(),
             });
         }
         if head_seq > last {
@@ -359,6 +421,7 @@ impl Verifier {
                 seq: last + 1,
                 kind: "truncated",
                 detail: format!("the chain ends at {last} but its head is at {head_seq}"),
+                evidence: Vec::new(),
             });
         }
         if head_seq < last || head_hash != self.head.as_slice() {
@@ -366,6 +429,7 @@ impl Verifier {
                 seq: head_seq + 1,
                 kind: "inserted-or-reordered",
                 detail: format!("events after the recorded head ({head_seq}) were added"),
+                evidence: Vec::new(),
             });
         }
         let last_checkpoint = self.checkpoints.values().next_back();
@@ -381,6 +445,7 @@ impl Verifier {
                     c.seq,
                     super::CHECKPOINT_EVERY_EVENTS
                 ),
+                evidence: Vec::new(),
             });
         }
         Ok(Summary {
@@ -389,6 +454,7 @@ impl Verifier {
             head_hash: digest::hex(&self.head),
             tree_root: digest::hex(&self.tree.root()),
             last_checkpoint: last_checkpoint.map(|c| c.seq),
+            witnessed: None,
         })
     }
 }
@@ -406,6 +472,8 @@ pub struct Summary {
     pub tree_root: String,
     /// The last signed checkpoint's sequence number.
     pub last_checkpoint: Option<i64>,
+    /// The newest checkpoint held to the witness quorum, and how many cosigned it.
+    pub witnessed: Option<(i64, usize)>,
 }
 
 #[cfg(test)]
@@ -449,10 +517,7 @@ mod tests {
     }
 
     fn verify(rows: &[AuditRow]) -> Result<Summary, Fault> {
-        let trust = Trust {
-            origin: "test/audit".into(),
-            keys: Vec::new(),
-        };
+        let trust = Trust::new("test/audit".into(), Vec::new());
         let mut v = Verifier::new(Vec::new(), &trust)?;
         for r in rows {
             v.push(r)?;

@@ -22,6 +22,7 @@ mod event;
 mod exports;
 mod log;
 mod tree;
+pub mod witnessed;
 
 pub use chain::{LogSigner, Trust};
 pub use event::{Action, ActorKind, Event, Outcome};
@@ -43,6 +44,9 @@ pub const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CHECKPOINT_EVERY_EVENTS: i64 = 1000;
 /// …or when this much time has passed since the last one and events were added.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
+/// How long a new checkpoint may wait for its witness cosignatures before verifiers
+/// require them (a witness that is down delays cosigning, never a read).
+pub const WITNESS_GRACE: Duration = Duration::from_secs(300);
 
 /// Signs a checkpoint of the current head now, if events were added since the last one
 /// (for tests and tools; the running sequencer signs on its own schedule).
@@ -101,6 +105,7 @@ pub async fn verify(
             return Ok(Err(fault));
         }
     };
+    witnessed::watch(trust, &mut verifier);
     let mut after = 0;
     loop {
         let page = store.audit_events_after(after, PAGE).await?;
@@ -127,7 +132,13 @@ pub async fn verify(
             seq: head_seq,
             kind: "tree-mismatch",
             detail: "the stored Merkle tree is not the tree of the events".into(),
+            evidence: Vec::new(),
         }));
     }
-    Ok(Ok(summary))
+    Ok(witnessed::check(store, trust, &verifier, head_seq)
+        .await?
+        .map(|witnessed| chain::Summary {
+            witnessed,
+            ..summary
+        }))
 }

@@ -15,6 +15,7 @@ pub mod audit_tree;
 pub mod auditors;
 pub mod blob;
 pub mod citizens;
+pub mod cosignatures;
 pub mod documents;
 pub mod grants;
 pub mod requests;

@@ -29,3 +29,4 @@ mod requests;
 mod storage;
 mod transparency;
 mod web;
+mod witnesses;

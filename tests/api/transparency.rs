@@ -26,7 +26,7 @@ both_backends!(
 
 const MINUTE_MS: i64 = 60_000;
 
-async fn sql(app: &TestApp, text: &str) {
+pub(crate) async fn sql(app: &TestApp, text: &str) {
     let mut tx = app.state.store.begin().await.unwrap();
     on_engine!(&mut tx, c => {
         sqlx::query(sqlx::AssertSqlSafe(text.to_owned())).execute(&mut **c).await.unwrap();
@@ -45,13 +45,13 @@ fn event(n: usize) -> Event {
     .objects([format!("doc-{n}")])
 }
 
-async fn append(app: &TestApp, count: usize) {
+pub(crate) async fn append(app: &TestApp, count: usize) {
     for n in 0..count {
         app.state.audit.append(event(n)).await.unwrap();
     }
 }
 
-fn advance(app: &TestApp, ms: i64) {
+pub(crate) fn advance(app: &TestApp, ms: i64) {
     app.clock.advance(time::Duration::milliseconds(ms));
 }
 
@@ -83,7 +83,7 @@ async fn trail(app: &TestApp) {
 
 /// What an attacker with the database can do without any key: recompute every hash of a
 /// changed history — the chain and the whole Merkle tree — and move the head.
-async fn recompute_everything(app: &TestApp) {
+pub(crate) async fn recompute_everything(app: &TestApp) {
     let store = &app.state.store;
     let rows = store.audit_events_after(0, 100_000).await.unwrap();
     sql(app, "DELETE FROM audit_events").await;
@@ -489,10 +489,10 @@ async fn a_server_restarted_on_a_rolled_back_database_refuses_to_start(backend: 
 async fn verify_stopped(env: &crate::helpers::TestEnv) -> Result<chain::Summary, Fault> {
     let config = env.config();
     let store = custodia::store::Store::connect(&config).await.unwrap();
-    let trust = custodia::audit::Trust {
-        origin: config.audit_origin(),
-        keys: custodia::keyring::pinned_keys(&config.signing_key_file()).unwrap(),
-    };
+    let trust = custodia::audit::Trust::new(
+        config.audit_origin(),
+        custodia::keyring::pinned_keys(&config.signing_key_file()).unwrap(),
+    );
     let result = custodia::audit::verify(&store, &trust, |_, _| {})
         .await
         .unwrap();

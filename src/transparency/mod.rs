@@ -15,6 +15,8 @@ use crate::error::{Error, invalid};
 use crate::sessions::Session;
 use crate::store::audit::CheckpointRow;
 
+pub mod witnesses;
+
 /// A signed checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CheckpointView {
@@ -30,11 +32,37 @@ pub struct CheckpointView {
     pub key_id: String,
     /// The C2SP verifier key of the signing key (`origin+id+base64`), for note tools.
     pub verifier_key: Option<String>,
-    /// The signed note itself (C2SP tlog-checkpoint), to verify byte for byte.
+    /// The witnesses whose cosignatures on it verify (C2SP `cosignature/v1`).
+    pub cosigned_by: Vec<String>,
+    /// Whether they are as many as the deployment requires (always true without
+    /// witnesses).
+    pub witnessed: bool,
+    /// The signed note itself (C2SP tlog-checkpoint) with the witnesses' cosignature
+    /// lines, to verify byte for byte.
     pub note: String,
 }
 
-fn view(ctx: &Context, c: CheckpointRow) -> CheckpointView {
+async fn view(ctx: &Context, c: CheckpointRow) -> Result<CheckpointView, Error> {
+    let trust = ctx.audit_trust();
+    let lines: Vec<String> = ctx
+        .store
+        .cosignatures(c.seq)
+        .await?
+        .into_iter()
+        .map(|(_, line)| line)
+        .collect();
+    let signed = c.note.as_deref().unwrap_or("");
+    // Only cosignatures that verify are shown: one bad line would spoil the note for
+    // every reader.
+    let good: Vec<String> = lines
+        .into_iter()
+        .filter(|l| {
+            !crate::audit::witnessed::valid_cosigners(&trust, signed, std::slice::from_ref(l))
+                .is_empty()
+        })
+        .collect();
+    let cosigned_by = crate::audit::witnessed::valid_cosigners(&trust, signed, &good);
+    let note = custodia_crypto::witness::with_signatures(signed, &good);
     let origin = ctx.config.audit_origin();
     let verifier_key = ctx
         .keys
@@ -42,18 +70,31 @@ fn view(ctx: &Context, c: CheckpointRow) -> CheckpointView {
         .iter()
         .find(|(id, _)| *id == c.key_id)
         .map(|(_, key)| custodia_crypto::tlog::verifier_key(&origin, key));
-    CheckpointView {
+    Ok(CheckpointView {
         origin,
         size: c.seq,
         root_hash: STANDARD.encode(c.root_hash.unwrap_or_default()),
         time: crate::clock::rfc3339(c.at),
         key_id: c.key_id,
         verifier_key,
-        note: c.note.unwrap_or_default(),
-    }
+        witnessed: cosigned_by.len() >= trust.quorum,
+        cosigned_by,
+        note,
+    })
 }
 
+/// The newest checkpoint a reader should check against: with witnesses, the newest one
+/// carrying the quorum of cosignatures (a newer one is still being witnessed), else the
+/// newest signed one; before any is witnessed, the newest signed one, marked unwitnessed.
 async fn newest(ctx: &Context) -> Result<CheckpointRow, Error> {
+    if !ctx.config.witnesses.is_empty()
+        && let Some(c) = ctx
+            .store
+            .newest_cosigned_checkpoint(ctx.config.witness_quorum)
+            .await?
+    {
+        return Ok(c);
+    }
     ctx.store
         .last_checkpoint()
         .await?
@@ -61,10 +102,10 @@ async fn newest(ctx: &Context) -> Result<CheckpointRow, Error> {
         .ok_or(Error::NotFound)
 }
 
-/// The newest signed checkpoint (404 before the first).
+/// The newest witnessed checkpoint (see `newest`; 404 before the first).
 #[tracing::instrument(skip_all)]
 pub async fn latest(ctx: &Context) -> Result<CheckpointView, Error> {
-    Ok(view(ctx, newest(ctx).await?))
+    view(ctx, newest(ctx).await?).await
 }
 
 /// A consistency proof.
@@ -153,7 +194,7 @@ pub async fn citizen_proof(
         event: body,
         leaf_hash: STANDARD.encode(leaf),
         proof: proof.iter().map(|h| STANDARD.encode(h)).collect(),
-        checkpoint: view(ctx, checkpoint),
+        checkpoint: view(ctx, checkpoint).await?,
     })
 }
 
@@ -228,7 +269,7 @@ pub async fn citizen_bundle(ctx: &Context, session: &Session) -> Result<Bundle, 
     }
     Ok(Bundle {
         format: "custodia-proofs/1".into(),
-        checkpoint: view(ctx, checkpoint),
+        checkpoint: view(ctx, checkpoint).await?,
         events,
     })
 }
@@ -242,22 +283,33 @@ pub struct BundleChecked {
     pub size: u64,
     /// Its origin.
     pub origin: String,
+    /// Trusted witnesses that cosigned it.
+    pub cosigners: usize,
 }
 
-/// Checks a bundle with nothing but `keys` (the signing keys the checker trusts): the
-/// checkpoint note must be signed by one of them, and every event's inclusion proof must
-/// hold against it. The error names the first thing that does not hold.
+/// Checks a bundle with nothing but `keys` (the signing keys the checker trusts) and the
+/// witnesses it trusts: the checkpoint note must be signed by one of the keys and cosigned
+/// by at least `quorum` of the witnesses, and every event's inclusion proof must hold
+/// against it. The error names the first thing that does not hold.
 pub fn check_bundle(
     bundle: &Bundle,
     keys: &[custodia_crypto::sign::VerifyingKey],
+    witnesses: &[(String, custodia_crypto::sign::VerifyingKey)],
+    quorum: usize,
 ) -> Result<BundleChecked, String> {
     use custodia_crypto::tlog;
     if bundle.format != "custodia-proofs/1" {
         return Err(format!("unknown bundle format {:?}", bundle.format));
     }
     let origin = &bundle.checkpoint.origin;
-    let head = tlog::open_checkpoint(&bundle.checkpoint.note, origin, keys, &[])
+    let head = tlog::open_checkpoint(&bundle.checkpoint.note, origin, keys, witnesses)
         .map_err(|e| format!("the checkpoint: {e}"))?;
+    let cosigners = head.signers.len().saturating_sub(1);
+    if cosigners < quorum {
+        return Err(format!(
+            "the checkpoint carries {cosigners} trusted witness cosignature(s); {quorum} are required"
+        ));
+    }
     for e in &bundle.events {
         let proof: Option<Vec<tlog::TreeHash>> = e
             .proof
@@ -283,5 +335,6 @@ pub fn check_bundle(
         events: bundle.events.len(),
         size: head.size,
         origin: origin.clone(),
+        cosigners,
     })
 }

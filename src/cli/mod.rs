@@ -2,7 +2,7 @@
 //!
 //! Exit codes: 0 success; 1 runtime failure; 2 unusable configuration or usage.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -64,6 +64,44 @@ enum Command {
     /// Rotate keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Witness another server's audit log.
+    #[command(subcommand)]
+    Witness(WitnessCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum WitnessCommand {
+    /// Run a witness (C2SP tlog-witness): cosigns a log's checkpoints only when each
+    /// extends the last one it cosigned. Prints its verifier key (for the log's
+    /// CUSTODIA_WITNESSES) when it starts; creates its key on first start.
+    Serve {
+        /// Address to listen on.
+        #[arg(
+            long,
+            env = "CUSTODIA_WITNESS_LISTEN",
+            default_value = "127.0.0.1:7001"
+        )]
+        listen: std::net::SocketAddr,
+        /// Where its key and state live.
+        #[arg(
+            long,
+            env = "CUSTODIA_WITNESS_DATA_DIR",
+            default_value = "./custodia-witness"
+        )]
+        data_dir: PathBuf,
+        /// Its name in cosignatures (default: <host name>/witness).
+        #[arg(long, env = "CUSTODIA_WITNESS_NAME")]
+        name: Option<String>,
+        /// A log to witness: its verifier key, as /api/v1/audit/checkpoint shows
+        /// `verifier_key`. Repeatable, or comma-separated in the variable.
+        #[arg(
+            long = "log",
+            env = "CUSTODIA_WITNESS_LOGS",
+            value_delimiter = ',',
+            required = true
+        )]
+        logs: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,14 +158,8 @@ enum AuditCommand {
     },
 }
 
-/// The chain did not verify (exit code 3).
-#[derive(Debug, thiserror::Error)]
-#[error("the audit trail does not verify: {0}")]
-struct ChainBroken(crate::audit::chain::Fault);
-
-#[derive(Debug, thiserror::Error)]
-#[error("the proofs do not verify: {0}")]
-struct ProofBroken(String);
+mod audit;
+use audit::{ChainBroken, ProofBroken, audit_export, audit_verify, audit_verify_proof};
 
 #[derive(Debug, Subcommand)]
 enum AgencyCommand {
@@ -206,6 +238,20 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
+            Command::Witness(WitnessCommand::Serve {
+                listen,
+                data_dir,
+                name,
+                logs,
+            }) => {
+                let options = crate::witness::Options {
+                    listen,
+                    data_dir,
+                    name,
+                    logs,
+                };
+                crate::witness::serve(options, server::shutdown_signal()).await
+            }
             Command::Demo { keep } => crate::demo::run(keep).await,
             Command::Backup { out } => {
                 let written = crate::backup::run(&config, &out).await?;
@@ -375,114 +421,6 @@ async fn agency_create(
     println!("agency id: {}", created.id);
     println!("api key:   {}", created.api_key.as_str());
     eprintln!("custodia: the API key is shown only now; store it safely.");
-    Ok(())
-}
-
-/// The keys a verifier trusts: the key directory's and those given with `--trusted-key`.
-fn trusted_keys(
-    config: &Config,
-    given: &[String],
-) -> anyhow::Result<Vec<(String, custodia_crypto::sign::VerifyingKey)>> {
-    let mut keys = crate::keyring::pinned_keys(&config.signing_key_file())?;
-    for text in given {
-        let key = crate::keyring::parse_public_key(text.trim()).ok_or_else(|| {
-            anyhow::anyhow!(
-                "--trusted-key {text}: not an Ed25519 public key (64 hex digits or base64url)"
-            )
-        })?;
-        keys.push((crate::keyring::key_fingerprint(&key.to_bytes()), key));
-    }
-    Ok(keys)
-}
-
-fn audit_verify_proof(config: &Config, file: &Path, given: &[String]) -> anyhow::Result<()> {
-    let keys: Vec<_> = trusted_keys(config, given)?
-        .into_iter()
-        .map(|(_, key)| key)
-        .collect();
-    if keys.is_empty() {
-        anyhow::bail!(
-            "no trusted key: pass --trusted-key with the key from /api/v1/audit/public-key"
-        );
-    }
-    let text =
-        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let bundle: crate::transparency::Bundle = serde_json::from_str(&text)
-        .map_err(|e| ProofBroken(format!("{}: not a proof bundle ({e})", file.display())))?;
-    let checked = crate::transparency::check_bundle(&bundle, &keys).map_err(ProofBroken)?;
-    println!(
-        "{} event(s) proven in the log {} at size {} (checkpoint signed by a trusted key)",
-        checked.events, checked.origin, checked.size
-    );
-    Ok(())
-}
-
-async fn audit_verify(config: Config, trusted_keys: &[String]) -> anyhow::Result<()> {
-    server::create_private_dir(&config.data_dir)?;
-    let trust = crate::audit::Trust {
-        origin: config.audit_origin(),
-        keys: self::trusted_keys(&config, trusted_keys)?,
-    };
-    let store = Store::connect(&config).await?;
-    store.migrate().await?;
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "verifying {bar:40} {pos}/{len} events ({per_sec}, {eta} left)",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let started = std::time::Instant::now();
-    let result = crate::audit::verify(&store, &trust, |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    })
-    .await;
-    bar.finish_and_clear();
-    store.close().await;
-    match result? {
-        Ok(summary) => {
-            println!(
-                "audit trail intact: {} events, head {} at sequence {}, last signed checkpoint {} ({:.1?})",
-                summary.events,
-                summary.head_hash,
-                summary.head_seq,
-                summary
-                    .last_checkpoint
-                    .map_or_else(|| "none yet".to_owned(), |s| format!("at sequence {s}")),
-                started.elapsed()
-            );
-            Ok(())
-        }
-        Err(fault) => Err(ChainBroken(fault).into()),
-    }
-}
-
-async fn audit_export(
-    config: Config,
-    since: Option<&str>,
-    until: Option<&str>,
-    format: &str,
-) -> anyhow::Result<()> {
-    use time::format_description::well_known::Rfc3339;
-    let format = crate::audit::Format::parse(format)?;
-    let parse =
-        |field: &'static str, t: Option<&str>| -> Result<Option<i64>, crate::error::Error> {
-            t.map(|t| {
-                time::OffsetDateTime::parse(t, &Rfc3339)
-                    .map(crate::clock::to_ms)
-                    .map_err(|_| crate::error::invalid(field, "must be an RFC 3339 time"))
-            })
-            .transpose()
-        };
-    let (since, until) = (parse("since", since)?, parse("until", until)?);
-    let store = Store::connect(&config).await?;
-    store.migrate().await?;
-    let mut out = std::io::BufWriter::new(std::io::stdout());
-    let written = crate::audit::export(&store, since, until, format, &mut out).await;
-    drop(out);
-    store.close().await;
-    eprintln!("custodia: exported {} events", written?);
     Ok(())
 }
 

@@ -1,0 +1,10 @@
+-- Witnesses' cosignatures on checkpoints (C2SP tlog-cosignature): each witness's signature
+-- line on the checkpoint at `seq`, kept as the witness sent it, after the server checked it
+-- against the witness's configured key.
+CREATE TABLE audit_cosignatures (
+    seq         BIGINT NOT NULL,
+    witness     TEXT NOT NULL,
+    signature   TEXT NOT NULL,
+    at          BIGINT NOT NULL,
+    PRIMARY KEY (seq, witness)
+);

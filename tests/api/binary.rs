@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::helpers::{Backend, TestEnv};
 
-fn custodia() -> Command {
+pub(crate) fn custodia() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_custodia"));
     for (key, _) in std::env::vars() {
         if key.starts_with("CUSTODIA_") {
@@ -18,7 +18,7 @@ fn custodia() -> Command {
     cmd
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -26,7 +26,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn wait_healthy(base: &str, child: &mut Child) {
+pub(crate) async fn wait_healthy(base: &str, child: &mut Child) {
     for _ in 0..200 {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("custodia exited early with {status}");
@@ -41,7 +41,7 @@ async fn wait_healthy(base: &str, child: &mut Child) {
     panic!("custodia did not become healthy at {base}");
 }
 
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
+pub(crate) fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")

@@ -265,6 +265,22 @@ async fn a_rolled_back_database_is_caught_by_the_witness(backend: Backend) {
         "{}",
         fault.evidence[0]
     );
+    // The auditor console asks the witnesses too, and shows the evidence.
+    let link = custodia::auditors::invite(&app.state, "审计员")
+        .await
+        .unwrap();
+    let auditor = crate::auditors::enrol_at(&app.base, &link).await.unwrap();
+    let verified: Value = auditor
+        .get("/api/v1/audit/verify")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["intact"], false);
+    assert_eq!(verified["fault"]["kind"], "rolled-back", "{verified:#}");
+    assert_eq!(verified["fault"]["evidence"][0], fault.evidence[0].as_str());
+    let page = auditor.get("/audit?verify=1").await.text().await.unwrap();
+    assert!(page.contains("rolled-back") && page.contains("class=\"evidence\""));
     // It gets no cosignature for its new history, however far it grows past the witness.
     append(&app, 30).await;
     let grown = app.checkpoint_now().await.unwrap();
@@ -397,4 +413,119 @@ async fn a_witness_cosigns_only_extensions_and_keeps_forks_as_evidence() {
     assert_eq!((head.size, head.root), (8, root8));
     assert_eq!(head.signers.len(), 2);
     witness.stop().await;
+}
+
+/// The witness as an operator runs it: its own process, key and directory, found by the
+/// key it prints, and the server sending it checkpoints over the network.
+#[tokio::test]
+async fn the_witness_binary_cosigns_what_custodia_serve_sends_it() {
+    use crate::binary::{custodia, free_port, terminate, wait_healthy};
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+
+    let cwd = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let serve = |witnesses: Option<String>| {
+        let mut cmd = custodia();
+        cmd.arg("serve")
+            .current_dir(cwd.path())
+            .env("CUSTODIA_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(w) = witnesses {
+            cmd.env("CUSTODIA_WITNESSES", w);
+        }
+        cmd.spawn().unwrap()
+    };
+    let mut server = serve(None);
+    wait_healthy(&base, &mut server).await;
+    let checkpoint: Value = reqwest::get(format!("{base}/api/v1/audit/checkpoint"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let log = checkpoint["verifier_key"].as_str().unwrap().to_owned();
+    assert!(terminate(&mut server).success());
+
+    let witness_port = free_port();
+    let start_witness = || {
+        let mut child = custodia()
+            .args([
+                "witness",
+                "serve",
+                "--name",
+                "w.example/witness",
+                "--log",
+                &log,
+            ])
+            .args(["--listen", &format!("127.0.0.1:{witness_port}")])
+            .args([
+                "--data-dir",
+                &cwd.path().join("witness").display().to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let key = stdout
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("witness key:").map(|k| k.trim().to_owned()))
+            .expect("the witness prints its key");
+        (child, key)
+    };
+    let (mut witness, key) = start_witness();
+    assert!(key.starts_with("w.example/witness+"));
+    let mode = std::fs::metadata(cwd.path().join("witness/witness.key"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+
+    let mut server = serve(Some(format!("http://127.0.0.1:{witness_port}={key}")));
+    wait_healthy(&base, &mut server).await;
+    let mut shown = Value::Null;
+    for _ in 0..100 {
+        shown = reqwest::get(format!("{base}/api/v1/audit/checkpoint"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if shown["witnessed"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        shown["cosigned_by"],
+        serde_json::json!(["w.example/witness"]),
+        "{shown:#}"
+    );
+    assert!(terminate(&mut server).success());
+
+    // The witness keeps its key and what it cosigned across restarts.
+    assert!(terminate(&mut witness).success());
+    let (mut witness, again) = start_witness();
+    assert_eq!(again, key);
+    let verify = custodia()
+        .args(["audit", "verify"])
+        .current_dir(cwd.path())
+        .env(
+            "CUSTODIA_WITNESSES",
+            format!("http://127.0.0.1:{witness_port}={key}"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(terminate(&mut witness).success());
 }

@@ -58,21 +58,36 @@ pub(super) async fn audit_console(
         Some(seq) => say("audit_checkpoint_at", &[("seq", seq.to_string())]),
         None => say("audit_checkpoint_none", &[]),
     };
+    let mut chain_evidence: Vec<String> = Vec::new();
     let (verified, intact, chain_text) = if verify_q.verify == Some(1) {
         match crate::auditors::verify_chain(&state, &session).await? {
-            Ok(s) => (
-                true,
-                true,
-                say(
+            Ok(s) => {
+                let mut text = say(
                     "audit_chain_verified_text",
                     &[
                         ("events", s.events.to_string()),
                         ("head", s.head_hash.get(..16).unwrap_or_default().to_owned()),
                         ("checkpoint", checkpoint(s.last_checkpoint)),
                     ],
-                ),
-            ),
-            Err(f) => (true, false, f.to_string()),
+                );
+                if let Some((seq, cosigners)) = s.witnessed {
+                    text.push_str(" · ");
+                    text.push_str(&say(
+                        "audit_witnessed_text",
+                        &[
+                            ("seq", seq.to_string()),
+                            ("count", cosigners.to_string()),
+                            ("total", state.config.witnesses.len().to_string()),
+                            ("quorum", state.config.witness_quorum.to_string()),
+                        ],
+                    ));
+                }
+                (true, true, text)
+            }
+            Err(f) => {
+                chain_evidence.clone_from(&f.evidence);
+                (true, false, f.to_string())
+            }
         }
     } else {
         let (head, hash) = state.store.audit_head().await?;
@@ -101,7 +116,7 @@ pub(super) async fn audit_console(
         &page,
         "audit.html",
         context! {
-            events, flags, verified, intact, chain_text, agencies,
+            events, flags, verified, intact, chain_text, chain_evidence, agencies,
             q => context! {
                 citizen => q.citizen, agency => q.agency, officer => q.officer,
                 action => q.action, outcome => q.outcome, since => q.since, until => q.until,

@@ -144,6 +144,9 @@ enum AuditCommand {
         #[arg(long = "trusted-key", value_name = "KEY")]
         trusted_keys: Vec<String>,
     },
+    /// Sign a checkpoint of the trail now (servers sign on their own within a minute of
+    /// any event, and every 1,000 events); prints its size.
+    Checkpoint,
     /// Export events as CSV or JSON lines on standard output.
     Export {
         /// Only events at or after this time (RFC 3339).
@@ -271,6 +274,19 @@ pub fn main() -> ExitCode {
             }) => agency_create(config, &name, &level, issuer, issuer_key.as_deref()).await,
             Command::Audit(AuditCommand::Verify { trusted_keys }) => {
                 audit_verify(config, &trusted_keys).await
+            }
+            Command::Audit(AuditCommand::Checkpoint) => {
+                with_context(config, |ctx| async move {
+                    let signer = ctx.log_signer()?;
+                    match crate::audit::checkpoint_now(&ctx.store, &signer, ctx.clock.now_ms())
+                        .await?
+                    {
+                        Some(size) => println!("checkpoint signed at {size} events"),
+                        None => println!("no events since the last checkpoint; nothing to sign"),
+                    }
+                    Ok(())
+                })
+                .await
             }
             Command::Audit(AuditCommand::VerifyProof { file, trusted_keys }) => {
                 audit_verify_proof(&config, &file, &trusted_keys)

@@ -284,7 +284,9 @@ pub async fn citizen_and_auditor(lang: &'static str, engine: Engine, seq: u32) {
         403,
     );
 
-    // The read is in the citizen's trail with officer and case.
+    // The read is in the citizen's trail with officer and case. (The operator signs a
+    // checkpoint now; servers sign on their own within a minute.)
+    server.run(&["audit", "checkpoint"]);
     b.goto("/activity").await;
     assert_eq!(
         b.find_all("nav a[aria-current='page']").await.len(),
@@ -317,6 +319,7 @@ pub async fn citizen_and_auditor(lang: &'static str, engine: Engine, seq: u32) {
         "the approval shows the purpose by its name"
     );
     b.check_page("activity").await;
+    proofs_verify_in_the_browser(&b).await;
 
     // Revoke; the agency is refused from then on.
     b.goto("/grants").await;
@@ -506,4 +509,74 @@ async fn auditor(server: &Custodia, lang: &'static str, nid: &str) {
     b.click("#audit-login-form button[type=submit]").await;
     b.wait_path("/audit").await;
     b.close().await;
+}
+
+/// Waits until the page's script has checked every listed event's proof; returns how many
+/// were verified and how many failed.
+async fn checked_proofs(b: &Browser) -> (u64, u64) {
+    for _ in 0..200 {
+        let counts = b
+            .js_value(
+                "const n = (s) => document.querySelectorAll(`.proof[data-proof='${s}']`).length; \
+                 return [n('unchecked') + n('checking'), n('verified'), n('failed')];",
+            )
+            .await;
+        if counts[0] == 0 {
+            return (counts[1].as_u64().unwrap(), counts[2].as_u64().unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the page did not finish checking its proofs");
+}
+
+/// Every listed event verifies in the browser (WebCrypto: SHA-256 and Ed25519) against the
+/// signed checkpoint and the keys the page shows; a tampered proof, and a tampered event,
+/// do not.
+async fn proofs_verify_in_the_browser(b: &Browser) {
+    let (verified, failed) = checked_proofs(b).await;
+    assert!(
+        verified >= 3 && failed == 0,
+        "{verified} verified, {failed} failed"
+    );
+    let summary = b.find("#proof-summary").await;
+    assert!(
+        summary
+            .attr("class")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            == "issuer verified",
+        "{}",
+        summary.text().await.unwrap_or_default()
+    );
+    let keys = b
+        .js("return document.querySelector('#proof-check details').textContent;")
+        .await;
+    assert!(
+        keys.contains("localhost/audit+"),
+        "the pinned key is shown: {keys}"
+    );
+
+    // The same check over answers changed on their way: one event's bytes, another's proof.
+    b.js(
+        "const original = window.fetch; \
+         window.fetch = async (url, options) => { \
+           const answer = await original(url, options); \
+           if (!String(url).endsWith('/me/activity/proofs')) return answer; \
+           const bundle = await answer.json(); \
+           bundle.events[0].event = bundle.events[0].event.replace('\"seq\"', '\"officer\":\"x\",\"seq\"'); \
+           const hash = Uint8Array.from(atob(bundle.events[1].proof[0]), (c) => c.charCodeAt(0)); \
+           hash[0] ^= 1; \
+           bundle.events[1].proof[0] = btoa(String.fromCharCode(...hash)); \
+           return new Response(JSON.stringify(bundle), { status: 200 }); \
+         }; \
+         document.querySelectorAll('.proof').forEach((p) => { p.dataset.proof = 'unchecked'; }); \
+         checkProofs(document.getElementById('proof-check')); \
+         return 'started';",
+    )
+    .await;
+    let (verified_now, failed) = checked_proofs(b).await;
+    assert_eq!(failed, 2, "the two tampered events fail");
+    assert_eq!(verified_now, verified - 2);
 }

@@ -360,3 +360,196 @@ onSubmit("reveal-form", async (data) => {
   document.getElementById("revealed-id").textContent = done.national_id;
   document.getElementById("revealed").hidden = false;
 });
+
+// --- Proofs on /activity -------------------------------------------------------------
+// Each listed event is checked here, in the browser, without trusting the server: the
+// newest witnessed checkpoint (a C2SP signed note) must carry a valid Ed25519 signature by
+// one of the log keys shown on the page and at least the quorum of witness cosignatures
+// (C2SP cosignature/v1), and each event's RFC 9162 inclusion proof must lead from
+// SHA-256(0x00 ‖ its canonical bytes) to the checkpoint's root.
+
+const utf8 = new TextEncoder();
+
+function fromBase64(text) {
+  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+}
+
+function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+async function sha256(...parts) {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", concat(...parts)));
+}
+
+function sameBytes(a, b) {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+// `name+hex id+base64(alg ‖ key)`; the base64 may hold '+', the name never does.
+function parseVerifierKey(text) {
+  const first = text.indexOf("+");
+  const second = text.indexOf("+", first + 1);
+  if (first < 1 || second < 0) return null;
+  const raw = fromBase64(text.slice(second + 1));
+  return {
+    name: text.slice(0, first),
+    id: parseInt(text.slice(first + 1, second), 16),
+    alg: raw[0],
+    key: raw.slice(1),
+  };
+}
+
+function parseNote(note) {
+  const split = note.indexOf("\n\n");
+  if (split < 0) return null;
+  const text = note.slice(0, split + 1);
+  const signatures = note
+    .slice(split + 2)
+    .split("\n")
+    .filter((l) => l.startsWith("— "))
+    .map((l) => {
+      const [, name, sig] = l.split(" ");
+      const bytes = fromBase64(sig);
+      return { name, id: new DataView(bytes.buffer).getUint32(0), bytes: bytes.slice(4) };
+    });
+  const [origin, size, root] = text.split("\n");
+  return { text, signatures, origin, size: Number(size), root: fromBase64(root) };
+}
+
+async function ed25519Verify(key, signature, message) {
+  try {
+    const k = await crypto.subtle.importKey("raw", key, { name: "Ed25519" }, false, ["verify"]);
+    return await crypto.subtle.verify({ name: "Ed25519" }, k, signature, message);
+  } catch (_) {
+    return false;
+  }
+}
+
+// How many witnesses cosigned, or -1 when the log's own signature does not hold.
+async function checkCheckpoint(note, logKeys, witnessKeys) {
+  const text = utf8.encode(note.text);
+  let signed = false;
+  for (const k of logKeys) {
+    if (k.alg !== 1 || k.name !== note.origin) continue;
+    for (const s of note.signatures) {
+      if (s.name === k.name && s.id === k.id && (await ed25519Verify(k.key, s.bytes, text))) {
+        signed = true;
+      }
+    }
+  }
+  if (!signed) return -1;
+  let cosigned = 0;
+  for (const w of witnessKeys) {
+    if (w.alg !== 4) continue;
+    const s = note.signatures.find((x) => x.name === w.name && x.id === w.id);
+    if (!s || s.bytes.length !== 72) continue;
+    const time = new DataView(s.bytes.buffer, s.bytes.byteOffset).getBigUint64(0);
+    const message = concat(utf8.encode(`cosignature/v1\ntime ${time}\n`), text);
+    if (await ed25519Verify(w.key, s.bytes.slice(8), message)) cosigned += 1;
+  }
+  return cosigned;
+}
+
+// RFC 9162 §2.1.3.2: the root an inclusion proof leads to, or null.
+async function rootFromInclusion(index, size, leaf, proof) {
+  if (index >= size) return null;
+  const one = Uint8Array.of(1);
+  let fn = index;
+  let sn = size - 1;
+  let r = leaf;
+  for (const p of proof) {
+    if (sn === 0) return null;
+    if (fn % 2 === 1 || fn === sn) {
+      r = await sha256(one, p, r);
+      while (fn % 2 === 0 && fn !== 0) {
+        fn = Math.floor(fn / 2);
+        sn = Math.floor(sn / 2);
+      }
+    } else {
+      r = await sha256(one, r, p);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return sn === 0 ? r : null;
+}
+
+async function eventHolds(event, seq, note) {
+  let claimed;
+  try {
+    claimed = JSON.parse(event.event).seq;
+  } catch (_) {
+    return false;
+  }
+  if (claimed !== seq || event.seq !== seq || event.leaf_index !== seq - 1) return false;
+  const leaf = await sha256(Uint8Array.of(0), utf8.encode(event.event));
+  const root = await rootFromInclusion(event.leaf_index, note.size, leaf, event.proof.map(fromBase64));
+  return root !== null && sameBytes(root, note.root);
+}
+
+async function checkProofs(panel) {
+  const rows = Array.from(document.querySelectorAll("li[data-seq]"));
+  const mark = (row, state) => {
+    const badge = row.querySelector(".proof");
+    badge.dataset.proof = state;
+    badge.textContent = panel.dataset["msg" + state[0].toUpperCase() + state.slice(1)];
+    badge.className = "proof badge proof-" + state;
+  };
+  rows.forEach((row) => mark(row, "checking"));
+  const summary = document.getElementById("proof-summary");
+  const keys = (name) => (panel.dataset[name] || "").split(" ").filter(Boolean).map(parseVerifierKey).filter(Boolean);
+  const response = await fetch("/me/activity/proofs", { headers: { Accept: "application/json" } });
+  if (response.status === 404) {
+    summary.textContent = panel.dataset.msgSummaryNone;
+    rows.forEach((row) => mark(row, "pending"));
+    return;
+  }
+  if (!response.ok) throw new Error(`proofs: ${response.status}`);
+  const bundle = await response.json();
+  const note = parseNote(bundle.checkpoint.note);
+  const cosigned = note ? await checkCheckpoint(note, keys("logKeys"), keys("witnessKeys")) : -1;
+  const quorum = Number(panel.dataset.quorum || 0);
+  if (cosigned < 0 || cosigned < quorum) {
+    summary.textContent = panel.dataset.msgSummaryBad;
+    summary.className = "issuer unverified";
+    rows.forEach((row) => mark(row, "failed"));
+    return;
+  }
+  const witnessed = keys("witnessKeys").length > 0;
+  summary.textContent = (witnessed ? panel.dataset.msgSummaryWitnessed : panel.dataset.msgSummaryOk)
+    .replace("{size}", String(note.size))
+    .replace("{count}", String(cosigned));
+  summary.className = "issuer verified";
+  const bySeq = new Map(bundle.events.map((e) => [e.seq, e]));
+  for (const row of rows) {
+    const seq = Number(row.dataset.seq);
+    if (seq > note.size) {
+      mark(row, "pending");
+      continue;
+    }
+    let event = bySeq.get(seq);
+    if (!event) {
+      // Older than the bundle's newest events: ask for this one's proof on its own, and
+      // hold it to the same checkpoint.
+      const single = await fetch(`/me/activity/${seq}/proof`, { headers: { Accept: "application/json" } });
+      event = single.ok ? await single.json() : null;
+      if (event && event.checkpoint.note !== bundle.checkpoint.note) event = null;
+    }
+    mark(row, event && (await eventHolds(event, seq, note)) ? "verified" : "failed");
+  }
+}
+
+const proofPanel = document.getElementById("proof-check");
+if (proofPanel && window.crypto && crypto.subtle) {
+  checkProofs(proofPanel).catch((e) => {
+    document.getElementById("proof-summary").textContent = proofPanel.dataset.msgSummaryBad;
+    console.error(e);
+  });
+}

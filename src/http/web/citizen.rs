@@ -432,6 +432,7 @@ pub(super) async fn activity_page(
         .into_iter()
         .map(|e| {
             context! {
+                seq => e.seq,
                 action_text => text(format!("action_{}", e.action)),
                 outcome => e.outcome.clone(),
                 outcome_text => text(format!("outcome_{}", e.outcome)),
@@ -469,12 +470,28 @@ pub(super) async fn activity_page(
         .map(|a| context! { id => a.id.to_string(), name => a.name })
         .collect();
     activity::mark_seen(&state, &session).await?;
+    // The keys the page's script checks proofs against, shown so the citizen can compare
+    // them with the ones published elsewhere.
+    let origin = state.config.audit_origin();
+    let log_keys: Vec<String> = state
+        .keys
+        .pinned
+        .iter()
+        .map(|(_, key)| custodia_crypto::tlog::verifier_key(&origin, key))
+        .collect();
+    let witness_keys: Vec<String> = state
+        .config
+        .witnesses
+        .iter()
+        .map(|w| w.key.encode())
+        .collect();
     render(
         &state,
         &page,
         "activity.html",
         context! {
-            events, next, chart_rows, agencies,
+            events, next, chart_rows, agencies, log_keys, witness_keys,
+            quorum => state.config.witness_quorum,
             filter_action => q.action, filter_outcome => q.outcome, filter_agency => q.agency,
         },
     )

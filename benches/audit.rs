@@ -95,11 +95,16 @@ async fn appends(backend: helpers::Backend, label: &str) {
 }
 
 async fn verify_rate(total: u64) {
-    let env = helpers::TestEnv::new(helpers::Backend::Sqlite).await;
+    let mut env = helpers::TestEnv::new(helpers::Backend::Sqlite).await;
+    // `CUSTODIA_BENCH_TRAIL=DIR` keeps the filled trail in DIR and reuses it next time.
+    if let Ok(dir) = std::env::var("CUSTODIA_BENCH_TRAIL") {
+        env.vars.insert("CUSTODIA_DATA_DIR".into(), dir);
+    }
     let app = env.start().await.unwrap();
     let log = app.state.audit.clone();
     let started = Instant::now();
-    let per_writer = total / 256;
+    let (have, _) = app.state.store.audit_extent().await.unwrap();
+    let per_writer = total.saturating_sub(u64::try_from(have).unwrap_or(0)) / 256;
     let mut tasks = Vec::new();
     for w in 0..256 {
         let log = log.clone();
@@ -151,9 +156,13 @@ async fn verify_rate(total: u64) {
 
 #[tokio::main]
 async fn main() {
-    appends(helpers::Backend::Sqlite, "SQLite (synchronous=FULL)").await;
-    if std::env::var("CUSTODIA_BENCH_POSTGRES").is_ok() {
-        appends(helpers::Backend::Postgres, "PostgreSQL").await;
+    // `CUSTODIA_BENCH_ONLY=verify` skips the append cells.
+    let only_verify = std::env::var("CUSTODIA_BENCH_ONLY").is_ok_and(|v| v == "verify");
+    if !only_verify {
+        appends(helpers::Backend::Sqlite, "SQLite (synchronous=FULL)").await;
+        if std::env::var("CUSTODIA_BENCH_POSTGRES").is_ok() {
+            appends(helpers::Backend::Postgres, "PostgreSQL").await;
+        }
     }
     let total = std::env::var("CUSTODIA_BENCH_EVENTS")
         .ok()

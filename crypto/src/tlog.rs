@@ -243,6 +243,32 @@ impl Frontier {
         self.size
     }
 
+    /// The stored hashes the right edge of a tree of `size` leaves is made of: one complete
+    /// subtree per set bit of `size`, largest first.
+    pub fn needs(size: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut start = 0u64;
+        for level in (0..64u8).rev() {
+            let width = 1u64 << level;
+            if size & width != 0 {
+                out.push(tlog_tiles::stored_hash_index(level, start >> level));
+                start += width;
+            }
+        }
+        out
+    }
+
+    /// The right edge of a tree of `size` leaves, from its stored hashes (see
+    /// [`Frontier::needs`]): to go on from a verified size without walking the leaves
+    /// before it.
+    pub fn load(size: u64, known: &Known) -> Result<Self, TlogError> {
+        let nodes = Self::needs(size)
+            .into_iter()
+            .map(|i| known.get(&i).copied().ok_or(TlogError::Missing(i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { size, nodes })
+    }
+
     /// The root of the tree so far.
     pub fn root(&self) -> TreeHash {
         let mut nodes = self.nodes.iter().rev();
@@ -477,6 +503,13 @@ mod tests {
             let size = i as u64 + 1;
             let root_n = root(size, &known).unwrap();
             assert_eq!(frontier.root(), root_n, "size {size}");
+            let loaded = Frontier::load(size, &known).unwrap();
+            assert_eq!(loaded.root(), root_n, "loaded at size {size}");
+            let mut next = loaded.clone();
+            next.push(leaf_hash(b"next"));
+            let mut walked = frontier.clone();
+            walked.push(leaf_hash(b"next"));
+            assert_eq!(next.root(), walked.root());
             for need in root_needs(size) {
                 assert!(known.contains_key(&need));
             }

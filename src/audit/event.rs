@@ -246,10 +246,13 @@ impl Event {
             detail: self.detail,
             prev_hash,
             hash: Vec::new(),
+            body: None,
         };
         let body = chain::canonical(&row);
         row.hash = chain::chain_hash(&row.prev_hash, &body).to_vec();
-        (row, custodia_crypto::tlog::leaf_hash(body.as_bytes()))
+        let leaf = custodia_crypto::tlog::leaf_hash(body.as_bytes());
+        row.body = Some(body);
+        (row, leaf)
     }
 }
 

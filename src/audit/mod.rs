@@ -18,6 +18,9 @@
 //! by id and type.
 
 pub mod chain;
+mod verifier;
+mod verify;
+pub use verify::{verify, verify_since};
 mod event;
 mod exports;
 mod log;
@@ -32,7 +35,6 @@ pub use tree::{consistency_proof, extend_tree, inclusion_proof, stored_root};
 
 use std::time::Duration;
 
-use crate::error::Error;
 use crate::ids::CitizenId;
 use crate::store::{Store, StoreError};
 
@@ -74,71 +76,4 @@ pub async fn checkpoint_now(
 pub async fn citizen_event(store: &Store, citizen: CitizenId, action: Action) -> Event {
     let pseudonym = store.citizen(citizen).await.ok().map(|c| c.pseudonym);
     Event::new(ActorKind::Citizen, pseudonym.clone(), action).citizen(pseudonym.as_deref())
-}
-
-/// Verifies the whole trail in pages against what `trust` pins, calling
-/// `progress(checked, total)` as it goes. The outer error is a storage failure; the inner
-/// one the first fault found: a changed, missing, inserted or reordered event, a
-/// checkpoint the trail does not match or no pinned key signed, a stretch without the
-/// promised checkpoints, or a stored tree that differs from the events.
-pub async fn verify(
-    store: &Store,
-    trust: &Trust,
-    mut progress: impl FnMut(u64, u64),
-) -> Result<Result<chain::Summary, chain::Fault>, Error> {
-    const PAGE: i64 = 10_000;
-    let (head_seq, head_hash) = store.audit_head().await?;
-    let (count, _) = store.audit_extent().await?;
-    let total = u64::try_from(count).unwrap_or(0);
-    let mut verifier = match chain::Verifier::new(store.audit_checkpoints().await?, trust) {
-        Ok(v) => v,
-        Err(mut fault) => {
-            // Say so when the key is one the database offers but nobody pinned.
-            if fault.kind == "untrusted-key"
-                && let Ok(published) = store.signing_keys().await
-                && published
-                    .iter()
-                    .any(|(id, _)| fault.detail.contains(id.as_str()))
-            {
-                fault.detail.push_str(" (it appears only in the database)");
-            }
-            return Ok(Err(fault));
-        }
-    };
-    witnessed::watch(trust, &mut verifier);
-    let mut after = 0;
-    loop {
-        let page = store.audit_events_after(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for e in &page {
-            if let Err(fault) = verifier.push(e) {
-                return Ok(Err(fault));
-            }
-        }
-        progress(verifier.checked, total);
-    }
-    let size = u64::try_from(head_seq).unwrap_or(0);
-    let computed = verifier.root();
-    let summary = match verifier.finish(head_seq, &head_hash) {
-        Ok(summary) => summary,
-        Err(fault) => return Ok(Err(fault)),
-    };
-    // The stored tree answers every proof: it must be the tree of these events.
-    let stored = store.tree_size().await? == size
-        && tree::stored_root(store, size).await.ok() == Some(computed);
-    if !stored {
-        return Ok(Err(chain::Fault {
-            seq: head_seq,
-            kind: "tree-mismatch",
-            detail: "the stored Merkle tree is not the tree of the events".into(),
-            evidence: Vec::new(),
-        }));
-    }
-    Ok(witnessed::check(store, trust, &verifier, head_seq)
-        .await?
-        .map(|witnessed| chain::Summary {
-            witnessed,
-            ..summary
-        }))
 }

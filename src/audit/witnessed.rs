@@ -107,7 +107,17 @@ pub async fn check(
                 vec![note.clone(), newest_note],
             )));
         }
-        if verifier.root_at(head.size) != Some(head.root) {
+        let agrees = match (verifier.root_at(head.size), verifier.resumed_from()) {
+            (Some(root), _) => root == head.root,
+            // Before where this walk went on from: the stored tree must prove the witness's
+            // head is a prefix of the checkpoint verified before.
+            (None, Some((from, from_root))) if head.size < from => {
+                let proof = super::tree::consistency_proof(store, head.size, from).await?;
+                tlog::check_consistency(&proof, from, &from_root, head.size, &head.root)
+            }
+            (None, _) => false,
+        };
+        if !agrees {
             let ours = store
                 .checkpoint_at(seq)
                 .await?

@@ -67,7 +67,11 @@ pub(super) fn audit_verify_proof(
     Ok(())
 }
 
-pub(super) async fn audit_verify(config: Config, trusted_keys: &[String]) -> anyhow::Result<()> {
+pub(super) async fn audit_verify(
+    config: Config,
+    trusted_keys: &[String],
+    state: Option<&Path>,
+) -> anyhow::Result<()> {
     server::create_private_dir(&config.data_dir)?;
     let mut trust = crate::audit::Trust::new(
         config.audit_origin(),
@@ -91,18 +95,37 @@ pub(super) async fn audit_verify(config: Config, trusted_keys: &[String]) -> any
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let since = match state {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(note) => Some(note),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => anyhow::bail!("{}: {e}", path.display()),
+        },
+        None => None,
+    };
     let started = std::time::Instant::now();
-    let result = crate::audit::verify(&store, &trust, |done, total| {
+    let result = crate::audit::verify_since(&store, &trust, since.as_deref(), |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })
     .await;
     bar.finish_and_clear();
+    let newest = store.last_checkpoint().await;
     store.close().await;
     match result? {
         Ok(summary) => {
+            if let Some(path) = state
+                && let Some(note) = newest?.and_then(|c| c.note)
+            {
+                keep_state(path, &note)?;
+            }
+            let scope = if since.is_some() {
+                "new events since the checkpoint verified before"
+            } else {
+                "events"
+            };
             println!(
-                "audit trail intact: {} events, head {} at sequence {}, last signed checkpoint {} ({:.1?})",
+                "audit trail intact: {} {scope}, head {} at sequence {}, last signed checkpoint {} ({:.1?})",
                 summary.events,
                 summary.head_hash,
                 summary.head_seq,
@@ -155,6 +178,20 @@ pub(super) async fn audit_export(
     drop(out);
     store.close().await;
     eprintln!("custodia: exported {} events", written?);
+    Ok(())
+}
+
+/// Keeps the newest verified checkpoint for the next `--state` run (replaced atomically).
+fn keep_state(path: &Path, note: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(note.as_bytes())?;
+    file.as_file().sync_all()?;
+    file.persist(path)?;
     Ok(())
 }
 

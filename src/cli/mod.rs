@@ -132,6 +132,11 @@ enum AuditCommand {
         /// before a rotation. Repeatable.
         #[arg(long = "trusted-key", value_name = "KEY")]
         trusted_keys: Vec<String>,
+        /// Keep the newest verified checkpoint in FILE; when FILE exists, verify only the
+        /// events added since it (the trail must still hold it, and a consistency proof
+        /// must lead from it to the newest checkpoint).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
     },
     /// Check a citizen's proof bundle (downloaded from /me/activity/proofs) offline: its
     /// checkpoint must be signed by a pinned key (or a --trusted-key) and every event's
@@ -272,9 +277,10 @@ pub fn main() -> ExitCode {
                 issuer,
                 issuer_key,
             }) => agency_create(config, &name, &level, issuer, issuer_key.as_deref()).await,
-            Command::Audit(AuditCommand::Verify { trusted_keys }) => {
-                audit_verify(config, &trusted_keys).await
-            }
+            Command::Audit(AuditCommand::Verify {
+                trusted_keys,
+                state,
+            }) => audit_verify(config, &trusted_keys, state.as_deref()).await,
             Command::Audit(AuditCommand::Checkpoint) => {
                 with_context(config, |ctx| async move {
                     let signer = ctx.log_signer()?;

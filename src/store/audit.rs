@@ -33,6 +33,10 @@ pub struct AuditRow {
     pub detail: Option<String>,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
+    /// The canonical bytes the hash and the Merkle leaf were computed over (NULL for events
+    /// written before they were stored; verifiers then encode the columns).
+    #[sqlx(default)]
+    pub body: Option<String>,
 }
 
 /// A signed checkpoint: the chain's head at one sequence number.
@@ -124,6 +128,21 @@ impl Store {
     ) -> Result<Vec<AuditRow>, StoreError> {
         let sql =
             format!("SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2");
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql)).bind(seq).bind(limit).fetch_all(p).await?
+        }))
+    }
+
+    /// Events after `seq` with their stored canonical bytes, in order, at most `limit`:
+    /// what verification reads.
+    pub async fn audit_events_with_bytes_after(
+        &self,
+        seq: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, body FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        );
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql)).bind(seq).bind(limit).fetch_all(p).await?
         }))
@@ -332,8 +351,8 @@ impl Tx {
     /// Appends one event.
     pub async fn insert_audit_event(&mut self, e: &AuditRow) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-             $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+            "INSERT INTO audit_events ({COLUMNS}, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
         );
         on_engine!(self, c => {
             sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -356,6 +375,7 @@ impl Tx {
                 .bind(&e.detail)
                 .bind(&e.prev_hash)
                 .bind(&e.hash)
+                .bind(&e.body)
                 .execute(&mut **c)
                 .await?;
         });

@@ -22,6 +22,7 @@ mod downloads;
 mod errors;
 mod grants;
 mod health;
+mod incremental;
 mod keys;
 mod metrics;
 mod openapi;

@@ -244,11 +244,13 @@ impl Sequencer {
         let now = self.clock.now_ms();
         let mut tx = self.store.begin().await?;
         let (mut seq, mut head) = tx.lock_audit_head().await?;
-        let mut tree = Appender::load(&mut tx, tree_size(seq)).await?;
+        let signed_size = self.remembered()?.map(|(size, _)| tree_size(size));
+        let mut tree = Appender::load_with(&mut tx, tree_size(seq), signed_size).await?;
         self.check_extends(&mut tx, &tree, seq).await?;
         let mut last = tx.last_checkpoint_mark().await?.unwrap_or((0, 0));
         let mut checkpoints = Vec::new();
         let mut outcomes = Vec::with_capacity(events.len());
+        let mut written = Vec::with_capacity(events.len());
         for (mut event, claim) in events {
             let mut exhausted = None;
             let granted = match claim {
@@ -287,10 +289,10 @@ impl Sequencer {
             }
             for (at_seq, event) in rows {
                 let (row, leaf) = event.into_row(at_seq, now, head);
-                tx.insert_audit_event(&row).await?;
                 tree.push(leaf)?;
                 seq = at_seq;
-                head = row.hash;
+                head = row.hash.clone();
+                written.push(row);
                 // Exactly at the spacing, inside the batch: a verifier can require it.
                 if seq - last.0 >= CHECKPOINT_EVERY_EVENTS {
                     checkpoints.push(self.signer.sign(seq, &head, &tree.root()?, now));
@@ -298,9 +300,9 @@ impl Sequencer {
                 }
             }
         }
+        tx.insert_audit_events(&written).await?;
         tx.insert_tree_hashes(tree.added()).await?;
-        tx.set_audit_head(seq, &head).await?;
-        tx.set_tree_size(tree_size(seq)).await?;
+        tx.set_audit_head_and_tree(seq, &head).await?;
         if seq > last.0 && now - last.1 >= interval_ms() {
             checkpoints.push(self.signer.sign(seq, &head, &tree.root()?, now));
         }
@@ -319,11 +321,7 @@ impl Sequencer {
         tree: &Appender,
         seq: i64,
     ) -> Result<(), StoreError> {
-        let remembered = *self
-            .last_signed
-            .lock()
-            .map_err(|_| StoreError::Other(anyhow::anyhow!("the audit signer is poisoned")))?;
-        let Some((size, root)) = remembered else {
+        let Some((size, root)) = self.remembered()? else {
             return Ok(());
         };
         if seq >= size && tree.root_at(tx, tree_size(size)).await? == root {
@@ -339,6 +337,14 @@ impl Sequencer {
         Err(StoreError::Other(anyhow::anyhow!(
             "the audit trail does not extend checkpoint {size}"
         )))
+    }
+
+    /// The newest checkpoint this process signed or started from.
+    fn remembered(&self) -> Result<Option<(i64, TreeHash)>, StoreError> {
+        self.last_signed
+            .lock()
+            .map(|r| *r)
+            .map_err(|_| StoreError::Other(anyhow::anyhow!("the audit signer is poisoned")))
     }
 
     /// Writes new checkpoints; returns the newest, to remember once committed.

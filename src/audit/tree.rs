@@ -21,7 +21,23 @@ pub(super) struct Appender {
 impl Appender {
     /// The tree of `size` events, its right edge read in `tx`.
     pub(super) async fn load(tx: &mut Tx, size: u64) -> Result<Self, StoreError> {
-        let known = tx.tree_hashes(&tlog::root_needs(size)).await?;
+        Self::load_with(tx, size, None).await
+    }
+
+    /// As [`Appender::load`], reading in the same statement what the root at `also` (an
+    /// earlier size) needs, so [`Appender::root_at`] of it reads nothing more.
+    pub(super) async fn load_with(
+        tx: &mut Tx,
+        size: u64,
+        also: Option<u64>,
+    ) -> Result<Self, StoreError> {
+        let mut needs = tlog::root_needs(size);
+        if let Some(earlier) = also.filter(|e| *e <= size) {
+            needs.extend(tlog::root_needs(earlier));
+            needs.sort_unstable();
+            needs.dedup();
+        }
+        let known = tx.tree_hashes(&needs).await?;
         Ok(Self {
             size,
             known,

@@ -348,37 +348,65 @@ impl Tx {
         Ok(())
     }
 
+    /// Moves the head and records the tree's size with it, in one statement (the append
+    /// path keeps the two equal).
+    pub async fn set_audit_head_and_tree(
+        &mut self,
+        seq: i64,
+        hash: &[u8],
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE audit_head SET seq = $1, hash = $2, tree_size = $1 WHERE id = 1";
+        on_engine!(self, c => {
+            sqlx::query(SQL).bind(seq).bind(hash).execute(&mut **c).await?;
+        });
+        Ok(())
+    }
+
     /// Appends one event.
     pub async fn insert_audit_event(&mut self, e: &AuditRow) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO audit_events ({COLUMNS}, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
-        );
-        on_engine!(self, c => {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(e.seq)
-                .bind(e.at)
-                .bind(&e.actor_kind)
-                .bind(&e.actor_id)
-                .bind(&e.officer_id)
-                .bind(&e.case_id)
-                .bind(&e.citizen_pseudonym)
-                .bind(&e.action)
-                .bind(&e.object_ids)
-                .bind(e.grant_id)
-                .bind(&e.purpose)
-                .bind(&e.tier)
-                .bind(&e.fields)
-                .bind(&e.outcome)
-                .bind(e.bytes_sent)
-                .bind(&e.request_id)
-                .bind(&e.detail)
-                .bind(&e.prev_hash)
-                .bind(&e.hash)
-                .bind(&e.body)
-                .execute(&mut **c)
-                .await?;
-        });
+        self.insert_audit_events(std::slice::from_ref(e)).await
+    }
+
+    /// Appends events in multi-row statements (a batch of 512 is 16 statements, not 512:
+    /// on SQLite each statement is a hand-off to the driver's thread). Placeholders are
+    /// plain `?` on SQLite, which binds them by position without looking names up.
+    pub async fn insert_audit_events(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
+        const PER_STATEMENT: usize = 32;
+        const FIELDS: usize = 20;
+        let sqlite = matches!(self, super::OnEngine::Sqlite(_));
+        for chunk in rows.chunks(PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO audit_events ({COLUMNS}, body) VALUES {}",
+                super::placeholders(sqlite, chunk.len(), FIELDS)
+            );
+            on_engine!(self, c => {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for e in chunk {
+                    q = q
+                        .bind(e.seq)
+                        .bind(e.at)
+                        .bind(&e.actor_kind)
+                        .bind(&e.actor_id)
+                        .bind(&e.officer_id)
+                        .bind(&e.case_id)
+                        .bind(&e.citizen_pseudonym)
+                        .bind(&e.action)
+                        .bind(&e.object_ids)
+                        .bind(e.grant_id)
+                        .bind(&e.purpose)
+                        .bind(&e.tier)
+                        .bind(&e.fields)
+                        .bind(&e.outcome)
+                        .bind(e.bytes_sent)
+                        .bind(&e.request_id)
+                        .bind(&e.detail)
+                        .bind(&e.prev_hash)
+                        .bind(&e.hash)
+                        .bind(&e.body);
+                }
+                q.execute(&mut **c).await?;
+            });
+        }
         Ok(())
     }
 

@@ -81,12 +81,12 @@ impl Tx {
         hashes: &[(u64, [u8; 32])],
     ) -> Result<(), StoreError> {
         // 2 parameters a row; stay well under every engine's parameter limit.
+        let sqlite = matches!(self, super::OnEngine::Sqlite(_));
         for chunk in hashes.chunks(400) {
-            let values = (0..chunk.len())
-                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!("INSERT INTO audit_tree (idx, hash) VALUES {values}");
+            let sql = format!(
+                "INSERT INTO audit_tree (idx, hash) VALUES {}",
+                super::placeholders(sqlite, chunk.len(), 2)
+            );
             on_engine!(self, c => {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for (i, h) in chunk {

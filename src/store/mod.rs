@@ -43,6 +43,28 @@ macro_rules! on_engine {
     };
 }
 
+/// `rows` groups of `fields` placeholders for a multi-row `VALUES`: plain `?` on SQLite
+/// (bound by position, no name look-ups), `$n` on PostgreSQL.
+pub(crate) fn placeholders(sqlite: bool, rows: usize, fields: usize) -> String {
+    let mut out = String::with_capacity(rows * fields * 5);
+    for r in 0..rows {
+        out.push_str(if r == 0 { "(" } else { ", (" });
+        for f in 0..fields {
+            if f > 0 {
+                out.push_str(", ");
+            }
+            if sqlite {
+                out.push('?');
+            } else {
+                out.push('$');
+                out.push_str(&(r * fields + f + 1).to_string());
+            }
+        }
+        out.push(')');
+    }
+    out
+}
+
 /// A list stored as JSON text (document types, fields, ids): the portable representation
 /// both engines share. Text that is not such a list reads as empty.
 pub fn json_list<T: serde::de::DeserializeOwned>(text: &str) -> Vec<T> {

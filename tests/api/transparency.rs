@@ -142,6 +142,32 @@ async fn rewriting_the_history_is_caught_by_the_verifier_and_the_running_server(
 async fn cutting_the_tail_is_refused_by_the_running_server(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     trail(&app).await;
+    // An agency reading under a grant, as on any day.
+    let agency =
+        crate::agency_kit::Agency::create(&app, "省公安厅", custodia::agencies::Level::Provincial)
+            .await;
+    let citizen = Citizen::register(&app, &national_id(71), "Cut").await;
+    let uploaded: Value = citizen
+        .upload(
+            None,
+            "business_license",
+            crate::citizen_kit::licence_fields("截断公司"),
+            Some(("licence.pdf", crate::citizen_kit::pdf_bytes(4096, "cut"))),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let document = uploaded["id"].as_str().unwrap().to_owned();
+    let grant = citizen
+        .grant_to(
+            &agency.id,
+            serde_json::json!({"document_ids": [document], "tier": "full", "purpose": "核验", "duration_days": 7}),
+        )
+        .await;
+    let file = format!("/api/v1/grants/{grant}/documents/{document}/file");
+    assert_eq!(agency.read(&file).await.status(), 200);
+
     sql(&app, "DELETE FROM audit_events WHERE seq > 25").await;
     sql(&app, "DELETE FROM audit_checkpoints WHERE seq > 25").await;
     recompute_everything(&app).await;
@@ -152,6 +178,17 @@ async fn cutting_the_tail_is_refused_by_the_running_server(backend: Backend) {
         app.state.audit.append(event(1)).await,
         Err(custodia::error::Error::AuditUnavailable)
     ));
+    assert_eq!(app.state.store.audit_head().await.unwrap().0, 25);
+    // So the agency's next read is refused before a byte of the document leaves.
+    let refused = agency.read(&file).await;
+    let problem = assert_problem(refused, 503).await;
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("audit-unavailable"),
+        "{problem}"
+    );
     assert_eq!(app.state.store.audit_head().await.unwrap().0, 25);
 }
 

@@ -9,6 +9,13 @@
 //! cannot get a cosignature for the new one, and one that shows two histories of the same
 //! size leaves both signed heads with the witness as evidence.
 //!
+//! Which logs it witnesses: those named with `--log` (their verifier keys), or — started
+//! without any — each log that first presents itself, trusting on first use the key it
+//! names in the `Custodia-Log-Key` header (pinned in the witness's directory from then on;
+//! the first checkpoint must have the witness holding nothing, and every later one must
+//! verify under that key). Naming the logs is the stronger choice: a stranger who reaches
+//! a trusting witness before the real log does would take its origin.
+//!
 //! Routes: `POST /add-checkpoint` (the protocol: 200 with the cosignature line; 409 with
 //! the size it holds, as `text/x.tlog.size`; 422 for a proof that does not hold; 403 for a
 //! signature that does not; 404 for an unknown log; 400 for a malformed body),
@@ -41,7 +48,8 @@ pub struct Options {
     /// Its name in cosignatures (default `<host name>/witness`).
     pub name: Option<String>,
     /// The logs it witnesses: their verifier keys (`origin+id+base64`, as
-    /// `/api/v1/audit/checkpoint` shows `verifier_key`).
+    /// `/api/v1/audit/checkpoint` shows `verifier_key`). Empty: trust each log's key on
+    /// first use.
     pub logs: Vec<String>,
 }
 
@@ -127,9 +135,6 @@ impl Witness {
                 })?;
             logs.push(log);
         }
-        if logs.is_empty() {
-            anyhow::bail!("name at least one log to witness with --log");
-        }
         for dir in ["logs", "forks"] {
             crate::server::create_private_dir(&options.data_dir.join(dir))?;
         }
@@ -172,6 +177,37 @@ impl Witness {
             .join(format!("{}.json", Self::file_stem(origin)))
     }
 
+    fn pinned_path(&self, origin: &str) -> PathBuf {
+        self.dir
+            .join("logs")
+            .join(format!("{}.key", Self::file_stem(origin)))
+    }
+
+    /// The key `origin`'s checkpoints must verify under: a configured one, or the one
+    /// pinned on first use; with no logs configured, `offered` (the request's
+    /// `Custodia-Log-Key`) is pinned for an origin seen for the first time.
+    fn log_key(&self, origin: &str, offered: Option<&str>) -> Result<NamedKey, Refusal> {
+        if let Some(log) = self.logs.iter().find(|l| l.name == origin) {
+            return Ok(log.clone());
+        }
+        if !self.logs.is_empty() {
+            return Err(Refusal::UnknownLog(origin.to_owned()));
+        }
+        match std::fs::read_to_string(self.pinned_path(origin)) {
+            Ok(text) => NamedKey::parse(&text).map_err(|_| {
+                Refusal::Internal(anyhow::anyhow!("the pinned key of {origin} is unreadable"))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = offered
+                    .and_then(|k| NamedKey::parse(k).ok())
+                    .filter(|k| k.alg == cosig::ALG_ED25519 && k.name == origin)
+                    .ok_or_else(|| Refusal::UnknownLog(origin.to_owned()))?;
+                Ok(key)
+            }
+            Err(e) => Err(Refusal::Internal(e.into())),
+        }
+    }
+
     fn held(&self, origin: &str) -> anyhow::Result<Option<Held>> {
         match std::fs::read(self.held_path(origin)) {
             Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
@@ -208,18 +244,20 @@ impl Witness {
     }
 
     /// The protocol's decision on one request.
-    fn add(&self, body: &str) -> Result<String, Refusal> {
+    fn add(&self, body: &str, offered_key: Option<&str>) -> Result<String, Refusal> {
         let request = AddCheckpoint::parse(body)
             .map_err(|_| Refusal::BadRequest("the body is not an add-checkpoint request".into()))?;
         let origin = request.note.lines().next().unwrap_or_default();
-        let log = self
-            .logs
-            .iter()
-            .find(|l| l.name == origin)
-            .ok_or_else(|| Refusal::UnknownLog(origin.to_owned()))?;
+        let log = self.log_key(origin, offered_key)?;
         let head =
             tlog::open_checkpoint(&request.note, origin, std::slice::from_ref(&log.key), &[])
                 .map_err(|e| Refusal::Forbidden(e.to_string()))?;
+        if self.logs.is_empty() && !self.pinned_path(origin).exists() {
+            // First use: the checkpoint verified under the offered key; pin it.
+            write_synced(&self.pinned_path(origin), log.encode().as_bytes())
+                .map_err(Refusal::Internal)?;
+            tracing::info!(origin, key = %log.encode(), "trusting a new log's key on first use");
+        }
         if request.old > head.size {
             return Err(Refusal::BadRequest(
                 "the old size is larger than the checkpoint's".into(),
@@ -346,11 +384,22 @@ impl IntoResponse for Refusal {
     }
 }
 
-async fn add_checkpoint(State(witness): State<Arc<Witness>>, body: String) -> Response {
+/// The header in which a log names its verifier key, for witnesses that trust on first use.
+pub const LOG_KEY_HEADER: &str = "custodia-log-key";
+
+async fn add_checkpoint(
+    State(witness): State<Arc<Witness>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> Response {
+    let offered = headers
+        .get(LOG_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let _one_at_a_time = witness.lock.lock().await;
     let w = witness.clone();
     // File I/O and fsync: off the async workers.
-    match tokio::task::spawn_blocking(move || w.add(&body)).await {
+    match tokio::task::spawn_blocking(move || w.add(&body, offered.as_deref())).await {
         Ok(Ok(line)) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -397,12 +446,20 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let witness = Arc::new(Witness::open(&options)?);
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
-    println!("witness name: {}", witness.name);
-    println!("witness key:  {}", witness.verifier_key());
-    println!("listening on: http://{}", listener.local_addr()?);
+    // One write, so a reader that stops after the key does not break a later line.
+    let mut banner = format!(
+        "witness name: {}\nwitness key:  {}\nlistening on: http://{}\n",
+        witness.name,
+        witness.verifier_key(),
+        listener.local_addr()?
+    );
     for log in &witness.logs {
-        println!("witnessing:   {}", log.name);
+        banner.push_str(&format!("witnessing:   {}\n", log.name));
     }
+    if witness.logs.is_empty() {
+        banner.push_str("witnessing:   each log that presents itself, its key trusted on first use (name logs with --log to choose)\n");
+    }
+    print!("{banner}");
     axum::serve(listener, witness.router())
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -23,7 +23,7 @@ pub async fn verify(
 }
 
 /// As [`verify`], going on from `since`, a checkpoint note verified before (as
-/// `custodia audit verify --state FILE` keeps it): it must be signed by a pinned key, still
+/// `custodia audit verify` keeps it): it must be signed by a pinned key, still
 /// be in the database with the same root, and the stored tree must prove that the newest
 /// checkpoint extends it (a consistency proof); then only the events after it are walked.
 pub async fn verify_since(

@@ -1,7 +1,7 @@
 //! `custodia audit …`: verifying the trail (against the pinned keys and the witnesses),
 //! checking a citizen's proof bundle offline, exporting.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::server;
@@ -70,8 +70,16 @@ pub(super) fn audit_verify_proof(
 pub(super) async fn audit_verify(
     config: Config,
     trusted_keys: &[String],
-    state: Option<&Path>,
+    from_checkpoint: Option<Option<PathBuf>>,
 ) -> anyhow::Result<()> {
+    // Where the newest verified checkpoint is kept: always written after a success, read
+    // back with --from-checkpoint.
+    let kept = config.data_dir.join("audit-verified");
+    let (resume, state) = match from_checkpoint {
+        None => (false, kept),
+        Some(None) => (true, kept),
+        Some(Some(file)) => (true, file),
+    };
     server::create_private_dir(&config.data_dir)?;
     let mut trust = crate::audit::Trust::new(
         config.audit_origin(),
@@ -95,13 +103,20 @@ pub(super) async fn audit_verify(
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let since = match state {
-        Some(path) => match std::fs::read_to_string(path) {
+    let since = if resume {
+        match std::fs::read_to_string(&state) {
             Ok(note) => Some(note),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => anyhow::bail!("{}: {e}", path.display()),
-        },
-        None => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!(
+                    "custodia: no verified checkpoint kept at {} yet; verifying the whole trail",
+                    state.display()
+                );
+                None
+            }
+            Err(e) => anyhow::bail!("{}: {e}", state.display()),
+        }
+    } else {
+        None
     };
     let started = std::time::Instant::now();
     let result = crate::audit::verify_since(&store, &trust, since.as_deref(), |done, total| {
@@ -114,10 +129,8 @@ pub(super) async fn audit_verify(
     store.close().await;
     match result? {
         Ok(summary) => {
-            if let Some(path) = state
-                && let Some(note) = newest?.and_then(|c| c.note)
-            {
-                keep_state(path, &note)?;
+            if let Some(note) = newest?.and_then(|c| c.note) {
+                keep_state(&state, &note)?;
             }
             let scope = if since.is_some() {
                 "new events since the checkpoint verified before"
@@ -181,7 +194,7 @@ pub(super) async fn audit_export(
     Ok(())
 }
 
-/// Keeps the newest verified checkpoint for the next `--state` run (replaced atomically).
+/// Keeps the newest verified checkpoint for the next `--from-checkpoint` run (replaced atomically).
 fn keep_state(path: &Path, note: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     let dir = path

@@ -93,13 +93,9 @@ enum WitnessCommand {
         #[arg(long, env = "CUSTODIA_WITNESS_NAME")]
         name: Option<String>,
         /// A log to witness: its verifier key, as /api/v1/audit/checkpoint shows
-        /// `verifier_key`. Repeatable, or comma-separated in the variable.
-        #[arg(
-            long = "log",
-            env = "CUSTODIA_WITNESS_LOGS",
-            value_delimiter = ',',
-            required = true
-        )]
+        /// `verifier_key`. Repeatable, or comma-separated in the variable. Without any, each
+        /// log's key is trusted on first use.
+        #[arg(long = "log", env = "CUSTODIA_WITNESS_LOGS", value_delimiter = ',')]
         logs: Vec<String>,
     },
 }
@@ -132,11 +128,12 @@ enum AuditCommand {
         /// before a rotation. Repeatable.
         #[arg(long = "trusted-key", value_name = "KEY")]
         trusted_keys: Vec<String>,
-        /// Keep the newest verified checkpoint in FILE; when FILE exists, verify only the
-        /// events added since it (the trail must still hold it, and a consistency proof
-        /// must lead from it to the newest checkpoint).
-        #[arg(long, value_name = "FILE")]
-        state: Option<PathBuf>,
+        /// Verify only the events added since the checkpoint the last successful verify
+        /// kept (in FILE, default `<data dir>/audit-verified`): the trail must still hold
+        /// it, and a consistency proof must lead from it to the newest checkpoint. Every
+        /// successful verify keeps its newest checkpoint there.
+        #[arg(long = "from-checkpoint", value_name = "FILE", num_args = 0..=1)]
+        from_checkpoint: Option<Option<PathBuf>>,
     },
     /// Check a citizen's proof bundle (downloaded from /me/activity/proofs) offline: its
     /// checkpoint must be signed by a pinned key (or a --trusted-key) and every event's
@@ -279,8 +276,8 @@ pub fn main() -> ExitCode {
             }) => agency_create(config, &name, &level, issuer, issuer_key.as_deref()).await,
             Command::Audit(AuditCommand::Verify {
                 trusted_keys,
-                state,
-            }) => audit_verify(config, &trusted_keys, state.as_deref()).await,
+                from_checkpoint,
+            }) => audit_verify(config, &trusted_keys, from_checkpoint).await,
             Command::Audit(AuditCommand::Checkpoint) => {
                 with_context(config, |ctx| async move {
                     let signer = ctx.log_signer()?;

@@ -165,6 +165,7 @@ async fn push(
         let response = client
             .post(endpoint(witness, "add-checkpoint"))
             .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(crate::witness::LOG_KEY_HEADER, log_key(ctx))
             .body(body)
             .send()
             .await
@@ -206,6 +207,12 @@ async fn push(
     Err(format!(
         "witness {name} keeps answering with another size; will retry"
     ))
+}
+
+/// This server's verifier key, as a witness that trusts on first use pins it.
+fn log_key(ctx: &Context) -> String {
+    let origin = ctx.config.audit_origin();
+    custodia_crypto::tlog::verifier_key(&origin, &ctx.keys.signing.verifying_key())
 }
 
 fn cosigned_by(ctx: &Context, witness: &WitnessSetting, note: &str, line: &str) -> bool {

@@ -1,4 +1,4 @@
-//! Incremental verification (`custodia audit verify --state FILE`): an auditor who verified
+//! Incremental verification (`custodia audit verify --from-checkpoint`): an auditor who verified
 //! the trail up to a signed checkpoint verifies only what was added since — provided the
 //! database still holds that checkpoint, its events and its tree, and a consistency proof
 //! leads from it to the newest checkpoint.

@@ -415,8 +415,10 @@ async fn a_witness_cosigns_only_extensions_and_keeps_forks_as_evidence() {
     witness.stop().await;
 }
 
-/// The witness as an operator runs it: its own process, key and directory, found by the
-/// key it prints, and the server sending it checkpoints over the network.
+/// The witness as an operator runs it, exactly as documented (`custodia witness serve
+/// --listen A --data-dir D`): its own process, key and directory, found by the key it
+/// prints, trusting the log's key on first use, and the server sending it checkpoints over
+/// the network.
 #[tokio::test]
 async fn the_witness_binary_cosigns_what_custodia_serve_sends_it() {
     use crate::binary::{custodia, free_port, terminate, wait_healthy};
@@ -424,42 +426,10 @@ async fn the_witness_binary_cosigns_what_custodia_serve_sends_it() {
     use std::process::Stdio;
 
     let cwd = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let serve = |witnesses: Option<String>| {
-        let mut cmd = custodia();
-        cmd.arg("serve")
-            .current_dir(cwd.path())
-            .env("CUSTODIA_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(w) = witnesses {
-            cmd.env("CUSTODIA_WITNESSES", w);
-        }
-        cmd.spawn().unwrap()
-    };
-    let mut server = serve(None);
-    wait_healthy(&base, &mut server).await;
-    let checkpoint: Value = reqwest::get(format!("{base}/api/v1/audit/checkpoint"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let log = checkpoint["verifier_key"].as_str().unwrap().to_owned();
-    assert!(terminate(&mut server).success());
-
     let witness_port = free_port();
     let start_witness = || {
         let mut child = custodia()
-            .args([
-                "witness",
-                "serve",
-                "--name",
-                "w.example/witness",
-                "--log",
-                &log,
-            ])
+            .args(["witness", "serve"])
             .args(["--listen", &format!("127.0.0.1:{witness_port}")])
             .args([
                 "--data-dir",
@@ -469,16 +439,19 @@ async fn the_witness_binary_cosigns_what_custodia_serve_sends_it() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let key = stdout
-            .lines()
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let key = lines
+            .by_ref()
             .map_while(Result::ok)
             .find_map(|l| l.strip_prefix("witness key:").map(|k| k.trim().to_owned()))
             .expect("the witness prints its key");
+        // Keep reading what it prints, as a terminal would.
+        std::thread::spawn(move || lines.for_each(drop));
         (child, key)
     };
     let (mut witness, key) = start_witness();
-    assert!(key.starts_with("w.example/witness+"));
+    let witness_name = NamedKey::parse(&key).expect("a verifier key").name;
+    assert!(witness_name.ends_with("/witness"), "{witness_name}");
     let mode = std::fs::metadata(cwd.path().join("witness/witness.key"))
         .unwrap()
         .permissions();
@@ -487,7 +460,18 @@ async fn the_witness_binary_cosigns_what_custodia_serve_sends_it() {
         0o600
     );
 
-    let mut server = serve(Some(format!("http://127.0.0.1:{witness_port}={key}")));
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let witnesses = format!("http://127.0.0.1:{witness_port}={key}");
+    let mut server = custodia()
+        .arg("serve")
+        .current_dir(cwd.path())
+        .env("CUSTODIA_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CUSTODIA_WITNESSES", &witnesses)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     wait_healthy(&base, &mut server).await;
     let mut shown = Value::Null;
     for _ in 0..100 {
@@ -504,22 +488,19 @@ async fn the_witness_binary_cosigns_what_custodia_serve_sends_it() {
     }
     assert_eq!(
         shown["cosigned_by"],
-        serde_json::json!(["w.example/witness"]),
+        serde_json::json!([witness_name]),
         "{shown:#}"
     );
     assert!(terminate(&mut server).success());
 
-    // The witness keeps its key and what it cosigned across restarts.
+    // The witness keeps its key, the log's pinned key and what it cosigned across restarts.
     assert!(terminate(&mut witness).success());
     let (mut witness, again) = start_witness();
     assert_eq!(again, key);
     let verify = custodia()
         .args(["audit", "verify"])
         .current_dir(cwd.path())
-        .env(
-            "CUSTODIA_WITNESSES",
-            format!("http://127.0.0.1:{witness_port}={key}"),
-        )
+        .env("CUSTODIA_WITNESSES", &witnesses)
         .output()
         .unwrap();
     assert!(
@@ -528,4 +509,56 @@ async fn the_witness_binary_cosigns_what_custodia_serve_sends_it() {
         String::from_utf8_lossy(&verify.stderr)
     );
     assert!(terminate(&mut witness).success());
+}
+
+/// A witness started without `--log` pins each log's key on first use and holds the log to
+/// it from then on.
+#[tokio::test]
+async fn a_witness_trusts_a_log_key_on_first_use_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let witness = spawn_witness(dir.path(), "w.example/witness", &[]).await;
+    let origin = "gov.example/audit";
+    let log = SigningKey::generate();
+    let vkey = tlog::verifier_key(origin, &log.verifying_key());
+    let root = tlog::leaf_hash(b"one");
+    let note = tlog::sign_checkpoint(&log, origin, 1, &root, 1).unwrap();
+    let body = AddCheckpoint {
+        old: 0,
+        proof: vec![],
+        note: note.clone(),
+    }
+    .to_body();
+    let http = reqwest::Client::new();
+    let add = |key: Option<String>, body: String| {
+        let mut request = http
+            .post(format!("{}/add-checkpoint", witness.url))
+            .body(body);
+        if let Some(key) = key {
+            request = request.header(custodia::witness::LOG_KEY_HEADER, key);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        add(None, body.clone()).await,
+        404,
+        "an unknown log, no key offered"
+    );
+    assert_eq!(
+        add(Some(vkey.clone()), body.clone()).await,
+        200,
+        "first use"
+    );
+
+    // Another key for the same origin is refused, offered or not.
+    let impostor = SigningKey::generate();
+    let forged = tlog::sign_checkpoint(&impostor, origin, 1, &root, 2).unwrap();
+    let forged_body = AddCheckpoint {
+        old: 1,
+        proof: vec![],
+        note: forged,
+    }
+    .to_body();
+    let impostor_key = tlog::verifier_key(origin, &impostor.verifying_key());
+    assert_eq!(add(Some(impostor_key), forged_body).await, 403);
+    witness.stop().await;
 }

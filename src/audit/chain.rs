@@ -219,6 +219,18 @@ pub struct Fault {
     pub evidence: Vec<String>,
 }
 
+impl Fault {
+    /// A fault at `seq` of `kind`, with the signed heads that prove it (if any).
+    pub fn new(seq: i64, kind: &'static str, detail: String, evidence: Vec<String>) -> Self {
+        Self {
+            seq,
+            kind,
+            detail,
+            evidence,
+        }
+    }
+}
+
 impl std::fmt::Display for Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "sequence {}: {} ({})", self.seq, self.kind, self.detail)

@@ -19,7 +19,18 @@ pub async fn verify(
     trust: &Trust,
     progress: impl FnMut(u64, u64),
 ) -> Result<Result<Summary, Fault>, Error> {
-    verify_since(store, trust, None, progress).await
+    verify_since(store, trust, None, Depth::Bytes, progress).await
+}
+
+/// What a walk reads of each event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// The stored canonical bytes and the hashes: what the chain, the tree and every
+    /// signature commit to. Pages cross from the database as one value each.
+    Bytes,
+    /// Also every column, each event's columns held to its bytes: an edit to what readers
+    /// are shown without the bytes (which the hashes cover) is caught too. Slower.
+    Columns,
 }
 
 /// As [`verify`], going on from `since`, a checkpoint note verified before (as
@@ -30,9 +41,9 @@ pub async fn verify_since(
     store: &Store,
     trust: &Trust,
     since: Option<&str>,
+    depth: Depth,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Result<Summary, Fault>, Error> {
-    const PAGE: i64 = 10_000;
     let (head_seq, head_hash) = store.audit_head().await?;
     let (count, _) = store.audit_extent().await?;
     let mut verifier = match Verifier::new(store.audit_checkpoints().await?, trust) {
@@ -62,38 +73,12 @@ pub async fn verify_since(
     }
     let total = u64::try_from(count - start).unwrap_or(0);
     witnessed::watch(trust, &mut verifier);
-    // Pages are read one ahead of the hashing, so the database and the hashing overlap.
-    let fetch = |after: i64| {
-        let store = store.clone();
-        tokio::spawn(async move { store.audit_events_with_bytes_after(after, PAGE).await })
+    let walked = match depth {
+        Depth::Bytes => walk_bytes(store, &mut verifier, start, total, &mut progress).await?,
+        Depth::Columns => walk_columns(store, &mut verifier, start, total, &mut progress).await?,
     };
-    let mut next = fetch(start);
-    loop {
-        let page = next
-            .await
-            .map_err(|e| Error::Internal(anyhow::anyhow!("verification page: {e}")))??;
-        let Some(last) = page.last() else { break };
-        next = fetch(last.seq);
-        for e in &page {
-            // The bytes are what was hashed; the columns are what readers are shown, so
-            // they must say the same (events written before the bytes were kept are
-            // encoded from their columns).
-            let pushed = match &e.body {
-                Some(body) if *body != canonical(e) => Err(Fault {
-                    seq: e.seq,
-                    kind: "modified",
-                    detail: "the event's columns differ from its recorded bytes".into(),
-                    evidence: Vec::new(),
-                }),
-                Some(body) => verifier.push_bytes(e.seq, body, &e.prev_hash, &e.hash),
-                None => verifier.push(e),
-            };
-            if let Err(fault) = pushed {
-                next.abort();
-                return Ok(Err(fault));
-            }
-        }
-        progress(verifier.checked, total);
+    if let Err(fault) = walked {
+        return Ok(Err(fault));
     }
     let size = u64::try_from(head_seq).unwrap_or(0);
     let computed = verifier.root();
@@ -120,12 +105,110 @@ pub async fn verify_since(
         }))
 }
 
-fn fault(seq: i64, kind: &'static str, detail: String, evidence: Vec<String>) -> Fault {
-    Fault {
-        seq,
-        kind,
-        detail,
-        evidence,
+const PAGE: i64 = 10_000;
+
+fn page_failed(e: tokio::task::JoinError) -> Error {
+    Error::Internal(anyhow::anyhow!("verification page: {e}"))
+}
+
+/// Walks the stored bytes, a page read while the one before is hashed.
+async fn walk_bytes(
+    store: &Store,
+    verifier: &mut Verifier,
+    start: i64,
+    total: u64,
+    progress: &mut impl FnMut(u64, u64),
+) -> Result<Result<(), Fault>, Error> {
+    let fetch = |after: i64| {
+        let store = store.clone();
+        tokio::spawn(async move { store.audit_bytes_page(after, PAGE).await })
+    };
+    let mut next = fetch(start);
+    loop {
+        let Some(page) = next.await.map_err(page_failed)?? else {
+            return Ok(Ok(()));
+        };
+        let last = page
+            .rsplit('\u{1e}')
+            .next()
+            .and_then(|r| r.split('\u{1f}').next())
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a verification page is unreadable")))?;
+        next = fetch(last);
+        for record in page.split('\u{1e}') {
+            let mut parts = record.split('\u{1f}');
+            let (Some(seq), Some(body), Some(prev), Some(hash)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                next.abort();
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "a verification page is unreadable"
+                )));
+            };
+            let seq: i64 = seq.parse().unwrap_or(0);
+            let (prev, hash) = (
+                custodia_crypto::digest::hex_decode(prev).unwrap_or_default(),
+                custodia_crypto::digest::hex_decode(hash).unwrap_or_default(),
+            );
+            let pushed = if body.is_empty() {
+                // Written before events kept their bytes: encode the columns.
+                match store
+                    .audit_events_after(seq - 1, 1)
+                    .await?
+                    .into_iter()
+                    .next()
+                {
+                    Some(row) if row.seq == seq => verifier.push(&row),
+                    _ => verifier.push_bytes(seq, body, &prev, &hash),
+                }
+            } else {
+                verifier.push_bytes(seq, body, &prev, &hash)
+            };
+            if let Err(fault) = pushed {
+                next.abort();
+                return Ok(Err(fault));
+            }
+        }
+        progress(verifier.checked, total);
+    }
+}
+
+/// Walks every column with the bytes, holding each event's columns to its bytes.
+async fn walk_columns(
+    store: &Store,
+    verifier: &mut Verifier,
+    start: i64,
+    total: u64,
+    progress: &mut impl FnMut(u64, u64),
+) -> Result<Result<(), Fault>, Error> {
+    let fetch = |after: i64| {
+        let store = store.clone();
+        tokio::spawn(async move { store.audit_events_with_bytes_after(after, PAGE).await })
+    };
+    let mut next = fetch(start);
+    loop {
+        let page = next.await.map_err(page_failed)??;
+        let Some(last) = page.last() else {
+            return Ok(Ok(()));
+        };
+        next = fetch(last.seq);
+        for e in &page {
+            let pushed = match &e.body {
+                Some(body) if *body != canonical(e) => Err(Fault::new(
+                    e.seq,
+                    "modified",
+                    "the event's columns differ from its recorded bytes".into(),
+                    Vec::new(),
+                )),
+                Some(body) => verifier.push_bytes(e.seq, body, &e.prev_hash, &e.hash),
+                None => verifier.push(e),
+            };
+            if let Err(fault) = pushed {
+                next.abort();
+                return Ok(Err(fault));
+            }
+        }
+        progress(verifier.checked, total);
     }
 }
 
@@ -137,7 +220,7 @@ async fn resume_point(
     note: &str,
 ) -> Result<Result<(i64, Vec<u8>, Frontier), Fault>, StoreError> {
     let Ok(saved) = tlog::open_checkpoint(note, &trust.origin, &trust.log_keys(), &[]) else {
-        return Ok(Err(fault(
+        return Ok(Err(Fault::new(
             0,
             "untrusted-key",
             "the checkpoint verified before is not signed by a pinned key".into(),
@@ -147,7 +230,7 @@ async fn resume_point(
     let seq = i64::try_from(saved.size).unwrap_or(i64::MAX);
     let (head_seq, _) = store.audit_head().await?;
     if seq > head_seq {
-        return Ok(Err(fault(
+        return Ok(Err(Fault::new(
             head_seq + 1,
             "rolled-back",
             format!(
@@ -160,7 +243,7 @@ async fn resume_point(
     let row = store.checkpoint_at(seq).await?;
     let Some(row) = row.filter(|r| r.root_hash.as_deref() == Some(saved.root.as_slice())) else {
         let ours = store.checkpoint_at(seq).await?.and_then(|r| r.note);
-        return Ok(Err(fault(
+        return Ok(Err(Fault::new(
             seq,
             "fork",
             format!("the database no longer holds the checkpoint of {seq} events verified before"),
@@ -178,7 +261,7 @@ async fn resume_point(
         {
             Some(e) if e.seq == seq && e.hash == row.head_hash => e.hash,
             _ => {
-                return Ok(Err(fault(
+                return Ok(Err(Fault::new(
                     seq,
                     "modified",
                     format!("event {seq} differs from the checkpoint verified before"),
@@ -187,7 +270,7 @@ async fn resume_point(
             }
         }
     };
-    let mismatch = |detail: String| Ok(Err(fault(seq, "tree-mismatch", detail, Vec::new())));
+    let mismatch = |detail: String| Ok(Err(Fault::new(seq, "tree-mismatch", detail, Vec::new())));
     let known = store.tree_hashes(&Frontier::needs(saved.size)).await?;
     let Ok(frontier) = Frontier::load(saved.size, &known) else {
         return mismatch(format!(

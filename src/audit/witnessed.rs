@@ -14,15 +14,6 @@ use crate::store::Store;
 use crate::store::StoreError;
 use crate::store::audit::CheckpointRow;
 
-fn fault(seq: i64, kind: &'static str, detail: String, evidence: Vec<String>) -> Fault {
-    Fault {
-        seq,
-        kind,
-        detail,
-        evidence,
-    }
-}
-
 /// Opens a witness's answer: a checkpoint of this log that the witness itself cosigned.
 fn open_witness_head(trust: &Trust, witness: &str, note: &str) -> Option<TreeHead> {
     let key = trust.witnesses.iter().find(|(n, _)| n == witness)?;
@@ -96,7 +87,7 @@ pub async fn check(
         };
         let seq = i64::try_from(head.size).unwrap_or(i64::MAX);
         if head.size > size {
-            return Ok(Err(fault(
+            return Ok(Err(Fault::new(
                 head_seq + 1,
                 "rolled-back",
                 format!(
@@ -123,7 +114,7 @@ pub async fn check(
                 .await?
                 .and_then(|c| c.note)
                 .unwrap_or(newest_note);
-            return Ok(Err(fault(
+            return Ok(Err(Fault::new(
                 seq,
                 "fork",
                 format!(
@@ -156,7 +147,7 @@ pub async fn check(
         .collect();
     let cosigners = count_cosigners(trust, held, &lines);
     if cosigners < trust.quorum {
-        return Ok(Err(fault(
+        return Ok(Err(Fault::new(
             held.seq,
             "unwitnessed",
             format!(

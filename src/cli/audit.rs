@@ -71,6 +71,7 @@ pub(super) async fn audit_verify(
     config: Config,
     trusted_keys: &[String],
     from_checkpoint: Option<Option<PathBuf>>,
+    deep: bool,
 ) -> anyhow::Result<()> {
     // Where the newest verified checkpoint is kept: always written after a success, read
     // back with --from-checkpoint.
@@ -119,11 +120,17 @@ pub(super) async fn audit_verify(
         None
     };
     let started = std::time::Instant::now();
-    let result = crate::audit::verify_since(&store, &trust, since.as_deref(), |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    })
-    .await;
+    let depth = if deep {
+        crate::audit::Depth::Columns
+    } else {
+        crate::audit::Depth::Bytes
+    };
+    let result =
+        crate::audit::verify_since(&store, &trust, since.as_deref(), depth, |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
+        .await;
     bar.finish_and_clear();
     let newest = store.last_checkpoint().await;
     store.close().await;

@@ -134,6 +134,10 @@ enum AuditCommand {
         /// successful verify keeps its newest checkpoint there.
         #[arg(long = "from-checkpoint", value_name = "FILE", num_args = 0..=1)]
         from_checkpoint: Option<Option<PathBuf>>,
+        /// Also hold every event's columns (what pages and exports show) to the bytes its
+        /// hash covers; slower.
+        #[arg(long)]
+        deep: bool,
     },
     /// Check a citizen's proof bundle (downloaded from /me/activity/proofs) offline: its
     /// checkpoint must be signed by a pinned key (or a --trusted-key) and every event's
@@ -277,7 +281,8 @@ pub fn main() -> ExitCode {
             Command::Audit(AuditCommand::Verify {
                 trusted_keys,
                 from_checkpoint,
-            }) => audit_verify(config, &trusted_keys, from_checkpoint).await,
+                deep,
+            }) => audit_verify(config, &trusted_keys, from_checkpoint, deep).await,
             Command::Audit(AuditCommand::Checkpoint) => {
                 with_context(config, |ctx| async move {
                     let signer = ctx.log_signer()?;

@@ -65,6 +65,19 @@ async fn verify(app: &TestApp) -> Result<chain::Summary, Fault> {
     app.verify_trail().await
 }
 
+/// `custodia audit verify --deep`: every event's columns held to its bytes as well.
+async fn verify_deep(app: &TestApp) -> Result<chain::Summary, Fault> {
+    custodia::audit::verify_since(
+        &app.state.store,
+        &app.state.audit_trust(),
+        None,
+        custodia::audit::Depth::Columns,
+        |_, _| {},
+    )
+    .await
+    .unwrap()
+}
+
 async fn sql(app: &TestApp, text: &str) {
     let mut tx = app.state.store.begin().await.unwrap();
     on_engine!(&mut tx, c => {
@@ -110,19 +123,32 @@ async fn every_kind_of_tampering_is_caught_at_its_sequence_number(backend: Backe
     assert_eq!(summary.last_checkpoint, Some(signed));
     assert!(summary.head_seq >= 15, "{summary:?}");
 
-    let rows = store.audit_events_after(0, 10_000).await.unwrap();
+    let rows = store
+        .audit_events_with_bytes_after(0, 10_000)
+        .await
+        .unwrap();
     let head = store.audit_head().await.unwrap();
     let checkpoints = store.audit_checkpoints().await.unwrap();
     let n = head.0;
 
-    // A modified field.
+    // A modified field: in the bytes the hash covers, and in the column pages show.
+    sql(
+        &app,
+        "UPDATE audit_events SET body = replace(body, '\"outcome\":\"ok\"', '\"outcome\":\"refused\"') WHERE seq = 7",
+    )
+    .await;
+    let f = verify(&app).await.unwrap_err();
+    assert_eq!((f.seq, f.kind), (7, "modified"), "{f}");
+    restore(&app, &rows, &head, &checkpoints).await;
+    assert!(verify(&app).await.is_ok(), "restored");
     sql(
         &app,
         "UPDATE audit_events SET officer_id = 'someone-else' WHERE seq = 7",
     )
     .await;
-    let f = verify(&app).await.unwrap_err();
+    let f = verify_deep(&app).await.unwrap_err();
     assert_eq!((f.seq, f.kind), (7, "modified"), "{f}");
+    assert!(f.detail.contains("columns"), "{f}");
     restore(&app, &rows, &head, &checkpoints).await;
 
     // A deleted row.
@@ -147,6 +173,7 @@ async fn every_kind_of_tampering_is_caught_at_its_sequence_number(backend: Backe
     forged.prev_hash = rows[9].hash.clone();
     forged.action = "document.read".into();
     forged.hash = chain::event_hash(&forged.prev_hash, &forged).to_vec();
+    forged.body = None;
     let mut tx = store.begin().await.unwrap();
     tx.insert_audit_event(&forged).await.unwrap();
     tx.commit().await.unwrap();

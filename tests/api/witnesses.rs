@@ -71,16 +71,20 @@ async fn spawn_witness(dir: &Path, name: &str, logs: &[String]) -> RunningWitnes
 
 /// The log's verifier key, as its checkpoint endpoint publishes it.
 async fn log_key(app: &TestApp) -> String {
-    let checkpoint: Value = app
-        .client
+    let checkpoint = public_checkpoint(&app).await;
+    checkpoint["verifier_key"].as_str().unwrap().to_owned()
+}
+
+/// The public checkpoint, as any reader fetches it.
+async fn public_checkpoint(app: &TestApp) -> Value {
+    app.client
         .get(app.url("/api/v1/audit/checkpoint"))
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
-    checkpoint["verifier_key"].as_str().unwrap().to_owned()
+        .unwrap()
 }
 
 /// An environment whose server is witnessed by `names`: the server starts once to make
@@ -140,15 +144,7 @@ async fn witnesses_cosign_each_new_checkpoint_and_verifiers_require_the_quorum(b
     cosigned(&app, seq, 2).await;
 
     // The public checkpoint carries both cosignatures, checkable by anyone with the keys.
-    let checkpoint: Value = app
-        .client
-        .get(app.url("/api/v1/audit/checkpoint"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let checkpoint = public_checkpoint(&app).await;
     assert_eq!(checkpoint["size"], seq);
     assert_eq!(checkpoint["witnessed"], true);
     assert_eq!(
@@ -181,15 +177,7 @@ async fn witnesses_cosign_each_new_checkpoint_and_verifiers_require_the_quorum(b
     append(&app, 5).await;
     let newer = app.checkpoint_now().await.expect("a newer checkpoint");
     cosigned(&app, newer, 1).await;
-    let shown: Value = app
-        .client
-        .get(app.url("/api/v1/audit/checkpoint"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown = public_checkpoint(&app).await;
     assert_eq!(shown["size"], seq, "the newest checkpoint with the quorum");
     assert!(verify(&app).await.is_ok(), "still within the grace");
     advance(&app, 6 * 60_000);

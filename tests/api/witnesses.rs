@@ -71,7 +71,7 @@ async fn spawn_witness(dir: &Path, name: &str, logs: &[String]) -> RunningWitnes
 
 /// The log's verifier key, as its checkpoint endpoint publishes it.
 async fn log_key(app: &TestApp) -> String {
-    let checkpoint = public_checkpoint(&app).await;
+    let checkpoint = public_checkpoint(app).await;
     checkpoint["verifier_key"].as_str().unwrap().to_owned()
 }
 

@@ -54,6 +54,13 @@ pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
     hex::decode(text).ok()
 }
 
+/// Decodes 64 hex digits (either case) into a 32-byte hash, without allocating.
+pub fn hex_decode_32(text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).ok()?;
+    Some(out)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -13,9 +13,14 @@ const SEQ: (&str, &str) = (",\"seq\":", ",\"tier\":");
 const AT: (&str, &str) = (",\"at\":", ",\"bytes_sent\":");
 
 /// The integer a canonical event body holds under `key` (found between the key and the
-/// next one, which JCS order fixes), without parsing the whole body.
+/// next one, which JCS order fixes), without parsing the whole body. `"at"` is the fourth
+/// key and `"seq"` the last but one, so each is looked for from its end of the body.
 fn field(body: &str, (key, next): (&str, &str)) -> Option<i64> {
-    let start = body.find(key)? + key.len();
+    let start = if key == SEQ.0 {
+        body.rfind(key)?
+    } else {
+        body.find(key)?
+    } + key.len();
     let rest = body.get(start..)?;
     rest.get(..rest.find(next)?)?.parse().ok()
 }
@@ -148,16 +153,17 @@ impl Verifier {
     /// Checks the next event, encoding it from its columns.
     pub fn push(&mut self, e: &AuditRow) -> Result<(), Fault> {
         let body = canonical(e);
-        self.push_bytes(e.seq, &body, &e.prev_hash, &e.hash)
+        self.push_bytes(e.seq, &body, Some(&e.prev_hash), &e.hash)
     }
 
     /// Checks the next event from its stored canonical bytes: they must name its sequence
-    /// number, follow the head and hash to its hash; its leaf joins the tree.
+    /// number and hash, after the head, to its hash (and its stored link, when given, must
+    /// be the head); its leaf joins the tree.
     pub fn push_bytes(
         &mut self,
         seq: i64,
         body: &str,
-        prev_hash: &[u8],
+        prev_hash: Option<&[u8]>,
         hash: &[u8],
     ) -> Result<(), Fault> {
         let fault = |seq, kind, detail: &str| Fault {
@@ -174,19 +180,11 @@ impl Verifier {
                 evidence: Vec::new(),
             });
         }
-        if prev_hash != self.head {
+        if prev_hash.is_some_and(|p| p != self.head) {
             return Err(fault(
                 seq,
                 "inserted-or-reordered",
                 "the event does not follow the one before it",
-            ));
-        }
-        let computed = chain_hash(&self.head, body);
-        if hash != computed {
-            return Err(fault(
-                seq,
-                "modified",
-                "the event's contents do not match its hash",
             ));
         }
         let (Some(named), Some(at)) = (field(body, SEQ), field(body, AT)) else {
@@ -197,6 +195,14 @@ impl Verifier {
                 seq,
                 "inserted-or-reordered",
                 "the event's bytes name another sequence number",
+            ));
+        }
+        let computed = chain_hash(&self.head, body);
+        if hash != computed {
+            return Err(fault(
+                seq,
+                "modified",
+                "the event's contents do not match its hash",
             ));
         }
         self.tree.push(tlog::leaf_hash(body.as_bytes()));

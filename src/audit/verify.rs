@@ -137,8 +137,7 @@ async fn walk_bytes(
         next = fetch(last);
         for record in page.split('\u{1e}') {
             let mut parts = record.split('\u{1f}');
-            let (Some(seq), Some(body), Some(prev), Some(hash)) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
+            let (Some(seq), Some(body), Some(hash)) = (parts.next(), parts.next(), parts.next())
             else {
                 next.abort();
                 return Err(Error::Internal(anyhow::anyhow!(
@@ -146,10 +145,7 @@ async fn walk_bytes(
                 )));
             };
             let seq: i64 = seq.parse().unwrap_or(0);
-            let (prev, hash) = (
-                custodia_crypto::digest::hex_decode(prev).unwrap_or_default(),
-                custodia_crypto::digest::hex_decode(hash).unwrap_or_default(),
-            );
+            let hash = custodia_crypto::digest::hex_decode_32(hash).unwrap_or_default();
             let pushed = if body.is_empty() {
                 // Written before events kept their bytes: encode the columns.
                 match store
@@ -159,10 +155,12 @@ async fn walk_bytes(
                     .next()
                 {
                     Some(row) if row.seq == seq => verifier.push(&row),
-                    _ => verifier.push_bytes(seq, body, &prev, &hash),
+                    _ => verifier.push_bytes(seq, body, None, &hash),
                 }
             } else {
-                verifier.push_bytes(seq, body, &prev, &hash)
+                // The stored link is not read: the hash covers the previous one already,
+                // and the bytes name their own place.
+                verifier.push_bytes(seq, body, None, &hash)
             };
             if let Err(fault) = pushed {
                 next.abort();
@@ -200,7 +198,7 @@ async fn walk_columns(
                     "the event's columns differ from its recorded bytes".into(),
                     Vec::new(),
                 )),
-                Some(body) => verifier.push_bytes(e.seq, body, &e.prev_hash, &e.hash),
+                Some(body) => verifier.push_bytes(e.seq, body, Some(&e.prev_hash), &e.hash),
                 None => verifier.push(e),
             };
             if let Err(fault) = pushed {

@@ -149,7 +149,7 @@ impl Store {
     }
 
     /// Events after `seq` (at most `limit`, in order) as one text — per event `seq ␟ body ␟
-    /// hex(prev_hash) ␟ hex(hash)`, events separated by `␞` (U+001F, U+001E; canonical
+    /// hex(hash)`, events separated by `␞` (U+001F, U+001E; canonical
     /// bytes never hold a raw control character) — so a page of ten thousand events crosses
     /// from the database in one row, not ten thousand. `None` past the end.
     pub async fn audit_bytes_page(
@@ -158,13 +158,12 @@ impl Store {
         limit: i64,
     ) -> Result<Option<String>, StoreError> {
         const SQLITE: &str = "SELECT group_concat(seq || char(31) || COALESCE(body, '') || char(31) \
-            || hex(prev_hash) || char(31) || hex(hash), char(30) ORDER BY seq) \
-            FROM (SELECT seq, body, prev_hash, hash FROM audit_events WHERE seq > ?1 \
-            ORDER BY seq LIMIT ?2)";
+            || hex(hash), char(30) ORDER BY seq) \
+            FROM (SELECT seq, body, hash FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2)";
         const POSTGRES: &str = "SELECT string_agg(seq::text || chr(31) || COALESCE(body, '') \
-            || chr(31) || encode(prev_hash, 'hex') || chr(31) || encode(hash, 'hex'), chr(30) \
-            ORDER BY seq) FROM (SELECT seq, body, prev_hash, hash FROM audit_events \
-            WHERE seq > $1 ORDER BY seq LIMIT $2) page";
+            || chr(31) || encode(hash, 'hex'), chr(30) ORDER BY seq) \
+            FROM (SELECT seq, body, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2) \
+            page";
         Ok(match self.pool() {
             super::OnEngine::Sqlite(p) => {
                 sqlx::query_scalar::<_, Option<String>>(SQLITE)

@@ -56,8 +56,23 @@ pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
 
 /// Decodes 64 hex digits (either case) into a 32-byte hash, without allocating.
 pub fn hex_decode_32(text: &str) -> Option<[u8; 32]> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let digits = text.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
     let mut out = [0u8; 32];
-    hex::decode_to_slice(text, &mut out).ok()?;
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let [high, low] = pair else { return None };
+        *byte = (nibble(*high)? << 4) | nibble(*low)?;
+    }
     Some(out)
 }
 
@@ -65,6 +80,15 @@ pub fn hex_decode_32(text: &str) -> Option<[u8; 32]> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashes_decode_from_hex_in_either_case() {
+        let hash = sha256(b"abc");
+        assert_eq!(hex_decode_32(&hex(&hash)), Some(hash));
+        assert_eq!(hex_decode_32(&hex(&hash).to_uppercase()), Some(hash));
+        assert_eq!(hex_decode_32("00"), None);
+        assert_eq!(hex_decode_32(&"g".repeat(64)), None);
+    }
 
     #[test]
     fn sha256_known_answer() {

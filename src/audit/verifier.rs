@@ -15,14 +15,17 @@ const AT: (&str, &str) = (",\"at\":", ",\"bytes_sent\":");
 /// The integer a canonical event body holds under `key` (found between the key and the
 /// next one, which JCS order fixes), without parsing the whole body. `"at"` is the fourth
 /// key and `"seq"` the last but one, so each is looked for from its end of the body.
+/// (A value cannot hold either pattern: its quotes would be escaped.)
 fn field(body: &str, (key, next): (&str, &str)) -> Option<i64> {
+    let bytes = body.as_bytes();
     let start = if key == SEQ.0 {
-        body.rfind(key)?
+        memchr::memmem::rfind(bytes, key.as_bytes())?
     } else {
-        body.find(key)?
+        memchr::memmem::find(bytes, key.as_bytes())?
     } + key.len();
-    let rest = body.get(start..)?;
-    rest.get(..rest.find(next)?)?.parse().ok()
+    let rest = bytes.get(start..)?;
+    let end = memchr::memmem::find(rest, next.as_bytes())?;
+    std::str::from_utf8(rest.get(..end)?).ok()?.parse().ok()
 }
 
 /// Walks events in order, one at a time, keeping only the running head and the tree's

@@ -128,23 +128,25 @@ async fn walk_bytes(
         let Some(page) = next.await.map_err(page_failed)?? else {
             return Ok(Ok(()));
         };
-        let last = page
-            .rsplit('\u{1e}')
-            .next()
-            .and_then(|r| r.split('\u{1f}').next())
-            .and_then(|s| s.parse::<i64>().ok())
-            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a verification page is unreadable")))?;
-        next = fetch(last);
+        let mut records = Vec::with_capacity(PAGE as usize);
         for record in page.split('\u{1e}') {
             let mut parts = record.split('\u{1f}');
             let (Some(seq), Some(body), Some(hash)) = (parts.next(), parts.next(), parts.next())
             else {
-                next.abort();
                 return Err(Error::Internal(anyhow::anyhow!(
                     "a verification page is unreadable"
                 )));
             };
-            let seq: i64 = seq.parse().unwrap_or(0);
+            records.push((seq.parse::<i64>().unwrap_or(0), body, hash));
+        }
+        if !records.is_sorted_by_key(|r| r.0) {
+            records.sort_unstable_by_key(|r| r.0);
+        }
+        let Some(&(last, _, _)) = records.last() else {
+            return Ok(Ok(()));
+        };
+        next = fetch(last);
+        for (seq, body, hash) in records {
             let hash = custodia_crypto::digest::hex_decode_32(hash).unwrap_or_default();
             let pushed = if body.is_empty() {
                 // Written before events kept their bytes: encode the columns.

@@ -157,11 +157,13 @@ impl Store {
         seq: i64,
         limit: i64,
     ) -> Result<Option<String>, StoreError> {
+        // The page is cut in order; the aggregate keeps the rows as they come (no second
+        // sort), and the caller puts them in order should an engine not.
         const SQLITE: &str = "SELECT group_concat(seq || char(31) || COALESCE(body, '') || char(31) \
-            || hex(hash), char(30) ORDER BY seq) \
+            || hex(hash), char(30)) \
             FROM (SELECT seq, body, hash FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2)";
         const POSTGRES: &str = "SELECT string_agg(seq::text || chr(31) || COALESCE(body, '') \
-            || chr(31) || encode(hash, 'hex'), chr(30) ORDER BY seq) \
+            || chr(31) || encode(hash, 'hex'), chr(30)) \
             FROM (SELECT seq, body, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2) \
             page";
         Ok(match self.pool() {

@@ -536,7 +536,6 @@ mod tests {
     #[test]
     fn checkpoints_open_only_under_trusted_keys() {
         let log = SigningKey::generate();
-        let witness = SigningKey::generate();
         let stranger = SigningKey::generate();
         let root = leaf_hash(b"root");
         let note =

@@ -71,7 +71,7 @@ pub(super) async fn audit_verify(
     config: Config,
     trusted_keys: &[String],
     from_checkpoint: Option<Option<PathBuf>>,
-    deep: bool,
+    fast: bool,
 ) -> anyhow::Result<()> {
     // Where the newest verified checkpoint is kept: always written after a success, read
     // back with --from-checkpoint.
@@ -120,10 +120,10 @@ pub(super) async fn audit_verify(
         None
     };
     let started = std::time::Instant::now();
-    let depth = if deep {
-        crate::audit::Depth::Columns
-    } else {
+    let depth = if fast {
         crate::audit::Depth::Bytes
+    } else {
+        crate::audit::Depth::Columns
     };
     let result =
         crate::audit::verify_since(&store, &trust, since.as_deref(), depth, |done, total| {

@@ -65,7 +65,7 @@ async fn verify(app: &TestApp) -> Result<chain::Summary, Fault> {
     app.verify_trail().await
 }
 
-/// `custodia audit verify --deep`: every event's columns held to its bytes as well.
+/// What `custodia audit verify` runs by default: every event's columns held to its bytes too.
 async fn verify_deep(app: &TestApp) -> Result<chain::Summary, Fault> {
     custodia::audit::verify_since(
         &app.state.store,

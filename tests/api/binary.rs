@@ -400,6 +400,20 @@ fn operator_commands_manage_agencies_and_verify_and_export_the_trail() {
         String::from_utf8_lossy(&verified.stderr)
     );
     assert!(String::from_utf8_lossy(&verified.stdout).contains("audit trail intact: 4 events"));
+    let fast = run(&["audit", "verify", "--fast"]);
+    assert_eq!(fast.status.code(), Some(0));
+    // The verify kept its newest checkpoint; the next one goes on from it.
+    assert!(cwd.path().join("custodia-data/audit-verified").is_file());
+    let resumed = run(&["audit", "verify", "--from-checkpoint"]);
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&resumed.stdout).contains("since the checkpoint verified before")
+    );
     let jsonl = run(&["audit", "export", "--format", "jsonl"]);
     let lines: Vec<serde_json::Value> = String::from_utf8(jsonl.stdout)
         .unwrap()

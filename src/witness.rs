@@ -384,8 +384,7 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// The header in which a log names its verifier key, for witnesses that trust on first use.
-pub const LOG_KEY_HEADER: &str = "custodia-log-key";
+pub use crate::transparency::witnesses::LOG_KEY_HEADER;
 
 async fn add_checkpoint(
     State(witness): State<Arc<Witness>>,

@@ -18,6 +18,9 @@ use crate::config::WitnessSetting;
 use crate::context::Context;
 use crate::store::audit::CheckpointRow;
 
+/// The header in which a log names its verifier key, for witnesses that trust on first use.
+pub const LOG_KEY_HEADER: &str = "custodia-log-key";
+
 /// How long one call to a witness may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the newest checkpoint is looked at.
@@ -165,7 +168,7 @@ async fn push(
         let response = client
             .post(endpoint(witness, "add-checkpoint"))
             .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .header(crate::witness::LOG_KEY_HEADER, log_key(ctx))
+            .header(LOG_KEY_HEADER, log_key(ctx))
             .body(body)
             .send()
             .await

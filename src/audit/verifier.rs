@@ -134,6 +134,11 @@ impl Verifier {
         self
     }
 
+    /// The checkpoints the walk is held to, in order.
+    pub fn checkpoints(&self) -> impl DoubleEndedIterator<Item = &CheckpointRow> {
+        self.checkpoints.values()
+    }
+
     /// Where the walk went on from (size, root), if it was resumed.
     pub fn resumed_from(&self) -> Option<(u64, TreeHash)> {
         self.resumed

@@ -75,9 +75,10 @@ pub async fn check(
     verifier: &Verifier,
     head_seq: i64,
 ) -> Result<Result<Option<(i64, usize)>, Fault>, StoreError> {
-    let newest = store.last_checkpoint().await?;
-    let newest_note = newest
-        .as_ref()
+    // The walk already holds every checkpoint; nothing is read twice.
+    let newest_note = verifier
+        .checkpoints()
+        .next_back()
         .and_then(|c| c.note.clone())
         .unwrap_or_default();
     let size = u64::try_from(head_seq).unwrap_or(0);
@@ -130,9 +131,8 @@ pub async fn check(
         return Ok(Ok(None));
     }
     let grace = i64::try_from(WITNESS_GRACE.as_millis()).unwrap_or(i64::MAX);
-    let checkpoints = store.audit_checkpoints().await?;
-    let held = checkpoints
-        .iter()
+    let held = verifier
+        .checkpoints()
         .rev()
         .filter(|c| c.note.is_some())
         .find(|c| c.at <= trust.now_ms - grace);

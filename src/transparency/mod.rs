@@ -52,16 +52,20 @@ async fn view(ctx: &Context, c: CheckpointRow) -> Result<CheckpointView, Error> 
         .map(|(_, line)| line)
         .collect();
     let signed = c.note.as_deref().unwrap_or("");
-    // Only cosignatures that verify are shown: one bad line would spoil the note for
-    // every reader.
-    let good: Vec<String> = lines
-        .into_iter()
-        .filter(|l| {
-            !crate::audit::witnessed::valid_cosigners(&trust, signed, std::slice::from_ref(l))
-                .is_empty()
-        })
-        .collect();
-    let cosigned_by = crate::audit::witnessed::valid_cosigners(&trust, signed, &good);
+    // Only cosignatures that verify are shown (one bad line would spoil the note for every
+    // reader); each line is checked once.
+    let mut good = Vec::new();
+    let mut cosigned_by = Vec::new();
+    for line in lines {
+        let names =
+            crate::audit::witnessed::valid_cosigners(&trust, signed, std::slice::from_ref(&line));
+        if !names.is_empty() {
+            cosigned_by.extend(names);
+            good.push(line);
+        }
+    }
+    cosigned_by.sort();
+    cosigned_by.dedup();
     let note = custodia_crypto::witness::with_signatures(signed, &good);
     let origin = ctx.config.audit_origin();
     let verifier_key = ctx

@@ -20,7 +20,7 @@
 pub mod chain;
 mod verifier;
 mod verify;
-pub use verify::{Depth, verify, verify_since};
+pub use verify::{verify, verify_since};
 mod event;
 mod exports;
 mod log;

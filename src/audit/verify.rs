@@ -4,7 +4,7 @@
 
 use custodia_crypto::tlog::{self, Frontier, TreeHash};
 
-use super::chain::{Fault, GENESIS, Summary, Trust, Verifier, canonical};
+use super::chain::{Fault, GENESIS, Summary, Trust, Verifier};
 use super::{tree, witnessed};
 use crate::error::Error;
 use crate::store::{Store, StoreError};
@@ -19,18 +19,7 @@ pub async fn verify(
     trust: &Trust,
     progress: impl FnMut(u64, u64),
 ) -> Result<Result<Summary, Fault>, Error> {
-    verify_since(store, trust, None, Depth::Bytes, progress).await
-}
-
-/// What a walk reads of each event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Depth {
-    /// The stored canonical bytes and the hashes: what the chain, the tree and every
-    /// signature commit to. Pages cross from the database as one value each.
-    Bytes,
-    /// Also every column, each event's columns held to its bytes: an edit to what readers
-    /// are shown without the bytes (which the hashes cover) is caught too. Slower.
-    Columns,
+    verify_since(store, trust, None, progress).await
 }
 
 /// As [`verify`], going on from `since`, a checkpoint note verified before (as
@@ -41,7 +30,6 @@ pub async fn verify_since(
     store: &Store,
     trust: &Trust,
     since: Option<&str>,
-    depth: Depth,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Result<Summary, Fault>, Error> {
     let (head_seq, head_hash) = store.audit_head().await?;
@@ -73,10 +61,17 @@ pub async fn verify_since(
     }
     let total = u64::try_from(count - start).unwrap_or(0);
     witnessed::watch(trust, &mut verifier);
-    let walked = match depth {
-        Depth::Bytes => walk_bytes(store, &mut verifier, start, total, &mut progress).await?,
-        Depth::Columns => walk_columns(store, &mut verifier, start, total, &mut progress).await?,
-    };
+    // What readers are shown must be what the hashes cover: either the database computes
+    // every column from the bytes, or each page holds the stored columns to them.
+    let check_columns = !store.audit_columns_derived().await?;
+    let walked = walk(
+        store,
+        &mut verifier,
+        (start, total),
+        check_columns,
+        &mut progress,
+    )
+    .await?;
     if let Err(fault) = walked {
         return Ok(Err(fault));
     }
@@ -111,17 +106,19 @@ fn page_failed(e: tokio::task::JoinError) -> Error {
     Error::Internal(anyhow::anyhow!("verification page: {e}"))
 }
 
-/// Walks the stored bytes, a page read while the one before is hashed.
-async fn walk_bytes(
+/// Walks the stored bytes from `start` (of `total` to come), a page read while the one
+/// before is hashed; with `check_columns`, a page whose stored columns differ from an
+/// event's bytes fails at that event.
+async fn walk(
     store: &Store,
     verifier: &mut Verifier,
-    start: i64,
-    total: u64,
+    (start, total): (i64, u64),
+    check_columns: bool,
     progress: &mut impl FnMut(u64, u64),
 ) -> Result<Result<(), Fault>, Error> {
     let fetch = |after: i64| {
         let store = store.clone();
-        tokio::spawn(async move { store.audit_bytes_page(after, PAGE).await })
+        tokio::spawn(async move { store.audit_bytes_page(after, PAGE, check_columns).await })
     };
     let mut next = fetch(start);
     loop {
@@ -129,7 +126,7 @@ async fn walk_bytes(
             return Ok(Ok(()));
         };
         let mut records = Vec::with_capacity(PAGE as usize);
-        for record in page.split('\u{1e}') {
+        for record in page.text.split('\u{1e}') {
             let mut parts = record.split('\u{1f}');
             let (Some(seq), Some(body), Some(hash)) = (parts.next(), parts.next(), parts.next())
             else {
@@ -149,7 +146,8 @@ async fn walk_bytes(
         for (seq, body, hash) in records {
             let hash = custodia_crypto::digest::hex_decode_32(hash).unwrap_or_default();
             let pushed = if body.is_empty() {
-                // Written before events kept their bytes: encode the columns.
+                // Written before events kept their bytes (PostgreSQL; SQLite filled them
+                // in when its columns became views of the bytes): encode the columns.
                 match store
                     .audit_events_after(seq - 1, 1)
                     .await?
@@ -163,46 +161,19 @@ async fn walk_bytes(
                 // The stored link is not read: the hash covers the previous one already,
                 // and the bytes name their own place.
                 verifier.push_bytes(seq, body, None, &hash)
-            };
-            if let Err(fault) = pushed {
-                next.abort();
-                return Ok(Err(fault));
             }
-        }
-        progress(verifier.checked, total);
-    }
-}
-
-/// Walks every column with the bytes, holding each event's columns to its bytes.
-async fn walk_columns(
-    store: &Store,
-    verifier: &mut Verifier,
-    start: i64,
-    total: u64,
-    progress: &mut impl FnMut(u64, u64),
-) -> Result<Result<(), Fault>, Error> {
-    let fetch = |after: i64| {
-        let store = store.clone();
-        tokio::spawn(async move { store.audit_events_with_bytes_after(after, PAGE).await })
-    };
-    let mut next = fetch(start);
-    loop {
-        let page = next.await.map_err(page_failed)??;
-        let Some(last) = page.last() else {
-            return Ok(Ok(()));
-        };
-        next = fetch(last.seq);
-        for e in &page {
-            let pushed = match &e.body {
-                Some(body) if *body != canonical(e) => Err(Fault::new(
-                    e.seq,
-                    "modified",
-                    "the event's columns differ from its recorded bytes".into(),
-                    Vec::new(),
-                )),
-                Some(body) => verifier.push_bytes(e.seq, body, Some(&e.prev_hash), &e.hash),
-                None => verifier.push(e),
-            };
+            .and_then(|()| {
+                // The bytes are the event; columns that say otherwise were changed.
+                match page.differs_at == Some(seq) {
+                    true => Err(Fault::new(
+                        seq,
+                        "modified",
+                        "the event's columns differ from its recorded bytes".into(),
+                        Vec::new(),
+                    )),
+                    false => Ok(()),
+                }
+            });
             if let Err(fault) = pushed {
                 next.abort();
                 return Ok(Err(fault));

@@ -71,7 +71,6 @@ pub(super) async fn audit_verify(
     config: Config,
     trusted_keys: &[String],
     from_checkpoint: Option<Option<PathBuf>>,
-    fast: bool,
 ) -> anyhow::Result<()> {
     // Where the newest verified checkpoint is kept: always written after a success, read
     // back with --from-checkpoint.
@@ -120,17 +119,11 @@ pub(super) async fn audit_verify(
         None
     };
     let started = std::time::Instant::now();
-    let depth = if fast {
-        crate::audit::Depth::Bytes
-    } else {
-        crate::audit::Depth::Columns
-    };
-    let result =
-        crate::audit::verify_since(&store, &trust, since.as_deref(), depth, |done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
-        })
-        .await;
+    let result = crate::audit::verify_since(&store, &trust, since.as_deref(), |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await;
     bar.finish_and_clear();
     let newest = store.last_checkpoint().await;
     store.close().await;

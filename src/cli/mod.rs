@@ -134,11 +134,6 @@ enum AuditCommand {
         /// successful verify keeps its newest checkpoint there.
         #[arg(long = "from-checkpoint", value_name = "FILE", num_args = 0..=1)]
         from_checkpoint: Option<Option<PathBuf>>,
-        /// Walk only the stored bytes every hash and signature covers, not also each
-        /// event's columns (what pages and exports show): several times faster; an edit to
-        /// a column alone is then left to the full walk, the console and citizens' checks.
-        #[arg(long)]
-        fast: bool,
     },
     /// Check a citizen's proof bundle (downloaded from /me/activity/proofs) offline: its
     /// checkpoint must be signed by a pinned key (or a --trusted-key) and every event's
@@ -282,8 +277,7 @@ pub fn main() -> ExitCode {
             Command::Audit(AuditCommand::Verify {
                 trusted_keys,
                 from_checkpoint,
-                fast,
-            }) => audit_verify(config, &trusted_keys, from_checkpoint, fast).await,
+            }) => audit_verify(config, &trusted_keys, from_checkpoint).await,
             Command::Audit(AuditCommand::Checkpoint) => {
                 with_context(config, |ctx| async move {
                     let signer = ctx.log_signer()?;

@@ -56,6 +56,66 @@ pub struct CheckpointRow {
 const COLUMNS: &str = "seq, at, actor_kind, actor_id, officer_id, case_id, citizen_pseudonym, action, \
     object_ids, grant_id, purpose, tier, fields, outcome, bytes_sent, request_id, detail, prev_hash, hash";
 
+/// A page of stored events as [`Store::audit_bytes_page`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BytesPage {
+    /// `seq ␟ body ␟ hex(hash)` per event, `␞` between events.
+    pub text: String,
+    /// The first event of the page whose stored columns differ from its bytes, when the
+    /// columns were checked.
+    pub differs_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct BytesPageRow {
+    text: Option<String>,
+    differs_at: Option<i64>,
+}
+
+/// `CREATE TABLE audit_events (…)` exactly as migration 0007 wrote it on SQLite, and so as
+/// `sqlite_schema` keeps it: the definition that makes every column a view of the bytes.
+fn sqlite_events_table() -> &'static str {
+    const MIGRATION: &str = include_str!("../../migrations/sqlite/0007_events_from_bytes.sql");
+    const START: &str = "CREATE TABLE audit_events (";
+    let from = MIGRATION.find(START).unwrap_or(0);
+    let rest = MIGRATION.get(from..).unwrap_or_default();
+    rest.find("\n);")
+        .and_then(|end| rest.get(..end + 2))
+        .unwrap_or(rest)
+}
+
+/// An event's columns rendered in SQLite as the canonical JSON its bytes must be (keys in
+/// RFC 8785 order; `json_object` escapes strings as RFC 8785 does; the grant id, a blob,
+/// as the hyphenated lower-case UUID).
+const SQLITE_JCS: &str = "json_object('action', action, 'actor_id', actor_id, \
+    'actor_kind', actor_kind, 'at', at, 'bytes_sent', bytes_sent, 'case_id', case_id, \
+    'citizen', citizen_pseudonym, 'detail', detail, 'fields', fields, 'grant_id', \
+    CASE WHEN grant_id IS NULL THEN NULL ELSE lower(substr(hex(grant_id), 1, 8) || '-' || \
+    substr(hex(grant_id), 9, 4) || '-' || substr(hex(grant_id), 13, 4) || '-' || \
+    substr(hex(grant_id), 17, 4) || '-' || substr(hex(grant_id), 21, 12)) END, \
+    'object_ids', object_ids, 'officer_id', officer_id, 'outcome', outcome, 'purpose', purpose, \
+    'request_id', request_id, 'seq', seq, 'tier', tier)";
+
+/// The same in PostgreSQL: `to_json(text)` escapes as RFC 8785 does (`\"`, `\\`, `\b \f \n
+/// \r \t`, other control characters as lower-case `\u00xx`).
+const POSTGRES_JCS: &str = "('{\"action\":' || to_json(action)::text || \
+    ',\"actor_id\":' || COALESCE(to_json(actor_id)::text, 'null') || \
+    ',\"actor_kind\":' || to_json(actor_kind)::text || \
+    ',\"at\":' || at::text || \
+    ',\"bytes_sent\":' || COALESCE(bytes_sent::text, 'null') || \
+    ',\"case_id\":' || COALESCE(to_json(case_id)::text, 'null') || \
+    ',\"citizen\":' || COALESCE(to_json(citizen_pseudonym)::text, 'null') || \
+    ',\"detail\":' || COALESCE(to_json(detail)::text, 'null') || \
+    ',\"fields\":' || COALESCE(to_json(fields)::text, 'null') || \
+    ',\"grant_id\":' || COALESCE(to_json(grant_id::text)::text, 'null') || \
+    ',\"object_ids\":' || to_json(object_ids)::text || \
+    ',\"officer_id\":' || COALESCE(to_json(officer_id)::text, 'null') || \
+    ',\"outcome\":' || to_json(outcome)::text || \
+    ',\"purpose\":' || COALESCE(to_json(purpose)::text, 'null') || \
+    ',\"request_id\":' || COALESCE(to_json(request_id)::text, 'null') || \
+    ',\"seq\":' || seq::text || \
+    ',\"tier\":' || COALESCE(to_json(tier)::text, 'null') || '}')";
+
 /// The condition an [`AuditFilter`] makes, on parameters `$1`…`$16`: each optional filter is
 /// `($n IS NULL OR column = $n+1)`, so one text serves every combination.
 const FILTER_WHERE: &str = "($1 IS NULL OR citizen_pseudonym = $2) AND ($3 IS NULL OR actor_kind = $4) AND \
@@ -152,36 +212,81 @@ impl Store {
     /// hex(hash)`, events separated by `␞` (U+001F, U+001E; canonical
     /// bytes never hold a raw control character) — so a page of ten thousand events crosses
     /// from the database in one row, not ten thousand. `None` past the end.
+    ///
+    /// With `check_columns`, the database also holds each event's stored columns to its
+    /// bytes (it renders the columns as the canonical JSON they must be: PostgreSQL's
+    /// `to_json` and SQLite's `json_object` escape exactly as RFC 8785 does) and names the
+    /// first event of the page whose columns differ. Needed wherever columns are stored
+    /// beside the bytes: always on PostgreSQL, and on SQLite only if `audit_events` is not
+    /// the table that computes them (see [`Store::audit_columns_derived`]).
     pub async fn audit_bytes_page(
         &self,
         seq: i64,
         limit: i64,
-    ) -> Result<Option<String>, StoreError> {
+        check_columns: bool,
+    ) -> Result<Option<BytesPage>, StoreError> {
         // The page is cut in order; the aggregate keeps the rows as they come (no second
         // sort), and the caller puts them in order should an engine not.
         const SQLITE: &str = "SELECT group_concat(seq || char(31) || COALESCE(body, '') || char(31) \
-            || hex(hash), char(30)) \
+            || hex(hash), char(30)) AS text, NULL AS differs_at \
             FROM (SELECT seq, body, hash FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2)";
-        const POSTGRES: &str = "SELECT string_agg(seq::text || chr(31) || COALESCE(body, '') \
-            || chr(31) || encode(hash, 'hex'), chr(30)) \
-            FROM (SELECT seq, body, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2) \
-            page";
-        Ok(match self.pool() {
+        let sqlite_checked = format!(
+            "SELECT group_concat(seq || char(31) || COALESCE(body, '') || char(31) \
+            || hex(hash), char(30)) AS text, \
+            MIN(CASE WHEN body IS NOT NULL AND body IS NOT {SQLITE_JCS} THEN seq END) AS differs_at \
+            FROM (SELECT * FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2)"
+        );
+        let postgres = format!(
+            "SELECT string_agg(seq::text || chr(31) || COALESCE(body, '') \
+            || chr(31) || encode(hash, 'hex'), chr(30)) AS text, \
+            MIN(CASE WHEN $3 AND body IS NOT NULL AND body <> {POSTGRES_JCS} THEN seq END) AS differs_at \
+            FROM (SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2) page"
+        );
+        let page = match self.pool() {
             super::OnEngine::Sqlite(p) => {
-                sqlx::query_scalar::<_, Option<String>>(SQLITE)
+                let sql = if check_columns {
+                    sqlite_checked
+                } else {
+                    SQLITE.to_owned()
+                };
+                sqlx::query_as::<_, BytesPageRow>(sqlx::AssertSqlSafe(sql))
                     .bind(seq)
                     .bind(limit)
                     .fetch_one(p)
                     .await?
             }
             super::OnEngine::Postgres(p) => {
-                sqlx::query_scalar::<_, Option<String>>(POSTGRES)
+                sqlx::query_as::<_, BytesPageRow>(sqlx::AssertSqlSafe(postgres))
                     .bind(seq)
                     .bind(limit)
+                    .bind(check_columns)
                     .fetch_one(p)
                     .await?
             }
-        })
+        };
+        Ok(page.text.map(|text| BytesPage {
+            text,
+            differs_at: page.differs_at,
+        }))
+    }
+
+    /// Whether the database computes every event column from the event's bytes, so that no
+    /// column can differ from what the hashes cover: on SQLite, `audit_events` must be
+    /// exactly the table migration 0007 created (its columns VIRTUAL, generated from
+    /// `body`); a table redefined to store its columns — or to compute them otherwise — is
+    /// not. PostgreSQL stores its columns: always `false`.
+    pub async fn audit_columns_derived(&self) -> Result<bool, StoreError> {
+        match self.pool() {
+            super::OnEngine::Sqlite(p) => {
+                let sql: Option<String> = sqlx::query_scalar(
+                    "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'audit_events'",
+                )
+                .fetch_optional(p)
+                .await?;
+                Ok(sql.as_deref() == Some(sqlite_events_table()))
+            }
+            super::OnEngine::Postgres(_) => Ok(false),
+        }
     }
 
     /// Number of events and the highest sequence number stored.
@@ -405,43 +510,56 @@ impl Tx {
 
     /// Appends events in multi-row statements (a batch of 512 is 16 statements, not 512:
     /// on SQLite each statement is a hand-off to the driver's thread). Placeholders are
-    /// plain `?` on SQLite, which binds them by position without looking names up.
+    /// plain `?` on SQLite, which binds them by position without looking names up. SQLite
+    /// stores only the bytes and the hashes (every column is computed from the bytes);
+    /// PostgreSQL stores the columns beside them.
     pub async fn insert_audit_events(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
         const PER_STATEMENT: usize = 32;
-        const FIELDS: usize = 20;
-        let sqlite = matches!(self, super::OnEngine::Sqlite(_));
         for chunk in rows.chunks(PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO audit_events ({COLUMNS}, body) VALUES {}",
-                super::placeholders(sqlite, chunk.len(), FIELDS)
-            );
-            on_engine!(self, c => {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for e in chunk {
-                    q = q
-                        .bind(e.seq)
-                        .bind(e.at)
-                        .bind(&e.actor_kind)
-                        .bind(&e.actor_id)
-                        .bind(&e.officer_id)
-                        .bind(&e.case_id)
-                        .bind(&e.citizen_pseudonym)
-                        .bind(&e.action)
-                        .bind(&e.object_ids)
-                        .bind(e.grant_id)
-                        .bind(&e.purpose)
-                        .bind(&e.tier)
-                        .bind(&e.fields)
-                        .bind(&e.outcome)
-                        .bind(e.bytes_sent)
-                        .bind(&e.request_id)
-                        .bind(&e.detail)
-                        .bind(&e.prev_hash)
-                        .bind(&e.hash)
-                        .bind(&e.body);
+            match self {
+                super::OnEngine::Sqlite(c) => {
+                    let sql = format!(
+                        "INSERT INTO audit_events (seq, body, prev_hash, hash) VALUES {}",
+                        super::placeholders(true, chunk.len(), 4)
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for e in chunk {
+                        q = q.bind(e.seq).bind(&e.body).bind(&e.prev_hash).bind(&e.hash);
+                    }
+                    q.execute(&mut **c).await?;
                 }
-                q.execute(&mut **c).await?;
-            });
+                super::OnEngine::Postgres(c) => {
+                    let sql = format!(
+                        "INSERT INTO audit_events ({COLUMNS}, body) VALUES {}",
+                        super::placeholders(false, chunk.len(), 20)
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for e in chunk {
+                        q = q
+                            .bind(e.seq)
+                            .bind(e.at)
+                            .bind(&e.actor_kind)
+                            .bind(&e.actor_id)
+                            .bind(&e.officer_id)
+                            .bind(&e.case_id)
+                            .bind(&e.citizen_pseudonym)
+                            .bind(&e.action)
+                            .bind(&e.object_ids)
+                            .bind(e.grant_id)
+                            .bind(&e.purpose)
+                            .bind(&e.tier)
+                            .bind(&e.fields)
+                            .bind(&e.outcome)
+                            .bind(e.bytes_sent)
+                            .bind(&e.request_id)
+                            .bind(&e.detail)
+                            .bind(&e.prev_hash)
+                            .bind(&e.hash)
+                            .bind(&e.body);
+                    }
+                    q.execute(&mut **c).await?;
+                }
+            }
         }
         Ok(())
     }

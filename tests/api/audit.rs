@@ -65,25 +65,25 @@ async fn verify(app: &TestApp) -> Result<chain::Summary, Fault> {
     app.verify_trail().await
 }
 
-/// What `custodia audit verify` runs by default: every event's columns held to its bytes too.
-async fn verify_deep(app: &TestApp) -> Result<chain::Summary, Fault> {
-    custodia::audit::verify_since(
-        &app.state.store,
-        &app.state.audit_trust(),
-        None,
-        custodia::audit::Depth::Columns,
-        |_, _| {},
-    )
-    .await
-    .unwrap()
+async fn sql(app: &TestApp, text: &str) {
+    try_sql(app, text).await.unwrap();
 }
 
-async fn sql(app: &TestApp, text: &str) {
+async fn try_sql(app: &TestApp, text: &str) -> Result<(), sqlx::Error> {
+    sql_steps(app, &[text]).await
+}
+
+/// Runs `steps` in one transaction, on one connection: a schema changed by one step is
+/// the schema the next one sees.
+async fn sql_steps(app: &TestApp, steps: &[&str]) -> Result<(), sqlx::Error> {
     let mut tx = app.state.store.begin().await.unwrap();
-    on_engine!(&mut tx, c => {
-        sqlx::query(sqlx::AssertSqlSafe(text.to_owned())).execute(&mut **c).await.unwrap();
-    });
+    for text in steps {
+        on_engine!(&mut tx, c => {
+            sqlx::query(sqlx::AssertSqlSafe(text.to_string())).execute(&mut **c).await?;
+        });
+    }
     tx.commit().await.unwrap();
+    Ok(())
 }
 
 /// Puts the trail back exactly as it was.
@@ -110,6 +110,21 @@ async fn restore(
 async fn every_kind_of_tampering_is_caught_at_its_sequence_number(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
     busy_trail(&app).await;
+    // Every character JSON escapes, and some it must leave alone: the database's rendering
+    // of the columns (PostgreSQL's check; SQLite's once its table is redefined, below)
+    // must agree with the bytes byte for byte.
+    app.state
+        .audit
+        .append(
+            custodia::audit::Event::new(
+                custodia::audit::ActorKind::System,
+                None,
+                custodia::audit::Action::GrantExpire,
+            )
+            .detail(JSON_HARD),
+        )
+        .await
+        .unwrap();
     let store = &app.state.store;
     let signed = custodia::audit::checkpoint_now(
         store,
@@ -141,15 +156,27 @@ async fn every_kind_of_tampering_is_caught_at_its_sequence_number(backend: Backe
     assert_eq!((f.seq, f.kind), (7, "modified"), "{f}");
     restore(&app, &rows, &head, &checkpoints).await;
     assert!(verify(&app).await.is_ok(), "restored");
-    sql(
+    // A column edited apart from the bytes (what pages and exports show, not what the hash
+    // covers): SQLite computes every column from the bytes, so the database refuses the
+    // edit; PostgreSQL stores them, and verification holds each one to its bytes.
+    let edited = try_sql(
         &app,
         "UPDATE audit_events SET officer_id = 'someone-else' WHERE seq = 7",
     )
     .await;
-    let f = verify_deep(&app).await.unwrap_err();
-    assert_eq!((f.seq, f.kind), (7, "modified"), "{f}");
-    assert!(f.detail.contains("columns"), "{f}");
-    restore(&app, &rows, &head, &checkpoints).await;
+    match backend {
+        Backend::Sqlite => {
+            let refused = edited.unwrap_err().to_string();
+            assert!(refused.contains("generated column"), "{refused}");
+        }
+        Backend::Postgres => {
+            edited.unwrap();
+            let f = verify(&app).await.unwrap_err();
+            assert_eq!((f.seq, f.kind), (7, "modified"), "{f}");
+            assert!(f.detail.contains("columns"), "{f}");
+            restore(&app, &rows, &head, &checkpoints).await;
+        }
+    }
 
     // A deleted row.
     sql(&app, "DELETE FROM audit_events WHERE seq = 9").await;
@@ -173,7 +200,7 @@ async fn every_kind_of_tampering_is_caught_at_its_sequence_number(backend: Backe
     forged.prev_hash = rows[9].hash.clone();
     forged.action = "document.read".into();
     forged.hash = chain::event_hash(&forged.prev_hash, &forged).to_vec();
-    forged.body = None;
+    forged.body = Some(chain::canonical(&forged));
     let mut tx = store.begin().await.unwrap();
     tx.insert_audit_event(&forged).await.unwrap();
     tx.commit().await.unwrap();
@@ -225,7 +252,40 @@ async fn every_kind_of_tampering_is_caught_at_its_sequence_number(backend: Backe
     tx.commit().await.unwrap();
     assert_eq!(verify(&app).await.unwrap_err().kind, "checkpoint-forged");
     restore(&app, &rows, &head, &checkpoints).await;
+
+    if matches!(backend, Backend::Sqlite) {
+        // The table redefined to store its columns, as an attacker with the file can: the
+        // definition is not the one whose columns are views of the bytes, so every page
+        // holds the stored columns to the bytes, and an edit is still caught at its event.
+        sql_steps(
+            &app,
+            &[
+                "CREATE TABLE stored_events AS SELECT * FROM audit_events",
+                "DROP TABLE audit_events",
+                "ALTER TABLE stored_events RENAME TO audit_events",
+            ],
+        )
+        .await
+        .unwrap();
+        assert!(!store.audit_columns_derived().await.unwrap());
+        verify(&app)
+            .await
+            .expect("the same events, their columns stored");
+        sql(
+            &app,
+            "UPDATE audit_events SET officer_id = 'someone-else' WHERE seq = 7",
+        )
+        .await;
+        let f = verify(&app).await.unwrap_err();
+        assert_eq!((f.seq, f.kind), (7, "modified"), "{f}");
+        assert!(f.detail.contains("columns"), "{f}");
+    }
 }
+
+/// Quotes, backslashes, every escaped control character, DEL, a line separator, non-ASCII
+/// and an astral character: what RFC 8785 escapes and what it leaves as it is.
+const JSON_HARD: &str =
+    "\"q\" \\b\\ \u{1}\u{8}\t\n\u{b}\u{c}\r\u{1e}\u{1f} \u{7f} \u{2028} / é 中 😀 '";
 
 async fn two_nodes_on_one_database_append_one_chain(backend: Backend) {
     let (env, first) = spawn_app(backend).await;
@@ -260,4 +320,78 @@ async fn two_nodes_on_one_database_append_one_chain(backend: Backend) {
     let summary = verify(&first).await.expect("one chain");
     assert!(summary.events >= 400, "{summary:?}");
     second.stop().await;
+}
+
+/// A SQLite trail from before its columns became views of the bytes — stored columns, and
+/// events written before their bytes were kept (`body` NULL) — is carried over by the
+/// migration: the bytes it writes for the old events are the ones their hashes were
+/// computed over (the trail verifies), and every column reads as before.
+#[tokio::test]
+async fn a_trail_with_stored_columns_is_carried_over_to_columns_from_bytes() {
+    let env = crate::helpers::TestEnv::new(Backend::Sqlite).await;
+    let app = env.start().await.unwrap();
+    busy_trail(&app).await;
+    app.state
+        .audit
+        .append(
+            custodia::audit::Event::new(
+                custodia::audit::ActorKind::System,
+                None,
+                custodia::audit::Action::GrantExpire,
+            )
+            .detail(JSON_HARD),
+        )
+        .await
+        .unwrap();
+    let before = app.state.store.audit_events_after(0, 10_000).await.unwrap();
+    assert!(before.len() > 15, "{}", before.len());
+    assert!(before.iter().any(|e| e.grant_id.is_some()));
+    assert!(
+        before
+            .iter()
+            .any(|e| e.detail.as_deref() == Some(JSON_HARD))
+    );
+    // Back to the table as migrations 0001–0006 left it, every other event without bytes.
+    sql_steps(
+        &app,
+        &[
+        "CREATE TABLE stored AS SELECT seq, at, actor_kind, actor_id, officer_id, case_id, \
+         citizen_pseudonym, action, object_ids, grant_id, purpose, tier, fields, outcome, \
+         bytes_sent, request_id, detail, prev_hash, hash, body FROM audit_events",
+        "DROP TABLE audit_events",
+        "ALTER TABLE stored RENAME TO audit_events",
+        "UPDATE audit_events SET body = NULL WHERE seq % 2 = 0",
+        "CREATE INDEX audit_events_citizen ON audit_events(citizen_pseudonym, seq)",
+        "CREATE INDEX audit_events_actor ON audit_events(actor_kind, actor_id, seq)",
+        "CREATE INDEX audit_events_at ON audit_events(at)",
+        "CREATE INDEX audit_events_grant_created ON audit_events(grant_id) WHERE action = 'grant.create'",
+        "DELETE FROM _sqlx_migrations WHERE version = 7",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(!app.state.store.audit_columns_derived().await.unwrap());
+    app.stop().await;
+
+    let app = env.start().await.expect("the migration runs at start");
+    assert!(app.state.store.audit_columns_derived().await.unwrap());
+    let after = app.state.store.audit_events_after(0, 10_000).await.unwrap();
+    assert_eq!(after[..before.len()], before[..]);
+    let summary = verify(&app).await.expect("the carried-over trail verifies");
+    assert!(summary.events >= before.len() as u64);
+    let bytes = app
+        .state
+        .store
+        .audit_events_with_bytes_after(0, 10_000)
+        .await
+        .unwrap();
+    for e in &bytes {
+        assert_eq!(
+            e.body.as_deref(),
+            Some(chain::canonical(e).as_str()),
+            "{}",
+            e.seq
+        );
+    }
+    app.stop().await;
 }

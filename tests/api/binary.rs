@@ -400,8 +400,6 @@ fn operator_commands_manage_agencies_and_verify_and_export_the_trail() {
         String::from_utf8_lossy(&verified.stderr)
     );
     assert!(String::from_utf8_lossy(&verified.stdout).contains("audit trail intact: 4 events"));
-    let fast = run(&["audit", "verify", "--fast"]);
-    assert_eq!(fast.status.code(), Some(0));
     // The verify kept its newest checkpoint; the next one goes on from it.
     assert!(cwd.path().join("custodia-data/audit-verified").is_file());
     let resumed = run(&["audit", "verify", "--from-checkpoint"]);
@@ -465,7 +463,8 @@ fn operator_commands_manage_agencies_and_verify_and_export_the_trail() {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
             .await
             .unwrap();
-        sqlx::query("UPDATE audit_events SET detail = 'x' WHERE seq = 2")
+        // Columns are views of the bytes on SQLite: the edit is to the bytes.
+        sqlx::query("UPDATE audit_events SET body = json_set(body, '$.detail', 'x') WHERE seq = 2")
             .execute(&pool)
             .await
             .unwrap();

@@ -20,7 +20,6 @@ async fn since(app: &TestApp, note: &str) -> Result<Summary, Fault> {
         &app.state.store,
         &app.state.audit_trust(),
         Some(note),
-        custodia::audit::Depth::Bytes,
         |_, _| {},
     )
     .await

@@ -119,11 +119,11 @@ pub fn leaf(e: &AuditRow) -> TreeHash {
 
 /// The chain hash over an event's canonical bytes `body`.
 pub fn chain_hash(prev: &[u8], body: &str) -> [u8; 32] {
-    let mut input = Vec::with_capacity(DOMAIN.len() + prev.len() + body.len());
-    input.extend_from_slice(DOMAIN);
-    input.extend_from_slice(prev);
-    input.extend_from_slice(body.as_bytes());
-    digest::sha256(&input)
+    let mut hash = digest::Sha256Stream::default();
+    hash.update(DOMAIN);
+    hash.update(prev);
+    hash.update(body.as_bytes());
+    hash.finish()
 }
 
 fn checkpoint_message(seq: i64, head_hash: &[u8], at: i64, key_id: &str) -> String {

@@ -17,15 +17,55 @@ const AT: (&str, &str) = (",\"at\":", ",\"bytes_sent\":");
 /// key and `"seq"` the last but one, so each is looked for from its end of the body.
 /// (A value cannot hold either pattern: its quotes would be escaped.)
 fn field(body: &str, (key, next): (&str, &str)) -> Option<i64> {
+    use memchr::memmem::{Finder, FinderRev};
+    use std::sync::LazyLock;
+    // Searchers built once: building one costs about as much as a search of a body.
+    static SEQ_KEY: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(SEQ.0));
+    static SEQ_NEXT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(SEQ.1));
+    static AT_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(AT.0));
+    static AT_NEXT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(AT.1));
     let bytes = body.as_bytes();
-    let start = if key == SEQ.0 {
-        memchr::memmem::rfind(bytes, key.as_bytes())?
+    let (start, next) = if key == SEQ.0 {
+        (SEQ_KEY.rfind(bytes)?, &*SEQ_NEXT)
     } else {
-        memchr::memmem::find(bytes, key.as_bytes())?
-    } + key.len();
-    let rest = bytes.get(start..)?;
-    let end = memchr::memmem::find(rest, next.as_bytes())?;
+        debug_assert_eq!((key, next), AT);
+        (AT_KEY.find(bytes)?, &*AT_NEXT)
+    };
+    let rest = bytes.get(start + key.len()..)?;
+    let end = next.find(rest)?;
     std::str::from_utf8(rest.get(..end)?).ok()?.parse().ok()
+}
+
+/// What checking one event needs of its bytes, computed apart from the walk (so that
+/// pages can be hashed in parallel with it): the sequence number and time its bytes name,
+/// whether its stored hash is the chain hash of its bytes after `prev`, and its Merkle leaf.
+#[derive(Debug, Clone)]
+pub struct Hashed {
+    /// The sequence number it is stored under.
+    pub seq: i64,
+    /// The sequence number and time its bytes name, if they are an event.
+    pub named: Option<(i64, i64)>,
+    /// Its stored hash.
+    pub hash: [u8; 32],
+    /// Whether `hash` is `chain_hash(prev, bytes)`.
+    pub follows: bool,
+    /// Its Merkle leaf, `SHA-256(0x00 ‖ bytes)`.
+    pub leaf: TreeHash,
+}
+
+impl Hashed {
+    /// Hashes the event stored under `seq` with bytes `body` and hash `hash`, after `prev`.
+    pub fn new(seq: i64, body: &str, hash: &[u8], prev: &[u8]) -> Self {
+        let stored = <[u8; 32]>::try_from(hash).ok();
+        let computed = chain_hash(prev, body);
+        Self {
+            seq,
+            named: field(body, SEQ).zip(field(body, AT)),
+            hash: stored.unwrap_or_default(),
+            follows: stored == Some(computed),
+            leaf: tlog::leaf_hash(body.as_bytes()),
+        }
+    }
 }
 
 /// Walks events in order, one at a time, keeping only the running head and the tree's
@@ -33,7 +73,7 @@ fn field(body: &str, (key, next): (&str, &str)) -> Option<i64> {
 #[derive(Debug)]
 pub struct Verifier {
     expected_seq: i64,
-    head: Vec<u8>,
+    head: [u8; 32],
     tree: Frontier,
     checkpoints: std::collections::BTreeMap<i64, CheckpointRow>,
     /// Sizes whose roots the caller wants, and the roots once reached.
@@ -115,7 +155,7 @@ impl Verifier {
         }
         Ok(Self {
             expected_seq: 1,
-            head: GENESIS.to_vec(),
+            head: GENESIS,
             tree: Frontier::default(),
             checkpoints: checkpoints.into_iter().map(|c| (c.seq, c)).collect(),
             watched: std::collections::BTreeMap::new(),
@@ -126,7 +166,7 @@ impl Verifier {
 
     /// Goes on from a checkpoint verified before, at `seq` events: `head` is its chain head
     /// and `tree` its tree's right edge, both already held to that checkpoint.
-    pub fn resume(mut self, seq: i64, head: Vec<u8>, tree: Frontier) -> Self {
+    pub fn resume(mut self, seq: i64, head: [u8; 32], tree: Frontier) -> Self {
         self.resumed = Some((tree.size(), tree.root()));
         self.expected_seq = seq + 1;
         self.head = head;
@@ -174,7 +214,29 @@ impl Verifier {
         prev_hash: Option<&[u8]>,
         hash: &[u8],
     ) -> Result<(), Fault> {
-        let fault = |seq, kind, detail: &str| Fault {
+        if seq <= self.expected_seq && prev_hash.is_some_and(|p| p != self.head) {
+            return Err(Fault {
+                seq,
+                kind: "inserted-or-reordered",
+                detail: "the event does not follow the one before it".into(),
+                evidence: Vec::new(),
+            });
+        }
+        let hashed = Hashed::new(seq, body, hash, &self.head);
+        self.push_hashed(&hashed)
+    }
+
+    /// The chain head so far: the hash of the last event checked.
+    pub fn head(&self) -> &[u8; 32] {
+        &self.head
+    }
+
+    /// Checks the next event from hashes computed ahead of the walk ([`Hashed::new`]
+    /// after the stored hash of the event before, which the walk has just held to be its
+    /// head): the same checks as [`Verifier::push_bytes`], in the same order.
+    pub fn push_hashed(&mut self, e: &Hashed) -> Result<(), Fault> {
+        let seq = e.seq;
+        let fault = |kind, detail: &str| Fault {
             seq,
             kind,
             detail: detail.to_owned(),
@@ -188,32 +250,22 @@ impl Verifier {
                 evidence: Vec::new(),
             });
         }
-        if prev_hash.is_some_and(|p| p != self.head) {
-            return Err(fault(
-                seq,
-                "inserted-or-reordered",
-                "the event does not follow the one before it",
-            ));
-        }
-        let (Some(named), Some(at)) = (field(body, SEQ), field(body, AT)) else {
-            return Err(fault(seq, "modified", "the event's bytes are not an event"));
+        let Some((named, at)) = e.named else {
+            return Err(fault("modified", "the event's bytes are not an event"));
         };
         if named != seq {
             return Err(fault(
-                seq,
                 "inserted-or-reordered",
                 "the event's bytes name another sequence number",
             ));
         }
-        let computed = chain_hash(&self.head, body);
-        if hash != computed {
+        if !e.follows {
             return Err(fault(
-                seq,
                 "modified",
                 "the event's contents do not match its hash",
             ));
         }
-        self.tree.push(tlog::leaf_hash(body.as_bytes()));
+        self.tree.push(e.leaf);
         if let Some(slot) = self.watched.get_mut(&self.tree.size()) {
             *slot = Some(self.tree.root());
         }
@@ -223,7 +275,7 @@ impl Verifier {
                 .root_hash
                 .as_deref()
                 .is_some_and(|root| root != self.tree.root().as_slice());
-            if c.head_hash != computed || tree_differs {
+            if c.head_hash != e.hash || tree_differs {
                 return Err(Fault {
                     seq,
                     kind: "checkpoint-mismatch",
@@ -232,7 +284,7 @@ impl Verifier {
                 });
             }
         }
-        self.head = computed.to_vec();
+        self.head = e.hash;
         self.expected_seq = seq + 1;
         self.checked += 1;
         Ok(())

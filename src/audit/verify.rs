@@ -1,12 +1,14 @@
-//! Verifying the stored trail: pages of events read one ahead of the hashing, walked by a
+//! Verifying the stored trail: pages of events read, hashed and walked side by side by a
 //! [`Verifier`], then the stored tree and the witnesses' view held to the result — from the
 //! first event, or from a checkpoint verified before.
 
 use custodia_crypto::tlog::{self, Frontier, TreeHash};
 
 use super::chain::{Fault, GENESIS, Summary, Trust, Verifier};
+use super::verifier::Hashed;
 use super::{tree, witnessed};
 use crate::error::Error;
+use crate::store::audit::BytesPage;
 use crate::store::{Store, StoreError};
 
 /// Verifies the whole trail in pages against what `trust` pins, calling
@@ -100,15 +102,102 @@ pub async fn verify_since(
         }))
 }
 
-const PAGE: i64 = 10_000;
+/// Events per page. Measured over a million events (BENCHMARKS.md): pages of 2,000 to
+/// 4,000 walk fastest; 10,000 (≈ 4.5 MB per value) spends a fifth of the driver's time
+/// faulting in fresh memory for each page, and a few hundred pay the round trips.
+const PAGE: i64 = 2_000;
 
 fn page_failed(e: tokio::task::JoinError) -> Error {
     Error::Internal(anyhow::anyhow!("verification page: {e}"))
 }
 
-/// Walks the stored bytes from `start` (of `total` to come), a page read while the one
-/// before is hashed; with `check_columns`, a page whose stored columns differ from an
-/// event's bytes fails at that event.
+/// A page of events as read: the events' bytes as they crossed from the database and, in
+/// order, each event's sequence number, bytes (a range of the text) and stored hash.
+struct ReadPage {
+    text: String,
+    records: Vec<(i64, std::ops::Range<usize>, [u8; 32])>,
+    differs_at: Option<i64>,
+}
+
+impl ReadPage {
+    /// Lines the page's three lists up (`None` if they do not).
+    fn parse(page: BytesPage) -> Option<Self> {
+        let hashes = page.hashes.chunks_exact(32);
+        if !hashes.remainder().is_empty() {
+            return None;
+        }
+        let mut records = Vec::with_capacity(PAGE as usize);
+        // U+001E is one byte, so the cuts fall between characters.
+        let text = page.bodies.as_bytes();
+        let mut ends = memchr::memchr_iter(0x1e, text).chain(std::iter::once(text.len()));
+        let mut start = 0;
+        for (seq, hash) in page.seqs.split(',').zip(hashes) {
+            let end = ends.next()?;
+            records.push((
+                seq.parse::<i64>().ok()?,
+                start..end,
+                <[u8; 32]>::try_from(hash).ok()?,
+            ));
+            start = end + 1;
+        }
+        if ends.next().is_some() || records.len() * 32 != page.hashes.len() {
+            return None;
+        }
+        if !records.is_sorted_by_key(|r| r.0) {
+            records.sort_unstable_by_key(|r| r.0);
+        }
+        Some(Self {
+            text: page.bodies,
+            records,
+            differs_at: page.differs_at,
+        })
+    }
+
+    /// Hashes every event, each after the stored hash of the one before (the first after
+    /// `after`).
+    fn hash(self, after: [u8; 32]) -> HashedPage {
+        let mut prev = after;
+        let events = self
+            .records
+            .iter()
+            .map(|(seq, body, hash)| {
+                let bytes = self.text.get(body.clone()).unwrap_or_default();
+                let hashed = Hashed::new(*seq, bytes, hash, &prev);
+                prev = *hash;
+                (!bytes.is_empty(), hashed)
+            })
+            .collect();
+        HashedPage {
+            events,
+            after,
+            differs_at: self.differs_at,
+        }
+    }
+}
+
+/// A page of events, hashed apart from the walk.
+struct HashedPage {
+    /// Each event, whether it has stored bytes, and what hashing them found.
+    events: Vec<(bool, Hashed)>,
+    /// The stored hash the first event's chain hash was computed after.
+    after: [u8; 32],
+    /// The first event whose stored columns differ from its bytes, if checked.
+    differs_at: Option<i64>,
+}
+
+/// Pages hashed at once, besides the one being read and the one being walked.
+const HASHING: usize = 2;
+
+/// Walks the stored bytes from `start` (of `total` to come); with `check_columns`, a page
+/// whose stored columns differ from an event's bytes fails at that event.
+///
+/// Three stages run side by side: a reader asks for page after page; each page is hashed
+/// on a blocking thread (its events' chain hashes after the stored hash of the event
+/// before — the last of the page before for the first — and their leaves), up to
+/// [`HASHING`] pages at once; and the walk takes the hashed pages in order, holding each
+/// event to its place, its checkpoints and the tree. Hashing is most of the work, and
+/// every page's can be done at once because the stored hashes say what each event must
+/// follow; the walk then holds the stored hashes to one another.
 async fn walk(
     store: &Store,
     verifier: &mut Verifier,
@@ -116,71 +205,111 @@ async fn walk(
     check_columns: bool,
     progress: &mut impl FnMut(u64, u64),
 ) -> Result<Result<(), Fault>, Error> {
-    let fetch = |after: i64| {
+    let (sender, mut pages) = tokio::sync::mpsc::channel::<Result<ReadPage, Error>>(HASHING);
+    let reader = {
         let store = store.clone();
-        tokio::spawn(async move { store.audit_bytes_page(after, PAGE, check_columns).await })
+        tokio::spawn(async move {
+            let mut seq = start;
+            loop {
+                let read = match store.audit_bytes_page(seq, PAGE, check_columns).await {
+                    Ok(Some(page)) => ReadPage::parse(page).ok_or_else(|| {
+                        Error::Internal(anyhow::anyhow!("a verification page is unreadable"))
+                    }),
+                    Ok(None) => return,
+                    Err(e) => Err(e.into()),
+                };
+                match &read {
+                    Ok(page) => match page.records.last() {
+                        Some((last, _, _)) => seq = *last,
+                        None => return,
+                    },
+                    Err(_) => seq = i64::MAX,
+                }
+                if sender.send(read).await.is_err() || seq == i64::MAX {
+                    return;
+                }
+            }
+        })
     };
-    let mut next = fetch(start);
-    loop {
-        let Some(page) = next.await.map_err(page_failed)?? else {
-            return Ok(Ok(()));
-        };
-        let mut records = Vec::with_capacity(PAGE as usize);
-        for record in page.text.split('\u{1e}') {
-            let mut parts = record.split('\u{1f}');
-            let (Some(seq), Some(body), Some(hash)) = (parts.next(), parts.next(), parts.next())
-            else {
-                return Err(Error::Internal(anyhow::anyhow!(
-                    "a verification page is unreadable"
-                )));
+    let walked = async {
+        let mut hashing = std::collections::VecDeque::with_capacity(HASHING);
+        let mut after = *verifier.head();
+        loop {
+            while hashing.len() < HASHING {
+                let Some(read) = pages.recv().await else {
+                    break;
+                };
+                let read = read?;
+                let before = after;
+                if let Some((_, _, last)) = read.records.last() {
+                    after = *last;
+                }
+                hashing.push_back(tokio::task::spawn_blocking(move || read.hash(before)));
+            }
+            let Some(next) = hashing.pop_front() else {
+                return Ok(Ok(()));
             };
-            records.push((seq.parse::<i64>().unwrap_or(0), body, hash));
-        }
-        if !records.is_sorted_by_key(|r| r.0) {
-            records.sort_unstable_by_key(|r| r.0);
-        }
-        let Some(&(last, _, _)) = records.last() else {
-            return Ok(Ok(()));
-        };
-        next = fetch(last);
-        for (seq, body, hash) in records {
-            let hash = custodia_crypto::digest::hex_decode_32(hash).unwrap_or_default();
-            let pushed = if body.is_empty() {
-                // Written before events kept their bytes (PostgreSQL; SQLite filled them
-                // in when its columns became views of the bytes): encode the columns.
-                match store
-                    .audit_events_after(seq - 1, 1)
-                    .await?
-                    .into_iter()
-                    .next()
-                {
-                    Some(row) if row.seq == seq => verifier.push(&row),
-                    _ => verifier.push_bytes(seq, body, None, &hash),
-                }
-            } else {
-                // The stored link is not read: the hash covers the previous one already,
-                // and the bytes name their own place.
-                verifier.push_bytes(seq, body, None, &hash)
-            }
-            .and_then(|()| {
-                // The bytes are the event; columns that say otherwise were changed.
-                match page.differs_at == Some(seq) {
-                    true => Err(Fault::new(
-                        seq,
-                        "modified",
-                        "the event's columns differ from its recorded bytes".into(),
-                        Vec::new(),
-                    )),
-                    false => Ok(()),
-                }
-            });
-            if let Err(fault) = pushed {
-                next.abort();
-                return Ok(Err(fault));
+            let page = next.await.map_err(page_failed)?;
+            match walk_page(store, verifier, &page).await? {
+                Ok(()) => progress(verifier.checked, total),
+                Err(fault) => return Ok(Err(fault)),
             }
         }
-        progress(verifier.checked, total);
     }
+    .await;
+    reader.abort();
+    walked
+}
+
+/// Walks one hashed page. Its chain hashes were computed after the stored hash before it,
+/// which must be the walk's head (it is, by how pages are asked for; checked all the same).
+async fn walk_page(
+    store: &Store,
+    verifier: &mut Verifier,
+    page: &HashedPage,
+) -> Result<Result<(), Fault>, Error> {
+    if page.after != *verifier.head() {
+        let seq = page.events.first().map_or(0, |(_, e)| e.seq);
+        return Ok(Err(Fault::new(
+            seq,
+            "inserted-or-reordered",
+            "the event does not follow the one before it".into(),
+            Vec::new(),
+        )));
+    }
+    for (has_bytes, e) in &page.events {
+        let pushed = if !has_bytes {
+            // Written before events kept their bytes (PostgreSQL; SQLite filled them in
+            // when its columns became views of the bytes): encode the columns.
+            match store
+                .audit_events_after(e.seq - 1, 1)
+                .await?
+                .into_iter()
+                .next()
+            {
+                Some(row) if row.seq == e.seq => verifier.push(&row),
+                _ => verifier.push_hashed(e),
+            }
+        } else {
+            verifier.push_hashed(e)
+        }
+        .and_then(|()| {
+            // The bytes are the event; columns that say otherwise were changed.
+            if page.differs_at == Some(e.seq) {
+                return Err(Fault::new(
+                    e.seq,
+                    "modified",
+                    "the event's columns differ from its recorded bytes".into(),
+                    Vec::new(),
+                ));
+            }
+            Ok(())
+        });
+        if let Err(fault) = pushed {
+            return Ok(Err(fault));
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// Where a walk can go on from a checkpoint note verified before: its size, its chain head
@@ -189,7 +318,7 @@ async fn resume_point(
     store: &Store,
     trust: &Trust,
     note: &str,
-) -> Result<Result<(i64, Vec<u8>, Frontier), Fault>, StoreError> {
+) -> Result<Result<(i64, [u8; 32], Frontier), Fault>, StoreError> {
     let Ok(saved) = tlog::open_checkpoint(note, &trust.origin, &trust.log_keys(), &[]) else {
         return Ok(Err(Fault::new(
             0,
@@ -222,7 +351,7 @@ async fn resume_point(
         )));
     };
     let head = if seq == 0 {
-        GENESIS.to_vec()
+        GENESIS
     } else {
         match store
             .audit_events_after(seq - 1, 1)
@@ -230,7 +359,9 @@ async fn resume_point(
             .into_iter()
             .next()
         {
-            Some(e) if e.seq == seq && e.hash == row.head_hash => e.hash,
+            Some(e) if e.seq == seq && e.hash == row.head_hash => {
+                <[u8; 32]>::try_from(e.hash.as_slice()).unwrap_or_default()
+            }
             _ => {
                 return Ok(Err(Fault::new(
                     seq,

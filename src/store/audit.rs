@@ -56,11 +56,17 @@ pub struct CheckpointRow {
 const COLUMNS: &str = "seq, at, actor_kind, actor_id, officer_id, case_id, citizen_pseudonym, action, \
     object_ids, grant_id, purpose, tier, fields, outcome, bytes_sent, request_id, detail, prev_hash, hash";
 
-/// A page of stored events as [`Store::audit_bytes_page`] reads it.
+/// A page of stored events as [`Store::audit_bytes_page`] reads it: three lists in the
+/// same order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BytesPage {
-    /// `seq ␟ body ␟ hex(hash)` per event, `␞` between events.
-    pub text: String,
+    /// The sequence numbers, comma-separated.
+    pub seqs: String,
+    /// Each event's canonical bytes, `␞` (U+001E) between events; empty for an event
+    /// stored without them.
+    pub bodies: String,
+    /// Each event's stored hash, 32 bytes each, end to end.
+    pub hashes: Vec<u8>,
     /// The first event of the page whose stored columns differ from its bytes, when the
     /// columns were checked.
     pub differs_at: Option<i64>,
@@ -68,7 +74,9 @@ pub struct BytesPage {
 
 #[derive(sqlx::FromRow)]
 struct BytesPageRow {
-    text: Option<String>,
+    seqs: Option<String>,
+    bodies: Option<String>,
+    hashes: Option<Vec<u8>>,
     differs_at: Option<i64>,
 }
 
@@ -208,10 +216,11 @@ impl Store {
         }))
     }
 
-    /// Events after `seq` (at most `limit`, in order) as one text — per event `seq ␟ body ␟
-    /// hex(hash)`, events separated by `␞` (U+001F, U+001E; canonical
-    /// bytes never hold a raw control character) — so a page of ten thousand events crosses
-    /// from the database in one row, not ten thousand. `None` past the end.
+    /// Events after `seq` (at most `limit`, in order), a page in three values built by the
+    /// database — their sequence numbers, their bytes joined by `␞` (U+001E: canonical
+    /// bytes never hold a raw control character), their hashes end to end — so ten thousand
+    /// events cross from the database in one row, not ten thousand, and no event is
+    /// assembled into a string of its own on the way. `None` past the end.
     ///
     /// With `check_columns`, the database also holds each event's stored columns to its
     /// bytes (it renders the columns as the canonical JSON they must be: PostgreSQL's
@@ -225,31 +234,33 @@ impl Store {
         limit: i64,
         check_columns: bool,
     ) -> Result<Option<BytesPage>, StoreError> {
-        // The page is cut in order; the aggregate keeps the rows as they come (no second
-        // sort), and the caller puts them in order should an engine not.
-        const SQLITE: &str = "SELECT group_concat(seq || char(31) || COALESCE(body, '') || char(31) \
-            || hex(hash), char(30)) AS text, NULL AS differs_at \
-            FROM (SELECT seq, body, hash FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2)";
-        let sqlite_checked = format!(
-            "SELECT group_concat(seq || char(31) || COALESCE(body, '') || char(31) \
-            || hex(hash), char(30)) AS text, \
-            MIN(CASE WHEN body IS NOT NULL AND body IS NOT {SQLITE_JCS} THEN seq END) AS differs_at \
-            FROM (SELECT * FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2)"
+        // The page is cut in order; each aggregate keeps the rows as they come (no second
+        // sort), so the three lists line up. SQLite's group_concat appends a blob's bytes
+        // as they are (value and length), so the hashes need no hex on the way.
+        let sqlite = format!(
+            "SELECT group_concat(seq, ',') AS seqs, group_concat(COALESCE(body, ''), char(30)) AS bodies, \
+            CAST(group_concat(hash, '') AS BLOB) AS hashes, {} AS differs_at \
+            FROM (SELECT {} FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2)",
+            if check_columns {
+                format!("MIN(CASE WHEN body IS NOT NULL AND body IS NOT {SQLITE_JCS} THEN seq END)")
+            } else {
+                "NULL".to_owned()
+            },
+            if check_columns {
+                "*"
+            } else {
+                "seq, body, hash"
+            },
         );
         let postgres = format!(
-            "SELECT string_agg(seq::text || chr(31) || COALESCE(body, '') \
-            || chr(31) || encode(hash, 'hex'), chr(30)) AS text, \
+            "SELECT string_agg(seq::text, ',') AS seqs, string_agg(COALESCE(body, ''), chr(30)) AS bodies, \
+            string_agg(hash, ''::bytea) AS hashes, \
             MIN(CASE WHEN $3 AND body IS NOT NULL AND body <> {POSTGRES_JCS} THEN seq END) AS differs_at \
             FROM (SELECT * FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2) page"
         );
         let page = match self.pool() {
             super::OnEngine::Sqlite(p) => {
-                let sql = if check_columns {
-                    sqlite_checked
-                } else {
-                    SQLITE.to_owned()
-                };
-                sqlx::query_as::<_, BytesPageRow>(sqlx::AssertSqlSafe(sql))
+                sqlx::query_as::<_, BytesPageRow>(sqlx::AssertSqlSafe(sqlite))
                     .bind(seq)
                     .bind(limit)
                     .fetch_one(p)
@@ -264,10 +275,20 @@ impl Store {
                     .await?
             }
         };
-        Ok(page.text.map(|text| BytesPage {
-            text,
-            differs_at: page.differs_at,
-        }))
+        Ok(match page {
+            BytesPageRow {
+                seqs: Some(seqs),
+                bodies: Some(bodies),
+                hashes: Some(hashes),
+                differs_at,
+            } => Some(BytesPage {
+                seqs,
+                bodies,
+                hashes,
+                differs_at,
+            }),
+            _ => None,
+        })
     }
 
     /// Whether the database computes every event column from the event's bytes, so that no

@@ -410,33 +410,11 @@ async fn a_witness_cosigns_only_extensions_and_keeps_forks_as_evidence() {
 #[tokio::test]
 async fn the_witness_binary_cosigns_what_custodia_serve_sends_it() {
     use crate::binary::{custodia, free_port, terminate, wait_healthy};
-    use std::io::BufRead as _;
     use std::process::Stdio;
 
     let cwd = tempfile::tempdir().unwrap();
     let witness_port = free_port();
-    let start_witness = || {
-        let mut child = custodia()
-            .args(["witness", "serve"])
-            .args(["--listen", &format!("127.0.0.1:{witness_port}")])
-            .args([
-                "--data-dir",
-                &cwd.path().join("witness").display().to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let key = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("witness key:").map(|k| k.trim().to_owned()))
-            .expect("the witness prints its key");
-        // Keep reading what it prints, as a terminal would.
-        std::thread::spawn(move || lines.for_each(drop));
-        (child, key)
-    };
+    let start_witness = || start_witness_binary(witness_port, &cwd.path().join("witness"));
     let (mut witness, key) = start_witness();
     let witness_name = NamedKey::parse(&key).expect("a verifier key").name;
     assert!(witness_name.ends_with("/witness"), "{witness_name}");
@@ -461,19 +439,7 @@ async fn the_witness_binary_cosigns_what_custodia_serve_sends_it() {
         .spawn()
         .unwrap();
     wait_healthy(&base, &mut server).await;
-    let mut shown = Value::Null;
-    for _ in 0..100 {
-        shown = reqwest::get(format!("{base}/api/v1/audit/checkpoint"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if shown["witnessed"] == true {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let shown = witnessed_beyond(&base, -1).await;
     assert_eq!(
         shown["cosigned_by"],
         serde_json::json!([witness_name]),
@@ -496,6 +462,145 @@ async fn the_witness_binary_cosigns_what_custodia_serve_sends_it() {
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
+    assert!(terminate(&mut witness).success());
+}
+
+/// Starts `custodia witness serve --listen 127.0.0.1:PORT --data-dir DIR` and reads the
+/// verifier key it prints.
+fn start_witness_binary(port: u16, dir: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = crate::binary::custodia()
+        .args(["witness", "serve"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--data-dir", &dir.display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let key = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("witness key:").map(|k| k.trim().to_owned()))
+        .expect("the witness prints its key");
+    // Keep reading what it prints, as a terminal would.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, key)
+}
+
+/// Waits (up to ten seconds) until the server at `base` serves a witnessed checkpoint of
+/// more than `size` events, and returns it.
+async fn witnessed_beyond(base: &str, size: i64) -> Value {
+    let mut shown = Value::Null;
+    for _ in 0..100 {
+        shown = reqwest::get(format!("{base}/api/v1/audit/checkpoint"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if shown["witnessed"] == true && shown["size"].as_i64().is_some_and(|s| s > size) {
+            return shown;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no witnessed checkpoint beyond {size}: {shown:#}");
+}
+
+/// SPEC G3: an operator restores an older `custodia backup` — a real one, taken while the
+/// server ran, every hash in it consistent. The database alone cannot tell (verify without
+/// witnesses passes); the witness, which cosigned a longer log since, catches the rollback.
+#[tokio::test]
+async fn a_restored_older_backup_is_caught_by_the_witness() {
+    use crate::binary::{custodia, free_port, terminate, wait_healthy};
+    use std::process::Stdio;
+
+    let cwd = tempfile::tempdir().unwrap();
+    let witness_port = free_port();
+    let (mut witness, key) = start_witness_binary(witness_port, &cwd.path().join("witness"));
+    let witnesses = format!("http://127.0.0.1:{witness_port}={key}");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = custodia()
+        .arg("serve")
+        .current_dir(cwd.path())
+        .env("CUSTODIA_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CUSTODIA_WITNESSES", &witnesses)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_healthy(&base, &mut server).await;
+    let first = witnessed_beyond(&base, -1).await["size"].as_i64().unwrap();
+
+    let run = |args: &[&str], data: &str| {
+        custodia()
+            .args(args)
+            .current_dir(cwd.path())
+            .env("CUSTODIA_DATA_DIR", data)
+            .env("CUSTODIA_WITNESSES", &witnesses)
+            .output()
+            .unwrap()
+    };
+    let backup = run(&["backup", "--out", "old-copy"], "custodia-data");
+    assert!(
+        backup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+
+    // Life goes on: an operator action, a checkpoint over it, cosigned by the witness.
+    let created = run(
+        &[
+            "agency",
+            "create",
+            "--name",
+            "某市税务局",
+            "--level",
+            "municipal",
+        ],
+        "custodia-data",
+    );
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let signed = run(&["audit", "checkpoint"], "custodia-data");
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let later = witnessed_beyond(&base, first).await["size"]
+        .as_i64()
+        .unwrap();
+    assert!(terminate(&mut server).success());
+
+    // The older copy, restored as the README says (a SQLite backup is a data directory),
+    // is a consistent trail on its own ...
+    let alone = custodia()
+        .args(["audit", "verify"])
+        .current_dir(cwd.path())
+        .env("CUSTODIA_DATA_DIR", "old-copy")
+        .output()
+        .unwrap();
+    assert!(
+        alone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&alone.stderr)
+    );
+    // ... which the witness has seen grow past it.
+    let caught = run(&["audit", "verify"], "old-copy");
+    assert_eq!(
+        caught.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&caught.stdout)
+    );
+    let said = String::from_utf8_lossy(&caught.stderr);
+    assert!(said.contains("rolled-back"), "{said}");
+    assert!(said.contains(&format!("\n{later}\n")), "{said}");
     assert!(terminate(&mut witness).success());
 }
 

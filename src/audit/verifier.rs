@@ -38,11 +38,14 @@ fn field(body: &str, (key, next): (&str, &str)) -> Option<i64> {
 
 /// What checking one event needs of its bytes, computed apart from the walk (so that
 /// pages can be hashed in parallel with it): the sequence number and time its bytes name,
-/// whether its stored hash is the chain hash of its bytes after `prev`, and its Merkle leaf.
+/// whether its stored hash is the chain hash of its bytes after `after`, and its Merkle
+/// leaf.
 #[derive(Debug, Clone)]
 pub struct Hashed {
     /// The sequence number it is stored under.
     pub seq: i64,
+    /// The hash its chain hash was computed after: the walk's head it must follow.
+    pub after: [u8; 32],
     /// The sequence number and time its bytes name, if they are an event.
     pub named: Option<(i64, i64)>,
     /// Its stored hash.
@@ -54,12 +57,14 @@ pub struct Hashed {
 }
 
 impl Hashed {
-    /// Hashes the event stored under `seq` with bytes `body` and hash `hash`, after `prev`.
-    pub fn new(seq: i64, body: &str, hash: &[u8], prev: &[u8]) -> Self {
+    /// Hashes the event stored under `seq` with bytes `body` and hash `hash`, after
+    /// `after` (in a walk, the stored hash of the event before).
+    pub fn new(seq: i64, body: &str, hash: &[u8], after: [u8; 32]) -> Self {
         let stored = <[u8; 32]>::try_from(hash).ok();
-        let computed = chain_hash(prev, body);
+        let computed = chain_hash(&after, body);
         Self {
             seq,
+            after,
             named: field(body, SEQ).zip(field(body, AT)),
             hash: stored.unwrap_or_default(),
             follows: stored == Some(computed),
@@ -222,7 +227,7 @@ impl Verifier {
                 evidence: Vec::new(),
             });
         }
-        let hashed = Hashed::new(seq, body, hash, &self.head);
+        let hashed = Hashed::new(seq, body, hash, self.head);
         self.push_hashed(&hashed)
     }
 
@@ -231,9 +236,9 @@ impl Verifier {
         &self.head
     }
 
-    /// Checks the next event from hashes computed ahead of the walk ([`Hashed::new`]
-    /// after the stored hash of the event before, which the walk has just held to be its
-    /// head): the same checks as [`Verifier::push_bytes`], in the same order.
+    /// Checks the next event from hashes computed ahead of the walk ([`Hashed::new`], in a
+    /// walk after the stored hash of the event before): it must have been hashed after
+    /// the head, then the same checks as [`Verifier::push_bytes`], in the same order.
     pub fn push_hashed(&mut self, e: &Hashed) -> Result<(), Fault> {
         let seq = e.seq;
         let fault = |kind, detail: &str| Fault {
@@ -249,6 +254,12 @@ impl Verifier {
                 detail: format!("events {} to {} are missing", self.expected_seq, seq - 1),
                 evidence: Vec::new(),
             });
+        }
+        if e.after != self.head {
+            return Err(fault(
+                "inserted-or-reordered",
+                "the event does not follow the one before it",
+            ));
         }
         let Some((named, at)) = e.named else {
             return Err(fault("modified", "the event's bytes are not an event"));

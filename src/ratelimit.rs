@@ -21,12 +21,6 @@ pub const REGISTER_PER_ADDR: Limit = Limit {
     max: 20,
     window_s: 3600,
 };
-/// Sign-in attempts per account.
-pub const LOGIN_PER_ACCOUNT: Limit = Limit {
-    name: "login-account",
-    max: 10,
-    window_s: 900,
-};
 /// Sign-in attempts per client address.
 pub const LOGIN_PER_ADDR: Limit = Limit {
     name: "login-addr",

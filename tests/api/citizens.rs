@@ -10,6 +10,7 @@ both_backends!(
     register_logout_login_unlock_change_and_recover,
     replayed_and_cross_account_ceremonies_are_refused,
     wrong_passphrase_is_refused_and_rate_limited,
+    a_stranger_who_knows_the_national_id_cannot_lock_its_owner_out,
     a_locked_session_cannot_decrypt_and_csrf_is_required,
     sessions_end_when_idle_and_everywhere_at_once,
     passkeys_are_added_and_the_last_is_kept,
@@ -166,6 +167,38 @@ async fn wrong_passphrase_is_refused_and_rate_limited(backend: Backend) {
     // The window passes; the right passphrase works again.
     app.clock.advance(time::Duration::minutes(5));
     // The session would have gone idle meanwhile: sign in again.
+    c.login().await;
+    assert_eq!(c.unlock(PASSPHRASE).await.status(), 200);
+    app.stop().await;
+}
+
+/// Anyone who knows a national ID (every agency holding a grant does) starting sign-in for
+/// it again and again, and sending assertions that fail, does not stop its owner from
+/// signing in with her passkey.
+async fn a_stranger_who_knows_the_national_id_cannot_lock_its_owner_out(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let mut c = Citizen::register(&app, &national_id(61), "Lin Fang").await;
+    c.post("/auth/logout", json!({})).await;
+    let stranger = reqwest::Client::new();
+    for _ in 0..30 {
+        let started = stranger
+            .post(format!("{}/auth/login/start", app.base))
+            .json(&json!({ "national_id": c.national_id }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), 200);
+    }
+    for _ in 0..12 {
+        let failed = stranger
+            .post(format!("{}/auth/login/finish", app.base))
+            .json(&json!({ "credential": { "id": "AAAA", "rawId": "AAAA", "type": "public-key",
+                "response": { "authenticatorData": "AAAA", "clientDataJSON": "AAAA", "signature": "AAAA" } } }))
+            .send()
+            .await
+            .unwrap();
+        assert!(failed.status().is_client_error(), "{}", failed.status());
+    }
     c.login().await;
     assert_eq!(c.unlock(PASSPHRASE).await.status(), 200);
     app.stop().await;

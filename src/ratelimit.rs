@@ -62,26 +62,37 @@ pub async fn check(ctx: &Context, limit: Limit, key: &str) -> Result<(), Error> 
     over(limit, hits, window_start, now)
 }
 
-/// Refuses if `key` has already used up `limit`, without counting this attempt. Used with
-/// [`record_failure`] where only failures should count (a wrong passphrase), so a citizen
-/// who types it right is never slowed down.
-pub async fn guard(ctx: &Context, limit: Limit, key: &str) -> Result<(), Error> {
-    let now = ctx.clock.now_ms();
-    let (hits, window_start) = ctx
-        .store
-        .rate_peek(&bucket(limit, key), now, limit.window_s * 1000)
-        .await?;
-    over(limit, hits + 1, window_start, now)
+/// One attempt taken from a limit before the work it limits, so that concurrent attempts
+/// can never together exceed it; [`release`] gives it back when the attempt turns out not
+/// to count (the secret was right), so only failures use the limit up.
+#[derive(Debug)]
+#[must_use = "an attempt not released stays counted"]
+pub struct Reservation {
+    bucket: String,
+    window_start: i64,
 }
 
-/// Counts one failed attempt against `limit` for `key`.
-pub async fn record_failure(ctx: &Context, limit: Limit, key: &str) -> Result<(), Error> {
+/// Takes one attempt against `limit` for `key`; refuses with `Retry-After` when none is
+/// left.
+pub async fn reserve(ctx: &Context, limit: Limit, key: &str) -> Result<Reservation, Error> {
+    let now = ctx.clock.now_ms();
+    let bucket = bucket(limit, key);
+    let (hits, window_start) = ctx
+        .store
+        .rate_hit(&bucket, now, limit.window_s * 1000)
+        .await?;
+    over(limit, hits, window_start, now)?;
+    Ok(Reservation {
+        bucket,
+        window_start,
+    })
+}
+
+/// Gives a reserved attempt back (within the window it was taken in; a new window has
+/// started afresh anyway).
+pub async fn release(ctx: &Context, taken: Reservation) -> Result<(), Error> {
     ctx.store
-        .rate_hit(
-            &bucket(limit, key),
-            ctx.clock.now_ms(),
-            limit.window_s * 1000,
-        )
+        .rate_release(&taken.bucket, taken.window_start)
         .await?;
     Ok(())
 }

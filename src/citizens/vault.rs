@@ -4,8 +4,10 @@
 use super::*;
 use crate::ids::CitizenId;
 
-/// The per-account and per-address limits on guessing a vault secret. Only failures
-/// count, so a citizen who types the secret right is never slowed down.
+/// The per-account and per-address limits on guessing a vault secret. An attempt is taken
+/// from both before the secret is tried (Argon2 runs only within the limit, however many
+/// attempts arrive at once) and given back when the secret was right, so only failures
+/// count and a citizen who types it right is never slowed down.
 struct SecretLimits {
     account: (ratelimit::Limit, String),
     address: (ratelimit::Limit, String),
@@ -26,15 +28,28 @@ impl SecretLimits {
         }
     }
 
-    async fn guard(&self, ctx: &Context) -> Result<(), Error> {
-        ratelimit::guard(ctx, self.address.0, &self.address.1).await?;
-        ratelimit::guard(ctx, self.account.0, &self.account.1).await
+    async fn reserve(&self, ctx: &Context) -> Result<[ratelimit::Reservation; 2], Error> {
+        let address = ratelimit::reserve(ctx, self.address.0, &self.address.1).await?;
+        match ratelimit::reserve(ctx, self.account.0, &self.account.1).await {
+            Ok(account) => Ok([address, account]),
+            Err(refused) => {
+                ratelimit::release(ctx, address).await?;
+                Err(refused)
+            }
+        }
     }
 
-    async fn on_failure<T>(&self, ctx: &Context, result: Result<T, Error>) -> Result<T, Error> {
-        if matches!(result, Err(Error::WrongSecret)) {
-            ratelimit::record_failure(ctx, self.address.0, &self.address.1).await?;
-            ratelimit::record_failure(ctx, self.account.0, &self.account.1).await?;
+    /// Keeps the attempts counted if the secret was wrong (or the try failed on the way:
+    /// a limit errs on the side of counting), gives them back otherwise.
+    async fn settle<T>(
+        ctx: &Context,
+        taken: [ratelimit::Reservation; 2],
+        result: Result<T, Error>,
+    ) -> Result<T, Error> {
+        if result.is_ok() {
+            for attempt in taken {
+                ratelimit::release(ctx, attempt).await?;
+            }
         }
         result
     }
@@ -65,8 +80,9 @@ pub async fn unlock(
     client: &str,
 ) -> Result<(), Error> {
     let citizen_id = session.citizen()?;
-    let limits = SecretLimits::unlock(citizen_id, client);
-    limits.guard(ctx).await?;
+    let taken = SecretLimits::unlock(citizen_id, client)
+        .reserve(ctx)
+        .await?;
     let citizen = ctx.store.citizen(citizen_id).await?;
     let opened = unwrap_with_passphrase(ctx, &citizen, passphrase).await;
     let event =
@@ -79,7 +95,7 @@ pub async fn unlock(
             .detail("wrong passphrase"),
     };
     ctx.audit.record(event).await;
-    let vault_key = limits.on_failure(ctx, opened).await?;
+    let vault_key = SecretLimits::settle(ctx, taken, opened).await?;
     session.unlock(ctx, &vault_key).await?;
     tracing::info!(citizen = %citizen_id, "vault unlocked");
     crate::sealing::pick_up_deposits(ctx, citizen_id, &vault_key).await?;
@@ -97,9 +113,10 @@ pub async fn recover(
     client: &str,
 ) -> Result<String, Error> {
     let citizen_id = session.citizen()?;
-    let limits = SecretLimits::recover(citizen_id, client);
-    limits.guard(ctx).await?;
     check_strength(new_passphrase, "new_passphrase", &[])?;
+    let taken = SecretLimits::recover(citizen_id, client)
+        .reserve(ctx)
+        .await?;
     let citizen = ctx.store.citizen(citizen_id).await?;
     let opened = RecoveryCode::parse(recovery_code)
         .and_then(|code| {
@@ -110,7 +127,7 @@ pub async fn recover(
             )
         })
         .map_err(|_| Error::WrongSecret);
-    let vault_key = limits.on_failure(ctx, opened).await?;
+    let vault_key = SecretLimits::settle(ctx, taken, opened).await?;
     let (kdf_json, passphrase_wrap) =
         passphrase_wrap(ctx, citizen_id, &vault_key, new_passphrase).await?;
     let fresh = RecoveryCode::generate();
@@ -156,13 +173,13 @@ pub async fn change_passphrase(
     client: &str,
 ) -> Result<(), Error> {
     let citizen_id = session.citizen()?;
-    let limits = SecretLimits::unlock(citizen_id, client);
-    limits.guard(ctx).await?;
     check_strength(new, "new_passphrase", &[])?;
-    let citizen = ctx.store.citizen(citizen_id).await?;
-    let vault_key = limits
-        .on_failure(ctx, unwrap_with_passphrase(ctx, &citizen, current).await)
+    let taken = SecretLimits::unlock(citizen_id, client)
+        .reserve(ctx)
         .await?;
+    let citizen = ctx.store.citizen(citizen_id).await?;
+    let opened = unwrap_with_passphrase(ctx, &citizen, current).await;
+    let vault_key = SecretLimits::settle(ctx, taken, opened).await?;
     let (kdf_json, wrap) = passphrase_wrap(ctx, citizen_id, &vault_key, new).await?;
     let mut tx = ctx.store.begin().await?;
     tx.set_passphrase_wrap(citizen_id, &kdf_json, &wrap).await?;

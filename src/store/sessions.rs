@@ -155,24 +155,14 @@ impl Store {
         }))
     }
 
-    /// The hits counted for `bucket` in its current window, and when that window started
-    /// (0 hits if the window has passed or nothing was counted).
-    pub async fn rate_peek(
-        &self,
-        bucket: &str,
-        now_ms: i64,
-        window_ms: i64,
-    ) -> Result<(i64, i64), StoreError> {
-        const SQL: &str =
-            "SELECT hits, window_start FROM rate_limits WHERE bucket = $1 AND window_start > $2";
-        let row = on_engine!(self.pool(), p => {
-            sqlx::query_as::<_, (i64, i64)>(SQL)
-                .bind(bucket)
-                .bind(now_ms - window_ms)
-                .fetch_optional(p)
-                .await?
+    /// Takes back one hit counted in `bucket`'s window that started at `window_start`.
+    pub async fn rate_release(&self, bucket: &str, window_start: i64) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE rate_limits SET hits = hits - 1 \
+            WHERE bucket = $1 AND window_start = $2 AND hits > 0";
+        on_engine!(self.pool(), p => {
+            sqlx::query(SQL).bind(bucket).bind(window_start).execute(p).await?;
         });
-        Ok(row.unwrap_or((0, now_ms)))
+        Ok(())
     }
 
     /// Counts one hit in a fixed window of `window_ms` for `bucket`; returns the hits in the

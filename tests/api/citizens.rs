@@ -11,6 +11,7 @@ both_backends!(
     replayed_and_cross_account_ceremonies_are_refused,
     wrong_passphrase_is_refused_and_rate_limited,
     a_stranger_who_knows_the_national_id_cannot_lock_its_owner_out,
+    fifty_wrong_passphrases_at_once_get_no_more_tries_than_five,
     a_locked_session_cannot_decrypt_and_csrf_is_required,
     sessions_end_when_idle_and_everywhere_at_once,
     passkeys_are_added_and_the_last_is_kept,
@@ -199,6 +200,43 @@ async fn a_stranger_who_knows_the_national_id_cannot_lock_its_owner_out(backend:
             .unwrap();
         assert!(failed.status().is_client_error(), "{}", failed.status());
     }
+    c.login().await;
+    assert_eq!(c.unlock(PASSPHRASE).await.status(), 200);
+    app.stop().await;
+}
+
+/// Fifty wrong passphrases sent at once: each attempt is taken from the limit before
+/// Argon2 runs, so no more than five are tried — the rest answer 429 at once — and each
+/// try is in the trail.
+async fn fifty_wrong_passphrases_at_once_get_no_more_tries_than_five(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let mut c = Citizen::register(&app, &national_id(62), "Zhou Min").await;
+    c.post("/auth/logout", json!({})).await;
+    c.login().await;
+    let before = app.state.store.audit_extent().await.unwrap().0;
+    let answers =
+        futures_util::future::join_all((0..50).map(|_| c.unlock("not my passphrase at all"))).await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    let tried = statuses.iter().filter(|&&s| s == 403).count();
+    assert!((1..=5).contains(&tried), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|&s| s == 403 || s == 429 || s == 503),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|&&s| s == 429).count() >= 45,
+        "{statuses:?}"
+    );
+    // Every passphrase Argon2 tried is recorded as a failed unlock; nothing else was tried.
+    let after = app.state.store.audit_extent().await.unwrap().0;
+    assert!(
+        after - before <= 5,
+        "{} unlock attempts recorded",
+        after - before
+    );
+    // The limit is used up for the right passphrase too, until the window passes.
+    assert_eq!(c.unlock(PASSPHRASE).await.status(), 429);
+    app.clock.advance(time::Duration::minutes(5));
     c.login().await;
     assert_eq!(c.unlock(PASSPHRASE).await.status(), 200);
     app.stop().await;

@@ -82,6 +82,10 @@ pub struct Config {
     /// `CUSTODIA_WITNESS_QUORUM`: how many of them must cosign a checkpoint before verifiers
     /// accept it (default: a majority).
     pub witness_quorum: usize,
+    /// `CUSTODIA_TRUSTED_PROXIES`: the reverse proxies (CIDRs or addresses, comma-separated)
+    /// whose `Forwarded` / `X-Forwarded-For` headers name the client. Empty (the default):
+    /// those headers are ignored and the peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// One witness of the audit log.
@@ -155,7 +159,31 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "(a majority)",
         "witness cosignatures a checkpoint needs",
     ),
+    (
+        "CUSTODIA_TRUSTED_PROXIES",
+        "(none)",
+        "reverse proxies (CIDRs) whose X-Forwarded-For / Forwarded name the client",
+    ),
 ];
+
+/// `CUSTODIA_TRUSTED_PROXIES`: CIDRs (`10.0.0.0/8`, `fd00::/8`) or single addresses,
+/// comma-separated.
+fn parse_proxies(raw: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    bad(
+                        "CUSTODIA_TRUSTED_PROXIES",
+                        format!("'{item}' is not an address or a CIDR such as 10.0.0.0/8"),
+                    )
+                })
+        })
+        .collect()
+}
 
 /// Reads a TOML config file into setting names (`database_url` → `CUSTODIA_DATABASE_URL`).
 /// Unknown keys are refused, naming the key.
@@ -354,6 +382,11 @@ impl Config {
                 })?,
         };
 
+        let trusted_proxies = match get("CUSTODIA_TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(raw) => parse_proxies(&raw)?,
+        };
+
         Ok(Self {
             data_dir,
             database_url,
@@ -368,6 +401,7 @@ impl Config {
             catalog_file,
             witnesses,
             witness_quorum,
+            trusted_proxies,
         })
     }
 
@@ -494,11 +528,21 @@ mod tests {
             ("CUSTODIA_MAX_UPLOAD_BYTES", "-1"),
             ("CUSTODIA_ARGON2_MEMORY_KIB", "16"),
             ("CUSTODIA_ARGON2_CONCURRENCY", "0"),
+            ("CUSTODIA_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("CUSTODIA_TRUSTED_PROXIES", "10.0.0.1, proxy.internal"),
         ] {
             let err = cfg(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);
             assert!(err.to_string().starts_with(var));
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs_or_addresses() {
+        let c = cfg(&[("CUSTODIA_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7,fd00::/8")]).unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
+        assert!(cfg(&[]).unwrap().trusted_proxies.is_empty());
     }
 
     #[test]

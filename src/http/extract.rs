@@ -1,7 +1,9 @@
 //! Request extractors shared by the routers: the client address, cookies, and the
 //! session (with its CSRF check on every state-changing method).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::{IpNet, Ipv6Net};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -12,19 +14,112 @@ use super::AppState;
 use super::error::ApiError;
 use crate::sessions::{self, Session};
 
-/// The peer address, for per-address rate limits.
+/// The client, as per-address rate limits count it: its address (an IPv6 client by its
+/// /64, which one subscriber holds whole), found by [`client_ip`].
 pub struct ClientAddr(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let addr = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(a)| a.ip().to_string())
+            .map(|ConnectInfo(a)| {
+                limit_key(client_ip(
+                    a.ip(),
+                    &parts.headers,
+                    &state.config.trusted_proxies,
+                ))
+            })
             .unwrap_or_else(|| "unknown".to_owned());
         Ok(Self(addr))
+    }
+}
+
+/// The client's address. The peer's, unless the peer is a trusted proxy
+/// (`CUSTODIA_TRUSTED_PROXIES`): then the nearest address in the forwarding chain
+/// (`Forwarded: for=`, else `X-Forwarded-For`, read from the right) that is not itself a
+/// trusted proxy. Headers from anyone else are ignored, so a client cannot name itself;
+/// an entry that is not an address ends the walk at the proxy that passed it on.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(&canonical(*ip)));
+    if !is_trusted(&peer) {
+        return canonical(peer);
+    }
+    let mut client = canonical(peer);
+    for hop in forwarding_chain(headers).iter().rev() {
+        let Some(ip) = hop else {
+            break;
+        };
+        client = canonical(*ip);
+        if !is_trusted(&client) {
+            break;
+        }
+    }
+    client
+}
+
+/// An IPv4 address that arrived mapped into IPv6 is the IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The addresses a request passed through, nearest last (`None` for an entry that is not
+/// an address: `unknown`, an obfuscated name, garbage).
+fn forwarding_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let joined = |name: header::HeaderName| {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("\u{0}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let forwarded = joined(header::FORWARDED);
+    if !forwarded.is_empty() {
+        return forwarded
+            .split(',')
+            .map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (key, value) = pair.trim().split_once('=')?;
+                    key.eq_ignore_ascii_case("for").then(|| parse_node(value))?
+                })
+            })
+            .collect();
+    }
+    let forwarded_for = joined(header::HeaderName::from_static("x-forwarded-for"));
+    if forwarded_for.is_empty() {
+        return Vec::new();
+    }
+    forwarded_for.split(',').map(parse_node).collect()
+}
+
+/// One node of a forwarding header: `192.0.2.60`, `"[2001:db8::1]:4711"`, `192.0.2.60:80`.
+fn parse_node(raw: &str) -> Option<IpAddr> {
+    let node = raw.trim().trim_matches('"');
+    if let Ok(ip) = node.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = node.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    node.parse::<SocketAddr>().ok().map(|s| s.ip())
+}
+
+/// What a per-address limit counts: an IPv4 address, or an IPv6 address's /64.
+pub fn limit_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            Ipv6Net::new(v6, 64).map_or_else(|_| v6.to_string(), |net| net.trunc().to_string())
+        }
     }
 }
 
@@ -133,5 +228,98 @@ impl FromRequestParts<AppState> for MaybeAuthed {
             None => Ok(Self(None)),
             Some(value) => Ok(Self(sessions::authenticate(state, Some(value)).await.ok())),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod client_addresses {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarding_headers_count_only_from_a_trusted_proxy() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let claim = headers(&[("x-forwarded-for", "198.51.100.7")]);
+        // From a client directly: its own claim is ignored.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &claim, &trusted),
+            ip("203.0.113.9")
+        );
+        // Through the proxy: the address it names.
+        assert_eq!(
+            client_ip(ip("10.1.2.3"), &claim, &trusted),
+            ip("198.51.100.7")
+        );
+        // No proxies configured: never.
+        assert_eq!(client_ip(ip("10.1.2.3"), &claim, &[]), ip("10.1.2.3"));
+    }
+
+    #[test]
+    fn the_chain_is_read_from_the_right_past_trusted_proxies_only() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        // The client forged a first entry; the proxies appended the real one and their own.
+        let chain = headers(&[("x-forwarded-for", "1.1.1.1, 198.51.100.7, 10.0.0.2")]);
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &chain, &trusted),
+            ip("198.51.100.7")
+        );
+        // Two header lines are one list.
+        let split = headers(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ]);
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &split, &trusted),
+            ip("198.51.100.7")
+        );
+        // Garbage ends the walk at the proxy that passed it on.
+        let garbage = headers(&[("x-forwarded-for", "198.51.100.7, not-an-address")]);
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &garbage, &trusted),
+            ip("10.0.0.1")
+        );
+        // RFC 7239, with a quoted IPv6 node and a port; it is preferred when present.
+        let forwarded = headers(&[
+            (
+                "forwarded",
+                "for=192.0.2.60;proto=http, for=\"[2001:db8::1]:4711\"",
+            ),
+            ("x-forwarded-for", "1.1.1.1"),
+        ]);
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &forwarded, &trusted),
+            ip("2001:db8::1")
+        );
+        // An IPv4 peer mapped into IPv6 is the IPv4 peer.
+        assert_eq!(
+            client_ip(ip("::ffff:10.0.0.1"), &chain, &trusted),
+            ip("198.51.100.7")
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        assert_eq!(limit_key(ip("2001:db8:1:2:aaaa::1")), "2001:db8:1:2::/64");
+        assert_eq!(
+            limit_key(ip("2001:db8:1:2:ffff::9")),
+            limit_key(ip("2001:db8:1:2::1"))
+        );
+        assert_ne!(
+            limit_key(ip("2001:db8:1:3::1")),
+            limit_key(ip("2001:db8:1:2::1"))
+        );
+        assert_eq!(limit_key(ip("192.0.2.1")), "192.0.2.1");
     }
 }

@@ -12,6 +12,7 @@ both_backends!(
     wrong_passphrase_is_refused_and_rate_limited,
     a_stranger_who_knows_the_national_id_cannot_lock_its_owner_out,
     fifty_wrong_passphrases_at_once_get_no_more_tries_than_five,
+    per_address_limits_count_the_client_a_trusted_proxy_names,
     a_locked_session_cannot_decrypt_and_csrf_is_required,
     sessions_end_when_idle_and_everywhere_at_once,
     passkeys_are_added_and_the_last_is_kept,
@@ -239,6 +240,85 @@ async fn fifty_wrong_passphrases_at_once_get_no_more_tries_than_five(backend: Ba
     app.clock.advance(time::Duration::minutes(5));
     c.login().await;
     assert_eq!(c.unlock(PASSPHRASE).await.status(), 200);
+    app.stop().await;
+}
+
+/// Registration starts from one address: 20 an hour. Behind a trusted proxy each client
+/// is counted apart (an IPv6 client by its /64); from anyone else a forwarding header is
+/// ignored, so it cannot be used to get more tries.
+async fn per_address_limits_count_the_client_a_trusted_proxy_names(backend: Backend) {
+    let start = |base: String, forwarded_for: &'static str| async move {
+        reqwest::Client::new()
+            .post(format!("{base}/auth/register/start"))
+            .header("X-Forwarded-For", forwarded_for)
+            .json(&json!({ "national_id": national_id(70), "display_name": "Wu Lei" }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    const SPOOFED: [&str; 21] = [
+        "198.51.100.1",
+        "198.51.100.2",
+        "198.51.100.3",
+        "198.51.100.4",
+        "198.51.100.5",
+        "198.51.100.6",
+        "198.51.100.7",
+        "198.51.100.8",
+        "198.51.100.9",
+        "198.51.100.10",
+        "198.51.100.11",
+        "198.51.100.12",
+        "198.51.100.13",
+        "198.51.100.14",
+        "198.51.100.15",
+        "198.51.100.16",
+        "198.51.100.17",
+        "198.51.100.18",
+        "198.51.100.19",
+        "198.51.100.20",
+        "198.51.100.21",
+    ];
+
+    // No proxy configured: every request is the peer's, whatever it claims.
+    let (_env, app) = spawn_app(backend).await;
+    let mut answers = Vec::new();
+    for claimed in SPOOFED {
+        answers.push(start(app.base.clone(), claimed).await);
+    }
+    assert_eq!(answers[..20], [200; 20], "{answers:?}");
+    assert_eq!(answers[20], 429, "{answers:?}");
+    app.stop().await;
+
+    // Behind a trusted proxy (the tests' loopback peer).
+    let mut env = crate::helpers::TestEnv::new(backend).await;
+    env.vars.insert(
+        "CUSTODIA_TRUSTED_PROXIES".into(),
+        "127.0.0.1/32, ::1".into(),
+    );
+    let app = env.start().await.unwrap();
+    for _ in 0..20 {
+        assert_eq!(start(app.base.clone(), "198.51.100.7").await, 200);
+    }
+    assert_eq!(start(app.base.clone(), "198.51.100.7").await, 429);
+    assert_eq!(
+        start(app.base.clone(), "198.51.100.8").await,
+        200,
+        "another client"
+    );
+    // A client cannot escape by prefixing its own entry: the proxy's is the one read.
+    assert_eq!(
+        start(app.base.clone(), "203.0.113.1, 198.51.100.7").await,
+        429
+    );
+    // One IPv6 subscriber's /64 is one client.
+    for _ in 0..20 {
+        assert_eq!(start(app.base.clone(), "2001:db8:1:2::1").await, 200);
+    }
+    assert_eq!(start(app.base.clone(), "2001:db8:1:2:ffff::9").await, 429);
+    assert_eq!(start(app.base.clone(), "2001:db8:1:3::1").await, 200);
     app.stop().await;
 }
 

@@ -109,22 +109,10 @@ async fn restore(
 
 async fn every_kind_of_tampering_is_caught_at_its_sequence_number(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
-    busy_trail(&app).await;
-    // Every character JSON escapes, and some it must leave alone: the database's rendering
-    // of the columns (PostgreSQL's check; SQLite's once its table is redefined, below)
-    // must agree with the bytes byte for byte.
-    app.state
-        .audit
-        .append(
-            custodia::audit::Event::new(
-                custodia::audit::ActorKind::System,
-                None,
-                custodia::audit::Action::GrantExpire,
-            )
-            .detail(JSON_HARD),
-        )
-        .await
-        .unwrap();
+    // With every character JSON escapes, and some it must leave alone: the database's
+    // rendering of the columns (PostgreSQL's check; SQLite's once its table is redefined,
+    // below) must agree with the bytes byte for byte.
+    hard_trail(&app).await;
     let store = &app.state.store;
     let signed = custodia::audit::checkpoint_now(
         store,
@@ -282,6 +270,23 @@ async fn every_kind_of_tampering_is_caught_at_its_sequence_number(backend: Backe
     }
 }
 
+/// [`busy_trail`], and an event whose detail is [`JSON_HARD`].
+async fn hard_trail(app: &TestApp) {
+    busy_trail(app).await;
+    app.state
+        .audit
+        .append(
+            custodia::audit::Event::new(
+                custodia::audit::ActorKind::System,
+                None,
+                custodia::audit::Action::GrantExpire,
+            )
+            .detail(JSON_HARD),
+        )
+        .await
+        .unwrap();
+}
+
 /// Quotes, backslashes, every escaped control character, DEL, a line separator, non-ASCII
 /// and an astral character: what RFC 8785 escapes and what it leaves as it is.
 const JSON_HARD: &str =
@@ -330,19 +335,7 @@ async fn two_nodes_on_one_database_append_one_chain(backend: Backend) {
 async fn a_trail_with_stored_columns_is_carried_over_to_columns_from_bytes() {
     let env = crate::helpers::TestEnv::new(Backend::Sqlite).await;
     let app = env.start().await.unwrap();
-    busy_trail(&app).await;
-    app.state
-        .audit
-        .append(
-            custodia::audit::Event::new(
-                custodia::audit::ActorKind::System,
-                None,
-                custodia::audit::Action::GrantExpire,
-            )
-            .detail(JSON_HARD),
-        )
-        .await
-        .unwrap();
+    hard_trail(&app).await;
     let before = app.state.store.audit_events_after(0, 10_000).await.unwrap();
     assert!(before.len() > 15, "{}", before.len());
     assert!(before.iter().any(|e| e.grant_id.is_some()));

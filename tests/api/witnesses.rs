@@ -409,8 +409,7 @@ async fn a_witness_cosigns_only_extensions_and_keeps_forks_as_evidence() {
 /// the network.
 #[tokio::test]
 async fn the_witness_binary_cosigns_what_custodia_serve_sends_it() {
-    use crate::binary::{custodia, free_port, terminate, wait_healthy};
-    use std::process::Stdio;
+    use crate::binary::{custodia, free_port, terminate};
 
     let cwd = tempfile::tempdir().unwrap();
     let witness_port = free_port();
@@ -426,19 +425,8 @@ async fn the_witness_binary_cosigns_what_custodia_serve_sends_it() {
         0o600
     );
 
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     let witnesses = format!("http://127.0.0.1:{witness_port}={key}");
-    let mut server = custodia()
-        .arg("serve")
-        .current_dir(cwd.path())
-        .env("CUSTODIA_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CUSTODIA_WITNESSES", &witnesses)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_healthy(&base, &mut server).await;
+    let (mut server, base) = serve_with_witnesses(cwd.path(), &witnesses).await;
     let shown = witnessed_beyond(&base, -1).await;
     assert_eq!(
         shown["cosigned_by"],
@@ -488,6 +476,24 @@ fn start_witness_binary(port: u16, dir: &Path) -> (std::process::Child, String) 
     (child, key)
 }
 
+/// Starts `custodia serve` in `dir` on a free port, sending checkpoints to `witnesses`,
+/// and waits until it answers; returns it and its base URL.
+async fn serve_with_witnesses(dir: &Path, witnesses: &str) -> (std::process::Child, String) {
+    let port = crate::binary::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = crate::binary::custodia()
+        .arg("serve")
+        .current_dir(dir)
+        .env("CUSTODIA_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CUSTODIA_WITNESSES", witnesses)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::binary::wait_healthy(&base, &mut server).await;
+    (server, base)
+}
+
 /// Waits (up to ten seconds) until the server at `base` serves a witnessed checkpoint of
 /// more than `size` events, and returns it.
 async fn witnessed_beyond(base: &str, size: i64) -> Value {
@@ -512,25 +518,13 @@ async fn witnessed_beyond(base: &str, size: i64) -> Value {
 /// witnesses passes); the witness, which cosigned a longer log since, catches the rollback.
 #[tokio::test]
 async fn a_restored_older_backup_is_caught_by_the_witness() {
-    use crate::binary::{custodia, free_port, terminate, wait_healthy};
-    use std::process::Stdio;
+    use crate::binary::{custodia, free_port, terminate};
 
     let cwd = tempfile::tempdir().unwrap();
     let witness_port = free_port();
     let (mut witness, key) = start_witness_binary(witness_port, &cwd.path().join("witness"));
     let witnesses = format!("http://127.0.0.1:{witness_port}={key}");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = custodia()
-        .arg("serve")
-        .current_dir(cwd.path())
-        .env("CUSTODIA_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CUSTODIA_WITNESSES", &witnesses)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_healthy(&base, &mut server).await;
+    let (mut server, base) = serve_with_witnesses(cwd.path(), &witnesses).await;
     let first = witnessed_beyond(&base, -1).await["size"].as_i64().unwrap();
 
     let run = |args: &[&str], data: &str| {

@@ -41,11 +41,27 @@ pub struct Context {
 }
 
 /// Runs Argon2id on blocking threads, at most `permits` at a time, so a flood of unlock
-/// attempts cannot exhaust memory (64 MiB each) or starve other requests.
+/// attempts cannot exhaust memory (64 MiB each) or starve other requests; and one at a
+/// time per account, so one account's flood cannot take every permit from the others
+/// (the permits are handed out in arrival order).
 pub struct KdfLimiter {
     permits: Semaphore,
+    /// Accounts with a derivation running on this node.
+    running: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Cost of newly created passphrase wraps.
     pub cost: Argon2Cost,
+}
+
+/// An account's derivation in progress; ends it when dropped.
+struct Running<'a> {
+    limiter: &'a KdfLimiter,
+    account: String,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.limiter.running().remove(&self.account);
+    }
 }
 
 impl KdfLimiter {
@@ -53,17 +69,35 @@ impl KdfLimiter {
     pub fn new(permits: usize, cost: Argon2Cost) -> Self {
         Self {
             permits: Semaphore::new(permits),
+            running: std::sync::Mutex::default(),
             cost,
         }
     }
 
-    /// Derives the key-encryption key of `passphrase` under `params`. Waits at most ten
+    fn running(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        // The set stays consistent even if a holder panicked: take it as it is.
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Derives the key-encryption key of `passphrase` under `params` for `account`. A
+    /// second derivation for an account whose first is still running is refused at once
+    /// ([`Error::RateLimited`], retry after a second); otherwise it waits at most ten
     /// seconds for a permit, then answers [`Error::Busy`].
     pub async fn derive(
         &self,
+        account: &str,
         params: &PassphraseKdf,
         passphrase: &Passphrase,
     ) -> Result<KeyEncryptionKey, Error> {
+        if !self.running().insert(account.to_owned()) {
+            return Err(Error::RateLimited { retry_after_s: 1 });
+        }
+        let _running = Running {
+            limiter: self,
+            account: account.to_owned(),
+        };
         let _permit = tokio::time::timeout(Duration::from_secs(10), self.permits.acquire())
             .await
             .map_err(|_| Error::Busy)?
@@ -105,5 +139,43 @@ impl Context {
         trust.quorum = self.config.witness_quorum;
         trust.now_ms = self.clock.now_ms();
         trust
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod kdf_limits {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_account_derives_one_at_a_time_and_others_are_not_held_up() {
+        // A cost large enough that the first derivation is still running.
+        let cost = Argon2Cost {
+            m_kib: 8 * 1024,
+            t: 8,
+            p: 1,
+        };
+        let limiter = KdfLimiter::new(2, cost);
+        let params = PassphraseKdf::new(cost);
+        let phrase = Passphrase::new("correct horse battery staple".into());
+        let (first, second, other) = tokio::join!(
+            limiter.derive("citizen-a", &params, &phrase),
+            async {
+                tokio::task::yield_now().await;
+                limiter.derive("citizen-a", &params, &phrase).await
+            },
+            async {
+                tokio::task::yield_now().await;
+                limiter.derive("citizen-b", &params, &phrase).await
+            },
+        );
+        assert!(first.is_ok());
+        assert!(matches!(
+            second,
+            Err(Error::RateLimited { retry_after_s: 1 })
+        ));
+        assert!(other.is_ok());
+        // Once it ended, the account may derive again.
+        assert!(limiter.derive("citizen-a", &params, &phrase).await.is_ok());
     }
 }

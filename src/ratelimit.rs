@@ -81,11 +81,16 @@ pub async fn reserve(ctx: &Context, limit: Limit, key: &str) -> Result<Reservati
         .store
         .rate_hit(&bucket, now, limit.window_s * 1000)
         .await?;
-    over(limit, hits, window_start, now)?;
-    Ok(Reservation {
+    let taken = Reservation {
         bucket,
         window_start,
-    })
+    };
+    if let Err(refused) = over(limit, hits, window_start, now) {
+        // Refused before anything was tried: it does not count.
+        release(ctx, taken).await?;
+        return Err(refused);
+    }
+    Ok(taken)
 }
 
 /// Gives a reserved attempt back (within the window it was taken in; a new window has

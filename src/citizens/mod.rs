@@ -252,7 +252,10 @@ pub async fn register_finish(
     let vault_key = VaultKey::generate();
     let (secret_key, public_key) = hpke_seal::generate_keypair();
     let kdf_params = PassphraseKdf::new(ctx.kdf.cost);
-    let kek = ctx.kdf.derive(&kdf_params, passphrase).await?;
+    let kek = ctx
+        .kdf
+        .derive(&citizen_id.to_string(), &kdf_params, passphrase)
+        .await?;
     let recovery = RecoveryCode::generate();
     let recovery_salt = SecretBytes::random(16);
     let row = CitizenRow {

@@ -39,14 +39,14 @@ impl SecretLimits {
         }
     }
 
-    /// Keeps the attempts counted if the secret was wrong (or the try failed on the way:
-    /// a limit errs on the side of counting), gives them back otherwise.
+    /// Keeps the attempts counted if the secret was wrong, gives them back otherwise (it was
+    /// right, or never tried: refused as busy, or already being tried for this account).
     async fn settle<T>(
         ctx: &Context,
         taken: [ratelimit::Reservation; 2],
         result: Result<T, Error>,
     ) -> Result<T, Error> {
-        if result.is_ok() {
+        if !matches!(result, Err(Error::WrongSecret)) {
             for attempt in taken {
                 ratelimit::release(ctx, attempt).await?;
             }
@@ -62,7 +62,10 @@ async fn unwrap_with_passphrase(
 ) -> Result<VaultKey, Error> {
     let params: PassphraseKdf =
         serde_json::from_str(&citizen.passphrase_kdf).map_err(|e| Error::Internal(e.into()))?;
-    let kek = ctx.kdf.derive(&params, passphrase).await?;
+    let kek = ctx
+        .kdf
+        .derive(&citizen.id.to_string(), &params, passphrase)
+        .await?;
     wrap::unwrap_key(
         &kek,
         &citizen.vault_key_passphrase,
@@ -85,16 +88,19 @@ pub async fn unlock(
         .await?;
     let citizen = ctx.store.citizen(citizen_id).await?;
     let opened = unwrap_with_passphrase(ctx, &citizen, passphrase).await;
-    let event =
-        crate::audit::citizen_event(&ctx.store, citizen_id, crate::audit::Action::VaultUnlock)
-            .await;
-    let event = match &opened {
-        Ok(_) => event,
-        Err(_) => event
-            .outcome(crate::audit::Outcome::Failed)
-            .detail("wrong passphrase"),
-    };
-    ctx.audit.record(event).await;
+    // A passphrase tried is recorded, right or wrong; one refused before it was tried is not.
+    if matches!(opened, Ok(_) | Err(Error::WrongSecret)) {
+        let event =
+            crate::audit::citizen_event(&ctx.store, citizen_id, crate::audit::Action::VaultUnlock)
+                .await;
+        let event = match &opened {
+            Ok(_) => event,
+            Err(_) => event
+                .outcome(crate::audit::Outcome::Failed)
+                .detail("wrong passphrase"),
+        };
+        ctx.audit.record(event).await;
+    }
     let vault_key = SecretLimits::settle(ctx, taken, opened).await?;
     session.unlock(ctx, &vault_key).await?;
     tracing::info!(citizen = %citizen_id, "vault unlocked");
@@ -155,7 +161,10 @@ async fn passphrase_wrap(
     passphrase: &Passphrase,
 ) -> Result<(String, Vec<u8>), Error> {
     let params = PassphraseKdf::new(ctx.kdf.cost);
-    let kek = ctx.kdf.derive(&params, passphrase).await?;
+    let kek = ctx
+        .kdf
+        .derive(&citizen_id.to_string(), &params, passphrase)
+        .await?;
     let json = serde_json::to_string(&params).map_err(|e| Error::Internal(e.into()))?;
     Ok((
         json,

@@ -209,21 +209,24 @@ async fn walk(
             let mut seq = start;
             loop {
                 let read = match store.audit_bytes_page(seq, PAGE, check_columns).await {
+                    Ok(None) => return,
                     Ok(Some(page)) => ReadPage::parse(page).ok_or_else(|| {
                         Error::Internal(anyhow::anyhow!("a verification page is unreadable"))
                     }),
-                    Ok(None) => return,
                     Err(e) => Err(e.into()),
                 };
-                match &read {
-                    Ok(page) => match page.records.last() {
-                        Some((last, _, _)) => seq = *last,
-                        None => return,
-                    },
-                    Err(_) => seq = i64::MAX,
-                }
-                if sender.send(read).await.is_err() || seq == i64::MAX {
+                // An error (sent, for the walk to report) or an empty page ends the reading.
+                let last = read
+                    .as_ref()
+                    .ok()
+                    .and_then(|p| p.records.last())
+                    .map(|r| r.0);
+                if sender.send(read).await.is_err() {
                     return;
+                }
+                match last {
+                    Some(last) => seq = last,
+                    None => return,
                 }
             }
         })

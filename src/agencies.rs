@@ -80,6 +80,8 @@ pub struct NewAgency<'a> {
     pub issuer: bool,
     /// The issuer's Ed25519 public key (base64url), required for issuers.
     pub issuer_key: Option<&'a str>,
+    /// Whether it issues enrolment codes to citizens it has identified in person.
+    pub enroller: bool,
 }
 
 /// The SHA-256 by which an API key is stored and found.
@@ -133,6 +135,7 @@ pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error
         is_consumer: true,
         is_issuer: new.issuer,
         issuer_public_key,
+        is_enroller: new.enroller,
         created_at: now,
         disabled_at: None,
     })

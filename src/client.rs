@@ -225,6 +225,22 @@ impl AgencyClient {
         Ok(Self::ok(builder.send().await?).await?.json().await?)
     }
 
+    /// Issues a one-time enrolment code for a citizen identified in person (enrolling
+    /// agencies only); returns the code.
+    pub async fn enrolment_code(&self, national_id: &str) -> Result<String, ClientError> {
+        #[derive(Deserialize)]
+        struct Issued {
+            enrolment_code: String,
+        }
+        let issued: Issued = self
+            .json(
+                self.request(reqwest::Method::POST, "/api/v1/enrolment-codes")
+                    .json(&serde_json::json!({ "national_id": national_id })),
+            )
+            .await?;
+        Ok(issued.enrolment_code)
+    }
+
     /// Asks a citizen for documents.
     pub async fn request_access(&self, req: &AccessRequest) -> Result<RequestStatus, ClientError> {
         self.json(

@@ -34,6 +34,16 @@ pub enum BlobLocation {
     File(PathBuf),
 }
 
+/// How citizens prove who they are before an account is theirs (`CUSTODIA_REGISTRATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// A one-time code bound to the national ID, issued by the operator or an enrolling
+    /// agency and delivered out of band (the default).
+    Enrolment,
+    /// Anyone may register any national ID: for demonstrations only (a warning at start).
+    Open,
+}
+
 /// Which database engine a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -86,6 +96,8 @@ pub struct Config {
     /// whose `Forwarded` / `X-Forwarded-For` headers name the client. Empty (the default):
     /// those headers are ignored and the peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `CUSTODIA_REGISTRATION`: `enrolment` (default) or `open` (demonstrations only).
+    pub registration: Registration,
 }
 
 /// One witness of the audit log.
@@ -387,6 +399,17 @@ impl Config {
             Some(raw) => parse_proxies(&raw)?,
         };
 
+        let registration = match get("CUSTODIA_REGISTRATION").as_deref().map(str::trim) {
+            None | Some("enrolment") => Registration::Enrolment,
+            Some("open") => Registration::Open,
+            Some(other) => {
+                return Err(bad(
+                    "CUSTODIA_REGISTRATION",
+                    format!("`{other}` is not a registration mode: use `enrolment` or `open`"),
+                ));
+            }
+        };
+
         Ok(Self {
             data_dir,
             database_url,
@@ -402,6 +425,7 @@ impl Config {
             witnesses,
             witness_quorum,
             trusted_proxies,
+            registration,
         })
     }
 

@@ -176,6 +176,7 @@ async fn story(
             level: Level::Provincial,
             issuer: false,
             issuer_key: None,
+            enroller: false,
         },
     )
     .await?;
@@ -191,12 +192,33 @@ async fn story(
             level: Level::Provincial,
             issuer: true,
             issuer_key: Some(&issuer_public),
+            enroller: false,
         },
     )
     .await?;
-    n.ok("Two agencies exist: a market regulator (reads) and a tax bureau (issues documents)");
+    let hall = agencies::create(
+        state,
+        &NewAgency {
+            name: "北京市政务服务中心",
+            level: Level::Provincial,
+            issuer: false,
+            issuer_key: None,
+            enroller: true,
+        },
+    )
+    .await?;
+    n.ok("Three agencies exist: a market regulator (reads), a tax bureau (issues documents) and a service hall (enrols citizens)");
 
-    // 1. The citizen registers with a passkey and saves the recovery code.
+    // 1. The citizen proves who she is at the service hall, registers with a passkey and
+    //    the hall's one-time code, and saves the recovery code.
+    let code = AgencyClient::new(base, &hall.api_key)?
+        .enrolment_code(NATIONAL_ID)
+        .await?;
+    n.ok("At the service hall an officer checks the citizen's ID card and hands her a one-time enrolment code");
+    n.detail(&format!(
+        "code {}… (valid 14 days, for this national ID only; `custodia citizen enrol` issues one too)",
+        code.get(..4).unwrap_or_default()
+    ));
     let origin_url = Url::parse(origin)?;
     let mut passkey = SoftPasskey::new(true);
     let mut citizen = Browser::new(base)?;
@@ -204,7 +226,7 @@ async fn story(
         citizen
             .post(
                 "/auth/register/start",
-                json!({ "national_id": NATIONAL_ID, "display_name": "张伟" }),
+                json!({ "national_id": NATIONAL_ID, "display_name": "张伟", "enrolment_code": code }),
                 200,
             )
             .await?,

@@ -51,6 +51,8 @@ impl Passkeys {
 pub enum CeremonyKind {
     /// A new citizen's first passkey.
     Register,
+    /// A citizen who lost every passkey enrolling a new one with an enrolment code.
+    Reenrol,
     /// A citizen logging in.
     Login,
     /// A logged-in citizen adding a passkey.
@@ -65,6 +67,7 @@ impl CeremonyKind {
     fn as_str(self) -> &'static str {
         match self {
             Self::Register => "register",
+            Self::Reenrol => "reenrol",
             Self::Login => "login",
             Self::AddPasskey => "add-passkey",
             Self::AuditorEnrol => "auditor-enrol",
@@ -108,6 +111,23 @@ pub async fn begin<T: Serialize>(
     let mut token = id.as_bytes().to_vec();
     token.extend_from_slice(secret.expose());
     Ok(URL_SAFE_NO_PAD.encode(token))
+}
+
+/// Whether `token` names an open ceremony of `kind` (nothing is taken). Lets a finish that
+/// serves two kinds check what it needs before the ceremony is spent.
+pub async fn is_kind(
+    store: &Store,
+    kind: CeremonyKind,
+    token: Option<&str>,
+) -> Result<bool, Error> {
+    let Some(id) = token
+        .and_then(|t| URL_SAFE_NO_PAD.decode(t).ok())
+        .filter(|t| t.len() == 48)
+        .and_then(|t| Uuid::from_slice(t.get(..16)?).ok())
+    else {
+        return Ok(false);
+    };
+    Ok(store.ceremony_kind(id).await?.as_deref() == Some(kind.as_str()))
 }
 
 /// Takes (deletes) the ceremony named by `token` and opens its state. Missing, expired,

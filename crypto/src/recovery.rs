@@ -2,6 +2,9 @@
 //! by two check characters (10 bits of SHA-256 over the code), grouped by four:
 //! `XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXCC`. Parsing ignores case, spaces and dashes and maps
 //! the look-alikes `O`→`0`, `I`/`L`→`1`, as Crockford's alphabet intends.
+//!
+//! Enrolment codes (the proof of identity a citizen brings to registration) take the same
+//! form; the server keeps only their [`RecoveryCode::fingerprint`].
 
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -60,6 +63,18 @@ impl RecoveryCode {
             return Err(CryptoError::InvalidRecoveryCode);
         }
         Ok(Self(bytes))
+    }
+
+    /// SHA-256 over a domain label, `context` and the code: what is stored to recognise a
+    /// one-time code without keeping it. 128 random bits need no slow hash.
+    pub fn fingerprint(&self, label: &str, context: &[u8]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for part in [label.as_bytes(), context] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        h.update(self.0);
+        h.finalize().into()
     }
 
     /// The key-encryption key this code stands for. The code already carries 128 bits of
@@ -124,6 +139,19 @@ mod tests {
         let back = RecoveryCode::parse(&shown.to_lowercase()).unwrap();
         assert_eq!(back.0, code.0);
         assert_eq!(back.kek(b"s"), code.kek(b"s"));
+    }
+
+    #[test]
+    fn fingerprints_bind_the_label_and_context() {
+        let code = RecoveryCode([9u8; CODE_BYTES]);
+        let f = code.fingerprint("enrolment-code", b"id-1");
+        assert_eq!(f, code.fingerprint("enrolment-code", b"id-1"));
+        assert_ne!(f, code.fingerprint("enrolment-code", b"id-2"));
+        assert_ne!(f, code.fingerprint("enrolment-cod", b"eid-1"));
+        assert_ne!(
+            f,
+            RecoveryCode([8u8; CODE_BYTES]).fingerprint("enrolment-code", b"id-1")
+        );
     }
 
     #[test]

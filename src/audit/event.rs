@@ -45,6 +45,10 @@ named_enum! {
         RequestDeny => "request.deny",
         /// `citizen.register`
         CitizenRegister => "citizen.register",
+        /// `citizen.enrol`: an enrolment code was issued
+        CitizenEnrol => "citizen.enrol",
+        /// `citizen.reenrol`: an enrolment code replaced every passkey
+        CitizenReenrol => "citizen.reenrol",
         /// `login`
         Login => "login",
         /// `vault.unlock`

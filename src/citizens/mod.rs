@@ -12,8 +12,11 @@
 //! by contrast, never reveals who is registered.
 
 mod account;
+mod enrolment;
 mod national_id;
 mod vault;
+
+pub use enrolment::{ENROLMENT_DAYS, Enroller, EnrolmentCode, enrol};
 
 pub use account::{
     PasskeyInfo, Profile, add_passkey_finish, add_passkey_start, profile, remove_passkey,
@@ -35,6 +38,7 @@ use webauthn_rs::prelude::{
     PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse,
 };
 
+use crate::config::Registration;
 use crate::context::Context;
 use crate::error::{Error, invalid};
 use crate::ids::CitizenId;
@@ -158,6 +162,9 @@ struct RegisterState {
     national_id_escrow: Vec<u8>,
     display_name: DisplayName,
     registration: PasskeyRegistration,
+    /// The enrolment code this registration will use up.
+    #[serde(default)]
+    enrolment: Option<Uuid>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -177,31 +184,56 @@ struct AddPasskeyState {
 pub struct Registered {
     /// The new citizen.
     pub citizen_id: CitizenId,
-    /// The new (unlocked) session.
+    /// The new session: unlocked for a new account, and for a re-enrolment whose
+    /// passphrase was right.
     pub session: Issued,
-    /// The recovery code, shown once.
-    pub recovery_code: String,
+    /// The recovery code, shown once (a new account only).
+    pub recovery_code: Option<String>,
+    /// Whether the session's vault is open.
+    pub unlocked: bool,
 }
 
-/// Starts registration: validates the number and name and returns WebAuthn creation
-/// options with the ceremony token.
+/// Starts registration: validates the number, the name and the enrolment code, and returns
+/// WebAuthn creation options with the ceremony token.
+///
+/// With an enrolment code for a national ID that already has an account, this is a
+/// re-enrolment: the citizen lost every passkey, and finishing replaces them all.
 #[tracing::instrument(skip_all)]
 pub async fn register_start(
     ctx: &Context,
     national_id: &str,
     display_name: &str,
+    enrolment_code: Option<&str>,
     client: &str,
 ) -> Result<(CreationChallengeResponse, String), Error> {
     ratelimit::check(ctx, ratelimit::REGISTER_PER_ADDR, client).await?;
     let national_id = NationalId::parse(national_id)?;
     let display_name = DisplayName::parse(display_name)?;
     let index = national_id_index(ctx, &national_id);
-    if ctx.store.citizen_by_index(&index).await?.is_some() {
-        return Err(Error::Conflict(
-            "An account with this national ID number already exists. Sign in, or use your recovery code.".into(),
-        ));
-    }
-    let citizen_id = CitizenId::random();
+    let existing = ctx.store.citizen_by_index(&index).await?;
+    let typed = enrolment_code.map(str::trim).filter(|c| !c.is_empty());
+    let enrolment = match (&existing, typed) {
+        (Some(_), None) => {
+            return Err(Error::Conflict(
+                "An account with this national ID number already exists. Sign in, use your \
+                 recovery code, or — if you have lost every passkey — ask for an enrolment code."
+                    .into(),
+            ));
+        }
+        (_, Some(code)) => Some(enrolment::live(ctx, &index, code).await?),
+        (None, None) if ctx.config.registration == Registration::Enrolment => {
+            return Err(invalid(
+                "enrolment_code",
+                "is required: registration needs the one-time code issued for your national ID \
+                 number (by letter, at a service counter, or by an enrolling agency)",
+            ));
+        }
+        (None, None) => None,
+    };
+    let (citizen_id, kind) = match &existing {
+        None => (CitizenId::random(), CeremonyKind::Register),
+        Some(citizen) => (citizen.id, CeremonyKind::Reenrol),
+    };
     let (options, registration) = ctx
         .passkeys
         .webauthn
@@ -210,21 +242,19 @@ pub async fn register_start(
     let state = RegisterState {
         citizen_id,
         national_id_index: index,
-        national_id_escrow: envelope::seal(
-            &ctx.keys.identity_escrow,
-            &escrow_aad(citizen_id),
-            national_id.expose().as_bytes(),
-        ),
+        national_id_escrow: match kind {
+            CeremonyKind::Register => envelope::seal(
+                &ctx.keys.identity_escrow,
+                &escrow_aad(citizen_id),
+                national_id.expose().as_bytes(),
+            ),
+            _ => Vec::new(),
+        },
         display_name,
         registration,
+        enrolment,
     };
-    let token = passkeys::begin(
-        &ctx.store,
-        CeremonyKind::Register,
-        &state,
-        ctx.clock.now_ms(),
-    )
-    .await?;
+    let token = passkeys::begin(&ctx.store, kind, &state, ctx.clock.now_ms()).await?;
     Ok((options, token))
 }
 
@@ -234,10 +264,16 @@ pub async fn register_finish(
     ctx: &Context,
     token: Option<&str>,
     credential: &RegisterPublicKeyCredential,
-    passphrase: &Passphrase,
+    passphrase: Option<&Passphrase>,
+    client: &str,
 ) -> Result<Registered, Error> {
+    if passkeys::is_kind(&ctx.store, CeremonyKind::Reenrol, token).await? {
+        return reenrol_finish(ctx, token, credential, passphrase, client).await;
+    }
     // Checked before the ceremony is consumed, so a weak passphrase can be corrected and
     // the same passkey response sent again.
+    let passphrase =
+        passphrase.ok_or_else(|| invalid("passphrase", "is required for a new account"))?;
     check_strength(passphrase, "passphrase", &[])?;
     let now = ctx.clock.now_ms();
     let state: RegisterState =
@@ -293,6 +329,11 @@ pub async fn register_finish(
     let credential_row =
         credential_row(Principal::Citizen(citizen_id), &passkey, "Passkey 1", now)?;
     let mut tx = ctx.store.begin().await?;
+    if let Some(code) = state.enrolment {
+        if !tx.use_enrolment(code, now).await? {
+            return Err(enrolment::spent());
+        }
+    }
     tx.insert_citizen(&row).await.map_err(|e| match e {
         crate::store::StoreError::Conflict(_) => {
             Error::Conflict("An account with this national ID number already exists.".into())
@@ -317,7 +358,75 @@ pub async fn register_finish(
     Ok(Registered {
         citizen_id,
         session,
-        recovery_code: recovery.display().to_string(),
+        recovery_code: Some(recovery.display().to_string()),
+        unlocked: true,
+    })
+}
+
+/// Finishes a re-enrolment: the code is used up, every earlier passkey removed and every
+/// session ended (whoever holds a lost passkey or an old cookie is out), and the new
+/// passkey stored. The vault opens only with the passphrase, when it is sent and right.
+async fn reenrol_finish(
+    ctx: &Context,
+    token: Option<&str>,
+    credential: &RegisterPublicKeyCredential,
+    passphrase: Option<&Passphrase>,
+    client: &str,
+) -> Result<Registered, Error> {
+    let now = ctx.clock.now_ms();
+    let state: RegisterState =
+        passkeys::finish(&ctx.store, CeremonyKind::Reenrol, token, now).await?;
+    let passkey = ctx
+        .passkeys
+        .webauthn
+        .finish_passkey_registration(credential, &state.registration)
+        .map_err(|_| auth_failed())?;
+    let citizen_id = state.citizen_id;
+    let code = state
+        .enrolment
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a re-enrolment without its code")))?;
+    let row = credential_row(
+        Principal::Citizen(citizen_id),
+        &passkey,
+        "Passkey (re-enrolled)",
+        now,
+    )?;
+    let mut tx = ctx.store.begin().await?;
+    if !tx.use_enrolment(code, now).await? {
+        return Err(enrolment::spent());
+    }
+    tx.clear_citizen_access(citizen_id).await?;
+    tx.insert_credential(&row).await?;
+    tx.commit().await?;
+    tracing::info!(citizen = %citizen_id, "citizen re-enrolled");
+    ctx.audit
+        .record(
+            crate::audit::citizen_event(
+                &ctx.store,
+                citizen_id,
+                crate::audit::Action::CitizenReenrol,
+            )
+            .await
+            .objects([code.to_string()])
+            .detail("every earlier passkey removed and every session ended"),
+        )
+        .await;
+    let session = sessions::create(ctx, Principal::Citizen(citizen_id), None).await?;
+    let mut unlocked = false;
+    if let Some(passphrase) = passphrase {
+        let mut opened = sessions::authenticate(ctx, Some(&session.cookie)).await?;
+        match unlock(ctx, &mut opened, passphrase, client).await {
+            Ok(()) => unlocked = true,
+            // The passkey is enrolled either way; the citizen can unlock or recover next.
+            Err(Error::WrongSecret | Error::RateLimited { .. }) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(Registered {
+        citizen_id,
+        session,
+        recovery_code: None,
+        unlocked,
     })
 }
 

@@ -61,6 +61,9 @@ enum Command {
     /// Manage auditors.
     #[command(subcommand)]
     Auditor(AuditorCommand),
+    /// Enrol citizens.
+    #[command(subcommand)]
+    Citizen(CitizenCommand),
     /// Rotate keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -106,6 +109,18 @@ enum KeysCommand {
     RotateMaster,
     /// A new Ed25519 signing key for checkpoints and receipts; old ones stay published.
     RotateSigning,
+}
+
+#[derive(Debug, Subcommand)]
+enum CitizenCommand {
+    /// Print a one-time enrolment code (valid 14 days) that registration with this national
+    /// ID requires; it supersedes any earlier code, and re-enrols a citizen who lost every
+    /// passkey.
+    Enrol {
+        /// The citizen's national ID number (18 characters), as checked on their ID card.
+        #[arg(long)]
+        national_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +197,10 @@ enum AgencyCommand {
         /// The issuer's Ed25519 public key, base64url (with --issuer).
         #[arg(long, requires = "issuer")]
         issuer_key: Option<String>,
+        /// The agency identifies citizens in person and issues their enrolment codes
+        /// (a service hall), through `POST /api/v1/enrolment-codes`.
+        #[arg(long)]
+        enroller: bool,
     },
     /// Issue a new API key (printed once); the old key stops at once, or after --overlap.
     RotateKey {
@@ -273,7 +292,18 @@ pub fn main() -> ExitCode {
                 level,
                 issuer,
                 issuer_key,
-            }) => agency_create(config, &name, &level, issuer, issuer_key.as_deref()).await,
+                enroller,
+            }) => {
+                agency_create(
+                    config,
+                    &name,
+                    &level,
+                    issuer,
+                    issuer_key.as_deref(),
+                    enroller,
+                )
+                .await
+            }
             Command::Audit(AuditCommand::Verify {
                 trusted_keys,
                 from_checkpoint,
@@ -341,6 +371,25 @@ pub fn main() -> ExitCode {
                 })
                 .await
             }
+            Command::Citizen(CitizenCommand::Enrol { national_id }) => {
+                with_context(config, |ctx| async move {
+                    let issued = crate::citizens::enrol(
+                        &ctx,
+                        &national_id,
+                        crate::citizens::Enroller::Operator,
+                    )
+                    .await?;
+                    println!("{}", issued.code.as_str());
+                    let until = crate::clock::rfc3339(issued.expires_at_ms);
+                    eprintln!(
+                        "custodia: hand this code to the citizen only (letter, counter, text message); \
+                         it registers this national ID once and expires at {until}. Any earlier code \
+                         for this ID no longer works."
+                    );
+                    Ok(())
+                })
+                .await
+            }
             Command::Audit(AuditCommand::Export {
                 since,
                 until,
@@ -403,6 +452,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = server.local_addr()?;
     tracing::info!(%addr, engine = ?server.state().store.engine(), "custodia is listening");
     eprintln!("custodia: {}", server.state().config.describe());
+    if server.state().config.registration == crate::config::Registration::Open {
+        tracing::warn!("registration is open: anyone can register any national ID");
+        eprintln!(
+            "custodia: WARNING: CUSTODIA_REGISTRATION=open — anyone can register any national ID \
+             number. For demonstrations only; a real service uses `enrolment` (the default)."
+        );
+    }
     eprintln!("custodia: listening on http://{addr}");
     server.run_until(server::shutdown_signal()).await?;
     Ok(())
@@ -423,6 +479,7 @@ async fn agency_create(
     level: &str,
     issuer: bool,
     issuer_key: Option<&str>,
+    enroller: bool,
 ) -> anyhow::Result<()> {
     let level = crate::agencies::Level::parse(level)?;
     let ctx = server::open_context(config, std::sync::Arc::new(crate::clock::SystemClock))
@@ -433,6 +490,7 @@ async fn agency_create(
         level,
         issuer,
         issuer_key,
+        enroller,
     };
     let created = crate::agencies::create(&ctx, &new).await;
     ctx.store.close().await;

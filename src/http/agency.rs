@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -33,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(grant_documents))
         .routes(routes!(read))
         .routes(routes!(public_key))
+        .routes(routes!(enrolment_code))
 }
 
 /// Routes that move files (a transfer group: see `http::app` for its limits).
@@ -329,6 +330,56 @@ async fn read_file(
         HeaderValue::from_static("default-src 'none'; sandbox"),
     );
     Ok(response)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct EnrolmentRequest {
+    /// The national ID number of the citizen the officer has identified in person.
+    national_id: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct EnrolmentIssued {
+    /// The one-time code, to hand to the citizen only.
+    enrolment_code: String,
+    expires_at: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/enrolment-codes",
+    tag = "agency",
+    summary = "Issue a one-time enrolment code for a citizen identified in person (enrolling agencies)",
+    request_body = EnrolmentRequest,
+    security(("agency_key" = [])),
+    responses((status = 201, description = "The code, valid 14 days; any earlier code for the ID stops working", body = EnrolmentIssued, example = json!({"enrolment_code":"8Q2M-…","expires_at":"2026-12-16T09:00:00Z"})), AgencyErrors)
+)]
+async fn enrolment_code(
+    State(state): State<AppState>,
+    Agency(agency): Agency,
+    Json(body): Json<EnrolmentRequest>,
+) -> Result<(StatusCode, Json<EnrolmentIssued>), ApiError> {
+    if !agency.is_enroller {
+        return Err(Error::Forbidden(
+            "This agency does not issue enrolment codes; it must be created with --enroller."
+                .into(),
+        )
+        .into());
+    }
+    let issued = crate::citizens::enrol(
+        &state,
+        &body.national_id,
+        crate::citizens::Enroller::Agency(agency.id),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(EnrolmentIssued {
+            enrolment_code: issued.code.to_string(),
+            expires_at: crate::clock::rfc3339(issued.expires_at_ms),
+        }),
+    ))
 }
 
 /// Longest accepted `document` part.

@@ -45,6 +45,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 struct RegisterStart {
     national_id: String,
     display_name: String,
+    /// The one-time code issued for this national ID (required unless registration is
+    /// `open`); with a code, an ID that already has an account re-enrols a passkey.
+    enrolment_code: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -52,7 +55,9 @@ struct RegisterStart {
 struct RegisterFinish {
     #[schema(value_type = Object)]
     credential: RegisterPublicKeyCredential,
-    passphrase: String,
+    /// The new vault passphrase; on a re-enrolment, the current one (the vault opens if it
+    /// is right, and the session stays locked if it is absent or wrong).
+    passphrase: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -125,8 +130,14 @@ async fn register_start(
     ClientAddr(client): ClientAddr,
     Json(body): Json<RegisterStart>,
 ) -> Result<Response, ApiError> {
-    let (options, token) =
-        citizens::register_start(&state, &body.national_id, &body.display_name, &client).await?;
+    let (options, token) = citizens::register_start(
+        &state,
+        &body.national_id,
+        &body.display_name,
+        body.enrolment_code.as_deref(),
+        &client,
+    )
+    .await?;
     let cookies = Cookies::for_state(&state);
     Ok(with_cookies(
         serde_json::to_value(options).map_err(ApiError::internal)?,
@@ -138,22 +149,24 @@ async fn register_start(
     post,
     path = "/auth/register/finish",
     tag = "auth",
-    summary = "Finish registration: account created, vault unlocked, recovery code returned once",
+    summary = "Finish registration: account created, vault unlocked, recovery code returned once (a re-enrolment: passkeys replaced, no recovery code)",
     request_body = RegisterFinish,
-    responses((status = 200, description = "{citizen_id, csrf_token, recovery_code}", body = Object, example = json!({"citizen_id":"6f1c…","csrf_token":"…","recovery_code":"ABCD-…"})), CitizenErrors)
+    responses((status = 200, description = "{citizen_id, csrf_token, recovery_code, unlocked}", body = Object, example = json!({"citizen_id":"6f1c…","csrf_token":"…","recovery_code":"ABCD-…","unlocked":true})), CitizenErrors)
 )]
 async fn register_finish(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Json(body): Json<RegisterFinish>,
 ) -> Result<Response, ApiError> {
     let cookies = Cookies::for_state(&state);
-    let passphrase = Passphrase::new(body.passphrase);
+    let passphrase = body.passphrase.map(Passphrase::new);
     let done = citizens::register_finish(
         &state,
         cookies.get(&headers, CEREMONY),
         &body.credential,
-        &passphrase,
+        passphrase.as_ref(),
+        &client,
     )
     .await?;
     Ok(with_cookies(
@@ -161,6 +174,7 @@ async fn register_finish(
             "citizen_id": done.citizen_id,
             "csrf_token": done.session.csrf_token,
             "recovery_code": done.recovery_code,
+            "unlocked": done.unlocked,
         }),
         &[
             cookies.set(CEREMONY, "", 0),

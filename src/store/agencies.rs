@@ -17,6 +17,8 @@ pub struct AgencyRow {
     pub is_consumer: bool,
     pub is_issuer: bool,
     pub issuer_public_key: Option<Vec<u8>>,
+    /// Issues enrolment codes (a service hall).
+    pub is_enroller: bool,
     pub created_at: i64,
     pub disabled_at: Option<i64>,
 }
@@ -35,8 +37,8 @@ pub struct AgencyKeyRow {
 impl Store {
     /// The agency with this id.
     pub async fn agency(&self, id: AgencyId) -> Result<AgencyRow, StoreError> {
-        const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, created_at, \
-            disabled_at FROM agencies WHERE id = $1";
+        const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, is_enroller, \
+            created_at, disabled_at FROM agencies WHERE id = $1";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, AgencyRow>(SQL).bind(id).fetch_one(p).await?
         }))
@@ -44,8 +46,8 @@ impl Store {
 
     /// The agencies that have asked this citizen for access, in one query.
     pub async fn agencies_asking(&self, citizen: CitizenId) -> Result<Vec<AgencyRow>, StoreError> {
-        const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, created_at, \
-            disabled_at FROM agencies WHERE id IN (SELECT agency_id FROM access_requests WHERE citizen_id = $1)";
+        const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, is_enroller, \
+            created_at, disabled_at FROM agencies WHERE id IN (SELECT agency_id FROM access_requests WHERE citizen_id = $1)";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, AgencyRow>(SQL).bind(citizen).fetch_all(p).await?
         }))
@@ -53,8 +55,8 @@ impl Store {
 
     /// Agencies that may receive grants (enabled consumers), highest level first.
     pub async fn consumer_agencies(&self) -> Result<Vec<AgencyRow>, StoreError> {
-        const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, created_at, \
-            disabled_at FROM agencies WHERE is_consumer AND disabled_at IS NULL ORDER BY name, id";
+        const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, is_enroller, \
+            created_at, disabled_at FROM agencies WHERE is_consumer AND disabled_at IS NULL ORDER BY name, id";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, AgencyRow>(SQL).fetch_all(p).await?
         }))
@@ -77,7 +79,7 @@ impl Tx {
     /// Inserts an agency.
     pub async fn insert_agency(&mut self, row: &AgencyRow) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO agencies (id, name, level, is_consumer, is_issuer, issuer_public_key, \
-            created_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+            is_enroller, created_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
         on_engine!(self, c => {
             sqlx::query(SQL)
                 .bind(row.id)
@@ -86,6 +88,7 @@ impl Tx {
                 .bind(row.is_consumer)
                 .bind(row.is_issuer)
                 .bind(&row.issuer_public_key)
+                .bind(row.is_enroller)
                 .bind(row.created_at)
                 .bind(row.disabled_at)
                 .execute(&mut **c)

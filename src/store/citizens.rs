@@ -104,6 +104,17 @@ impl Store {
 }
 
 impl Tx {
+    /// Removes every passkey of a citizen (re-enrolment replaces them) and every session.
+    pub async fn clear_citizen_access(&mut self, citizen: CitizenId) -> Result<(), StoreError> {
+        const CREDENTIALS: &str = "DELETE FROM credentials WHERE citizen_id = $1";
+        const SESSIONS: &str = "DELETE FROM sessions WHERE citizen_id = $1";
+        on_engine!(self, c => {
+            sqlx::query(CREDENTIALS).bind(citizen).execute(&mut **c).await?;
+            sqlx::query(SESSIONS).bind(citizen).execute(&mut **c).await?;
+        });
+        Ok(())
+    }
+
     /// Inserts a new citizen.
     pub async fn insert_citizen(&mut self, row: &CitizenRow) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO citizens (id, national_id_index, pseudonym, display_name_enc, \

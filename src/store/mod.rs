@@ -17,6 +17,7 @@ pub mod blob;
 pub mod citizens;
 pub mod cosignatures;
 pub mod documents;
+pub mod enrolment;
 pub mod grants;
 pub mod requests;
 pub mod service_keys;

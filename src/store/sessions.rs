@@ -145,6 +145,14 @@ impl Store {
         Ok(())
     }
 
+    /// The kind of a ceremony that is still open, without taking it.
+    pub async fn ceremony_kind(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        const SQL: &str = "SELECT kind FROM ceremonies WHERE id = $1";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_scalar::<_, String>(SQL).bind(id).fetch_optional(p).await?
+        }))
+    }
+
     /// Removes and returns a ceremony in one statement, so it can be finished only once
     /// even when two finishes race.
     pub async fn take_ceremony(&self, id: Uuid) -> Result<Option<CeremonyRow>, StoreError> {

@@ -16,6 +16,7 @@ async fn an_agency_key_authenticates_and_is_stored_only_hashed(backend: Backend)
             level: Level::County,
             issuer: false,
             issuer_key: None,
+            enroller: false,
         },
     )
     .await
@@ -47,6 +48,7 @@ async fn an_agency_key_authenticates_and_is_stored_only_hashed(backend: Backend)
             level: Level::Provincial,
             issuer: true,
             issuer_key: Some(&issuer_key),
+            enroller: false,
         },
     )
     .await
@@ -65,6 +67,7 @@ async fn an_agency_key_authenticates_and_is_stored_only_hashed(backend: Backend)
                 level: Level::National,
                 issuer,
                 issuer_key: key,
+                enroller: false,
             },
         )
         .await;

@@ -32,6 +32,7 @@ impl Agency {
                 level,
                 issuer: issuer_key.is_some(),
                 issuer_key,
+                enroller: false,
             },
         )
         .await

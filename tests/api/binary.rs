@@ -72,6 +72,23 @@ fn create_agency(mut cmd: Command, name: &str) -> String {
         .unwrap()
 }
 
+/// Runs `custodia citizen enrol --national-id ID` as `cmd` is set up and returns the code
+/// it prints (stdout holds the code alone, so a script can hand it on).
+fn enrol_citizen(mut cmd: Command, national_id: &str) -> String {
+    let out = cmd
+        .args(["citizen", "enrol", "--national-id", national_id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("expires at"), "{stderr}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 #[tokio::test]
 async fn serve_with_nothing_configured_creates_the_embedded_default() {
     let cwd = tempfile::tempdir().unwrap();
@@ -245,7 +262,11 @@ async fn secrets_never_reach_the_logs() {
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&base, &mut child).await;
     let nid = crate::helpers::national_id(99);
-    let mut c = crate::citizen_kit::Citizen::register_at(&base, &nid, "Secret Name 秘密").await;
+    let mut enrol = custodia();
+    enrol.current_dir(cwd.path());
+    let code = enrol_citizen(enrol, &nid);
+    let mut c =
+        crate::citizen_kit::Citizen::register_at(&base, &nid, "Secret Name 秘密", &code).await;
     c.post("/auth/logout", serde_json::json!({})).await;
     c.login().await;
     let wrong = c.unlock("a wrong passphrase typed here").await;
@@ -339,6 +360,7 @@ async fn secrets_never_reach_the_logs() {
         ("passphrase", crate::citizen_kit::PASSPHRASE),
         ("wrong passphrase", "a wrong passphrase typed here"),
         ("recovery code", c.recovery_code.as_str()),
+        ("enrolment code", code.as_str()),
         ("CSRF token", c.csrf.as_str()),
         ("field value", "日志测试公司"),
     ] {
@@ -650,9 +672,13 @@ async fn crash_story(backend: Backend) {
         cmd.env(k, v);
     }
     let key = create_agency(cmd, "崩溃局");
-    let citizen = std::sync::Arc::new(
-        Citizen::register_at(&base, &crate::helpers::national_id(950), "Crashed").await,
-    );
+    let mut cmd = custodia();
+    for (k, v) in &env.vars {
+        cmd.env(k, v);
+    }
+    let nid = crate::helpers::national_id(950);
+    let code = enrol_citizen(cmd, &nid);
+    let citizen = std::sync::Arc::new(Citizen::register_at(&base, &nid, "Crashed", &code).await);
     let first = citizen
         .licence("崩溃前公司", Some(pdf_bytes(10_000, "first")))
         .await;

@@ -19,6 +19,21 @@ pub struct Citizen {
     pub csrf: String,
     pub citizen_id: String,
     pub recovery_code: String,
+    /// The one-time code registration presents (issued as an operator would).
+    pub enrolment_code: Option<String>,
+}
+
+/// A fresh enrolment code for `national_id`, issued as `custodia citizen enrol` does.
+pub async fn enrolment_code(app: &TestApp, national_id: &str) -> String {
+    custodia::citizens::enrol(
+        &app.state,
+        national_id,
+        custodia::citizens::Enroller::Operator,
+    )
+    .await
+    .expect("enrolment code")
+    .code
+    .to_string()
 }
 
 pub fn origin() -> Url {
@@ -28,11 +43,17 @@ pub fn origin() -> Url {
 impl Citizen {
     /// Registers a new citizen and returns them signed in and unlocked.
     pub async fn register(app: &TestApp, national_id: &str, display_name: &str) -> Self {
-        Self::register_at(&app.base, national_id, display_name).await
+        let code = enrolment_code(app, national_id).await;
+        Self::register_at(&app.base, national_id, display_name, &code).await
     }
 
-    /// As [`Citizen::register`], against any server base URL.
-    pub async fn register_at(base: &str, national_id: &str, display_name: &str) -> Self {
+    /// As [`Citizen::register`], against any server base URL, with an enrolment code.
+    pub async fn register_at(
+        base: &str,
+        national_id: &str,
+        display_name: &str,
+        enrolment_code: &str,
+    ) -> Self {
         let mut citizen = Self {
             http: reqwest::Client::builder()
                 .cookie_store(true)
@@ -46,6 +67,7 @@ impl Citizen {
             csrf: String::new(),
             citizen_id: String::new(),
             recovery_code: String::new(),
+            enrolment_code: Some(enrolment_code.to_owned()),
         };
         let credential = citizen.registration_credential().await;
         let done = citizen
@@ -74,6 +96,7 @@ impl Citizen {
             csrf: String::new(),
             citizen_id: self.citizen_id.clone(),
             recovery_code: String::new(),
+            enrolment_code: None,
         }
     }
 
@@ -82,7 +105,11 @@ impl Citizen {
         let start = self
             .post(
                 "/auth/register/start",
-                json!({ "national_id": self.national_id, "display_name": self.display_name }),
+                json!({
+                    "national_id": self.national_id,
+                    "display_name": self.display_name,
+                    "enrolment_code": self.enrolment_code,
+                }),
             )
             .await;
         assert_eq!(start.status(), 200, "register/start");

@@ -3,7 +3,7 @@
 use custodia::on_engine;
 use serde_json::{Value, json};
 
-use crate::citizen_kit::{Citizen, PASSPHRASE};
+use crate::citizen_kit::{Citizen, PASSPHRASE, enrolment_code};
 use crate::helpers::{Backend, assert_problem, both_backends, national_id, spawn_app};
 
 both_backends!(
@@ -119,6 +119,7 @@ async fn replayed_and_cross_account_ceremonies_are_refused(backend: Backend) {
     // A replayed registration finish cannot create a second account.
     let mut c = Citizen {
         national_id: national_id(4),
+        enrolment_code: Some(enrolment_code(&app, &national_id(4)).await),
         ..Citizen::register(&app, &national_id(5), "Zhao Lei").await
     };
     let credential = c.registration_credential().await;
@@ -293,6 +294,8 @@ async fn per_address_limits_count_the_client_a_trusted_proxy_names(backend: Back
             .status()
             .as_u16()
     };
+    // No enrolment code is sent: each start is refused for that (422), and still counted.
+    const COUNTED: u16 = 422;
     const SPOOFED: [&str; 21] = [
         "198.51.100.1",
         "198.51.100.2",
@@ -323,7 +326,7 @@ async fn per_address_limits_count_the_client_a_trusted_proxy_names(backend: Back
     for claimed in SPOOFED {
         answers.push(start(app.base.clone(), claimed).await);
     }
-    assert_eq!(answers[..20], [200; 20], "{answers:?}");
+    assert_eq!(answers[..20], [COUNTED; 20], "{answers:?}");
     assert_eq!(answers[20], 429, "{answers:?}");
     app.stop().await;
 
@@ -335,12 +338,12 @@ async fn per_address_limits_count_the_client_a_trusted_proxy_names(backend: Back
     );
     let app = env.start().await.unwrap();
     for _ in 0..20 {
-        assert_eq!(start(app.base.clone(), "198.51.100.7").await, 200);
+        assert_eq!(start(app.base.clone(), "198.51.100.7").await, COUNTED);
     }
     assert_eq!(start(app.base.clone(), "198.51.100.7").await, 429);
     assert_eq!(
         start(app.base.clone(), "198.51.100.8").await,
-        200,
+        COUNTED,
         "another client"
     );
     // A client cannot escape by prefixing its own entry: the proxy's is the one read.
@@ -350,10 +353,10 @@ async fn per_address_limits_count_the_client_a_trusted_proxy_names(backend: Back
     );
     // One IPv6 subscriber's /64 is one client.
     for _ in 0..20 {
-        assert_eq!(start(app.base.clone(), "2001:db8:1:2::1").await, 200);
+        assert_eq!(start(app.base.clone(), "2001:db8:1:2::1").await, COUNTED);
     }
     assert_eq!(start(app.base.clone(), "2001:db8:1:2:ffff::9").await, 429);
-    assert_eq!(start(app.base.clone(), "2001:db8:1:3::1").await, 200);
+    assert_eq!(start(app.base.clone(), "2001:db8:1:3::1").await, COUNTED);
     app.stop().await;
 }
 
@@ -536,6 +539,7 @@ async fn registration_input_is_validated(backend: Backend) {
     // Weak passphrases are refused before the ceremony is spent; the same answer then works.
     let mut c = Citizen::register(&app, &national_id(12), "Hu Jun").await;
     c.national_id = national_id(13);
+    c.enrolment_code = Some(enrolment_code(&app, &national_id(13)).await);
     let credential = c.registration_credential().await;
     for weak in ["password123", "short", "aaaaaaaaaaaaaaaa"] {
         let refused = c
@@ -598,6 +602,18 @@ async fn no_secret_or_identity_is_stored_in_clear(backend: Backend) {
         ("passphrase", PASSPHRASE.as_bytes().to_vec()),
         ("recovery code", c.recovery_code.as_bytes().to_vec()),
         ("recovery code (ungrouped)", code_plain.as_bytes().to_vec()),
+        (
+            "enrolment code",
+            c.enrolment_code.clone().unwrap().into_bytes(),
+        ),
+        (
+            "enrolment code (ungrouped)",
+            c.enrolment_code
+                .clone()
+                .unwrap()
+                .replace('-', "")
+                .into_bytes(),
+        ),
         ("vault key", vault_bytes.to_vec()),
         (
             "vault key (hex)",
@@ -614,6 +630,7 @@ async fn no_secret_or_identity_is_stored_in_clear(backend: Backend) {
         "ceremonies",
         "sessions",
         "rate_limits",
+        "enrolment_codes",
         "agencies",
         "documents",
         "document_versions",

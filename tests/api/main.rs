@@ -19,6 +19,7 @@ mod citizen_kit;
 mod citizens;
 mod documents;
 mod downloads;
+mod enrolment;
 mod errors;
 mod grants;
 mod health;

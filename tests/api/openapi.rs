@@ -32,6 +32,7 @@ const ROUTES: &[&str] = &[
     "POST /me/requests/{id}/approve",
     "POST /me/requests/{id}/deny",
     "POST /api/v1/access-requests",
+    "POST /api/v1/enrolment-codes",
     "GET /api/v1/access-requests/{id}",
     "GET /api/v1/grants",
     "GET /api/v1/grants/{id}",

@@ -158,7 +158,11 @@ async fn session_cookies_carry_the_promised_flags(backend: Backend) {
     let start = app
         .new_client()
         .post(app.url("/auth/register/start"))
-        .json(&json!({ "national_id": national_id(22), "display_name": "Feng" }))
+        .json(&json!({
+            "national_id": national_id(22),
+            "display_name": "Feng",
+            "enrolment_code": crate::citizen_kit::enrolment_code(&app, &national_id(22)).await,
+        }))
         .send()
         .await
         .unwrap();
@@ -231,6 +235,7 @@ async fn the_consents_page_lists_grants_and_their_state(backend: Backend) {
             level: custodia::agencies::Level::County,
             issuer: false,
             issuer_key: None,
+            enroller: false,
         },
     )
     .await
@@ -299,6 +304,7 @@ async fn the_requests_page_shows_the_preview_and_the_answer(backend: Backend) {
             level: custodia::agencies::Level::Municipal,
             issuer: false,
             issuer_key: None,
+            enroller: false,
         },
     )
     .await

@@ -27,7 +27,7 @@ pub async fn a_large_pdf_downloads_whole(lang: &'static str, engine: Engine, seq
     let server = Custodia::start(engine).await;
     let b = Browser::launch(&server.origin, lang).await;
     b.add_authenticator().await;
-    register(&b, &national_id(seq), "李娜", false).await;
+    register(&b, &server, &national_id(seq), "李娜", false).await;
 
     // Upload a 3 MiB PDF through the page's form.
     let bytes = pdf(3 * 1024 * 1024 + 4321);

@@ -30,14 +30,23 @@ pub fn assert_ends_in_days(grant: &custodia::client::Grant, days: i64) {
     );
 }
 
-/// Registers through `/register` with the browser's authenticator; returns the recovery
-/// code the page shows once.
-pub async fn register(b: &Browser, national_id: &str, name: &str, check: bool) -> String {
+/// Registers through `/register` with the browser's authenticator and the enrolment code
+/// the operator issued (`custodia citizen enrol`); returns the recovery code the page
+/// shows once.
+pub async fn register(
+    b: &Browser,
+    server: &Custodia,
+    national_id: &str,
+    name: &str,
+    check: bool,
+) -> String {
+    let code = server.enrol_citizen(national_id);
     b.goto("/register").await;
     if check {
         b.check_page("register").await;
     }
     b.fill("national_id", national_id).await;
+    b.fill("enrolment_code", &code).await;
     b.fill("display_name", name).await;
     b.fill("passphrase", PASSPHRASE).await;
     b.click("#register-form button[type=submit]").await;
@@ -190,7 +199,7 @@ pub async fn citizen_and_auditor(lang: &'static str, engine: Engine, seq: u32) {
     b.check_page("home-signed-out").await;
 
     // Register with a passkey; the recovery code is shown once.
-    let recovery = register(&b, &nid, "张伟", true).await;
+    let recovery = register(&b, &server, &nid, "张伟", true).await;
     assert_eq!(
         b.credentials(&authenticator).await.len(),
         1,

@@ -25,6 +25,8 @@ pub async fn registration_and_approval(lang: &'static str, engine: Engine, seq: 
     b.wait_path("/register").await;
     b.tab_to("#national_id").await;
     b.type_text(&nid).await;
+    b.tab_to("#enrolment_code").await;
+    b.type_text(&server.enrol_citizen(&nid)).await;
     b.tab_to("#display_name").await;
     b.type_text("Li Na").await;
     b.tab_to("#passphrase").await;

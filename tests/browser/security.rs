@@ -11,7 +11,7 @@ pub async fn csp_cookies_and_framing(lang: &'static str, engine: Engine, seq: u3
     let server = Custodia::start(engine).await;
     let b = Browser::launch(&server.origin, lang).await;
     b.add_authenticator().await;
-    register(&b, &national_id(seq), "王芳", false).await;
+    register(&b, &server, &national_id(seq), "王芳", false).await;
     b.goto("/documents").await;
 
     // The session cookie: HttpOnly, SameSite=Strict, whole site; invisible to script.

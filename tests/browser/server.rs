@@ -134,6 +134,13 @@ impl Custodia {
             .to_owned()
     }
 
+    /// `custodia citizen enrol`: returns the one-time code (stdout holds only the code).
+    pub fn enrol_citizen(&self, national_id: &str) -> String {
+        self.run(&["citizen", "enrol", "--national-id", national_id])
+            .trim()
+            .to_owned()
+    }
+
     /// `custodia auditor invite`: returns the enrolment link.
     pub fn invite_auditor(&self, name: &str) -> String {
         let out = self.run(&["auditor", "invite", "--name", name]);

@@ -180,12 +180,18 @@ onSubmit("register-form", async (data, form) => {
   const options = await api("POST", "/auth/register/start", {
     national_id: data.national_id,
     display_name: data.display_name,
+    enrolment_code: data.enrolment_code || null,
   });
   const cred = await passkeyCall(() => navigator.credentials.create(creationOptions(options)));
   const done = await api("POST", "/auth/register/finish", {
     credential: registrationJson(cred),
     passphrase: data.passphrase,
   });
+  if (!done.recovery_code) {
+    // A re-enrolment: the new passkey replaced the lost ones; the vault opens as usual.
+    window.location.assign(done.unlocked ? "/" : "/unlock");
+    return;
+  }
   form.hidden = true;
   showRecovery(done.recovery_code);
 });

@@ -39,7 +39,13 @@ pub(super) async fn register(
     State(state): State<AppState>,
     Visit(page, _): Visit,
 ) -> Result<Response, ApiError> {
-    render(&state, &page, "register.html", context! {})
+    let enrolment_required = state.config.registration == crate::config::Registration::Enrolment;
+    render(
+        &state,
+        &page,
+        "register.html",
+        context! { enrolment_required },
+    )
 }
 
 pub(super) async fn login(

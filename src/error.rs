@@ -29,6 +29,9 @@ pub enum Error {
     /// The vault passphrase or recovery code is wrong.
     #[error("the passphrase or recovery code is not correct")]
     WrongSecret,
+    /// An account change needs a passkey proved in the last five minutes.
+    #[error("confirm with your passkey first")]
+    StepUpRequired,
     /// The vault is locked: unlock it with the passphrase first.
     #[error("the vault is locked")]
     Locked,

@@ -57,6 +57,8 @@ pub enum CeremonyKind {
     Login,
     /// A logged-in citizen adding a passkey.
     AddPasskey,
+    /// A signed-in citizen confirming an account change with a passkey.
+    StepUp,
     /// An auditor enrolling from an invite.
     AuditorEnrol,
     /// An auditor logging in.
@@ -70,6 +72,7 @@ impl CeremonyKind {
             Self::Reenrol => "reenrol",
             Self::Login => "login",
             Self::AddPasskey => "add-passkey",
+            Self::StepUp => "step-up",
             Self::AuditorEnrol => "auditor-enrol",
             Self::AuditorLogin => "auditor-login",
         }

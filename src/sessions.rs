@@ -21,6 +21,8 @@ use crate::store::sessions::SessionRow;
 pub const IDLE_MS: i64 = 15 * 60 * 1000;
 /// Absolute lifetime.
 pub const ABSOLUTE_MS: i64 = 12 * 60 * 60 * 1000;
+/// How long a passkey proof counts for account changes (step-up).
+pub const STEP_UP_MS: i64 = 5 * 60 * 1000;
 /// Activity is recorded at most this often, to keep reads cheap.
 const TOUCH_EVERY_MS: i64 = 60 * 1000;
 
@@ -42,6 +44,7 @@ pub struct Session {
     pub id_hash: Vec<u8>,
     secret: SecretBytes,
     vault_key_wrap: Option<Vec<u8>>,
+    verified_at: Option<i64>,
 }
 
 /// A new session's cookie value and CSRF token, handed to the client once.
@@ -110,6 +113,8 @@ pub async fn create(
             created_at: now,
             last_seen_at: now,
             expires_at: now + ABSOLUTE_MS,
+            // Every session starts from a passkey just proved (sign-in, registration).
+            verified_at: Some(now),
         })
         .await?;
     Ok(Issued {
@@ -149,6 +154,7 @@ pub async fn authenticate(ctx: &Context, cookie: Option<&str>) -> Result<Session
         id_hash,
         secret,
         vault_key_wrap: row.vault_key_wrap,
+        verified_at: row.verified_at,
     })
 }
 
@@ -176,6 +182,23 @@ impl Session {
             Principal::Citizen(id) => Ok(id),
             Principal::Auditor(_) => Err(Error::Forbidden("This is for citizens only.".into())),
         }
+    }
+
+    /// Refuses with [`Error::StepUpRequired`] unless a passkey was proved in this session
+    /// within [`STEP_UP_MS`]: account changes need the person, not only the cookie.
+    pub fn require_fresh(&self, ctx: &Context) -> Result<(), Error> {
+        match self.verified_at {
+            Some(at) if ctx.clock.now_ms() - at <= STEP_UP_MS => Ok(()),
+            _ => Err(Error::StepUpRequired),
+        }
+    }
+
+    /// Records a passkey proved now (a finished step-up).
+    pub async fn mark_verified(&mut self, ctx: &Context) -> Result<i64, Error> {
+        let now = ctx.clock.now_ms();
+        ctx.store.set_session_verified(&self.id_hash, now).await?;
+        self.verified_at = Some(now);
+        Ok(now + STEP_UP_MS)
     }
 
     /// Whether the vault is unlocked in this session.

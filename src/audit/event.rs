@@ -49,6 +49,18 @@ named_enum! {
         CitizenEnrol => "citizen.enrol",
         /// `citizen.reenrol`: an enrolment code replaced every passkey
         CitizenReenrol => "citizen.reenrol",
+        /// `citizen.step-up`: a passkey confirmed for an account change
+        CitizenStepUp => "citizen.step-up",
+        /// `passkey.add`
+        PasskeyAdd => "passkey.add",
+        /// `passkey.remove`
+        PasskeyRemove => "passkey.remove",
+        /// `passphrase.change`
+        PassphraseChange => "passphrase.change",
+        /// `vault.recover`: a new passphrase set with the recovery code
+        VaultRecover => "vault.recover",
+        /// `sessions.end`: every session signed out at once
+        SessionsEnd => "sessions.end",
         /// `login`
         Login => "login",
         /// `vault.unlock`

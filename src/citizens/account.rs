@@ -1,6 +1,7 @@
 //! The account as its owner sees it: profile, and the passkeys that sign in to it.
 
 use super::*;
+use crate::audit::Action;
 use crate::ids::CitizenId;
 
 /// What a citizen sees of their own account.
@@ -66,13 +67,100 @@ pub async fn profile(ctx: &Context, session: &Session) -> Result<Profile, Error>
     })
 }
 
-/// Starts adding another passkey to the signed-in citizen.
+#[derive(Serialize, Deserialize)]
+struct StepUpState {
+    citizen_id: CitizenId,
+    /// The session the confirmation is for: it counts in no other.
+    session: Vec<u8>,
+    authentication: PasskeyAuthentication,
+}
+
+/// Starts a step-up: WebAuthn request options for the signed-in citizen's passkeys.
+#[tracing::instrument(skip_all)]
+pub async fn step_up_start(
+    ctx: &Context,
+    session: &Session,
+) -> Result<(RequestChallengeResponse, String), Error> {
+    let citizen_id = session.citizen()?;
+    let creds = stored_passkeys(&ctx.store.citizen_credentials(citizen_id).await?)?;
+    let (options, authentication) = ctx
+        .passkeys
+        .webauthn
+        .start_passkey_authentication(&creds)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("webauthn start: {e}")))?;
+    let state = StepUpState {
+        citizen_id,
+        session: session.id_hash.clone(),
+        authentication,
+    };
+    let token =
+        passkeys::begin(&ctx.store, CeremonyKind::StepUp, &state, ctx.clock.now_ms()).await?;
+    Ok((options, token))
+}
+
+/// Finishes a step-up: the assertion must verify against this citizen's passkeys, for
+/// this session. Returns until when account changes are allowed (ms since epoch).
+#[tracing::instrument(skip_all)]
+pub async fn step_up_finish(
+    ctx: &Context,
+    session: &mut Session,
+    token: Option<&str>,
+    credential: &PublicKeyCredential,
+) -> Result<i64, Error> {
+    let citizen_id = session.citizen()?;
+    let now = ctx.clock.now_ms();
+    let state: StepUpState = passkeys::finish(&ctx.store, CeremonyKind::StepUp, token, now).await?;
+    if state.citizen_id != citizen_id || state.session != session.id_hash {
+        return Err(auth_failed());
+    }
+    let rows = ctx.store.citizen_credentials(citizen_id).await?;
+    let verified = passkeys::verify_assertion(
+        &ctx.passkeys,
+        &ctx.store,
+        &state.authentication,
+        credential,
+        &rows,
+        now,
+    )
+    .await?;
+    let event = crate::audit::citizen_event(&ctx.store, citizen_id, Action::CitizenStepUp).await;
+    if !verified {
+        ctx.audit
+            .record(
+                event
+                    .outcome(crate::audit::Outcome::Failed)
+                    .detail("the passkey assertion did not verify"),
+            )
+            .await;
+        return Err(auth_failed());
+    }
+    ctx.audit.record(event).await;
+    session.mark_verified(ctx).await
+}
+
+/// Records an account change in the citizen's trail.
+pub(crate) async fn record_change(
+    ctx: &Context,
+    citizen_id: CitizenId,
+    action: Action,
+    objects: Option<String>,
+) {
+    let event = crate::audit::citizen_event(&ctx.store, citizen_id, action).await;
+    let event = match objects {
+        Some(id) => event.objects([id]),
+        None => event,
+    };
+    ctx.audit.record(event).await;
+}
+
+/// Starts adding another passkey to the signed-in citizen (needs a fresh step-up).
 #[tracing::instrument(skip_all)]
 pub async fn add_passkey_start(
     ctx: &Context,
     session: &Session,
 ) -> Result<(CreationChallengeResponse, String), Error> {
     let citizen_id = session.citizen()?;
+    session.require_fresh(ctx)?;
     let rows = ctx.store.citizen_credentials(citizen_id).await?;
     let exclude = stored_passkeys(&rows)?
         .iter()
@@ -133,6 +221,13 @@ pub async fn add_passkey_finish(
         other => other.into(),
     })?;
     tx.commit().await?;
+    record_change(
+        ctx,
+        citizen_id,
+        Action::PasskeyAdd,
+        Some(row.id.to_string()),
+    )
+    .await;
     Ok(row.id)
 }
 
@@ -140,6 +235,7 @@ pub async fn add_passkey_finish(
 #[tracing::instrument(skip_all, fields(passkey = %id))]
 pub async fn remove_passkey(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Error> {
     let citizen_id = session.citizen()?;
+    session.require_fresh(ctx)?;
     let mut tx = ctx.store.begin().await?;
     if tx.count_citizen_credentials(citizen_id).await? <= 1 {
         return Err(Error::Conflict(
@@ -148,5 +244,16 @@ pub async fn remove_passkey(ctx: &Context, session: &Session, id: Uuid) -> Resul
     }
     tx.delete_citizen_credential(citizen_id, id).await?;
     tx.commit().await?;
+    record_change(ctx, citizen_id, Action::PasskeyRemove, Some(id.to_string())).await;
     Ok(())
+}
+
+/// Signs out every session of the citizen, this one included (needs a fresh step-up).
+#[tracing::instrument(skip_all)]
+pub async fn end_all_sessions(ctx: &Context, session: &Session) -> Result<u64, Error> {
+    let citizen_id = session.citizen()?;
+    session.require_fresh(ctx)?;
+    let ended = ctx.store.delete_citizen_sessions(citizen_id).await?;
+    record_change(ctx, citizen_id, Action::SessionsEnd, None).await;
+    Ok(ended)
 }

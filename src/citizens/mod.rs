@@ -19,7 +19,8 @@ mod vault;
 pub use enrolment::{ENROLMENT_DAYS, Enroller, EnrolmentCode, enrol};
 
 pub use account::{
-    PasskeyInfo, Profile, add_passkey_finish, add_passkey_start, profile, remove_passkey,
+    PasskeyInfo, Profile, add_passkey_finish, add_passkey_start, end_all_sessions, profile,
+    remove_passkey, step_up_finish, step_up_start,
 };
 pub use vault::{change_passphrase, recover, unlock};
 
@@ -329,10 +330,10 @@ pub async fn register_finish(
     let credential_row =
         credential_row(Principal::Citizen(citizen_id), &passkey, "Passkey 1", now)?;
     let mut tx = ctx.store.begin().await?;
-    if let Some(code) = state.enrolment {
-        if !tx.use_enrolment(code, now).await? {
-            return Err(enrolment::spent());
-        }
+    if let Some(code) = state.enrolment
+        && !tx.use_enrolment(code, now).await?
+    {
+        return Err(enrolment::spent());
     }
     tx.insert_citizen(&row).await.map_err(|e| match e {
         crate::store::StoreError::Conflict(_) => {

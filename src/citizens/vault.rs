@@ -108,8 +108,10 @@ pub async fn unlock(
     Ok(())
 }
 
-/// Sets a new passphrase with the recovery code; the old passphrase wrap and the used
-/// code are replaced, and a fresh recovery code is returned (shown once).
+/// Sets a new passphrase with the recovery code. The vault key is rotated (see
+/// [`rotate_vault_key`]), every other session ends, and a fresh recovery code is returned
+/// (shown once): what someone may have learnt before — the old passphrase, the used code,
+/// an old copy of the database — opens nothing added from now on.
 #[tracing::instrument(skip_all)]
 pub async fn recover(
     ctx: &Context,
@@ -133,24 +135,14 @@ pub async fn recover(
             )
         })
         .map_err(|_| Error::WrongSecret);
-    let vault_key = SecretLimits::settle(ctx, taken, opened).await?;
-    let (kdf_json, passphrase_wrap) =
-        passphrase_wrap(ctx, citizen_id, &vault_key, new_passphrase).await?;
-    let fresh = RecoveryCode::generate();
-    let salt = SecretBytes::random(16);
-    let recovery_wrap = wrap::wrap_key(
-        &fresh.kek(salt.expose()),
-        &vault_key,
-        &vault_wrap_aad(citizen_id, "recovery"),
-    );
-    let mut tx = ctx.store.begin().await?;
-    tx.set_passphrase_wrap(citizen_id, &kdf_json, &passphrase_wrap)
+    let old_key = SecretLimits::settle(ctx, taken, opened).await?;
+    let (vault_key, fresh) = rotate_vault_key(ctx, &citizen, &old_key, new_passphrase).await?;
+    ctx.store
+        .delete_other_citizen_sessions(citizen_id, &session.id_hash)
         .await?;
-    tx.set_recovery_wrap(citizen_id, salt.expose(), &recovery_wrap)
-        .await?;
-    tx.commit().await?;
     session.unlock(ctx, &vault_key).await?;
     tracing::info!(citizen = %citizen_id, "vault recovered with the recovery code");
+    account::record_change(ctx, citizen_id, crate::audit::Action::VaultRecover, None).await;
     Ok(fresh.display().to_string())
 }
 
@@ -172,26 +164,89 @@ async fn passphrase_wrap(
     ))
 }
 
-/// Changes the passphrase: re-wraps the vault key; documents are not touched.
+/// Replaces a citizen's vault key by a new one in one transaction: every data key, the
+/// display name and the deposit private key re-wrapped under it, a new passphrase wrap,
+/// and a new recovery code (the old code wrapped the old key, and the server never holds
+/// a code to wrap the new one with). Grant wraps are under grant keys and stay as they are.
+async fn rotate_vault_key(
+    ctx: &Context,
+    citizen: &CitizenRow,
+    old: &VaultKey,
+    passphrase: &Passphrase,
+) -> Result<(VaultKey, RecoveryCode), Error> {
+    let id = citizen.id;
+    let new = VaultKey::generate();
+    let (kdf_json, passphrase_wrap) = passphrase_wrap(ctx, id, &new, passphrase).await?;
+    let fresh = RecoveryCode::generate();
+    let salt = SecretBytes::random(16);
+    let recovery_wrap = wrap::wrap_key(
+        &fresh.kek(salt.expose()),
+        &new,
+        &vault_wrap_aad(id, "recovery"),
+    );
+    let internal = |what: &str| Error::Internal(anyhow::anyhow!("rotating a vault key: {what}"));
+    let name = envelope::open(old, &display_name_aad(id), &citizen.display_name_enc)
+        .map_err(|_| internal("display name"))?;
+    let secret = envelope::open(
+        old,
+        &crate::sealing::secret_key_aad(id),
+        &citizen.secret_key_enc,
+    )
+    .map_err(|_| internal("private key"))?;
+    let mut tx = ctx.store.begin().await?;
+    for (document, version, wrapped) in tx.vault_data_key_wraps(id).await? {
+        let data_key = crate::sealing::unwrap_data_key(old, &wrapped, document, version, id)?;
+        let aad = crate::sealing::document_aad("data-key", document, version, id);
+        tx.set_data_key_wrap(document, version, &wrap::wrap_key(&new, &data_key, &aad))
+            .await?;
+    }
+    tx.set_vault_sealed(
+        id,
+        &envelope::seal(&new, &display_name_aad(id), &name),
+        &envelope::seal(&new, &crate::sealing::secret_key_aad(id), &secret),
+    )
+    .await?;
+    tx.set_passphrase_wrap(id, &kdf_json, &passphrase_wrap)
+        .await?;
+    tx.set_recovery_wrap(id, salt.expose(), &recovery_wrap)
+        .await?;
+    tx.commit().await?;
+    Ok((new, fresh))
+}
+
+/// Changes the passphrase (needs a fresh step-up and the current passphrase). Like
+/// recovery, it rotates the vault key, ends every other session and returns a fresh
+/// recovery code, shown once.
 #[tracing::instrument(skip_all)]
 pub async fn change_passphrase(
     ctx: &Context,
-    session: &Session,
+    session: &mut Session,
     current: &Passphrase,
     new: &Passphrase,
     client: &str,
-) -> Result<(), Error> {
+) -> Result<String, Error> {
     let citizen_id = session.citizen()?;
+    session.require_fresh(ctx)?;
     check_strength(new, "new_passphrase", &[])?;
     let taken = SecretLimits::unlock(citizen_id, client)
         .reserve(ctx)
         .await?;
     let citizen = ctx.store.citizen(citizen_id).await?;
     let opened = unwrap_with_passphrase(ctx, &citizen, current).await;
-    let vault_key = SecretLimits::settle(ctx, taken, opened).await?;
-    let (kdf_json, wrap) = passphrase_wrap(ctx, citizen_id, &vault_key, new).await?;
-    let mut tx = ctx.store.begin().await?;
-    tx.set_passphrase_wrap(citizen_id, &kdf_json, &wrap).await?;
-    tx.commit().await?;
-    Ok(())
+    let old_key = SecretLimits::settle(ctx, taken, opened).await?;
+    let (vault_key, fresh) = rotate_vault_key(ctx, &citizen, &old_key, new).await?;
+    ctx.store
+        .delete_other_citizen_sessions(citizen_id, &session.id_hash)
+        .await?;
+    if session.is_unlocked() {
+        session.unlock(ctx, &vault_key).await?;
+    }
+    account::record_change(
+        ctx,
+        citizen_id,
+        crate::audit::Action::PassphraseChange,
+        None,
+    )
+    .await;
+    Ok(fresh.display().to_string())
 }

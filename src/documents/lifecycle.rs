@@ -14,6 +14,8 @@ use super::upload::discard_blob;
 #[tracing::instrument(skip_all, fields(document = %id))]
 pub async fn delete(ctx: &Context, session: &Session, id: DocumentId) -> Result<(), Error> {
     let citizen = session.citizen()?;
+    // Deletion cannot be undone: it needs the person, not only the cookie.
+    session.require_fresh(ctx)?;
     let mut tx = ctx.store.begin().await?;
     let blobs = tx.shred_document(id, citizen, ctx.clock.now_ms()).await?;
     tx.commit().await?;

@@ -38,6 +38,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(add_passkey_start))
         .routes(routes!(add_passkey_finish))
         .routes(routes!(remove_passkey))
+        .routes(routes!(step_up_start))
+        .routes(routes!(step_up_finish))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -254,7 +256,7 @@ async fn logout(
     post,
     path = "/auth/logout-everywhere",
     tag = "auth",
-    summary = "Sign out of every session",
+    summary = "Sign out of every session (needs a passkey confirmed in the last 5 minutes)",
     security(("citizen_session" = [])),
     responses((status = 200, description = "{sessions_ended}", body = Object, example = json!({"sessions_ended":2})), CitizenErrors)
 )]
@@ -262,8 +264,7 @@ async fn logout_everywhere(
     State(state): State<AppState>,
     Authed(session): Authed,
 ) -> Result<Response, ApiError> {
-    let citizen = session.citizen()?;
-    let ended = state.store.delete_citizen_sessions(citizen).await?;
+    let ended = citizens::end_all_sessions(&state, &session).await?;
     let cookies = Cookies::for_state(&state);
     Ok(with_cookies(
         json!({ "sessions_ended": ended }),
@@ -357,26 +358,75 @@ async fn me(
     post,
     path = "/me/passphrase",
     tag = "citizen",
-    summary = "Change the vault passphrase",
+    summary = "Change the vault passphrase (needs a passkey confirmed in the last 5 minutes): the vault key is rotated, other sessions end, a new recovery code is returned once",
     request_body = ChangePassphrase,
     security(("citizen_session" = [])),
-    responses((status = 204, description = "Changed"), CitizenErrors)
+    responses((status = 200, description = "{recovery_code}: the new code, shown once; the old one no longer works", body = Object, example = json!({"recovery_code":"ABCD-EFGH-…"})), CitizenErrors)
 )]
 async fn change_passphrase(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    Authed(session): Authed,
+    Authed(mut session): Authed,
     Json(body): Json<ChangePassphrase>,
-) -> Result<StatusCode, ApiError> {
-    citizens::change_passphrase(
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let code = citizens::change_passphrase(
         &state,
-        &session,
+        &mut session,
         &Passphrase::new(body.current_passphrase),
         &Passphrase::new(body.new_passphrase),
         &client,
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(json!({ "recovery_code": code })))
+}
+
+#[utoipa::path(
+    post,
+    path = "/me/step-up/start",
+    tag = "citizen",
+    summary = "Start confirming an account change with a passkey",
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "WebAuthn request options for the citizen's passkeys", body = Object, example = json!({"publicKey":{"challenge":"base64url…","userVerification":"required"}})), CitizenErrors)
+)]
+async fn step_up_start(
+    State(state): State<AppState>,
+    Authed(session): Authed,
+) -> Result<Response, ApiError> {
+    let (options, token) = citizens::step_up_start(&state, &session).await?;
+    let cookies = Cookies::for_state(&state);
+    Ok(with_cookies(
+        serde_json::to_value(options).map_err(ApiError::internal)?,
+        &[cookies.set(CEREMONY, &token, ceremony_ttl_s())],
+    ))
+}
+
+#[utoipa::path(
+    post,
+    path = "/me/step-up/finish",
+    tag = "citizen",
+    summary = "Finish the confirmation: account changes are allowed in this session for 5 minutes",
+    request_body = LoginFinish,
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "{confirmed_until}", body = Object, example = json!({"confirmed_until":"2026-12-02T10:05:00Z"})), CitizenErrors)
+)]
+async fn step_up_finish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Authed(mut session): Authed,
+    Json(body): Json<LoginFinish>,
+) -> Result<Response, ApiError> {
+    let cookies = Cookies::for_state(&state);
+    let until = citizens::step_up_finish(
+        &state,
+        &mut session,
+        cookies.get(&headers, CEREMONY),
+        &body.credential,
+    )
+    .await?;
+    Ok(with_cookies(
+        json!({ "confirmed_until": crate::clock::rfc3339(until) }),
+        &[cookies.set(CEREMONY, "", 0)],
+    ))
 }
 
 #[utoipa::path(

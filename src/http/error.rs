@@ -303,6 +303,13 @@ impl From<crate::error::Error> for ApiError {
                 "Wrong passphrase or recovery code",
                 "The passphrase or recovery code is not correct. Check it and try again.",
             ),
+            E::StepUpRequired => Self::new(
+                StatusCode::FORBIDDEN,
+                "step-up-required",
+                "Confirm with your passkey",
+                "This changes your account: confirm with your passkey first \
+                 (POST /me/step-up/start, then /me/step-up/finish); a confirmation counts for 5 minutes.",
+            ),
             E::Locked => Self::new(
                 StatusCode::LOCKED,
                 "vault-locked",

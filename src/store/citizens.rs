@@ -174,6 +174,50 @@ impl Tx {
         Ok(())
     }
 
+    /// Replaces what is sealed under a citizen's vault key in the citizen row (after the
+    /// vault key is rotated).
+    pub async fn set_vault_sealed(
+        &mut self,
+        citizen: CitizenId,
+        display_name_enc: &[u8],
+        secret_key_enc: &[u8],
+    ) -> Result<(), StoreError> {
+        const SQL: &str =
+            "UPDATE citizens SET display_name_enc = $1, secret_key_enc = $2 WHERE id = $3";
+        on_engine!(self, c => {
+            sqlx::query(SQL).bind(display_name_enc).bind(secret_key_enc).bind(citizen).execute(&mut **c).await?;
+        });
+        Ok(())
+    }
+
+    /// Every data-key wrap under a citizen's vault key, read inside the transaction:
+    /// `(document, version, wrap)`.
+    pub async fn vault_data_key_wraps(
+        &mut self,
+        citizen: CitizenId,
+    ) -> Result<Vec<(crate::ids::DocumentId, i32, Vec<u8>)>, StoreError> {
+        const SQL: &str = "SELECT v.document_id, v.version, v.data_key_wrap FROM document_versions v \
+            JOIN documents d ON d.id = v.document_id \
+            WHERE d.citizen_id = $1 AND v.data_key_wrap IS NOT NULL";
+        Ok(on_engine!(self, c => {
+            sqlx::query_as::<_, (crate::ids::DocumentId, i32, Vec<u8>)>(SQL).bind(citizen).fetch_all(&mut **c).await?
+        }))
+    }
+
+    /// Replaces one version's data-key wrap.
+    pub async fn set_data_key_wrap(
+        &mut self,
+        document: crate::ids::DocumentId,
+        version: i32,
+        wrap: &[u8],
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE document_versions SET data_key_wrap = $1 WHERE document_id = $2 AND version = $3";
+        on_engine!(self, c => {
+            sqlx::query(SQL).bind(wrap).bind(document).bind(version).execute(&mut **c).await?;
+        });
+        Ok(())
+    }
+
     /// Replaces the recovery-code wrap of a citizen's vault key.
     pub async fn set_recovery_wrap(
         &mut self,

@@ -21,6 +21,8 @@ pub struct SessionRow {
     pub created_at: i64,
     pub last_seen_at: i64,
     pub expires_at: i64,
+    /// When a passkey was last proved in this session (step-up).
+    pub verified_at: Option<i64>,
 }
 
 /// A WebAuthn ceremony between start and finish. `state` is sealed under a key derived
@@ -39,7 +41,7 @@ impl Store {
     /// Stores a new session.
     pub async fn insert_session(&self, row: &SessionRow) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO sessions (id_hash, citizen_id, auditor_id, csrf_hash, \
-            vault_key_wrap, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+            vault_key_wrap, created_at, last_seen_at, expires_at, verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
         on_engine!(self.pool(), p => {
             sqlx::query(SQL)
                 .bind(&row.id_hash)
@@ -50,16 +52,42 @@ impl Store {
                 .bind(row.created_at)
                 .bind(row.last_seen_at)
                 .bind(row.expires_at)
+                .bind(row.verified_at)
                 .execute(p)
                 .await?;
         });
         Ok(())
     }
 
+    /// Records a passkey proved in this session now (step-up).
+    pub async fn set_session_verified(
+        &self,
+        id_hash: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE sessions SET verified_at = $1 WHERE id_hash = $2";
+        on_engine!(self.pool(), p => {
+            sqlx::query(SQL).bind(now_ms).bind(id_hash).execute(p).await?;
+        });
+        Ok(())
+    }
+
+    /// Ends every session of a citizen except `keep`.
+    pub async fn delete_other_citizen_sessions(
+        &self,
+        citizen: CitizenId,
+        keep: &[u8],
+    ) -> Result<u64, StoreError> {
+        const SQL: &str = "DELETE FROM sessions WHERE citizen_id = $1 AND id_hash <> $2";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query(SQL).bind(citizen).bind(keep).execute(p).await?.rows_affected()
+        }))
+    }
+
     /// The session with this id hash, if it exists.
     pub async fn session(&self, id_hash: &[u8]) -> Result<Option<SessionRow>, StoreError> {
         const SQL: &str = "SELECT id_hash, citizen_id, auditor_id, csrf_hash, vault_key_wrap, \
-            created_at, last_seen_at, expires_at FROM sessions WHERE id_hash = $1";
+            created_at, last_seen_at, expires_at, verified_at FROM sessions WHERE id_hash = $1";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, SessionRow>(SQL).bind(id_hash).fetch_optional(p).await?
         }))

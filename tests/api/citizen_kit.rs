@@ -138,6 +138,19 @@ impl Citizen {
         serde_json::to_value(credential).unwrap()
     }
 
+    /// Confirms with the passkey in this session (step-up), for account changes.
+    pub async fn step_up(&mut self) -> reqwest::Response {
+        let start = self.post("/me/step-up/start", json!({})).await;
+        assert_eq!(start.status(), 200, "step-up/start");
+        let options: RequestChallengeResponse = start.json().await.unwrap();
+        let credential = self
+            .authenticator
+            .do_authentication(origin(), options)
+            .unwrap();
+        self.post("/me/step-up/finish", json!({ "credential": credential }))
+            .await
+    }
+
     /// Signs in with the passkey (the vault stays locked).
     pub async fn login(&mut self) {
         let credential = self.assertion().await;

@@ -50,7 +50,12 @@ async fn register_logout_login_unlock_change_and_recover(backend: Backend) {
             json!({ "current_passphrase": PASSPHRASE, "new_passphrase": new_passphrase }),
         )
         .await;
-    assert_eq!(changed.status(), 204);
+    assert_eq!(changed.status(), 200);
+    // The vault key was rotated: the recovery code that wrapped the old one is replaced.
+    let body: Value = changed.json().await.unwrap();
+    let renewed = body["recovery_code"].as_str().unwrap().to_owned();
+    assert_ne!(renewed, c.recovery_code);
+    c.recovery_code = renewed;
     c.post("/auth/logout", json!({})).await;
     c.login().await;
     assert_problem(c.unlock(PASSPHRASE).await, 403).await;

@@ -28,6 +28,7 @@ mod keys;
 mod metrics;
 mod openapi;
 mod requests;
+mod step_up;
 mod storage;
 mod transparency;
 mod web;

@@ -57,7 +57,7 @@ function csrf() {
   return document.querySelector('meta[name="csrf-token"]')?.content || "";
 }
 
-async function api(method, path, body) {
+async function api(method, path, body, retried) {
   let response;
   try {
     response = await fetch(path, {
@@ -71,8 +71,19 @@ async function api(method, path, body) {
   }
   if (response.status === 204) return {};
   const data = await response.json().catch(() => ({}));
+  if (!retried && response.status === 403 && String(data.type).endsWith("/step-up-required")) {
+    // An account change: confirm with the passkey (it counts for 5 minutes), then retry.
+    await stepUp();
+    return api(method, path, body, true);
+  }
   if (!response.ok) throw new Error(problemText(data));
   return data;
+}
+
+async function stepUp() {
+  const options = await api("POST", "/me/step-up/start", undefined, true);
+  const cred = await passkeyCall(() => navigator.credentials.get(requestOptions(options)));
+  await api("POST", "/me/step-up/finish", { credential: assertionJson(cred) }, true);
 }
 
 function creationOptions(options) {
@@ -209,9 +220,11 @@ onSubmit("unlock-form", async (data) => {
 });
 
 onSubmit("passphrase-form", async (data, form) => {
-  await api("POST", "/me/passphrase", data);
+  const done = await api("POST", "/me/passphrase", data);
   form.reset();
   document.getElementById("status").hidden = false;
+  // The vault key was rotated: the old recovery code no longer works.
+  showRecovery(done.recovery_code);
 });
 
 onSubmit("recover-form", async (data, form) => {

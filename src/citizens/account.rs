@@ -82,12 +82,7 @@ pub async fn step_up_start(
     session: &Session,
 ) -> Result<(RequestChallengeResponse, String), Error> {
     let citizen_id = session.citizen()?;
-    let creds = stored_passkeys(&ctx.store.citizen_credentials(citizen_id).await?)?;
-    let (options, authentication) = ctx
-        .passkeys
-        .webauthn
-        .start_passkey_authentication(&creds)
-        .map_err(|e| Error::Internal(anyhow::anyhow!("webauthn start: {e}")))?;
+    let (options, authentication) = authentication_start(ctx, citizen_id).await?;
     let state = StepUpState {
         citizen_id,
         session: session.id_hash.clone(),

@@ -277,13 +277,8 @@ pub async fn register_finish(
         passphrase.ok_or_else(|| invalid("passphrase", "is required for a new account"))?;
     check_strength(passphrase, "passphrase", &[])?;
     let now = ctx.clock.now_ms();
-    let state: RegisterState =
-        passkeys::finish(&ctx.store, CeremonyKind::Register, token, now).await?;
-    let passkey = ctx
-        .passkeys
-        .webauthn
-        .finish_passkey_registration(credential, &state.registration)
-        .map_err(|_| auth_failed())?;
+    let (state, passkey) =
+        registration_finish(ctx, CeremonyKind::Register, token, credential).await?;
     let citizen_id = state.citizen_id;
 
     let vault_key = VaultKey::generate();
@@ -375,13 +370,8 @@ async fn reenrol_finish(
     client: &str,
 ) -> Result<Registered, Error> {
     let now = ctx.clock.now_ms();
-    let state: RegisterState =
-        passkeys::finish(&ctx.store, CeremonyKind::Reenrol, token, now).await?;
-    let passkey = ctx
-        .passkeys
-        .webauthn
-        .finish_passkey_registration(credential, &state.registration)
-        .map_err(|_| auth_failed())?;
+    let (state, passkey) =
+        registration_finish(ctx, CeremonyKind::Reenrol, token, credential).await?;
     let citizen_id = state.citizen_id;
     let code = state
         .enrolment
@@ -453,6 +443,35 @@ pub(crate) fn credential_row(
     })
 }
 
+/// WebAuthn request options for this citizen's passkeys, and the state to check the answer.
+async fn authentication_start(
+    ctx: &Context,
+    citizen: CitizenId,
+) -> Result<(RequestChallengeResponse, PasskeyAuthentication), Error> {
+    let creds = stored_passkeys(&ctx.store.citizen_credentials(citizen).await?)?;
+    ctx.passkeys
+        .webauthn
+        .start_passkey_authentication(&creds)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("webauthn start: {e}")))
+}
+
+/// Takes a registration ceremony of `kind` and verifies the new passkey against it.
+async fn registration_finish(
+    ctx: &Context,
+    kind: CeremonyKind,
+    token: Option<&str>,
+    credential: &RegisterPublicKeyCredential,
+) -> Result<(RegisterState, Passkey), Error> {
+    let state: RegisterState =
+        passkeys::finish(&ctx.store, kind, token, ctx.clock.now_ms()).await?;
+    let passkey = ctx
+        .passkeys
+        .webauthn
+        .finish_passkey_registration(credential, &state.registration)
+        .map_err(|_| auth_failed())?;
+    Ok((state, passkey))
+}
+
 pub(crate) fn stored_passkeys(rows: &[CredentialRow]) -> Result<Vec<Passkey>, Error> {
     rows.iter()
         .map(|r| serde_json::from_str(&r.passkey).map_err(|e| Error::Internal(e.into())))
@@ -481,12 +500,7 @@ pub async fn login_start(
             field: "national_id",
             message: "no account uses this national ID number; register first".into(),
         })?;
-    let creds = stored_passkeys(&ctx.store.citizen_credentials(citizen.id).await?)?;
-    let (options, authentication) = ctx
-        .passkeys
-        .webauthn
-        .start_passkey_authentication(&creds)
-        .map_err(|e| Error::Internal(anyhow::anyhow!("webauthn start: {e}")))?;
+    let (options, authentication) = authentication_start(ctx, citizen.id).await?;
     let state = LoginState {
         citizen_id: citizen.id,
         authentication,

@@ -409,7 +409,7 @@ async fn reenrol_finish(
         match unlock(ctx, &mut opened, passphrase, client).await {
             Ok(()) => unlocked = true,
             // The passkey is enrolled either way; the citizen can unlock or recover next.
-            Err(Error::WrongSecret | Error::RateLimited { .. }) => {}
+            Err(Error::WrongSecret | Error::RateLimited { .. } | Error::Busy) => {}
             Err(other) => return Err(other),
         }
     }

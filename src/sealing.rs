@@ -179,3 +179,48 @@ pub async fn pick_up_deposits(
     }
     Ok(received)
 }
+
+/// HPKE `info` of national IDs sealed to the oversight office.
+const NATIONAL_ID_INFO: &[u8] = b"custodia-national-id/1";
+
+fn national_id_aad(citizen: CitizenId, key: uuid::Uuid) -> Vec<u8> {
+    let mut aad = citizen.as_bytes().to_vec();
+    aad.extend_from_slice(key.as_bytes());
+    aad
+}
+
+/// Seals a citizen's national ID to the oversight office's public key `key`.
+pub fn seal_national_id(
+    public_key: &[u8],
+    key: uuid::Uuid,
+    citizen: CitizenId,
+    national_id: &str,
+) -> Result<Vec<u8>, Error> {
+    let recipient = hpke_seal::HpkePublicKey::from_bytes(public_key)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("oversight public key: {e}")))?;
+    hpke_seal::seal(
+        &recipient,
+        NATIONAL_ID_INFO,
+        &national_id_aad(citizen, key),
+        national_id.as_bytes(),
+    )
+    .map_err(|e| Error::Internal(anyhow::anyhow!("sealing a national ID: {e}")))
+}
+
+/// Opens a sealed national ID with the oversight office's private key (`None`: not
+/// sealed to this key, or altered).
+pub fn open_national_id(
+    secret: &hpke_seal::HpkeSecretKey,
+    key: uuid::Uuid,
+    citizen: CitizenId,
+    sealed: &[u8],
+) -> Option<String> {
+    let bytes = hpke_seal::open(
+        secret,
+        NATIONAL_ID_INFO,
+        &national_id_aad(citizen, key),
+        sealed,
+    )
+    .ok()?;
+    String::from_utf8(bytes.to_vec()).ok()
+}

@@ -75,8 +75,12 @@ named_enum! {
         AuditVerify => "audit.verify",
         /// `audit.export`
         AuditExport => "audit.export",
-        /// `audit.reveal`
+        /// `audit.reveal`: the oversight office opened a national ID with its key
         AuditReveal => "audit.reveal",
+        /// `audit.confirm-identity`: the console confirmed or refuted a candidate ID
+        AuditConfirmIdentity => "audit.confirm-identity",
+        /// `audit.oversight-key`: a new oversight public key was set up
+        AuditOversightKey => "audit.oversight-key",
         /// `agency.create`
         AgencyCreate => "agency.create",
         /// `agency.rotate-key`

@@ -9,9 +9,13 @@
 
 mod flags;
 mod oversight;
+mod oversight_key;
 
 pub use flags::{FLAG_WINDOW_MS, Flag, MANY_CITIZENS_PER_HOUR, REFUSALS_PER_BURST, flags};
-pub use oversight::{Query, export, recent_flags, reveal, search, shown, verify_chain, volume};
+pub use oversight::{
+    Query, confirm_identity, export, recent_flags, search, shown, verify_chain, volume,
+};
+pub use oversight_key::{OversightKey, create_oversight_key, reveal_with_key};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -174,16 +174,8 @@ pub async fn export(
     Ok(out)
 }
 
-/// Reveals the national ID behind a pseudonym, for a written case reason; recorded (with
-/// the reason) before the answer is given.
-#[tracing::instrument(skip_all)]
-pub async fn reveal(
-    ctx: &Context,
-    session: &Session,
-    pseudonym: &str,
-    reason: &str,
-) -> Result<String, Error> {
-    let auditor = auditor_of(session)?;
+/// A written case reason: 10 to 1000 characters.
+pub(crate) fn case_reason(reason: &str) -> Result<&str, Error> {
     let reason = reason.trim();
     if reason.chars().count() < 10 || reason.chars().count() > 1000 {
         return Err(invalid(
@@ -191,10 +183,29 @@ pub async fn reveal(
             "write the case reason (10 to 1000 characters)",
         ));
     }
+    Ok(reason)
+}
+
+/// Confirms or refutes that `candidate` is the national ID behind `pseudonym`, for a
+/// written case reason; recorded (with the reason and the answer) before it is given.
+/// The server compares blind indexes: it learns nothing it did not hold, and a console
+/// user learns one bit per recorded question. Revealing an unknown ID needs the
+/// oversight office's private key ([`super::reveal_with_key`]).
+#[tracing::instrument(skip_all)]
+pub async fn confirm_identity(
+    ctx: &Context,
+    session: &Session,
+    pseudonym: &str,
+    candidate: &str,
+    reason: &str,
+) -> Result<bool, Error> {
+    let auditor = auditor_of(session)?;
+    let reason = case_reason(reason)?;
+    let candidate = crate::citizens::NationalId::parse(candidate)?;
     let event = Event::new(
         ActorKind::Auditor,
         Some(auditor.to_string()),
-        crate::audit::Action::AuditReveal,
+        crate::audit::Action::AuditConfirmIdentity,
     );
     let Some(citizen) = ctx.store.citizen_by_pseudonym(pseudonym.trim()).await? else {
         // An attempt on a pseudonym that does not exist is recorded too.
@@ -207,15 +218,17 @@ pub async fn reveal(
             .await?;
         return Err(Error::NotFound);
     };
+    let index = crate::citizens::national_id_index(ctx, &candidate);
+    let matches = custodia_crypto::ct_eq(&index, &citizen.national_id_index);
+    let answer = if matches { "confirmed" } else { "refuted" };
     ctx.audit
         .append(
             event
                 .citizen(Some(&citizen.pseudonym))
-                .detail(reason.to_owned()),
+                .detail(format!("{answer}; {reason}")),
         )
         .await?;
-    crate::citizens::escrowed_national_id(ctx, &citizen)?
-        .ok_or_else(|| Error::Conflict("No national ID is held in escrow for this account.".into()))
+    Ok(matches)
 }
 
 /// Events as shown to auditors.

@@ -139,28 +139,26 @@ fn escrow_aad(citizen: CitizenId) -> Aad {
     Aad::new("national-id-escrow").with("citizen", citizen.as_bytes())
 }
 
-/// The national ID behind a citizen, from its escrow (only for an auditor's reasoned and
-/// recorded reveal; `None` for accounts made before escrow existed).
-pub(crate) fn escrowed_national_id(
+/// Opens a national ID from the old escrow under the `identity-escrow` service key: only
+/// to move it to the oversight key when that key is set up (`custodia audit
+/// oversight-key`), after which no escrow remains.
+pub(crate) fn open_escrow(
     ctx: &Context,
-    row: &CitizenRow,
-) -> Result<Option<String>, Error> {
-    let Some(sealed) = row.national_id_escrow.as_deref() else {
-        return Ok(None);
-    };
-    let bytes = envelope::open(&ctx.keys.identity_escrow, &escrow_aad(row.id), sealed)
+    citizen: CitizenId,
+    sealed: &[u8],
+) -> Result<String, Error> {
+    let bytes = envelope::open(&ctx.keys.identity_escrow, &escrow_aad(citizen), sealed)
         .map_err(|e| Error::Internal(anyhow::anyhow!("escrow of a citizen: {e}")))?;
-    String::from_utf8(bytes.to_vec())
-        .map(Some)
-        .map_err(|e| Error::Internal(e.into()))
+    String::from_utf8(bytes.to_vec()).map_err(|e| Error::Internal(e.into()))
 }
 
 #[derive(Serialize, Deserialize)]
 struct RegisterState {
     citizen_id: CitizenId,
     national_id_index: Vec<u8>,
+    /// The national ID sealed to the oversight key current at start, and that key's id.
     #[serde(default)]
-    national_id_escrow: Vec<u8>,
+    national_id_sealed: Option<(Uuid, Vec<u8>)>,
     display_name: DisplayName,
     registration: PasskeyRegistration,
     /// The enrolment code this registration will use up.
@@ -243,13 +241,17 @@ pub async fn register_start(
     let state = RegisterState {
         citizen_id,
         national_id_index: index,
-        national_id_escrow: match kind {
-            CeremonyKind::Register => envelope::seal(
-                &ctx.keys.identity_escrow,
-                &escrow_aad(citizen_id),
-                national_id.expose().as_bytes(),
-            ),
-            _ => Vec::new(),
+        national_id_sealed: match (kind, ctx.store.current_oversight_key().await?) {
+            (CeremonyKind::Register, Some(key)) => Some((
+                key.id,
+                crate::sealing::seal_national_id(
+                    &key.public_key,
+                    key.id,
+                    citizen_id,
+                    national_id.expose(),
+                )?,
+            )),
+            _ => None,
         },
         display_name,
         registration,
@@ -320,7 +322,7 @@ pub async fn register_finish(
         ),
         created_at: now,
         activity_seen_seq: 0,
-        national_id_escrow: Some(state.national_id_escrow.clone()).filter(|e| !e.is_empty()),
+        national_id_escrow: None,
     };
     let credential_row =
         credential_row(Principal::Citizen(citizen_id), &passkey, "Passkey 1", now)?;
@@ -337,6 +339,9 @@ pub async fn register_finish(
         other => other.into(),
     })?;
     tx.insert_credential(&credential_row).await?;
+    if let Some((key, sealed)) = &state.national_id_sealed {
+        tx.set_sealed_national_id(citizen_id, *key, sealed).await?;
+    }
     tx.commit().await?;
     tracing::info!(citizen = %citizen_id, "citizen registered");
     ctx.audit

@@ -164,6 +164,27 @@ enum AuditCommand {
     /// Sign a checkpoint of the trail now (servers sign on their own within a minute of
     /// any event, and every 1,000 events); prints its size.
     Checkpoint,
+    /// Create the oversight key pair: the private half is written to FILE (a new file, mode
+    /// 0600) for the oversight office to keep off the server; national IDs are sealed to
+    /// the public half from now on, and any still in the old escrow are moved to it.
+    OversightKey {
+        /// Where to write the private key (must not exist).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Reveal the national ID behind a pseudonym with the oversight office's private key,
+    /// for a written case reason; recorded in the trail before it is printed.
+    Reveal {
+        /// The oversight private key file (from `audit oversight-key`).
+        #[arg(long)]
+        key: std::path::PathBuf,
+        /// The citizen's pseudonym (`p-…`).
+        #[arg(long)]
+        pseudonym: String,
+        /// The case reason (10 to 1000 characters).
+        #[arg(long)]
+        reason: String,
+    },
     /// Export events as CSV or JSON lines on standard output.
     Export {
         /// Only events at or after this time (RFC 3339).
@@ -371,6 +392,34 @@ pub fn main() -> ExitCode {
                 })
                 .await
             }
+            Command::Audit(AuditCommand::OversightKey { out }) => {
+                with_context(config, |ctx| async move {
+                    let key = crate::auditors::create_oversight_key(&ctx, &out).await?;
+                    println!("oversight key: {}", key.id);
+                    eprintln!(
+                        "custodia: the private key is in {}; move it off this server to the oversight \
+                         office now. National IDs are sealed to it from now on ({} moved from the old \
+                         escrow); without it nobody can reveal them.",
+                        out.display(),
+                        key.moved
+                    );
+                    Ok(())
+                })
+                .await
+            }
+            Command::Audit(AuditCommand::Reveal {
+                key,
+                pseudonym,
+                reason,
+            }) => {
+                with_context(config, |ctx| async move {
+                    let id =
+                        crate::auditors::reveal_with_key(&ctx, &key, &pseudonym, &reason).await?;
+                    println!("{id}");
+                    Ok(())
+                })
+                .await
+            }
             Command::Citizen(CitizenCommand::Enrol { national_id }) => {
                 with_context(config, |ctx| async move {
                     let issued = crate::citizens::enrol(
@@ -452,6 +501,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = server.local_addr()?;
     tracing::info!(%addr, engine = ?server.state().store.engine(), "custodia is listening");
     eprintln!("custodia: {}", server.state().config.describe());
+    if server
+        .state()
+        .store
+        .current_oversight_key()
+        .await?
+        .is_none()
+    {
+        eprintln!(
+            "custodia: no oversight key yet: national IDs are not sealed for a reasoned reveal. \
+             The oversight office runs `custodia audit oversight-key --out FILE` and keeps FILE."
+        );
+    }
     if server.state().config.registration == crate::config::Registration::Open {
         tracing::warn!("registration is open: anyone can register any national ID");
         eprintln!(

@@ -34,7 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(events))
         .routes(routes!(verify))
         .routes(routes!(export))
-        .routes(routes!(reveal))
+        .routes(routes!(confirm_identity))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -274,23 +274,32 @@ async fn export(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Reveal {
+struct ConfirmIdentity {
     /// The citizen's pseudonym.
     pseudonym: String,
-    /// The written case reason (recorded with the reveal).
+    /// The national ID the case names (the candidate to confirm or refute).
+    national_id: String,
+    /// The written case reason (recorded with the question and its answer).
     reason: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/audit/reveal", tag = "audit",
-    summary = "Reveal the national ID behind a pseudonym, for a written case reason (recorded)",
-    request_body = Reveal,
+#[utoipa::path(post, path = "/api/v1/audit/confirm-identity", tag = "audit",
+    summary = "Confirm or refute that a national ID is the one behind a pseudonym, for a written case reason (recorded). Revealing an unknown ID needs the oversight office's key: `custodia audit reveal`",
+    request_body = ConfirmIdentity,
     security(("citizen_session" = [])),
-    responses((status = 200, description = "{national_id}", body = Object, example = json!({"national_id":"110105198001010016"})), CitizenErrors))]
-async fn reveal(
+    responses((status = 200, description = "{matches}", body = Object, example = json!({"matches":true})), CitizenErrors))]
+async fn confirm_identity(
     State(state): State<AppState>,
     Authed(session): Authed,
-    Json(body): Json<Reveal>,
+    Json(body): Json<ConfirmIdentity>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = auditors::reveal(&state, &session, &body.pseudonym, &body.reason).await?;
-    Ok(Json(json!({ "national_id": id })))
+    let matches = auditors::confirm_identity(
+        &state,
+        &session,
+        &body.pseudonym,
+        &body.national_id,
+        &body.reason,
+    )
+    .await?;
+    Ok(Json(json!({ "matches": matches })))
 }

@@ -19,6 +19,7 @@ pub mod cosignatures;
 pub mod documents;
 pub mod enrolment;
 pub mod grants;
+pub mod oversight;
 pub mod requests;
 pub mod service_keys;
 pub mod sessions;

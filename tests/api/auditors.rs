@@ -177,51 +177,79 @@ async fn an_auditor_enrols_investigates_reveals_and_exports(backend: Backend) {
     )
     .await;
 
-    // Revealing the national ID needs a written reason and is itself recorded.
+    // The console cannot reveal a national ID (nobody on the server can); it confirms or
+    // refutes the one a case names, for a written reason, and records question and answer.
     assert_problem(
         auditor
             .post(
                 "/api/v1/audit/reveal",
-                json!({ "pseudonym": pseudonym, "reason": "why" }),
+                json!({ "pseudonym": pseudonym, "reason": "案件 2026-17：核查越权读取投诉" }),
             )
             .await,
+        404,
+    )
+    .await;
+    let ask = |national_id: String, reason: &'static str| {
+        let auditor = &auditor;
+        let pseudonym = pseudonym.clone();
+        async move {
+            auditor
+                .post(
+                    "/api/v1/audit/confirm-identity",
+                    json!({ "pseudonym": pseudonym, "national_id": national_id, "reason": reason }),
+                )
+                .await
+        }
+    };
+    assert_problem(ask(c.national_id.clone(), "why").await, 422).await;
+    assert_problem(
+        ask("12345".into(), "案件 2026-17：核查越权读取投诉").await,
         422,
     )
     .await;
-    let revealed: Value = auditor
-        .post(
-            "/api/v1/audit/reveal",
-            json!({ "pseudonym": pseudonym, "reason": "案件 2026-17：核查越权读取投诉" }),
-        )
+    let confirmed: Value = ask(c.national_id.clone(), "案件 2026-17：核查越权读取投诉")
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(revealed["national_id"], c.national_id.as_str());
-    let reveals: Value = auditor
+    assert_eq!(confirmed["matches"], true);
+    let refuted: Value = ask(national_id(999), "案件 2026-17：核查另一号码")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refuted["matches"], false);
+    let asked: Value = auditor
         .get(&format!(
-            "/api/v1/audit/events?action=audit.reveal&citizen={pseudonym}"
+            "/api/v1/audit/events?action=audit.confirm-identity&citizen={pseudonym}"
         ))
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        reveals["events"][0]["detail"],
-        "案件 2026-17：核查越权读取投诉"
+    let details: Vec<&str> = asked["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    assert!(
+        details.contains(&"confirmed; 案件 2026-17：核查越权读取投诉")
+            && details.contains(&"refuted; 案件 2026-17：核查另一号码"),
+        "{details:?}"
     );
     assert_problem(
         auditor
             .post(
-                "/api/v1/audit/reveal",
-                json!({ "pseudonym": "p-nobody", "reason": "案件 2026-18：核查" }),
+                "/api/v1/audit/confirm-identity",
+                json!({ "pseudonym": "p-nobody", "national_id": c.national_id, "reason": "案件 2026-18：核查" }),
             )
             .await,
         404,
     )
     .await;
     let refused: Value = auditor
-        .get("/api/v1/audit/events?action=audit.reveal&outcome=refused")
+        .get("/api/v1/audit/events?action=audit.confirm-identity&outcome=refused")
         .await
         .json()
         .await
@@ -229,16 +257,16 @@ async fn an_auditor_enrols_investigates_reveals_and_exports(backend: Backend) {
     assert_eq!(
         refused["events"].as_array().unwrap().len(),
         1,
-        "a failed reveal is recorded too"
+        "a question about an unknown pseudonym is recorded too"
     );
-    // The citizen sees that their identity was revealed, and why.
+    // The citizen sees that their identity was asked about, and why.
     let theirs: Value = c
-        .get("/me/activity?action=audit.reveal")
+        .get("/me/activity?action=audit.confirm-identity")
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(theirs["events"].as_array().unwrap().len(), 1);
+    assert_eq!(theirs["events"].as_array().unwrap().len(), 2, "{theirs:#}");
 
     // Verify and export.
     let verified: Value = auditor
@@ -273,7 +301,7 @@ async fn an_auditor_enrols_investigates_reveals_and_exports(backend: Backend) {
     assert!(console.contains("last signed checkpoint"));
     let verified = auditor.get("/audit?verify=1").await.text().await.unwrap();
     assert!(verified.contains("id=\"chain-status\"") && verified.contains("✓"));
-    assert!(console.contains("/audit/chart/reads.svg") && console.contains("reveal-form"));
+    assert!(console.contains("/audit/chart/reads.svg") && console.contains("confirm-form"));
     assert!(console.contains("document.read"));
     let chart = auditor
         .get("/audit/chart/refusals.svg")

@@ -330,13 +330,13 @@ async fn secrets_never_reach_the_logs() {
         .await
         .unwrap();
     let pseudonym = events["events"][0]["citizen"].as_str().unwrap().to_owned();
-    let revealed = auditor
+    let confirmed = auditor
         .post(
-            "/api/v1/audit/reveal",
-            serde_json::json!({ "pseudonym": pseudonym, "reason": "Log check for case CASE-LOG" }),
+            "/api/v1/audit/confirm-identity",
+            serde_json::json!({ "pseudonym": pseudonym, "national_id": nid, "reason": "Log check for case CASE-LOG" }),
         )
         .await;
-    assert_eq!(revealed.status(), 200);
+    assert_eq!(confirmed.status(), 200);
     assert!(terminate(&mut child).success());
 
     let text = std::fs::read_to_string(&log).unwrap();
@@ -344,7 +344,7 @@ async fn secrets_never_reach_the_logs() {
     for path in [
         "/api/v1/access-requests",
         "/audit/enrol",
-        "/api/v1/audit/reveal",
+        "/api/v1/audit/confirm-identity",
     ] {
         assert!(text.contains(path), "the log covers {path}");
     }

@@ -27,6 +27,7 @@ mod incremental;
 mod keys;
 mod metrics;
 mod openapi;
+mod oversight;
 mod requests;
 mod step_up;
 mod storage;

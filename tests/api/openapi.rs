@@ -41,6 +41,9 @@ const ROUTES: &[&str] = &[
     "GET /api/v1/grants/{id}/documents/{doc_id}/file",
     "POST /api/v1/issued-documents",
     "GET /api/v1/audit/public-key",
+    "POST /api/v1/audit/confirm-identity",
+    "POST /me/step-up/start",
+    "POST /me/step-up/finish",
 ];
 
 fn concrete(path: &str) -> String {

@@ -479,13 +479,19 @@ async fn auditor(server: &Custodia, lang: &'static str, nid: &str) {
     assert!(!pseudonym.is_empty(), "rows name the citizen by pseudonym");
     b.check_page("audit-search").await;
 
-    // Reveal, with a case reason.
+    // Confirm the national ID a complaint names, with a case reason: the server answers
+    // from blind indexes, and cannot reveal the ID itself.
     b.fill("r-pseudonym", &pseudonym).await;
+    b.fill("r-national-id", nid).await;
     b.fill("r-reason", "Complaint review, case JSJ-2026-0815")
         .await;
-    b.click("#reveal-form button[type=submit]").await;
-    b.wait_for("#revealed").await;
-    assert_eq!(b.text("#revealed-id").await, nid);
+    b.click("#confirm-form button[type=submit]").await;
+    b.wait_for("#confirmed").await;
+    assert_eq!(
+        b.js("return document.getElementById('confirmed').dataset.matches")
+            .await,
+        "true"
+    );
 
     // Export: the file arrives and holds the read.
     b.click("a[href='/api/v1/audit/export?format=csv']").await;

@@ -371,13 +371,16 @@ onSubmit("audit-login-form", async (data) => {
   window.location.assign("/audit");
 });
 
-onSubmit("reveal-form", async (data) => {
-  const done = await api("POST", "/api/v1/audit/reveal", {
+onSubmit("confirm-form", async (data) => {
+  const done = await api("POST", "/api/v1/audit/confirm-identity", {
     pseudonym: data.pseudonym,
+    national_id: data.national_id,
     reason: data.reason,
   });
-  document.getElementById("revealed-id").textContent = done.national_id;
-  document.getElementById("revealed").hidden = false;
+  const out = document.getElementById("confirmed");
+  out.textContent = done.matches ? out.dataset.yes : out.dataset.no;
+  out.dataset.matches = String(done.matches);
+  out.hidden = false;
 });
 
 // --- Proofs on /activity -------------------------------------------------------------

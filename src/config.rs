@@ -40,8 +40,42 @@ pub enum Registration {
     /// A one-time code bound to the national ID, issued by the operator or an enrolling
     /// agency and delivered out of band (the default).
     Enrolment,
+    /// A national eID over OpenID Connect proves the ID, and signs citizens in
+    /// (`CUSTODIA_OIDC_*`); enrolment codes stay valid for those without an eID.
+    Oidc,
     /// Anyone may register any national ID: for demonstrations only (a warning at start).
     Open,
+}
+
+/// The national eID provider (`CUSTODIA_OIDC_*`), for `CUSTODIA_REGISTRATION=oidc`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// `CUSTODIA_OIDC_ISSUER`: the provider's issuer URL (https; http only on loopback,
+    /// for tests), exactly as the provider writes it in its metadata and tokens (a
+    /// trailing slash matters). Its metadata is discovered from
+    /// `/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// `CUSTODIA_OIDC_CLIENT_ID`: this service's client id at the provider.
+    pub client_id: String,
+    /// `CUSTODIA_OIDC_CLIENT_SECRET`: the client secret (absent: a public client, PKCE only).
+    pub client_secret: Option<String>,
+    /// `CUSTODIA_OIDC_NATIONAL_ID_CLAIM`: the ID token claim holding the national ID
+    /// number (default `sub`).
+    pub national_id_claim: String,
+}
+
+impl std::fmt::Debug for OidcSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("national_id_claim", &self.national_id_claim)
+            .finish()
+    }
 }
 
 /// Which database engine a URL names.
@@ -96,8 +130,10 @@ pub struct Config {
     /// whose `Forwarded` / `X-Forwarded-For` headers name the client. Empty (the default):
     /// those headers are ignored and the peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// `CUSTODIA_REGISTRATION`: `enrolment` (default) or `open` (demonstrations only).
+    /// `CUSTODIA_REGISTRATION`: `enrolment` (default), `oidc` or `open` (demonstrations only).
     pub registration: Registration,
+    /// The national eID provider, set exactly when `registration` is `oidc`.
+    pub oidc: Option<OidcSettings>,
 }
 
 /// One witness of the audit log.
@@ -176,7 +212,123 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "(none)",
         "reverse proxies (CIDRs) whose X-Forwarded-For / Forwarded name the client",
     ),
+    (
+        "CUSTODIA_REGISTRATION",
+        "enrolment",
+        "proof of identity to register: enrolment (codes), oidc (national eID), open (demos)",
+    ),
+    (
+        "CUSTODIA_OIDC_ISSUER",
+        "(none)",
+        "national eID provider's issuer URL (registration oidc)",
+    ),
+    (
+        "CUSTODIA_OIDC_CLIENT_ID",
+        "(none)",
+        "this service's client id at the eID provider",
+    ),
+    (
+        "CUSTODIA_OIDC_CLIENT_SECRET",
+        "(none: public client)",
+        "client secret at the eID provider",
+    ),
+    (
+        "CUSTODIA_OIDC_NATIONAL_ID_CLAIM",
+        "sub",
+        "ID token claim holding the national ID number",
+    ),
 ];
+
+/// Whether `url` may name an eID provider: https, or http to this machine (tests).
+fn acceptable_issuer(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+fn parse_oidc(
+    get: &impl Fn(&str) -> Option<String>,
+    registration: Registration,
+) -> Result<Option<OidcSettings>, ConfigError> {
+    const VARS: [&str; 4] = [
+        "CUSTODIA_OIDC_ISSUER",
+        "CUSTODIA_OIDC_CLIENT_ID",
+        "CUSTODIA_OIDC_CLIENT_SECRET",
+        "CUSTODIA_OIDC_NATIONAL_ID_CLAIM",
+    ];
+    if registration != Registration::Oidc {
+        return match VARS.into_iter().find(|v| get(v).is_some()) {
+            Some(var) => Err(bad(
+                var,
+                "is set but CUSTODIA_REGISTRATION is not `oidc`: set CUSTODIA_REGISTRATION=oidc \
+                 to register and sign in with the national eID, or remove it",
+            )),
+            None => Ok(None),
+        };
+    }
+    let raw = get("CUSTODIA_OIDC_ISSUER").ok_or_else(|| {
+        bad(
+            "CUSTODIA_OIDC_ISSUER",
+            "is required with CUSTODIA_REGISTRATION=oidc: the eID provider's issuer URL",
+        )
+    })?;
+    let issuer = raw.trim().to_owned();
+    Url::parse(&issuer)
+        .ok()
+        .filter(acceptable_issuer)
+        .filter(|u| u.query().is_none() && u.fragment().is_none())
+        .ok_or_else(|| {
+            bad(
+                "CUSTODIA_OIDC_ISSUER",
+                format!(
+                    "'{raw}' is not an https URL without query or fragment (http is accepted \
+                     for localhost only)"
+                ),
+            )
+        })?;
+    let client_id = get("CUSTODIA_OIDC_CLIENT_ID")
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            bad(
+                "CUSTODIA_OIDC_CLIENT_ID",
+                "is required with CUSTODIA_REGISTRATION=oidc: this service's client id at the \
+                 eID provider",
+            )
+        })?;
+    let client_secret = get("CUSTODIA_OIDC_CLIENT_SECRET").filter(|s| !s.is_empty());
+    let national_id_claim = match get("CUSTODIA_OIDC_NATIONAL_ID_CLAIM") {
+        None => "sub".to_owned(),
+        Some(claim) => {
+            let claim = claim.trim().to_owned();
+            if claim.is_empty()
+                || claim.len() > 64
+                || !claim
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
+            {
+                return Err(bad(
+                    "CUSTODIA_OIDC_NATIONAL_ID_CLAIM",
+                    format!("'{claim}' is not a claim name (letters, digits, _ - . :)"),
+                ));
+            }
+            claim
+        }
+    };
+    Ok(Some(OidcSettings {
+        issuer,
+        client_id,
+        client_secret,
+        national_id_claim,
+    }))
+}
 
 /// `CUSTODIA_TRUSTED_PROXIES`: CIDRs (`10.0.0.0/8`, `fd00::/8`) or single addresses,
 /// comma-separated.
@@ -401,14 +553,18 @@ impl Config {
 
         let registration = match get("CUSTODIA_REGISTRATION").as_deref().map(str::trim) {
             None | Some("enrolment") => Registration::Enrolment,
+            Some("oidc") => Registration::Oidc,
             Some("open") => Registration::Open,
             Some(other) => {
                 return Err(bad(
                     "CUSTODIA_REGISTRATION",
-                    format!("`{other}` is not a registration mode: use `enrolment` or `open`"),
+                    format!(
+                        "`{other}` is not a registration mode: use `enrolment`, `oidc` or `open`"
+                    ),
                 ));
             }
         };
+        let oidc = parse_oidc(&get, registration)?;
 
         Ok(Self {
             data_dir,
@@ -426,6 +582,7 @@ impl Config {
             witness_quorum,
             trusted_proxies,
             registration,
+            oidc,
         })
     }
 
@@ -519,6 +676,65 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn oidc_registration_needs_a_provider_it_can_trust() {
+        let oidc = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = vec![("CUSTODIA_REGISTRATION", "oidc")];
+            vars.extend_from_slice(extra);
+            cfg(&vars)
+        };
+        assert_eq!(
+            oidc(&[("CUSTODIA_OIDC_CLIENT_ID", "custodia")])
+                .unwrap_err()
+                .variable,
+            "CUSTODIA_OIDC_ISSUER"
+        );
+        assert_eq!(
+            oidc(&[("CUSTODIA_OIDC_ISSUER", "https://eid.example")])
+                .unwrap_err()
+                .variable,
+            "CUSTODIA_OIDC_CLIENT_ID"
+        );
+        // Plain http only to this machine.
+        for bad in [
+            "http://eid.example",
+            "ftp://eid.example",
+            "https://eid.example/?a=1",
+        ] {
+            let err = cfg(&[
+                ("CUSTODIA_REGISTRATION", "oidc"),
+                ("CUSTODIA_OIDC_ISSUER", bad),
+                ("CUSTODIA_OIDC_CLIENT_ID", "custodia"),
+            ])
+            .unwrap_err();
+            assert_eq!(err.variable, "CUSTODIA_OIDC_ISSUER", "{bad}");
+        }
+        let c = oidc(&[
+            ("CUSTODIA_OIDC_ISSUER", "http://127.0.0.1:4000"),
+            ("CUSTODIA_OIDC_CLIENT_ID", "custodia"),
+        ])
+        .unwrap();
+        let settings = c.oidc.unwrap();
+        assert_eq!(settings.national_id_claim, "sub");
+        assert!(settings.client_secret.is_none());
+        let c = oidc(&[
+            ("CUSTODIA_OIDC_ISSUER", "https://eid.example"),
+            ("CUSTODIA_OIDC_CLIENT_ID", "custodia"),
+            ("CUSTODIA_OIDC_CLIENT_SECRET", "s3cret"),
+            ("CUSTODIA_OIDC_NATIONAL_ID_CLAIM", "personal_code"),
+        ])
+        .unwrap();
+        assert!(
+            !format!("{:?}", c.oidc).contains("s3cret"),
+            "the secret is not logged"
+        );
+        assert_eq!(c.oidc.unwrap().national_id_claim, "personal_code");
+        // eID settings without the mode are a mistake, not silently ignored.
+        let err = cfg(&[("CUSTODIA_OIDC_ISSUER", "https://eid.example")]).unwrap_err();
+        assert_eq!(err.variable, "CUSTODIA_OIDC_ISSUER");
+        assert!(cfg(&[]).unwrap().oidc.is_none());
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct Context {
     pub catalog: Catalog,
     /// The audit trail every action is recorded in.
     pub audit: AuditLog,
+    /// The national eID relying party, when registration is `oidc`.
+    pub eid: Option<crate::eid::Eid>,
 }
 
 /// Runs Argon2id on blocking threads, at most `permits` at a time, so a flood of unlock

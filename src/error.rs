@@ -50,6 +50,10 @@ pub enum Error {
     /// The server is at capacity for expensive work; nothing was done.
     #[error("busy")]
     Busy,
+    /// A service outside Custodia that this request needs (the national eID provider)
+    /// could not be reached or answered nonsense; nothing was done.
+    #[error("{0}")]
+    Upstream(String),
     /// The audit record could not be committed, so the action was not carried out (G2).
     #[error("the audit trail is unavailable")]
     AuditUnavailable,

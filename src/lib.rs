@@ -29,6 +29,7 @@ pub mod config;
 pub mod context;
 pub mod demo;
 pub mod documents;
+pub mod eid;
 pub mod error;
 pub mod grants;
 pub mod http;

@@ -63,6 +63,8 @@ pub enum CeremonyKind {
     AuditorEnrol,
     /// An auditor logging in.
     AuditorLogin,
+    /// A citizen away at the national eID provider (state, nonce and PKCE verifier).
+    Eid,
 }
 
 impl CeremonyKind {
@@ -75,6 +77,7 @@ impl CeremonyKind {
             Self::StepUp => "step-up",
             Self::AuditorEnrol => "auditor-enrol",
             Self::AuditorLogin => "auditor-login",
+            Self::Eid => "eid",
         }
     }
 }

@@ -141,6 +141,17 @@ pub async fn open_context(config: Config, clock: Arc<dyn Clock>) -> Result<Conte
         what: "WebAuthn relying party (CUSTODIA_PUBLIC_URL)",
         source: std::io::Error::other(e.to_string()),
     })?;
+    let eid = match &config.oidc {
+        None => None,
+        Some(settings) => Some(
+            crate::eid::Eid::new(settings.clone(), &config.public_url).map_err(|e| {
+                StartError::Io {
+                    what: "national eID relying party (CUSTODIA_OIDC_*)",
+                    source: std::io::Error::other(e.to_string()),
+                }
+            })?,
+        ),
+    };
     let catalog = Catalog::load(config.catalog_file.as_deref())?;
     let kdf = KdfLimiter::new(config.argon2_concurrency, config.argon2);
     let signing = custodia_crypto::sign::SigningKey::from_seed(keys.signing.seed().as_slice())
@@ -166,6 +177,7 @@ pub async fn open_context(config: Config, clock: Arc<dyn Clock>) -> Result<Conte
         kdf,
         catalog,
         audit,
+        eid,
     })
 }
 

@@ -36,6 +36,8 @@ pub enum Enroller {
     Operator,
     /// An agency registered as an enroller, through the agency API.
     Agency(AgencyId),
+    /// The national eID, right after it proved the ID (valid minutes, not days).
+    Eid,
 }
 
 impl Enroller {
@@ -43,6 +45,7 @@ impl Enroller {
         match self {
             Self::Operator => "operator".to_owned(),
             Self::Agency(id) => format!("agency:{id}"),
+            Self::Eid => "eid".to_owned(),
         }
     }
 }
@@ -68,11 +71,22 @@ fn fingerprint(code: &RecoveryCode, index: &[u8]) -> Vec<u8> {
     code.fingerprint(FINGERPRINT_LABEL, index).to_vec()
 }
 
-/// Issues a one-time code for `national_id`, superseding any earlier one.
+/// Issues a one-time code for `national_id`, valid [`ENROLMENT_DAYS`], superseding any
+/// earlier one.
 #[tracing::instrument(skip_all)]
 pub async fn enrol(ctx: &Context, national_id: &str, by: Enroller) -> Result<EnrolmentCode, Error> {
     let national_id = NationalId::parse(national_id)?;
-    let index = national_id_index(ctx, &national_id);
+    issue(ctx, &national_id, by, ENROLMENT_DAYS * 86_400_000).await
+}
+
+/// Issues a one-time code for `national_id`, valid `valid_ms`, superseding any earlier one.
+pub(super) async fn issue(
+    ctx: &Context,
+    national_id: &NationalId,
+    by: Enroller,
+    valid_ms: i64,
+) -> Result<EnrolmentCode, Error> {
+    let index = national_id_index(ctx, national_id);
     let code = RecoveryCode::generate();
     let now = ctx.clock.now_ms();
     let row = EnrolmentRow {
@@ -81,7 +95,7 @@ pub async fn enrol(ctx: &Context, national_id: &str, by: Enroller) -> Result<Enr
         national_id_index: index,
         issued_by: by.stored(),
         created_at: now,
-        expires_at: now + ENROLMENT_DAYS * 86_400_000,
+        expires_at: now + valid_ms,
         used_at: None,
         superseded_at: None,
     };
@@ -100,6 +114,12 @@ pub async fn enrol(ctx: &Context, national_id: &str, by: Enroller) -> Result<Enr
             Some(id.to_string()),
             Action::CitizenEnrol,
         ),
+        Enroller::Eid => Event::new(
+            ActorKind::System,
+            Some("eid".to_owned()),
+            Action::CitizenEnrol,
+        )
+        .detail("identity proven by the national eID"),
     };
     ctx.audit
         .record(

@@ -12,6 +12,7 @@
 //! by contrast, never reveals who is registered.
 
 mod account;
+pub mod eid;
 mod enrolment;
 mod national_id;
 mod vault;
@@ -225,6 +226,13 @@ pub async fn register_start(
                 "enrolment_code",
                 "is required: registration needs the one-time code issued for your national ID \
                  number (by letter, at a service counter, or by an enrolling agency)",
+            ));
+        }
+        (None, None) if ctx.config.registration == Registration::Oidc => {
+            return Err(invalid(
+                "enrolment_code",
+                "is required: sign in with your national eID first (GET /auth/oidc/start), \
+                 or give the one-time code issued for your national ID number",
             ));
         }
         (None, None) => None,

@@ -14,7 +14,7 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{Authed, CEREMONY, ClientAddr, Cookies, SESSION};
+use super::extract::{Authed, CEREMONY, ClientAddr, Cookies, EID_PROOF, SESSION};
 #[allow(unused_imports)]
 use super::openapi::{CitizenErrors, Problem};
 use crate::citizens;
@@ -48,7 +48,8 @@ struct RegisterStart {
     national_id: String,
     display_name: String,
     /// The one-time code issued for this national ID (required unless registration is
-    /// `open`); with a code, an ID that already has an account re-enrols a passkey.
+    /// `open`; with `oidc`, a national eID sign-in in this browser stands in for it);
+    /// with a code, an ID that already has an account re-enrols a passkey.
     enrolment_code: Option<String>,
 }
 
@@ -130,17 +131,23 @@ fn ceremony_ttl_s() -> i64 {
 async fn register_start(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
     Json(body): Json<RegisterStart>,
 ) -> Result<Response, ApiError> {
+    let cookies = Cookies::for_state(&state);
+    // A typed code first; else the proof a national eID sign-in left in this browser.
+    let typed = body
+        .enrolment_code
+        .as_deref()
+        .filter(|c| !c.trim().is_empty());
     let (options, token) = citizens::register_start(
         &state,
         &body.national_id,
         &body.display_name,
-        body.enrolment_code.as_deref(),
+        typed.or(cookies.get(&headers, EID_PROOF)),
         &client,
     )
     .await?;
-    let cookies = Cookies::for_state(&state);
     Ok(with_cookies(
         serde_json::to_value(options).map_err(ApiError::internal)?,
         &[cookies.set(CEREMONY, &token, ceremony_ttl_s())],
@@ -180,6 +187,7 @@ async fn register_finish(
         }),
         &[
             cookies.set(CEREMONY, "", 0),
+            cookies.set(EID_PROOF, "", 0),
             cookies.set(SESSION, &done.session.cookie, ABSOLUTE_MS / 1000),
         ],
     ))

@@ -105,6 +105,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The human-readable explanation.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -159,6 +164,8 @@ fn problem_response(
 
 /// Rewrites any error response that is not already problem+json into one, keeping the
 /// status and short plain-text explanations (axum's rejections say which field is wrong).
+/// A page rendered for a browser (HTML, such as a failed national eID sign-in) stays as
+/// it is.
 pub async fn normalise_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
@@ -170,7 +177,7 @@ pub async fn normalise_errors(request: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if content_type.starts_with(PROBLEM_JSON) {
+    if content_type.starts_with(PROBLEM_JSON) || content_type.starts_with("text/html") {
         return response;
     }
     let plain = content_type.starts_with("text/plain");
@@ -337,6 +344,13 @@ impl From<crate::error::Error> for ApiError {
             ),
             E::Busy => Self::unavailable("The server is busy; please try again in a few seconds.")
                 .retry_after(5),
+            E::Upstream(detail) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream-unavailable",
+                "Outside service unavailable",
+                detail,
+            )
+            .retry_after(30),
             E::AuditUnavailable => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "audit-unavailable",

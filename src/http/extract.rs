@@ -136,6 +136,10 @@ pub const SESSION: &str = "custodia-session";
 pub const CEREMONY: &str = "custodia-ceremony";
 /// The language cookie.
 pub const LANG: &str = "custodia-lang";
+/// The cookie binding a national eID sign-in to the browser that started it.
+pub const EID_FLOW: &str = "custodia-eid";
+/// The cookie holding the proof of a national eID sign-in until registration uses it.
+pub const EID_PROOF: &str = "custodia-eid-proof";
 
 impl Cookies {
     /// Cookie policy for this server.
@@ -156,21 +160,28 @@ impl Cookies {
     /// `Set-Cookie` for `base=value`, HttpOnly, SameSite=Strict, Path=/, living `max_age_s`
     /// (0 deletes it).
     pub fn set(&self, base: &str, value: &str, max_age_s: i64) -> HeaderValue {
-        self.build(self.name(base), value, max_age_s)
+        self.build(self.name(base), value, max_age_s, SameSite::Strict)
+    }
+
+    /// As [`Cookies::set`] but SameSite=Lax: for the one cookie that must come back on a
+    /// top-level navigation from another site (the eID provider's redirect back). It
+    /// names a one-time flow and grants nothing by itself.
+    pub fn set_lax(&self, base: &str, value: &str, max_age_s: i64) -> HeaderValue {
+        self.build(self.name(base), value, max_age_s, SameSite::Lax)
     }
 
     /// `Set-Cookie` for a preference that is no secret (the UI language): the same name on
     /// every origin, readable by the server only, SameSite=Strict.
     pub fn set_preference(&self, name: &str, value: &str, max_age_s: i64) -> HeaderValue {
-        self.build(name.to_owned(), value, max_age_s)
+        self.build(name.to_owned(), value, max_age_s, SameSite::Strict)
     }
 
-    fn build(&self, name: String, value: &str, max_age_s: i64) -> HeaderValue {
+    fn build(&self, name: String, value: &str, max_age_s: i64, same_site: SameSite) -> HeaderValue {
         let cookie = Cookie::build((name, value.to_owned()))
             .path("/")
             .http_only(true)
             .secure(self.secure)
-            .same_site(SameSite::Strict)
+            .same_site(same_site)
             .max_age(cookie::time::Duration::seconds(max_age_s))
             .build();
         // Cookie values here are base64url or fixed words, always valid header text.

@@ -5,6 +5,9 @@
 #[path = "../common/ids.rs"]
 mod ids;
 
+#[path = "../common/eid_provider.rs"]
+mod eid_provider;
+
 mod helpers;
 
 mod activity;
@@ -19,6 +22,7 @@ mod citizen_kit;
 mod citizens;
 mod documents;
 mod downloads;
+mod eid;
 mod enrolment;
 mod errors;
 mod grants;

@@ -11,8 +11,12 @@
 #[path = "../common/ids.rs"]
 mod ids;
 
+#[path = "../common/eid_provider.rs"]
+mod eid_provider;
+
 mod browser;
 mod downloads;
+mod eid;
 mod journeys;
 mod keyboard;
 mod security;
@@ -38,6 +42,11 @@ async fn registration_and_approval_by_keyboard_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csp_blocks_injected_script_cookies_are_guarded_and_pages_cannot_be_framed() {
     security::csp_cookies_and_framing("zh-CN", Engine::Sqlite, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_and_sign_in_with_the_national_eid() {
+    eid::registration_and_sign_in("en", Engine::Sqlite, 6).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

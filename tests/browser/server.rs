@@ -28,13 +28,22 @@ fn admin_postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// A port nothing listens on just now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 impl Custodia {
     pub async fn start(engine: Engine) -> Custodia {
+        Self::start_with(engine, free_port(), &[]).await
+    }
+
+    /// Starts on `port` (the public URL is `http://localhost:PORT`) with `extra` settings.
+    pub async fn start_with(engine: Engine, port: u16, extra: &[(&str, &str)]) -> Custodia {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
         let origin = format!("http://localhost:{port}");
         let mut vars = vec![
             (
@@ -44,6 +53,11 @@ impl Custodia {
             ("CUSTODIA_LISTEN".to_owned(), format!("127.0.0.1:{port}")),
             ("CUSTODIA_PUBLIC_URL".to_owned(), origin.clone()),
         ];
+        vars.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let mut pg = None;
         if engine == Engine::Postgres {
             let admin = admin_postgres_url();

@@ -207,6 +207,11 @@ onSubmit("register-form", async (data, form) => {
   showRecovery(done.recovery_code);
 });
 
+// After a national eID sign-in: go on to unlock. A redirect from the provider's
+// cross-site navigation would not carry the SameSite=Strict session cookie; a navigation
+// started by this page does.
+document.querySelectorAll("[data-continue]").forEach((link) => window.location.assign(link.href));
+
 onSubmit("login-form", async (data) => {
   const options = await api("POST", "/auth/login/start", { national_id: data.national_id });
   const cred = await passkeyCall(() => navigator.credentials.get(requestOptions(options)));

@@ -40,11 +40,12 @@ pub(super) async fn register(
     Visit(page, _): Visit,
 ) -> Result<Response, ApiError> {
     let enrolment_required = state.config.registration == crate::config::Registration::Enrolment;
+    let eid_offered = state.eid.is_some();
     render(
         &state,
         &page,
         "register.html",
-        context! { enrolment_required },
+        context! { enrolment_required, eid_offered },
     )
 }
 
@@ -52,7 +53,8 @@ pub(super) async fn login(
     State(state): State<AppState>,
     Visit(page, _): Visit,
 ) -> Result<Response, ApiError> {
-    render(&state, &page, "login.html", context! {})
+    let eid_offered = state.eid.is_some();
+    render(&state, &page, "login.html", context! { eid_offered })
 }
 
 pub(super) async fn unlock(

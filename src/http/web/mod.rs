@@ -8,6 +8,7 @@
 mod charts;
 mod citizen;
 mod console;
+mod eid;
 mod i18n;
 
 use charts::{activity_chart, audit_chart};
@@ -16,6 +17,7 @@ use citizen::{
     register, requests_page, settings, unlock,
 };
 use console::{audit_console, audit_enrol, audit_login};
+use eid::{eid_callback, eid_start};
 use i18n::{Lang, LangQuery, choose_lang};
 
 use std::collections::BTreeMap;
@@ -61,6 +63,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "login.html",
             include_str!("../../../web/templates/login.html"),
         ),
+        ("eid.html", include_str!("../../../web/templates/eid.html")),
         (
             "unlock.html",
             include_str!("../../../web/templates/unlock.html"),
@@ -121,6 +124,8 @@ pub fn router() -> Router<AppState> {
         .route("/", get(index))
         .route("/register", get(register))
         .route("/login", get(login))
+        .route("/auth/oidc/start", get(eid_start))
+        .route("/auth/oidc/callback", get(eid_callback))
         .route("/unlock", get(unlock))
         .route("/settings", get(settings))
         .route("/documents", get(documents_page))

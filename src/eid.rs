@@ -9,9 +9,9 @@
 //! configured claim (`CUSTODIA_OIDC_NATIONAL_ID_CLAIM`, default `sub`).
 //!
 //! This module speaks the protocol and nothing else: what a proven identity may do is
-//! decided in [`crate::citizens::eid`]. Provider metadata and keys are fetched on first use
-//! and kept for [`METADATA_TTL`]; an ID token signed by a key not in the kept set fetches
-//! the set once more (the provider rotated its keys).
+//! decided by the citizens module (`citizens::eid`). Provider metadata and keys are
+//! fetched on first use and kept for [`METADATA_TTL`]; an ID token signed by a key not in
+//! the kept set fetches the set once more (the provider rotated its keys).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

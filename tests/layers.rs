@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["clock", "config", "telemetry", "client", "status"],
     &["store"],
     &["error", "keyring"],
-    &["catalog", "passkeys", "audit", "backup"],
+    &["catalog", "passkeys", "audit", "backup", "eid"],
     // What every request works with.
     &["context"],
     &["sessions", "ratelimit"],

@@ -100,6 +100,49 @@ impl From<&AuditRow> for ExportedEvent {
     }
 }
 
+/// A cell a spreadsheet would take for a formula (`= + - @`, or a leading tab or carriage
+/// return) gets a leading `'`, so it opens as the text it is (OWASP "CSV injection").
+/// Values are otherwise exported exactly as recorded.
+fn neutralise(cell: &mut String) {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        cell.insert(0, '\'');
+    }
+}
+
+impl ExportedEvent {
+    /// This event as a CSV row for a spreadsheet: every text cell neutralised.
+    pub fn for_spreadsheet(mut self) -> Self {
+        for cell in [
+            &mut self.at,
+            &mut self.actor_kind,
+            &mut self.action,
+            &mut self.object_ids,
+            &mut self.outcome,
+            &mut self.prev_hash,
+            &mut self.hash,
+        ] {
+            neutralise(cell);
+        }
+        for cell in [
+            &mut self.actor_id,
+            &mut self.officer_id,
+            &mut self.case_id,
+            &mut self.citizen,
+            &mut self.purpose,
+            &mut self.tier,
+            &mut self.fields,
+            &mut self.request_id,
+            &mut self.detail,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            neutralise(cell);
+        }
+        self
+    }
+}
+
 /// Writes every event with `since <= at < until` (ms; `None` = open) to `out`, in
 /// sequence order, streaming page by page. Returns how many were written.
 pub async fn export(
@@ -128,8 +171,9 @@ pub async fn export(
                 let mut w = csv::WriterBuilder::new()
                     .has_headers(header)
                     .from_writer(Vec::new());
-                for e in &rows {
-                    w.serialize(e).map_err(|e| Error::Internal(e.into()))?;
+                for e in rows.iter().cloned() {
+                    w.serialize(e.for_spreadsheet())
+                        .map_err(|e| Error::Internal(e.into()))?;
                 }
                 let buf = w
                     .into_inner()
@@ -148,4 +192,27 @@ pub async fn export(
     }
     out.flush().map_err(io)?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::neutralise;
+
+    #[test]
+    fn formula_cells_open_as_text() {
+        for (raw, shown) in [
+            ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("officer-7", "officer-7"),
+            ("", ""),
+        ] {
+            let mut cell = raw.to_owned();
+            neutralise(&mut cell);
+            assert_eq!(cell, shown);
+        }
+    }
 }

@@ -135,6 +135,28 @@ fn harden(routes: Router) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::map_request(drop_unusable_request_id))
+}
+
+/// The longest client-chosen request id kept (a UUID is 36).
+const MAX_REQUEST_ID: usize = 64;
+
+/// Whether a client's `X-Request-Id` may be kept: 1–64 printable ASCII characters without
+/// spaces (a UUID, a trace id). It ends up in logs and in every audit event of the request.
+fn usable_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty() && bytes.len() <= MAX_REQUEST_ID && bytes.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// Removes an `X-Request-Id` that is not [usable](usable_request_id) (or is sent twice),
+/// so a fresh UUID replaces it.
+async fn drop_unusable_request_id(mut req: axum::extract::Request) -> axum::extract::Request {
+    let headers = req.headers_mut();
+    let values: Vec<_> = headers.get_all(&REQUEST_ID).iter().collect();
+    if values.len() > 1 || values.first().is_some_and(|v| !usable_request_id(v)) {
+        headers.remove(&REQUEST_ID);
+    }
+    req
 }
 
 fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

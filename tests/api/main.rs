@@ -26,6 +26,7 @@ mod eid;
 mod enrolment;
 mod errors;
 mod grants;
+mod hardening;
 mod health;
 mod incremental;
 mod keys;

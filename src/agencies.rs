@@ -213,16 +213,46 @@ pub async fn rotate_key(
 pub async fn disable(ctx: &Context, agency: AgencyId) -> Result<(), Error> {
     ctx.store.agency(agency).await?;
     let now = ctx.clock.now_ms();
+    let grants = ctx.store.active_agency_grants(agency).await?;
     let mut tx = ctx.store.begin().await?;
     let changed = tx.disable_agency(agency, now).await?;
     tx.expire_agency_keys(agency, now).await?;
+    // Its grants end with it: a disabled agency holds no key to anyone's documents.
+    let mut ended = Vec::new();
+    for (grant, citizen) in grants {
+        if tx
+            .end_grant(grant, None, crate::status::GrantStatus::Revoked, now)
+            .await?
+        {
+            ended.push((grant, citizen));
+        }
+    }
     tx.commit().await?;
     if !changed {
         return Err(Error::Conflict("This agency is already disabled.".into()));
     }
+    if !ended.is_empty() {
+        ctx.store.scrub().await;
+    }
     ctx.audit
         .append(operator_event(crate::audit::Action::AgencyDisable, agency))
         .await?;
+    for (grant, citizen) in ended {
+        let pseudonym = ctx.store.citizen(citizen).await.ok().map(|c| c.pseudonym);
+        ctx.audit
+            .record(
+                crate::audit::Event::new(
+                    crate::audit::ActorKind::Operator,
+                    None,
+                    crate::audit::Action::GrantRevoke,
+                )
+                .citizen(pseudonym.as_deref())
+                .grant(Some(grant))
+                .objects([grant.to_string(), agency.to_string()])
+                .detail("the agency was disabled"),
+            )
+            .await;
+    }
     tracing::info!(agency = %agency, "agency disabled");
     Ok(())
 }

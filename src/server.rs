@@ -92,6 +92,7 @@ impl Server {
         let store = self.state.store.clone();
         let maintenance = tokio::spawn(maintain(self.state.0.clone()));
         let witnessing = tokio::spawn(crate::transparency::witnesses::run(self.state.0.clone()));
+        let expiry = tokio::spawn(crate::grants::expire_on_time(self.state.0.clone()));
         let app = http::app(self.state);
         axum::serve(
             self.listener,
@@ -101,9 +102,11 @@ impl Server {
         .await?;
         maintenance.abort();
         witnessing.abort();
+        expiry.abort();
         // The tasks were aborted; their cancellation results carry nothing to report.
         let _ = maintenance.await;
         let _ = witnessing.await;
+        let _ = expiry.await;
         store.close().await;
         Ok(())
     }
@@ -182,7 +185,7 @@ pub async fn open_context(config: Config, clock: Arc<dyn Clock>) -> Result<Conte
 }
 
 /// Periodic clean-up every node runs: ended sessions, expired ceremonies, stale counters,
-/// blobs of interrupted uploads.
+/// blobs of interrupted uploads. (Grants end on their own timer, `grants::expire_on_time`.)
 async fn maintain(ctx: Arc<Context>) {
     let mut every = tokio::time::interval(Duration::from_secs(300));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -190,11 +193,6 @@ async fn maintain(ctx: Arc<Context>) {
         every.tick().await;
         if let Err(e) = crate::sessions::sweep(&ctx).await {
             tracing::warn!(error = %e, "session sweep failed; will retry");
-        }
-        match crate::grants::sweep_expired(&ctx).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(ended = n, "expired grants ended; their keys destroyed"),
-            Err(e) => tracing::warn!(error = %e, "grant expiry sweep failed; will retry"),
         }
         match crate::documents::sweep_orphans(&ctx).await {
             Ok(0) => {}

@@ -251,6 +251,7 @@ impl Sequencer {
         let mut checkpoints = Vec::new();
         let mut outcomes = Vec::with_capacity(events.len());
         let mut written = Vec::with_capacity(events.len());
+        let mut exhausted_any = false;
         for (mut event, claim) in events {
             let mut exhausted = None;
             let granted = match claim {
@@ -281,6 +282,7 @@ impl Sequencer {
             if let Some(grant) = exhausted {
                 tx.end_grant(grant, None, crate::status::GrantStatus::Exhausted, now)
                     .await?;
+                exhausted_any = true;
                 let ended = Event::new(ActorKind::System, None, Action::GrantExhausted)
                     .citizen(citizen.as_deref())
                     .grant(Some(grant))
@@ -308,6 +310,10 @@ impl Sequencer {
         }
         let signed = self.sign_off(&mut tx, checkpoints).await?;
         tx.commit().await?;
+        if exhausted_any {
+            // A grant's last read destroyed its keys in this batch.
+            self.store.scrub().await;
+        }
         self.remember(signed).await;
         Ok(outcomes)
     }

@@ -211,6 +211,8 @@ async fn rotate_vault_key(
     tx.set_recovery_wrap(id, salt.expose(), &recovery_wrap)
         .await?;
     tx.commit().await?;
+    // The wraps under the old vault key are overwritten; make that hold on disk too.
+    ctx.store.scrub().await;
     Ok((new, fresh))
 }
 

@@ -19,6 +19,7 @@ pub async fn delete(ctx: &Context, session: &Session, id: DocumentId) -> Result<
     let mut tx = ctx.store.begin().await?;
     let blobs = tx.shred_document(id, citizen, ctx.clock.now_ms()).await?;
     tx.commit().await?;
+    ctx.store.scrub().await;
     for name in blobs.iter().filter_map(|n| BlobName::parse(n)) {
         discard_blob(ctx, &name).await;
     }

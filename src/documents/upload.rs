@@ -348,6 +348,8 @@ impl Draft {
                 }
                 Some(prev) => {
                     tx.bump_version(self.document, self.citizen, prev, self.version, now)
+                        .await?;
+                    tx.delete_superseded_grant_wraps(self.document, self.version)
                         .await?
                 }
             }
@@ -371,6 +373,9 @@ impl Draft {
                 }
                 other => other.into(),
             });
+        }
+        if self.previous.is_some() {
+            ctx.store.scrub().await;
         }
         tracing::info!(document = %self.document, version = self.version, "document stored");
         if let Holder::Vault(_) = self.holder {

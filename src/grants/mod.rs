@@ -525,6 +525,7 @@ pub async fn revoke(ctx: &Context, session: &Session, id: GrantId) -> Result<Gra
     if !ended {
         return Err(Error::Conflict("This grant has already ended.".into()));
     }
+    ctx.store.scrub().await;
     tracing::info!(grant = %id, "grant revoked; keys destroyed");
     let event = crate::audit::citizen_event(&ctx.store, citizen, crate::audit::Action::GrantRevoke)
         .await
@@ -561,5 +562,33 @@ pub async fn sweep_expired(ctx: &Context) -> Result<usize, Error> {
                 .await;
         }
     }
+    if ended > 0 {
+        ctx.store.scrub().await;
+    }
     Ok(ended)
+}
+
+/// How often the expiry timer looks for the next grant to end.
+pub const EXPIRY_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ends grants at their expiry time, not at some later sweep: every [`EXPIRY_TICK`] one
+/// indexed query asks when the next active grant ends, and when that time has come (by
+/// the context's clock) the due grants are ended and their keys destroyed. Run once at
+/// start it ends what expired while the server was down. Runs on every node; a grant
+/// another node ended first is skipped.
+pub async fn expire_on_time(ctx: std::sync::Arc<Context>) {
+    loop {
+        match ctx.store.next_grant_expiry().await {
+            Ok(Some(at)) if at <= ctx.clock.now_ms() => match sweep_expired(&ctx).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(ended = n, "expired grants ended; their keys destroyed"),
+                Err(e) => tracing::warn!(error = %e, "grant expiry failed; will retry"),
+            },
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the next grant expiry; will retry")
+            }
+        }
+        tokio::time::sleep(EXPIRY_TICK).await;
+    }
 }

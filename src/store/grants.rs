@@ -92,6 +92,26 @@ impl Store {
         }))
     }
 
+    /// When the next active grant ends (Unix ms), if any does.
+    pub async fn next_grant_expiry(&self) -> Result<Option<i64>, StoreError> {
+        const SQL: &str = "SELECT MIN(expires_at) FROM grants WHERE status = 'active'";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_scalar::<_, Option<i64>>(SQL).fetch_one(p).await?
+        }))
+    }
+
+    /// Active grants of `agency`, with their citizens.
+    pub async fn active_agency_grants(
+        &self,
+        agency: AgencyId,
+    ) -> Result<Vec<(GrantId, CitizenId)>, StoreError> {
+        const SQL: &str =
+            "SELECT id, citizen_id FROM grants WHERE status = 'active' AND agency_id = $1";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, (GrantId, CitizenId)>(SQL).bind(agency).fetch_all(p).await?
+        }))
+    }
+
     /// Ids of grants still marked active whose end has passed.
     pub async fn expired_active_grants(&self, now_ms: i64) -> Result<Vec<GrantId>, StoreError> {
         const SQL: &str = "SELECT id FROM grants WHERE status = 'active' AND expires_at <= $1";
@@ -180,6 +200,20 @@ impl Store {
 }
 
 impl Tx {
+    /// Destroys grants' wraps of every version of `document` but `current`: agencies read
+    /// the current version only, so a replaced version's keys go with it.
+    pub async fn delete_superseded_grant_wraps(
+        &mut self,
+        document: DocumentId,
+        current: i32,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "DELETE FROM grant_key_wraps WHERE document_id = $1 AND version <> $2";
+        on_engine!(self, c => {
+            sqlx::query(SQL).bind(document).bind(current).execute(&mut **c).await?;
+        });
+        Ok(())
+    }
+
     /// Inserts a grant.
     pub async fn insert_grant(&mut self, g: &GrantRow) -> Result<(), StoreError> {
         let sql = format!(

@@ -134,7 +134,9 @@ pub struct Store {
 impl Store {
     /// Connects to the database the configuration names. For SQLite the file and its
     /// directory are created if missing, in WAL mode with foreign keys enforced, a busy
-    /// timeout, and `synchronous=FULL` so every commit is durable (SPEC G2, G7).
+    /// timeout, `synchronous=FULL` so every commit is durable (SPEC G2, G7), and
+    /// `secure_delete` so what a statement deletes or overwrites — a destroyed key wrap —
+    /// is zeroed in the page rather than left in free space (see [`Store::scrub`]).
     pub async fn connect(config: &Config) -> Result<Self, StoreError> {
         let pool = match config.engine {
             Engine::Sqlite => {
@@ -144,6 +146,7 @@ impl Store {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
                     .foreign_keys(true)
+                    .pragma("secure_delete", "ON")
                     .busy_timeout(Duration::from_secs(10));
                 if let Some(dir) = options.get_filename().parent()
                     && !dir.as_os_str().is_empty()
@@ -189,6 +192,34 @@ impl Store {
             sqlx::query("SELECT 1").execute(p).await?;
         });
         Ok(())
+    }
+
+    /// After keys were destroyed (a grant ended, a document deleted or replaced, a vault
+    /// key rotated): makes the destruction hold on disk as far as the engine allows. On
+    /// SQLite the pages were already zeroed (`secure_delete`), but their earlier images
+    /// stay in the write-ahead log until it is reset, so the log is checkpointed into the
+    /// database and truncated to nothing. Best effort: a checkpoint that cannot finish now
+    /// (readers still on old pages) is logged and happens at the next one.
+    ///
+    /// PostgreSQL keeps dead row versions until VACUUM and the WAL until it is recycled;
+    /// `docs/THREAT_MODEL.md` says how operators bound that.
+    pub async fn scrub(&self) {
+        if let OnEngine::Sqlite(p) = &self.pool {
+            match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(p)
+                .await
+            {
+                Ok((0, _, _)) => {}
+                Ok((_, log, done)) => {
+                    tracing::warn!(
+                        log,
+                        done,
+                        "write-ahead log not fully reset after a key destruction; it will be at the next checkpoint"
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "write-ahead log checkpoint failed"),
+            }
+        }
     }
 
     /// Which engine this store runs on.

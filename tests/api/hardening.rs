@@ -2,11 +2,221 @@
 //! spreadsheet or into junk in every event of a request.
 
 use custodia::agencies::Level;
+use custodia::ids::GrantId;
+use serde_json::json;
 
 use crate::agency_kit::Agency;
-use crate::helpers::{Backend, both_backends, spawn_app};
+use crate::citizen_kit::{Citizen, licence_fields, pdf_bytes};
+use crate::helpers::{Backend, TestApp, TestEnv, both_backends, national_id, spawn_app};
 
-both_backends!(a_hostile_officer_id_opens_as_text_and_a_junk_request_id_is_replaced,);
+both_backends!(
+    a_hostile_officer_id_opens_as_text_and_a_junk_request_id_is_replaced,
+    destroyed_grant_keys_are_gone_from_the_database_files,
+    disabling_an_agency_ends_its_grants,
+    a_replaced_version_takes_its_grant_wraps_with_it,
+);
+
+/// Every stored key-wrap byte string of `grant`: the grant key's wrap and its data-key wraps.
+async fn wrap_bytes(app: &TestApp, grant: &str) -> Vec<Vec<u8>> {
+    let id: GrantId = grant.parse().unwrap();
+    let mut out: Vec<Vec<u8>> = app
+        .state
+        .store
+        .grant_wraps(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.wrapped_key)
+        .collect();
+    if let Some(w) = app.state.store.grant(id).await.unwrap().grant_key_wrap {
+        out.push(w);
+    }
+    out
+}
+
+/// The bytes of the SQLite database and its write-ahead log, as a thief of the disk
+/// would read them.
+fn database_files(env: &TestEnv) -> Vec<u8> {
+    let mut all = Vec::new();
+    for name in ["custodia.db", "custodia.db-wal", "custodia.db-journal"] {
+        if let Ok(bytes) = std::fs::read(env.data_dir().join(name)) {
+            all.extend_from_slice(&bytes);
+        }
+    }
+    all
+}
+
+fn holds(haystack: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(haystack, needle).is_some()
+}
+
+async fn full_grant(c: &Citizen, agency: &Agency, doc: &str, days: i64) -> String {
+    c.grant_to(
+        &agency.id,
+        json!({ "document_ids": [doc], "tier": "full", "purpose": "设立登记材料核验", "duration_days": days }),
+    )
+    .await
+}
+
+/// After a revoke and after an expiry, the destroyed wraps are in no file of the database
+/// (SQLite: `secure_delete` and a truncated log), and in no row on either engine.
+async fn destroyed_grant_keys_are_gone_from_the_database_files(backend: Backend) {
+    let (env, app) = spawn_app(backend).await;
+    let agency = Agency::create(&app, "市场监督管理局", Level::Provincial).await;
+    let c = Citizen::register(&app, &national_id(700), "Shred").await;
+    let doc = c
+        .licence("粉碎科技有限公司", Some(pdf_bytes(4096, "shred")))
+        .await;
+
+    let revoked = full_grant(&c, &agency, &doc, 7).await;
+    let wraps = wrap_bytes(&app, &revoked).await;
+    assert_eq!(wraps.len(), 2, "a grant key and one data-key wrap");
+    if backend == Backend::Sqlite {
+        let files = database_files(&env);
+        assert!(
+            wraps.iter().all(|w| holds(&files, w)),
+            "the control: the live wraps are on disk before the revoke"
+        );
+    }
+    let r = c
+        .post(&format!("/me/grants/{revoked}/revoke"), json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(wrap_bytes(&app, &revoked).await.is_empty());
+    if backend == Backend::Sqlite {
+        let files = database_files(&env);
+        for w in &wraps {
+            assert!(!holds(&files, w), "a revoked wrap is still on disk");
+        }
+    }
+
+    // Expiry ends the grant at its time, by the timer, without any request.
+    let expiring = full_grant(&c, &agency, &doc, 1).await;
+    let wraps = wrap_bytes(&app, &expiring).await;
+    assert_eq!(wraps.len(), 2);
+    app.clock
+        .advance(time::Duration::days(1) + time::Duration::seconds(1));
+    let id: GrantId = expiring.parse().unwrap();
+    let mut ended = false;
+    for _ in 0..100 {
+        if app
+            .state
+            .store
+            .grant(id)
+            .await
+            .unwrap()
+            .grant_key_wrap
+            .is_none()
+        {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ended, "the expiry timer ended the grant");
+    assert_eq!(
+        app.state.store.grant(id).await.unwrap().status,
+        custodia::status::GrantStatus::Expired
+    );
+    assert!(wrap_bytes(&app, &expiring).await.is_empty());
+    if backend == Backend::Sqlite {
+        let files = database_files(&env);
+        for w in &wraps {
+            assert!(!holds(&files, w), "an expired wrap is still on disk");
+        }
+    }
+    app.stop().await;
+}
+
+async fn disabling_an_agency_ends_its_grants(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let agency = Agency::create(&app, "市场监督管理局", Level::Provincial).await;
+    let other = Agency::create(&app, "税务局", Level::Provincial).await;
+    let c = Citizen::register(&app, &national_id(701), "Disabled").await;
+    let doc = c.licence("停用科技有限公司", None).await;
+    let gone = full_grant(&c, &agency, &doc, 7).await;
+    let kept = full_grant(&c, &other, &doc, 7).await;
+    custodia::agencies::disable(&app.state, agency.id.parse().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        wrap_bytes(&app, &gone).await.is_empty(),
+        "its keys are destroyed"
+    );
+    assert_eq!(
+        wrap_bytes(&app, &kept).await.len(),
+        2,
+        "another agency's grant stands"
+    );
+    assert_eq!(
+        app.state
+            .store
+            .grant(gone.parse().unwrap())
+            .await
+            .unwrap()
+            .status,
+        custodia::status::GrantStatus::Revoked
+    );
+    let activity: serde_json::Value = c
+        .get("/me/activity?action=grant.revoke")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        activity["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["detail"] == "the agency was disabled"),
+        "{activity:#}"
+    );
+    app.stop().await;
+}
+
+async fn a_replaced_version_takes_its_grant_wraps_with_it(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let agency = Agency::create(&app, "市场监督管理局", Level::Provincial).await;
+    let c = Citizen::register(&app, &national_id(702), "Replace").await;
+    let doc = c.licence("旧版科技有限公司", None).await;
+    let grant = c
+        .grant_to(
+            &agency.id,
+            json!({ "document_types": ["business_license"], "tier": "full", "purpose": "设立登记材料核验", "duration_days": 7 }),
+        )
+        .await;
+    let before = app
+        .state
+        .store
+        .grant_wraps(grant.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        before.iter().map(|w| w.version).collect::<Vec<_>>(),
+        vec![1]
+    );
+    let r = c
+        .upload(
+            Some(&doc),
+            "business_license",
+            licence_fields("新版科技有限公司"),
+            None,
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let after = app
+        .state
+        .store
+        .grant_wraps(grant.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        after.iter().map(|w| w.version).collect::<Vec<_>>(),
+        vec![2],
+        "the grant holds the current version only"
+    );
+    app.stop().await;
+}
 
 async fn a_hostile_officer_id_opens_as_text_and_a_junk_request_id_is_replaced(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;

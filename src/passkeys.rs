@@ -12,7 +12,7 @@ use custodia_crypto::{Aad, KeyEncryptionKey, SecretBytes, envelope, kdf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
-use webauthn_rs::prelude::Url;
+use webauthn_rs::prelude::{Passkey, Url};
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
 use crate::error::Error;
@@ -28,6 +28,9 @@ pub struct Passkeys {
     pub webauthn: Webauthn,
     /// The origin browsers use.
     pub origin: Url,
+    /// A real passkey made at start and never stored, whose public half stands in for the
+    /// passkeys of a national ID that has no account (see [`Passkeys::decoy_for`]).
+    decoy: serde_json::Value,
 }
 
 impl Passkeys {
@@ -39,11 +42,43 @@ impl Passkeys {
         let webauthn = WebauthnBuilder::new(rp_id, origin)?
             .rp_name("Custodia")
             .build()?;
+        let decoy = make_decoy(&webauthn, origin)?;
         Ok(Self {
             webauthn,
             origin: origin.clone(),
+            decoy,
         })
     }
+
+    /// A passkey for a national ID without an account: the decoy with a credential id
+    /// derived from `seed` (the ID's blind index), so sign-in options for an unknown ID look
+    /// like — and stay as stable as — a real account's, and sign-in start is no oracle for
+    /// who is registered. No assertion can ever verify against it.
+    pub fn decoy_for(&self, seed: &[u8]) -> Result<Passkey, Error> {
+        let id = custodia_crypto::digest::sha256(
+            &[b"custodia decoy credential".as_slice(), seed].concat(),
+        );
+        let mut json = self.decoy.clone();
+        let slot = json
+            .get_mut("cred")
+            .and_then(|c| c.get_mut("cred_id"))
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("decoy passkey has no cred_id")))?;
+        *slot = serde_json::Value::String(URL_SAFE_NO_PAD.encode(&id[..16]));
+        serde_json::from_value(json).map_err(|e| Error::Internal(e.into()))
+    }
+}
+
+/// Registers a software passkey with `webauthn` once, in memory, for [`Passkeys::decoy_for`].
+fn make_decoy(webauthn: &Webauthn, origin: &Url) -> anyhow::Result<serde_json::Value> {
+    use webauthn_authenticator_rs::WebauthnAuthenticator;
+    use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+    let (options, state) =
+        webauthn.start_passkey_registration(Uuid::new_v4(), "decoy", "decoy", None)?;
+    let credential = SoftPasskey::new(true)
+        .do_registration(origin.clone(), options)
+        .map_err(|e| anyhow::anyhow!("decoy passkey: {e:?}"))?;
+    let passkey = webauthn.finish_passkey_registration(&credential, &state)?;
+    Ok(serde_json::to_value(passkey)?)
 }
 
 /// Kinds of ceremony; a token of one kind never finishes another.

@@ -169,7 +169,8 @@ struct RegisterState {
 
 #[derive(Serialize, Deserialize)]
 struct LoginState {
-    citizen_id: CitizenId,
+    /// `None` for a national ID without an account (a decoy ceremony that never verifies).
+    citizen_id: Option<CitizenId>,
     authentication: PasskeyAuthentication,
 }
 
@@ -213,6 +214,22 @@ pub async fn register_start(
     let existing = ctx.store.citizen_by_index(&index).await?;
     let typed = enrolment_code.map(str::trim).filter(|c| !c.is_empty());
     let enrolment = match (&existing, typed) {
+        // Without a code, whether the ID has an account is not told: the same answer
+        // either way (only `open` registration, for demonstrations, says so).
+        (_, None) if ctx.config.registration == Registration::Enrolment => {
+            return Err(invalid(
+                "enrolment_code",
+                "is required: registration needs the one-time code issued for your national ID \
+                 number (by letter, at a service counter, or by an enrolling agency)",
+            ));
+        }
+        (_, None) if ctx.config.registration == Registration::Oidc => {
+            return Err(invalid(
+                "enrolment_code",
+                "is required: sign in with your national eID first (GET /auth/oidc/start), \
+                 or give the one-time code issued for your national ID number",
+            ));
+        }
         (Some(_), None) => {
             return Err(Error::Conflict(
                 "An account with this national ID number already exists. Sign in, use your \
@@ -221,20 +238,6 @@ pub async fn register_start(
             ));
         }
         (_, Some(code)) => Some(enrolment::live(ctx, &index, code).await?),
-        (None, None) if ctx.config.registration == Registration::Enrolment => {
-            return Err(invalid(
-                "enrolment_code",
-                "is required: registration needs the one-time code issued for your national ID \
-                 number (by letter, at a service counter, or by an enrolling agency)",
-            ));
-        }
-        (None, None) if ctx.config.registration == Registration::Oidc => {
-            return Err(invalid(
-                "enrolment_code",
-                "is required: sign in with your national eID first (GET /auth/oidc/start), \
-                 or give the one-time code issued for your national ID number",
-            ));
-        }
         (None, None) => None,
     };
     let (citizen_id, kind) = match &existing {
@@ -496,6 +499,10 @@ pub(crate) fn stored_passkeys(rows: &[CredentialRow]) -> Result<Vec<Passkey>, Er
 /// Limited per client address only. A per-account limit on sign-in protects nothing a
 /// passkey needs (an assertion cannot be guessed) and lets anyone who knows a national ID —
 /// every agency holding a grant does — lock its owner out of revoking that grant.
+///
+/// No oracle: a national ID without an account gets options of the same shape, naming a
+/// credential derived from the ID (stable across starts, as a real one is), and its finish
+/// fails like a wrong passkey.
 #[tracing::instrument(skip_all)]
 pub async fn login_start(
     ctx: &Context,
@@ -505,17 +512,21 @@ pub async fn login_start(
     ratelimit::check(ctx, ratelimit::LOGIN_PER_ADDR, client).await?;
     let national_id = NationalId::parse(national_id)?;
     let index = national_id_index(ctx, &national_id);
-    let citizen = ctx
-        .store
-        .citizen_by_index(&index)
-        .await?
-        .ok_or_else(|| Error::Invalid {
-            field: "national_id",
-            message: "no account uses this national ID number; register first".into(),
-        })?;
-    let (options, authentication) = authentication_start(ctx, citizen.id).await?;
+    let (citizen_id, (options, authentication)) = match ctx.store.citizen_by_index(&index).await? {
+        Some(citizen) => (
+            Some(citizen.id),
+            authentication_start(ctx, citizen.id).await?,
+        ),
+        None => (
+            None,
+            ctx.passkeys
+                .webauthn
+                .start_passkey_authentication(&[ctx.passkeys.decoy_for(&index)?])
+                .map_err(|e| Error::Internal(anyhow::anyhow!("webauthn start: {e}")))?,
+        ),
+    };
     let state = LoginState {
-        citizen_id: citizen.id,
+        citizen_id,
         authentication,
     };
     let token =
@@ -533,7 +544,10 @@ pub async fn login_finish(
 ) -> Result<(CitizenId, Issued), Error> {
     let now = ctx.clock.now_ms();
     let state: LoginState = passkeys::finish(&ctx.store, CeremonyKind::Login, token, now).await?;
-    let rows = ctx.store.citizen_credentials(state.citizen_id).await?;
+    let Some(citizen_id) = state.citizen_id else {
+        return Err(auth_failed());
+    };
+    let rows = ctx.store.citizen_credentials(citizen_id).await?;
     let verified = passkeys::verify_assertion(
         &ctx.passkeys,
         &ctx.store,
@@ -545,19 +559,18 @@ pub async fn login_finish(
     .await?;
     if !verified {
         let event =
-            crate::audit::citizen_event(&ctx.store, state.citizen_id, crate::audit::Action::Login)
+            crate::audit::citizen_event(&ctx.store, citizen_id, crate::audit::Action::Login)
                 .await
                 .outcome(crate::audit::Outcome::Failed)
                 .detail("the passkey assertion did not verify");
         ctx.audit.record(event).await;
         return Err(auth_failed());
     }
-    let issued = sessions::create(ctx, Principal::Citizen(state.citizen_id), None).await?;
+    let issued = sessions::create(ctx, Principal::Citizen(citizen_id), None).await?;
     ctx.audit
         .record(
-            crate::audit::citizen_event(&ctx.store, state.citizen_id, crate::audit::Action::Login)
-                .await,
+            crate::audit::citizen_event(&ctx.store, citizen_id, crate::audit::Action::Login).await,
         )
         .await;
-    Ok((state.citizen_id, issued))
+    Ok((citizen_id, issued))
 }

@@ -10,8 +10,10 @@
 //! sealed with the fields, so every later `verify` read re-checks the signature.
 //!
 //! An unregistered national ID gets the same answer as a registered one (the API is no
-//! oracle for who is registered); the deposit is then discarded and the refusal recorded
-//! in the audit trail for auditors.
+//! oracle for who is registered): the deposit is checked, encrypted and written exactly as
+//! for a registered ID — so a wrong digest, a file that is not a PDF or one too large is
+//! refused alike, in about the same time — and then discarded, the refusal recorded in
+//! the audit trail for auditors.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -54,6 +56,8 @@ pub struct Accepted {
 /// A deposit whose signature and shape have been checked, ready to receive its file.
 pub struct Deposit {
     draft: Option<Draft>,
+    /// Whether the national ID has an account (else the draft is a decoy).
+    registered: bool,
     id: DocumentId,
     issuer: AgencyId,
     doc_type: String,
@@ -174,19 +178,21 @@ impl Deposit {
             signature: URL_SAFE_NO_PAD.encode(&signature),
             issuer_public_key: URL_SAFE_NO_PAD.encode(&key),
         };
-        let (draft, pseudonym) = match citizen {
-            Some(c) => {
-                let mut draft = Draft::deposit(c.id, &c.public_key, issuance)?;
-                if let Some(sha) = &signed.file_sha256 {
-                    draft.expect_file_sha256(sha);
-                }
-                (Some(draft), Some(c.pseudonym))
-            }
-            None => (None, None),
+        let registered = citizen.is_some();
+        let (mut draft, pseudonym) = match citizen {
+            Some(c) => (
+                Draft::deposit(c.id, &c.public_key, issuance)?,
+                Some(c.pseudonym),
+            ),
+            None => (Draft::decoy(issuance)?, None),
         };
+        if let Some(sha) = &signed.file_sha256 {
+            draft.expect_file_sha256(sha);
+        }
         Ok(Self {
-            id: draft.as_ref().map_or_else(DocumentId::random, Draft::id),
-            draft,
+            id: draft.id(),
+            draft: Some(draft),
+            registered,
             issuer: issuer.id,
             doc_type: signed.doc_type,
             fields: signed.fields,
@@ -212,7 +218,8 @@ impl Deposit {
         }
     }
 
-    /// Feeds file bytes (discarded unread for an unregistered citizen).
+    /// Feeds file bytes (checked and encrypted alike for an unregistered citizen, then
+    /// discarded at commit).
     pub async fn push_file(&mut self, bytes: &[u8]) -> Result<(), Error> {
         match self.draft.as_mut() {
             Some(d) => d.push_file(bytes).await,
@@ -242,7 +249,12 @@ impl Deposit {
             crate::audit::Action::DocumentDeposit,
         )
         .request(self.request_id.as_deref());
-        let Some(draft) = self.draft.take() else {
+        let draft = self
+            .draft
+            .take()
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a deposit committed twice")))?;
+        let stored = draft.commit(ctx, &self.doc_type, &self.fields).await?;
+        if !self.registered {
             ctx.audit
                 .append(
                     event
@@ -251,8 +263,7 @@ impl Deposit {
                 )
                 .await?;
             return Ok(accepted);
-        };
-        let stored = draft.commit(ctx, &self.doc_type, &self.fields).await?;
+        }
         ctx.audit
             .append(
                 event

@@ -31,6 +31,10 @@ pub struct Draft {
     data_key: DataKey,
     file: Option<FileUpload>,
     expect_file_sha256: Option<String>,
+    /// Does all the work of a deposit — checks, encryption, sealing, blob writes — for a
+    /// national ID without an account, then keeps nothing: so the answer, and its timing,
+    /// say nothing about who is registered.
+    decoy: bool,
 }
 
 /// Who will hold the new version's data key.
@@ -69,6 +73,7 @@ impl Draft {
             data_key: DataKey::generate(),
             file: None,
             expect_file_sha256: None,
+            decoy: false,
         })
     }
 
@@ -93,7 +98,17 @@ impl Draft {
             data_key: DataKey::generate(),
             file: None,
             expect_file_sha256: None,
+            decoy: false,
         })
+    }
+
+    /// A deposit for a national ID without an account, done in full and then discarded
+    /// (see the `decoy` field): sealed to a fresh key nobody keeps.
+    pub fn decoy(issuance: Issuance) -> Result<Self, Error> {
+        let (_, public_key) = hpke_seal::generate_keypair();
+        let mut draft = Self::deposit(CitizenId::random(), &public_key.to_bytes(), issuance)?;
+        draft.decoy = true;
+        Ok(draft)
     }
 
     /// The document's id.
@@ -130,6 +145,7 @@ impl Draft {
             data_key: DataKey::generate(),
             file: None,
             expect_file_sha256: None,
+            decoy: false,
         })
     }
 
@@ -286,6 +302,16 @@ impl Draft {
                 }
             }
         };
+        if self.decoy {
+            if let Some((name, _)) = &blob {
+                discard_blob(ctx, name).await;
+            }
+            return Ok(Stored {
+                id: self.document,
+                version: self.version,
+                doc_type: doc_type.to_owned(),
+            });
+        }
         let version = VersionRow {
             document_id: self.document,
             version: self.version,

@@ -489,14 +489,14 @@ async fn reads_are_counted_and_a_grant_is_exhausted(backend: Backend) {
     );
 }
 
-fn sign_deposit(key: &SigningKey, mut doc: Value) -> Value {
+pub(crate) fn sign_deposit(key: &SigningKey, mut doc: Value) -> Value {
     let canonical = digest::canonical_json(&doc).unwrap();
     let sig = key.sign_raw(canonical.as_bytes());
     doc["signature"] = json!(URL_SAFE_NO_PAD.encode(sig));
     doc
 }
 
-fn clearance(national_id: &str, file_sha256: Option<&str>) -> Value {
+pub(crate) fn clearance(national_id: &str, file_sha256: Option<&str>) -> Value {
     let mut doc = json!({
         "national_id": national_id,
         "type": "tax_clearance",

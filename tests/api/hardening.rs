@@ -10,6 +10,8 @@ use crate::citizen_kit::{Citizen, licence_fields, pdf_bytes};
 use crate::helpers::{Backend, TestApp, TestEnv, both_backends, national_id, spawn_app};
 
 both_backends!(
+    deposits_answer_alike_for_registered_and_unregistered_ids,
+    sign_in_and_registration_start_answer_alike_for_unknown_ids,
     a_hostile_officer_id_opens_as_text_and_a_junk_request_id_is_replaced,
     destroyed_grant_keys_are_gone_from_the_database_files,
     disabling_an_agency_ends_its_grants,
@@ -310,5 +312,168 @@ async fn a_hostile_officer_id_opens_as_text_and_a_junk_request_id_is_replaced(ba
             .unwrap()
             .contains("\"officer_id\":\"=HYPERLINK(")
     );
+    app.stop().await;
+}
+
+/// The parts of an answer a caller sees, without the ids that differ anyway.
+async fn answer(r: reqwest::Response) -> (u16, Option<serde_json::Value>) {
+    let status = r.status().as_u16();
+    let mut body: serde_json::Value = r.json().await.unwrap_or(serde_json::Value::Null);
+    if let Some(map) = body.as_object_mut() {
+        map.remove("id");
+    }
+    (status, Some(body))
+}
+
+/// SPEC G4 and no oracle: whatever is wrong with a deposit — its digest, its file's kind,
+/// its size — the answer is the same whether the national ID has an account or not.
+async fn deposits_answer_alike_for_registered_and_unregistered_ids(backend: Backend) {
+    use base64::Engine as _;
+    let mut env = TestEnv::new(backend).await;
+    env.vars
+        .insert("CUSTODIA_MAX_UPLOAD_BYTES".into(), (64 * 1024).to_string());
+    let app = env.start().await.unwrap();
+    let key = custodia_crypto::sign::SigningKey::generate();
+    let public =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes());
+    let issuer = Agency::create_with(
+        &app,
+        "国家税务总局北京市税务局",
+        Level::Provincial,
+        Some(&public),
+    )
+    .await;
+    let registered = Citizen::register(&app, &national_id(710), "Known").await;
+    let unregistered = national_id(711);
+
+    let send = |nid: String, sha: Option<String>, file: Option<Vec<u8>>| {
+        let doc = crate::agency_api::sign_deposit(
+            &key,
+            crate::agency_api::clearance(&nid, sha.as_deref()),
+        );
+        let mut form = reqwest::multipart::Form::new().text("document", doc.to_string());
+        if let Some(bytes) = file {
+            form = form.part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name("完税证明.pdf"),
+            );
+        }
+        issuer
+            .http
+            .post(app.url("/api/v1/issued-documents"))
+            .bearer_auth(&issuer.key)
+            .multipart(form)
+            .send()
+    };
+    let sha = |b: &[u8]| custodia_crypto::digest::hex(&custodia_crypto::digest::sha256(b));
+    let pdf = pdf_bytes(5000, "clearance");
+    let html = b"<html><script>alert(1)</script></html>".repeat(20);
+    let huge = pdf_bytes(100 * 1024, "huge");
+    type Case = (&'static str, Option<String>, Option<Vec<u8>>, u16);
+    let cases: Vec<Case> = vec![
+        ("a good deposit", Some(sha(&pdf)), Some(pdf.clone()), 202),
+        (
+            "a wrong digest",
+            Some(sha(b"something else")),
+            Some(pdf.clone()),
+            422,
+        ),
+        ("not a PDF", Some(sha(&html)), Some(html.clone()), 415),
+        ("too large", Some(sha(&huge)), Some(huge.clone()), 413),
+        ("a digest without a file", Some(sha(&pdf)), None, 422),
+    ];
+    for (what, digest, file, status) in cases {
+        let known = answer(
+            send(registered.national_id.clone(), digest.clone(), file.clone())
+                .await
+                .unwrap(),
+        )
+        .await;
+        let unknown = answer(send(unregistered.clone(), digest, file).await.unwrap()).await;
+        assert_eq!(known.0, status, "{what}: {known:?}");
+        assert_eq!(known, unknown, "{what}: the answers differ");
+    }
+    // Only the good deposit for the registered ID was kept.
+    let docs = app
+        .state
+        .store
+        .citizen_documents(registered.citizen_id.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(docs.len(), 1);
+    app.stop().await;
+}
+
+async fn sign_in_and_registration_start_answer_alike_for_unknown_ids(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let known = Citizen::register(&app, &national_id(720), "Known").await;
+    let unknown = national_id(721);
+    let start = |nid: String| {
+        let http = app.new_client();
+        let url = app.url("/auth/login/start");
+        async move {
+            let r = http
+                .post(url)
+                .json(&json!({ "national_id": nid }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            (http, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let shape = |v: &serde_json::Value| {
+        let pk = &v["publicKey"];
+        let mut keys: Vec<String> = pk.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        (
+            keys,
+            pk["allowCredentials"].as_array().unwrap().len(),
+            pk["userVerification"].clone(),
+        )
+    };
+    let (_, real) = start(known.national_id.clone()).await;
+    let (http, fake) = start(unknown.clone()).await;
+    assert_eq!(shape(&real), shape(&fake), "{real:#} / {fake:#}");
+    let (_, again) = start(unknown.clone()).await;
+    assert_eq!(
+        fake["publicKey"]["allowCredentials"], again["publicKey"]["allowCredentials"],
+        "an unknown ID names the same credential every time, as a real one does"
+    );
+    assert_ne!(
+        fake["publicKey"]["allowCredentials"],
+        start(national_id(722)).await.1["publicKey"]["allowCredentials"],
+        "and a different one for another ID"
+    );
+    // A real assertion — another account's — sent to finish the unknown ID's ceremony
+    // fails as a wrong passkey does.
+    let mut known = known;
+    let assertion = known.assertion().await;
+    let r = http
+        .post(app.url("/auth/login/finish"))
+        .json(&json!({ "credential": assertion }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Registration without a code says the same for an ID with and without an account.
+    let reg = |nid: String| {
+        let http = app.new_client();
+        let url = app.url("/auth/register/start");
+        async move {
+            answer(
+                http.post(url)
+                    .json(&json!({ "national_id": nid, "display_name": "Someone" }))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let with_account = reg(known.national_id.clone()).await;
+    assert_eq!(with_account.0, 422);
+    assert_eq!(with_account, reg(unknown).await);
     app.stop().await;
 }

@@ -65,7 +65,12 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let (_env, app) = helpers::spawn_app(helpers::Backend::Sqlite).await;
+        // Sign-in starts are limited per client address: each round comes from its own
+        // (documentation-range) address, named by the trusted loopback proxy.
+        let mut env = helpers::TestEnv::new(helpers::Backend::Sqlite).await;
+        env.vars
+            .insert("CUSTODIA_TRUSTED_PROXIES".into(), "127.0.0.1".into());
+        let app = env.start().await.unwrap();
         let key = SigningKey::generate();
         let public = URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes());
         let issuer = agencies::create(
@@ -119,6 +124,10 @@ fn main() {
                 let started = Instant::now();
                 let r = http
                     .post(app.url("/auth/login/start"))
+                    .header(
+                        "x-forwarded-for",
+                        format!("198.51.{}.{}", round / 250, round % 250),
+                    )
                     .json(&json!({ "national_id": nid }))
                     .send()
                     .await

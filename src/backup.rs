@@ -92,10 +92,46 @@ pub async fn run(config: &Config, out: &Path) -> anyhow::Result<Written> {
         }
         Engine::Postgres => {
             let target = out.join("custodia.pgdump");
-            let status = std::process::Command::new("pg_dump")
+            // The connection goes by environment, never on the command line, where any
+            // user of the machine could read the password in the process list.
+            let url = url::Url::parse(&config.database_url).context("the database URL")?;
+            let mut command = std::process::Command::new("pg_dump");
+            command
                 .args(["--format=custom", "--no-owner", "--file"])
                 .arg(&target)
-                .arg(&config.database_url)
+                .env_remove("PGPASSWORD");
+            if let Some(host) = url.host_str() {
+                command.env("PGHOST", host.trim_start_matches('[').trim_end_matches(']'));
+            }
+            if let Some(port) = url.port() {
+                command.env("PGPORT", port.to_string());
+            }
+            if !url.username().is_empty() {
+                let user = percent_decode(url.username());
+                command.env("PGUSER", user);
+            }
+            if let Some(password) = url.password() {
+                command.env("PGPASSWORD", percent_decode(password));
+            }
+            let database = percent_decode(url.path().trim_start_matches('/'));
+            if !database.is_empty() {
+                command.env("PGDATABASE", database);
+            }
+            for (k, v) in url.query_pairs() {
+                match k.as_ref() {
+                    "sslmode" => {
+                        command.env("PGSSLMODE", v.as_ref());
+                    }
+                    "sslrootcert" => {
+                        command.env("PGSSLROOTCERT", v.as_ref());
+                    }
+                    "host" => {
+                        command.env("PGHOST", v.as_ref());
+                    }
+                    _ => {}
+                }
+            }
+            let status = command
                 .status()
                 .context("running pg_dump (install the PostgreSQL client tools)")?;
             if !status.success() {
@@ -107,7 +143,13 @@ pub async fn run(config: &Config, out: &Path) -> anyhow::Result<Written> {
     let BlobLocation::File(root) = &config.blob_store;
     let blobs = copy_blobs(root, &out.join("blobs"))?;
     let mut keys = Vec::new();
-    for key in [config.master_key_file.clone(), config.signing_key_file()] {
+    // Every key file: the master key, the next one while `keys rotate-master` is under
+    // way (some service keys are already wrapped under it), and the signing key.
+    for key in [
+        config.master_key_file.clone(),
+        crate::keyring::next_master_file(&config.master_key_file),
+        config.signing_key_file(),
+    ] {
         if key.exists() {
             let target = out.join(key.file_name().context("key file name")?);
             copy_private(&key, &target)?;
@@ -130,4 +172,11 @@ pub async fn run(config: &Config, out: &Path) -> anyhow::Result<Written> {
         blobs,
         keys,
     })
+}
+
+/// `%XX` escapes of a URL part decoded (user names and passwords may hold any byte).
+fn percent_decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }

@@ -134,6 +134,14 @@ pub struct Config {
     pub registration: Registration,
     /// The national eID provider, set exactly when `registration` is `oidc`.
     pub oidc: Option<OidcSettings>,
+    /// `CUSTODIA_METRICS_TOKEN`: the bearer token `/metrics` asks for (at least 16
+    /// characters). Without it and without `metrics_listen`, `/metrics` is not served.
+    pub metrics_token: Option<String>,
+    /// `CUSTODIA_METRICS_LISTEN`: a separate address serving only `/metrics` (a private
+    /// interface for the scraper); `/metrics` is then not served on `CUSTODIA_LISTEN`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `CUSTODIA_QUOTA_MIB`: how many MiB of files each citizen may store (default 512).
+    pub quota_bytes: u64,
 }
 
 /// One witness of the audit log.
@@ -211,6 +219,21 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "CUSTODIA_TRUSTED_PROXIES",
         "(none)",
         "reverse proxies (CIDRs) whose X-Forwarded-For / Forwarded name the client",
+    ),
+    (
+        "CUSTODIA_QUOTA_MIB",
+        "512",
+        "files each citizen may store, in MiB",
+    ),
+    (
+        "CUSTODIA_METRICS_TOKEN",
+        "(none)",
+        "bearer token /metrics asks for (16+ characters)",
+    ),
+    (
+        "CUSTODIA_METRICS_LISTEN",
+        "(none)",
+        "separate address serving only /metrics",
     ),
     (
         "CUSTODIA_REGISTRATION",
@@ -565,6 +588,43 @@ impl Config {
             }
         };
         let oidc = parse_oidc(&get, registration)?;
+        let metrics_token = match get("CUSTODIA_METRICS_TOKEN") {
+            None => None,
+            Some(t) if t.trim().len() >= 16 && t.trim().bytes().all(|b| b.is_ascii_graphic()) => {
+                Some(t.trim().to_owned())
+            }
+            Some(_) => {
+                return Err(bad(
+                    "CUSTODIA_METRICS_TOKEN",
+                    "must be at least 16 printable characters without spaces \
+                     (e.g. `openssl rand -hex 32`)",
+                ));
+            }
+        };
+        let quota_bytes = match get("CUSTODIA_QUOTA_MIB") {
+            None => 512 * 1024 * 1024,
+            Some(raw) => raw
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|m| (1..=1024 * 1024).contains(m))
+                .map(|m| m * 1024 * 1024)
+                .ok_or_else(|| {
+                    bad(
+                        "CUSTODIA_QUOTA_MIB",
+                        format!("'{raw}' is not a number of MiB from 1 to 1048576"),
+                    )
+                })?,
+        };
+        let metrics_listen = match get("CUSTODIA_METRICS_LISTEN") {
+            None => None,
+            Some(raw) => Some(raw.trim().parse::<SocketAddr>().map_err(|_| {
+                bad(
+                    "CUSTODIA_METRICS_LISTEN",
+                    format!("'{raw}' is not a socket address such as 10.0.0.5:9100"),
+                )
+            })?),
+        };
 
         Ok(Self {
             data_dir,
@@ -583,6 +643,9 @@ impl Config {
             trusted_proxies,
             registration,
             oidc,
+            metrics_token,
+            metrics_listen,
+            quota_bytes,
         })
     }
 

@@ -44,6 +44,8 @@ pub enum StartError {
 /// A server bound to its port, ready to run.
 pub struct Server {
     listener: TcpListener,
+    /// `CUSTODIA_METRICS_LISTEN`, bound.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
 }
 
@@ -67,8 +69,20 @@ impl Server {
                 what: "listen",
                 source,
             })?;
+        let metrics_listener = match context.config.metrics_listen {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Io {
+                        what: "metrics listen (CUSTODIA_METRICS_LISTEN)",
+                        source,
+                    })?,
+            ),
+        };
         Ok(Self {
             listener,
+            metrics_listener,
             state: AppState(Arc::new(context)),
         })
     }
@@ -76,6 +90,13 @@ impl Server {
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address the metrics listener bound, if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The shared state (tests reach the store and keys through it).
@@ -93,6 +114,14 @@ impl Server {
         let maintenance = tokio::spawn(maintain(self.state.0.clone()));
         let witnessing = tokio::spawn(crate::transparency::witnesses::run(self.state.0.clone()));
         let expiry = tokio::spawn(crate::grants::expire_on_time(self.state.0.clone()));
+        let metrics = self.metrics_listener.map(|listener| {
+            let app = http::metrics_app(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "metrics listener stopped");
+                }
+            })
+        });
         let app = http::app(self.state);
         axum::serve(
             self.listener,
@@ -103,10 +132,16 @@ impl Server {
         maintenance.abort();
         witnessing.abort();
         expiry.abort();
+        if let Some(metrics) = &metrics {
+            metrics.abort();
+        }
         // The tasks were aborted; their cancellation results carry nothing to report.
         let _ = maintenance.await;
         let _ = witnessing.await;
         let _ = expiry.await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         store.close().await;
         Ok(())
     }

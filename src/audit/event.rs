@@ -69,6 +69,8 @@ named_enum! {
         AuditorInvite => "auditor.invite",
         /// `auditor.enrol`
         AuditorEnrol => "auditor.enrol",
+        /// `auditor.disable`: an auditor's access ended by the operator
+        AuditorDisable => "auditor.disable",
         /// `audit.query`
         AuditQuery => "audit.query",
         /// `audit.verify`

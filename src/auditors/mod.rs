@@ -102,7 +102,8 @@ struct EnrolState {
 
 #[derive(Serialize, Deserialize)]
 struct LoginState {
-    auditor_id: AuditorId,
+    /// `None` for a name no enabled auditor has (a decoy ceremony that never verifies).
+    auditor_id: Option<AuditorId>,
     authentication: PasskeyAuthentication,
 }
 
@@ -210,26 +211,60 @@ pub async fn enrol_finish(
     Ok((state.auditor_id, issued))
 }
 
-/// Starts an auditor's sign-in by name.
+/// Disables an auditor (`custodia auditor disable ID`): every session of theirs ends now,
+/// and neither their passkeys nor a ceremony started before opens a new one.
+#[tracing::instrument(skip_all, fields(auditor = %id))]
+pub async fn disable(ctx: &Context, id: AuditorId) -> Result<(), Error> {
+    ctx.store.auditor(id).await?;
+    let mut tx = ctx.store.begin().await?;
+    let changed = tx.disable_auditor(id, ctx.clock.now_ms()).await?;
+    tx.commit().await?;
+    if !changed {
+        return Err(Error::Conflict("This auditor is already disabled.".into()));
+    }
+    ctx.audit
+        .append(
+            Event::new(
+                ActorKind::Operator,
+                None,
+                crate::audit::Action::AuditorDisable,
+            )
+            .objects([id.to_string()]),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Starts an auditor's sign-in by name. Limited per client address, and the same answer
+/// for a name no enabled auditor has (options naming a stable decoy credential), so the
+/// route tells nobody which names exist.
 #[tracing::instrument(skip_all)]
 pub async fn login_start(
     ctx: &Context,
     name: &str,
+    client: &str,
 ) -> Result<(RequestChallengeResponse, String), Error> {
-    let not_found = || Error::Unauthenticated("No auditor by that name.".into());
-    let auditor = ctx
-        .store
-        .auditor_by_name(name.trim())
-        .await?
-        .ok_or_else(not_found)?;
-    let creds: Vec<Passkey> = stored_passkeys(&ctx.store.auditor_credentials(auditor.id).await?)?;
+    crate::ratelimit::check(ctx, crate::ratelimit::LOGIN_PER_ADDR, client).await?;
+    let name = name.trim();
+    let auditor = ctx.store.auditor_by_name(name).await?;
+    let creds: Vec<Passkey> = match &auditor {
+        Some(a) => stored_passkeys(&ctx.store.auditor_credentials(a.id).await?)?,
+        None => {
+            let seed = custodia_crypto::digest::blind_index(
+                &ctx.keys.blind_index,
+                "auditor-name",
+                name.as_bytes(),
+            );
+            vec![ctx.passkeys.decoy_for(&seed)?]
+        }
+    };
     let (options, authentication) = ctx
         .passkeys
         .webauthn
         .start_passkey_authentication(&creds)
         .map_err(|e| Error::Internal(anyhow::anyhow!("webauthn start: {e}")))?;
     let state = LoginState {
-        auditor_id: auditor.id,
+        auditor_id: auditor.map(|a| a.id),
         authentication,
     };
     let ceremony = passkeys::begin(
@@ -252,12 +287,20 @@ pub async fn login_finish(
     let now = ctx.clock.now_ms();
     let state: LoginState =
         passkeys::finish(&ctx.store, CeremonyKind::AuditorLogin, ceremony, now).await?;
+    let refused = || Error::Unauthenticated("The passkey could not be verified.".into());
+    let Some(auditor_id) = state.auditor_id else {
+        return Err(refused());
+    };
+    // Disabled since the ceremony started: refused like a wrong passkey.
+    if ctx.store.auditor(auditor_id).await?.disabled_at.is_some() {
+        return Err(refused());
+    }
     let event = Event::new(
         ActorKind::Auditor,
-        Some(state.auditor_id.to_string()),
+        Some(auditor_id.to_string()),
         crate::audit::Action::Login,
     );
-    let rows = ctx.store.auditor_credentials(state.auditor_id).await?;
+    let rows = ctx.store.auditor_credentials(auditor_id).await?;
     let verified = passkeys::verify_assertion(
         &ctx.passkeys,
         &ctx.store,
@@ -271,13 +314,11 @@ pub async fn login_finish(
         ctx.audit
             .record(event.outcome(crate::audit::Outcome::Failed))
             .await;
-        return Err(Error::Unauthenticated(
-            "The passkey could not be verified.".into(),
-        ));
+        return Err(refused());
     }
-    let issued = sessions::create(ctx, Principal::Auditor(state.auditor_id), None).await?;
+    let issued = sessions::create(ctx, Principal::Auditor(auditor_id), None).await?;
     ctx.audit.record(event).await;
-    Ok((state.auditor_id, issued))
+    Ok((auditor_id, issued))
 }
 
 /// The auditor a session belongs to; citizens are refused.

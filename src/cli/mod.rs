@@ -131,6 +131,11 @@ enum AuditorCommand {
         #[arg(long)]
         name: String,
     },
+    /// End an auditor's access: every session ends now and no new one opens.
+    Disable {
+        /// The auditor's id (in the trail of their enrolment, `auditor.enrol`).
+        id: crate::ids::AuditorId,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -388,6 +393,14 @@ pub fn main() -> ExitCode {
                         "custodia: give this link to {name} only; it enrols one passkey and expires in {} hours.",
                         crate::auditors::INVITE_HOURS
                     );
+                    Ok(())
+                })
+                .await
+            }
+            Command::Auditor(AuditorCommand::Disable { id }) => {
+                with_context(config, |ctx| async move {
+                    crate::auditors::disable(&ctx, id).await?;
+                    println!("auditor {id} disabled: every session ended");
                     Ok(())
                 })
                 .await

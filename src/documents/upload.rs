@@ -57,6 +57,8 @@ pub struct FileUpload {
     media_type: Option<MediaType>,
     size: u64,
     limit: u64,
+    /// The citizen's storage quota and what they already store (uploads, not deposits).
+    quota: Option<(u64, u64)>,
     name: String,
     out: Vec<u8>,
 }
@@ -159,6 +161,19 @@ impl Draft {
             .create()
             .await
             .map_err(|e| Error::Internal(e.into()))?;
+        // A citizen's own uploads count against their quota; an issuer's deposits do not
+        // (the citizen did not choose them).
+        let quota = match self.holder {
+            Holder::Vault(_) => {
+                let used = ctx.store.citizen_stored_bytes(self.citizen).await?;
+                let used = u64::try_from(used).unwrap_or(0);
+                if used >= ctx.config.quota_bytes {
+                    return Err(quota_full(ctx.config.quota_bytes, used));
+                }
+                Some((ctx.config.quota_bytes, used))
+            }
+            Holder::Sealed { .. } => None,
+        };
         ctx.store
             .insert_pending_blob(writer.name().as_str(), ctx.clock.now_ms())
             .await?;
@@ -179,6 +194,7 @@ impl Draft {
             media_type: None,
             size: 0,
             limit: ctx.config.max_upload_bytes,
+            quota,
             name: sanitise_filename(filename),
             out: Vec::with_capacity(CHUNK_LEN + 64),
         });
@@ -197,6 +213,11 @@ impl Draft {
                 "The file is larger than the limit of {} MiB.",
                 file.limit / (1024 * 1024)
             )));
+        }
+        if let Some((quota, used)) = file.quota
+            && used + file.size > quota
+        {
+            return Err(quota_full(quota, used));
         }
         if file.media_type.is_none() {
             file.head.extend(bytes.iter().take(16));
@@ -470,6 +491,16 @@ impl Draft {
             discard_blob(ctx, &name).await;
         }
     }
+}
+
+fn quota_full(quota: u64, used: u64) -> Error {
+    const MIB: u64 = 1024 * 1024;
+    Error::TooLarge(format!(
+        "Your storage quota of {} MiB would be exceeded ({} MiB used). Delete documents you \
+         no longer need, or store a smaller file.",
+        quota / MIB,
+        used.div_ceil(MIB)
+    ))
 }
 
 fn unsupported() -> Error {

@@ -16,7 +16,7 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 use super::AppState;
 use super::auth::with_cookies;
 use super::error::ApiError;
-use super::extract::{Authed, CEREMONY, Cookies, SESSION};
+use super::extract::{Authed, CEREMONY, ClientAddr, Cookies, SESSION};
 #[allow(unused_imports)]
 use super::openapi::{CitizenErrors, Problem};
 use crate::auditors::{self, Query as AuditQuery};
@@ -108,9 +108,10 @@ async fn enrol_finish(
     responses((status = 200, description = "WebAuthn request options", body = Object, example = json!({"publicKey":{"challenge":"base64url…"}})), CitizenErrors))]
 async fn login_start(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     Json(body): Json<LoginStart>,
 ) -> Result<Response, ApiError> {
-    let (options, ceremony) = auditors::login_start(&state, &body.name).await?;
+    let (options, ceremony) = auditors::login_start(&state, &body.name, &client).await?;
     let cookies = Cookies::for_state(&state);
     Ok(with_cookies(
         serde_json::to_value(options).map_err(ApiError::internal)?,

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -53,11 +53,71 @@ pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(render))
 }
 
-/// `GET /metrics`.
+/// Whether `headers` carry `Authorization: Bearer <token>` (compared in constant time).
+fn bearer_is(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| custodia_crypto::ct_eq(given.trim().as_bytes(), token.as_bytes()))
+}
+
+fn unauthorised() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "Not signed in",
+        "/metrics needs `Authorization: Bearer <CUSTODIA_METRICS_TOKEN>`.",
+    )
+}
+
+/// `GET /metrics` on the main listener: only with `CUSTODIA_METRICS_TOKEN` (and no
+/// separate metrics address), and then only with that bearer token.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    summary = "Prometheus metrics (no personal data in labels)",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
+    summary = "Prometheus metrics (no personal data in labels); bearer CUSTODIA_METRICS_TOKEN",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 401, description = "No or wrong bearer token", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not served on this address (no token set, or a separate CUSTODIA_METRICS_LISTEN)", body = super::openapi::Problem, content_type = "application/problem+json")))]
+pub async fn render(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(token) = state.config.metrics_token.as_deref() else {
+        return Err(ApiError::not_found());
+    };
+    if state.config.metrics_listen.is_some() {
+        return Err(ApiError::not_found());
+    }
+    if !bearer_is(&headers, token) {
+        return Err(unauthorised());
+    }
+    scrape(&state).await
+}
+
+/// `GET /metrics` on `CUSTODIA_METRICS_LISTEN`: that address is the door; the token, when
+/// set, is asked for too.
+pub async fn render_dedicated(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(token) = state.config.metrics_token.as_deref()
+        && !bearer_is(&headers, token)
+    {
+        return Err(unauthorised());
+    }
+    scrape(&state).await
+}
+
+/// The router of the separate metrics listener: `/metrics` and nothing else.
+pub fn dedicated_router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(render_dedicated))
+        .fallback(|| async { ApiError::not_found() })
+        .with_state(state)
+}
+
+async fn scrape(state: &AppState) -> Result<Response, ApiError> {
     let now = state.clock.now_ms();
     let (grants, requests) = state.store.live_counts(now).await?;
     metrics::gauge!("custodia_live_grants").set(grants as f64);

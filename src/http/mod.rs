@@ -107,6 +107,13 @@ pub fn app(state: AppState) -> Router {
     harden(routes)
 }
 
+/// The separate metrics listener's application (`CUSTODIA_METRICS_LISTEN`): `/metrics`
+/// only, with the same middleware.
+pub fn metrics_app(state: AppState) -> Router {
+    metrics::install();
+    harden(metrics::dedicated_router(state))
+}
+
 /// The middleware every request passes through, around any routes: body limit,
 /// compression, panic containment, problem+json errors, security headers, request ids and
 /// tracing.

@@ -11,6 +11,9 @@ use super::error::ApiError;
 #[allow(unused_imports)]
 use super::openapi::{CitizenErrors, Problem};
 
+/// How long a successful blob-store probe answers `/readyz` for.
+const BLOB_PROBE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `/healthz` and `/readyz`.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -43,10 +46,14 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         tracing::warn!(error = %e, "readiness: database unreachable");
         ApiError::unavailable("The database is not reachable.")
     })?;
-    state.blobs.check().await.map_err(|e| {
-        tracing::warn!(error = %e, "readiness: blob store unusable");
-        ApiError::unavailable("The blob store is not writable.")
-    })?;
+    state
+        .blobs
+        .check_recent(BLOB_PROBE_MAX_AGE)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "readiness: blob store unusable");
+            ApiError::unavailable("The blob store is not writable.")
+        })?;
     Ok(Json(
         json!({ "status": "ready", "database": "ok", "blob_store": "ok" }),
     ))

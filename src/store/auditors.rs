@@ -81,6 +81,23 @@ impl Store {
 }
 
 impl Tx {
+    /// Disables an auditor and ends every session of theirs; `false` if already disabled.
+    pub async fn disable_auditor(
+        &mut self,
+        id: AuditorId,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str =
+            "UPDATE auditors SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL";
+        let n = on_engine!(self, c => {
+            sqlx::query(SQL).bind(now_ms).bind(id).execute(&mut **c).await?.rows_affected()
+        });
+        on_engine!(self, c => {
+            sqlx::query("DELETE FROM sessions WHERE auditor_id = $1").bind(id).execute(&mut **c).await?;
+        });
+        Ok(n == 1)
+    }
+
     /// Uses an invite once, for `auditor`; returns whether it was still unused and valid.
     pub async fn use_invite(
         &mut self,

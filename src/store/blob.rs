@@ -45,6 +45,8 @@ impl BlobName {
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
+    /// When [`BlobStore::check`] last succeeded, for [`BlobStore::check_recent`].
+    last_ok: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl BlobStore {
@@ -52,7 +54,10 @@ impl BlobStore {
     pub async fn open(location: &BlobLocation) -> io::Result<Self> {
         let BlobLocation::File(root) = location;
         fs::create_dir_all(root.join("tmp")).await?;
-        Ok(Self { root: root.clone() })
+        Ok(Self {
+            root: root.clone(),
+            last_ok: std::sync::Arc::default(),
+        })
     }
 
     /// Starts writing a new blob under a fresh name.
@@ -89,6 +94,24 @@ impl BlobStore {
     /// Whether a committed blob exists.
     pub async fn exists(&self, name: &BlobName) -> io::Result<bool> {
         fs::try_exists(self.path(name)).await
+    }
+
+    /// As [`BlobStore::check`], but a success within `max_age` stands for a new probe:
+    /// an anonymous `/readyz` caller cannot make the node write and sync a file per call.
+    /// A failure is never kept, so recovery shows at once.
+    pub async fn check_recent(&self, max_age: std::time::Duration) -> io::Result<()> {
+        // A poisoned lock only means a panic while storing an Instant; the value is whole.
+        let fresh = self
+            .last_ok
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < max_age);
+        if fresh {
+            return Ok(());
+        }
+        self.check().await?;
+        *self.last_ok.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+        Ok(())
     }
 
     /// Proves the store is usable: writes, syncs and removes a probe file.

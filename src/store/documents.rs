@@ -32,6 +32,16 @@ pub struct VersionRow {
 }
 
 impl Store {
+    /// Bytes a citizen's stored files take (every version of every live document).
+    pub async fn citizen_stored_bytes(&self, citizen: CitizenId) -> Result<i64, StoreError> {
+        const SQL: &str = "SELECT CAST(COALESCE(SUM(v.blob_size), 0) AS BIGINT) FROM document_versions v \
+            JOIN documents d ON d.id = v.document_id \
+            WHERE d.citizen_id = $1 AND d.deleted_at IS NULL";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_scalar::<_, i64>(SQL).bind(citizen).fetch_one(p).await?
+        }))
+    }
+
     /// A citizen's live documents, newest first.
     pub async fn citizen_documents(
         &self,

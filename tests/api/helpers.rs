@@ -109,6 +109,7 @@ impl TestEnv {
             Server::build_with_clock(self.config(), Arc::new(clock.clone()) as Arc<dyn Clock>)
                 .await?;
         let addr = server.local_addr().expect("bound address");
+        let metrics_base = server.metrics_addr().map(|a| format!("http://{a}"));
         let state = server.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
@@ -121,6 +122,7 @@ impl TestEnv {
         });
         Ok(TestApp {
             base: format!("http://{addr}"),
+            metrics_base,
             client: reqwest::Client::builder()
                 .cookie_store(true)
                 .build()
@@ -161,6 +163,9 @@ impl Drop for TestEnv {
 /// A running server and a client for it.
 pub struct TestApp {
     pub base: String,
+    /// The separate metrics listener (`CUSTODIA_METRICS_LISTEN`), when configured.
+    #[allow(dead_code)]
+    pub metrics_base: Option<String>,
     pub client: reqwest::Client,
     pub state: AppState,
     #[allow(dead_code)]

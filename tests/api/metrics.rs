@@ -6,7 +6,18 @@ use serde_json::json;
 
 use crate::agency_kit::Agency;
 use crate::citizen_kit::Citizen;
-use crate::helpers::{Backend, national_id, spawn_app};
+use crate::helpers::{Backend, TestApp, TestEnv, national_id};
+
+const TOKEN: &str = "a-metrics-token-for-the-scraper";
+
+async fn scrape(app: &TestApp) -> reqwest::Response {
+    app.client
+        .get(app.url("/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
 
 fn value(text: &str, prefix: &str) -> f64 {
     text.lines()
@@ -17,8 +28,11 @@ fn value(text: &str, prefix: &str) -> f64 {
 
 #[tokio::test]
 async fn metrics_move_with_a_flow_and_hold_no_personal_data() {
-    let (_env, app) = spawn_app(Backend::Sqlite).await;
-    let before = app.get("/metrics").await.text().await.unwrap();
+    let mut env = TestEnv::new(Backend::Sqlite).await;
+    env.vars
+        .insert("CUSTODIA_METRICS_TOKEN".into(), TOKEN.into());
+    let app = env.start().await.unwrap();
+    let before = scrape(&app).await.text().await.unwrap();
     let agency = Agency::create(&app, "指标局", Level::Provincial).await;
     let c = Citizen::register(&app, &national_id(701), "王指标").await;
     let doc = c.licence("指标公司", None).await;
@@ -27,7 +41,7 @@ async fn metrics_move_with_a_flow_and_hold_no_personal_data() {
     assert_eq!(agency.read(&read).await.status(), 200);
     assert_eq!(agency.read(&format!("{read}/file")).await.status(), 403);
 
-    let response = app.get("/metrics").await;
+    let response = scrape(&app).await;
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]
@@ -60,4 +74,59 @@ async fn metrics_move_with_a_flow_and_hold_no_personal_data() {
     ] {
         assert!(!after.contains(secret), "{secret} leaked into /metrics");
     }
+}
+
+/// `/metrics` is no open door: not served without a token, 401 without the right one, and
+/// with a separate metrics address served there only.
+#[tokio::test]
+async fn metrics_are_served_only_behind_a_token_or_on_their_own_address() {
+    let env = TestEnv::new(Backend::Sqlite).await;
+    let app = env.start().await.unwrap();
+    assert_eq!(
+        app.get("/metrics").await.status(),
+        404,
+        "no token set: not served"
+    );
+    app.stop().await;
+
+    let mut env = TestEnv::new(Backend::Sqlite).await;
+    env.vars
+        .insert("CUSTODIA_METRICS_TOKEN".into(), TOKEN.into());
+    let app = env.start().await.unwrap();
+    let anonymous = app.get("/metrics").await;
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(
+        anonymous.headers()["content-type"],
+        "application/problem+json"
+    );
+    let wrong = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth("a-metrics-token-for-the-scrapeR")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(scrape(&app).await.status(), 200);
+    app.stop().await;
+
+    let mut env = TestEnv::new(Backend::Sqlite).await;
+    env.vars
+        .insert("CUSTODIA_METRICS_LISTEN".into(), "127.0.0.1:0".into());
+    let app = env.start().await.unwrap();
+    assert_eq!(
+        app.get("/metrics").await.status(),
+        404,
+        "not on the public address"
+    );
+    let own = app.metrics_base.clone().unwrap();
+    let r = reqwest::get(format!("{own}/metrics")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("custodia_"));
+    assert_eq!(
+        reqwest::get(format!("{own}/me")).await.unwrap().status(),
+        404,
+        "the metrics address serves nothing else"
+    );
+    app.stop().await;
 }

@@ -149,16 +149,18 @@ pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error
         expires_at: None,
     })
     .await?;
+    crate::audit::stage(
+        &mut tx,
+        operator_event(crate::audit::Action::AgencyCreate, id).detail(format!(
+            "level {}, issuer {}",
+            new.level.as_str(),
+            new.issuer
+        )),
+        now,
+    )
+    .await?;
     tx.commit().await?;
-    ctx.audit
-        .append(
-            operator_event(crate::audit::Action::AgencyCreate, id).detail(format!(
-                "level {}, issuer {}",
-                new.level.as_str(),
-                new.issuer
-            )),
-        )
-        .await?;
+    ctx.audit.flush().await;
     tracing::info!(agency = %id, level = new.level.as_str(), issuer = new.issuer, "agency created");
     Ok(Created { id, api_key })
 }

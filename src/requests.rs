@@ -20,7 +20,7 @@ use crate::error::{Error, invalid};
 use crate::grants::{self, GrantRequest, GrantView, MAX_DAYS};
 use crate::ids::{AccessRequestId, AgencyId, DocumentId, GrantId};
 use crate::sessions::Session;
-use crate::status::{GrantStatus, RequestStatus};
+use crate::status::RequestStatus;
 use crate::store::agencies::AgencyRow;
 use crate::store::requests::RequestRow;
 
@@ -177,46 +177,49 @@ pub async fn create(
     let citizen_id = ctx.store.citizen_by_index(&index).await?.map(|c| c.id);
     let now = ctx.clock.now_ms();
     let id = AccessRequestId::random();
-    ctx.store
-        .insert_request(&RequestRow {
-            id,
-            agency_id: agency.id,
-            citizen_id,
-            document_types: serde_json::json!(types).to_string(),
-            tier: req.tier,
-            fields: serde_json::json!(fields).to_string(),
-            purpose_code: req.purpose_code.clone(),
-            purpose: purpose.to_owned(),
-            legal_basis: legal_basis.map(str::to_owned),
-            officer_id: officer_id.map(str::to_owned),
-            case_id: case_id.map(str::to_owned),
-            duration_days: i32::try_from(req.duration_days).unwrap_or(1),
-            retention_days: req.retention_days,
-            status: RequestStatus::Pending,
-            created_at: now,
-            expires_at: now + PENDING_DAYS * 86_400_000,
-            decided_at: None,
-            grant_id: None,
-        })
-        .await?;
     let pseudonym = match citizen_id {
         Some(c) => Some(ctx.store.citizen(c).await?.pseudonym),
         None => None,
     };
-    ctx.audit
-        .append(
-            crate::audit::Event::new(
-                crate::audit::ActorKind::Agency,
-                Some(agency.id.to_string()),
-                crate::audit::Action::RequestCreate,
-            )
-            .officer(officer_id, case_id)
-            .citizen(pseudonym.as_deref())
-            .objects([id.to_string()])
-            .purpose(Some(&req.purpose_code))
-            .tier(req.tier, Some(fields.iter().cloned().collect())),
+    let mut tx = ctx.store.begin().await?;
+    tx.insert_request(&RequestRow {
+        id,
+        agency_id: agency.id,
+        citizen_id,
+        document_types: serde_json::json!(types).to_string(),
+        tier: req.tier,
+        fields: serde_json::json!(fields).to_string(),
+        purpose_code: req.purpose_code.clone(),
+        purpose: purpose.to_owned(),
+        legal_basis: legal_basis.map(str::to_owned),
+        officer_id: officer_id.map(str::to_owned),
+        case_id: case_id.map(str::to_owned),
+        duration_days: i32::try_from(req.duration_days).unwrap_or(1),
+        retention_days: req.retention_days,
+        status: RequestStatus::Pending,
+        created_at: now,
+        expires_at: now + PENDING_DAYS * 86_400_000,
+        decided_at: None,
+        grant_id: None,
+    })
+    .await?;
+    crate::audit::stage(
+        &mut tx,
+        crate::audit::Event::new(
+            crate::audit::ActorKind::Agency,
+            Some(agency.id.to_string()),
+            crate::audit::Action::RequestCreate,
         )
-        .await?;
+        .officer(officer_id, case_id)
+        .citizen(pseudonym.as_deref())
+        .objects([id.to_string()])
+        .purpose(Some(&req.purpose_code))
+        .tier(req.tier, Some(fields.iter().cloned().collect())),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.audit.flush().await;
     Ok((id, "pending"))
 }
 
@@ -453,28 +456,6 @@ pub async fn approve(
         Some(r.id),
     )
     .await?;
-    let now = ctx.clock.now_ms();
-    let mut tx = ctx.store.begin().await?;
-    let decided = tx
-        .decide_request(id, RequestStatus::Approved, Some(grant.id), now)
-        .await?;
-    if !decided {
-        // Decided meanwhile (another tab): the grant just made must not live.
-        tx.end_grant(grant.id, Some(citizen), GrantStatus::Revoked, now)
-            .await?;
-        tx.commit().await?;
-        return Err(Error::Conflict(
-            "This request was answered meanwhile.".into(),
-        ));
-    }
-    tx.commit().await?;
-    let event =
-        crate::audit::citizen_event(&ctx.store, citizen, crate::audit::Action::RequestApprove)
-            .await
-            .grant(Some(grant.id))
-            .objects([id.to_string(), r.agency_id.to_string()])
-            .purpose(Some(&r.purpose_code));
-    ctx.audit.record(event).await;
     Ok(grant)
 }
 

@@ -1,7 +1,7 @@
 //! What an event says: the action, the outcome, who acted, and the builder every part of
 //! Custodia fills in before appending.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::chain;
 use crate::ids::GrantId;
@@ -238,9 +238,67 @@ impl Event {
         self.action.as_str()
     }
 
+    /// The event in the form it is queued, staged in a change's transaction and chained
+    /// in: every value as it will be stored.
+    pub(crate) fn stage(self) -> Staged {
+        Staged {
+            actor_kind: self.actor_kind.to_owned(),
+            actor_id: self.actor_id,
+            officer_id: self.officer_id,
+            case_id: self.case_id,
+            citizen: self.citizen,
+            action: self.action.as_str().to_owned(),
+            object_ids: self.object_ids,
+            grant_id: self.grant_id,
+            purpose: self.purpose,
+            tier: self.tier.map(|t| t.as_str().to_owned()),
+            fields: self.fields,
+            outcome: self.outcome.as_str().to_owned(),
+            bytes_sent: self.bytes_sent,
+            request_id: self.request_id,
+            detail: self.detail,
+        }
+    }
+}
+
+/// An event with every value as it will be stored, not yet given its place in the chain:
+/// what the sequencer appends, and what a change's transaction stages in `audit_outbox`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Staged {
+    actor_kind: String,
+    actor_id: Option<String>,
+    officer_id: Option<String>,
+    case_id: Option<String>,
+    citizen: Option<String>,
+    action: String,
+    object_ids: Vec<String>,
+    grant_id: Option<GrantId>,
+    purpose: Option<String>,
+    tier: Option<String>,
+    fields: Option<Vec<String>>,
+    outcome: String,
+    bytes_sent: Option<i64>,
+    request_id: Option<String>,
+    detail: Option<String>,
+}
+
+impl Staged {
+    /// The action name.
+    pub(super) fn action(&self) -> &str {
+        &self.action
+    }
+
     /// The citizen concerned, by pseudonym.
     pub(super) fn citizen_pseudonym(&self) -> Option<&str> {
         self.citizen.as_deref()
+    }
+
+    /// The read this event claimed was refused when its batch committed.
+    pub(super) fn refused(mut self, detail: &str) -> Self {
+        self.outcome = Outcome::Refused.as_str().to_owned();
+        self.detail = Some(detail.to_owned());
+        self.bytes_sent = None;
+        self
     }
 
     /// The stored row at `seq` following `prev_hash`, and its Merkle leaf (both from one
@@ -249,20 +307,20 @@ impl Event {
         let mut row = AuditRow {
             seq,
             at,
-            actor_kind: self.actor_kind.to_owned(),
+            actor_kind: self.actor_kind,
             actor_id: self.actor_id,
             officer_id: self.officer_id,
             case_id: self.case_id,
             citizen_pseudonym: self.citizen,
-            action: self.action.as_str().to_owned(),
+            action: self.action,
             object_ids: serde_json::to_string(&self.object_ids).unwrap_or_else(|_| "[]".into()),
             grant_id: self.grant_id,
             purpose: self.purpose,
-            tier: self.tier.map(|t| t.as_str().to_owned()),
+            tier: self.tier,
             fields: self
                 .fields
                 .map(|f| serde_json::to_string(&f).unwrap_or_else(|_| "[]".into())),
-            outcome: self.outcome.as_str().to_owned(),
+            outcome: self.outcome,
             bytes_sent: self.bytes_sent,
             request_id: self.request_id,
             detail: self.detail,

@@ -6,10 +6,10 @@ use tokio::sync::{mpsc, oneshot};
 use custodia_crypto::tlog::TreeHash;
 
 use super::chain::LogSigner;
+use super::event::Staged;
 use super::tree::Appender;
 use super::{
     APPEND_TIMEOUT, Action, ActorKind, CHECKPOINT_EVERY, CHECKPOINT_EVERY_EVENTS, Event, MAX_BATCH,
-    Outcome,
 };
 use crate::clock::Clock;
 use crate::error::Error;
@@ -33,7 +33,8 @@ pub enum Claim {
 }
 
 struct Pending {
-    event: Event,
+    /// `None`: no event of its own, only a batch now (to chain what changes staged).
+    event: Option<Staged>,
     claim: Option<GrantId>,
     reply: oneshot::Sender<Result<Claim, String>>,
 }
@@ -54,11 +55,21 @@ impl AuditLog {
     /// Records a change that has already committed. A change stands even if its record
     /// cannot be written then; the failure is logged as an error with the action so an
     /// operator can see the gap. (Reads never take this path: they are recorded first and
-    /// refused without a record, see [`AuditLog::append_read`].)
+    /// refused without a record, see [`AuditLog::append_read`]. Changes that must not
+    /// stand without their record stage it in their own transaction, [`stage`].)
     pub async fn record(&self, event: Event) {
         let action = event.action();
         if let Err(e) = self.append(event).await {
             tracing::error!(action, error = %e, "a committed change could not be recorded in the audit trail");
+        }
+    }
+
+    /// Chains what committed changes staged (see [`stage`]) now, and waits for it. Their
+    /// records are already durable in the outbox, so a failure here loses nothing: the
+    /// next batch, the next minute's tick or the next start chains them.
+    pub async fn flush(&self) {
+        if let Err(e) = self.send(None, None).await {
+            tracing::warn!(error = %e, "staged audit events not chained yet; they will be");
         }
     }
 
@@ -155,7 +166,13 @@ impl AuditLog {
     }
 
     async fn submit(&self, event: Event, claim: Option<GrantId>) -> Result<Claim, Error> {
-        let action = event.action();
+        self.send(Some(event.stage()), claim).await
+    }
+
+    async fn send(&self, event: Option<Staged>, claim: Option<GrantId>) -> Result<Claim, Error> {
+        let action = event
+            .as_ref()
+            .map_or_else(|| "(staged)".to_owned(), |e| e.action().to_owned());
         let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         let sent = self.queue.send(Pending {
@@ -199,11 +216,18 @@ struct Sequencer {
 
 impl Sequencer {
     async fn run(self, mut rx: mpsc::Receiver<Pending>) {
+        // What changes staged before a crash or on another node is chained at once.
+        if let Err(e) = self.commit(Vec::new()).await {
+            tracing::warn!(error = %e, "could not chain staged audit events at start; will retry");
+        }
         loop {
             let first = match tokio::time::timeout(CHECKPOINT_EVERY, rx.recv()).await {
                 Ok(Some(p)) => p,
                 Ok(None) => return,
                 Err(_) => {
+                    if let Err(e) = self.commit(Vec::new()).await {
+                        tracing::warn!(error = %e, "could not chain staged audit events; will retry");
+                    }
                     if let Err(e) = self.checkpoint_if_due().await {
                         tracing::warn!(error = %e, "could not sign an audit checkpoint");
                     }
@@ -218,7 +242,7 @@ impl Sequencer {
                 }
             }
             metrics::histogram!("custodia_audit_batch_size").record(batch.len() as f64);
-            let events: Vec<(Event, Option<GrantId>)> =
+            let events: Vec<(Option<Staged>, Option<GrantId>)> =
                 batch.iter().map(|p| (p.event.clone(), p.claim)).collect();
             match self.commit(events).await {
                 Ok(outcomes) => {
@@ -237,22 +261,47 @@ impl Sequencer {
         }
     }
 
+    /// Appends `events` (a `None` only asks for a batch) after whatever changes staged in
+    /// the outbox, in one transaction; answers one outcome per entry of `events`.
     async fn commit(
         &self,
-        events: Vec<(Event, Option<GrantId>)>,
+        events: Vec<(Option<Staged>, Option<GrantId>)>,
     ) -> Result<Vec<Claim>, StoreError> {
         let now = self.clock.now_ms();
         let mut tx = self.store.begin().await?;
         let (mut seq, mut head) = tx.lock_audit_head().await?;
+        // Staged by committed changes (in their own transactions): chained first, in the
+        // order they committed, and taken out of the outbox in this same transaction.
+        let staged = tx.take_audit_outbox(MAX_BATCH).await?;
+        if staged.is_empty() && events.iter().all(|(e, _)| e.is_none()) {
+            drop(tx);
+            return Ok(events.iter().map(|_| Claim::Granted { seq }).collect());
+        }
+        let mut all: Vec<(Option<Staged>, Option<GrantId>, bool)> = Vec::new();
+        for json in staged {
+            match serde_json::from_str::<Staged>(&json) {
+                Ok(e) => all.push((Some(e), None, false)),
+                Err(e) => {
+                    return Err(StoreError::Other(anyhow::anyhow!(
+                        "a staged audit event does not parse: {e}"
+                    )));
+                }
+            }
+        }
+        all.extend(events.into_iter().map(|(e, c)| (e, c, true)));
         let signed_size = self.remembered()?.map(|(size, _)| tree_size(size));
         let mut tree = Appender::load_with(&mut tx, tree_size(seq), signed_size).await?;
         self.check_extends(&mut tx, &tree, seq).await?;
         let mut last = tx.last_checkpoint_mark().await?.unwrap_or((0, 0));
         let mut checkpoints = Vec::new();
-        let mut outcomes = Vec::with_capacity(events.len());
-        let mut written = Vec::with_capacity(events.len());
+        let mut outcomes = Vec::with_capacity(all.len());
+        let mut written = Vec::with_capacity(all.len());
         let mut exhausted_any = false;
-        for (mut event, claim) in events {
+        for (event, claim, answered) in all {
+            let Some(mut event) = event else {
+                outcomes.push(Claim::Granted { seq });
+                continue;
+            };
             let mut exhausted = None;
             let granted = match claim {
                 None => true,
@@ -264,21 +313,20 @@ impl Sequencer {
                         true
                     }
                     None => {
-                        event = event
-                            .outcome(Outcome::Refused)
-                            .detail("the grant is no longer active")
-                            .bytes(None);
+                        event = event.refused("the grant is no longer active");
                         false
                     }
                 },
             };
             let citizen = event.citizen_pseudonym().map(str::to_owned);
             let mut rows = vec![(seq + 1, event)];
-            outcomes.push(if granted {
-                Claim::Granted { seq: seq + 1 }
-            } else {
-                Claim::Refused { seq: seq + 1 }
-            });
+            if answered {
+                outcomes.push(if granted {
+                    Claim::Granted { seq: seq + 1 }
+                } else {
+                    Claim::Refused { seq: seq + 1 }
+                });
+            }
             if let Some(grant) = exhausted {
                 tx.end_grant(grant, None, crate::status::GrantStatus::Exhausted, now)
                     .await?;
@@ -286,7 +334,8 @@ impl Sequencer {
                 let ended = Event::new(ActorKind::System, None, Action::GrantExhausted)
                     .citizen(citizen.as_deref())
                     .grant(Some(grant))
-                    .objects([grant.to_string()]);
+                    .objects([grant.to_string()])
+                    .stage();
                 rows.push((seq + 2, ended));
             }
             for (at_seq, event) in rows {
@@ -436,4 +485,22 @@ async fn remembered(signer: &LogSigner) -> Option<(i64, TreeHash)> {
         tracing::warn!(path = %path.display(), "the audit checkpoint memory is not a checkpoint of this log; ignoring it");
     }
     opened
+}
+
+/// Stages `event` in the change's own transaction `tx` (the outbox): the change and its
+/// record commit together or not at all, and the sequencer chains it next (call
+/// [`AuditLog::flush`] after the commit to have it chained before answering). A staging
+/// that fails fails the change: nothing stands without its record (SPEC G2).
+pub async fn stage(tx: &mut crate::store::Tx, event: Event, now_ms: i64) -> Result<(), Error> {
+    let json = staged_json(event)?;
+    tx.stage_audit_event(&json, now_ms).await.map_err(|e| {
+        tracing::error!(error = %e, "could not stage an audit event; refusing the change");
+        Error::AuditUnavailable
+    })
+}
+
+/// The outbox form of `event`, for a transaction that stages it with
+/// `Tx::stage_audit_event` itself.
+pub fn staged_json(event: Event) -> Result<String, Error> {
+    serde_json::to_string(&event.stage()).map_err(|e| Error::Internal(e.into()))
 }

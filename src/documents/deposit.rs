@@ -249,10 +249,14 @@ impl Deposit {
             crate::audit::Action::DocumentDeposit,
         )
         .request(self.request_id.as_deref());
-        let draft = self
+        let mut draft = self
             .draft
             .take()
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("a deposit committed twice")))?;
+        if self.registered {
+            // Staged in the deposit's own transaction: no deposit without its record.
+            draft.record_deposit(event.clone().citizen(self.pseudonym.as_deref()));
+        }
         let stored = draft.commit(ctx, &self.doc_type, &self.fields).await?;
         if !self.registered {
             ctx.audit
@@ -264,13 +268,6 @@ impl Deposit {
                 .await?;
             return Ok(accepted);
         }
-        ctx.audit
-            .append(
-                event
-                    .citizen(self.pseudonym.as_deref())
-                    .objects([stored.id.to_string(), stored.doc_type.clone()]),
-            )
-            .await?;
         tracing::info!(document = %stored.id, issuer = %self.issuer, "issuer deposit stored");
         Ok(accepted)
     }

@@ -35,6 +35,8 @@ pub struct Draft {
     /// national ID without an account, then keeps nothing: so the answer, and its timing,
     /// say nothing about who is registered.
     decoy: bool,
+    /// The record of a deposit, staged in the transaction that stores it.
+    deposit_event: Option<crate::audit::Event>,
 }
 
 /// Who will hold the new version's data key.
@@ -76,6 +78,7 @@ impl Draft {
             file: None,
             expect_file_sha256: None,
             decoy: false,
+            deposit_event: None,
         })
     }
 
@@ -101,6 +104,7 @@ impl Draft {
             file: None,
             expect_file_sha256: None,
             decoy: false,
+            deposit_event: None,
         })
     }
 
@@ -111,6 +115,11 @@ impl Draft {
         let mut draft = Self::deposit(CitizenId::random(), &public_key.to_bytes(), issuance)?;
         draft.decoy = true;
         Ok(draft)
+    }
+
+    /// The deposit's record, committed with it (its document id and type are added).
+    pub fn record_deposit(&mut self, event: crate::audit::Event) {
+        self.deposit_event = Some(event);
     }
 
     /// The document's id.
@@ -148,6 +157,7 @@ impl Draft {
             file: None,
             expect_file_sha256: None,
             decoy: false,
+            deposit_event: None,
         })
     }
 
@@ -378,6 +388,35 @@ impl Draft {
                 return Err(e);
             }
         };
+        // The record commits with the version: an upload, a replacement, a deposit.
+        let record = match &self.holder {
+            Holder::Vault(_) => {
+                let action = if self.previous.is_some() {
+                    crate::audit::Action::DocumentReplace
+                } else {
+                    crate::audit::Action::DocumentUpload
+                };
+                Some(
+                    crate::audit::citizen_event(&ctx.store, self.citizen, action)
+                        .await
+                        .objects([self.document.to_string(), doc_type.to_owned()])
+                        .bytes(blob.as_ref().map(|(_, s)| *s)),
+                )
+            }
+            Holder::Sealed { .. } => self
+                .deposit_event
+                .take()
+                .map(|e| e.objects([self.document.to_string(), doc_type.to_owned()])),
+        };
+        let record = match record.map(crate::audit::staged_json).transpose() {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some((name, _)) = &blob {
+                    discard_blob(ctx, name).await;
+                }
+                return Err(e);
+            }
+        };
         let result = async {
             let mut tx = ctx.store.begin().await?;
             match self.previous {
@@ -407,6 +446,9 @@ impl Draft {
             if let Some((name, _)) = &blob {
                 tx.settle_blob(name.as_str()).await?;
             }
+            if let Some(json) = &record {
+                tx.stage_audit_event(json, now).await?;
+            }
             tx.commit().await
         }
         .await;
@@ -425,18 +467,7 @@ impl Draft {
             ctx.store.scrub().await;
         }
         tracing::info!(document = %self.document, version = self.version, "document stored");
-        if let Holder::Vault(_) = self.holder {
-            let action = if self.previous.is_some() {
-                crate::audit::Action::DocumentReplace
-            } else {
-                crate::audit::Action::DocumentUpload
-            };
-            let event = crate::audit::citizen_event(&ctx.store, self.citizen, action)
-                .await
-                .objects([self.document.to_string(), doc_type.to_owned()])
-                .bytes(blob.as_ref().map(|(_, s)| *s));
-            ctx.audit.record(event).await;
-        }
+        ctx.audit.flush().await;
         Ok(Stored {
             id: self.document,
             version: self.version,

@@ -437,13 +437,6 @@ pub(crate) async fn create_inner(
         receipt_signature: signature.to_vec(),
         created_at: now,
     };
-    let mut tx = ctx.store.begin().await?;
-    tx.insert_grant(&row).await?;
-    for w in &wraps {
-        tx.insert_grant_wrap(w).await?;
-    }
-    tx.commit().await?;
-    tracing::info!(grant = %id, agency = %agency.id, documents = wraps.len(), "grant created");
     let event =
         crate::audit::citizen_event(&ctx.store, citizen_id, crate::audit::Action::GrantCreate)
             .await
@@ -454,7 +447,48 @@ pub(crate) async fn create_inner(
             )
             .purpose(Some(purpose))
             .tier(req.tier, Some(row_fields(&row)));
-    ctx.audit.record(event).await;
+    let approval = match request_id {
+        None => None,
+        Some(request) => Some((
+            request,
+            crate::audit::citizen_event(
+                &ctx.store,
+                citizen_id,
+                crate::audit::Action::RequestApprove,
+            )
+            .await
+            .grant(Some(id))
+            .objects([request.to_string(), agency.id.to_string()])
+            .purpose(req.purpose_code.as_deref()),
+        )),
+    };
+    // The grant, its keys, the request's decision and both records: one transaction.
+    let mut tx = ctx.store.begin().await?;
+    tx.insert_grant(&row).await?;
+    for w in &wraps {
+        tx.insert_grant_wrap(w).await?;
+    }
+    crate::audit::stage(&mut tx, event, now).await?;
+    if let Some((request, approved)) = approval {
+        let decided = tx
+            .decide_request(
+                request,
+                crate::status::RequestStatus::Approved,
+                Some(id),
+                now,
+            )
+            .await?;
+        if !decided {
+            // Answered meanwhile (another tab): nothing of this grant is kept.
+            return Err(Error::Conflict(
+                "This request was answered meanwhile.".into(),
+            ));
+        }
+        crate::audit::stage(&mut tx, approved, now).await?;
+    }
+    tx.commit().await?;
+    ctx.audit.flush().await;
+    tracing::info!(grant = %id, agency = %agency.id, documents = wraps.len(), "grant created");
     Ok(view(&row, now))
 }
 

@@ -483,6 +483,30 @@ impl Store {
 }
 
 impl Tx {
+    /// Stages an event (the JSON of `audit::Staged`) in this change's transaction.
+    pub async fn stage_audit_event(&mut self, event: &str, now: i64) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO audit_outbox (event, created_at) VALUES ($1, $2)";
+        on_engine!(self, c => {
+            sqlx::query(SQL).bind(event).bind(now).execute(&mut **c).await?;
+        });
+        Ok(())
+    }
+
+    /// Takes (deletes) up to `limit` staged events, oldest first. Called under the audit
+    /// head's lock, so one sequencer at a time, on any node, takes each event once. One
+    /// statement selects and deletes, so a row that commits meanwhile is either taken
+    /// here or left for the next batch, never deleted unread.
+    pub async fn take_audit_outbox(&mut self, limit: usize) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "DELETE FROM audit_outbox WHERE id IN \
+            (SELECT id FROM audit_outbox ORDER BY id LIMIT $1) RETURNING id, event";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows: Vec<(i64, String)> = on_engine!(self, c => {
+            sqlx::query_as::<_, (i64, String)>(SQL).bind(limit).fetch_all(&mut **c).await?
+        });
+        rows.sort_by_key(|(id, _)| *id);
+        Ok(rows.into_iter().map(|(_, e)| e).collect())
+    }
+
     /// Reads the head and holds it for this transaction.
     pub async fn lock_audit_head(&mut self) -> Result<(i64, Vec<u8>), StoreError> {
         Ok(match self {

@@ -42,38 +42,6 @@ const COLUMNS: &str = "id, agency_id, citizen_id, document_types, tier, fields, 
     decided_at, grant_id";
 
 impl Store {
-    /// Stores a new request.
-    pub async fn insert_request(&self, r: &RequestRow) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO access_requests ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-             $11, $12, $13, $14, $15, $16, $17, $18)"
-        );
-        on_engine!(self.pool(), p => {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(r.id)
-                .bind(r.agency_id)
-                .bind(r.citizen_id)
-                .bind(&r.document_types)
-                .bind(r.tier)
-                .bind(&r.fields)
-                .bind(&r.purpose_code)
-                .bind(&r.purpose)
-                .bind(&r.legal_basis)
-                .bind(&r.officer_id)
-                .bind(&r.case_id)
-                .bind(r.duration_days)
-                .bind(r.retention_days)
-                .bind(r.status)
-                .bind(r.created_at)
-                .bind(r.expires_at)
-                .bind(r.decided_at)
-                .bind(r.grant_id)
-                .execute(p)
-                .await?;
-        });
-        Ok(())
-    }
-
     /// A citizen's requests, newest first.
     pub async fn citizen_requests(
         &self,
@@ -114,6 +82,38 @@ impl Store {
 }
 
 impl Tx {
+    /// Stores a new request.
+    pub async fn insert_request(&mut self, r: &RequestRow) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO access_requests ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+             $11, $12, $13, $14, $15, $16, $17, $18)"
+        );
+        on_engine!(self, c => {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(r.id)
+                .bind(r.agency_id)
+                .bind(r.citizen_id)
+                .bind(&r.document_types)
+                .bind(r.tier)
+                .bind(&r.fields)
+                .bind(&r.purpose_code)
+                .bind(&r.purpose)
+                .bind(&r.legal_basis)
+                .bind(&r.officer_id)
+                .bind(&r.case_id)
+                .bind(r.duration_days)
+                .bind(r.retention_days)
+                .bind(r.status)
+                .bind(r.created_at)
+                .bind(r.expires_at)
+                .bind(r.decided_at)
+                .bind(r.grant_id)
+                .execute(&mut **c)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Records a decision on a request that is still pending and unexpired; returns whether
     /// this call decided it.
     pub async fn decide_request(

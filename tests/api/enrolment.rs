@@ -149,7 +149,7 @@ async fn a_citizen_who_lost_every_passkey_re_enrols_with_a_new_code(backend: Bac
     thief.login().await;
     assert_eq!(thief.me().await.status(), 200);
 
-    // No code: the account exists, so registration says to sign in.
+    // No code: refused, without saying whether the ID has an account.
     let mut back = thief.in_another_browser(&app, SoftPasskey::new(true));
     back.enrolment_code = None;
     let exists = back
@@ -158,7 +158,7 @@ async fn a_citizen_who_lost_every_passkey_re_enrols_with_a_new_code(backend: Bac
             json!({ "national_id": nid, "display_name": "Lost Keys" }),
         )
         .await;
-    assert_problem(exists, 409).await;
+    assert_problem(exists, 422).await;
 
     back.enrolment_code = Some(enrolment_code(&app, &nid).await);
     let credential = back.registration_credential().await;

@@ -10,6 +10,8 @@ use crate::citizen_kit::{Citizen, licence_fields, pdf_bytes};
 use crate::helpers::{Backend, TestApp, TestEnv, both_backends, national_id, spawn_app};
 
 both_backends!(
+    a_change_whose_record_cannot_be_written_does_not_stand,
+    two_approvals_racing_make_one_grant,
     a_citizen_quota_is_answered_413_naming_it,
     a_disabled_auditor_is_out_at_once_and_auditor_sign_in_tells_no_names,
     deposits_answer_alike_for_registered_and_unregistered_ids,
@@ -574,5 +576,94 @@ async fn a_disabled_auditor_is_out_at_once_and_auditor_sign_in_tells_no_names(ba
         "and its name is now unknown"
     );
     assert!(custodia::auditors::disable(&app.state, id).await.is_err());
+    app.stop().await;
+}
+
+/// SPEC G2/G8: a change and its record commit together. With the trail's outbox made
+/// unwritable, a deposit and an access request are refused, and nothing of them stands.
+async fn a_change_whose_record_cannot_be_written_does_not_stand(backend: Backend) {
+    use base64::Engine as _;
+    let (_env, app) = spawn_app(backend).await;
+    let key = custodia_crypto::sign::SigningKey::generate();
+    let public =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes());
+    let issuer = Agency::create_with(
+        &app,
+        "国家税务总局北京市税务局",
+        Level::Provincial,
+        Some(&public),
+    )
+    .await;
+    let asker = Agency::create(&app, "市场监督管理局", Level::Provincial).await;
+    let c = Citizen::register(&app, &national_id(740), "Recorded").await;
+    let deposit =
+        crate::agency_api::sign_deposit(&key, crate::agency_api::clearance(&c.national_id, None));
+    // The control: with the trail writable both work.
+    assert_eq!(
+        issuer
+            .post("/api/v1/issued-documents", deposit.clone())
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(asker.ask(&c.national_id, "verify", &[]).await.status(), 201);
+
+    crate::transparency::sql(&app, "ALTER TABLE audit_outbox RENAME TO audit_outbox_gone").await;
+    let refused = issuer.post("/api/v1/issued-documents", deposit).await;
+    assert!(refused.status().is_server_error(), "{}", refused.status());
+    let refused = asker.ask(&c.national_id, "verify", &[]).await;
+    assert!(refused.status().is_server_error(), "{}", refused.status());
+    crate::transparency::sql(&app, "ALTER TABLE audit_outbox_gone RENAME TO audit_outbox").await;
+
+    let docs = app
+        .state
+        .store
+        .citizen_documents(c.citizen_id.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(docs.len(), 1, "only the recorded deposit stands");
+    let requests: serde_json::Value = c.get("/me/requests").await.json().await.unwrap();
+    assert_eq!(
+        requests["requests"].as_array().unwrap().len(),
+        1,
+        "only the recorded request stands: {requests}"
+    );
+    // And every change that stands is in the trail.
+    let deposits = app
+        .state
+        .store
+        .audit_events_after(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "document.deposit" || e.action == "request.create")
+        .count();
+    assert_eq!(deposits, 2);
+    app.stop().await;
+}
+
+/// Approving is one transaction: two approvals of one request racing make one grant.
+async fn two_approvals_racing_make_one_grant(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let agency = Agency::create(&app, "市场监督管理局", Level::Provincial).await;
+    let c = Citizen::register(&app, &national_id(741), "Racing").await;
+    c.licence("竞速科技有限公司", None).await;
+    let asked: serde_json::Value = agency
+        .ask(&c.national_id, "fields", &["company_name"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = asked["id"].as_str().unwrap().to_owned();
+    let path = format!("/me/requests/{id}/approve");
+    let (a, b) = tokio::join!(c.post(&path, json!({})), c.post(&path, json!({})));
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert!(
+        statuses == [201, 409] || statuses == [200, 409],
+        "{statuses:?}"
+    );
+    let grants: serde_json::Value = c.get("/me/grants").await.json().await.unwrap();
+    assert_eq!(grants["grants"].as_array().unwrap().len(), 1, "{grants:#}");
     app.stop().await;
 }

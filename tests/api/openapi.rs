@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::Backend;
 
 /// Every JSON route of SPEC §4 (and the few the web UI adds), as `METHOD path`.
 const ROUTES: &[&str] = &[
@@ -53,7 +53,13 @@ fn concrete(path: &str) -> String {
 
 #[tokio::test]
 async fn the_openapi_document_is_valid_3_1_and_covers_every_route() {
-    let (_env, app) = spawn_app(Backend::Sqlite).await;
+    // With a metrics token, so `/metrics` is served (behind it) like every documented route.
+    let mut env = crate::helpers::TestEnv::new(Backend::Sqlite).await;
+    env.vars.insert(
+        "CUSTODIA_METRICS_TOKEN".into(),
+        "a-token-for-the-openapi-test".into(),
+    );
+    let app = env.start().await.unwrap();
     let response = app.get("/api/v1/openapi.json").await;
     assert_eq!(response.status(), 200);
     let doc: Value = response.json().await.unwrap();

@@ -144,6 +144,28 @@ async fn register_with_proof(
         .unwrap()
 }
 
+/// Signs in with `authenticator` in a fresh browser (the passkey works as well as the eID).
+async fn signed_in_with_passkey(
+    app: &TestApp,
+    nid: &str,
+    citizen_id: &str,
+    authenticator: SoftPasskey,
+) {
+    let mut c = Citizen {
+        http: app.new_client(),
+        base: app.base.clone(),
+        authenticator,
+        national_id: nid.to_owned(),
+        display_name: "Li Na".into(),
+        passphrase: PASSPHRASE.into(),
+        csrf: String::new(),
+        citizen_id: citizen_id.to_owned(),
+        recovery_code: String::new(),
+        enrolment_code: None,
+    };
+    c.login().await;
+}
+
 fn csrf_of(page: &str) -> String {
     let marker = "name=\"csrf-token\" content=\"";
     let at = page.find(marker).expect("csrf meta") + marker.len();
@@ -250,19 +272,7 @@ async fn a_citizen_registers_and_signs_in_with_the_national_eid(backend: Backend
     assert!(by_eid, "{activity}");
 
     // The passkey still signs her in as well.
-    let mut again = Citizen {
-        http: app.new_client(),
-        base: app.base.clone(),
-        authenticator: passkey,
-        national_id: nid.clone(),
-        display_name: "Li Na".into(),
-        passphrase: PASSPHRASE.into(),
-        csrf: String::new(),
-        citizen_id,
-        recovery_code: String::new(),
-        enrolment_code: None,
-    };
-    again.login().await;
+    signed_in_with_passkey(&app, &nid, &citizen_id, passkey).await;
     app.stop().await;
 }
 
@@ -436,18 +446,6 @@ async fn a_citizen_who_lost_every_passkey_re_enrols_with_the_national_eid(backen
         lost.do_authentication(origin(), options).is_err(),
         "the lost passkey is no longer one of hers"
     );
-    let mut her = Citizen {
-        http: app.new_client(),
-        base: app.base.clone(),
-        authenticator: fresh,
-        national_id: nid.clone(),
-        display_name: "Li Na".into(),
-        passphrase: PASSPHRASE.into(),
-        csrf: String::new(),
-        citizen_id,
-        recovery_code: String::new(),
-        enrolment_code: None,
-    };
-    her.login().await;
+    signed_in_with_passkey(&app, &nid, &citizen_id, fresh).await;
     app.stop().await;
 }

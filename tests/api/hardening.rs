@@ -22,6 +22,15 @@ both_backends!(
     a_replaced_version_takes_its_grant_wraps_with_it,
 );
 
+/// The whole trail as `custodia audit export` writes it.
+async fn exported(app: &TestApp, format: custodia::audit::Format) -> String {
+    let mut out = Vec::new();
+    custodia::audit::export(&app.state.store, None, None, format, &mut out)
+        .await
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
 /// Every stored key-wrap byte string of `grant`: the grant key's wrap and its data-key wraps.
 async fn wrap_bytes(app: &TestApp, grant: &str) -> Vec<Vec<u8>> {
     let id: GrantId = grant.parse().unwrap();
@@ -272,17 +281,7 @@ async fn a_hostile_officer_id_opens_as_text_and_a_junk_request_id_is_replaced(ba
         "trace-0af7651916cd43dd8448eb211c80319c"
     );
 
-    let mut csv = Vec::new();
-    custodia::audit::export(
-        &app.state.store,
-        None,
-        None,
-        custodia::audit::Format::Csv,
-        &mut csv,
-    )
-    .await
-    .unwrap();
-    let csv = String::from_utf8(csv).unwrap();
+    let csv = exported(&app, custodia::audit::Format::Csv).await;
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     let headers = reader.headers().unwrap().clone();
     let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
@@ -308,19 +307,9 @@ async fn a_hostile_officer_id_opens_as_text_and_a_junk_request_id_is_replaced(ba
             .any(|r| &r[column("request_id")] == "trace-0af7651916cd43dd8448eb211c80319c")
     );
     // JSON lines keep the values exactly as recorded.
-    let mut jsonl = Vec::new();
-    custodia::audit::export(
-        &app.state.store,
-        None,
-        None,
-        custodia::audit::Format::Jsonl,
-        &mut jsonl,
-    )
-    .await
-    .unwrap();
     assert!(
-        String::from_utf8(jsonl)
-            .unwrap()
+        exported(&app, custodia::audit::Format::Jsonl)
+            .await
             .contains("\"officer_id\":\"=HYPERLINK(")
     );
     app.stop().await;

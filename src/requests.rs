@@ -27,8 +27,53 @@ use crate::store::requests::RequestRow;
 /// How long a request waits for an answer.
 pub const PENDING_DAYS: i64 = 14;
 
+/// An agency's `Idempotency-Key` for one request, with the fingerprint of what it sent.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// The key (1–255 printable characters).
+    pub key: String,
+    /// SHA-256 of what the request asked (a retry must ask the same).
+    pub fingerprint: Vec<u8>,
+}
+
+/// How a request with an `Idempotency-Key` was answered.
+pub enum Answer {
+    /// Created now.
+    Created(AccessRequestId),
+    /// The key was used before for the same request: its first answer, as kept.
+    Replayed {
+        /// The HTTP status first answered.
+        status: u16,
+        /// The body first answered.
+        body: serde_json::Value,
+    },
+}
+
+fn key_reused() -> Error {
+    invalid(
+        "Idempotency-Key",
+        "was already used for a different request; use a new key for a new request",
+    )
+}
+
+/// The first answer kept for `retry`, if the key was used before.
+async fn replay(ctx: &Context, agency: &AgencyRow, retry: &Retry) -> Result<Option<Answer>, Error> {
+    let Some((fingerprint, status, body)) =
+        ctx.store.idempotent_answer(agency.id, &retry.key).await?
+    else {
+        return Ok(None);
+    };
+    if !custodia_crypto::ct_eq(&fingerprint, &retry.fingerprint) {
+        return Err(key_reused());
+    }
+    Ok(Some(Answer::Replayed {
+        status: u16::try_from(status).unwrap_or(200),
+        body: serde_json::from_str(&body).map_err(|e| Error::Internal(e.into()))?,
+    }))
+}
+
 /// What an agency asks (`POST /api/v1/access-requests`).
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRequest {
     /// The citizen's national ID number.
@@ -120,6 +165,31 @@ pub async fn create(
     officer_id: Option<&str>,
     case_id: Option<&str>,
 ) -> Result<(AccessRequestId, &'static str), Error> {
+    match create_once(ctx, agency, req, officer_id, case_id, None).await? {
+        Answer::Created(id) => Ok((id, "pending")),
+        Answer::Replayed { .. } => Err(Error::Internal(anyhow::anyhow!(
+            "a request without an Idempotency-Key was replayed"
+        ))),
+    }
+}
+
+/// As [`create`], with the agency's `Idempotency-Key`: a retry with the same key and the
+/// same request gets the first answer (kept in the transaction that made the request, so
+/// a retry racing the first try makes no second request); the same key with another
+/// request is refused.
+pub async fn create_once(
+    ctx: &Context,
+    agency: &AgencyRow,
+    req: &NewRequest,
+    officer_id: Option<&str>,
+    case_id: Option<&str>,
+    retry: Option<&Retry>,
+) -> Result<Answer, Error> {
+    if let Some(retry) = retry
+        && let Some(answer) = replay(ctx, agency, retry).await?
+    {
+        return Ok(answer);
+    }
     let national_id = NationalId::parse(&req.national_id)?;
     let types: BTreeSet<String> = req.document_types.iter().cloned().collect();
     if types.is_empty() {
@@ -218,9 +288,25 @@ pub async fn create(
         now,
     )
     .await?;
+    if let Some(retry) = retry {
+        let body = serde_json::json!({ "id": id, "status": "pending" }).to_string();
+        match tx
+            .insert_idempotent_answer(agency.id, &retry.key, &retry.fingerprint, 201, &body, now)
+            .await
+        {
+            Ok(()) => {}
+            // The same key committed meanwhile (a retry racing the first try): this one
+            // is dropped, and the first answer given.
+            Err(crate::store::StoreError::Conflict(_)) => {
+                drop(tx);
+                return replay(ctx, agency, retry).await?.ok_or_else(key_reused);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     tx.commit().await?;
     ctx.audit.flush().await;
-    Ok((id, "pending"))
+    Ok(Answer::Created(id))
 }
 
 /// What an agency learns of its request: its status and, once approved, the grant.

@@ -165,12 +165,33 @@ async fn create_request(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let officer = optional_header(&headers, "x-officer-id")?;
     let case = optional_header(&headers, "x-case-id")?;
-    let (id, status) =
-        requests::create(&state, &agency, &body, officer.as_deref(), case.as_deref()).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "id": id, "status": status })),
-    ))
+    let retry = idempotency_key(&headers)?.map(|key| requests::Retry {
+        key,
+        fingerprint: fingerprint(&[
+            serde_json::to_string(&body).unwrap_or_default().as_bytes(),
+            officer.as_deref().unwrap_or_default().as_bytes(),
+            case.as_deref().unwrap_or_default().as_bytes(),
+        ]),
+    });
+    match requests::create_once(
+        &state,
+        &agency,
+        &body,
+        officer.as_deref(),
+        case.as_deref(),
+        retry.as_ref(),
+    )
+    .await?
+    {
+        requests::Answer::Created(id) => Ok((
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "id": id, "status": "pending" })),
+        )),
+        requests::Answer::Replayed { status, body } => Ok((
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            Json(body),
+        )),
+    }
 }
 
 #[utoipa::path(
@@ -529,4 +550,28 @@ async fn public_key(State(state): State<AppState>) -> Result<Json<serde_json::Va
         },
         "framing": "custodia-sig/1 \\0 context \\0 message",
     })))
+}
+
+/// The `Idempotency-Key` header, if sent: 1–255 printable ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text.is_empty() || text.len() > 255 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_request(
+            "Idempotency-Key must be 1 to 255 printable characters without spaces (a UUID is best).",
+        ));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// SHA-256 over length-prefixed parts: what a request asked, for comparing a retry.
+fn fingerprint(parts: &[&[u8]]) -> Vec<u8> {
+    let mut all = Vec::new();
+    for p in parts {
+        all.extend_from_slice(&(p.len() as u64).to_be_bytes());
+        all.extend_from_slice(p);
+    }
+    custodia_crypto::digest::sha256(&all).to_vec()
 }

@@ -35,6 +35,24 @@ pub struct AgencyKeyRow {
 }
 
 impl Store {
+    /// The first answer given to `agency` for Idempotency-Key `key`: the request's
+    /// fingerprint, the status and the body.
+    pub async fn idempotent_answer(
+        &self,
+        agency: AgencyId,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, i32, String)>, StoreError> {
+        const SQL: &str = "SELECT request_hash, status, body FROM idempotency_keys \
+            WHERE agency_id = $1 AND key = $2 AND status IS NOT NULL AND body IS NOT NULL";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, (Vec<u8>, i32, String)>(SQL)
+                .bind(agency)
+                .bind(key)
+                .fetch_optional(p)
+                .await?
+        }))
+    }
+
     /// The agency with this id.
     pub async fn agency(&self, id: AgencyId) -> Result<AgencyRow, StoreError> {
         const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, is_enroller, \
@@ -76,6 +94,33 @@ impl Store {
 }
 
 impl Tx {
+    /// Keeps the answer to `agency`'s request with Idempotency-Key `key`, in the
+    /// transaction of the change it answers; a second one for the key is a `Conflict`.
+    pub async fn insert_idempotent_answer(
+        &mut self,
+        agency: AgencyId,
+        key: &str,
+        request_hash: &[u8],
+        status: i32,
+        body: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO idempotency_keys \
+            (agency_id, key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+        on_engine!(self, c => {
+            sqlx::query(SQL)
+                .bind(agency)
+                .bind(key)
+                .bind(request_hash)
+                .bind(status)
+                .bind(body)
+                .bind(now_ms)
+                .execute(&mut **c)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Inserts an agency.
     pub async fn insert_agency(&mut self, row: &AgencyRow) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO agencies (id, name, level, is_consumer, is_issuer, issuer_public_key, \

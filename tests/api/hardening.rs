@@ -10,6 +10,7 @@ use crate::citizen_kit::{Citizen, licence_fields, pdf_bytes};
 use crate::helpers::{Backend, TestApp, TestEnv, both_backends, national_id, spawn_app};
 
 both_backends!(
+    a_retried_request_with_the_same_idempotency_key_creates_one,
     a_change_whose_record_cannot_be_written_does_not_stand,
     two_approvals_racing_make_one_grant,
     a_citizen_quota_is_answered_413_naming_it,
@@ -654,5 +655,68 @@ async fn two_approvals_racing_make_one_grant(backend: Backend) {
     );
     let grants: serde_json::Value = c.get("/me/grants").await.json().await.unwrap();
     assert_eq!(grants["grants"].as_array().unwrap().len(), 1, "{grants:#}");
+    app.stop().await;
+}
+
+/// SPEC §4: agency POSTs accept `Idempotency-Key`: a retry gets the first answer, racing
+/// retries make one request, and the key cannot be reused for another request.
+async fn a_retried_request_with_the_same_idempotency_key_creates_one(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let agency = Agency::create(&app, "市场监督管理局", Level::Provincial).await;
+    let c = Citizen::register(&app, &national_id(750), "Retry").await;
+    let body = |purpose: &str| {
+        json!({
+            "national_id": c.national_id,
+            "document_types": ["business_license"],
+            "tier": "verify",
+            "purpose_code": "business_registration",
+            "purpose": purpose,
+            "duration_days": 7,
+            "retention_days": 30,
+        })
+    };
+    let send = |key: &'static str, body: serde_json::Value| {
+        agency
+            .http
+            .post(app.url("/api/v1/access-requests"))
+            .bearer_auth(&agency.key)
+            .header("idempotency-key", key)
+            .header("x-officer-id", "officer-7")
+            .header("x-case-id", "CASE-9")
+            .json(&body)
+            .send()
+    };
+    let first = send("4f1c9d3e-retry-1", body("设立登记")).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: serde_json::Value = first.json().await.unwrap();
+    let again = send("4f1c9d3e-retry-1", body("设立登记")).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(
+        again.json::<serde_json::Value>().await.unwrap(),
+        first,
+        "the first answer"
+    );
+    // Racing retries of a new key.
+    let (a, b) = tokio::join!(
+        send("4f1c9d3e-retry-2", body("变更登记")),
+        send("4f1c9d3e-retry-2", body("变更登记"))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (201, 201));
+    assert_eq!(
+        a.json::<serde_json::Value>().await.unwrap()["id"],
+        b.json::<serde_json::Value>().await.unwrap()["id"]
+    );
+    // The key with another request: refused, nothing made.
+    let reused = send("4f1c9d3e-retry-1", body("注销登记")).await.unwrap();
+    crate::helpers::assert_problem(reused, 422).await;
+    let bad = send("has spaces in it", body("注销登记")).await.unwrap();
+    crate::helpers::assert_problem(bad, 400).await;
+    let requests: serde_json::Value = c.get("/me/requests").await.json().await.unwrap();
+    assert_eq!(
+        requests["requests"].as_array().unwrap().len(),
+        2,
+        "{requests:#}"
+    );
     app.stop().await;
 }

@@ -519,15 +519,7 @@ pub(crate) fn clearance(national_id: &str, file_sha256: Option<&str>) -> Value {
 
 async fn issuers_deposit_signed_documents_sealed_to_the_citizen(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
-    let issuer_key = SigningKey::generate();
-    let public = URL_SAFE_NO_PAD.encode(issuer_key.verifying_key().to_bytes());
-    let issuer = Agency::create_with(
-        &app,
-        "国家税务总局北京市税务局",
-        Level::Provincial,
-        Some(&public),
-    )
-    .await;
+    let (issuer, issuer_key) = Agency::issuer(&app, "国家税务总局北京市税务局").await;
     let consumer = Agency::create(&app, "北京市市场监管局", Level::Provincial).await;
     let c = Citizen::register(&app, &national_id(231), "Depositee").await;
 

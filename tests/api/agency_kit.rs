@@ -45,6 +45,16 @@ impl Agency {
         }
     }
 
+    /// An issuing agency with a fresh Ed25519 key; returns it with the key it signs with.
+    pub async fn issuer(app: &TestApp, name: &str) -> (Self, custodia_crypto::sign::SigningKey) {
+        use base64::Engine as _;
+        let key = custodia_crypto::sign::SigningKey::generate();
+        let public =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes());
+        let agency = Self::create_with(app, name, Level::Provincial, Some(&public)).await;
+        (agency, key)
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base))

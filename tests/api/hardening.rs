@@ -329,21 +329,11 @@ async fn answer(r: reqwest::Response) -> (u16, Option<serde_json::Value>) {
 /// SPEC G4 and no oracle: whatever is wrong with a deposit — its digest, its file's kind,
 /// its size — the answer is the same whether the national ID has an account or not.
 async fn deposits_answer_alike_for_registered_and_unregistered_ids(backend: Backend) {
-    use base64::Engine as _;
     let mut env = TestEnv::new(backend).await;
     env.vars
         .insert("CUSTODIA_MAX_UPLOAD_BYTES".into(), (64 * 1024).to_string());
     let app = env.start().await.unwrap();
-    let key = custodia_crypto::sign::SigningKey::generate();
-    let public =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes());
-    let issuer = Agency::create_with(
-        &app,
-        "国家税务总局北京市税务局",
-        Level::Provincial,
-        Some(&public),
-    )
-    .await;
+    let (issuer, key) = Agency::issuer(&app, "国家税务总局北京市税务局").await;
     let registered = Citizen::register(&app, &national_id(710), "Known").await;
     let unregistered = national_id(711);
 
@@ -572,18 +562,8 @@ async fn a_disabled_auditor_is_out_at_once_and_auditor_sign_in_tells_no_names(ba
 /// SPEC G2/G8: a change and its record commit together. With the trail's outbox made
 /// unwritable, a deposit and an access request are refused, and nothing of them stands.
 async fn a_change_whose_record_cannot_be_written_does_not_stand(backend: Backend) {
-    use base64::Engine as _;
     let (_env, app) = spawn_app(backend).await;
-    let key = custodia_crypto::sign::SigningKey::generate();
-    let public =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes());
-    let issuer = Agency::create_with(
-        &app,
-        "国家税务总局北京市税务局",
-        Level::Provincial,
-        Some(&public),
-    )
-    .await;
+    let (issuer, key) = Agency::issuer(&app, "国家税务总局北京市税务局").await;
     let asker = Agency::create(&app, "市场监督管理局", Level::Provincial).await;
     let c = Citizen::register(&app, &national_id(740), "Recorded").await;
     let deposit =

@@ -80,6 +80,7 @@ fn main() {
                 level: Level::Provincial,
                 issuer: true,
                 issuer_key: Some(&public),
+                issuer_types: &["tax_clearance".to_owned()],
                 enroller: false,
             },
         )

@@ -80,6 +80,9 @@ pub struct NewAgency<'a> {
     pub issuer: bool,
     /// The issuer's Ed25519 public key (base64url), required for issuers.
     pub issuer_key: Option<&'a str>,
+    /// The document types an issuer may deposit (catalog type ids). An issuer with none
+    /// deposits nothing until the operator names them.
+    pub issuer_types: &'a [String],
     /// Whether it issues enrolment codes to citizens it has identified in person.
     pub enroller: bool,
 }
@@ -106,6 +109,25 @@ pub fn parse_issuer_key(text: &str) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
+/// Checks a list of document types an issuer may deposit against the catalog; returns
+/// it as stored (a sorted JSON list without repeats).
+pub fn issuer_types_json(ctx: &Context, types: &[String]) -> Result<String, Error> {
+    let mut set = std::collections::BTreeSet::new();
+    for t in types.iter().flat_map(|t| t.split(',')).map(str::trim) {
+        if t.is_empty() {
+            continue;
+        }
+        if ctx.catalog.document_type(t).is_none() {
+            return Err(invalid(
+                "issuer_types",
+                format!("'{t}' is not a document type of the catalog"),
+            ));
+        }
+        set.insert(t.to_owned());
+    }
+    serde_json::to_string(&set).map_err(|e| Error::Internal(e.into()))
+}
+
 /// Creates an agency and its first API key.
 #[tracing::instrument(skip_all)]
 pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error> {
@@ -124,6 +146,10 @@ pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error
         (false, Some(_)) => return Err(invalid("issuer_key", "only issuers have an issuer key")),
         (false, None) => None,
     };
+    if !new.issuer && !new.issuer_types.is_empty() {
+        return Err(invalid("issuer_types", "only issuers deposit documents"));
+    }
+    let issuer_types = issuer_types_json(ctx, new.issuer_types)?;
     let now = ctx.clock.now_ms();
     let id = AgencyId::random();
     let api_key = new_key();
@@ -134,7 +160,8 @@ pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error
         level: new.level.as_str().to_owned(),
         is_consumer: true,
         is_issuer: new.issuer,
-        issuer_public_key,
+        issuer_public_key: issuer_public_key.clone(),
+        issuer_types: issuer_types.clone(),
         is_enroller: new.enroller,
         created_at: now,
         disabled_at: None,
@@ -149,13 +176,16 @@ pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error
         expires_at: None,
     })
     .await?;
+    if let Some(key) = &issuer_public_key {
+        tx.set_issuer_key(id, key, now).await?;
+    }
     crate::audit::stage(
         &mut tx,
-        operator_event(crate::audit::Action::AgencyCreate, id).detail(format!(
-            "level {}, issuer {}",
-            new.level.as_str(),
-            new.issuer
-        )),
+        operator_event(crate::audit::Action::AgencyCreate, id).detail(if new.issuer {
+            format!("level {}, issuer of {issuer_types}", new.level.as_str())
+        } else {
+            format!("level {}, issuer false", new.level.as_str())
+        }),
         now,
     )
     .await?;
@@ -198,13 +228,15 @@ pub async fn rotate_key(
         expires_at: None,
     })
     .await?;
+    crate::audit::stage(
+        &mut tx,
+        operator_event(crate::audit::Action::AgencyRotateKey, agency)
+            .detail(format!("old keys end in {} s", overlap.as_secs())),
+        now,
+    )
+    .await?;
     tx.commit().await?;
-    ctx.audit
-        .append(
-            operator_event(crate::audit::Action::AgencyRotateKey, agency)
-                .detail(format!("old keys end in {} s", overlap.as_secs())),
-        )
-        .await?;
+    ctx.audit.flush().await;
     tracing::info!(agency = %agency, overlap_s = overlap.as_secs(), "agency key rotated");
     Ok(api_key)
 }
@@ -215,65 +247,151 @@ pub async fn rotate_key(
 pub async fn disable(ctx: &Context, agency: AgencyId) -> Result<(), Error> {
     ctx.store.agency(agency).await?;
     let now = ctx.clock.now_ms();
-    let grants = ctx.store.active_agency_grants(agency).await?;
+    let mut grants = Vec::new();
+    for (grant, citizen) in ctx.store.active_agency_grants(agency).await? {
+        let pseudonym = ctx.store.citizen(citizen).await.ok().map(|c| c.pseudonym);
+        grants.push((grant, pseudonym));
+    }
     let mut tx = ctx.store.begin().await?;
-    let changed = tx.disable_agency(agency, now).await?;
+    if !tx.disable_agency(agency, now).await? {
+        return Err(Error::Conflict("This agency is already disabled.".into()));
+    }
     tx.expire_agency_keys(agency, now).await?;
+    crate::audit::stage(
+        &mut tx,
+        operator_event(crate::audit::Action::AgencyDisable, agency),
+        now,
+    )
+    .await?;
     // Its grants end with it: a disabled agency holds no key to anyone's documents.
-    let mut ended = Vec::new();
-    for (grant, citizen) in grants {
+    let mut ended = 0;
+    for (grant, pseudonym) in grants {
         if tx
             .end_grant(grant, None, crate::status::GrantStatus::Revoked, now)
             .await?
         {
-            ended.push((grant, citizen));
+            ended += 1;
+            crate::audit::stage(
+                &mut tx,
+                Event::new(ActorKind::Operator, None, crate::audit::Action::GrantRevoke)
+                    .citizen(pseudonym.as_deref())
+                    .grant(Some(grant))
+                    .objects([grant.to_string(), agency.to_string()])
+                    .detail("the agency was disabled"),
+                now,
+            )
+            .await?;
         }
     }
     tx.commit().await?;
-    if !changed {
-        return Err(Error::Conflict("This agency is already disabled.".into()));
-    }
-    if !ended.is_empty() {
+    if ended > 0 {
         ctx.store.scrub().await;
     }
-    ctx.audit
-        .append(operator_event(crate::audit::Action::AgencyDisable, agency))
-        .await?;
-    for (grant, citizen) in ended {
-        let pseudonym = ctx.store.citizen(citizen).await.ok().map(|c| c.pseudonym);
-        ctx.audit
-            .record(
-                crate::audit::Event::new(
-                    crate::audit::ActorKind::Operator,
-                    None,
-                    crate::audit::Action::GrantRevoke,
-                )
-                .citizen(pseudonym.as_deref())
-                .grant(Some(grant))
-                .objects([grant.to_string(), agency.to_string()])
-                .detail("the agency was disabled"),
-            )
-            .await;
-    }
-    tracing::info!(agency = %agency, "agency disabled");
+    ctx.audit.flush().await;
+    tracing::info!(agency = %agency, grants_ended = ended, "agency disabled");
     Ok(())
 }
 
-/// Registers (or replaces) an agency's issuer key, making it an issuer.
+/// Registers (or replaces) an agency's issuer key, making it an issuer. A replaced key
+/// stays registered as retired: what it signed while current stays trusted.
 #[tracing::instrument(skip_all, fields(agency = %agency))]
 pub async fn set_issuer_key(ctx: &Context, agency: AgencyId, key: &str) -> Result<(), Error> {
     let key = parse_issuer_key(key)?;
     ctx.store.agency(agency).await?;
+    let now = ctx.clock.now_ms();
+    if let Some(k) = ctx.store.issuer_key(agency, &key).await?
+        && k.revoked_at.is_some()
+    {
+        return Err(invalid(
+            "issuer_key",
+            "was revoked as compromised and cannot be registered again",
+        ));
+    }
     let mut tx = ctx.store.begin().await?;
-    tx.set_issuer_key(agency, &key).await?;
+    tx.set_issuer_key(agency, &key, now).await?;
+    crate::audit::stage(
+        &mut tx,
+        operator_event(crate::audit::Action::AgencySetIssuerKey, agency)
+            .detail(format!("key {}", crate::keyring::key_fingerprint(&key))),
+        now,
+    )
+    .await?;
     tx.commit().await?;
-    ctx.audit
-        .append(
-            operator_event(crate::audit::Action::AgencySetIssuerKey, agency)
-                .detail(format!("key {}", crate::keyring::key_fingerprint(&key))),
-        )
-        .await?;
+    ctx.audit.flush().await;
     Ok(())
+}
+
+/// Sets the document types an issuer may deposit (replacing the list it had).
+#[tracing::instrument(skip_all, fields(agency = %agency))]
+pub async fn set_issuer_types(
+    ctx: &Context,
+    agency: AgencyId,
+    types: &[String],
+) -> Result<String, Error> {
+    let row = ctx.store.agency(agency).await?;
+    if !row.is_issuer {
+        return Err(Error::Conflict(
+            "This agency is not an issuer; register its key first (set-issuer-key).".into(),
+        ));
+    }
+    let json = issuer_types_json(ctx, types)?;
+    let now = ctx.clock.now_ms();
+    let mut tx = ctx.store.begin().await?;
+    tx.set_issuer_types(agency, &json).await?;
+    crate::audit::stage(
+        &mut tx,
+        operator_event(crate::audit::Action::AgencySetIssuerTypes, agency)
+            .detail(format!("types {json}")),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.audit.flush().await;
+    Ok(json)
+}
+
+/// Revokes an issuer key as compromised since `compromised_from` (the current key unless
+/// `key` names an earlier one). A current key signs no more deposits, and `verify` reads
+/// report every deposit received under the key since that time as untrusted.
+#[tracing::instrument(skip_all, fields(agency = %agency))]
+pub async fn revoke_issuer_key(
+    ctx: &Context,
+    agency: AgencyId,
+    key: Option<&str>,
+    compromised_from: time::OffsetDateTime,
+) -> Result<Vec<u8>, Error> {
+    let row = ctx.store.agency(agency).await?;
+    let key = match key {
+        Some(k) => parse_issuer_key(k)?,
+        None => row.issuer_public_key.clone().ok_or_else(|| {
+            Error::Conflict("This agency has no current issuer key; name the key.".into())
+        })?,
+    };
+    let now = ctx.clock.now_ms();
+    let from = i64::try_from(compromised_from.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| invalid("compromised_since", "is out of range"))?;
+    if from > now {
+        return Err(invalid("compromised_since", "must not be in the future"));
+    }
+    let mut tx = ctx.store.begin().await?;
+    if !tx.revoke_issuer_key(agency, &key, from, now).await? {
+        return Err(Error::Conflict(
+            "This key is not a registered issuer key of the agency, or is already revoked.".into(),
+        ));
+    }
+    crate::audit::stage(
+        &mut tx,
+        operator_event(crate::audit::Action::AgencyRevokeIssuerKey, agency).detail(format!(
+            "key {} compromised since {from} ms",
+            crate::keyring::key_fingerprint(&key)
+        )),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.audit.flush().await;
+    tracing::warn!(agency = %agency, "issuer key revoked as compromised");
+    Ok(key)
 }
 
 /// An agency as a citizen sees it when choosing whom to grant.

@@ -176,6 +176,7 @@ async fn story(
             level: Level::Provincial,
             issuer: false,
             issuer_key: None,
+            issuer_types: &[],
             enroller: false,
         },
     )
@@ -192,6 +193,7 @@ async fn story(
             level: Level::Provincial,
             issuer: true,
             issuer_key: Some(&issuer_public),
+            issuer_types: &["tax_clearance".to_owned()],
             enroller: false,
         },
     )
@@ -203,6 +205,7 @@ async fn story(
             level: Level::Provincial,
             issuer: false,
             issuer_key: None,
+            issuer_types: &[],
             enroller: true,
         },
     )
@@ -319,11 +322,26 @@ async fn story(
             deposited["id"].as_str().unwrap_or_default()
         ))
         .await?;
+    ensure!(opened["issuer"]["trust"] == "valid", "issuer signature");
     ensure!(
-        opened["issuer"]["signature_valid"] == true,
-        "issuer signature"
+        deposited["status"] == "received",
+        "a deposit waits to be accepted"
     );
-    n.ok("The tax bureau deposits a signed tax clearance, sealed to the citizen; they see it with a verified badge");
+    let taken = citizen
+        .post(
+            &format!(
+                "/me/documents/{}/accept",
+                deposited["id"].as_str().unwrap_or_default()
+            ),
+            json!({}),
+            200,
+        )
+        .await?;
+    ensure!(
+        taken["status"] == "accepted",
+        "the citizen accepts the deposit"
+    );
+    n.ok("The tax bureau deposits a signed tax clearance, sealed to the citizen; they see it with a verified badge and accept it");
 
     // 4. The regulator asks for both, for business registration.
     let regulator =

@@ -418,7 +418,7 @@ pub async fn preview(
         .citizen_documents(citizen)
         .await?
         .into_iter()
-        .filter(|d| types.contains(&d.doc_type))
+        .filter(|d| types.contains(&d.doc_type) && d.accepted_at.is_some())
     {
         let v = documents::get(ctx, session, d.id, None).await?;
         let fields = match tier {

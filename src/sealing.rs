@@ -5,8 +5,9 @@
 //!   for each live grant that covers it, under that grant's key ([`wraps_for_new_version`]:
 //!   which grants a new version joins).
 //! * A grant key is wrapped under the grant-wrapping service key ([`grant_key_aad`]).
-//! * Issuer deposits arrive sealed to the citizen's public key and are received at the next
-//!   unlock ([`pick_up_deposits`]).
+//! * Issuer deposits arrive sealed to the citizen's public key, are received at the next
+//!   unlock ([`pick_up_deposits`]) and join grants only once the citizen accepts them
+//!   ([`accept_deposit`]).
 //!
 //! Every wrap carries associated data naming what it belongs to, so no wrap opens in
 //! another place.
@@ -124,9 +125,8 @@ pub async fn wraps_for_new_version(
 }
 
 /// Receives the citizen's waiting issuer deposits: each sealed data key is opened with
-/// their private key and wrapped under their vault key, and live grants covering the
-/// document's type get their wrap (SPEC G5: deposits join type-scoped grants at the next
-/// unlock). Returns how many were received.
+/// their private key and wrapped under their vault key. A received deposit joins no grant
+/// until its owner accepts it ([`accept_deposit`]). Returns how many were received.
 #[tracing::instrument(skip_all, fields(citizen = %citizen))]
 pub async fn pick_up_deposits(
     ctx: &Context,
@@ -144,15 +144,20 @@ pub async fn pick_up_deposits(
         let key_aad = document_aad("data-key", d.document_id, d.version, citizen);
         let data_key: DataKey = hpke_seal::open_key(&secret, &key_aad, &d.sealed_deposit)
             .map_err(|e| Error::Internal(anyhow::anyhow!("deposit {}: {e}", d.document_id)))?;
-        let grant_wraps = wraps_for_new_version(
-            ctx,
-            citizen,
-            d.document_id,
-            &d.doc_type,
-            d.version,
-            &data_key,
-        )
-        .await?;
+        let grant_wraps = if d.accepted_at.is_some() {
+            wraps_for_new_version(
+                ctx,
+                citizen,
+                d.document_id,
+                &d.doc_type,
+                d.version,
+                &data_key,
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+        let now = ctx.clock.now_ms();
         let mut tx = ctx.store.begin().await?;
         if tx
             .receive_deposit(
@@ -165,19 +170,87 @@ pub async fn pick_up_deposits(
             for w in &grant_wraps {
                 tx.insert_grant_wrap_if_active(w).await?;
             }
+            crate::audit::stage(
+                &mut tx,
+                crate::audit::Event::new(
+                    crate::audit::ActorKind::Citizen,
+                    Some(row.pseudonym.clone()),
+                    crate::audit::Action::DocumentReceive,
+                )
+                .citizen(Some(&row.pseudonym))
+                .objects([d.document_id.to_string(), d.doc_type.clone()])
+                .detail("received at unlock"),
+                now,
+            )
+            .await?;
             received += 1;
         }
         tx.commit().await?;
     }
     tracing::info!(received, "issuer deposits received");
     if received > 0 {
-        let event =
-            crate::audit::citizen_event(&ctx.store, citizen, crate::audit::Action::DocumentReceive)
-                .await
-                .detail(format!("{received} deposit(s) received at unlock"));
-        ctx.audit.record(event).await;
+        ctx.audit.flush().await;
     }
     Ok(received)
+}
+
+/// Accepts a received deposit: from now on it is one of the citizen's documents like any
+/// other, and the live grants whose scope names its type get its key, in the same
+/// transaction as the acceptance and its record. Accepting twice changes nothing.
+#[tracing::instrument(skip_all, fields(citizen = %citizen, document = %document))]
+pub async fn accept_deposit(
+    ctx: &Context,
+    citizen: CitizenId,
+    vault_key: &VaultKey,
+    document: DocumentId,
+) -> Result<bool, Error> {
+    pick_up_deposits(ctx, citizen, vault_key).await?;
+    let row = ctx.store.citizen_document(citizen, document).await?;
+    if row.accepted_at.is_some() {
+        return Ok(false);
+    }
+    let versions = ctx.store.document_versions(document).await?;
+    let current = versions
+        .iter()
+        .find(|v| v.version == row.current_version)
+        .ok_or(Error::NotFound)?;
+    let wrapped = current.data_key_wrap.as_deref().ok_or(Error::NotFound)?;
+    let data_key = unwrap_data_key(vault_key, wrapped, document, current.version, citizen)?;
+    let grant_wraps = wraps_for_new_version(
+        ctx,
+        citizen,
+        document,
+        &row.doc_type,
+        current.version,
+        &data_key,
+    )
+    .await?;
+    let pseudonym = ctx.store.citizen(citizen).await?.pseudonym;
+    let now = ctx.clock.now_ms();
+    let mut tx = ctx.store.begin().await?;
+    if !tx.accept_document(citizen, document, now).await? {
+        return Ok(false);
+    }
+    for w in &grant_wraps {
+        tx.insert_grant_wrap_if_active(w).await?;
+    }
+    crate::audit::stage(
+        &mut tx,
+        crate::audit::Event::new(
+            crate::audit::ActorKind::Citizen,
+            Some(pseudonym.clone()),
+            crate::audit::Action::DocumentAccept,
+        )
+        .citizen(Some(&pseudonym))
+        .objects([document.to_string(), row.doc_type.clone()])
+        .detail(format!("joined {} live grant(s)", grant_wraps.len())),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    ctx.audit.flush().await;
+    tracing::info!(grants = grant_wraps.len(), "deposit accepted");
+    Ok(true)
 }
 
 /// HPKE `info` of national IDs sealed to the oversight office.

@@ -27,6 +27,8 @@ named_enum! {
         DocumentDeposit => "document.deposit",
         /// `document.receive`
         DocumentReceive => "document.receive",
+        /// `document.accept`: a citizen accepted a deposit, which may now join grants
+        DocumentAccept => "document.accept",
         /// `grant.create`
         GrantCreate => "grant.create",
         /// `grant.revoke`
@@ -91,6 +93,10 @@ named_enum! {
         AgencyDisable => "agency.disable",
         /// `agency.set-issuer-key`
         AgencySetIssuerKey => "agency.set-issuer-key",
+        /// `agency.set-issuer-types`: the document types an issuer may deposit
+        AgencySetIssuerTypes => "agency.set-issuer-types",
+        /// `agency.revoke-issuer-key`: an issuer key revoked as compromised since a date
+        AgencyRevokeIssuerKey => "agency.revoke-issuer-key",
         /// `keys.rotate-master`
         KeysRotateMaster => "keys.rotate-master",
         /// `keys.rotate-signing`

@@ -223,6 +223,10 @@ enum AgencyCommand {
         /// The issuer's Ed25519 public key, base64url (with --issuer).
         #[arg(long, requires = "issuer")]
         issuer_key: Option<String>,
+        /// The document types the issuer may deposit, comma-separated catalog ids (with
+        /// --issuer). An issuer without types deposits nothing until set-issuer-types.
+        #[arg(long, requires = "issuer", value_delimiter = ',')]
+        issuer_types: Vec<String>,
         /// The agency identifies citizens in person and issues their enrolment codes
         /// (a service hall), through `POST /api/v1/enrolment-codes`.
         #[arg(long)]
@@ -247,6 +251,25 @@ enum AgencyCommand {
         id: crate::ids::AgencyId,
         /// The public key, base64url.
         key: String,
+    },
+    /// Set the document types an issuer may deposit (replaces the list it had).
+    SetIssuerTypes {
+        /// The agency's id.
+        id: crate::ids::AgencyId,
+        /// Catalog type ids, comma-separated (an empty string: none).
+        types: String,
+    },
+    /// Revoke an issuer key as compromised: it signs no more deposits, and `verify` reads
+    /// report every deposit received under it since --compromised-since as untrusted.
+    RevokeIssuerKey {
+        /// The agency's id.
+        id: crate::ids::AgencyId,
+        /// Since when the key may have been in other hands (RFC 3339, not in the future).
+        #[arg(long)]
+        compromised_since: String,
+        /// The key to revoke, base64url (default: the current key).
+        #[arg(long)]
+        key: Option<String>,
     },
 }
 
@@ -318,14 +341,14 @@ pub fn main() -> ExitCode {
                 level,
                 issuer,
                 issuer_key,
+                issuer_types,
                 enroller,
             }) => {
                 agency_create(
                     config,
                     &name,
                     &level,
-                    issuer,
-                    issuer_key.as_deref(),
+                    (issuer, issuer_key.as_deref(), &issuer_types),
                     enroller,
                 )
                 .await
@@ -487,6 +510,38 @@ pub fn main() -> ExitCode {
                 })
                 .await
             }
+            Command::Agency(AgencyCommand::SetIssuerTypes { id, types }) => {
+                with_context(config, |ctx| async move {
+                    let set = crate::agencies::set_issuer_types(&ctx, id, &[types]).await?;
+                    eprintln!("custodia: agency {id} may deposit {set}.");
+                    Ok(())
+                })
+                .await
+            }
+            Command::Agency(AgencyCommand::RevokeIssuerKey {
+                id,
+                compromised_since,
+                key,
+            }) => {
+                let since = time::OffsetDateTime::parse(
+                    &compromised_since,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|_| {
+                    crate::error::invalid("compromised_since", "must be an RFC 3339 time")
+                })?;
+                with_context(config, |ctx| async move {
+                    let key =
+                        crate::agencies::revoke_issuer_key(&ctx, id, key.as_deref(), since)
+                            .await?;
+                    eprintln!(
+                        "custodia: issuer key {} of agency {id} revoked; deposits it signed since {compromised_since} now read as untrusted.",
+                        crate::keyring::key_fingerprint(&key)
+                    );
+                    Ok(())
+                })
+                .await
+            }
         }
     });
     match result {
@@ -551,8 +606,7 @@ async fn agency_create(
     config: Config,
     name: &str,
     level: &str,
-    issuer: bool,
-    issuer_key: Option<&str>,
+    (issuer, issuer_key, issuer_types): (bool, Option<&str>, &[String]),
     enroller: bool,
 ) -> anyhow::Result<()> {
     let level = crate::agencies::Level::parse(level)?;
@@ -564,6 +618,7 @@ async fn agency_create(
         level,
         issuer,
         issuer_key,
+        issuer_types,
         enroller,
     };
     let created = crate::agencies::create(&ctx, &new).await;
@@ -572,6 +627,12 @@ async fn agency_create(
     println!("agency id: {}", created.id);
     println!("api key:   {}", created.api_key.as_str());
     eprintln!("custodia: the API key is shown only now; store it safely.");
+    if issuer && issuer_types.is_empty() {
+        eprintln!(
+            "custodia: this issuer may deposit no document type yet; name them with `custodia agency set-issuer-types {} TYPES`.",
+            created.id
+        );
+    }
     Ok(())
 }
 

@@ -72,6 +72,14 @@ fn parse_time(field: &'static str, text: &str) -> Result<OffsetDateTime, Error> 
     OffsetDateTime::parse(text, &Rfc3339).map_err(|_| invalid(field, "must be an RFC 3339 time"))
 }
 
+/// Whether `agency` is registered to deposit documents of `doc_type`.
+fn issues(agency: &AgencyRow, doc_type: &str) -> bool {
+    agency.is_issuer
+        && crate::store::json_list::<String>(&agency.issuer_types)
+            .iter()
+            .any(|t| t == doc_type)
+}
+
 async fn record_refusal(
     ctx: &Context,
     issuer: &AgencyRow,
@@ -149,6 +157,19 @@ impl Deposit {
                 format!("'{}' is not a document type", signed.doc_type),
             )
         })?;
+        if !issues(issuer, &signed.doc_type) {
+            record_refusal(
+                ctx,
+                issuer,
+                request_id,
+                &format!("the issuer is not registered for {}", signed.doc_type),
+            )
+            .await?;
+            return Err(Error::Forbidden(format!(
+                "This issuer is not registered to deposit '{}' documents.",
+                signed.doc_type
+            )));
+        }
         // Check the fields now, so a bad deposit is refused before any file is received.
         ctx.catalog.validate_fields(spec, &signed.fields)?;
         let issued = parse_time("issued_at", &signed.issued_at)?;

@@ -32,6 +32,36 @@ pub async fn delete(ctx: &Context, session: &Session, id: DocumentId) -> Result<
     Ok(())
 }
 
+/// Accepts a deposit the citizen received: it becomes theirs like any other document and
+/// joins the live grants naming its type. Needs an unlocked vault; accepting again, or
+/// accepting a document the citizen stored themselves, answers the same and changes
+/// nothing.
+#[tracing::instrument(skip_all, fields(document = %id))]
+pub async fn accept(
+    ctx: &Context,
+    session: &Session,
+    id: DocumentId,
+) -> Result<super::Summary, Error> {
+    let citizen = session.citizen()?;
+    let vault_key = session.vault_key()?;
+    crate::sealing::accept_deposit(ctx, citizen, &vault_key, id).await?;
+    let row = ctx.store.citizen_document(citizen, id).await?;
+    let issuer_name = match row.issuer_agency_id {
+        Some(a) => Some(ctx.store.agency(a).await?.name),
+        None => None,
+    };
+    Ok(super::Summary {
+        id: row.id,
+        status: super::read::status(&row),
+        doc_type: row.doc_type,
+        version: row.current_version,
+        issuer_agency_id: row.issuer_agency_id,
+        issuer_name,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}
+
 /// Removes blobs of uploads that never committed (pending for over an hour) and of
 /// deletions interrupted before their blobs went. Safe on several nodes at once.
 #[tracing::instrument(skip_all)]

@@ -25,7 +25,7 @@ pub mod read;
 pub mod upload;
 
 pub use files::{Delivery, FileStream, Part};
-pub use lifecycle::{delete, sweep_orphans};
+pub use lifecycle::{accept, delete, sweep_orphans};
 pub use media::{FileInfo, MediaType, sanitise_filename};
 pub use read::{IssuerCheck, Summary, VersionInfo, View, count, get, list, open_file};
 pub use upload::{Draft, FileUpload, Stored};
@@ -35,8 +35,10 @@ use std::collections::BTreeMap;
 use custodia_crypto::digest;
 use serde::{Deserialize, Serialize};
 
+use crate::context::Context;
 use crate::error::Error;
 use crate::ids::AgencyId;
+use base64::Engine as _;
 
 /// How an issuer vouched for a deposited document: what it signed, with which key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,7 +60,6 @@ pub struct Issuance {
 impl Issuance {
     /// Whether the issuer's signature over the signed form holds.
     pub fn signature_holds(&self) -> bool {
-        use base64::Engine as _;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let (Ok(key), Ok(sig)) = (
             b64.decode(&self.issuer_public_key),
@@ -70,6 +71,41 @@ impl Issuance {
             .and_then(|k| k.verify_raw(self.signed.as_bytes(), &sig))
             .is_ok()
     }
+}
+
+/// How far a deposit's issuer signature can be trusted: `valid` (it holds under a key the
+/// issuer had registered, not revoked for that time), `untrusted` (it holds, but under a
+/// key revoked as compromised before the deposit arrived, or one never registered),
+/// `invalid` (it does not hold).
+pub async fn issuer_trust(
+    ctx: &Context,
+    issuance: &Issuance,
+    received_at_ms: i64,
+) -> Result<&'static str, Error> {
+    if !issuance.signature_holds() {
+        return Ok("invalid");
+    }
+    let Ok(key) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&issuance.issuer_public_key)
+    else {
+        return Ok("invalid");
+    };
+    Ok(
+        match ctx
+            .store
+            .issuer_key(issuance.issuer_agency_id, &key)
+            .await?
+        {
+            Some(k)
+                if k.compromised_from
+                    .is_some_and(|from| received_at_ms >= from) =>
+            {
+                "untrusted"
+            }
+            Some(_) => "valid",
+            None => "untrusted",
+        },
+    )
 }
 
 /// The sealed part of a version.

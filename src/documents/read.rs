@@ -34,6 +34,10 @@ pub struct Summary {
     pub created_at: i64,
     /// Last changed (ms).
     pub updated_at: i64,
+    /// `received`: a deposit the citizen has not accepted yet (it joins no grant);
+    /// `accepted`: everything else.
+    #[schema(example = "accepted")]
+    pub status: &'static str,
 }
 
 /// The signed-in citizen's documents (metadata only: no vault key needed).
@@ -71,6 +75,7 @@ pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<Summary>, Erro
             None => None,
         };
         out.push(Summary {
+            status: status(&d),
             id: d.id,
             doc_type: d.doc_type,
             version: d.current_version,
@@ -81,6 +86,15 @@ pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<Summary>, Erro
         });
     }
     Ok(out)
+}
+
+/// `received` or `accepted` (see [`Summary::status`]).
+pub fn status(row: &DocumentRow) -> &'static str {
+    if row.accepted_at.is_some() {
+        "accepted"
+    } else {
+        "received"
+    }
 }
 
 /// One version of a document, opened.
@@ -107,6 +121,8 @@ pub struct View {
     pub issuer_agency_id: Option<AgencyId>,
     /// Who issued it and whether their signature holds, for deposited documents.
     pub issuer: Option<IssuerCheck>,
+    /// `received` until the citizen accepts a deposit, else `accepted`.
+    pub status: &'static str,
 }
 
 /// A deposited document's issuer, as the citizen sees it.
@@ -122,6 +138,9 @@ pub struct IssuerCheck {
     pub expires_at: Option<String>,
     /// Whether the issuer's signature over the document holds.
     pub signature_valid: bool,
+    /// `valid`, `untrusted` (signed with a key the issuer revoked as compromised before
+    /// this arrived, or never registered) or `invalid`.
+    pub trust: &'static str,
 }
 
 /// A version number and when it was stored.
@@ -190,6 +209,22 @@ pub async fn get(
     version: Option<i32>,
 ) -> Result<View, Error> {
     let o = open_version(ctx, session, id, version).await?;
+    let issuer = match (&o.meta.issuance, o.row.issuer_agency_id) {
+        (Some(i), Some(agency_id)) => Some(IssuerCheck {
+            agency_id,
+            name: ctx
+                .store
+                .agency(agency_id)
+                .await
+                .map(|a| a.name)
+                .unwrap_or_default(),
+            issued_at: i.issued_at.clone(),
+            expires_at: i.expires_at.clone(),
+            signature_valid: i.signature_holds(),
+            trust: super::issuer_trust(ctx, i, o.chosen.created_at).await?,
+        }),
+        _ => None,
+    };
     Ok(View {
         id,
         doc_type: o.meta.doc_type,
@@ -206,22 +241,9 @@ pub async fn get(
         fields: o.meta.fields,
         file: o.meta.file,
         content_sha256: o.meta.content_sha256,
-        issuer: match (&o.meta.issuance, o.row.issuer_agency_id) {
-            (Some(i), Some(agency_id)) => Some(IssuerCheck {
-                agency_id,
-                name: ctx
-                    .store
-                    .agency(agency_id)
-                    .await
-                    .map(|a| a.name)
-                    .unwrap_or_default(),
-                issued_at: i.issued_at.clone(),
-                expires_at: i.expires_at.clone(),
-                signature_valid: i.signature_holds(),
-            }),
-            _ => None,
-        },
+        issuer,
         issuer_agency_id: o.row.issuer_agency_id,
+        status: status(&o.row),
     })
 }
 

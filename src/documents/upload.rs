@@ -364,7 +364,7 @@ impl Draft {
                 .map(|(_, s)| i64::try_from(*s).unwrap_or(i64::MAX)),
             created_at: now,
         };
-        // A deposit joins grants when its owner picks it up; an upload joins them now.
+        // A deposit joins grants when its owner accepts it; an upload joins them now.
         let grant_wraps = match self.holder {
             Holder::Sealed { .. } => Ok(Vec::new()),
             Holder::Vault(_) => {
@@ -429,6 +429,8 @@ impl Draft {
                         issuer_agency_id,
                         created_at: now,
                         updated_at: now,
+                        // A deposit waits as `received` until its owner accepts it.
+                        accepted_at: issuer_agency_id.is_none().then_some(now),
                     })
                     .await?
                 }

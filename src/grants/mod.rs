@@ -309,6 +309,12 @@ pub(crate) async fn create_inner(
     let mut covered = BTreeMap::new();
     for id in &req.document_ids {
         let d = mine.iter().find(|d| d.id == *id).ok_or(Error::NotFound)?;
+        if d.accepted_at.is_none() {
+            return Err(invalid(
+                "document_ids",
+                format!("{id} is a deposit you have not accepted yet; accept it first"),
+            ));
+        }
         covered.insert(d.id, d.clone());
     }
     let types: BTreeSet<String> = req.document_types.iter().cloned().collect();
@@ -319,7 +325,11 @@ pub(crate) async fn create_inner(
                 format!("'{t}' is not a document type"),
             ));
         }
-        for d in mine.iter().filter(|d| &d.doc_type == t) {
+        // Received deposits join only once accepted.
+        for d in mine
+            .iter()
+            .filter(|d| &d.doc_type == t && d.accepted_at.is_some())
+        {
             covered.insert(d.id, d.clone());
         }
     }

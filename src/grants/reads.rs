@@ -80,8 +80,10 @@ pub struct Disclosure {
     pub issued_at: Option<String>,
     /// Expiry date (RFC 3339), if the issuer set one.
     pub expires_at: Option<String>,
-    /// `valid` or `invalid` for deposited documents; `none` for documents the citizen
-    /// uploaded (self-declared, unsigned).
+    /// For deposited documents: `valid` (the signature holds under a key the issuer
+    /// registered), `untrusted` (it holds, but under a key the issuer revoked as
+    /// compromised before this deposit arrived) or `invalid`; `none` for documents the
+    /// citizen uploaded (self-declared, unsigned).
     pub issuer_signature: &'static str,
     /// SHA-256 of the canonical content (type, fields, file digest), hex.
     pub content_sha256: String,
@@ -407,8 +409,7 @@ pub async fn read(
         expires_at: issuance.and_then(|i| i.expires_at.clone()),
         issuer_signature: match issuance {
             None => "none",
-            Some(i) if i.signature_holds() => "valid",
-            Some(_) => "invalid",
+            Some(i) => crate::documents::issuer_trust(ctx, i, o.version.created_at).await?,
         },
         content_sha256: o.meta.content_sha256.clone(),
         fields,

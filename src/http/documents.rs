@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list, create))
         .routes(routes!(view, replace, remove))
         .routes(routes!(file))
+        .routes(routes!(accept))
 }
 
 #[utoipa::path(
@@ -44,7 +45,7 @@ async fn catalog(State(state): State<AppState>) -> Json<serde_json::Value> {
     tag = "citizen",
     summary = "The citizen's documents (metadata)",
     security(("citizen_session" = [])),
-    responses((status = 200, description = "{documents: [...]}", body = Object, example = json!({"documents":[{"id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"issuer_agency_id":null,"issuer_name":null,"created_at":1795831200000i64,"updated_at":1795831200000i64}]})), CitizenErrors)
+    responses((status = 200, description = "{documents: [...]}", body = Object, example = json!({"documents":[{"id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"issuer_agency_id":null,"issuer_name":null,"created_at":1795831200000i64,"updated_at":1795831200000i64,"status":"accepted"}]})), CitizenErrors)
 )]
 async fn list(
     State(state): State<AppState>,
@@ -188,7 +189,7 @@ struct VersionQuery {
     summary = "Open a document (latest or ?version=)",
     params(("id" = Uuid, Path, description = "The id"), ("version" = Option<i32>, Query, description = "A version number")),
     security(("citizen_session" = [])),
-    responses((status = 200, description = "The document", body = documents::View, example = json!({"id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"current_version":1,"versions":[{"version":1,"created_at":1795831200000i64}],"fields":{"company_name":"北京示例科技有限公司"},"file":{"name":"营业执照.pdf","media_type":"application/pdf","size":70000,"sha256":"9f86d0…"},"content_sha256":"3e23e8…","issuer_agency_id":null,"issuer":null})), CitizenErrors)
+    responses((status = 200, description = "The document", body = documents::View, example = json!({"id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"current_version":1,"versions":[{"version":1,"created_at":1795831200000i64}],"fields":{"company_name":"北京示例科技有限公司"},"file":{"name":"营业执照.pdf","media_type":"application/pdf","size":70000,"sha256":"9f86d0…"},"content_sha256":"3e23e8…","issuer_agency_id":null,"issuer":null,"status":"accepted"})), CitizenErrors)
 )]
 async fn view(
     State(state): State<AppState>,
@@ -215,6 +216,23 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     documents::delete(&state, &session, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    post,
+    path = "/me/documents/{id}/accept",
+    tag = "citizen",
+    summary = "Accept a deposit received from an issuer (only then does it join grants)",
+    params(("id" = Uuid, Path, description = "The id")),
+    security(("citizen_session" = [])),
+    responses((status = 200, description = "The document, now accepted (accepting again changes nothing)", body = documents::Summary, example = json!({"id":"5a3e0c1e-0000-4000-8000-000000000002","type":"tax_clearance","version":1,"issuer_agency_id":"5a3e0c1e-0000-4000-8000-000000000009","issuer_name":"国家税务总局北京市税务局","created_at":1795831200000i64,"updated_at":1795831200000i64,"status":"accepted"})), CitizenErrors)
+)]
+async fn accept(
+    State(state): State<AppState>,
+    Authed(session): Authed,
+    Path(id): Path<DocumentId>,
+) -> Result<Json<documents::Summary>, ApiError> {
+    Ok(Json(documents::accept(&state, &session, id).await?))
 }
 
 #[utoipa::path(

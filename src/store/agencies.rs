@@ -17,6 +17,8 @@ pub struct AgencyRow {
     pub is_consumer: bool,
     pub is_issuer: bool,
     pub issuer_public_key: Option<Vec<u8>>,
+    /// The document types an issuer may deposit (a JSON list).
+    pub issuer_types: String,
     /// Issues enrolment codes (a service hall).
     pub is_enroller: bool,
     pub created_at: i64,
@@ -32,6 +34,18 @@ pub struct AgencyKeyRow {
     pub key_hash: Vec<u8>,
     pub created_at: i64,
     pub expires_at: Option<i64>,
+}
+
+/// An issuer key as registered: when, until when it was current, and whether it was
+/// revoked as compromised (and since when).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IssuerKeyRow {
+    pub agency_id: AgencyId,
+    pub public_key: Vec<u8>,
+    pub registered_at: i64,
+    pub retired_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub compromised_from: Option<i64>,
 }
 
 impl Store {
@@ -55,8 +69,8 @@ impl Store {
 
     /// The agency with this id.
     pub async fn agency(&self, id: AgencyId) -> Result<AgencyRow, StoreError> {
-        const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, is_enroller, \
-            created_at, disabled_at FROM agencies WHERE id = $1";
+        const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, issuer_types, \
+            is_enroller, created_at, disabled_at FROM agencies WHERE id = $1";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, AgencyRow>(SQL).bind(id).fetch_one(p).await?
         }))
@@ -64,8 +78,8 @@ impl Store {
 
     /// The agencies that have asked this citizen for access, in one query.
     pub async fn agencies_asking(&self, citizen: CitizenId) -> Result<Vec<AgencyRow>, StoreError> {
-        const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, is_enroller, \
-            created_at, disabled_at FROM agencies WHERE id IN (SELECT agency_id FROM access_requests WHERE citizen_id = $1)";
+        const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, issuer_types, \
+            is_enroller, created_at, disabled_at FROM agencies WHERE id IN (SELECT agency_id FROM access_requests WHERE citizen_id = $1)";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, AgencyRow>(SQL).bind(citizen).fetch_all(p).await?
         }))
@@ -73,10 +87,23 @@ impl Store {
 
     /// Agencies that may receive grants (enabled consumers), highest level first.
     pub async fn consumer_agencies(&self) -> Result<Vec<AgencyRow>, StoreError> {
-        const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, is_enroller, \
-            created_at, disabled_at FROM agencies WHERE is_consumer AND disabled_at IS NULL ORDER BY name, id";
+        const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, issuer_types, \
+            is_enroller, created_at, disabled_at FROM agencies WHERE is_consumer AND disabled_at IS NULL ORDER BY name, id";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, AgencyRow>(SQL).fetch_all(p).await?
+        }))
+    }
+
+    /// An issuer key as registered for `agency`, if it ever was.
+    pub async fn issuer_key(
+        &self,
+        agency: AgencyId,
+        key: &[u8],
+    ) -> Result<Option<IssuerKeyRow>, StoreError> {
+        const SQL: &str = "SELECT agency_id, public_key, registered_at, retired_at, revoked_at, \
+            compromised_from FROM issuer_keys WHERE agency_id = $1 AND public_key = $2";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, IssuerKeyRow>(SQL).bind(agency).bind(key).fetch_optional(p).await?
         }))
     }
 
@@ -124,7 +151,7 @@ impl Tx {
     /// Inserts an agency.
     pub async fn insert_agency(&mut self, row: &AgencyRow) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO agencies (id, name, level, is_consumer, is_issuer, issuer_public_key, \
-            is_enroller, created_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+            issuer_types, is_enroller, created_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
         on_engine!(self, c => {
             sqlx::query(SQL)
                 .bind(row.id)
@@ -133,6 +160,7 @@ impl Tx {
                 .bind(row.is_consumer)
                 .bind(row.is_issuer)
                 .bind(&row.issuer_public_key)
+                .bind(&row.issuer_types)
                 .bind(row.is_enroller)
                 .bind(row.created_at)
                 .bind(row.disabled_at)
@@ -169,16 +197,66 @@ impl Tx {
         }))
     }
 
-    /// Makes an agency an issuer with this Ed25519 public key.
+    /// Makes an agency an issuer with this Ed25519 public key: the key is registered (kept
+    /// for the checks of what it signed) and every other current key of the agency retired.
     pub async fn set_issuer_key(
         &mut self,
         agency: AgencyId,
         key: &[u8],
+        now_ms: i64,
     ) -> Result<bool, StoreError> {
-        const SQL: &str =
+        const SET: &str =
             "UPDATE agencies SET is_issuer = $1, issuer_public_key = $2 WHERE id = $3";
+        const REGISTER: &str = "INSERT INTO issuer_keys (agency_id, public_key, registered_at) \
+            VALUES ($1, $2, $3) ON CONFLICT (agency_id, public_key) DO NOTHING";
+        const RETIRE: &str = "UPDATE issuer_keys SET retired_at = $1 \
+            WHERE agency_id = $2 AND public_key <> $3 AND retired_at IS NULL";
         Ok(on_engine!(self, c => {
-            sqlx::query(SQL).bind(true).bind(key).bind(agency).execute(&mut **c).await?.rows_affected() == 1
+            sqlx::query(REGISTER).bind(agency).bind(key).bind(now_ms).execute(&mut **c).await?;
+            sqlx::query(RETIRE).bind(now_ms).bind(agency).bind(key).execute(&mut **c).await?;
+            sqlx::query(SET).bind(true).bind(key).bind(agency).execute(&mut **c).await?.rows_affected() == 1
+        }))
+    }
+
+    /// Sets the document types an issuer may deposit (a JSON list).
+    pub async fn set_issuer_types(
+        &mut self,
+        agency: AgencyId,
+        types: &str,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE agencies SET issuer_types = $1 WHERE id = $2";
+        Ok(on_engine!(self, c => {
+            sqlx::query(SQL).bind(types).bind(agency).execute(&mut **c).await?.rows_affected() == 1
+        }))
+    }
+
+    /// Revokes an issuer key as compromised since `compromised_from`; a current key stops
+    /// signing deposits at once. Returns whether the key was registered and not yet revoked.
+    pub async fn revoke_issuer_key(
+        &mut self,
+        agency: AgencyId,
+        key: &[u8],
+        compromised_from: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        const REVOKE: &str = "UPDATE issuer_keys SET revoked_at = $1, compromised_from = $2, \
+            retired_at = COALESCE(retired_at, $3) \
+            WHERE agency_id = $4 AND public_key = $5 AND revoked_at IS NULL";
+        const UNSET: &str = "UPDATE agencies SET issuer_public_key = NULL \
+            WHERE id = $1 AND issuer_public_key = $2";
+        Ok(on_engine!(self, c => {
+            let revoked = sqlx::query(REVOKE)
+                .bind(now_ms)
+                .bind(compromised_from)
+                .bind(now_ms)
+                .bind(agency)
+                .bind(key)
+                .execute(&mut **c)
+                .await?
+                .rows_affected()
+                == 1;
+            sqlx::query(UNSET).bind(agency).bind(key).execute(&mut **c).await?;
+            revoked
         }))
     }
 

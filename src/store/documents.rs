@@ -16,6 +16,9 @@ pub struct DocumentRow {
     pub issuer_agency_id: Option<AgencyId>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When the citizen accepted it (at once for what they stored themselves); `None`
+    /// for a deposit still `received`, which joins no grant.
+    pub accepted_at: Option<i64>,
 }
 
 /// One version's sealed contents.
@@ -48,7 +51,7 @@ impl Store {
         citizen: CitizenId,
     ) -> Result<Vec<DocumentRow>, StoreError> {
         const SQL: &str = "SELECT id, citizen_id, doc_type, current_version, issuer_agency_id, created_at, \
-            updated_at FROM documents WHERE citizen_id = $1 AND deleted_at IS NULL \
+            updated_at, accepted_at FROM documents WHERE citizen_id = $1 AND deleted_at IS NULL \
             ORDER BY doc_type, updated_at DESC";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, DocumentRow>(SQL).bind(citizen).fetch_all(p).await?
@@ -62,7 +65,7 @@ impl Store {
         id: DocumentId,
     ) -> Result<DocumentRow, StoreError> {
         const SQL: &str = "SELECT id, citizen_id, doc_type, current_version, issuer_agency_id, created_at, \
-            updated_at FROM documents WHERE id = $1 AND citizen_id = $2 AND deleted_at IS NULL";
+            updated_at, accepted_at FROM documents WHERE id = $1 AND citizen_id = $2 AND deleted_at IS NULL";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, DocumentRow>(SQL).bind(id).bind(citizen).fetch_one(p).await?
         }))
@@ -119,6 +122,8 @@ pub struct WaitingDeposit {
     pub version: i32,
     pub doc_type: String,
     pub sealed_deposit: Vec<u8>,
+    /// Whether its owner already accepted it (then it joins grants when picked up).
+    pub accepted_at: Option<i64>,
 }
 
 impl Store {
@@ -127,7 +132,7 @@ impl Store {
         &self,
         citizen: CitizenId,
     ) -> Result<Vec<WaitingDeposit>, StoreError> {
-        const SQL: &str = "SELECT v.document_id, v.version, d.doc_type, v.sealed_deposit \
+        const SQL: &str = "SELECT v.document_id, v.version, d.doc_type, v.sealed_deposit, d.accepted_at \
             FROM document_versions v JOIN documents d ON d.id = v.document_id \
             WHERE d.citizen_id = $1 AND d.deleted_at IS NULL AND v.data_key_wrap IS NULL \
             AND v.sealed_deposit IS NOT NULL";
@@ -157,7 +162,7 @@ impl Tx {
     /// Inserts a new document row.
     pub async fn insert_document(&mut self, row: &DocumentRow) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO documents (id, citizen_id, doc_type, current_version, issuer_agency_id, \
-            created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+            created_at, updated_at, accepted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
         on_engine!(self, c => {
             sqlx::query(SQL)
                 .bind(row.id)
@@ -167,10 +172,25 @@ impl Tx {
                 .bind(row.issuer_agency_id)
                 .bind(row.created_at)
                 .bind(row.updated_at)
+                .bind(row.accepted_at)
                 .execute(&mut **c)
                 .await?;
         });
         Ok(())
+    }
+
+    /// Marks a received deposit accepted by its owner. Returns whether this call did it.
+    pub async fn accept_document(
+        &mut self,
+        citizen: CitizenId,
+        document: DocumentId,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE documents SET accepted_at = $1 \
+            WHERE id = $2 AND citizen_id = $3 AND deleted_at IS NULL AND accepted_at IS NULL";
+        Ok(on_engine!(self, c => {
+            sqlx::query(SQL).bind(now_ms).bind(document).bind(citizen).execute(&mut **c).await?.rows_affected() == 1
+        }))
     }
 
     /// Moves a document to `version`, only if it is still at `expected` (so two replaces

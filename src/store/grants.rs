@@ -154,7 +154,7 @@ impl Store {
         grant: GrantId,
     ) -> Result<Vec<crate::store::documents::DocumentRow>, StoreError> {
         const SQL: &str = "SELECT d.id, d.citizen_id, d.doc_type, d.current_version, d.issuer_agency_id, \
-            d.created_at, d.updated_at FROM grant_key_wraps w JOIN documents d \
+            d.created_at, d.updated_at, d.accepted_at FROM grant_key_wraps w JOIN documents d \
             ON d.id = w.document_id AND d.current_version = w.version \
             WHERE w.grant_id = $1 AND d.deleted_at IS NULL ORDER BY d.doc_type, d.id";
         Ok(on_engine!(self.pool(), p => {

@@ -16,6 +16,7 @@ async fn an_agency_key_authenticates_and_is_stored_only_hashed(backend: Backend)
             level: Level::County,
             issuer: false,
             issuer_key: None,
+            issuer_types: &[],
             enroller: false,
         },
     )
@@ -41,6 +42,7 @@ async fn an_agency_key_authenticates_and_is_stored_only_hashed(backend: Backend)
 
     // An issuer needs a valid Ed25519 key; a consumer must not have one.
     let issuer_key = base64_url(&SigningKey::generate().verifying_key().to_bytes());
+    let issuer_types = ["tax_clearance".to_owned()];
     let issuer = agencies::create(
         &app.state,
         &NewAgency {
@@ -48,6 +50,7 @@ async fn an_agency_key_authenticates_and_is_stored_only_hashed(backend: Backend)
             level: Level::Provincial,
             issuer: true,
             issuer_key: Some(&issuer_key),
+            issuer_types: &issuer_types,
             enroller: false,
         },
     )
@@ -55,6 +58,7 @@ async fn an_agency_key_authenticates_and_is_stored_only_hashed(backend: Backend)
     .unwrap();
     let row = app.state.store.agency(issuer.id).await.unwrap();
     assert!(row.is_issuer && row.issuer_public_key.unwrap().len() == 32);
+    assert_eq!(row.issuer_types, r#"["tax_clearance"]"#);
     for (issuer, key) in [
         (true, None),
         (true, Some("not-a-key")),
@@ -67,6 +71,7 @@ async fn an_agency_key_authenticates_and_is_stored_only_hashed(backend: Backend)
                 level: Level::National,
                 issuer,
                 issuer_key: key,
+                issuer_types: &[],
                 enroller: false,
             },
         )

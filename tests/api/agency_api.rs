@@ -614,6 +614,62 @@ async fn issuers_deposit_signed_documents_sealed_to_the_citizen(backend: Backend
     assert_eq!(opened["fields"]["taxpayer_name"], "存放测试公司");
     assert_eq!(opened["issuer"]["name"], "国家税务总局北京市税务局");
     assert_eq!(opened["issuer"]["signature_valid"], true);
+    assert_eq!(opened["issuer"]["trust"], "valid");
+    // Received, not yet accepted: a grant of the type does not reach them.
+    assert!(items.iter().all(|d| d["status"] == "received"));
+    let early = grant(
+        &c,
+        &consumer,
+        json!({ "document_types": ["tax_clearance"], "tier": "verify", "purpose": "登记核验", "legal_basis": "《市场主体登记管理条例》第十六条" }),
+    )
+    .await;
+    let none = json_of(
+        consumer
+            .read(&format!("/api/v1/grants/{early}/documents"))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(none["documents"].as_array().unwrap().len(), 0);
+    let named = c
+        .post(
+            "/me/grants",
+            json!({ "agency_id": consumer.id, "document_ids": [docs[0].id], "tier": "verify", "purpose": "登记核验", "legal_basis": "《市场主体登记管理条例》第十六条", "duration_days": 7 }),
+        )
+        .await;
+    assert!(
+        assert_problem(named, 422).await["detail"]
+            .as_str()
+            .unwrap()
+            .contains("accept")
+    );
+    // Accepting joins the live grant of its type at once; accepting again changes nothing.
+    for d in items {
+        let id = d["id"].as_str().unwrap();
+        let taken = json_of(
+            c.post(&format!("/me/documents/{id}/accept"), json!({}))
+                .await,
+            200,
+        )
+        .await;
+        assert_eq!(taken["status"], "accepted");
+    }
+    let again = json_of(
+        c.post(&format!("/me/documents/{}/accept", docs[0].id), json!({}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(again["status"], "accepted");
+    let joined = json_of(
+        consumer
+            .read(&format!("/api/v1/grants/{early}/documents"))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(joined["documents"].as_array().unwrap().len(), 2);
+    assert_eq!(crate::helpers::recorded(&app, "document.accept").await, 2);
     let page = c
         .get(&format!("/documents/{}", docs[0].id))
         .await
@@ -657,7 +713,7 @@ async fn issuers_deposit_signed_documents_sealed_to_the_citizen(backend: Backend
     assert_eq!(v["issued_at"], "2026-01-15T09:00:00Z");
     assert!(v.get("fields").is_none());
 
-    // A deposit that arrives while a type-scoped grant lives joins it at the next unlock.
+    // A deposit that arrives while a type-scoped grant lives joins it once accepted.
     json_of(
         issuer
             .post(
@@ -668,15 +724,38 @@ async fn issuers_deposit_signed_documents_sealed_to_the_citizen(backend: Backend
         202,
     )
     .await;
-    json_of(c.get("/me/documents").await, 200).await;
-    let docs = json_of(
-        consumer
-            .read(&format!("/api/v1/grants/{g}/documents"))
+    let list = json_of(c.get("/me/documents").await, 200).await;
+    let fresh: Vec<&str> = list["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["status"] == "received")
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(fresh.len(), 1);
+    let listed = |g: String| {
+        let consumer = &consumer;
+        async move {
+            json_of(
+                consumer
+                    .read(&format!("/api/v1/grants/{g}/documents"))
+                    .await,
+                200,
+            )
+            .await["documents"]
+                .as_array()
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(listed(g.clone()).await, 2, "received, not yet in the grant");
+    json_of(
+        c.post(&format!("/me/documents/{}/accept", fresh[0]), json!({}))
             .await,
         200,
     )
     .await;
-    assert_eq!(docs["documents"].as_array().unwrap().len(), 3);
+    assert_eq!(listed(g).await, 3);
 }
 
 async fn keys_rotate_and_agencies_are_disabled(backend: Backend) {

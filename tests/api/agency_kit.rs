@@ -25,6 +25,18 @@ impl Agency {
         level: Level,
         issuer_key: Option<&str>,
     ) -> Self {
+        // An issuer here may deposit every type of the catalog; tests of the bound name
+        // their own.
+        let issuer_types: Vec<String> = match issuer_key {
+            Some(_) => app
+                .state
+                .catalog
+                .document_types()
+                .iter()
+                .map(|t| t.id.clone())
+                .collect(),
+            None => Vec::new(),
+        };
         let created = agencies::create(
             &app.state,
             &NewAgency {
@@ -32,6 +44,7 @@ impl Agency {
                 level,
                 issuer: issuer_key.is_some(),
                 issuer_key,
+                issuer_types: &issuer_types,
                 enroller: false,
             },
         )

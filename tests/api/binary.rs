@@ -368,8 +368,8 @@ async fn secrets_never_reach_the_logs() {
     }
 }
 
-/// `custodia agency rotate-key | disable | set-issuer-key` and `custodia audit verify |
-/// export`, as an operator runs them.
+/// `custodia agency rotate-key | disable | set-issuer-key | set-issuer-types |
+/// revoke-issuer-key` and `custodia audit verify | export`, as an operator runs them.
 #[test]
 fn operator_commands_manage_agencies_and_verify_and_export_the_trail() {
     let cwd = tempfile::tempdir().unwrap();
@@ -406,6 +406,44 @@ fn operator_commands_manage_agencies_and_verify_and_export_the_trail() {
         run(&["agency", "set-issuer-key", &id, "abc"]).status.code(),
         Some(2)
     );
+    let typed = run(&[
+        "agency",
+        "set-issuer-types",
+        &id,
+        "tax_clearance,social_insurance_record",
+    ]);
+    assert_eq!(typed.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&typed.stderr)
+            .contains(r#"["social_insurance_record","tax_clearance"]"#)
+    );
+    assert_eq!(
+        run(&["agency", "set-issuer-types", &id, "starship_licence"])
+            .status
+            .code(),
+        Some(2),
+        "not a catalog type"
+    );
+    for (since, code) in [
+        ("2999-01-01T00:00:00Z", 2),
+        ("yesterday", 2),
+        ("2026-01-01T00:00:00Z", 0),
+        ("2026-01-01T00:00:00Z", 1),
+    ] {
+        assert_eq!(
+            run(&[
+                "agency",
+                "revoke-issuer-key",
+                &id,
+                "--compromised-since",
+                since
+            ])
+            .status
+            .code(),
+            Some(code),
+            "revoke since {since}"
+        );
+    }
     assert_eq!(run(&["agency", "disable", &id]).status.code(), Some(0));
     assert_eq!(
         run(&["agency", "disable", &id]).status.code(),
@@ -421,7 +459,7 @@ fn operator_commands_manage_agencies_and_verify_and_export_the_trail() {
         "{}",
         String::from_utf8_lossy(&verified.stderr)
     );
-    assert!(String::from_utf8_lossy(&verified.stdout).contains("audit trail intact: 4 events"));
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("audit trail intact: 6 events"));
     // The verify kept its newest checkpoint; the next one goes on from it.
     assert!(cwd.path().join("custodia-data/audit-verified").is_file());
     let resumed = run(&["audit", "verify", "--from-checkpoint"]);
@@ -450,6 +488,8 @@ fn operator_commands_manage_agencies_and_verify_and_export_the_trail() {
             "agency.create",
             "agency.rotate-key",
             "agency.set-issuer-key",
+            "agency.set-issuer-types",
+            "agency.revoke-issuer-key",
             "agency.disable"
         ]
     );
@@ -464,7 +504,7 @@ fn operator_commands_manage_agencies_and_verify_and_export_the_trail() {
     ]);
     let csv = String::from_utf8(csv.stdout).unwrap();
     assert!(csv.starts_with("seq,at,actor_kind,"));
-    assert_eq!(csv.lines().count(), 5);
+    assert_eq!(csv.lines().count(), 7);
     let none = run(&[
         "audit",
         "export",

@@ -248,6 +248,7 @@ async fn only_enrolling_agencies_issue_codes_and_each_issue_is_recorded(backend:
                     level: Level::Municipal,
                     issuer: false,
                     issuer_key: None,
+                    issuer_types: &[],
                     enroller,
                 },
             )

@@ -24,6 +24,7 @@ async fn agency(app: &TestApp, level: Level) -> AgencyId {
             level,
             issuer: false,
             issuer_key: None,
+            issuer_types: &[],
             enroller: false,
         },
     )

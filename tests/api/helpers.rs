@@ -259,6 +259,10 @@ impl Drop for TestApp {
 
 /// Starts a fresh environment and a server on it.
 pub async fn spawn_app(backend: Backend) -> (TestEnv, TestApp) {
+    // `CUSTODIA_TEST_LOG=1` shows the servers' logs (errors with their causes).
+    if std::env::var_os("CUSTODIA_TEST_LOG").is_some() {
+        custodia::telemetry::init_with_default("warn");
+    }
     let env = TestEnv::new(backend).await;
     let app = env.start().await.expect("server starts");
     (env, app)
@@ -301,4 +305,16 @@ impl TestApp {
             .build()
             .expect("HTTP client")
     }
+}
+
+/// How many events of `action` the trail holds.
+pub async fn recorded(app: &TestApp, action: &str) -> usize {
+    app.state
+        .store
+        .audit_events_after(0, 1_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == action)
+        .count()
 }

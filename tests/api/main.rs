@@ -29,6 +29,7 @@ mod grants;
 mod hardening;
 mod health;
 mod incremental;
+mod issuers;
 mod keys;
 mod metrics;
 mod openapi;

@@ -37,6 +37,7 @@ async fn a_request_is_previewed_narrowed_and_approved_or_denied(backend: Backend
             level: Level::County,
             issuer: false,
             issuer_key: None,
+            issuer_types: &[],
             enroller: false,
         },
     )
@@ -214,6 +215,7 @@ async fn a_full_request_can_be_narrowed_to_chosen_fields(backend: Backend) {
             level: Level::Provincial,
             issuer: false,
             issuer_key: None,
+            issuer_types: &[],
             enroller: false,
         },
     )

@@ -235,6 +235,7 @@ async fn the_consents_page_lists_grants_and_their_state(backend: Backend) {
             level: custodia::agencies::Level::County,
             issuer: false,
             issuer_key: None,
+            issuer_types: &[],
             enroller: false,
         },
     )
@@ -304,6 +305,7 @@ async fn the_requests_page_shows_the_preview_and_the_answer(backend: Backend) {
             level: custodia::agencies::Level::Municipal,
             issuer: false,
             issuer_key: None,
+            issuer_types: &[],
             enroller: false,
         },
     )

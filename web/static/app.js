@@ -315,6 +315,11 @@ onClick("#delete-document", async (el) => {
   window.location.assign("/documents");
 });
 
+onClick(".accept-document", async (el) => {
+  await api("POST", "/me/documents/" + encodeURIComponent(el.dataset.id) + "/accept", {});
+  window.location.reload();
+});
+
 onClick(".revoke-grant", async (el) => {
   if (!window.confirm(message("msgRevokeConfirm"))) return;
   await api("POST", "/me/grants/" + encodeURIComponent(el.dataset.id) + "/revoke", {});

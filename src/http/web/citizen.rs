@@ -106,6 +106,7 @@ pub(super) async fn documents_page(
                     updated => date(d.updated_at),
                     issued => d.issuer_agency_id.is_some(),
                     issuer => d.issuer_name.clone(),
+                    received => d.status == "received",
                 }
             })
             .collect();
@@ -240,8 +241,9 @@ pub(super) async fn document_page(
                 name => i.name.clone(),
                 issued_at => i.issued_at.clone(),
                 expires_at => i.expires_at.clone(),
-                valid => i.signature_valid,
+                trust => i.trust,
             }),
+            received => view.status == "received",
         },
     )
 }

@@ -131,10 +131,7 @@ pub fn issuer_types_json(ctx: &Context, types: &[String]) -> Result<String, Erro
 /// Creates an agency and its first API key.
 #[tracing::instrument(skip_all)]
 pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error> {
-    let name = new.name.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(invalid("name", "must be 1 to 200 characters"));
-    }
+    let name = crate::error::plain_text("name", new.name, 200)?;
     let issuer_public_key = match (new.issuer, new.issuer_key) {
         (true, Some(k)) => Some(parse_issuer_key(k)?),
         (true, None) => {

@@ -74,6 +74,42 @@ impl From<StoreError> for Error {
     }
 }
 
+/// Whether `c` may stand in text that people read: no control characters (C0, C1, DEL)
+/// and no invisible formatting that reorders or hides what is shown — bidirectional
+/// embeddings, overrides, isolates and marks, zero-width characters, word joiners and the
+/// byte-order mark. A purpose that reads one way on the citizen's page and another in the
+/// auditor's export is a spoof, so such text is refused where it enters.
+pub fn is_displayable(c: char) -> bool {
+    !c.is_control()
+        && !matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
+}
+
+/// `value` trimmed, if it is a person-readable text of 1 to `max` characters (see
+/// [`is_displayable`]).
+pub fn plain_text<'a>(field: &'static str, value: &'a str, max: usize) -> Result<&'a str, Error> {
+    let value = value.trim();
+    let len = value.chars().count();
+    if len == 0 || len > max {
+        return Err(invalid(field, format!("must be 1 to {max} characters")));
+    }
+    if !value.chars().all(is_displayable) {
+        return Err(invalid(
+            field,
+            "must not contain control characters or invisible formatting (such as bidirectional overrides)",
+        ));
+    }
+    Ok(value)
+}
+
 /// Shorthand for an invalid field.
 pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
     Error::Invalid {

@@ -195,10 +195,7 @@ pub async fn create_once(
     if types.is_empty() {
         return Err(invalid("document_types", "name at least one document type"));
     }
-    let purpose = req.purpose.trim();
-    if purpose.is_empty() || purpose.chars().count() > 500 {
-        return Err(invalid("purpose", "is required (at most 500 characters)"));
-    }
+    let purpose = crate::error::plain_text("purpose", &req.purpose, 500)?;
     if !(1..=MAX_DAYS).contains(&req.duration_days) {
         return Err(invalid(
             "duration_days",
@@ -211,8 +208,9 @@ pub async fn create_once(
     let legal_basis = req
         .legal_basis
         .as_deref()
-        .map(str::trim)
-        .filter(|l| !l.is_empty());
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| crate::error::plain_text("legal_basis", l, 500))
+        .transpose()?;
     let level = Level::parse(&agency.level)?;
     let known = grants::check_policy(
         ctx,
@@ -499,6 +497,10 @@ pub async fn approve(
                 ));
             }
         },
+        // Fields named for a tier that shows none: the citizen meant something else.
+        _ if n.fields.as_ref().is_some_and(|f| !f.is_empty()) => {
+            return Err(invalid("fields", "only the fields tier shares fields"));
+        }
         _ => Vec::new(),
     };
     let duration = n.duration_days.unwrap_or(i64::from(r.duration_days));

@@ -31,7 +31,7 @@ use zeroize::Zeroizing;
 use crate::audit::{ActorKind, Event};
 use crate::citizens::{credential_row, stored_passkeys};
 use crate::context::Context;
-use crate::error::{Error, invalid};
+use crate::error::Error;
 use crate::ids::AuditorId;
 use crate::passkeys::{self, CeremonyKind};
 use crate::sessions::{self, Issued, Principal, Session};
@@ -55,10 +55,7 @@ fn refused() -> Error {
 /// Creates an invite for `name` and returns the one-time enrolment link.
 #[tracing::instrument(skip_all)]
 pub async fn invite(ctx: &Context, name: &str) -> Result<String, Error> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(invalid("name", "must be 1 to 100 characters"));
-    }
+    let name = crate::error::plain_text("name", name, 100)?;
     if ctx.store.auditor_by_name(name).await?.is_some() {
         return Err(Error::Conflict(
             "An auditor with this name exists already.".into(),

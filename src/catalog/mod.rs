@@ -309,8 +309,11 @@ impl Catalog {
         if value.chars().count() > MAX_VALUE_CHARS {
             return Err(format!("must be at most {MAX_VALUE_CHARS} characters"));
         }
-        if value.chars().any(char::is_control) {
-            return Err("must not contain control characters".into());
+        if !value.chars().all(crate::error::is_displayable) {
+            return Err(
+                "must not contain control characters or invisible formatting (such as bidirectional overrides)"
+                    .into(),
+            );
         }
         match f.kind {
             FieldType::Text => {}

@@ -203,8 +203,7 @@ pub async fn add_passkey_finish(
         .map_err(|_| auth_failed())?;
     let count = ctx.store.citizen_credentials(citizen_id).await?.len();
     let label = match label.map(str::trim).filter(|l| !l.is_empty()) {
-        Some(l) if l.chars().count() <= 60 && !l.chars().any(char::is_control) => l.to_owned(),
-        Some(_) => return Err(invalid("label", "must be at most 60 characters")),
+        Some(l) => crate::error::plain_text("label", l, 60)?.to_owned(),
         None => format!("Passkey {}", count + 1),
     };
     let row = credential_row(Principal::Citizen(citizen_id), &passkey, &label, now)?;
@@ -231,6 +230,17 @@ pub async fn add_passkey_finish(
 pub async fn remove_passkey(ctx: &Context, session: &Session, id: Uuid) -> Result<(), Error> {
     let citizen_id = session.citizen()?;
     session.require_fresh(ctx)?;
+    // Someone else's passkey, or none at all: not found, before anything about this
+    // account's own passkeys is said.
+    if !ctx
+        .store
+        .citizen_credentials(citizen_id)
+        .await?
+        .iter()
+        .any(|c| c.id == id)
+    {
+        return Err(Error::NotFound);
+    }
     let mut tx = ctx.store.begin().await?;
     if tx.count_citizen_credentials(citizen_id).await? <= 1 {
         return Err(Error::Conflict(

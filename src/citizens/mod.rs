@@ -64,10 +64,10 @@ impl DisplayName {
         if len == 0 || len > 100 {
             return Err(invalid("display_name", "must be 1 to 100 characters"));
         }
-        if name.chars().any(char::is_control) {
+        if !name.chars().all(crate::error::is_displayable) {
             return Err(invalid(
                 "display_name",
-                "must not contain control characters",
+                "must not contain control characters or invisible formatting",
             ));
         }
         Ok(Self(name.to_owned()))

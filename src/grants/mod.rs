@@ -243,18 +243,13 @@ pub(crate) async fn create_inner(
     let vault_key = session.vault_key()?;
     let now = ctx.clock.now_ms();
 
-    let purpose = req.purpose.trim();
-    if purpose.is_empty() || purpose.chars().count() > 500 {
-        return Err(invalid("purpose", "is required (at most 500 characters)"));
-    }
+    let purpose = crate::error::plain_text("purpose", &req.purpose, 500)?;
     let legal_basis = req
         .legal_basis
         .as_deref()
-        .map(str::trim)
-        .filter(|l| !l.is_empty());
-    if legal_basis.is_some_and(|l| l.chars().count() > 500) {
-        return Err(invalid("legal_basis", "must be at most 500 characters"));
-    }
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| crate::error::plain_text("legal_basis", l, 500))
+        .transpose()?;
     let expires_at = match (req.duration_days, req.expires_at) {
         (Some(_), Some(_)) => {
             return Err(invalid(

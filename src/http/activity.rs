@@ -56,6 +56,9 @@ impl TrailQuery {
                 })
                 .transpose()
         };
+        if self.cursor.is_some_and(|c| c < 1) {
+            return Err(invalid("cursor", "must be a next_cursor this list returned").into());
+        }
         if let Some(o) = &self.outcome
             && !["ok", "refused", "failed"].contains(&o.as_str())
         {

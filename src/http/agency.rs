@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::JsonObject;
 #[allow(unused_imports)]
 use super::openapi::{AgencyErrors, Problem};
 use crate::documents::deposit::{Accepted, Deposit};
@@ -161,7 +162,7 @@ async fn create_request(
     State(state): State<AppState>,
     Agency(agency): Agency,
     headers: HeaderMap,
-    Json(body): Json<NewRequest>,
+    JsonObject(body): JsonObject<NewRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let officer = optional_header(&headers, "x-officer-id")?;
     let case = optional_header(&headers, "x-case-id")?;
@@ -313,6 +314,23 @@ async fn read(
             .filter(|s| !s.is_empty())
             .collect()
     });
+    // Field names are catalog identifiers; anything else is refused here, before it can
+    // reach the trail or be echoed back.
+    if let Some(names) = &only
+        && (names.len() > 100
+            || names.iter().any(|n| {
+                n.len() > 64
+                    || !n
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            }))
+    {
+        return Err(crate::error::invalid(
+            "fields",
+            "must be up to 100 comma-separated catalog field names (a-z, 0-9 and _)",
+        )
+        .into());
+    }
     Ok(Json(
         reads::read(
             &state,
@@ -379,7 +397,7 @@ struct EnrolmentIssued {
 async fn enrolment_code(
     State(state): State<AppState>,
     Agency(agency): Agency,
-    Json(body): Json<EnrolmentRequest>,
+    JsonObject(body): JsonObject<EnrolmentRequest>,
 ) -> Result<(StatusCode, Json<EnrolmentIssued>), ApiError> {
     if !agency.is_enroller {
         return Err(Error::Forbidden(

@@ -16,7 +16,7 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 use super::AppState;
 use super::auth::with_cookies;
 use super::error::ApiError;
-use super::extract::{Authed, CEREMONY, ClientAddr, Cookies, SESSION};
+use super::extract::{Authed, CEREMONY, ClientAddr, Cookies, JsonObject, SESSION};
 #[allow(unused_imports)]
 use super::openapi::{CitizenErrors, Problem};
 use crate::auditors::{self, Query as AuditQuery};
@@ -71,7 +71,7 @@ struct LoginFinish {
     responses((status = 200, description = "WebAuthn creation options", body = Object, example = json!({"publicKey":{"challenge":"base64url…"}})), CitizenErrors))]
 async fn enrol_start(
     State(state): State<AppState>,
-    Json(body): Json<EnrolStart>,
+    JsonObject(body): JsonObject<EnrolStart>,
 ) -> Result<Response, ApiError> {
     let (options, ceremony) = auditors::enrol_start(&state, &body.token).await?;
     let cookies = Cookies::for_state(&state);
@@ -88,7 +88,7 @@ async fn enrol_start(
 async fn enrol_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Json(body): Json<EnrolFinish>,
+    JsonObject(body): JsonObject<EnrolFinish>,
 ) -> Result<Response, ApiError> {
     let cookies = Cookies::for_state(&state);
     let (id, session) =
@@ -109,7 +109,7 @@ async fn enrol_finish(
 async fn login_start(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    Json(body): Json<LoginStart>,
+    JsonObject(body): JsonObject<LoginStart>,
 ) -> Result<Response, ApiError> {
     let (options, ceremony) = auditors::login_start(&state, &body.name, &client).await?;
     let cookies = Cookies::for_state(&state);
@@ -126,7 +126,7 @@ async fn login_start(
 async fn login_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Json(body): Json<LoginFinish>,
+    JsonObject(body): JsonObject<LoginFinish>,
 ) -> Result<Response, ApiError> {
     let cookies = Cookies::for_state(&state);
     let (id, session) =
@@ -177,6 +177,9 @@ impl EventsQuery {
     /// The domain query.
     pub fn query(&self) -> Result<AuditQuery, ApiError> {
         let some = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+        if self.cursor.is_some_and(|c| c < 1) {
+            return Err(invalid("cursor", "must be a next_cursor this search returned").into());
+        }
         Ok(AuditQuery {
             citizen: some(&self.citizen),
             agency: some(&self.agency),
@@ -292,7 +295,7 @@ struct ConfirmIdentity {
 async fn confirm_identity(
     State(state): State<AppState>,
     Authed(session): Authed,
-    Json(body): Json<ConfirmIdentity>,
+    JsonObject(body): JsonObject<ConfirmIdentity>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let matches = auditors::confirm_identity(
         &state,

@@ -14,7 +14,7 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{Authed, CEREMONY, ClientAddr, Cookies, EID_PROOF, SESSION};
+use super::extract::{Authed, CEREMONY, ClientAddr, Cookies, EID_PROOF, JsonObject, SESSION};
 #[allow(unused_imports)]
 use super::openapi::{CitizenErrors, Problem};
 use crate::citizens;
@@ -132,7 +132,7 @@ async fn register_start(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
-    Json(body): Json<RegisterStart>,
+    JsonObject(body): JsonObject<RegisterStart>,
 ) -> Result<Response, ApiError> {
     let cookies = Cookies::for_state(&state);
     // A typed code first; else the proof a national eID sign-in left in this browser.
@@ -166,7 +166,7 @@ async fn register_finish(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     headers: HeaderMap,
-    Json(body): Json<RegisterFinish>,
+    JsonObject(body): JsonObject<RegisterFinish>,
 ) -> Result<Response, ApiError> {
     let cookies = Cookies::for_state(&state);
     let passphrase = body.passphrase.map(Passphrase::new);
@@ -204,7 +204,7 @@ async fn register_finish(
 async fn login_start(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    Json(body): Json<LoginStart>,
+    JsonObject(body): JsonObject<LoginStart>,
 ) -> Result<Response, ApiError> {
     let (options, token) = citizens::login_start(&state, &body.national_id, &client).await?;
     let cookies = Cookies::for_state(&state);
@@ -225,7 +225,7 @@ async fn login_start(
 async fn login_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Json(body): Json<LoginFinish>,
+    JsonObject(body): JsonObject<LoginFinish>,
 ) -> Result<Response, ApiError> {
     let cookies = Cookies::for_state(&state);
     let (citizen_id, session) =
@@ -293,7 +293,7 @@ async fn unlock(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     Authed(mut session): Authed,
-    Json(body): Json<Unlock>,
+    JsonObject(body): JsonObject<Unlock>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     citizens::unlock(
         &state,
@@ -334,7 +334,7 @@ async fn recover(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     Authed(mut session): Authed,
-    Json(body): Json<Recover>,
+    JsonObject(body): JsonObject<Recover>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let code = citizens::recover(
         &state,
@@ -375,7 +375,7 @@ async fn change_passphrase(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     Authed(mut session): Authed,
-    Json(body): Json<ChangePassphrase>,
+    JsonObject(body): JsonObject<ChangePassphrase>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let code = citizens::change_passphrase(
         &state,
@@ -421,7 +421,7 @@ async fn step_up_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
     Authed(mut session): Authed,
-    Json(body): Json<LoginFinish>,
+    JsonObject(body): JsonObject<LoginFinish>,
 ) -> Result<Response, ApiError> {
     let cookies = Cookies::for_state(&state);
     let until = citizens::step_up_finish(
@@ -470,7 +470,7 @@ async fn add_passkey_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
     Authed(session): Authed,
-    Json(body): Json<AddPasskeyFinish>,
+    JsonObject(body): JsonObject<AddPasskeyFinish>,
 ) -> Result<Response, ApiError> {
     let cookies = Cookies::for_state(&state);
     let id = citizens::add_passkey_finish(

@@ -242,6 +242,96 @@ impl FromRequestParts<AppState> for MaybeAuthed {
     }
 }
 
+/// A JSON request body that must be a JSON object, deserialized into `T`. Unlike
+/// `axum::Json`, an array is refused even where every field of `T` is optional (serde
+/// would read `[]` as an empty struct, so a stray `[]` could approve a request).
+/// Content type, size limit and syntax are checked as `axum::Json` checks them; every
+/// refusal becomes a problem document.
+pub struct JsonObject<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for JsonObject<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = axum::response::Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = json_content_type(req.headers());
+        let bytes = <axum::body::Bytes as axum::extract::FromRequest<S>>::from_request(req, state)
+            .await
+            .map_err(axum::response::IntoResponse::into_response)?;
+        parse_object(is_json, &bytes)
+    }
+}
+
+/// An optional JSON object body: `None` only when the body is empty; anything else is
+/// parsed as strictly as a required one (a wrong content type or a malformed body is
+/// refused, never read as "no body").
+impl<S, T> axum::extract::OptionalFromRequest<S> for JsonObject<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = axum::response::Response;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        let is_json = json_content_type(req.headers());
+        let bytes = <axum::body::Bytes as axum::extract::FromRequest<S>>::from_request(req, state)
+            .await
+            .map_err(axum::response::IntoResponse::into_response)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        parse_object(is_json, &bytes).map(Some)
+    }
+}
+
+fn json_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let essence = v.split(';').next().unwrap_or_default().trim();
+            let essence = essence.to_ascii_lowercase();
+            essence == "application/json"
+                || (essence.starts_with("application/") && essence.ends_with("+json"))
+        })
+}
+
+// axum's rejections are responses; boxing one only to unbox it at once buys nothing.
+#[allow(clippy::result_large_err)]
+fn parse_object<T: serde::de::DeserializeOwned>(
+    is_json: bool,
+    bytes: &[u8],
+) -> Result<JsonObject<T>, axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    if !is_json {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "Send the body as JSON with Content-Type: application/json.",
+        )
+        .into_response());
+    }
+    if bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b != b'{')
+    {
+        return Err(
+            ApiError::from(crate::error::invalid("body", "must be a JSON object")).into_response(),
+        );
+    }
+    axum::Json::<T>::from_bytes(bytes)
+        .map(|axum::Json(v)| JsonObject(v))
+        .map_err(|e| e.into_response())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod client_addresses {

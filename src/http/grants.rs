@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::Authed;
+use super::extract::{Authed, JsonObject};
 #[allow(unused_imports)]
 use super::openapi::{CitizenErrors, Problem};
 use crate::grants::{self, GrantRequest, GrantView, Receipt};
@@ -70,7 +70,7 @@ async fn agencies(
 async fn create(
     State(state): State<AppState>,
     Authed(session): Authed,
-    Json(body): Json<GrantRequest>,
+    JsonObject(body): JsonObject<GrantRequest>,
 ) -> Result<(StatusCode, Json<GrantView>), ApiError> {
     Ok((
         StatusCode::CREATED,

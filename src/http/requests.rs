@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::Authed;
+use super::extract::{Authed, JsonObject};
 #[allow(unused_imports)]
 use super::openapi::{CitizenErrors, Problem};
 use crate::grants::GrantView;
@@ -72,9 +72,9 @@ async fn approve(
     State(state): State<AppState>,
     Authed(session): Authed,
     Path(id): Path<AccessRequestId>,
-    body: Option<Json<Narrowing>>,
+    body: Option<JsonObject<Narrowing>>,
 ) -> Result<(StatusCode, Json<GrantView>), ApiError> {
-    let narrowing = body.map(|Json(n)| n).unwrap_or_default();
+    let narrowing = body.map(|JsonObject(n)| n).unwrap_or_default();
     Ok((
         StatusCode::CREATED,
         Json(requests::approve(&state, &session, id, &narrowing).await?),

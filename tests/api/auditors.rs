@@ -15,9 +15,9 @@ both_backends!(an_auditor_enrols_investigates_reveals_and_exports);
 both_backends!(console_flags_count_every_event_of_the_week_in_the_database);
 
 pub(crate) struct Auditor {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     base: String,
-    csrf: String,
+    pub(crate) csrf: String,
     authenticator: SoftPasskey,
 }
 

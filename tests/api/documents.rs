@@ -16,7 +16,7 @@ both_backends!(
     the_catalog_is_published,
 );
 
-async fn count(app: &crate::helpers::TestApp, sql: &'static str) -> i64 {
+pub(crate) async fn count(app: &crate::helpers::TestApp, sql: &'static str) -> i64 {
     let mut tx = app.state.store.begin().await.unwrap();
     let n: i64 = on_engine!(&mut tx, c => {
         sqlx::query_scalar(sql).fetch_one(&mut **c).await.unwrap()

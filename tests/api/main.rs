@@ -14,6 +14,7 @@ mod activity;
 mod agencies;
 mod agency_api;
 mod agency_kit;
+mod attacks;
 mod audit;
 mod auditors;
 mod backup;

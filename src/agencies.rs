@@ -60,6 +60,80 @@ impl Level {
     }
 }
 
+/// An agency's `Idempotency-Key` for one POST, with the fingerprint of what it sent
+/// (SPEC §4: agency POSTs accept `Idempotency-Key`; a retry gets the first answer).
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// The key (1–255 printable characters).
+    pub key: String,
+    /// SHA-256 of what the request asked (a retry must ask the same).
+    pub fingerprint: Vec<u8>,
+}
+
+fn key_reused() -> Error {
+    invalid(
+        "Idempotency-Key",
+        "was already used for a different request; use a new key for a new request",
+    )
+}
+
+/// The first answer (status, body) kept for `retry`, if the key was used before; the key
+/// used before for something else is refused.
+pub async fn replay(
+    ctx: &Context,
+    agency: AgencyId,
+    retry: &Retry,
+) -> Result<Option<(u16, serde_json::Value)>, Error> {
+    let Some((fingerprint, status, body)) = ctx.store.idempotent_answer(agency, &retry.key).await?
+    else {
+        return Ok(None);
+    };
+    if !ct_eq(&fingerprint, &retry.fingerprint) {
+        return Err(key_reused());
+    }
+    Ok(Some((
+        u16::try_from(status).unwrap_or(200),
+        serde_json::from_str(&body).map_err(|e| Error::Internal(e.into()))?,
+    )))
+}
+
+/// Keeps `body` as the answer to `retry` in `tx` — the change's own transaction — and
+/// commits it. `Some(first answer)` when the same key committed meanwhile (a retry racing
+/// the first try): then `tx` is dropped and nothing of this try stands.
+pub async fn keep_answer(
+    ctx: &Context,
+    mut tx: crate::store::Tx,
+    agency: AgencyId,
+    retry: &Retry,
+    status: u16,
+    body: &serde_json::Value,
+    now_ms: i64,
+) -> Result<Option<(u16, serde_json::Value)>, Error> {
+    match tx
+        .insert_idempotent_answer(
+            agency,
+            &retry.key,
+            &retry.fingerprint,
+            i32::from(status),
+            &body.to_string(),
+            now_ms,
+        )
+        .await
+    {
+        Ok(()) => {
+            tx.commit().await?;
+            Ok(None)
+        }
+        Err(crate::store::StoreError::Conflict(_)) => {
+            drop(tx);
+            Ok(Some(
+                replay(ctx, agency, retry).await?.ok_or_else(key_reused)?,
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// What `create` hands back once.
 #[derive(Debug)]
 pub struct Created {

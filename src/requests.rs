@@ -27,14 +27,7 @@ use crate::store::requests::RequestRow;
 /// How long a request waits for an answer.
 pub const PENDING_DAYS: i64 = 14;
 
-/// An agency's `Idempotency-Key` for one request, with the fingerprint of what it sent.
-#[derive(Debug, Clone)]
-pub struct Retry {
-    /// The key (1–255 printable characters).
-    pub key: String,
-    /// SHA-256 of what the request asked (a retry must ask the same).
-    pub fingerprint: Vec<u8>,
-}
+pub use crate::agencies::Retry;
 
 /// How a request with an `Idempotency-Key` was answered.
 pub enum Answer {
@@ -49,27 +42,11 @@ pub enum Answer {
     },
 }
 
-fn key_reused() -> Error {
-    invalid(
-        "Idempotency-Key",
-        "was already used for a different request; use a new key for a new request",
-    )
-}
-
 /// The first answer kept for `retry`, if the key was used before.
 async fn replay(ctx: &Context, agency: &AgencyRow, retry: &Retry) -> Result<Option<Answer>, Error> {
-    let Some((fingerprint, status, body)) =
-        ctx.store.idempotent_answer(agency.id, &retry.key).await?
-    else {
-        return Ok(None);
-    };
-    if !custodia_crypto::ct_eq(&fingerprint, &retry.fingerprint) {
-        return Err(key_reused());
-    }
-    Ok(Some(Answer::Replayed {
-        status: u16::try_from(status).unwrap_or(200),
-        body: serde_json::from_str(&body).map_err(|e| Error::Internal(e.into()))?,
-    }))
+    Ok(crate::agencies::replay(ctx, agency.id, retry)
+        .await?
+        .map(|(status, body)| Answer::Replayed { status, body }))
 }
 
 /// What an agency asks (`POST /api/v1/access-requests`).
@@ -287,20 +264,16 @@ pub async fn create_once(
     )
     .await?;
     if let Some(retry) = retry {
-        let body = serde_json::json!({ "id": id, "status": "pending" }).to_string();
-        match tx
-            .insert_idempotent_answer(agency.id, &retry.key, &retry.fingerprint, 201, &body, now)
-            .await
+        let body = serde_json::json!({ "id": id, "status": "pending" });
+        if let Some((status, body)) =
+            crate::agencies::keep_answer(ctx, tx, agency.id, retry, 201, &body, now).await?
         {
-            Ok(()) => {}
             // The same key committed meanwhile (a retry racing the first try): this one
-            // is dropped, and the first answer given.
-            Err(crate::store::StoreError::Conflict(_)) => {
-                drop(tx);
-                return replay(ctx, agency, retry).await?.ok_or_else(key_reused);
-            }
-            Err(e) => return Err(e.into()),
+            // was dropped, and the first answer is given.
+            return Ok(Answer::Replayed { status, body });
         }
+        ctx.audit.flush().await;
+        return Ok(Answer::Created(id));
     }
     tx.commit().await?;
     ctx.audit.flush().await;

@@ -66,6 +66,11 @@ pub struct Deposit {
     wants_file: bool,
     has_file: bool,
     request_id: Option<String>,
+    /// The issuer's `Idempotency-Key`, with what this deposit signed.
+    retry: Option<crate::agencies::Retry>,
+    /// A retry of a deposit already taken: its file is read and dropped, and the first
+    /// answer given.
+    replayed: bool,
 }
 
 fn parse_time(field: &'static str, text: &str) -> Result<OffsetDateTime, Error> {
@@ -109,6 +114,7 @@ impl Deposit {
         issuer: &AgencyRow,
         document: serde_json::Value,
         request_id: Option<&str>,
+        idempotency_key: Option<&str>,
     ) -> Result<Self, Error> {
         let key = match (&issuer.is_issuer, &issuer.issuer_public_key) {
             (true, Some(key)) => key.clone(),
@@ -147,6 +153,19 @@ impl Deposit {
                 "signature",
                 "does not verify with the issuer's registered key over the RFC 8785 form of the document without 'signature'",
             ));
+        }
+        // A retry signs the same bytes; the key names them.
+        let retry = idempotency_key.map(|key| crate::agencies::Retry {
+            key: key.to_owned(),
+            fingerprint: custodia_crypto::digest::sha256(
+                &[canonical.as_bytes(), b"\n", &signature].concat(),
+            )
+            .to_vec(),
+        });
+        if let Some(r) = &retry
+            && let Some((_, body)) = crate::agencies::replay(ctx, issuer.id, r).await?
+        {
+            return Self::replay_of(issuer, &body, request_id);
         }
         let signed: Signed = serde_json::from_value(unsigned)
             .map_err(|e| invalid("document", format!("has an unexpected shape: {e}")))?;
@@ -221,11 +240,44 @@ impl Deposit {
             wants_file: signed.file_sha256.is_some(),
             has_file: false,
             request_id: request_id.map(str::to_owned),
+            retry,
+            replayed: false,
+        })
+    }
+
+    /// A deposit already taken under the same key: the first answer, nothing stored.
+    fn replay_of(
+        issuer: &AgencyRow,
+        body: &serde_json::Value,
+        request_id: Option<&str>,
+    ) -> Result<Self, Error> {
+        let id = body["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!("a kept deposit answer without an id"))
+            })?;
+        Ok(Self {
+            draft: None,
+            registered: false,
+            id,
+            issuer: issuer.id,
+            doc_type: String::new(),
+            fields: serde_json::Value::Null,
+            pseudonym: None,
+            wants_file: true,
+            has_file: true,
+            request_id: request_id.map(str::to_owned),
+            retry: None,
+            replayed: true,
         })
     }
 
     /// Starts the file part.
     pub async fn begin_file(&mut self, ctx: &Context, filename: &str) -> Result<(), Error> {
+        if self.replayed {
+            return Ok(());
+        }
         if !self.wants_file {
             return Err(invalid(
                 "file_sha256",
@@ -251,6 +303,12 @@ impl Deposit {
     /// Stores the deposit and records it.
     #[tracing::instrument(skip_all)]
     pub async fn commit(mut self, ctx: &Context) -> Result<Accepted, Error> {
+        if self.replayed {
+            return Ok(Accepted {
+                id: self.id,
+                status: "accepted",
+            });
+        }
         if self.wants_file && !self.has_file {
             if let Some(d) = self.draft.take() {
                 d.abandon(ctx).await;
@@ -274,23 +332,71 @@ impl Deposit {
             .draft
             .take()
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("a deposit committed twice")))?;
+        let answer = serde_json::json!({ "id": self.id, "status": "accepted" });
         if self.registered {
-            // Staged in the deposit's own transaction: no deposit without its record.
+            // Staged in the deposit's own transaction: no deposit without its record, and
+            // the answer a retry gets kept with both.
             draft.record_deposit(event.clone().citizen(self.pseudonym.as_deref()));
+            if let Some(r) = &self.retry {
+                draft.keep_answer(self.issuer, r.clone(), answer.to_string());
+            }
         }
-        let stored = draft.commit(ctx, &self.doc_type, &self.fields).await?;
+        let stored = match draft.commit(ctx, &self.doc_type, &self.fields).await {
+            Ok(stored) => stored,
+            // A retry with the same key committed meanwhile: its answer stands.
+            Err(Error::Conflict(_)) if self.retry.is_some() => {
+                return self.replayed_answer(ctx).await;
+            }
+            Err(e) => return Err(e),
+        };
         if !self.registered {
-            ctx.audit
-                .append(
-                    event
-                        .outcome(crate::audit::Outcome::Refused)
-                        .detail("no citizen with this national ID"),
-                )
-                .await?;
+            // Recorded (and the answer kept) as for a registered ID, in one transaction.
+            let now = ctx.clock.now_ms();
+            let mut tx = ctx.store.begin().await?;
+            crate::audit::stage(
+                &mut tx,
+                event
+                    .outcome(crate::audit::Outcome::Refused)
+                    .detail("no citizen with this national ID"),
+                now,
+            )
+            .await?;
+            match &self.retry {
+                Some(r) => {
+                    if crate::agencies::keep_answer(ctx, tx, self.issuer, r, 202, &answer, now)
+                        .await?
+                        .is_some()
+                    {
+                        return self.replayed_answer(ctx).await;
+                    }
+                }
+                None => tx.commit().await?,
+            }
+            ctx.audit.flush().await;
             return Ok(accepted);
         }
         tracing::info!(document = %stored.id, issuer = %self.issuer, "issuer deposit stored");
         Ok(accepted)
+    }
+
+    async fn replayed_answer(&self, ctx: &Context) -> Result<Accepted, Error> {
+        let retry = self
+            .retry
+            .as_ref()
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a replay without a key")))?;
+        let (_, body) = crate::agencies::replay(ctx, self.issuer, retry)
+            .await?
+            .ok_or_else(|| Error::Conflict("The deposit changed meanwhile; try again.".into()))?;
+        let id = body["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!("a kept deposit answer without an id"))
+            })?;
+        Ok(Accepted {
+            id,
+            status: "accepted",
+        })
     }
 
     /// Abandons the deposit (bad input mid-stream).

@@ -37,6 +37,8 @@ pub struct Draft {
     decoy: bool,
     /// The record of a deposit, staged in the transaction that stores it.
     deposit_event: Option<crate::audit::Event>,
+    /// The answer to keep for a deposit's `Idempotency-Key`, in the same transaction.
+    answer: Option<(crate::ids::AgencyId, crate::agencies::Retry, String)>,
 }
 
 /// Who will hold the new version's data key.
@@ -79,6 +81,7 @@ impl Draft {
             expect_file_sha256: None,
             decoy: false,
             deposit_event: None,
+            answer: None,
         })
     }
 
@@ -105,6 +108,7 @@ impl Draft {
             expect_file_sha256: None,
             decoy: false,
             deposit_event: None,
+            answer: None,
         })
     }
 
@@ -120,6 +124,17 @@ impl Draft {
     /// The deposit's record, committed with it (its document id and type are added).
     pub fn record_deposit(&mut self, event: crate::audit::Event) {
         self.deposit_event = Some(event);
+    }
+
+    /// The answer to keep for the deposit's `Idempotency-Key`, committed with it. A key
+    /// committed meanwhile by a racing retry fails the commit with `Conflict`.
+    pub fn keep_answer(
+        &mut self,
+        agency: crate::ids::AgencyId,
+        retry: crate::agencies::Retry,
+        body: String,
+    ) {
+        self.answer = Some((agency, retry, body));
     }
 
     /// The document's id.
@@ -158,6 +173,7 @@ impl Draft {
             expect_file_sha256: None,
             decoy: false,
             deposit_event: None,
+            answer: None,
         })
     }
 
@@ -450,6 +466,17 @@ impl Draft {
             }
             if let Some(json) = &record {
                 tx.stage_audit_event(json, now).await?;
+            }
+            if let Some((agency, retry, body)) = &self.answer {
+                tx.insert_idempotent_answer(
+                    *agency,
+                    &retry.key,
+                    &retry.fingerprint,
+                    202,
+                    body,
+                    now,
+                )
+                .await?;
             }
             tx.commit().await
         }

@@ -397,6 +397,7 @@ struct EnrolmentIssued {
 async fn enrolment_code(
     State(state): State<AppState>,
     Agency(agency): Agency,
+    headers: HeaderMap,
     JsonObject(body): JsonObject<EnrolmentRequest>,
 ) -> Result<(StatusCode, Json<EnrolmentIssued>), ApiError> {
     if !agency.is_enroller {
@@ -406,12 +407,36 @@ async fn enrolment_code(
         )
         .into());
     }
+    // A code is a one-time secret kept only as its fingerprint, so no answer holding it is
+    // kept either: a retry under the same key is told so, and a new request (new key)
+    // issues a code that supersedes the first — one live code either way.
+    let retry = idempotency_key(&headers)?.map(|key| crate::agencies::Retry {
+        key,
+        fingerprint: fingerprint(&[body.national_id.trim().as_bytes()]),
+    });
+    if let Some(r) = &retry
+        && crate::agencies::replay(&state, agency.id, r)
+            .await?
+            .is_some()
+    {
+        return Err(Error::Conflict(
+            "A code was already issued under this Idempotency-Key, and codes are never kept. Ask again with a new key: the new code replaces the first.".into(),
+        )
+        .into());
+    }
     let issued = crate::citizens::enrol(
         &state,
         &body.national_id,
         crate::citizens::Enroller::Agency(agency.id),
     )
     .await?;
+    if let Some(r) = &retry {
+        let tx = state.store.begin().await?;
+        let now = state.clock.now_ms();
+        let marker = serde_json::json!({ "issued": true });
+        // A racing retry under the same key issued a code too; the later one supersedes.
+        crate::agencies::keep_answer(&state, tx, agency.id, r, 201, &marker, now).await?;
+    }
     Ok((
         StatusCode::CREATED,
         Json(EnrolmentIssued {
@@ -444,11 +469,13 @@ async fn deposit(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let rid = request_id(&headers);
+    let key = idempotency_key(&headers)?;
     if content_type.starts_with("multipart/form-data") {
         let multipart = Multipart::from_request(request, &state)
             .await
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        let accepted = deposit_multipart(&state, &agency, multipart, rid.as_deref()).await?;
+        let accepted =
+            deposit_multipart(&state, &agency, multipart, rid.as_deref(), key.as_deref()).await?;
         return Ok((StatusCode::ACCEPTED, Json(accepted)));
     }
     if !content_type.starts_with("application/json") {
@@ -462,7 +489,7 @@ async fn deposit(
         .map_err(|_| Error::TooLarge("The document is larger than 64 KiB.".into()))?;
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| invalid("document", format!("is not JSON ({e})")))?;
-    let d = Deposit::begin(&state, &agency, value, rid.as_deref()).await?;
+    let d = Deposit::begin(&state, &agency, value, rid.as_deref(), key.as_deref()).await?;
     Ok((StatusCode::ACCEPTED, Json(d.commit(&state).await?)))
 }
 
@@ -473,6 +500,7 @@ async fn deposit_multipart(
     agency: &AgencyRow,
     mut multipart: Multipart,
     rid: Option<&str>,
+    key: Option<&str>,
 ) -> Result<Accepted, ApiError> {
     let mut deposit: Option<Deposit> = None;
     let result: Result<(), ApiError> = async {
@@ -500,7 +528,7 @@ async fn deposit_multipart(
                     }
                     let value: serde_json::Value = serde_json::from_slice(&text)
                         .map_err(|e| invalid("document", format!("is not JSON ({e})")))?;
-                    deposit = Some(Deposit::begin(state, agency, value, rid).await?);
+                    deposit = Some(Deposit::begin(state, agency, value, rid, key).await?);
                 }
                 ("file", Some(d)) => {
                     let filename = part.file_name().unwrap_or("document").to_owned();

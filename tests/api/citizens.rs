@@ -499,7 +499,7 @@ async fn passkeys_are_added_and_the_last_is_kept(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_problem(cross, 409).await;
+    assert_problem(cross, 404).await;
     app.stop().await;
 }
 

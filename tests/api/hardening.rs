@@ -11,6 +11,7 @@ use crate::helpers::{Backend, TestApp, TestEnv, both_backends, national_id, spaw
 
 both_backends!(
     a_retried_request_with_the_same_idempotency_key_creates_one,
+    a_retried_deposit_stores_one_and_a_retried_enrolment_code_is_never_replayed,
     a_change_whose_record_cannot_be_written_does_not_stand,
     two_approvals_racing_make_one_grant,
     a_citizen_quota_is_answered_413_naming_it,
@@ -699,4 +700,112 @@ async fn a_retried_request_with_the_same_idempotency_key_creates_one(backend: Ba
         "{requests:#}"
     );
     app.stop().await;
+}
+
+/// Deposits take `Idempotency-Key` too (JSON and multipart, registered and unregistered
+/// IDs alike: the same id comes back, one document is stored); enrolment codes, kept only
+/// as fingerprints, are never replayed: a retry under the same key is told to ask again.
+async fn a_retried_deposit_stores_one_and_a_retried_enrolment_code_is_never_replayed(
+    backend: Backend,
+) {
+    use crate::agency_api::{clearance, sign_deposit};
+    let (_env, app) = spawn_app(backend).await;
+    let (issuer, key) = Agency::issuer(&app, "国家税务总局北京市税务局").await;
+    let c = Citizen::register(&app, &national_id(760), "Deposited twice").await;
+    let held = |app: &TestApp| {
+        let id = c.citizen_id.parse().unwrap();
+        let store = app.state.store.clone();
+        async move { store.citizen_documents(id).await.unwrap().len() }
+    };
+    let json_deposit = |idem: &'static str, doc: serde_json::Value| {
+        issuer
+            .http
+            .post(app.url("/api/v1/issued-documents"))
+            .bearer_auth(&issuer.key)
+            .header("idempotency-key", idem)
+            .json(&doc)
+            .send()
+    };
+    let answer = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 202);
+        r.json::<serde_json::Value>().await.unwrap()["id"].clone()
+    };
+    let doc = sign_deposit(&key, clearance(&c.national_id, None));
+    let first = answer(json_deposit("dep-1", doc.clone()).await.unwrap()).await;
+    let again = answer(json_deposit("dep-1", doc.clone()).await.unwrap()).await;
+    assert_eq!(first, again, "the first answer");
+    assert_eq!(held(&app).await, 1);
+    // The key with another deposit: refused.
+    let mut other = clearance(&c.national_id, None);
+    other["fields"]["certificate_number"] = json!("京税证〔2026〕0099");
+    let reused = json_deposit("dep-1", sign_deposit(&key, other))
+        .await
+        .unwrap();
+    crate::helpers::assert_problem(reused, 422).await;
+    assert_eq!(held(&app).await, 1);
+
+    // Multipart with a file, retried: one more document.
+    let pdf = pdf_bytes(6_000, "retried");
+    let sha = custodia_crypto::digest::hex(&custodia_crypto::digest::sha256(&pdf));
+    let with_file = sign_deposit(&key, clearance(&c.national_id, Some(&sha)));
+    let multipart = || {
+        let form = reqwest::multipart::Form::new()
+            .text("document", with_file.to_string())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(pdf.clone()).file_name("完税证明.pdf"),
+            );
+        issuer
+            .http
+            .post(app.url("/api/v1/issued-documents"))
+            .bearer_auth(&issuer.key)
+            .header("idempotency-key", "dep-2")
+            .multipart(form)
+            .send()
+    };
+    let (a, b) = tokio::join!(multipart(), multipart());
+    let (a, b) = (answer(a.unwrap()).await, answer(b.unwrap()).await);
+    assert_eq!(a, b, "racing retries get one answer");
+    assert_eq!(held(&app).await, 2);
+    let c2 = answer(multipart().await.unwrap()).await;
+    assert_eq!(a, c2, "a later retry too");
+    assert_eq!(held(&app).await, 2);
+
+    // An unregistered ID answers alike: the same id again.
+    let nobody = sign_deposit(&key, clearance(&national_id(761), None));
+    let x = answer(json_deposit("dep-3", nobody.clone()).await.unwrap()).await;
+    let y = answer(json_deposit("dep-3", nobody).await.unwrap()).await;
+    assert_eq!(x, y);
+
+    // Enrolment codes.
+    let hall = custodia::agencies::create(
+        &app.state,
+        &custodia::agencies::NewAgency {
+            name: "政务服务中心",
+            level: Level::Municipal,
+            issuer: false,
+            issuer_key: None,
+            issuer_types: &[],
+            enroller: true,
+        },
+    )
+    .await
+    .unwrap();
+    let enrol = |idem: &'static str| {
+        reqwest::Client::new()
+            .post(app.url("/api/v1/enrolment-codes"))
+            .bearer_auth(hall.api_key.as_str())
+            .header("idempotency-key", idem)
+            .json(&json!({ "national_id": national_id(762) }))
+            .send()
+    };
+    let codes_before = crate::helpers::recorded(&app, "citizen.enrol").await;
+    assert_eq!(enrol("code-1").await.unwrap().status(), 201);
+    let retried = crate::helpers::assert_problem(enrol("code-1").await.unwrap(), 409).await;
+    assert!(retried["detail"].as_str().unwrap().contains("new key"));
+    assert_eq!(enrol("code-2").await.unwrap().status(), 201);
+    assert_eq!(
+        crate::helpers::recorded(&app, "citizen.enrol").await,
+        codes_before + 2
+    );
 }

@@ -85,6 +85,14 @@ fn issues(agency: &AgencyRow, doc_type: &str) -> bool {
             .any(|t| t == doc_type)
 }
 
+/// The deposit id in an answer kept for an `Idempotency-Key`.
+fn kept_id(body: &serde_json::Value) -> Result<DocumentId, Error> {
+    body.get("id")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a kept deposit answer without an id")))
+}
+
 async fn record_refusal(
     ctx: &Context,
     issuer: &AgencyRow,
@@ -251,12 +259,7 @@ impl Deposit {
         body: &serde_json::Value,
         request_id: Option<&str>,
     ) -> Result<Self, Error> {
-        let id = body["id"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| {
-                Error::Internal(anyhow::anyhow!("a kept deposit answer without an id"))
-            })?;
+        let id = kept_id(body)?;
         Ok(Self {
             draft: None,
             registered: false,
@@ -387,12 +390,7 @@ impl Deposit {
         let (_, body) = crate::agencies::replay(ctx, self.issuer, retry)
             .await?
             .ok_or_else(|| Error::Conflict("The deposit changed meanwhile; try again.".into()))?;
-        let id = body["id"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| {
-                Error::Internal(anyhow::anyhow!("a kept deposit answer without an id"))
-            })?;
+        let id = kept_id(&body)?;
         Ok(Accepted {
             id,
             status: "accepted",

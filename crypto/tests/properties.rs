@@ -145,3 +145,73 @@ proptest! {
         prop_assert!(stream::decrypt_all(&key(), &aad("a"), &ct).is_err());
     }
 }
+
+/// Arbitrary JSON: what an issuer or an agency may send to be signed or hashed.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::Bool),
+        // RFC 8785 works on I-JSON: integers beyond ±2^53 are not exact as doubles.
+        (-(1i64 << 53)..=(1i64 << 53)).prop_map(|n| serde_json::json!(n)),
+        "\\PC{0,12}".prop_map(serde_json::Value::String),
+        "[\\x00-\\x1f\"\\\\\u{7f}\u{2028}\u{1F600}]{0,6}".prop_map(serde_json::Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+            proptest::collection::btree_map("\\PC{0,8}", inner, 0..6)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// RFC 8785: the canonical form reads back as the same value and is its own
+    /// canonical form.
+    #[test]
+    fn jcs_round_trips_and_is_stable(v in json_value()) {
+        let text = custodia_crypto::digest::canonical_json(&v).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(&back, &v);
+        prop_assert_eq!(custodia_crypto::digest::canonical_json(&back).unwrap(), text.clone());
+    }
+
+    /// Members are ordered by their names' UTF-16 code units (RFC 8785 §3.2.3), which is
+    /// not the order of UTF-8 bytes once names leave the BMP.
+    #[test]
+    fn jcs_orders_members_by_utf16(names in proptest::collection::btree_set("[a-zA-Z\u{e000}-\u{e0ff}\u{1F600}-\u{1F610}]{0,4}", 0..8)) {
+        let v = serde_json::Value::Object(names.iter().map(|n| (n.clone(), serde_json::Value::Null)).collect());
+        let mut sorted: Vec<&String> = names.iter().collect();
+        sorted.sort_by_key(|n| n.encode_utf16().collect::<Vec<u16>>());
+        let expected = format!(
+            "{{{}}}",
+            sorted.iter().map(|n| format!("{}:null", serde_json::to_string(n).unwrap())).collect::<Vec<_>>().join(",")
+        );
+        prop_assert_eq!(custodia_crypto::digest::canonical_json(&v).unwrap(), expected);
+    }
+
+    /// Numbers are written in their shortest form that reads back as the same double
+    /// (RFC 8785 §3.2.2.3, as ECMAScript prints them).
+    #[test]
+    fn jcs_numbers_read_back_exactly(f in proptest::num::f64::NORMAL | proptest::num::f64::ZERO) {
+        let text = custodia_crypto::digest::canonical_json(&serde_json::json!(f)).unwrap();
+        let back: f64 = text.parse().unwrap();
+        prop_assert_eq!(back, f);
+    }
+
+    /// Whitespace and member order in what a client sends do not change the canonical
+    /// form (so a signature over it holds however the JSON was pretty-printed).
+    #[test]
+    fn jcs_ignores_layout(v in json_value()) {
+        let compact = serde_json::to_string(&v).unwrap();
+        let pretty = serde_json::to_string_pretty(&v).unwrap();
+        let a: serde_json::Value = serde_json::from_str(&compact).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&pretty).unwrap();
+        prop_assert_eq!(
+            custodia_crypto::digest::canonical_json(&a).unwrap(),
+            custodia_crypto::digest::canonical_json(&b).unwrap()
+        );
+    }
+}

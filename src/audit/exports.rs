@@ -216,3 +216,24 @@ mod tests {
         }
     }
 }
+
+/// Property tests: no exported cell opens as a formula, and other cells are untouched.
+#[cfg(test)]
+mod neutralise_properties {
+    use super::neutralise;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn no_cell_starts_a_formula(text in "[=+\\-@\t\r]?\\PC{0,30}") {
+            let mut cell = text.clone();
+            neutralise(&mut cell);
+            prop_assert!(!cell.starts_with(['=', '+', '-', '@', '\t', '\r']));
+            if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                prop_assert_eq!(cell, format!("'{text}"));
+            } else {
+                prop_assert_eq!(cell, text);
+            }
+        }
+    }
+}

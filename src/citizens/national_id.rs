@@ -108,3 +108,53 @@ mod tests {
         assert!(!format!("{id:?}").contains("1101"));
     }
 }
+
+/// Property tests: the parser of an outside input never panics, accepts exactly the
+/// numbers whose check character holds, and normalises them.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check_char(body: &str) -> char {
+        let sum: u32 = body
+            .bytes()
+            .zip(WEIGHTS)
+            .map(|(d, w)| u32::from(d - b'0') * w)
+            .sum();
+        char::from(CHECK[(sum % 11) as usize])
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_answered_without_panic(text in "\\PC{0,40}") {
+            let _ = NationalId::parse(&text);
+        }
+
+        #[test]
+        fn a_number_with_a_real_date_parses_exactly_when_its_check_holds(
+            region in "[1-8][0-9]{5}",
+            year in 1900u32..=2100,
+            month in 1u32..=12,
+            day in 1u32..=28,
+            seq in "[0-9]{3}",
+            last in "[0-9Xx]",
+        ) {
+            let body = format!("{region}{year:04}{month:02}{day:02}{seq}");
+            let right = check_char(&body);
+            let parsed = NationalId::parse(&format!(" {body}{last} "));
+            let holds = last.to_ascii_uppercase() == right.to_string();
+            prop_assert_eq!(parsed.is_ok(), holds);
+            if let Ok(id) = parsed {
+                prop_assert_eq!(id.expose(), format!("{body}{right}"));
+            }
+        }
+
+        #[test]
+        fn nothing_parses_unless_its_check_holds(body in "[0-9]{17}", last in "[0-9X]") {
+            if NationalId::parse(&format!("{body}{last}")).is_ok() {
+                prop_assert_eq!(last, check_char(&body).to_string());
+            }
+        }
+    }
+}

@@ -106,3 +106,23 @@ mod tests {
         assert_eq!(sanitise_filename(&"x".repeat(500)).chars().count(), 200);
     }
 }
+
+/// Property tests: sniffing any bytes never panics, and what is not a PDF, PNG or JPEG is
+/// never taken for one.
+#[cfg(test)]
+mod sniff_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_sniffed_without_panic(head in proptest::collection::vec(any::<u8>(), 0..64)) {
+            match MediaType::sniff(&head) {
+                Some(MediaType::Pdf) => prop_assert!(head.starts_with(b"%PDF-")),
+                Some(MediaType::Png) => prop_assert!(head.starts_with(b"\x89PNG\r\n\x1a\n")),
+                Some(MediaType::Jpeg) => prop_assert!(head.starts_with(&[0xFF, 0xD8, 0xFF])),
+                None => {}
+            }
+        }
+    }
+}

@@ -528,3 +528,27 @@ pub fn decode_cursor(text: &str) -> Result<Cursor, Error> {
         id.parse().map_err(|_| bad())?,
     ))
 }
+
+/// Property tests for the list cursor, which agencies send back as they please.
+#[cfg(test)]
+mod cursor_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn cursors_round_trip(at in any::<i64>(), id in any::<u128>()) {
+            let id = GrantId::from_uuid(uuid::Uuid::from_u128(id));
+            let decoded = decode_cursor(&encode_cursor(at, id));
+            prop_assert!(matches!(decoded, Ok((a, i)) if a == at && i == id));
+        }
+
+        #[test]
+        fn any_text_is_a_clear_refusal_or_a_cursor(text in "\\PC{0,80}") {
+            if let Err(e) = decode_cursor(&text) {
+                let named_cursor = matches!(e, Error::Invalid { field: "cursor", .. });
+                prop_assert!(named_cursor);
+            }
+        }
+    }
+}

@@ -327,3 +327,23 @@ mod tests {
         );
     }
 }
+
+/// Property tests: any `Range` header a client sends is answered with the whole file, an
+/// unsatisfiable range, or one range inside the file — never a panic.
+#[cfg(test)]
+mod range_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_range_header_is_inside_the_file_or_refused(
+            value in "(bytes=)?[0-9, \\-]{0,30}|\\PC{0,30}",
+            size in 0u64..100_000,
+        ) {
+            if let Part::Range { first, last } = range_part(&value, size) {
+                prop_assert!(first <= last && last < size);
+            }
+        }
+    }
+}

@@ -525,17 +525,19 @@ pub async fn approve(
 pub async fn deny(ctx: &Context, session: &Session, id: AccessRequestId) -> Result<(), Error> {
     let citizen = session.citizen()?;
     ctx.store.citizen_request(citizen, id).await?;
-    let mut tx = ctx.store.begin().await?;
-    let decided = tx
-        .decide_request(id, RequestStatus::Denied, None, ctx.clock.now_ms())
-        .await?;
-    tx.commit().await?;
-    if !decided {
-        return Err(Error::Conflict("This request is no longer pending.".into()));
-    }
     let event = crate::audit::citizen_event(&ctx.store, citizen, crate::audit::Action::RequestDeny)
         .await
         .objects([id.to_string()]);
-    ctx.audit.record(event).await;
+    let now = ctx.clock.now_ms();
+    let mut tx = ctx.store.begin().await?;
+    if !tx
+        .decide_request(id, RequestStatus::Denied, None, now)
+        .await?
+    {
+        return Err(Error::Conflict("This request is no longer pending.".into()));
+    }
+    crate::audit::stage(&mut tx, event, now).await?;
+    tx.commit().await?;
+    ctx.audit.flush().await;
     Ok(())
 }

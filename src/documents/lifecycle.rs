@@ -16,19 +16,22 @@ pub async fn delete(ctx: &Context, session: &Session, id: DocumentId) -> Result<
     let citizen = session.citizen()?;
     // Deletion cannot be undone: it needs the person, not only the cookie.
     session.require_fresh(ctx)?;
-    let mut tx = ctx.store.begin().await?;
-    let blobs = tx.shred_document(id, citizen, ctx.clock.now_ms()).await?;
-    tx.commit().await?;
-    ctx.store.scrub().await;
-    for name in blobs.iter().filter_map(|n| BlobName::parse(n)) {
-        discard_blob(ctx, &name).await;
-    }
-    tracing::info!(document = %id, "document deleted (keys destroyed)");
     let event =
         crate::audit::citizen_event(&ctx.store, citizen, crate::audit::Action::DocumentDelete)
             .await
             .objects([id.to_string()]);
-    ctx.audit.record(event).await;
+    let now = ctx.clock.now_ms();
+    let mut tx = ctx.store.begin().await?;
+    let blobs = tx.shred_document(id, citizen, now).await?;
+    // The deletion and its record commit together.
+    crate::audit::stage(&mut tx, event, now).await?;
+    tx.commit().await?;
+    ctx.store.scrub().await;
+    ctx.audit.flush().await;
+    for name in blobs.iter().filter_map(|n| BlobName::parse(n)) {
+        discard_blob(ctx, &name).await;
+    }
+    tracing::info!(document = %id, "document deleted (keys destroyed)");
     Ok(())
 }
 

@@ -556,21 +556,23 @@ pub async fn revoke(ctx: &Context, session: &Session, id: GrantId) -> Result<Gra
     let citizen = session.citizen()?;
     ctx.store.citizen_grant(citizen, id).await?;
     let now = ctx.clock.now_ms();
-    let mut tx = ctx.store.begin().await?;
-    let ended = tx
-        .end_grant(id, Some(citizen), GrantStatus::Revoked, now)
-        .await?;
-    tx.commit().await?;
-    if !ended {
-        return Err(Error::Conflict("This grant has already ended.".into()));
-    }
-    ctx.store.scrub().await;
-    tracing::info!(grant = %id, "grant revoked; keys destroyed");
     let event = crate::audit::citizen_event(&ctx.store, citizen, crate::audit::Action::GrantRevoke)
         .await
         .grant(Some(id))
         .objects([id.to_string()]);
-    ctx.audit.record(event).await;
+    let mut tx = ctx.store.begin().await?;
+    if !tx
+        .end_grant(id, Some(citizen), GrantStatus::Revoked, now)
+        .await?
+    {
+        return Err(Error::Conflict("This grant has already ended.".into()));
+    }
+    // The revocation and its record commit together (G2, G8).
+    crate::audit::stage(&mut tx, event, now).await?;
+    tx.commit().await?;
+    ctx.store.scrub().await;
+    ctx.audit.flush().await;
+    tracing::info!(grant = %id, "grant revoked; keys destroyed");
     Ok(view(&ctx.store.citizen_grant(citizen, id).await?, now))
 }
 
@@ -584,25 +586,26 @@ pub async fn sweep_expired(ctx: &Context) -> Result<usize, Error> {
     let mut ended = 0;
     for id in due {
         let mut tx = ctx.store.begin().await?;
-        let this = tx.end_grant(id, None, GrantStatus::Expired, now).await?;
-        tx.commit().await?;
-        if this {
-            ended += 1;
-            ctx.audit
-                .record(
-                    crate::audit::Event::new(
-                        crate::audit::ActorKind::System,
-                        None,
-                        crate::audit::Action::GrantExpire,
-                    )
-                    .grant(Some(id))
-                    .objects([id.to_string()]),
+        if tx.end_grant(id, None, GrantStatus::Expired, now).await? {
+            crate::audit::stage(
+                &mut tx,
+                crate::audit::Event::new(
+                    crate::audit::ActorKind::System,
+                    None,
+                    crate::audit::Action::GrantExpire,
                 )
-                .await;
+                .grant(Some(id))
+                .objects([id.to_string()]),
+                now,
+            )
+            .await?;
+            ended += 1;
         }
+        tx.commit().await?;
     }
     if ended > 0 {
         ctx.store.scrub().await;
+        ctx.audit.flush().await;
     }
     Ok(ended)
 }

@@ -579,12 +579,37 @@ async fn a_change_whose_record_cannot_be_written_does_not_stand(backend: Backend
     );
     assert_eq!(asker.ask(&c.national_id, "verify", &[]).await.status(), 201);
 
+    // A grant to revoke, given while the trail is writable.
+    let doc = c.licence("留痕公司", None).await;
+    let grant = full_grant(&c, &asker, &doc, 7).await;
+
     crate::transparency::sql(&app, "ALTER TABLE audit_outbox RENAME TO audit_outbox_gone").await;
     let refused = issuer.post("/api/v1/issued-documents", deposit).await;
     assert!(refused.status().is_server_error(), "{}", refused.status());
     let refused = asker.ask(&c.national_id, "verify", &[]).await;
     assert!(refused.status().is_server_error(), "{}", refused.status());
+    // A revocation without its record does not happen either.
+    let refused = c
+        .post(&format!("/me/grants/{grant}/revoke"), json!({}))
+        .await;
+    assert!(refused.status().is_server_error(), "{}", refused.status());
     crate::transparency::sql(&app, "ALTER TABLE audit_outbox_gone RENAME TO audit_outbox").await;
+    let still: serde_json::Value = asker
+        .read(&format!("/api/v1/grants/{grant}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        still["status"], "active",
+        "the unrecorded revocation did not happen"
+    );
+    // With the trail back, it does.
+    let revoked = c
+        .post(&format!("/me/grants/{grant}/revoke"), json!({}))
+        .await;
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(crate::helpers::recorded(&app, "grant.revoke").await, 1);
 
     let docs = app
         .state
@@ -592,7 +617,11 @@ async fn a_change_whose_record_cannot_be_written_does_not_stand(backend: Backend
         .citizen_documents(c.citizen_id.parse().unwrap())
         .await
         .unwrap();
-    assert_eq!(docs.len(), 1, "only the recorded deposit stands");
+    assert_eq!(
+        docs.len(),
+        2,
+        "only the recorded deposit stands, with the licence"
+    );
     let requests: serde_json::Value = c.get("/me/requests").await.json().await.unwrap();
     assert_eq!(
         requests["requests"].as_array().unwrap().len(),

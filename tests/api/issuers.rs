@@ -249,8 +249,11 @@ async fn a_revoked_issuer_key_marks_later_deposits_untrusted(backend: Backend) {
         .unwrap();
     let renewed = deposit(&fresh).await;
 
-    // The citizen accepts all three; a verify read tells the agency which to trust.
+    // The citizen sees them received, with a button to accept each, and accepts all
+    // three; a verify read tells the agency which to trust.
     c.get("/me/documents").await;
+    let page = c.get("/documents").await.text().await.unwrap();
+    assert_eq!(page.matches("class=\"accept-document\"").count(), 3);
     for d in [&before, &after, &renewed] {
         let r = c
             .post(&format!("/me/documents/{d}/accept"), json!({}))
@@ -286,4 +289,6 @@ async fn a_revoked_issuer_key_marks_later_deposits_untrusted(backend: Backend) {
         .await
         .unwrap();
     assert!(page.contains("class=\"issuer unverified\""));
+    let page = c.get("/documents").await.text().await.unwrap();
+    assert!(!page.contains("accept-document"), "nothing left to accept");
 }

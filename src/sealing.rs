@@ -172,13 +172,12 @@ pub async fn pick_up_deposits(
             }
             crate::audit::stage(
                 &mut tx,
-                crate::audit::Event::new(
-                    crate::audit::ActorKind::Citizen,
-                    Some(row.pseudonym.clone()),
+                document_record(
+                    &row.pseudonym,
                     crate::audit::Action::DocumentReceive,
+                    d.document_id,
+                    &d.doc_type,
                 )
-                .citizen(Some(&row.pseudonym))
-                .objects([d.document_id.to_string(), d.doc_type.clone()])
                 .detail("received at unlock"),
                 now,
             )
@@ -192,6 +191,22 @@ pub async fn pick_up_deposits(
         ctx.audit.flush().await;
     }
     Ok(received)
+}
+
+/// The record of something the citizen (by pseudonym) did to one of her documents.
+fn document_record(
+    pseudonym: &str,
+    action: crate::audit::Action,
+    document: DocumentId,
+    doc_type: &str,
+) -> crate::audit::Event {
+    crate::audit::Event::new(
+        crate::audit::ActorKind::Citizen,
+        Some(pseudonym.to_owned()),
+        action,
+    )
+    .citizen(Some(pseudonym))
+    .objects([document.to_string(), doc_type.to_owned()])
 }
 
 /// Accepts a received deposit: from now on it is one of the citizen's documents like any
@@ -236,13 +251,12 @@ pub async fn accept_deposit(
     }
     crate::audit::stage(
         &mut tx,
-        crate::audit::Event::new(
-            crate::audit::ActorKind::Citizen,
-            Some(pseudonym.clone()),
+        document_record(
+            &pseudonym,
             crate::audit::Action::DocumentAccept,
+            document,
+            &row.doc_type,
         )
-        .citizen(Some(&pseudonym))
-        .objects([document.to_string(), row.doc_type.clone()])
         .detail(format!("joined {} live grant(s)", grant_wraps.len())),
         now,
     )

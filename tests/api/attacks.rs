@@ -261,43 +261,38 @@ fn base_body(world: &World, method: &Method, path: &str) -> Value {
     }
 }
 
-/// The path with its placeholders filled: the citizen's or agency's own ids.
-fn filled(world: &World, path: &str) -> String {
-    let own = &world.own;
+/// `path` with its placeholders filled from `ids`; `None` when the path names none of
+/// their kinds.
+fn fill(ids: &Ids, path: &str) -> Option<String> {
     let id = if path.starts_with("/me/documents") {
-        &own.document
+        &ids.document
     } else if path.starts_with("/me/grants") || path.starts_with("/api/v1/grants") {
-        &own.grant
+        &ids.grant
     } else if path.starts_with("/me/requests") || path.starts_with("/api/v1/access-requests") {
-        &own.request
+        &ids.request
     } else if path.starts_with("/me/passkeys") {
-        &own.passkey
-    } else {
-        "1"
-    };
-    path.replace("{id}", id)
-        .replace("{doc_id}", &own.document)
-        .replace("{seq}", "1")
-}
-
-fn foreign_filled(world: &World, path: &str) -> Option<String> {
-    let f = &world.foreign;
-    let id = if path.starts_with("/me/documents") {
-        &f.document
-    } else if path.starts_with("/me/grants") || path.starts_with("/api/v1/grants") {
-        &f.grant
-    } else if path.starts_with("/me/requests") || path.starts_with("/api/v1/access-requests") {
-        &f.request
-    } else if path.starts_with("/me/passkeys") {
-        &f.passkey
+        &ids.passkey
     } else {
         return None;
     };
     Some(
         path.replace("{id}", id)
-            .replace("{doc_id}", &f.document)
+            .replace("{doc_id}", &ids.document)
             .replace("{seq}", "1"),
     )
+}
+
+/// The path with its placeholders filled: the citizen's or agency's own ids.
+fn filled(world: &World, path: &str) -> String {
+    fill(&world.own, path).unwrap_or_else(|| {
+        path.replace("{id}", "1")
+            .replace("{doc_id}", "1")
+            .replace("{seq}", "1")
+    })
+}
+
+fn foreign_filled(world: &World, path: &str) -> Option<String> {
+    fill(&world.foreign, path)
 }
 
 fn who_for(path: &str, secured: bool) -> Who {

@@ -1028,9 +1028,20 @@ async fn send(world: &World, case: &Case, n: usize) -> reqwest::Response {
     if let Body::Raw(ct, bytes) = &case.body {
         r = r.header("content-type", ct.as_str()).body(bytes.clone());
     }
-    r.send()
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", case.label))
+    // A server that answers an oversized body early closes that connection; a pooled
+    // connection can be caught closing. Clients retry once on a fresh one, and so does
+    // this (a server that fails the request twice still fails the case).
+    let retry = r.try_clone();
+    match r.send().await {
+        Ok(response) => response,
+        Err(first) => match retry {
+            Some(again) => again
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{}: {first}; retried: {e}", case.label)),
+            None => panic!("{}: {first}", case.label),
+        },
+    }
 }
 
 async fn every_route_refuses_hostile_input_and_changes_nothing(backend: Backend) {

@@ -307,13 +307,19 @@ impl TestApp {
     }
 }
 
-/// How many events of `action` the trail holds.
-pub async fn recorded(app: &TestApp, action: &str) -> usize {
+/// Every event of the trail, oldest first.
+pub async fn events(app: &TestApp) -> Vec<custodia::store::audit::AuditRow> {
     app.state
         .store
         .audit_events_after(0, 1_000_000)
         .await
         .unwrap()
+}
+
+/// How many events of `action` the trail holds.
+pub async fn recorded(app: &TestApp, action: &str) -> usize {
+    events(app)
+        .await
         .into_iter()
         .filter(|e| e.action == action)
         .count()

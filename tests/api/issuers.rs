@@ -96,12 +96,8 @@ async fn an_issuer_deposits_only_its_registered_types(backend: Backend) {
         assert!(p["detail"].as_str().unwrap().contains("degree_certificate"));
     }
     assert_eq!(deposited(&app, &c).await, 0);
-    let refusals = app
-        .state
-        .store
-        .audit_events_after(0, 10_000)
+    let refusals = crate::helpers::events(&app)
         .await
-        .unwrap()
         .into_iter()
         .filter(|e| {
             e.action == "document.deposit"

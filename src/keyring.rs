@@ -49,7 +49,14 @@ pub enum KeyError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The rotation's audit record could not be made, so the rotation did not complete.
+    #[error("the rotation could not be recorded in the audit trail; nothing was installed")]
+    Unrecorded,
 }
+
+/// What a rotation stages as its audit record: the outbox JSON for the event, made from
+/// the rotation's own detail (`None` when it cannot be made, which stops the rotation).
+pub type Record<'a> = &'a (dyn Fn(String) -> Option<String> + Sync);
 
 /// The keys a running server holds.
 pub struct Keyring {
@@ -125,9 +132,10 @@ impl Keyring {
         let public = signing.verifying_key().to_bytes();
         let signing_key_id = key_fingerprint(&public);
         pin_signing_key(signing_key_file, &signing_key_id, &public)?;
-        store
-            .publish_signing_key(&signing_key_id, &public, now_ms)
+        let mut tx = store.begin().await?;
+        tx.publish_signing_key(&signing_key_id, &public, now_ms)
             .await?;
+        tx.commit().await?;
         let pinned = pinned_keys(signing_key_file)?;
         Ok(Self {
             master_key_id,
@@ -247,7 +255,16 @@ pub async fn rewrap_under_next(
 /// the new key file over the old one — only once no row is wrapped under the old key.
 /// Interrupted at any point, running it again finishes the job; a server started meanwhile
 /// opens each service key with whichever of the two keys wraps it.
-pub async fn rotate_master(store: &Store, master_key_file: &Path) -> Result<Rotated, KeyError> {
+///
+/// The rotation is recorded (`record`) once every row is under the new key and before the
+/// new file is installed: a rotation whose record cannot be written is not completed, and
+/// running the command again resumes it.
+pub async fn rotate_master(
+    store: &Store,
+    master_key_file: &Path,
+    now_ms: i64,
+    record: Record<'_>,
+) -> Result<Rotated, KeyError> {
     let (old_id, new_id, rewrapped) = rewrap_under_next(store, master_key_file).await?;
     if let Some(row) = store
         .service_keys()
@@ -257,6 +274,10 @@ pub async fn rotate_master(store: &Store, master_key_file: &Path) -> Result<Rota
     {
         return Err(KeyError::WrongMasterKey(row.name));
     }
+    let event = record(format!("{old_id} → {new_id}")).ok_or(KeyError::Unrecorded)?;
+    let mut tx = store.begin().await?;
+    tx.stage_audit_event(&event, now_ms).await?;
+    tx.commit().await?;
     // Nothing uses the old key any more: the new file replaces it atomically.
     let io_err = |source| KeyError::Io {
         path: master_key_file.display().to_string(),
@@ -280,17 +301,23 @@ pub async fn rotate_master(store: &Store, master_key_file: &Path) -> Result<Rota
 
 /// `custodia keys rotate-signing`: a new Ed25519 signing key for checkpoints and receipts.
 /// Its public half is published beside the old ones, so every checkpoint and receipt signed
-/// before stays verifiable; servers sign with the new key from their next start.
+/// before stays verifiable; servers sign with the new key from their next start. The key
+/// is published together with its record (`record`), or not at all.
 pub async fn rotate_signing(
     store: &Store,
     signing_key_file: &Path,
     now_ms: i64,
+    record: Record<'_>,
 ) -> Result<String, KeyError> {
     let fresh = SigningKey::generate();
     let public = fresh.verifying_key().to_bytes();
     let id = key_fingerprint(&public);
+    let event = record(format!("new signing key {id}")).ok_or(KeyError::Unrecorded)?;
     pin_signing_key(signing_key_file, &id, &public)?;
-    store.publish_signing_key(&id, &public, now_ms).await?;
+    let mut tx = store.begin().await?;
+    tx.publish_signing_key(&id, &public, now_ms).await?;
+    tx.stage_audit_event(&event, now_ms).await?;
+    tx.commit().await?;
     let io_err = |source| KeyError::Io {
         path: signing_key_file.display().to_string(),
         source,

@@ -12,10 +12,16 @@ use custodia_crypto::{
     Aad, KeyEncryptionKey, SecretBytes, SymmetricKey, VaultKey, ct_eq, digest, kdf, wrap,
 };
 
+use crate::audit::Event;
 use crate::context::Context;
 use crate::error::Error;
 use crate::ids::{AuditorId, CitizenId};
+use crate::store::Tx;
 use crate::store::sessions::SessionRow;
+
+/// A vault key wrapped for a session by an unlock that has not committed yet.
+#[must_use = "apply it with Session::unlocked once the transaction commits"]
+pub struct Unlocked(Vec<u8>);
 
 /// Idle timeout.
 pub const IDLE_MS: i64 = 15 * 60 * 1000;
@@ -87,10 +93,12 @@ pub async fn sweep(ctx: &Context) -> Result<(), Error> {
     Ok(())
 }
 
-/// Opens a session for `principal`, unlocked if a vault key is given.
-#[tracing::instrument(skip_all)]
+/// Opens a session for `principal` in the caller's transaction `tx`, unlocked if a vault
+/// key is given: the session exists only if what opened it (a registration, an
+/// enrolment) commits, together with its record.
 pub async fn create(
     ctx: &Context,
+    tx: &mut Tx,
     principal: Principal,
     vault_key: Option<&VaultKey>,
 ) -> Result<Issued, Error> {
@@ -102,25 +110,37 @@ pub async fn create(
         Principal::Auditor(id) => (None, Some(id)),
     };
     let csrf_token = csrf_for(secret.expose());
-    ctx.store
-        .insert_session(&SessionRow {
-            vault_key_wrap: vault_key
-                .map(|k| wrap::wrap_key(&vault_kek(secret.expose()), k, &vault_aad(&id_hash))),
-            id_hash,
-            citizen_id,
-            auditor_id,
-            csrf_hash: digest::sha256(csrf_token.as_bytes()).to_vec(),
-            created_at: now,
-            last_seen_at: now,
-            expires_at: now + ABSOLUTE_MS,
-            // Every session starts from a passkey just proved (sign-in, registration).
-            verified_at: Some(now),
-        })
-        .await?;
+    tx.insert_session(&SessionRow {
+        vault_key_wrap: vault_key
+            .map(|k| wrap::wrap_key(&vault_kek(secret.expose()), k, &vault_aad(&id_hash))),
+        id_hash,
+        citizen_id,
+        auditor_id,
+        csrf_hash: digest::sha256(csrf_token.as_bytes()).to_vec(),
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + ABSOLUTE_MS,
+        // Every session starts from a passkey just proved (sign-in, registration).
+        verified_at: Some(now),
+    })
+    .await?;
     Ok(Issued {
         cookie: URL_SAFE_NO_PAD.encode(secret.expose()),
         csrf_token,
     })
+}
+
+/// Signs `principal` in: a new, locked session that commits with its record `event`, or
+/// not at all (SPEC G2).
+#[tracing::instrument(skip_all)]
+pub async fn sign_in(ctx: &Context, principal: Principal, event: Event) -> Result<Issued, Error> {
+    let now = ctx.clock.now_ms();
+    let mut tx = ctx.store.begin().await?;
+    let issued = create(ctx, &mut tx, principal, None).await?;
+    crate::audit::stage(&mut tx, event, now).await?;
+    tx.commit().await?;
+    ctx.audit.flush().await;
+    Ok(issued)
 }
 
 /// The live session a cookie names, or `Unauthenticated`. Expired sessions are deleted.
@@ -193,10 +213,14 @@ impl Session {
         }
     }
 
-    /// Records a passkey proved now (a finished step-up).
-    pub async fn mark_verified(&mut self, ctx: &Context) -> Result<i64, Error> {
+    /// Records a passkey proved now (a finished step-up), with its record `event`.
+    pub async fn mark_verified(&mut self, ctx: &Context, event: Event) -> Result<i64, Error> {
         let now = ctx.clock.now_ms();
-        ctx.store.set_session_verified(&self.id_hash, now).await?;
+        let mut tx = ctx.store.begin().await?;
+        tx.set_session_verified(&self.id_hash, now).await?;
+        crate::audit::stage(&mut tx, event, now).await?;
+        tx.commit().await?;
+        ctx.audit.flush().await;
         self.verified_at = Some(now);
         Ok(now + STEP_UP_MS)
     }
@@ -217,23 +241,28 @@ impl Session {
         .map_err(|_| Error::Locked)
     }
 
-    /// Keeps `vault_key` wrapped in this session (unlock).
-    pub async fn unlock(&mut self, ctx: &Context, vault_key: &VaultKey) -> Result<(), Error> {
+    /// Keeps `vault_key` wrapped in this session (unlock), in the caller's transaction
+    /// `tx`; takes effect here once it commits ([`Session::unlocked`]).
+    pub async fn unlock(&self, tx: &mut Tx, vault_key: &VaultKey) -> Result<Unlocked, Error> {
         let wrapped = wrap::wrap_key(
             &vault_kek(self.secret.expose()),
             vault_key,
             &vault_aad(&self.id_hash),
         );
-        ctx.store
-            .set_session_vault(&self.id_hash, Some(&wrapped))
-            .await?;
-        self.vault_key_wrap = Some(wrapped);
-        Ok(())
+        tx.set_session_vault(&self.id_hash, Some(&wrapped)).await?;
+        Ok(Unlocked(wrapped))
+    }
+
+    /// What an unlock staged has committed: the session holds the vault key from now on.
+    pub fn unlocked(&mut self, unlocked: Unlocked) {
+        self.vault_key_wrap = Some(unlocked.0);
     }
 
     /// Forgets the vault key (lock) without signing out.
     pub async fn lock(&mut self, ctx: &Context) -> Result<(), Error> {
-        ctx.store.set_session_vault(&self.id_hash, None).await?;
+        let mut tx = ctx.store.begin().await?;
+        tx.set_session_vault(&self.id_hash, None).await?;
+        tx.commit().await?;
         self.vault_key_wrap = None;
         Ok(())
     }

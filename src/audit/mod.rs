@@ -77,3 +77,8 @@ pub async fn citizen_event(store: &Store, citizen: CitizenId, action: Action) ->
     let pseudonym = store.citizen(citizen).await.ok().map(|c| c.pseudonym);
     Event::new(ActorKind::Citizen, pseudonym.clone(), action).citizen(pseudonym.as_deref())
 }
+
+/// An event by the citizen whose pseudonym is at hand (no look-up).
+pub fn by_citizen(pseudonym: &str, action: Action) -> Event {
+    Event::new(ActorKind::Citizen, Some(pseudonym.to_owned()), action).citizen(Some(pseudonym))
+}

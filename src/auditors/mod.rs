@@ -64,27 +64,26 @@ pub async fn invite(ctx: &Context, name: &str) -> Result<String, Error> {
     let token = Zeroizing::new(URL_SAFE_NO_PAD.encode(SecretBytes::random(32).expose()));
     let now = ctx.clock.now_ms();
     let id = Uuid::new_v4();
-    ctx.store
-        .insert_invite(&InviteRow {
-            id,
-            token_hash: token_hash(&token),
-            name: name.to_owned(),
-            created_at: now,
-            expires_at: now + INVITE_HOURS * 3_600_000,
-            used_at: None,
-            auditor_id: None,
-        })
-        .await?;
-    ctx.audit
-        .record(
-            Event::new(
-                ActorKind::Operator,
-                None,
-                crate::audit::Action::AuditorInvite,
-            )
-            .objects([id.to_string()]),
-        )
-        .await;
+    let event = Event::new(
+        ActorKind::Operator,
+        None,
+        crate::audit::Action::AuditorInvite,
+    )
+    .objects([id.to_string()]);
+    let mut tx = ctx.store.begin().await?;
+    tx.insert_invite(&InviteRow {
+        id,
+        token_hash: token_hash(&token),
+        name: name.to_owned(),
+        created_at: now,
+        expires_at: now + INVITE_HOURS * 3_600_000,
+        used_at: None,
+        auditor_id: None,
+    })
+    .await?;
+    crate::audit::stage(&mut tx, event, now).await?;
+    tx.commit().await?;
+    ctx.audit.flush().await;
     let base = ctx.config.public_url.as_str().trim_end_matches('/');
     Ok(format!("{base}/audit/enrol?token={}", token.as_str()))
 }
@@ -196,15 +195,15 @@ pub async fn enrol_finish(
         now,
     )?)
     .await?;
+    let issued = sessions::create(ctx, &mut tx, Principal::Auditor(state.auditor_id), None).await?;
+    let event = Event::new(
+        ActorKind::Auditor,
+        Some(state.auditor_id.to_string()),
+        crate::audit::Action::AuditorEnrol,
+    );
+    crate::audit::stage(&mut tx, event, now).await?;
     tx.commit().await?;
-    let issued = sessions::create(ctx, Principal::Auditor(state.auditor_id), None).await?;
-    ctx.audit
-        .record(Event::new(
-            ActorKind::Auditor,
-            Some(state.auditor_id.to_string()),
-            crate::audit::Action::AuditorEnrol,
-        ))
-        .await;
+    ctx.audit.flush().await;
     Ok((state.auditor_id, issued))
 }
 
@@ -213,22 +212,20 @@ pub async fn enrol_finish(
 #[tracing::instrument(skip_all, fields(auditor = %id))]
 pub async fn disable(ctx: &Context, id: AuditorId) -> Result<(), Error> {
     ctx.store.auditor(id).await?;
+    let now = ctx.clock.now_ms();
     let mut tx = ctx.store.begin().await?;
-    let changed = tx.disable_auditor(id, ctx.clock.now_ms()).await?;
-    tx.commit().await?;
-    if !changed {
+    if !tx.disable_auditor(id, now).await? {
         return Err(Error::Conflict("This auditor is already disabled.".into()));
     }
-    ctx.audit
-        .append(
-            Event::new(
-                ActorKind::Operator,
-                None,
-                crate::audit::Action::AuditorDisable,
-            )
-            .objects([id.to_string()]),
-        )
-        .await?;
+    let event = Event::new(
+        ActorKind::Operator,
+        None,
+        crate::audit::Action::AuditorDisable,
+    )
+    .objects([id.to_string()]);
+    crate::audit::stage(&mut tx, event, now).await?;
+    tx.commit().await?;
+    ctx.audit.flush().await;
     Ok(())
 }
 
@@ -313,8 +310,7 @@ pub async fn login_finish(
             .await;
         return Err(refused());
     }
-    let issued = sessions::create(ctx, Principal::Auditor(auditor_id), None).await?;
-    ctx.audit.record(event).await;
+    let issued = sessions::sign_in(ctx, Principal::Auditor(auditor_id), event).await?;
     Ok((auditor_id, issued))
 }
 

@@ -77,17 +77,15 @@ pub async fn create_oversight_key(ctx: &Context, out: &Path) -> Result<Oversight
             crate::sealing::seal_national_id(&row.public_key, id, citizen.id, &national_id)?;
         tx.set_sealed_national_id(citizen.id, id, &sealed).await?;
     }
+    let event = Event::new(ActorKind::Operator, None, Action::AuditOversightKey)
+        .objects([id.to_string()])
+        .detail(format!(
+            "new oversight key; {} national IDs moved from escrow to it",
+            escrowed.len()
+        ));
+    crate::audit::stage(&mut tx, event, row.created_at).await?;
     tx.commit().await?;
-    ctx.audit
-        .record(
-            Event::new(ActorKind::Operator, None, Action::AuditOversightKey)
-                .objects([id.to_string()])
-                .detail(format!(
-                    "new oversight key; {} national IDs moved from escrow to it",
-                    escrowed.len()
-                )),
-        )
-        .await;
+    ctx.audit.flush().await;
     Ok(OversightKey {
         id,
         moved: escrowed.len(),

@@ -129,23 +129,7 @@ pub async fn step_up_finish(
             .await;
         return Err(auth_failed());
     }
-    ctx.audit.record(event).await;
-    session.mark_verified(ctx).await
-}
-
-/// Records an account change in the citizen's trail.
-pub(crate) async fn record_change(
-    ctx: &Context,
-    citizen_id: CitizenId,
-    action: Action,
-    objects: Option<String>,
-) {
-    let event = crate::audit::citizen_event(&ctx.store, citizen_id, action).await;
-    let event = match objects {
-        Some(id) => event.objects([id]),
-        None => event,
-    };
-    ctx.audit.record(event).await;
+    session.mark_verified(ctx, event).await
 }
 
 /// Starts adding another passkey to the signed-in citizen (needs a fresh step-up).
@@ -207,6 +191,9 @@ pub async fn add_passkey_finish(
         None => format!("Passkey {}", count + 1),
     };
     let row = credential_row(Principal::Citizen(citizen_id), &passkey, &label, now)?;
+    let event = crate::audit::citizen_event(&ctx.store, citizen_id, Action::PasskeyAdd)
+        .await
+        .objects([row.id.to_string()]);
     let mut tx = ctx.store.begin().await?;
     tx.insert_credential(&row).await.map_err(|e| match e {
         crate::store::StoreError::Conflict(_) => {
@@ -214,14 +201,9 @@ pub async fn add_passkey_finish(
         }
         other => other.into(),
     })?;
+    crate::audit::stage(&mut tx, event, now).await?;
     tx.commit().await?;
-    record_change(
-        ctx,
-        citizen_id,
-        Action::PasskeyAdd,
-        Some(row.id.to_string()),
-    )
-    .await;
+    ctx.audit.flush().await;
     Ok(row.id)
 }
 
@@ -241,6 +223,9 @@ pub async fn remove_passkey(ctx: &Context, session: &Session, id: Uuid) -> Resul
     {
         return Err(Error::NotFound);
     }
+    let event = crate::audit::citizen_event(&ctx.store, citizen_id, Action::PasskeyRemove)
+        .await
+        .objects([id.to_string()]);
     let mut tx = ctx.store.begin().await?;
     if tx.count_citizen_credentials(citizen_id).await? <= 1 {
         return Err(Error::Conflict(
@@ -248,8 +233,9 @@ pub async fn remove_passkey(ctx: &Context, session: &Session, id: Uuid) -> Resul
         ));
     }
     tx.delete_citizen_credential(citizen_id, id).await?;
+    crate::audit::stage(&mut tx, event, ctx.clock.now_ms()).await?;
     tx.commit().await?;
-    record_change(ctx, citizen_id, Action::PasskeyRemove, Some(id.to_string())).await;
+    ctx.audit.flush().await;
     Ok(())
 }
 
@@ -258,7 +244,11 @@ pub async fn remove_passkey(ctx: &Context, session: &Session, id: Uuid) -> Resul
 pub async fn end_all_sessions(ctx: &Context, session: &Session) -> Result<u64, Error> {
     let citizen_id = session.citizen()?;
     session.require_fresh(ctx)?;
-    let ended = ctx.store.delete_citizen_sessions(citizen_id).await?;
-    record_change(ctx, citizen_id, Action::SessionsEnd, None).await;
+    let event = crate::audit::citizen_event(&ctx.store, citizen_id, Action::SessionsEnd).await;
+    let mut tx = ctx.store.begin().await?;
+    let ended = tx.delete_citizen_sessions(citizen_id).await?;
+    crate::audit::stage(&mut tx, event, ctx.clock.now_ms()).await?;
+    tx.commit().await?;
+    ctx.audit.flush().await;
     Ok(ended)
 }

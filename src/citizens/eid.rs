@@ -143,18 +143,9 @@ pub async fn finish(
     let existing = ctx.store.citizen_by_index(&index).await?;
     match (flow.intent, existing) {
         (Intent::Signin, Some(citizen)) => {
-            let session = sessions::create(ctx, Principal::Citizen(citizen.id), None).await?;
-            ctx.audit
-                .record(
-                    crate::audit::citizen_event(
-                        &ctx.store,
-                        citizen.id,
-                        crate::audit::Action::Login,
-                    )
-                    .await
-                    .detail("with the national eID"),
-                )
-                .await;
+            let event = crate::audit::by_citizen(&citizen.pseudonym, crate::audit::Action::Login)
+                .detail("with the national eID");
+            let session = sessions::sign_in(ctx, Principal::Citizen(citizen.id), event).await?;
             Ok(Proven::SignedIn {
                 citizen_id: citizen.id,
                 session,

@@ -99,9 +99,6 @@ pub(super) async fn issue(
         used_at: None,
         superseded_at: None,
     };
-    let mut tx = ctx.store.begin().await?;
-    tx.insert_enrolment(&row).await?;
-    tx.commit().await?;
     let pseudonym = ctx
         .store
         .citizen_by_index(&row.national_id_index)
@@ -121,13 +118,15 @@ pub(super) async fn issue(
         )
         .detail("identity proven by the national eID"),
     };
-    ctx.audit
-        .record(
-            event
-                .citizen(pseudonym.as_deref())
-                .objects([row.id.to_string()]),
-        )
-        .await;
+    let event = event
+        .citizen(pseudonym.as_deref())
+        .objects([row.id.to_string()]);
+    // The code exists only with its record.
+    let mut tx = ctx.store.begin().await?;
+    tx.insert_enrolment(&row).await?;
+    crate::audit::stage(&mut tx, event, now).await?;
+    tx.commit().await?;
+    ctx.audit.flush().await;
     Ok(EnrolmentCode {
         code: code.display(),
         expires_at_ms: row.expires_at,

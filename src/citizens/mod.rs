@@ -353,20 +353,19 @@ pub async fn register_finish(
     if let Some((key, sealed)) = &state.national_id_sealed {
         tx.set_sealed_national_id(citizen_id, *key, sealed).await?;
     }
+    // The account, its first session and its record commit together.
+    let session = sessions::create(
+        ctx,
+        &mut tx,
+        Principal::Citizen(citizen_id),
+        Some(&vault_key),
+    )
+    .await?;
+    let event = crate::audit::by_citizen(&row.pseudonym, crate::audit::Action::CitizenRegister);
+    crate::audit::stage(&mut tx, event, now).await?;
     tx.commit().await?;
+    ctx.audit.flush().await;
     tracing::info!(citizen = %citizen_id, "citizen registered");
-    ctx.audit
-        .record(
-            crate::audit::citizen_event(
-                &ctx.store,
-                citizen_id,
-                crate::audit::Action::CitizenRegister,
-            )
-            .await,
-        )
-        .await;
-
-    let session = sessions::create(ctx, Principal::Citizen(citizen_id), Some(&vault_key)).await?;
     Ok(Registered {
         citizen_id,
         session,
@@ -398,27 +397,22 @@ async fn reenrol_finish(
         "Passkey (re-enrolled)",
         now,
     )?;
+    let event =
+        crate::audit::citizen_event(&ctx.store, citizen_id, crate::audit::Action::CitizenReenrol)
+            .await
+            .objects([code.to_string()])
+            .detail("every earlier passkey removed and every session ended");
     let mut tx = ctx.store.begin().await?;
     if !tx.use_enrolment(code, now).await? {
         return Err(enrolment::spent());
     }
     tx.clear_citizen_access(citizen_id).await?;
     tx.insert_credential(&row).await?;
+    let session = sessions::create(ctx, &mut tx, Principal::Citizen(citizen_id), None).await?;
+    crate::audit::stage(&mut tx, event, now).await?;
     tx.commit().await?;
+    ctx.audit.flush().await;
     tracing::info!(citizen = %citizen_id, "citizen re-enrolled");
-    ctx.audit
-        .record(
-            crate::audit::citizen_event(
-                &ctx.store,
-                citizen_id,
-                crate::audit::Action::CitizenReenrol,
-            )
-            .await
-            .objects([code.to_string()])
-            .detail("every earlier passkey removed and every session ended"),
-        )
-        .await;
-    let session = sessions::create(ctx, Principal::Citizen(citizen_id), None).await?;
     let mut unlocked = false;
     if let Some(passphrase) = passphrase {
         let mut opened = sessions::authenticate(ctx, Some(&session.cookie)).await?;
@@ -571,11 +565,8 @@ pub async fn login_finish(
         ctx.audit.record(event).await;
         return Err(auth_failed());
     }
-    let issued = sessions::create(ctx, Principal::Citizen(citizen_id), None).await?;
-    ctx.audit
-        .record(
-            crate::audit::citizen_event(&ctx.store, citizen_id, crate::audit::Action::Login).await,
-        )
-        .await;
+    let event =
+        crate::audit::citizen_event(&ctx.store, citizen_id, crate::audit::Action::Login).await;
+    let issued = sessions::sign_in(ctx, Principal::Citizen(citizen_id), event).await?;
     Ok((citizen_id, issued))
 }

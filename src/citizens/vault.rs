@@ -88,21 +88,23 @@ pub async fn unlock(
         .await?;
     let citizen = ctx.store.citizen(citizen_id).await?;
     let opened = unwrap_with_passphrase(ctx, &citizen, passphrase).await;
-    // A passphrase tried is recorded, right or wrong; one refused before it was tried is not.
-    if matches!(opened, Ok(_) | Err(Error::WrongSecret)) {
-        let event =
-            crate::audit::citizen_event(&ctx.store, citizen_id, crate::audit::Action::VaultUnlock)
-                .await;
-        let event = match &opened {
-            Ok(_) => event,
-            Err(_) => event
-                .outcome(crate::audit::Outcome::Failed)
-                .detail("wrong passphrase"),
-        };
+    // A passphrase tried is recorded, right or wrong (a right one with the unlock, below);
+    // one refused before it was tried is not.
+    if matches!(opened, Err(Error::WrongSecret)) {
+        let event = crate::audit::by_citizen(&citizen.pseudonym, crate::audit::Action::VaultUnlock)
+            .outcome(crate::audit::Outcome::Failed)
+            .detail("wrong passphrase");
         ctx.audit.record(event).await;
     }
     let vault_key = SecretLimits::settle(ctx, taken, opened).await?;
-    session.unlock(ctx, &vault_key).await?;
+    // The unlock and its record commit together.
+    let event = crate::audit::by_citizen(&citizen.pseudonym, crate::audit::Action::VaultUnlock);
+    let mut tx = ctx.store.begin().await?;
+    let unlocked = session.unlock(&mut tx, &vault_key).await?;
+    crate::audit::stage(&mut tx, event, ctx.clock.now_ms()).await?;
+    tx.commit().await?;
+    ctx.audit.flush().await;
+    session.unlocked(unlocked);
     tracing::info!(citizen = %citizen_id, "vault unlocked");
     crate::sealing::pick_up_deposits(ctx, citizen_id, &vault_key).await?;
     Ok(())
@@ -136,13 +138,18 @@ pub async fn recover(
         })
         .map_err(|_| Error::WrongSecret);
     let old_key = SecretLimits::settle(ctx, taken, opened).await?;
-    let (vault_key, fresh) = rotate_vault_key(ctx, &citizen, &old_key, new_passphrase).await?;
-    ctx.store
-        .delete_other_citizen_sessions(citizen_id, &session.id_hash)
-        .await?;
-    session.unlock(ctx, &vault_key).await?;
+    let event = crate::audit::by_citizen(&citizen.pseudonym, crate::audit::Action::VaultRecover);
+    let fresh = rekey(
+        ctx,
+        session,
+        &citizen,
+        &old_key,
+        new_passphrase,
+        true,
+        event,
+    )
+    .await?;
     tracing::info!(citizen = %citizen_id, "vault recovered with the recovery code");
-    account::record_change(ctx, citizen_id, crate::audit::Action::VaultRecover, None).await;
     Ok(fresh.display().to_string())
 }
 
@@ -164,12 +171,44 @@ async fn passphrase_wrap(
     ))
 }
 
-/// Replaces a citizen's vault key by a new one in one transaction: every data key, the
-/// display name and the deposit private key re-wrapped under it, a new passphrase wrap,
-/// and a new recovery code (the old code wrapped the old key, and the server never holds
-/// a code to wrap the new one with). Grant wraps are under grant keys and stay as they are.
+/// Replaces a citizen's vault key (see [`rotate_vault_key`]) and ends every other session,
+/// in one transaction with its record `event`; this session keeps the new key if
+/// `keep_unlocked`. Returns the fresh recovery code.
+async fn rekey(
+    ctx: &Context,
+    session: &mut Session,
+    citizen: &CitizenRow,
+    old: &VaultKey,
+    passphrase: &Passphrase,
+    keep_unlocked: bool,
+    event: crate::audit::Event,
+) -> Result<RecoveryCode, Error> {
+    let mut tx = ctx.store.begin().await?;
+    let (vault_key, fresh) = rotate_vault_key(ctx, &mut tx, citizen, old, passphrase).await?;
+    tx.delete_other_citizen_sessions(citizen.id, &session.id_hash)
+        .await?;
+    let unlocked = match keep_unlocked {
+        true => Some(session.unlock(&mut tx, &vault_key).await?),
+        false => None,
+    };
+    crate::audit::stage(&mut tx, event, ctx.clock.now_ms()).await?;
+    tx.commit().await?;
+    // The wraps under the old vault key are overwritten; make that hold on disk too.
+    ctx.store.scrub().await;
+    ctx.audit.flush().await;
+    if let Some(unlocked) = unlocked {
+        session.unlocked(unlocked);
+    }
+    Ok(fresh)
+}
+
+/// Replaces a citizen's vault key by a new one in `tx`: every data key, the display name
+/// and the deposit private key re-wrapped under it, a new passphrase wrap, and a new
+/// recovery code (the old code wrapped the old key, and the server never holds a code to
+/// wrap the new one with). Grant wraps are under grant keys and stay as they are.
 async fn rotate_vault_key(
     ctx: &Context,
+    tx: &mut crate::store::Tx,
     citizen: &CitizenRow,
     old: &VaultKey,
     passphrase: &Passphrase,
@@ -193,7 +232,6 @@ async fn rotate_vault_key(
         &citizen.secret_key_enc,
     )
     .map_err(|_| internal("private key"))?;
-    let mut tx = ctx.store.begin().await?;
     for (document, version, wrapped) in tx.vault_data_key_wraps(id).await? {
         let data_key = crate::sealing::unwrap_data_key(old, &wrapped, document, version, id)?;
         let aad = crate::sealing::document_aad("data-key", document, version, id);
@@ -210,9 +248,6 @@ async fn rotate_vault_key(
         .await?;
     tx.set_recovery_wrap(id, salt.expose(), &recovery_wrap)
         .await?;
-    tx.commit().await?;
-    // The wraps under the old vault key are overwritten; make that hold on disk too.
-    ctx.store.scrub().await;
     Ok((new, fresh))
 }
 
@@ -236,19 +271,9 @@ pub async fn change_passphrase(
     let citizen = ctx.store.citizen(citizen_id).await?;
     let opened = unwrap_with_passphrase(ctx, &citizen, current).await;
     let old_key = SecretLimits::settle(ctx, taken, opened).await?;
-    let (vault_key, fresh) = rotate_vault_key(ctx, &citizen, &old_key, new).await?;
-    ctx.store
-        .delete_other_citizen_sessions(citizen_id, &session.id_hash)
-        .await?;
-    if session.is_unlocked() {
-        session.unlock(ctx, &vault_key).await?;
-    }
-    account::record_change(
-        ctx,
-        citizen_id,
-        crate::audit::Action::PassphraseChange,
-        None,
-    )
-    .await;
+    let event =
+        crate::audit::by_citizen(&citizen.pseudonym, crate::audit::Action::PassphraseChange);
+    let keep_unlocked = session.is_unlocked();
+    let fresh = rekey(ctx, session, &citizen, &old_key, new, keep_unlocked, event).await?;
     Ok(fresh.display().to_string())
 }

@@ -375,13 +375,16 @@ pub fn main() -> ExitCode {
             }
             Command::Keys(KeysCommand::RotateMaster) => {
                 with_context(config, |ctx| async move {
-                    let done = crate::keyring::rotate_master(&ctx.store, &ctx.config.master_key_file)
-                        .await
-                        .map_err(|e| crate::error::Error::Internal(e.into()))?;
-                    ctx.audit.record(crate::audit::Event::new(crate::audit::ActorKind::Operator, None, crate::audit::Action::KeysRotateMaster)
-                            .detail(format!("{} → {}", done.old_id, done.new_id)),
+                    let record = operator_record(crate::audit::Action::KeysRotateMaster);
+                    let done = crate::keyring::rotate_master(
+                        &ctx.store,
+                        &ctx.config.master_key_file,
+                        ctx.clock.now_ms(),
+                        &record,
                     )
-                    .await;
+                    .await
+                    .map_err(|e| crate::error::Error::Internal(e.into()))?;
+                    ctx.audit.flush().await;
                     println!(
                         "master key rotated: {} → {} ({} service keys re-wrapped); the old key is retired",
                         done.old_id, done.new_id, done.rewrapped
@@ -392,17 +395,16 @@ pub fn main() -> ExitCode {
             }
             Command::Keys(KeysCommand::RotateSigning) => {
                 with_context(config, |ctx| async move {
+                    let record = operator_record(crate::audit::Action::KeysRotateSigning);
                     let id = crate::keyring::rotate_signing(
                         &ctx.store,
                         &ctx.config.signing_key_file(),
                         ctx.clock.now_ms(),
+                        &record,
                     )
                     .await
                     .map_err(|e| crate::error::Error::Internal(e.into()))?;
-                    ctx.audit.record(crate::audit::Event::new(crate::audit::ActorKind::Operator, None, crate::audit::Action::KeysRotateSigning)
-                            .detail(format!("new signing key {id}")),
-                    )
-                    .await;
+                    ctx.audit.flush().await;
                     println!("signing key rotated: new key {id}; restart servers to sign with it (old checkpoints and receipts stay verifiable)");
                     Ok(())
                 })
@@ -637,6 +639,15 @@ async fn agency_create(
 }
 
 /// Opens the context, runs `f`, closes the database whatever happened.
+/// How an operator's key rotation stages its record: `action` with the rotation's detail.
+fn operator_record(action: crate::audit::Action) -> impl Fn(String) -> Option<String> + Sync {
+    move |detail| {
+        let event = crate::audit::Event::new(crate::audit::ActorKind::Operator, None, action)
+            .detail(detail);
+        crate::audit::staged_json(event).ok()
+    }
+}
+
 async fn with_context<F, Fut>(config: Config, f: F) -> anyhow::Result<()>
 where
     F: FnOnce(std::sync::Arc<crate::context::Context>) -> Fut,

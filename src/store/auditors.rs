@@ -31,16 +31,6 @@ pub struct InviteRow {
 }
 
 impl Store {
-    /// Stores an invite.
-    pub async fn insert_invite(&self, r: &InviteRow) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO auditor_invites (id, token_hash, name, created_at, expires_at) \
-            VALUES ($1, $2, $3, $4, $5)";
-        on_engine!(self.pool(), p => {
-            sqlx::query(SQL).bind(r.id).bind(&r.token_hash).bind(&r.name).bind(r.created_at).bind(r.expires_at).execute(p).await?;
-        });
-        Ok(())
-    }
-
     /// The invite whose token has this hash.
     pub async fn invite_by_hash(&self, hash: &[u8]) -> Result<Option<InviteRow>, StoreError> {
         const SQL: &str = "SELECT id, token_hash, name, created_at, expires_at, used_at, auditor_id \
@@ -81,6 +71,16 @@ impl Store {
 }
 
 impl Tx {
+    /// Stores an invite.
+    pub async fn insert_invite(&mut self, r: &InviteRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO auditor_invites (id, token_hash, name, created_at, expires_at) \
+            VALUES ($1, $2, $3, $4, $5)";
+        on_engine!(self, c => {
+            sqlx::query(SQL).bind(r.id).bind(&r.token_hash).bind(&r.name).bind(r.created_at).bind(r.expires_at).execute(&mut **c).await?;
+        });
+        Ok(())
+    }
+
     /// Disables an auditor and ends every session of theirs; `false` if already disabled.
     pub async fn disable_auditor(
         &mut self,

@@ -71,26 +71,28 @@ impl Store {
         }))
     }
 
-    /// Records the public half of a signing key (idempotent).
-    pub async fn publish_signing_key(
-        &self,
-        key_id: &str,
-        public_key: &[u8],
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO signing_keys (key_id, public_key, created_at) \
-                           VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING";
-        on_engine!(self.pool(), p => {
-            sqlx::query(SQL).bind(key_id).bind(public_key).bind(now_ms).execute(p).await?;
-        });
-        Ok(())
-    }
-
     /// Every signing key's public half, oldest first: `(key_id, public_key)`.
     pub async fn signing_keys(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         const SQL: &str = "SELECT key_id, public_key FROM signing_keys ORDER BY created_at, key_id";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, (String, Vec<u8>)>(SQL).fetch_all(p).await?
         }))
+    }
+}
+
+impl super::Tx {
+    /// Records the public half of a signing key (idempotent).
+    pub async fn publish_signing_key(
+        &mut self,
+        key_id: &str,
+        public_key: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO signing_keys (key_id, public_key, created_at) \
+                           VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING";
+        on_engine!(self, c => {
+            sqlx::query(SQL).bind(key_id).bind(public_key).bind(now_ms).execute(&mut **c).await?;
+        });
+        Ok(())
     }
 }

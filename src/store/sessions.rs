@@ -38,52 +38,6 @@ pub struct CeremonyRow {
 }
 
 impl Store {
-    /// Stores a new session.
-    pub async fn insert_session(&self, row: &SessionRow) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO sessions (id_hash, citizen_id, auditor_id, csrf_hash, \
-            vault_key_wrap, created_at, last_seen_at, expires_at, verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-        on_engine!(self.pool(), p => {
-            sqlx::query(SQL)
-                .bind(&row.id_hash)
-                .bind(row.citizen_id)
-                .bind(row.auditor_id)
-                .bind(&row.csrf_hash)
-                .bind(&row.vault_key_wrap)
-                .bind(row.created_at)
-                .bind(row.last_seen_at)
-                .bind(row.expires_at)
-                .bind(row.verified_at)
-                .execute(p)
-                .await?;
-        });
-        Ok(())
-    }
-
-    /// Records a passkey proved in this session now (step-up).
-    pub async fn set_session_verified(
-        &self,
-        id_hash: &[u8],
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE sessions SET verified_at = $1 WHERE id_hash = $2";
-        on_engine!(self.pool(), p => {
-            sqlx::query(SQL).bind(now_ms).bind(id_hash).execute(p).await?;
-        });
-        Ok(())
-    }
-
-    /// Ends every session of a citizen except `keep`.
-    pub async fn delete_other_citizen_sessions(
-        &self,
-        citizen: CitizenId,
-        keep: &[u8],
-    ) -> Result<u64, StoreError> {
-        const SQL: &str = "DELETE FROM sessions WHERE citizen_id = $1 AND id_hash <> $2";
-        Ok(on_engine!(self.pool(), p => {
-            sqlx::query(SQL).bind(citizen).bind(keep).execute(p).await?.rows_affected()
-        }))
-    }
-
     /// The session with this id hash, if it exists.
     pub async fn session(&self, id_hash: &[u8]) -> Result<Option<SessionRow>, StoreError> {
         const SQL: &str = "SELECT id_hash, citizen_id, auditor_id, csrf_hash, vault_key_wrap, \
@@ -102,19 +56,6 @@ impl Store {
         Ok(())
     }
 
-    /// Sets or clears the session's wrapped vault key.
-    pub async fn set_session_vault(
-        &self,
-        id_hash: &[u8],
-        wrap: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE sessions SET vault_key_wrap = $1 WHERE id_hash = $2";
-        on_engine!(self.pool(), p => {
-            sqlx::query(SQL).bind(wrap).bind(id_hash).execute(p).await?;
-        });
-        Ok(())
-    }
-
     /// Ends one session.
     pub async fn delete_session(&self, id_hash: &[u8]) -> Result<(), StoreError> {
         const SQL: &str = "DELETE FROM sessions WHERE id_hash = $1";
@@ -122,14 +63,6 @@ impl Store {
             sqlx::query(SQL).bind(id_hash).execute(p).await?;
         });
         Ok(())
-    }
-
-    /// Ends every session of a citizen ("sign out everywhere"); returns how many.
-    pub async fn delete_citizen_sessions(&self, citizen: CitizenId) -> Result<u64, StoreError> {
-        const SQL: &str = "DELETE FROM sessions WHERE citizen_id = $1";
-        Ok(on_engine!(self.pool(), p => {
-            sqlx::query(SQL).bind(citizen).execute(p).await?.rows_affected()
-        }))
     }
 
     /// Removes sessions past their absolute or idle limit, expired ceremonies, and rate
@@ -221,6 +154,75 @@ impl Store {
                 .bind(now_ms - window_ms)
                 .fetch_one(p)
                 .await?
+        }))
+    }
+}
+
+impl super::Tx {
+    /// Sets or clears the session's wrapped vault key.
+    pub async fn set_session_vault(
+        &mut self,
+        id_hash: &[u8],
+        wrap: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE sessions SET vault_key_wrap = $1 WHERE id_hash = $2";
+        on_engine!(self, c => {
+            sqlx::query(SQL).bind(wrap).bind(id_hash).execute(&mut **c).await?;
+        });
+        Ok(())
+    }
+
+    /// Stores a new session.
+    pub async fn insert_session(&mut self, row: &SessionRow) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO sessions (id_hash, citizen_id, auditor_id, csrf_hash, \
+            vault_key_wrap, created_at, last_seen_at, expires_at, verified_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        on_engine!(self, c => {
+            sqlx::query(SQL)
+                .bind(&row.id_hash)
+                .bind(row.citizen_id)
+                .bind(row.auditor_id)
+                .bind(&row.csrf_hash)
+                .bind(&row.vault_key_wrap)
+                .bind(row.created_at)
+                .bind(row.last_seen_at)
+                .bind(row.expires_at)
+                .bind(row.verified_at)
+                .execute(&mut **c)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Records a passkey proved in this session now (step-up).
+    pub async fn set_session_verified(
+        &mut self,
+        id_hash: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE sessions SET verified_at = $1 WHERE id_hash = $2";
+        on_engine!(self, c => {
+            sqlx::query(SQL).bind(now_ms).bind(id_hash).execute(&mut **c).await?;
+        });
+        Ok(())
+    }
+
+    /// Ends every session of a citizen except `keep`.
+    pub async fn delete_other_citizen_sessions(
+        &mut self,
+        citizen: CitizenId,
+        keep: &[u8],
+    ) -> Result<u64, StoreError> {
+        const SQL: &str = "DELETE FROM sessions WHERE citizen_id = $1 AND id_hash <> $2";
+        Ok(on_engine!(self, c => {
+            sqlx::query(SQL).bind(citizen).bind(keep).execute(&mut **c).await?.rows_affected()
+        }))
+    }
+
+    /// Ends every session of a citizen ("sign out everywhere"); returns how many.
+    pub async fn delete_citizen_sessions(&mut self, citizen: CitizenId) -> Result<u64, StoreError> {
+        const SQL: &str = "DELETE FROM sessions WHERE citizen_id = $1";
+        Ok(on_engine!(self, c => {
+            sqlx::query(SQL).bind(citizen).execute(&mut **c).await?.rows_affected()
         }))
     }
 }

@@ -54,7 +54,24 @@ impl Citizen {
         display_name: &str,
         enrolment_code: &str,
     ) -> Self {
-        let mut citizen = Self {
+        let mut citizen = Self::unregistered(base, national_id, display_name, enrolment_code);
+        let done = citizen.finish_registration().await;
+        assert_eq!(done.status(), 200, "register/finish");
+        let body: Value = done.json().await.unwrap();
+        citizen.csrf = body["csrf_token"].as_str().unwrap().to_owned();
+        citizen.citizen_id = body["citizen_id"].as_str().unwrap().to_owned();
+        citizen.recovery_code = body["recovery_code"].as_str().unwrap().to_owned();
+        citizen
+    }
+
+    /// Someone about to register, with a browser and an authenticator of their own.
+    pub fn unregistered(
+        base: &str,
+        national_id: &str,
+        display_name: &str,
+        enrolment_code: &str,
+    ) -> Self {
+        Self {
             http: reqwest::Client::builder()
                 .cookie_store(true)
                 .build()
@@ -68,20 +85,17 @@ impl Citizen {
             citizen_id: String::new(),
             recovery_code: String::new(),
             enrolment_code: Some(enrolment_code.to_owned()),
-        };
-        let credential = citizen.registration_credential().await;
-        let done = citizen
-            .post(
-                "/auth/register/finish",
-                json!({ "credential": credential, "passphrase": PASSPHRASE }),
-            )
-            .await;
-        assert_eq!(done.status(), 200, "register/finish");
-        let body: Value = done.json().await.unwrap();
-        citizen.csrf = body["csrf_token"].as_str().unwrap().to_owned();
-        citizen.citizen_id = body["citizen_id"].as_str().unwrap().to_owned();
-        citizen.recovery_code = body["recovery_code"].as_str().unwrap().to_owned();
-        citizen
+        }
+    }
+
+    /// Runs the registration ceremony and answers `register/finish`.
+    pub async fn finish_registration(&mut self) -> reqwest::Response {
+        let credential = self.registration_credential().await;
+        self.post(
+            "/auth/register/finish",
+            json!({ "credential": credential, "passphrase": PASSPHRASE }),
+        )
+        .await
     }
 
     /// The same citizen in another browser (its own cookies), signing in with `authenticator`.
@@ -153,13 +167,17 @@ impl Citizen {
 
     /// Signs in with the passkey (the vault stays locked).
     pub async fn login(&mut self) {
-        let credential = self.assertion().await;
-        let done = self
-            .post("/auth/login/finish", json!({ "credential": credential }))
-            .await;
+        let done = self.finish_login().await;
         assert_eq!(done.status(), 200, "login/finish");
         let body: Value = done.json().await.unwrap();
         self.csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    }
+
+    /// Runs the sign-in ceremony and answers `login/finish`.
+    pub async fn finish_login(&mut self) -> reqwest::Response {
+        let credential = self.assertion().await;
+        self.post("/auth/login/finish", json!({ "credential": credential }))
+            .await
     }
 
     pub async fn unlock(&self, passphrase: &str) -> reqwest::Response {

@@ -13,6 +13,7 @@ both_backends!(
     a_retried_request_with_the_same_idempotency_key_creates_one,
     a_retried_deposit_stores_one_and_a_retried_enrolment_code_is_never_replayed,
     a_change_whose_record_cannot_be_written_does_not_stand,
+    an_account_change_whose_record_cannot_be_written_does_not_stand,
     two_approvals_racing_make_one_grant,
     a_citizen_quota_is_answered_413_naming_it,
     a_disabled_auditor_is_out_at_once_and_auditor_sign_in_tells_no_names,
@@ -632,6 +633,61 @@ async fn a_change_whose_record_cannot_be_written_does_not_stand(backend: Backend
     let deposits = crate::helpers::recorded(&app, "document.deposit").await
         + crate::helpers::recorded(&app, "request.create").await;
     assert_eq!(deposits, 2);
+    app.stop().await;
+}
+
+/// Account-side changes (registration, sign-in, unlock, step-up, sessions ended, codes and
+/// invites issued) commit with their records too: with the trail unwritable, none stands.
+async fn an_account_change_whose_record_cannot_be_written_does_not_stand(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let mut c = Citizen::register(&app, &national_id(745), "Account").await;
+    // Signed in again: a locked session.
+    c.login().await;
+    let newcomer_id = national_id(746);
+    let code = crate::citizen_kit::enrolment_code(&app, &newcomer_id).await;
+    let mut newcomer = Citizen::unregistered(&app.base, &newcomer_id, "Newcomer", &code);
+    let before = crate::helpers::events(&app).await.len();
+
+    crate::transparency::sql(&app, "ALTER TABLE audit_outbox RENAME TO audit_outbox_gone").await;
+    let refused = newcomer.finish_registration().await;
+    assert!(refused.status().is_server_error(), "{}", refused.status());
+    let refused = c.finish_login().await;
+    assert!(refused.status().is_server_error(), "{}", refused.status());
+    let refused = c.unlock(crate::citizen_kit::PASSPHRASE).await;
+    assert!(refused.status().is_server_error(), "{}", refused.status());
+    let refused = c.step_up().await;
+    assert!(refused.status().is_server_error(), "{}", refused.status());
+    assert!(
+        custodia::citizens::enrol(
+            &app.state,
+            &national_id(747),
+            custodia::citizens::Enroller::Operator
+        )
+        .await
+        .is_err(),
+        "an enrolment code without its record is not issued"
+    );
+    assert!(
+        custodia::auditors::invite(&app.state, "审计员甲")
+            .await
+            .is_err()
+    );
+    crate::transparency::sql(&app, "ALTER TABLE audit_outbox_gone RENAME TO audit_outbox").await;
+
+    // Nothing of it stands: the trail has no new event, the vault is still locked, and
+    // the unused code still registers the newcomer.
+    assert_eq!(crate::helpers::events(&app).await.len(), before);
+    let me: serde_json::Value = c.me().await.json().await.unwrap();
+    assert_eq!(me["unlocked"], false, "{me}");
+    let mut newcomer = Citizen::unregistered(&app.base, &newcomer_id, "Newcomer", &code);
+    assert_eq!(newcomer.finish_registration().await.status(), 200);
+    // With the trail back, each works and is recorded.
+    c.login().await;
+    assert_eq!(c.unlock(crate::citizen_kit::PASSPHRASE).await.status(), 200);
+    assert_eq!(c.step_up().await.status(), 200);
+    assert_eq!(crate::helpers::recorded(&app, "citizen.register").await, 2);
+    assert_eq!(crate::helpers::recorded(&app, "login").await, 2);
+    assert_eq!(crate::helpers::recorded(&app, "vault.unlock").await, 1);
     app.stop().await;
 }
 

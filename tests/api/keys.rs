@@ -10,6 +10,17 @@ use crate::helpers::{Backend, both_backends, national_id, spawn_app};
 
 both_backends!(the_master_key_rotates_under_live_traffic_and_resumes_after_interruption);
 
+/// What the CLI stages for a rotation: an operator event with the rotation's detail.
+fn rotation_record(detail: String) -> Option<String> {
+    let event = custodia::audit::Event::new(
+        custodia::audit::ActorKind::Operator,
+        None,
+        custodia::audit::Action::KeysRotateMaster,
+    )
+    .detail(detail);
+    custodia::audit::staged_json(event).ok()
+}
+
 async fn the_master_key_rotates_under_live_traffic_and_resumes_after_interruption(
     backend: Backend,
 ) {
@@ -40,9 +51,10 @@ async fn the_master_key_rotates_under_live_traffic_and_resumes_after_interruptio
             ok
         })
     };
-    let rotated = custodia::keyring::rotate_master(&app.state.store, &master_file)
-        .await
-        .unwrap();
+    let rotated =
+        custodia::keyring::rotate_master(&app.state.store, &master_file, 1, &rotation_record)
+            .await
+            .unwrap();
     assert_eq!(reader.await.unwrap(), 40);
     assert_eq!(
         rotated.rewrapped, 3,
@@ -75,9 +87,10 @@ async fn the_master_key_rotates_under_live_traffic_and_resumes_after_interruptio
         .expect("starts while a rotation is half done");
     agency.base = app.base.clone();
     assert_eq!(agency.read(&path).await.status(), 200);
-    let resumed = custodia::keyring::rotate_master(&app.state.store, &master_file)
-        .await
-        .unwrap();
+    let resumed =
+        custodia::keyring::rotate_master(&app.state.store, &master_file, 1, &rotation_record)
+            .await
+            .unwrap();
     assert_eq!(
         (resumed.new_id.as_str(), resumed.rewrapped),
         (next_id.as_str(), 0)
@@ -91,10 +104,14 @@ async fn the_master_key_rotates_under_live_traffic_and_resumes_after_interruptio
         .await
         .unwrap();
     let old_signing = app.state.keys.signing_key_id.clone();
-    let new_signing =
-        custodia::keyring::rotate_signing(&store, &env.config().signing_key_file(), 2)
-            .await
-            .unwrap();
+    let new_signing = custodia::keyring::rotate_signing(
+        &store,
+        &env.config().signing_key_file(),
+        2,
+        &rotation_record,
+    )
+    .await
+    .unwrap();
     app.stop().await;
     let app = env.start().await.unwrap();
     assert_eq!(app.state.keys.signing_key_id, new_signing);

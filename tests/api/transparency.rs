@@ -209,11 +209,9 @@ async fn a_key_only_the_database_names_signs_nothing_that_counts(backend: Backen
     let mine = SigningKey::generate();
     let public = mine.verifying_key().to_bytes();
     let key_id = custodia::keyring::key_fingerprint(&public);
-    app.state
-        .store
-        .publish_signing_key(&key_id, &public, 1)
-        .await
-        .unwrap();
+    let mut tx = app.state.store.begin().await.unwrap();
+    tx.publish_signing_key(&key_id, &public, 1).await.unwrap();
+    tx.commit().await.unwrap();
     sql(&app, "DELETE FROM audit_checkpoints").await;
     let forger = LogSigner {
         key: mine,

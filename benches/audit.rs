@@ -18,6 +18,9 @@
 mod helpers;
 #[path = "../tests/common/ids.rs"]
 mod ids;
+#[path = "../tests/common/s3_server.rs"]
+#[allow(dead_code)]
+mod s3_server;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -19,6 +19,9 @@ mod citizen_kit;
 mod helpers;
 #[path = "../tests/common/ids.rs"]
 mod ids;
+#[path = "../tests/common/s3_server.rs"]
+#[allow(dead_code)]
+mod s3_server;
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,6 @@
-//! `custodia backup --out DIR`: a consistent copy of the database, the blob store and the
-//! key files, taken while the server runs.
+//! `custodia backup --out DIR`: a consistent copy of the database, the blob store (local
+//! files or an S3 bucket, copied into `DIR/blobs` either way) and the key files, taken while
+//! the server runs.
 //!
 //! The database is copied first, as one snapshot: SQLite with `VACUUM INTO` (a consistent
 //! online copy, other connections keep working), PostgreSQL with `pg_dump --format=custom`
@@ -23,6 +24,7 @@ use anyhow::{Context as _, bail};
 
 use crate::config::{BlobLocation, Config, Engine};
 use crate::store::Store;
+use crate::store::blob::BlobStore;
 
 /// What a backup wrote.
 #[derive(Debug)]
@@ -42,29 +44,32 @@ fn copy_private(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn copy_blobs(root: &Path, out: &Path) -> anyhow::Result<u64> {
+/// Copies every committed blob of `source` into a file store at `out` (the layout of a
+/// data directory's `blobs/`), streamed, each fsynced before it counts.
+async fn copy_blobs(source: &BlobStore, out: &Path) -> anyhow::Result<u64> {
+    let target = BlobStore::open(&BlobLocation::File(out.to_owned())).await?;
     let mut copied = 0;
-    if !root.exists() {
-        return Ok(0);
-    }
-    for shard in std::fs::read_dir(root)? {
-        let shard = shard?;
-        let name = shard.file_name();
-        if name == "tmp" || !shard.file_type()?.is_dir() {
-            continue;
-        }
-        let target = out.join(&name);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&target)?;
-        for blob in std::fs::read_dir(shard.path())? {
-            let blob = blob?;
-            if blob.file_type()?.is_file() {
-                copy_private(&blob.path(), &target.join(blob.file_name()))?;
-                copied += 1;
+    for name in source.list().await.context("listing the blobs")? {
+        let mut reader = match source.read_from(&name, 0).await {
+            Ok(reader) => reader,
+            // Deleted since the listing (its keys are destroyed anyway).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading blob {}", name.as_str())),
+        };
+        let mut writer = target.create_named(&name).await?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(&mut reader, &mut buf)
+                .await
+                .with_context(|| format!("reading blob {}", name.as_str()))?;
+            if n == 0 {
+                break;
             }
+            // `read` never returns more than the buffer holds.
+            writer.write(buf.get(..n).unwrap_or_default()).await?;
         }
+        writer.commit().await?;
+        copied += 1;
     }
     Ok(copied)
 }
@@ -140,8 +145,10 @@ pub async fn run(config: &Config, out: &Path) -> anyhow::Result<Written> {
             target
         }
     };
-    let BlobLocation::File(root) = &config.blob_store;
-    let blobs = copy_blobs(root, &out.join("blobs"))?;
+    let source = BlobStore::open(&config.blob_store)
+        .await
+        .with_context(|| format!("opening the blob store {}", config.blob_store))?;
+    let blobs = copy_blobs(&source, &out.join("blobs")).await?;
     let mut keys = Vec::new();
     // Every key file: the master key, the next one while `keys rotate-master` is under
     // way (some service keys are already wrapped under it), and the signing key.

@@ -32,6 +32,65 @@ fn bad(variable: &'static str, message: impl Into<String>) -> ConfigError {
 pub enum BlobLocation {
     /// A directory on local disk (`file:///path`).
     File(PathBuf),
+    /// A bucket of an S3 service (`s3://bucket/prefix`): AWS or any S3-compatible one.
+    S3(S3Location),
+}
+
+/// An S3 bucket and how to reach it. The credentials come from the usual `AWS_*`
+/// variables (or the machine's role when they are absent).
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Location {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix every blob is stored under (no leading or trailing `/`; may be empty).
+    pub prefix: String,
+    /// `AWS_ENDPOINT_URL`: the endpoint of an S3-compatible service; AWS's own when
+    /// absent.
+    pub endpoint: Option<String>,
+    /// `AWS_ALLOW_HTTP=true`: a plain `http://` endpoint is allowed (a service on loopback
+    /// or a private network, tests); otherwise only `https://`.
+    pub allow_http: bool,
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`).
+    pub region: Option<String>,
+    /// `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<String>,
+    /// `AWS_SESSION_TOKEN`.
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for S3Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Location")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("allow_http", &self.allow_http)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "***"),
+            )
+            .field("session_token", &self.session_token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl std::fmt::Display for BlobLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(root) => write!(f, "file://{}", root.display()),
+            Self::S3(s3) => {
+                write!(f, "s3://{}/{}", s3.bucket, s3.prefix)?;
+                match &s3.endpoint {
+                    Some(endpoint) => write!(f, " at {endpoint}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
 }
 
 /// How citizens prove who they are before an account is theirs (`CUSTODIA_REGISTRATION`).
@@ -170,7 +229,12 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
     (
         "CUSTODIA_BLOB_STORE",
         "file://<data dir>/blobs",
-        "file:///… (s3:// is not supported yet)",
+        "file:///PATH or s3://BUCKET/PREFIX (with AWS_* credentials)",
+    ),
+    (
+        "AWS_ENDPOINT_URL",
+        "AWS's own",
+        "endpoint of an S3-compatible service (MinIO, Ceph RGW); http:// needs AWS_ALLOW_HTTP=true",
     ),
     (
         "CUSTODIA_MASTER_KEY_FILE",
@@ -432,10 +496,9 @@ impl Config {
             }
             _ => self.database_url.clone(),
         };
-        let BlobLocation::File(blobs) = &self.blob_store;
         format!(
-            "database {database}; blobs file://{}; listening on {}; public URL {}; master key file {}",
-            blobs.display(),
+            "database {database}; blobs {}; listening on {}; public URL {}; master key file {}",
+            self.blob_store,
             self.listen,
             self.public_url,
             self.master_key_file.display()
@@ -473,7 +536,7 @@ impl Config {
 
         let blob_store = match get("CUSTODIA_BLOB_STORE") {
             None => BlobLocation::File(data_dir.join("blobs")),
-            Some(raw) => parse_blob_store(&raw)?,
+            Some(raw) => parse_blob_store(&raw, &get)?,
         };
 
         let master_key_file = get("CUSTODIA_MASTER_KEY_FILE")
@@ -708,7 +771,10 @@ fn sibling(path: &Path, name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-fn parse_blob_store(raw: &str) -> Result<BlobLocation, ConfigError> {
+fn parse_blob_store(
+    raw: &str,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<BlobLocation, ConfigError> {
     const VAR: &str = "CUSTODIA_BLOB_STORE";
     let url = Url::parse(raw).map_err(|e| bad(VAR, format!("'{raw}' is not a URL ({e})")))?;
     match url.scheme() {
@@ -716,13 +782,53 @@ fn parse_blob_store(raw: &str) -> Result<BlobLocation, ConfigError> {
             .to_file_path()
             .map(BlobLocation::File)
             .map_err(|()| bad(VAR, "a file:// URL must hold an absolute path")),
-        "s3" => Err(bad(
-            VAR,
-            "s3:// object storage is not available in this build; use file:///PATH",
-        )),
+        "s3" => {
+            let bucket = url
+                .host_str()
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| bad(VAR, "an s3:// URL names a bucket: s3://BUCKET/PREFIX"))?;
+            if url.query().is_some() || url.fragment().is_some() || url.password().is_some() {
+                return Err(bad(
+                    VAR,
+                    "an s3:// URL is s3://BUCKET/PREFIX; credentials go in AWS_* variables",
+                ));
+            }
+            const ENDPOINT: &str = "AWS_ENDPOINT_URL";
+            let allow_http = match get("AWS_ALLOW_HTTP").as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(_) => return Err(bad("AWS_ALLOW_HTTP", "must be true or false")),
+            };
+            let endpoint = get(ENDPOINT);
+            if let Some(e) = &endpoint {
+                let parsed =
+                    Url::parse(e).map_err(|err| bad(ENDPOINT, format!("not a URL ({err})")))?;
+                match parsed.scheme() {
+                    "https" => {}
+                    "http" if allow_http => {}
+                    "http" => {
+                        return Err(bad(
+                            ENDPOINT,
+                            "is http://: set AWS_ALLOW_HTTP=true to allow an endpoint without TLS",
+                        ));
+                    }
+                    _ => return Err(bad(ENDPOINT, "must be an https:// URL")),
+                }
+            }
+            Ok(BlobLocation::S3(S3Location {
+                bucket: bucket.to_owned(),
+                prefix: url.path().trim_matches('/').to_owned(),
+                endpoint,
+                allow_http,
+                region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
+                access_key_id: get("AWS_ACCESS_KEY_ID"),
+                secret_access_key: get("AWS_SECRET_ACCESS_KEY"),
+                session_token: get("AWS_SESSION_TOKEN"),
+            }))
+        }
         other => Err(bad(
             VAR,
-            format!("unknown scheme '{other}': use file:///PATH"),
+            format!("unknown scheme '{other}': use file:///PATH or s3://BUCKET/PREFIX"),
         )),
     }
 }
@@ -732,6 +838,43 @@ fn parse_blob_store(raw: &str) -> Result<BlobLocation, ConfigError> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn an_s3_blob_store_takes_its_bucket_prefix_and_aws_settings() {
+        let c = cfg(&[
+            ("CUSTODIA_BLOB_STORE", "s3://vault-blobs/province/a"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "cn-north-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI"),
+        ])
+        .unwrap();
+        let BlobLocation::S3(s3) = &c.blob_store else {
+            panic!("not S3: {:?}", c.blob_store);
+        };
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_str()),
+            ("vault-blobs", "province/a")
+        );
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(
+            !format!("{s3:?}").contains("wJalrXUtnFEMI"),
+            "the secret is never shown"
+        );
+        assert!(!c.describe().contains("wJalrXUtnFEMI"));
+        // Plain HTTP only when allowed; a bucket is required.
+        for vars in [
+            &[
+                ("CUSTODIA_BLOB_STORE", "s3://b/p"),
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+            ][..],
+            &[("CUSTODIA_BLOB_STORE", "s3:///p")][..],
+            &[("CUSTODIA_BLOB_STORE", "s3://b/p?secret=x")][..],
+        ] {
+            assert!(cfg(vars).is_err(), "{vars:?}");
+        }
+    }
 
     fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = vars

@@ -17,11 +17,11 @@ use bytes::Bytes;
 use custodia_crypto::stream::{ChunkOpener, HEADER_LEN, Layout};
 use custodia_crypto::{Aad, DataKey};
 use futures_util::{Stream, StreamExt as _};
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+use tokio::io::AsyncReadExt as _;
 
 use super::FileInfo;
 use crate::error::Error;
-use crate::store::blob::{BlobName, BlobStore};
+use crate::store::blob::{BlobName, BlobReader, BlobStore};
 
 /// Which part of a file a request receives, decided from its headers, the file's size and
 /// its entity tag before anything is read or recorded.
@@ -134,33 +134,44 @@ pub async fn open(
             body: None,
         });
     };
-    let mut file = blobs
-        .open_blob(name)
+    let blob_error =
+        |e: std::io::Error| Error::Internal(anyhow::anyhow!("blob {}: {e}", name.as_str()));
+    let header = blobs
+        .read_head(name, HEADER_LEN)
         .await
-        .map_err(|e| Error::Internal(e.into()))?;
-    let mut header = [0u8; HEADER_LEN];
-    file.read_exact(&mut header)
-        .await
-        .map_err(|e| Error::Internal(anyhow::anyhow!("blob {}: {e}", name.as_str())))?;
+        .map_err(blob_error)?;
+    let header: [u8; HEADER_LEN] = header.try_into().map_err(|_| {
+        Error::Internal(anyhow::anyhow!(
+            "blob {}: shorter than its header",
+            name.as_str()
+        ))
+    })?;
     let layout = Layout::new(info.size);
     let opener = ChunkOpener::new(key, aad, &header, layout)
         .map_err(|e| Error::Internal(anyhow::anyhow!("blob {}: {e}", name.as_str())))?;
+    if start >= end {
+        // An empty span (an empty file): nothing to read past the header.
+        return Ok(FileStream {
+            info,
+            delivery,
+            body: Some(Box::pin(futures_util::stream::empty())),
+        });
+    }
     let first_chunk = layout.chunk_of(start);
-    file.seek(std::io::SeekFrom::Start(
-        layout.ciphertext_start(first_chunk),
-    ))
-    .await
-    .map_err(|e| Error::Internal(e.into()))?;
+    let reader = blobs
+        .read_from(name, layout.ciphertext_start(first_chunk))
+        .await
+        .map_err(blob_error)?;
     Ok(FileStream {
         info,
         delivery,
-        body: Some(Box::pin(decrypt_span(file, opener, start, end))),
+        body: Some(Box::pin(decrypt_span(reader, opener, start, end))),
     })
 }
 
-/// Where the decrypting stream stands: the file positioned at chunk `next`.
+/// Where the decrypting stream stands: the blob read up to chunk `next`.
 struct Cursor {
-    file: tokio::fs::File,
+    file: BlobReader,
     opener: ChunkOpener,
     next: u64,
     start: u64,
@@ -170,7 +181,7 @@ struct Cursor {
 /// Decrypts the chunks covering plaintext bytes `start..end` from `file`, which is
 /// positioned at the first of them, and yields exactly those bytes. Fused.
 fn decrypt_span(
-    file: tokio::fs::File,
+    file: BlobReader,
     opener: ChunkOpener,
     start: u64,
     end: u64,
@@ -187,10 +198,6 @@ fn decrypt_span(
         let mut c = state?;
         let layout = c.opener.layout();
         let chunk_start = layout.plaintext_start(c.next);
-        if c.start >= c.end {
-            // An empty span (an empty file): nothing to send.
-            return None;
-        }
         let mut chunk = vec![0u8; layout.ciphertext_len_of(c.next)];
         if let Err(e) = c.file.read_exact(&mut chunk).await {
             return Some((Err(e), None));

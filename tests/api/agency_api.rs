@@ -13,14 +13,18 @@ use crate::citizen_kit::{Citizen, licence_fields, pdf_bytes};
 use crate::helpers::{Backend, assert_problem, both_backends, national_id, spawn_app};
 
 both_backends!(
-    an_agency_requests_is_approved_reads_per_tier_and_is_refused_after_revocation,
     every_refusal_is_clear_and_recorded,
     reads_are_counted_and_a_grant_is_exhausted,
-    issuers_deposit_signed_documents_sealed_to_the_citizen,
     keys_rotate_and_agencies_are_disabled,
     a_read_whose_record_cannot_be_written_sends_nothing,
-    no_read_succeeds_once_the_revocation_commits,
     the_typed_client_walks_the_guide,
+);
+
+// What reads and stores blobs runs on every storage layout, S3 included.
+crate::helpers::every_store!(
+    an_agency_requests_is_approved_reads_per_tier_and_is_refused_after_revocation,
+    issuers_deposit_signed_documents_sealed_to_the_citizen,
+    no_read_succeeds_once_the_revocation_commits,
 );
 
 async fn licence(c: &Citizen, company: &str, file: Option<Vec<u8>>) -> String {

@@ -156,7 +156,7 @@ fn a_bad_setting_exits_2_naming_the_variable() {
     for (var, value) in [
         ("CUSTODIA_LISTEN", "not-an-address"),
         ("CUSTODIA_DATABASE_URL", "mysql://localhost/x"),
-        ("CUSTODIA_BLOB_STORE", "s3://bucket/prefix"),
+        ("CUSTODIA_BLOB_STORE", "s3:///no-bucket"),
     ] {
         let out = custodia().arg("serve").env(var, value).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{var}");

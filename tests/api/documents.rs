@@ -4,9 +4,9 @@ use custodia::on_engine;
 use serde_json::{Value, json};
 
 use crate::citizen_kit::{Citizen, PASSPHRASE, licence_fields, pdf_bytes};
-use crate::helpers::{Backend, TestEnv, assert_problem, both_backends, national_id, spawn_app};
+use crate::helpers::{Backend, TestEnv, assert_problem, every_store, national_id, spawn_app};
 
-both_backends!(
+every_store!(
     fields_and_a_multi_chunk_file_round_trip_and_versions_stay,
     ciphertext_swapped_between_rows_or_chunks_fails,
     another_citizens_document_is_not_found,
@@ -73,19 +73,54 @@ async fn download_fails(c: &Citizen, path: &str) -> bool {
     }
 }
 
-fn blob_files(env: &TestEnv) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let root = env.data_dir().join("blobs");
-    for dir in std::fs::read_dir(&root).unwrap().flatten() {
-        if dir.path().is_dir() {
-            for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
-                if !f.file_name().to_string_lossy().starts_with("probe-") {
-                    out.push(f.path());
-                }
+/// Every committed blob, wherever the store keeps them (files or a bucket).
+async fn blob_files(app: &crate::helpers::TestApp) -> Vec<String> {
+    let mut names: Vec<String> = app
+        .state
+        .blobs
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// On local files, no upload's temporary file is left behind (S3 has none: an unfinished
+/// upload is never visible).
+fn no_temporaries(env: &TestEnv) {
+    if !crate::helpers::on_s3() {
+        assert_eq!(
+            std::fs::read_dir(env.data_dir().join("blobs/tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+}
+
+/// Every stored byte: the data directory's files and every blob's ciphertext.
+async fn stored_bytes(env: &TestEnv, blobs: &custodia::store::blob::BlobStore) -> Vec<u8> {
+    let mut everything = Vec::new();
+    fn walk(dir: &std::path::Path, out: &mut Vec<u8>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            if entry.path().is_dir() {
+                walk(&entry.path(), out);
+            } else if let Ok(bytes) = std::fs::read(entry.path()) {
+                out.extend_from_slice(&bytes);
             }
         }
     }
-    out
+    walk(&env.data_dir(), &mut everything);
+    for name in blobs.list().await.unwrap() {
+        let mut reader = blobs.read_from(&name, 0).await.unwrap();
+        tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut everything)
+            .await
+            .unwrap();
+    }
+    everything
 }
 
 async fn fields_and_a_multi_chunk_file_round_trip_and_versions_stay(backend: Backend) {
@@ -166,20 +201,11 @@ async fn fields_and_a_multi_chunk_file_round_trip_and_versions_stay(backend: Bac
     let list: Value = c.get("/me/documents").await.json().await.unwrap();
     assert_eq!(list["documents"].as_array().unwrap().len(), 1);
     assert_eq!(list["documents"][0]["version"], 2);
+    let blobs = app.state.blobs.clone();
     app.stop().await;
 
     // Neither field values nor file bytes are anywhere in clear.
-    let mut everything = Vec::new();
-    fn walk(dir: &std::path::Path, out: &mut Vec<u8>) {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            if entry.path().is_dir() {
-                walk(&entry.path(), out);
-            } else if let Ok(bytes) = std::fs::read(entry.path()) {
-                out.extend_from_slice(&bytes);
-            }
-        }
-    }
-    walk(&env.data_dir(), &mut everything);
+    let everything = stored_bytes(&env, &blobs).await;
     for needle in [
         "北京往返测试有限公司",
         "北京第二版有限公司",
@@ -196,7 +222,7 @@ async fn fields_and_a_multi_chunk_file_round_trip_and_versions_stay(backend: Bac
 }
 
 async fn ciphertext_swapped_between_rows_or_chunks_fails(backend: Backend) {
-    let (env, app) = spawn_app(backend).await;
+    let (_env, app) = spawn_app(backend).await;
     let c = Citizen::register(&app, &national_id(41), "Xu Jing").await;
     let file_a = pdf_bytes(200 * 1024, "A");
     let file_b = pdf_bytes(200 * 1024, "B");
@@ -258,18 +284,26 @@ async fn ciphertext_swapped_between_rows_or_chunks_fails(backend: Backend) {
     assert_eq!(view["fields"]["company_name"], "甲公司");
 
     // Two chunks swapped inside one blob: the download breaks off.
-    let blob = blob_files(&env)
-        .into_iter()
-        .find(|p| {
-            let bytes = std::fs::read(p).unwrap();
-            bytes.len() > 100_000
-        })
-        .unwrap();
-    let mut bytes = std::fs::read(&blob).unwrap();
+    let blobs = &app.state.blobs;
+    let mut tampered = None;
+    for name in blobs.list().await.unwrap() {
+        let mut bytes = Vec::new();
+        let mut reader = blobs.read_from(&name, 0).await.unwrap();
+        tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut bytes)
+            .await
+            .unwrap();
+        if bytes.len() > 100_000 {
+            tampered = Some((name, bytes));
+            break;
+        }
+    }
+    let (name, mut bytes) = tampered.unwrap();
     let chunk = 64 * 1024 + 16;
     let (first, second) = bytes[8..8 + 2 * chunk].split_at_mut(chunk);
     first.swap_with_slice(second);
-    std::fs::write(&blob, &bytes).unwrap();
+    let mut rewrite = blobs.create_named(&name).await.unwrap();
+    rewrite.write(&bytes).await.unwrap();
+    rewrite.commit().await.unwrap();
     let a_broken = download_fails(&c, &format!("/me/documents/{a}/file")).await;
     let b_broken = download_fails(&c, &format!("/me/documents/{b}/file")).await;
     assert!(
@@ -361,22 +395,14 @@ async fn oversized_and_wrong_typed_uploads_leave_nothing(backend: Backend) {
         0
     );
     assert_eq!(count(&app, "SELECT COUNT(*) FROM pending_blobs").await, 0);
-    assert!(
-        blob_files(&env).is_empty(),
-        "no blob left behind: {:?}",
-        blob_files(&env)
-    );
-    assert_eq!(
-        std::fs::read_dir(env.data_dir().join("blobs/tmp"))
-            .unwrap()
-            .count(),
-        0
-    );
+    let left = blob_files(&app).await;
+    assert!(left.is_empty(), "no blob left behind: {left:?}");
+    no_temporaries(&env);
     app.stop().await;
 }
 
 async fn delete_destroys_keys_and_blobs(backend: Backend) {
-    let (env, app) = spawn_app(backend).await;
+    let (_env, app) = spawn_app(backend).await;
     let c = Citizen::register(&app, &national_id(45), "Shred").await;
     let stored: Value = c
         .upload(
@@ -397,11 +423,11 @@ async fn delete_destroys_keys_and_blobs(backend: Backend) {
         Some(("d2.pdf", pdf_bytes(90_000, "e"))),
     )
     .await;
-    assert_eq!(blob_files(&env).len(), 2);
+    assert_eq!(blob_files(&app).await.len(), 2);
     assert_eq!(c.delete(&format!("/me/documents/{id}")).await.status(), 204);
     assert_problem(c.get(&format!("/me/documents/{id}")).await, 404).await;
     assert_problem(c.delete(&format!("/me/documents/{id}")).await, 404).await;
-    assert!(blob_files(&env).is_empty());
+    assert!(blob_files(&app).await.is_empty());
     assert_eq!(
         count(&app, "SELECT COUNT(*) FROM document_versions").await,
         0,
@@ -489,7 +515,7 @@ async fn the_catalog_is_published(backend: Backend) {
     app.stop().await;
 }
 
-both_backends!(an_interrupted_upload_leaves_no_document_and_is_swept);
+every_store!(an_interrupted_upload_leaves_no_document_and_is_swept);
 
 async fn an_interrupted_upload_leaves_no_document_and_is_swept(backend: Backend) {
     use tokio::io::AsyncWriteExt;
@@ -548,13 +574,8 @@ async fn an_interrupted_upload_leaves_no_document_and_is_swept(backend: Backend)
         0,
         "no visible document"
     );
-    assert!(blob_files(&env).is_empty());
-    assert_eq!(
-        std::fs::read_dir(env.data_dir().join("blobs/tmp"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert!(blob_files(&app).await.is_empty());
+    no_temporaries(&env);
     // Whatever record the cut left is swept once it is stale.
     app.clock.advance(time::Duration::minutes(61));
     custodia::documents::sweep_orphans(&app.state)

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use crate::agency_kit::Agency;
 use crate::citizen_kit::{Citizen, pdf_bytes};
-use crate::helpers::{Backend, TestApp, both_backends, national_id, spawn_app};
+use crate::helpers::{Backend, TestApp, every_store, national_id, spawn_app};
 
-both_backends!(
+every_store!(
     every_size_and_encoding_arrives_whole,
     ranges_and_validators_behave_as_on_a_file_server,
     ranged_agency_reads_are_recorded_with_their_range,

@@ -1,5 +1,6 @@
 //! The test kit: `spawn_app(backend)` starts Custodia on a free port with its own data
-//! directory and database, and `both_backends!` runs one story on SQLite and PostgreSQL.
+//! directory and database, `both_backends!` runs one story on SQLite and PostgreSQL, and
+//! `every_store!` on PostgreSQL with S3 blobs too (a real S3 server, `s3_server`).
 //!
 //! PostgreSQL is required, not optional: `CUSTODIA_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) must reach a server that lets the user
@@ -45,6 +46,43 @@ macro_rules! both_backends {
 }
 pub(crate) use both_backends;
 
+tokio::task_local! {
+    /// Set while a story runs on S3 blobs (see [`every_store`]).
+    pub static ON_S3: bool;
+}
+
+/// Runs each named story on every storage layout a deployment can have: SQLite with local
+/// files (`name::sqlite`), PostgreSQL with local files (`name::postgres`), and PostgreSQL
+/// with an S3 bucket of the test S3 server (`name::postgres_s3`, the cluster's layout).
+macro_rules! every_store {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres_s3() {
+                    $crate::helpers::ON_S3
+                        .scope(true, super::$name($crate::helpers::Backend::Postgres))
+                        .await
+                }
+            }
+        )*
+    };
+}
+pub(crate) use every_store;
+
+/// Whether the story running now keeps its blobs on S3.
+pub fn on_s3() -> bool {
+    ON_S3.try_with(|on| *on).unwrap_or(false)
+}
+
 pub fn admin_postgres_url() -> String {
     std::env::var("CUSTODIA_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
@@ -85,6 +123,11 @@ impl TestEnv {
             url.set_path(&name);
             vars.insert("CUSTODIA_DATABASE_URL".to_owned(), url.to_string());
             pg_database = Some(name);
+        }
+        if on_s3() {
+            for (k, v) in crate::s3_server::blob_settings().await {
+                vars.insert(k.to_owned(), v);
+            }
         }
         Self {
             dir,

@@ -7,6 +7,8 @@ mod ids;
 
 #[path = "../common/eid_provider.rs"]
 mod eid_provider;
+#[path = "../common/s3_server.rs"]
+mod s3_server;
 
 mod helpers;
 

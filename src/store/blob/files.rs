@@ -1,0 +1,225 @@
+//! Blobs as local files: written to `tmp/<name>`, fsynced, renamed into
+//! `<first two hex digits>/<name>` and the directory fsynced, so a crash leaves either no
+//! blob or a complete one; temporary files older than a cut-off are swept at start.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use tokio::fs::{self, File, OpenOptions};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+
+use super::{BlobName, BlobReader};
+
+/// A directory of blob files.
+#[derive(Debug, Clone)]
+pub(super) struct FileBlobs {
+    root: PathBuf,
+}
+
+impl FileBlobs {
+    pub(super) async fn open(root: &Path) -> io::Result<Self> {
+        fs::create_dir_all(root.join("tmp")).await?;
+        Ok(Self {
+            root: root.to_owned(),
+        })
+    }
+
+    pub(super) async fn create(&self, name: &BlobName) -> io::Result<FileWriter> {
+        let tmp = self.root.join("tmp").join(name.as_str());
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .await?;
+        Ok(FileWriter {
+            file: Some(file),
+            tmp,
+            dir: self.root.join(name.shard()),
+            name: name.clone(),
+        })
+    }
+
+    pub(super) async fn read_head(&self, name: &BlobName, len: usize) -> io::Result<Vec<u8>> {
+        let file = File::open(self.path(name)).await?;
+        let mut head = Vec::with_capacity(len);
+        file.take(len as u64).read_to_end(&mut head).await?;
+        Ok(head)
+    }
+
+    pub(super) async fn read_from(&self, name: &BlobName, offset: u64) -> io::Result<BlobReader> {
+        let mut file = File::open(self.path(name)).await?;
+        file.seek(io::SeekFrom::Start(offset)).await?;
+        Ok(Box::pin(file))
+    }
+
+    pub(super) async fn delete(&self, name: &BlobName) -> io::Result<()> {
+        match fs::remove_file(self.path(name)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) async fn exists(&self, name: &BlobName) -> io::Result<bool> {
+        fs::try_exists(self.path(name)).await
+    }
+
+    pub(super) async fn list(&self) -> io::Result<Vec<BlobName>> {
+        let mut names = Vec::new();
+        let mut shards = fs::read_dir(&self.root).await?;
+        while let Some(shard) = shards.next_entry().await? {
+            if shard.file_name() == "tmp" || !shard.file_type().await?.is_dir() {
+                continue;
+            }
+            let mut blobs = fs::read_dir(shard.path()).await?;
+            while let Some(blob) = blobs.next_entry().await? {
+                if let Some(name) = blob.file_name().to_str().and_then(BlobName::parse) {
+                    names.push(name);
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    pub(super) async fn check(&self) -> io::Result<()> {
+        let probe = self
+            .root
+            .join("tmp")
+            .join(format!("probe-{}", BlobName::random().as_str()));
+        let mut file = File::create(&probe).await?;
+        file.write_all(b"ok").await?;
+        file.sync_all().await?;
+        drop(file);
+        fs::remove_file(&probe).await
+    }
+
+    pub(super) async fn sweep_tmp(&self, max_age: Duration) -> io::Result<usize> {
+        let mut removed = 0;
+        let mut entries = fs::read_dir(self.root.join("tmp")).await?;
+        // File ages are in the filesystem's own clock (mtime), not the application's.
+        #[allow(clippy::disallowed_methods)]
+        let now = SystemTime::now();
+        while let Some(entry) = entries.next_entry().await? {
+            let modified = entry.metadata().await?.modified()?;
+            if now.duration_since(modified).unwrap_or_default() >= max_age {
+                fs::remove_file(entry.path()).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn path(&self, name: &BlobName) -> PathBuf {
+        self.root.join(name.shard()).join(name.as_str())
+    }
+}
+
+/// A blob file being written; removed if dropped before [`FileWriter::commit`].
+#[derive(Debug)]
+pub(super) struct FileWriter {
+    file: Option<File>,
+    tmp: PathBuf,
+    dir: PathBuf,
+    name: BlobName,
+}
+
+impl FileWriter {
+    pub(super) async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file
+            .as_mut()
+            .ok_or_else(closed)?
+            .write_all(bytes)
+            .await
+    }
+
+    /// fsync the file, rename it into place, fsync the directory.
+    pub(super) async fn commit(mut self) -> io::Result<()> {
+        let mut file = self.file.take().ok_or_else(closed)?;
+        file.flush().await?;
+        file.sync_all().await?;
+        drop(file);
+        fs::create_dir_all(&self.dir).await?;
+        fs::rename(&self.tmp, self.dir.join(self.name.as_str())).await?;
+        File::open(&self.dir).await?.sync_all().await
+    }
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            // Not committed: the temporary file must not outlive the writer. A failure here
+            // is caught by the start-up sweep.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::other("blob writer already committed")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::BlobStore;
+    use super::*;
+    use crate::config::BlobLocation;
+
+    async fn store() -> (tempfile::TempDir, BlobStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&BlobLocation::File(dir.path().join("blobs")))
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn committed_blob_is_readable_from_any_offset_then_deleted() {
+        let (_dir, store) = store().await;
+        let mut w = store.create().await.unwrap();
+        w.write(b"cipher").await.unwrap();
+        w.write(b"text").await.unwrap();
+        assert_eq!(w.written(), 10);
+        let name = w.commit().await.unwrap();
+        assert_eq!(store.read_head(&name, 6).await.unwrap(), b"cipher");
+        assert_eq!(store.read_head(&name, 64).await.unwrap(), b"ciphertext");
+        let mut tail = Vec::new();
+        store
+            .read_from(&name, 6)
+            .await
+            .unwrap()
+            .read_to_end(&mut tail)
+            .await
+            .unwrap();
+        assert_eq!(tail, b"text");
+        assert_eq!(store.list().await.unwrap(), vec![name.clone()]);
+        store.delete(&name).await.unwrap();
+        assert!(!store.exists(&name).await.unwrap());
+        store.delete(&name).await.unwrap();
+        assert!(store.list().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn abandoned_writer_leaves_nothing() {
+        let (dir, store) = store().await;
+        let mut w = store.create().await.unwrap();
+        w.write(b"half an upload").await.unwrap();
+        let name = w.name().clone();
+        drop(w);
+        assert!(!store.exists(&name).await.unwrap());
+        let tmp_entries = std::fs::read_dir(dir.path().join("blobs/tmp"))
+            .unwrap()
+            .count();
+        assert_eq!(tmp_entries, 0);
+    }
+
+    #[tokio::test]
+    async fn sweep_removes_stale_temporaries_only() {
+        let (dir, store) = store().await;
+        std::fs::write(dir.path().join("blobs/tmp/leftover"), b"x").unwrap();
+        assert_eq!(store.sweep_tmp(Duration::from_secs(3600)).await.unwrap(), 0);
+        assert_eq!(store.sweep_tmp(Duration::ZERO).await.unwrap(), 1);
+        store.check().await.unwrap();
+    }
+}

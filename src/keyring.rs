@@ -62,6 +62,9 @@ pub type Record<'a> = &'a (dyn Fn(String) -> Option<String> + Sync);
 pub struct Keyring {
     /// Fingerprint of the master key that wraps the service keys.
     pub master_key_id: String,
+    /// Fingerprint of the next master key (`master.key.next`) when this node started with
+    /// one: what `/readyz` shows while a rotation is being prepared across nodes.
+    pub next_master_key_id: Option<String>,
     /// Wraps every per-grant key.
     pub grant_wrap: ServiceKey,
     /// Keys the blind indexes (national ID lookup).
@@ -81,6 +84,7 @@ impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyring")
             .field("master_key_id", &self.master_key_id)
+            .field("next_master_key_id", &self.next_master_key_id)
             .field("signing_key_id", &self.signing_key_id)
             .finish_non_exhaustive()
     }
@@ -123,6 +127,7 @@ impl Keyring {
             load_service_key(store, &masters, BLIND_INDEX, now_ms).await?;
         let identity_escrow: ServiceKey =
             load_service_key(store, &masters, IDENTITY_ESCROW, now_ms).await?;
+        let next_master_key_id = next.as_ref().map(|(_, id)| id.clone());
         drop(next);
         drop(master);
 
@@ -139,6 +144,7 @@ impl Keyring {
         let pinned = pinned_keys(signing_key_file)?;
         Ok(Self {
             master_key_id,
+            next_master_key_id,
             grant_wrap,
             blind_index,
             identity_escrow,
@@ -217,6 +223,22 @@ pub struct Rotated {
     pub new_id: String,
     /// Service keys re-wrapped by this run (others were done by an interrupted one).
     pub rewrapped: usize,
+}
+
+/// The first step of a rotation on several nodes (`custodia keys rotate-master --prepare`):
+/// makes the next master key file (or finds it) and returns its fingerprint, re-wrapping
+/// nothing. The file is then copied to every node, each restarted to hold it (its
+/// `/readyz` lists both keys), before `keys rotate-master` runs on one of them.
+pub fn prepare_next_master(master_key_file: &Path) -> Result<String, KeyError> {
+    // The current key must be there: a next key is only ever next to one.
+    if !master_key_file.exists() {
+        return Err(KeyError::Io {
+            path: master_key_file.display().to_string(),
+            source: io::Error::new(io::ErrorKind::NotFound, "no master key to rotate from"),
+        });
+    }
+    let next = MasterKey::from_bytes(load_or_create_secret(&next_master_file(master_key_file))?);
+    Ok(master_key_id(&next))
 }
 
 /// Step one and two of a rotation: makes (or finds, when resuming) the next master key

@@ -106,7 +106,12 @@ enum WitnessCommand {
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Re-wrap every service key under a new master key while servers run; resumable.
-    RotateMaster,
+    RotateMaster {
+        /// Only make the next master key file (`master.key.next`) and print its fingerprint,
+        /// to copy to every node before the rotation (docs/DEPLOYMENT.md).
+        #[arg(long)]
+        prepare: bool,
+    },
     /// A new Ed25519 signing key for checkpoints and receipts; old ones stay published.
     RotateSigning,
 }
@@ -373,7 +378,15 @@ pub fn main() -> ExitCode {
             Command::Audit(AuditCommand::VerifyProof { file, trusted_keys }) => {
                 audit_verify_proof(&config, &file, &trusted_keys)
             }
-            Command::Keys(KeysCommand::RotateMaster) => {
+            Command::Keys(KeysCommand::RotateMaster { prepare: true }) => {
+                let next = crate::keyring::prepare_next_master(&config.master_key_file)?;
+                println!(
+                    "next master key {next} is in {}; copy it to every node, restart each until its /readyz lists {next}, then run `custodia keys rotate-master` on one node",
+                    crate::keyring::next_master_file(&config.master_key_file).display()
+                );
+                Ok(())
+            }
+            Command::Keys(KeysCommand::RotateMaster { prepare: false }) => {
                 with_context(config, |ctx| async move {
                     let record = operator_record(crate::audit::Action::KeysRotateMaster);
                     let done = crate::keyring::rotate_master(

@@ -39,7 +39,7 @@ async fn healthz() -> Json<Value> {
     path = "/readyz",
     tag = "operations",
     summary = "The database and blob store are reachable",
-    responses((status = 200, description = "Ready", body = Object, example = json!({"status":"ready","database":"ok","blob_store":"ok"})), (status = 503, description = "Not ready", body = Problem, content_type = "application/problem+json"))
+    responses((status = 200, description = "Ready", body = Object, example = json!({"status":"ready","database":"ok","blob_store":"ok","master_keys":["3f9a0c2e71d84b65"]})), (status = 503, description = "Not ready", body = Problem, content_type = "application/problem+json"))
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state.store.ping().await.map_err(|e| {
@@ -54,7 +54,13 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
             tracing::warn!(error = %e, "readiness: blob store unusable");
             ApiError::unavailable("The blob store is not writable.")
         })?;
+    // Which master keys this node holds (fingerprints, never the keys): during a rotation
+    // across nodes the operator waits until every node lists the next one.
+    let keys = &state.keys;
+    let master_keys: Vec<&str> = std::iter::once(keys.master_key_id.as_str())
+        .chain(keys.next_master_key_id.as_deref())
+        .collect();
     Ok(Json(
-        json!({ "status": "ready", "database": "ok", "blob_store": "ok" }),
+        json!({ "status": "ready", "database": "ok", "blob_store": "ok", "master_keys": master_keys }),
     ))
 }

@@ -74,7 +74,7 @@ fn create_agency(mut cmd: Command, name: &str) -> String {
 
 /// Runs `custodia citizen enrol --national-id ID` as `cmd` is set up and returns the code
 /// it prints (stdout holds the code alone, so a script can hand it on).
-fn enrol_citizen(mut cmd: Command, national_id: &str) -> String {
+pub(crate) fn enrol_citizen(mut cmd: Command, national_id: &str) -> String {
     let out = cmd
         .args(["citizen", "enrol", "--national-id", national_id])
         .output()

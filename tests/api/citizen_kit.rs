@@ -98,6 +98,23 @@ impl Citizen {
         .await
     }
 
+    /// Another tab of the same browser: the same cookies and CSRF token, for requests sent
+    /// at once from several tasks (no ceremonies: it has no passkey of its own).
+    pub fn same_browser(&self) -> Self {
+        Self {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            authenticator: SoftPasskey::new(true),
+            national_id: self.national_id.clone(),
+            display_name: self.display_name.clone(),
+            passphrase: self.passphrase.clone(),
+            csrf: self.csrf.clone(),
+            citizen_id: self.citizen_id.clone(),
+            recovery_code: self.recovery_code.clone(),
+            enrolment_code: None,
+        }
+    }
+
     /// The same citizen in another browser (its own cookies), signing in with `authenticator`.
     pub fn in_another_browser(&self, app: &TestApp, authenticator: SoftPasskey) -> Self {
         Self {

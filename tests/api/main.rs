@@ -23,6 +23,7 @@ mod backup;
 mod binary;
 mod citizen_kit;
 mod citizens;
+mod cluster;
 mod documents;
 mod downloads;
 mod eid;

@@ -1,0 +1,167 @@
+//! Agency reads through the proxy with 1, 2 and 3 nodes, and the S3 blob store against the
+//! file store, in one run.
+//!
+//! Run: `cargo bench --bench cluster` (needs PostgreSQL, `moto_server`, `/usr/sbin/nginx`
+//! and `wrk`, as the tests do; `CUSTODIA_BENCH_SECONDS` sets each wrk run, default 10).
+//! Each cluster is what `tests/api/cluster.rs` starts: release `custodia serve` processes
+//! on one PostgreSQL database and one bucket of a local S3 server, behind nginx running
+//! `docs/deploy/nginx.conf`. wrk drives `GET /api/v1/grants/{id}/documents/{doc}/file`
+//! (a `full` read of a 64 KiB file, officer and case headers) with `-t2 -c32`. Prints
+//! Markdown tables for BENCHMARKS.md.
+#![allow(
+    dead_code,
+    unused_imports,
+    unused_macros,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods
+)]
+
+#[path = "../tests/api/agency_kit.rs"]
+mod agency_kit;
+#[path = "../tests/api/binary.rs"]
+mod binary;
+#[path = "../tests/api/citizen_kit.rs"]
+mod citizen_kit;
+#[path = "../tests/api/cluster.rs"]
+mod cluster;
+#[path = "../tests/api/helpers.rs"]
+mod helpers;
+#[path = "../tests/common/ids.rs"]
+mod ids;
+#[path = "../tests/common/s3_server.rs"]
+mod s3_server;
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use cluster::Cluster;
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+
+/// wrk's requests per second and 99th percentile latency (ms) for `path` at `base`.
+fn wrk(base: &str, path: &str, key: &str, seconds: u32) -> (f64, f64) {
+    let out = std::process::Command::new("wrk")
+        .args(["-t2", "-c32", &format!("-d{seconds}s"), "--latency"])
+        .args(["-H", &format!("Authorization: Bearer {key}")])
+        .args([
+            "-H",
+            "X-Officer-Id: officer-7",
+            "-H",
+            "X-Case-Id: CASE-2026-001",
+        ])
+        .arg(format!("{base}{path}"))
+        .output()
+        .expect("wrk (Debian: apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("Non-2xx"),
+        "every read must succeed under load:\n{text}"
+    );
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| v.trim().to_owned())
+        .map(|v| {
+            let number: f64 = v
+                .trim_end_matches(|c: char| c.is_alphabetic())
+                .parse()
+                .unwrap_or(f64::NAN);
+            match v.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.') {
+                "us" => number / 1000.0,
+                "s" => number * 1000.0,
+                _ => number,
+            }
+        })
+        .unwrap_or(f64::NAN);
+    (rps, p99)
+}
+
+/// A cluster with a citizen's 64 KiB file granted to an agency: the read path and the key.
+async fn read_setup(cluster: &Cluster) -> (String, String, citizen_kit::Citizen) {
+    let (agency_id, key) = cluster::create_agency(cluster.command(0), "基准局");
+    let c = cluster.citizen(990, "Bench").await;
+    let doc = c
+        .licence("基准公司", Some(citizen_kit::pdf_bytes(64 * KIB, "bench")))
+        .await;
+    let grant = c
+        .grant_to(
+            &agency_id,
+            json!({ "document_ids": [doc], "tier": "full", "purpose": "基准", "max_reads": 100_000_000 }),
+        )
+        .await;
+    (
+        format!("/api/v1/grants/{grant}/documents/{doc}/file"),
+        key,
+        c,
+    )
+}
+
+/// Upload and download of a `mib` MiB file through the proxy: MiB/s each way.
+async fn transfer(c: &citizen_kit::Citizen, mib: usize) -> (f64, f64) {
+    let file = citizen_kit::pdf_bytes(mib * MIB, "transfer");
+    let started = Instant::now();
+    let r = c
+        .upload(
+            None,
+            "business_license",
+            citizen_kit::licence_fields("传输公司"),
+            Some(("big.pdf", file.clone())),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let up = mib as f64 / started.elapsed().as_secs_f64();
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let started = Instant::now();
+    let body = c
+        .get(&format!("/me/documents/{id}/file"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let down = mib as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(body.len(), file.len());
+    (up, down)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let seconds: u32 = std::env::var("CUSTODIA_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    println!("| nodes behind nginx | reads/s | p99 |");
+    println!("|---|---|---|");
+    let mut first = f64::NAN;
+    for nodes in 1..=3 {
+        let cluster = Cluster::start_with(nodes, true).await;
+        let (path, key, _) = read_setup(&cluster).await;
+        let (rps, p99) = wrk(&cluster.base, &path, &key, seconds);
+        if nodes == 1 {
+            first = rps;
+        }
+        println!("| {nodes} | {rps:.0} ({:.2}×) | {p99:.1} ms |", rps / first);
+        drop(cluster);
+    }
+
+    println!();
+    println!("| blob store (one node, 32 MiB file) | upload | download |");
+    println!("|---|---|---|");
+    for (name, s3) in [("local files", false), ("S3 (moto server)", true)] {
+        let cluster = Cluster::start_with(1, s3).await;
+        let (_, _, c) = read_setup(&cluster).await;
+        let (up, down) = transfer(&c, 32).await;
+        println!("| {name} | {up:.0} MiB/s | {down:.0} MiB/s |");
+        drop(cluster);
+    }
+}

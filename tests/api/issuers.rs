@@ -12,10 +12,10 @@ use crate::agency_api::{clearance, sign_deposit};
 use crate::agency_kit::Agency;
 use crate::citizen_kit::Citizen;
 use crate::helpers::{
-    Backend, TestApp, assert_problem, both_backends, national_id, recorded, spawn_app,
+    Backend, TestApp, assert_problem, every_store, national_id, recorded, spawn_app,
 };
 
-both_backends!(
+every_store!(
     an_issuer_deposits_only_its_registered_types,
     a_revoked_issuer_key_marks_later_deposits_untrusted,
 );

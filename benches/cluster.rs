@@ -146,12 +146,28 @@ async fn main() {
     for nodes in 1..=3 {
         let cluster = Cluster::start_with(nodes, true).await;
         let (path, key, _) = read_setup(&cluster).await;
+        if nodes == 1 {
+            // The same node without the proxy: what the hop through nginx costs.
+            let (rps, p99) = wrk(&cluster.node_base(0), &path, &key, seconds);
+            println!("| 1, direct (no proxy) | {rps:.0} | {p99:.1} ms |");
+        }
         let (rps, p99) = wrk(&cluster.base, &path, &key, seconds);
         if nodes == 1 {
             first = rps;
         }
         println!("| {nodes} | {rps:.0} ({:.2}×) | {p99:.1} ms |", rps / first);
         drop(cluster);
+    }
+
+    // The same read on one node with local files (no S3 server in the path).
+    {
+        let cluster = Cluster::start_with(1, false).await;
+        let (path, key, _) = read_setup(&cluster).await;
+        let (rps, p99) = wrk(&cluster.base, &path, &key, seconds);
+        println!(
+            "| 1, local files instead of S3 | {rps:.0} ({:.2}×) | {p99:.1} ms |",
+            rps / first
+        );
     }
 
     println!();

@@ -136,17 +136,29 @@ pub async fn open(
     };
     let blob_error =
         |e: std::io::Error| Error::Internal(anyhow::anyhow!("blob {}: {e}", name.as_str()));
-    let header = blobs
-        .read_head(name, HEADER_LEN)
-        .await
-        .map_err(blob_error)?;
-    let header: [u8; HEADER_LEN] = header.try_into().map_err(|_| {
-        Error::Internal(anyhow::anyhow!(
-            "blob {}: shorter than its header",
-            name.as_str()
-        ))
-    })?;
     let layout = Layout::new(info.size);
+    let first_chunk = layout.chunk_of(start);
+    let mut header = [0u8; HEADER_LEN];
+    // A read from the first chunk (every whole-file read) is one request to the store:
+    // the header, then the chunks, from one stream. A later range fetches the header,
+    // then reads from its first chunk.
+    let reader = if first_chunk == 0 && start < end {
+        let mut reader = blobs.read_from(name, 0).await.map_err(blob_error)?;
+        reader.read_exact(&mut header).await.map_err(blob_error)?;
+        Some(reader)
+    } else {
+        let head = blobs
+            .read_head(name, HEADER_LEN)
+            .await
+            .map_err(blob_error)?;
+        header = head.try_into().map_err(|_| {
+            Error::Internal(anyhow::anyhow!(
+                "blob {}: shorter than its header",
+                name.as_str()
+            ))
+        })?;
+        None
+    };
     let opener = ChunkOpener::new(key, aad, &header, layout)
         .map_err(|e| Error::Internal(anyhow::anyhow!("blob {}: {e}", name.as_str())))?;
     if start >= end {
@@ -157,11 +169,13 @@ pub async fn open(
             body: Some(Box::pin(futures_util::stream::empty())),
         });
     }
-    let first_chunk = layout.chunk_of(start);
-    let reader = blobs
-        .read_from(name, layout.ciphertext_start(first_chunk))
-        .await
-        .map_err(blob_error)?;
+    let reader = match reader {
+        Some(reader) => reader,
+        None => blobs
+            .read_from(name, layout.ciphertext_start(first_chunk))
+            .await
+            .map_err(blob_error)?,
+    };
     Ok(FileStream {
         info,
         delivery,

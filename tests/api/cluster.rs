@@ -150,7 +150,7 @@ impl Cluster {
         cmd
     }
 
-    fn node_base(&self, i: usize) -> String {
+    pub(crate) fn node_base(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.nodes[i].port)
     }
 

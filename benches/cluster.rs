@@ -84,26 +84,6 @@ fn wrk(base: &str, path: &str, key: &str, seconds: u32) -> (f64, f64) {
     (rps, p99)
 }
 
-/// A cluster with a citizen's 64 KiB file granted to an agency: the read path and the key.
-async fn read_setup(cluster: &Cluster) -> (String, String, citizen_kit::Citizen) {
-    let (agency_id, key) = cluster::create_agency(cluster.command(0), "基准局");
-    let c = cluster.citizen(990, "Bench").await;
-    let doc = c
-        .licence("基准公司", Some(citizen_kit::pdf_bytes(64 * KIB, "bench")))
-        .await;
-    let grant = c
-        .grant_to(
-            &agency_id,
-            json!({ "document_ids": [doc], "tier": "full", "purpose": "基准", "max_reads": 100_000_000 }),
-        )
-        .await;
-    (
-        format!("/api/v1/grants/{grant}/documents/{doc}/file"),
-        key,
-        c,
-    )
-}
-
 /// Upload and download of a `mib` MiB file through the proxy: MiB/s each way.
 async fn transfer(c: &citizen_kit::Citizen, mib: usize) -> (f64, f64) {
     let file = citizen_kit::pdf_bytes(mib * MIB, "transfer");
@@ -145,13 +125,14 @@ async fn main() {
     let mut first = f64::NAN;
     for nodes in 1..=3 {
         let cluster = Cluster::start_with(nodes, true).await;
-        let (path, key, _) = read_setup(&cluster).await;
+        let granted = cluster.granted(990, 64 * KIB).await;
+        let (path, key) = (&granted.path, &granted.agency.key);
         if nodes == 1 {
             // The same node without the proxy: what the hop through nginx costs.
-            let (rps, p99) = wrk(&cluster.node_base(0), &path, &key, seconds);
+            let (rps, p99) = wrk(&cluster.node_base(0), path, key, seconds);
             println!("| 1, direct (no proxy) | {rps:.0} | {p99:.1} ms |");
         }
-        let (rps, p99) = wrk(&cluster.base, &path, &key, seconds);
+        let (rps, p99) = wrk(&cluster.base, path, key, seconds);
         if nodes == 1 {
             first = rps;
         }
@@ -162,8 +143,8 @@ async fn main() {
     // The same read on one node with local files (no S3 server in the path).
     {
         let cluster = Cluster::start_with(1, false).await;
-        let (path, key, _) = read_setup(&cluster).await;
-        let (rps, p99) = wrk(&cluster.base, &path, &key, seconds);
+        let granted = cluster.granted(990, 64 * KIB).await;
+        let (rps, p99) = wrk(&cluster.base, &granted.path, &granted.agency.key, seconds);
         println!(
             "| 1, local files instead of S3 | {rps:.0} ({:.2}×) | {p99:.1} ms |",
             rps / first
@@ -175,8 +156,8 @@ async fn main() {
     println!("|---|---|---|");
     for (name, s3) in [("local files", false), ("S3 (moto server)", true)] {
         let cluster = Cluster::start_with(1, s3).await;
-        let (_, _, c) = read_setup(&cluster).await;
-        let (up, down) = transfer(&c, 32).await;
+        let granted = cluster.granted(990, 64 * KIB).await;
+        let (up, down) = transfer(&granted.citizen, 32).await;
         println!("| {name} | {up:.0} MiB/s | {down:.0} MiB/s |");
         drop(cluster);
     }

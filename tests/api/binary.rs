@@ -54,8 +54,8 @@ pub(crate) fn terminate(child: &mut Child) -> std::process::ExitStatus {
 }
 
 /// Runs `custodia agency create --name NAME --level provincial` as `cmd` is set up (its
-/// environment and directory) and returns the API key it prints once.
-fn create_agency(mut cmd: Command, name: &str) -> String {
+/// environment and directory) and returns the agency's id and the API key it prints once.
+pub(crate) fn create_agency(mut cmd: Command, name: &str) -> (String, String) {
     let out = cmd
         .args(["agency", "create", "--name", name, "--level", "provincial"])
         .output()
@@ -65,11 +65,14 @@ fn create_agency(mut cmd: Command, name: &str) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("api key:").map(|k| k.trim().to_owned()))
-        .unwrap()
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let field = |label: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(label).map(|v| v.trim().to_owned()))
+            .unwrap()
+    };
+    (field("agency id:"), field("api key:"))
 }
 
 /// Runs `custodia citizen enrol --national-id ID` as `cmd` is set up and returns the code
@@ -284,7 +287,7 @@ async fn secrets_never_reach_the_logs() {
     // an auditor's one-time invitation token, and a national ID an auditor reveals.
     let mut cmd = custodia();
     cmd.current_dir(cwd.path());
-    let api_key = create_agency(cmd, "日志测试局");
+    let (_, api_key) = create_agency(cmd, "日志测试局");
     let client = custodia::client::AgencyClient::new(&base, &api_key)
         .unwrap()
         .acting_as("officer-log", "CASE-LOG");
@@ -565,7 +568,7 @@ async fn two_server_processes_on_one_postgres_write_one_chain() {
     }
     let mut cmd = custodia();
     with_env(&mut cmd);
-    let key = create_agency(cmd, "双节点局");
+    let (_, key) = create_agency(cmd, "双节点局");
 
     let client = reqwest::Client::new();
     let mut tasks = Vec::new();
@@ -711,7 +714,7 @@ async fn crash_story(backend: Backend) {
     for (k, v) in &env.vars {
         cmd.env(k, v);
     }
-    let key = create_agency(cmd, "崩溃局");
+    let (_, key) = create_agency(cmd, "崩溃局");
     let mut cmd = custodia();
     for (k, v) in &env.vars {
         cmd.env(k, v);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::agency_kit::Agency;
-use crate::binary::{custodia, enrol_citizen, free_port, terminate, wait_healthy};
+use crate::binary::{create_agency, custodia, enrol_citizen, free_port, terminate, wait_healthy};
 use crate::citizen_kit::{Citizen, PASSPHRASE, pdf_bytes};
 use crate::helpers::{Backend, TEST_ORIGIN, TestEnv, national_id};
 
@@ -46,28 +46,6 @@ impl Drop for Cluster {
         let _ = self.proxy.kill();
         let _ = self.proxy.wait();
     }
-}
-
-/// `custodia agency create` run on a node: the agency's id and its API key.
-pub(crate) fn create_agency(cmd: Command, name: &str) -> (String, String) {
-    let mut cmd = cmd;
-    let out = cmd
-        .args(["agency", "create", "--name", name, "--level", "provincial"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let field = |label: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(label).map(|v| v.trim().to_owned()))
-            .unwrap()
-    };
-    (field("agency id:"), field("api key:"))
 }
 
 fn copy_keys(from: &Path, to: &Path) {
@@ -242,6 +220,60 @@ impl Cluster {
     }
 }
 
+/// An agency holding a `full` grant to one file of a citizen's, as each story starts.
+pub(crate) struct Granted {
+    pub(crate) agency: Agency,
+    pub(crate) citizen: Citizen,
+    pub(crate) grant: String,
+    /// The agency's file read: `/api/v1/grants/{grant}/documents/{doc}/file`.
+    pub(crate) path: String,
+    pub(crate) file: Vec<u8>,
+}
+
+impl Granted {
+    /// The agency again, reading through `base`, on a connection pool of its own.
+    pub(crate) fn agency_at(&self, base: &str) -> Agency {
+        Agency {
+            id: self.agency.id.clone(),
+            key: self.agency.key.clone(),
+            base: base.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+impl Cluster {
+    /// An agency (made with `custodia agency create` on node 0) with a `full` grant, with
+    /// reads to spare, to a file of `len` bytes of citizen `n`, made through the proxy.
+    pub(crate) async fn granted(&self, n: u32, len: usize) -> Granted {
+        let (agency_id, key) = create_agency(self.command(0), &format!("集群局{n}"));
+        let agency = Agency {
+            id: agency_id.clone(),
+            key,
+            base: self.base.clone(),
+            http: reqwest::Client::new(),
+        };
+        let citizen = self.citizen(n, &format!("Clustered {n}")).await;
+        let file = pdf_bytes(len, &format!("cluster-{n}"));
+        let doc = citizen
+            .licence(&format!("集群公司{n}"), Some(file.clone()))
+            .await;
+        let grant = citizen
+            .grant_to(
+                &agency_id,
+                json!({ "document_ids": [doc], "tier": "full", "purpose": "集群", "max_reads": 100_000_000 }),
+            )
+            .await;
+        Granted {
+            path: format!("/api/v1/grants/{grant}/documents/{doc}/file"),
+            agency,
+            citizen,
+            grant,
+            file,
+        }
+    }
+}
+
 fn nodes_ports(nodes: &[Node]) -> Vec<u16> {
     nodes.iter().map(|n| n.port).collect()
 }
@@ -338,35 +370,20 @@ async fn read_loop(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_lose_nothing_when_one_dies() {
     let mut cluster = Cluster::start().await;
-    let (agency_id, key) = create_agency(cluster.command(0), "三节点局");
-    let agency = Agency {
-        id: agency_id.clone(),
-        key,
-        base: cluster.base.clone(),
-        http: reqwest::Client::new(),
-    };
-    let c = cluster.citizen(960, "Clustered").await;
-    let file = pdf_bytes(200_000, "cluster");
-    let doc = c.licence("集群公司", Some(file.clone())).await;
-    let grant = c
-        .grant_to(
-            &agency_id,
-            json!({ "document_ids": [doc], "tier": "full", "purpose": "集群", "max_reads": 100000 }),
-        )
-        .await;
-    let path = format!("/api/v1/grants/{grant}/documents/{doc}/file");
+    let granted = cluster.granted(960, 200_000).await;
+    let (agency, c, grant, path) = (
+        &granted.agency,
+        &granted.citizen,
+        &granted.grant,
+        &granted.path,
+    );
 
     // Agencies read and the citizen uploads, all through the proxy, while node 1 is
     // killed and started again.
     let readers: Vec<_> = (0..4)
         .map(|_| {
-            let a = Agency {
-                id: agency.id.clone(),
-                key: agency.key.clone(),
-                base: agency.base.clone(),
-                http: reqwest::Client::new(),
-            };
-            tokio::spawn(read_loop(a, path.clone(), 150, file.clone()))
+            let a = granted.agency_at(&cluster.base);
+            tokio::spawn(read_loop(a, path.clone(), 150, granted.file.clone()))
         })
         .collect();
     let uploader = {
@@ -477,7 +494,7 @@ async fn three_nodes_lose_nothing_when_one_dies() {
             http: reqwest::Client::new(),
         };
         assert_eq!(
-            on_node.read(&path).await.status(),
+            on_node.read(path).await.status(),
             403,
             "node {i} refuses at once"
         );
@@ -508,23 +525,8 @@ async fn three_nodes_lose_nothing_when_one_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_master_key_rotates_across_serving_nodes() {
     let mut cluster = Cluster::start().await;
-    let (agency_id, key) = create_agency(cluster.command(0), "轮换集群局");
-    let agency = Agency {
-        id: agency_id.clone(),
-        key,
-        base: cluster.base.clone(),
-        http: reqwest::Client::new(),
-    };
-    let c = cluster.citizen(961, "Rotating").await;
-    let file = pdf_bytes(50_000, "rotate");
-    let doc = c.licence("轮换集群公司", Some(file.clone())).await;
-    let grant = c
-        .grant_to(
-            &agency_id,
-            json!({ "document_ids": [doc], "tier": "full", "purpose": "轮换", "max_reads": 100000 }),
-        )
-        .await;
-    let path = format!("/api/v1/grants/{grant}/documents/{doc}/file");
+    let granted = cluster.granted(961, 50_000).await;
+    let (agency, path) = (&granted.agency, &granted.path);
     let old_key = std::fs::read(cluster.nodes[0].dir.join("master.key")).unwrap();
     let old_id = cluster.readyz(0).await["master_keys"][0].clone();
 
@@ -555,13 +557,8 @@ async fn the_master_key_rotates_across_serving_nodes() {
     // 2. The rotation runs on one node while agencies read through the proxy.
     let readers: Vec<_> = (0..3)
         .map(|_| {
-            let a = Agency {
-                id: agency.id.clone(),
-                key: agency.key.clone(),
-                base: agency.base.clone(),
-                http: reqwest::Client::new(),
-            };
-            tokio::spawn(read_loop(a, path.clone(), 40, file.clone()))
+            let a = granted.agency_at(&cluster.base);
+            tokio::spawn(read_loop(a, path.clone(), 40, granted.file.clone()))
         })
         .collect();
     let rotated = cluster
@@ -593,7 +590,7 @@ async fn the_master_key_rotates_across_serving_nodes() {
         cluster.start_node(i).await;
         assert_eq!(cluster.readyz(i).await["master_keys"], json!([new_id]));
     }
-    assert_eq!(agency.read(&path).await.status(), 200);
+    assert_eq!(agency.read(path).await.status(), 200);
 
     // No node starts with the old key alone.
     std::fs::write(cluster.nodes[2].dir.join("master.key"), &old_key).unwrap();

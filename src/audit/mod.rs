@@ -78,6 +78,12 @@ pub async fn citizen_event(store: &Store, citizen: CitizenId, action: Action) ->
     Event::new(ActorKind::Citizen, pseudonym.clone(), action).citizen(pseudonym.as_deref())
 }
 
+/// How an operator's key rotation stages its record (`keyring::Record`): `action`, by the
+/// operator, with the rotation's own detail, as outbox JSON.
+pub fn operator_record(action: Action) -> impl Fn(String) -> Option<String> + Sync {
+    move |detail| staged_json(Event::new(ActorKind::Operator, None, action).detail(detail)).ok()
+}
+
 /// An event by the citizen whose pseudonym is at hand (no look-up).
 pub fn by_citizen(pseudonym: &str, action: Action) -> Event {
     Event::new(ActorKind::Citizen, Some(pseudonym.to_owned()), action).citizen(Some(pseudonym))

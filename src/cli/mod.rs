@@ -388,7 +388,7 @@ pub fn main() -> ExitCode {
             }
             Command::Keys(KeysCommand::RotateMaster { prepare: false }) => {
                 with_context(config, |ctx| async move {
-                    let record = operator_record(crate::audit::Action::KeysRotateMaster);
+                    let record = crate::audit::operator_record(crate::audit::Action::KeysRotateMaster);
                     let done = crate::keyring::rotate_master(
                         &ctx.store,
                         &ctx.config.master_key_file,
@@ -408,7 +408,7 @@ pub fn main() -> ExitCode {
             }
             Command::Keys(KeysCommand::RotateSigning) => {
                 with_context(config, |ctx| async move {
-                    let record = operator_record(crate::audit::Action::KeysRotateSigning);
+                    let record = crate::audit::operator_record(crate::audit::Action::KeysRotateSigning);
                     let id = crate::keyring::rotate_signing(
                         &ctx.store,
                         &ctx.config.signing_key_file(),
@@ -652,15 +652,6 @@ async fn agency_create(
 }
 
 /// Opens the context, runs `f`, closes the database whatever happened.
-/// How an operator's key rotation stages its record: `action` with the rotation's detail.
-fn operator_record(action: crate::audit::Action) -> impl Fn(String) -> Option<String> + Sync {
-    move |detail| {
-        let event = crate::audit::Event::new(crate::audit::ActorKind::Operator, None, action)
-            .detail(detail);
-        crate::audit::staged_json(event).ok()
-    }
-}
-
 async fn with_context<F, Fut>(config: Config, f: F) -> anyhow::Result<()>
 where
     F: FnOnce(std::sync::Arc<crate::context::Context>) -> Fut,

@@ -75,6 +75,20 @@ pub(crate) fn create_agency(mut cmd: Command, name: &str) -> (String, String) {
     (field("agency id:"), field("api key:"))
 }
 
+/// Runs `custodia audit verify` as `cmd` is set up, asserts it exits 0, and returns what it
+/// printed.
+pub(crate) fn assert_verifies(mut cmd: Command) -> String {
+    let verified = cmd.args(["audit", "verify"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&verified.stdout).into_owned();
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    stdout
+}
+
 /// Runs `custodia citizen enrol --national-id ID` as `cmd` is set up and returns the code
 /// it prints (stdout holds the code alone, so a script can hand it on).
 pub(crate) fn enrol_citizen(mut cmd: Command, national_id: &str) -> String {
@@ -603,14 +617,7 @@ async fn two_server_processes_on_one_postgres_write_one_chain() {
     }
     let mut cmd = custodia();
     with_env(&mut cmd);
-    let verified = cmd.args(["audit", "verify"]).output().unwrap();
-    let stdout = String::from_utf8_lossy(&verified.stdout);
-    assert_eq!(
-        verified.status.code(),
-        Some(0),
-        "{stdout} {}",
-        String::from_utf8_lossy(&verified.stderr)
-    );
+    let stdout = assert_verifies(cmd);
     let events: u64 = stdout
         .split("intact: ")
         .nth(1)
@@ -825,14 +832,7 @@ async fn crash_story(backend: Backend) {
     for (k, v) in &env.vars {
         cmd.env(k, v);
     }
-    let verified = cmd.args(["audit", "verify"]).output().unwrap();
-    assert_eq!(
-        verified.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&verified.stdout),
-        String::from_utf8_lossy(&verified.stderr)
-    );
+    assert_verifies(cmd);
 }
 
 #[tokio::test]

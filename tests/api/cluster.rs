@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::agency_kit::Agency;
-use crate::binary::{create_agency, custodia, enrol_citizen, free_port, terminate, wait_healthy};
+use crate::binary::{
+    assert_verifies, create_agency, custodia, enrol_citizen, free_port, terminate, wait_healthy,
+};
 use crate::citizen_kit::{Citizen, PASSPHRASE, pdf_bytes};
 use crate::helpers::{Backend, TEST_ORIGIN, TestEnv, national_id};
 
@@ -504,18 +506,7 @@ async fn three_nodes_lose_nothing_when_one_dies() {
     for i in 0..NODES {
         cluster.stop_node(i);
     }
-    let verified = cluster
-        .command(2)
-        .args(["audit", "verify"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        verified.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&verified.stdout),
-        String::from_utf8_lossy(&verified.stderr)
-    );
+    assert_verifies(cluster.command(2));
     cluster.assert_no_panic();
 }
 

@@ -8,17 +8,48 @@ use crate::agency_kit::Agency;
 use crate::citizen_kit::Citizen;
 use crate::helpers::{Backend, both_backends, national_id, spawn_app};
 
-both_backends!(the_master_key_rotates_under_live_traffic_and_resumes_after_interruption);
+both_backends!(
+    the_master_key_rotates_under_live_traffic_and_resumes_after_interruption,
+    an_unrecorded_master_key_rotation_does_not_complete,
+);
 
-/// What the CLI stages for a rotation: an operator event with the rotation's detail.
-fn rotation_record(detail: String) -> Option<String> {
-    let event = custodia::audit::Event::new(
-        custodia::audit::ActorKind::Operator,
-        None,
-        custodia::audit::Action::KeysRotateMaster,
-    )
-    .detail(detail);
-    custodia::audit::staged_json(event).ok()
+use custodia::audit::{Action, operator_record};
+
+/// A rotation whose record cannot be made installs nothing; run again, it completes and is
+/// recorded once (SPEC G2 on the key path).
+async fn an_unrecorded_master_key_rotation_does_not_complete(backend: Backend) {
+    let (env, app) = spawn_app(backend).await;
+    let master_file = env.config().master_key_file;
+    let before = std::fs::read(&master_file).unwrap();
+    let refused = custodia::keyring::rotate_master(&app.state.store, &master_file, 1, &|_| None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, custodia::keyring::KeyError::Unrecorded),
+        "{refused}"
+    );
+    assert_eq!(
+        std::fs::read(&master_file).unwrap(),
+        before,
+        "nothing installed"
+    );
+    assert!(custodia::keyring::next_master_file(&master_file).exists());
+    assert_eq!(
+        crate::helpers::recorded(&app, "keys.rotate-master").await,
+        0
+    );
+
+    let record = operator_record(Action::KeysRotateMaster);
+    custodia::keyring::rotate_master(&app.state.store, &master_file, 2, &record)
+        .await
+        .unwrap();
+    app.state.audit.flush().await;
+    assert_ne!(std::fs::read(&master_file).unwrap(), before);
+    assert_eq!(
+        crate::helpers::recorded(&app, "keys.rotate-master").await,
+        1
+    );
+    app.stop().await;
 }
 
 async fn the_master_key_rotates_under_live_traffic_and_resumes_after_interruption(
@@ -51,10 +82,14 @@ async fn the_master_key_rotates_under_live_traffic_and_resumes_after_interruptio
             ok
         })
     };
-    let rotated =
-        custodia::keyring::rotate_master(&app.state.store, &master_file, 1, &rotation_record)
-            .await
-            .unwrap();
+    let rotated = custodia::keyring::rotate_master(
+        &app.state.store,
+        &master_file,
+        1,
+        &operator_record(Action::KeysRotateMaster),
+    )
+    .await
+    .unwrap();
     assert_eq!(reader.await.unwrap(), 40);
     assert_eq!(
         rotated.rewrapped, 3,
@@ -87,10 +122,14 @@ async fn the_master_key_rotates_under_live_traffic_and_resumes_after_interruptio
         .expect("starts while a rotation is half done");
     agency.base = app.base.clone();
     assert_eq!(agency.read(&path).await.status(), 200);
-    let resumed =
-        custodia::keyring::rotate_master(&app.state.store, &master_file, 1, &rotation_record)
-            .await
-            .unwrap();
+    let resumed = custodia::keyring::rotate_master(
+        &app.state.store,
+        &master_file,
+        1,
+        &operator_record(Action::KeysRotateMaster),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (resumed.new_id.as_str(), resumed.rewrapped),
         (next_id.as_str(), 0)
@@ -108,7 +147,7 @@ async fn the_master_key_rotates_under_live_traffic_and_resumes_after_interruptio
         &store,
         &env.config().signing_key_file(),
         2,
-        &rotation_record,
+        &operator_record(Action::KeysRotateSigning),
     )
     .await
     .unwrap();

@@ -31,6 +31,8 @@ mod helpers;
 mod ids;
 #[path = "../tests/common/s3_server.rs"]
 mod s3_server;
+#[path = "common/wrk.rs"]
+mod wrk;
 
 use std::time::Instant;
 
@@ -41,47 +43,19 @@ use cluster::Cluster;
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 
-/// wrk's requests per second and 99th percentile latency (ms) for `path` at `base`.
+/// wrk's requests per second and 99th percentile latency (ms) for an agency's read.
 fn wrk(base: &str, path: &str, key: &str, seconds: u32) -> (f64, f64) {
-    let out = std::process::Command::new("wrk")
-        .args(["-t2", "-c32", &format!("-d{seconds}s"), "--latency"])
-        .args(["-H", &format!("Authorization: Bearer {key}")])
-        .args([
-            "-H",
-            "X-Officer-Id: officer-7",
-            "-H",
-            "X-Case-Id: CASE-2026-001",
-        ])
-        .arg(format!("{base}{path}"))
-        .output()
-        .expect("wrk (Debian: apt-get install wrk)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !text.contains("Non-2xx"),
-        "every read must succeed under load:\n{text}"
+    let auth = format!("Bearer {key}");
+    let run = wrk::wrk(
+        &format!("{base}{path}"),
+        &[
+            ("Authorization", &auth),
+            ("X-Officer-Id", "officer-7"),
+            ("X-Case-Id", "CASE-2026-001"),
+        ],
+        seconds,
     );
-    let rps = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(f64::NAN);
-    let p99 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("99%"))
-        .map(|v| v.trim().to_owned())
-        .map(|v| {
-            let number: f64 = v
-                .trim_end_matches(|c: char| c.is_alphabetic())
-                .parse()
-                .unwrap_or(f64::NAN);
-            match v.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.') {
-                "us" => number / 1000.0,
-                "s" => number * 1000.0,
-                _ => number,
-            }
-        })
-        .unwrap_or(f64::NAN);
-    (rps, p99)
+    (run.rps, run.p99_ms)
 }
 
 /// Upload and download of a `mib` MiB file through the proxy: MiB/s each way.

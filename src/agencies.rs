@@ -495,24 +495,47 @@ pub async fn directory(ctx: &Context) -> Result<Vec<Listed>, Error> {
 /// The live agency an API key belongs to; every failure is the same `Unauthenticated`.
 #[tracing::instrument(skip_all)]
 pub async fn authenticate(ctx: &Context, presented: &str) -> Result<AgencyRow, Error> {
-    let refused = || Error::Unauthenticated("The API key is not valid.".into());
-    if !presented.starts_with("cus_") || presented.len() > 100 {
-        return Err(refused());
-    }
-    let hash = key_hash(presented);
+    let hash = presented_key_hash(presented)?;
     let key = ctx
         .store
         .agency_key_by_hash(&hash)
         .await?
-        .ok_or_else(refused)?;
-    if !ct_eq(&key.key_hash, &hash) || key.expires_at.is_some_and(|t| t <= ctx.clock.now_ms()) {
-        return Err(refused());
-    }
+        .ok_or_else(refused_key)?;
     let agency = ctx.store.agency(key.agency_id).await?;
-    if agency.disabled_at.is_some() {
-        return Err(refused());
-    }
+    admit(ctx, &hash, &key.key_hash, key.expires_at, &agency)?;
     Ok(agency)
+}
+
+fn refused_key() -> Error {
+    Error::Unauthenticated("The API key is not valid.".into())
+}
+
+/// The hash a presented API key is looked up by; what cannot be a key is refused without
+/// a look-up.
+pub fn presented_key_hash(presented: &str) -> Result<Vec<u8>, Error> {
+    if !presented.starts_with("cus_") || presented.len() > 100 {
+        return Err(refused_key());
+    }
+    Ok(key_hash(presented))
+}
+
+/// Admits a key found by its hash: the hashes equal in constant time, the key not past its
+/// end (a rotated key's overlap), its agency not disabled. Checked on every request, from
+/// what the database says now, so a rotation or a disable holds at once on every node.
+pub fn admit(
+    ctx: &Context,
+    presented_hash: &[u8],
+    stored_hash: &[u8],
+    expires_at: Option<i64>,
+    agency: &AgencyRow,
+) -> Result<(), Error> {
+    if !ct_eq(stored_hash, presented_hash)
+        || expires_at.is_some_and(|t| t <= ctx.clock.now_ms())
+        || agency.disabled_at.is_some()
+    {
+        return Err(refused_key());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -29,8 +29,9 @@ use crate::status::GrantStatus;
 use crate::store::StoreError;
 use crate::store::agencies::AgencyRow;
 use crate::store::blob::BlobName;
-use crate::store::documents::{DocumentRow, VersionRow};
+use crate::store::documents::DocumentRow;
 use crate::store::grants::GrantRow;
+use crate::store::reads::{DocumentLoad, GrantLoad, ReadLoad};
 
 /// Who is reading, and in which case (both recorded, both shown to the citizen).
 #[derive(Debug, Clone, Copy)]
@@ -157,7 +158,20 @@ async fn live_grant(
     grant_id: GrantId,
     objects: &[String],
 ) -> Result<GrantRow, Error> {
-    let Some(g) = own_grant(ctx, caller.agency, grant_id).await? else {
+    let grant = own_grant(ctx, caller.agency, grant_id).await?;
+    check_live(ctx, caller, action, grant_id, grant, objects).await
+}
+
+/// Refuses (and records) a grant that is not the caller's, or not live now.
+async fn check_live(
+    ctx: &Context,
+    caller: &Caller<'_>,
+    action: crate::audit::Action,
+    grant_id: GrantId,
+    grant: Option<GrantRow>,
+    objects: &[String],
+) -> Result<GrantRow, Error> {
+    let Some(g) = grant else {
         let mut objs = vec![grant_id.to_string()];
         objs.extend_from_slice(objects);
         return Err(refuse(
@@ -238,10 +252,61 @@ pub async fn documents(
         .collect())
 }
 
+/// An agency's read as it arrives: the presented API key, the official and the case.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadRequest<'a> {
+    /// The API key as presented (`Authorization: Bearer`).
+    pub api_key: &'a str,
+    /// `X-Officer-Id`.
+    pub officer: &'a str,
+    /// `X-Case-Id`.
+    pub case: &'a str,
+    /// The HTTP request id.
+    pub request_id: Option<&'a str>,
+}
+
+impl<'a> ReadRequest<'a> {
+    fn caller(&self, agency: &'a AgencyRow) -> Caller<'a> {
+        Caller {
+            agency,
+            officer: self.officer,
+            case: self.case,
+            request_id: self.request_id,
+        }
+    }
+}
+
+/// Authenticates a read and loads what it needs in one statement
+/// ([`crate::store::Store::read_load`]): the key is admitted from what the database says
+/// now, so a rotated key or a disabled agency is refused at once on every node.
+async fn load(
+    ctx: &Context,
+    request: &ReadRequest<'_>,
+    grant_id: GrantId,
+    doc_id: DocumentId,
+) -> Result<ReadLoad, Error> {
+    let hash = crate::agencies::presented_key_hash(request.api_key)?;
+    let loaded = ctx
+        .store
+        .read_load(&hash, grant_id, doc_id)
+        .await?
+        .ok_or_else(|| Error::Unauthenticated("The API key is not valid.".into()))?;
+    crate::agencies::admit(
+        ctx,
+        &hash,
+        &loaded.key_hash,
+        loaded.key_expires_at,
+        &loaded.agency,
+    )?;
+    Ok(loaded)
+}
+
 struct GrantedDocument {
     grant: GrantRow,
     doc: DocumentRow,
-    version: VersionRow,
+    version_created_at: i64,
+    blob_name: Option<String>,
+    issuer_name: Option<String>,
     data_key: DataKey,
     meta: Meta,
     pseudonym: String,
@@ -253,9 +318,14 @@ async fn open(
     action: crate::audit::Action,
     grant_id: GrantId,
     doc_id: DocumentId,
+    loaded: Option<GrantLoad>,
 ) -> Result<GrantedDocument, Error> {
     let objects = [doc_id.to_string()];
-    let grant = live_grant(ctx, caller, action, grant_id, &objects).await?;
+    let (grant, pseudonym, document) = match loaded {
+        Some(l) => (Some(l.grant), l.pseudonym, l.document),
+        None => (None, String::new(), None),
+    };
+    let grant = check_live(ctx, caller, action, grant_id, grant, &objects).await?;
     let not_covered = |g: GrantRow| async move {
         refuse(
             ctx,
@@ -270,19 +340,19 @@ async fn open(
     };
     // Only a document of the grant's citizen whose current version the grant holds a
     // wrap for can be opened at all.
-    let doc = match ctx.store.citizen_document(grant.citizen_id, doc_id).await {
-        Ok(d) => d,
-        Err(StoreError::NotFound) => return Err(not_covered(grant).await),
-        Err(e) => return Err(e.into()),
-    };
-    let Some(wrapped) = ctx
-        .store
-        .grant_wrap(grant.id, doc.id, doc.current_version)
-        .await?
-    else {
+    let Some(document) = document else {
         return Err(not_covered(grant).await);
     };
-    let Some(grant_key_wrap) = grant.grant_key_wrap.as_deref() else {
+    let DocumentLoad {
+        doc,
+        meta_enc,
+        blob_name,
+        version_created_at,
+        wrapped_key,
+        issuer_name,
+    } = document;
+    let (Some(wrapped), Some(grant_key_wrap)) = (wrapped_key, grant.grant_key_wrap.as_deref())
+    else {
         return Err(not_covered(grant).await);
     };
     let grant_key: GrantKey = wrap::unwrap_key(
@@ -297,24 +367,20 @@ async fn open(
         &crate::sealing::grant_data_key_aad(grant.id, doc.id, doc.current_version),
     )
     .map_err(|e| Error::Internal(anyhow::anyhow!("data key of {doc_id} under a grant: {e}")))?;
-    let versions = ctx.store.document_versions(doc.id).await?;
-    let version = versions
-        .into_iter()
-        .find(|v| v.version == doc.current_version)
-        .ok_or(Error::NotFound)?;
-    let sealed = version.meta_enc.as_deref().ok_or(Error::NotFound)?;
+    let sealed = meta_enc.as_deref().ok_or(Error::NotFound)?;
     let json = envelope::open(
         &data_key,
-        &crate::sealing::document_aad("document-meta", doc.id, version.version, doc.citizen_id),
+        &crate::sealing::document_aad("document-meta", doc.id, doc.current_version, doc.citizen_id),
         sealed,
     )
     .map_err(|e| Error::Internal(anyhow::anyhow!("contents of {doc_id}: {e}")))?;
     let meta: Meta = serde_json::from_slice(&json).map_err(|e| Error::Internal(e.into()))?;
-    let pseudonym = ctx.store.citizen(grant.citizen_id).await?.pseudonym;
     Ok(GrantedDocument {
         grant,
         doc,
-        version,
+        version_created_at,
+        blob_name,
+        issuer_name,
         data_key,
         meta,
         pseudonym,
@@ -343,16 +409,18 @@ async fn record(ctx: &Context, o: &GrantedDocument, event: Event) -> Result<(), 
 
 /// Reads one document at the grant's tier. `only` narrows a `fields` or `full` read to
 /// some fields (each must be granted).
-#[tracing::instrument(skip_all, fields(agency = %caller.agency.id, grant = %grant_id, document = %doc_id))]
+#[tracing::instrument(skip_all, fields(grant = %grant_id, document = %doc_id))]
 pub async fn read(
     ctx: &Context,
-    caller: &Caller<'_>,
+    request: &ReadRequest<'_>,
     grant_id: GrantId,
     doc_id: DocumentId,
     only: Option<&[String]>,
 ) -> Result<Disclosure, Error> {
     const ACTION: crate::audit::Action = crate::audit::Action::DocumentRead;
-    let o = open(ctx, caller, ACTION, grant_id, doc_id).await?;
+    let ReadLoad { agency, grant, .. } = load(ctx, request, grant_id, doc_id).await?;
+    let caller = &request.caller(&agency);
+    let o = open(ctx, caller, ACTION, grant_id, doc_id, grant).await?;
     let tier = o.grant.tier;
     let granted: Option<Vec<String>> = match tier {
         Tier::Verify => None,
@@ -387,29 +455,21 @@ pub async fn read(
             .collect::<BTreeMap<_, _>>()
     });
     let issuance = o.meta.issuance.as_ref();
-    let issuer = match o.doc.issuer_agency_id {
-        Some(id) => Some(IssuerView {
-            agency_id: id,
-            name: ctx
-                .store
-                .agency(id)
-                .await
-                .map(|a| a.name)
-                .unwrap_or_default(),
-        }),
-        None => None,
-    };
+    let issuer = o.doc.issuer_agency_id.map(|id| IssuerView {
+        agency_id: id,
+        name: o.issuer_name.clone().unwrap_or_default(),
+    });
     let disclosure = Disclosure {
         document_id: o.doc.id,
         doc_type: o.meta.doc_type.clone(),
-        version: o.version.version,
+        version: o.doc.current_version,
         tier,
         issuer,
         issued_at: issuance.map(|i| i.issued_at.clone()),
         expires_at: issuance.and_then(|i| i.expires_at.clone()),
         issuer_signature: match issuance {
             None => "none",
-            Some(i) => crate::documents::issuer_trust(ctx, i, o.version.created_at).await?,
+            Some(i) => crate::documents::issuer_trust(ctx, i, o.version_created_at).await?,
         },
         content_sha256: o.meta.content_sha256.clone(),
         fields,
@@ -435,16 +495,18 @@ pub async fn read(
 /// Opens the file of a document under a `full` grant, recording the read first. `decide`
 /// picks the part from the file's size and entity tag; the record names it (a range, a
 /// revalidation, headers only) and counts the bytes that leave. Every request is one read.
-#[tracing::instrument(skip_all, fields(agency = %caller.agency.id, grant = %grant_id, document = %doc_id))]
+#[tracing::instrument(skip_all, fields(grant = %grant_id, document = %doc_id))]
 pub async fn read_file(
     ctx: &Context,
-    caller: &Caller<'_>,
+    request: &ReadRequest<'_>,
     grant_id: GrantId,
     doc_id: DocumentId,
     decide: impl FnOnce(&FileInfo) -> Delivery,
 ) -> Result<FileStream, Error> {
     const ACTION: crate::audit::Action = crate::audit::Action::DocumentFile;
-    let o = open(ctx, caller, ACTION, grant_id, doc_id).await?;
+    let ReadLoad { agency, grant, .. } = load(ctx, request, grant_id, doc_id).await?;
+    let caller = &request.caller(&agency);
+    let o = open(ctx, caller, ACTION, grant_id, doc_id, grant).await?;
     let tier = o.grant.tier;
     if tier != Tier::Full {
         return Err(refuse(
@@ -474,7 +536,6 @@ pub async fn read_file(
         .await);
     };
     let name = o
-        .version
         .blob_name
         .as_deref()
         .and_then(BlobName::parse)
@@ -501,7 +562,7 @@ pub async fn read_file(
         &crate::sealing::document_aad(
             "document-file",
             o.doc.id,
-            o.version.version,
+            o.doc.current_version,
             o.doc.citizen_id,
         ),
         info,

@@ -2,6 +2,7 @@
 //! `X-Case-Id` on every read. JSON in and out, problem+json errors, cursor pagination.
 
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Multipart, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -19,7 +20,7 @@ use super::openapi::{AgencyErrors, Problem};
 use crate::documents::deposit::{Accepted, Deposit};
 use crate::error::{Error, invalid};
 use crate::grants::GrantView;
-use crate::grants::reads::{self, Caller, Covered, Disclosure};
+use crate::grants::reads::{self, Caller, Covered, Disclosure, ReadRequest};
 use crate::ids::{AccessRequestId, DocumentId, GrantId};
 use crate::requests::{self, AgencyView, NewRequest};
 use crate::store::agencies::AgencyRow;
@@ -44,6 +45,41 @@ pub fn transfer_router() -> OpenApiRouter<AppState> {
         .routes(routes!(deposit))
 }
 
+/// `401` with the Bearer challenge.
+fn challenge(detail: &str) -> Response {
+    let mut r = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Unauthorized",
+        detail,
+    )
+    .into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"custodia\""),
+    );
+    r
+}
+
+/// The key of `Authorization: Bearer <key>`, or the challenge.
+fn bearer(parts: &Parts) -> Result<&str, Response> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| challenge("Send the agency API key as 'Authorization: Bearer <key>'."))
+}
+
+/// An error of the agency API: a refused key is the Bearer challenge.
+fn agency_error(e: Error) -> Response {
+    match e {
+        Error::Unauthenticated(detail) => challenge(&detail),
+        e => ApiError::from(e).into_response(),
+    }
+}
+
 /// The agency an API key belongs to.
 pub struct Agency(pub AgencyRow);
 
@@ -51,33 +87,43 @@ impl FromRequestParts<AppState> for Agency {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let challenge = |detail: &str| {
-            let mut r = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Unauthorized",
-                detail,
-            )
-            .into_response();
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"custodia\""),
-            );
-            r
-        };
-        let key = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                challenge("Send the agency API key as 'Authorization: Bearer <key>'.")
-            })?;
-        match crate::agencies::authenticate(state, key).await {
-            Ok(agency) => Ok(Self(agency)),
-            Err(Error::Unauthenticated(detail)) => Err(challenge(&detail)),
-            Err(e) => Err(ApiError::from(e).into_response()),
+        let key = bearer(parts)?;
+        crate::agencies::authenticate(state, key)
+            .await
+            .map(Self)
+            .map_err(agency_error)
+    }
+}
+
+/// The API key as presented, not yet checked: the reads admit it in the one statement that
+/// loads what they read ([`reads::read`]), so the hot path makes a single round trip.
+pub struct BearerKey(String);
+
+impl FromRequestParts<AppState> for BearerKey {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
+        bearer(parts).map(|k| Self(k.to_owned()))
+    }
+}
+
+/// What a read extracted besides its key, refused in the order every agency route refuses:
+/// the key first (looked up on its own only here, when something else is already wrong),
+/// then the officer headers, then the path and query.
+async fn read_parts<T>(
+    state: &AppState,
+    key: &str,
+    officer: Result<Officer, ApiError>,
+    rest: Result<T, Response>,
+) -> Result<(Officer, T), Response> {
+    match (officer, rest) {
+        (Ok(officer), Ok(rest)) => Ok((officer, rest)),
+        (officer, rest) => {
+            crate::agencies::authenticate(state, key)
+                .await
+                .map_err(agency_error)?;
+            let officer = officer.map_err(IntoResponse::into_response)?;
+            Ok((officer, rest?))
         }
     }
 }
@@ -131,6 +177,15 @@ impl FromRequestParts<AppState> for Officer {
 }
 
 impl Officer {
+    fn request<'a>(&'a self, api_key: &'a str) -> ReadRequest<'a> {
+        ReadRequest {
+            api_key,
+            officer: &self.officer,
+            case: &self.case,
+            request_id: self.request_id.as_deref(),
+        }
+    }
+
     fn caller<'a>(&'a self, agency: &'a AgencyRow) -> Caller<'a> {
         Caller {
             agency,
@@ -303,11 +358,17 @@ struct ReadQuery {
 )]
 async fn read(
     State(state): State<AppState>,
-    Agency(agency): Agency,
-    officer: Officer,
-    Path((id, doc_id)): Path<(GrantId, DocumentId)>,
-    Query(q): Query<ReadQuery>,
-) -> Result<Json<Disclosure>, ApiError> {
+    BearerKey(key): BearerKey,
+    officer: Result<Officer, ApiError>,
+    path: Result<Path<(GrantId, DocumentId)>, PathRejection>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Json<Disclosure>, Response> {
+    let rest = match (path, query) {
+        (Ok(Path(ids)), Ok(Query(q))) => Ok((ids, q)),
+        (Err(e), _) => Err(e.into_response()),
+        (_, Err(e)) => Err(e.into_response()),
+    };
+    let (officer, ((id, doc_id), q)) = read_parts(&state, &key, officer, rest).await?;
     let only: Option<Vec<String>> = q.fields.as_deref().map(|f| {
         f.split(',')
             .map(|s| s.trim().to_owned())
@@ -325,22 +386,15 @@ async fn read(
                         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             }))
     {
-        return Err(crate::error::invalid(
+        return Err(agency_error(crate::error::invalid(
             "fields",
             "must be up to 100 comma-separated catalog field names (a-z, 0-9 and _)",
-        )
-        .into());
+        )));
     }
-    Ok(Json(
-        reads::read(
-            &state,
-            &officer.caller(&agency),
-            id,
-            doc_id,
-            only.as_deref(),
-        )
-        .await?,
-    ))
+    reads::read(&state, &officer.request(&key), id, doc_id, only.as_deref())
+        .await
+        .map(Json)
+        .map_err(agency_error)
 }
 
 #[utoipa::path(
@@ -354,14 +408,18 @@ async fn read(
 )]
 async fn read_file(
     State(state): State<AppState>,
-    Agency(agency): Agency,
-    officer: Officer,
-    Path((id, doc_id)): Path<(GrantId, DocumentId)>,
+    BearerKey(key): BearerKey,
+    officer: Result<Officer, ApiError>,
+    path: Result<Path<(GrantId, DocumentId)>, PathRejection>,
     method: Method,
     request_headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Response> {
+    let rest = path.map_err(IntoResponse::into_response);
+    let (officer, Path((id, doc_id))) = read_parts(&state, &key, officer, rest).await?;
     let decide = super::files::decide(&method, &request_headers);
-    let opened = reads::read_file(&state, &officer.caller(&agency), id, doc_id, decide).await?;
+    let opened = reads::read_file(&state, &officer.request(&key), id, doc_id, decide)
+        .await
+        .map_err(agency_error)?;
     let mut response = super::files::respond(opened, "attachment");
     let headers = response.headers_mut();
     headers.insert(

@@ -20,6 +20,7 @@ pub mod documents;
 pub mod enrolment;
 pub mod grants;
 pub mod oversight;
+pub mod reads;
 pub mod requests;
 pub mod service_keys;
 pub mod sessions;

@@ -71,8 +71,18 @@ impl Cluster {
     /// `count` nodes, with their blobs in a bucket of the test S3 server (`s3`) or, for one
     /// node, in its own data directory.
     pub(crate) async fn start_with(count: usize, s3: bool) -> Self {
+        Self::start_on(Backend::Postgres, count, s3).await
+    }
+
+    /// As [`Cluster::start_with`] on `backend`; one node only on SQLite (the embedded
+    /// default, its database in the node's data directory).
+    pub(crate) async fn start_on(backend: Backend, count: usize, s3: bool) -> Self {
         assert!(s3 || count == 1, "several nodes share blobs through S3");
-        let env = TestEnv::new(Backend::Postgres).await;
+        assert!(
+            backend == Backend::Postgres || count == 1,
+            "several nodes share one PostgreSQL database"
+        );
+        let env = TestEnv::new(backend).await;
         let s3 = match s3 {
             true => crate::s3_server::blob_settings().await,
             false => Vec::new(),
@@ -117,13 +127,12 @@ impl Cluster {
         let node = &self.nodes[i];
         let mut cmd = custodia();
         cmd.env("CUSTODIA_DATA_DIR", &node.dir)
-            .env(
-                "CUSTODIA_DATABASE_URL",
-                &self.env.vars["CUSTODIA_DATABASE_URL"],
-            )
             .env("CUSTODIA_LISTEN", format!("127.0.0.1:{}", node.port))
             .env("CUSTODIA_PUBLIC_URL", TEST_ORIGIN)
             .env("CUSTODIA_TRUSTED_PROXIES", "127.0.0.1/32");
+        if let Some(url) = self.env.vars.get("CUSTODIA_DATABASE_URL") {
+            cmd.env("CUSTODIA_DATABASE_URL", url);
+        }
         for (k, v) in &self.s3 {
             cmd.env(k, v);
         }
@@ -227,6 +236,8 @@ pub(crate) struct Granted {
     pub(crate) agency: Agency,
     pub(crate) citizen: Citizen,
     pub(crate) grant: String,
+    /// The document the grant covers.
+    pub(crate) doc: String,
     /// The agency's file read: `/api/v1/grants/{grant}/documents/{doc}/file`.
     pub(crate) path: String,
     pub(crate) file: Vec<u8>,
@@ -271,6 +282,7 @@ impl Cluster {
             agency,
             citizen,
             grant,
+            doc,
             file,
         }
     }

@@ -203,6 +203,23 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
 
+    // `CUSTODIA_BENCH_ONLY=sqlite` (or `postgres`) runs that engine's reads alone, to
+    // profile them (`perf record -p` on its `custodia serve`).
+    match std::env::var("CUSTODIA_BENCH_ONLY").as_deref() {
+        Ok("sqlite") => {
+            let (full, fields, _) = custodia(Backend::Sqlite, 970, seconds).await;
+            row("Custodia on SQLite, `full` file read", full);
+            row("Custodia on SQLite, `fields` read", fields);
+            return;
+        }
+        Ok("postgres") => {
+            let (full, fields, _) = custodia(Backend::Postgres, 971, seconds).await;
+            row("Custodia on PostgreSQL, `full` file read", full);
+            row("Custodia on PostgreSQL, `fields` read", fields);
+            return;
+        }
+        _ => {}
+    }
     let (sqlite, sqlite_fields, file) = custodia(Backend::Sqlite, 970, seconds).await;
     let (postgres, postgres_fields, _) = custodia(Backend::Postgres, 971, seconds).await;
 

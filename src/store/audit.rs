@@ -656,4 +656,29 @@ impl Tx {
                 .await?
         }))
     }
+
+    /// Counts `n` reads against a live grant at once, if all `n` fit under its
+    /// `max_reads`: `(reads, max_reads)` after counting, or `None` — then nothing was
+    /// counted (the grant is not live, or fewer than `n` reads are left: count one by one
+    /// with [`Tx::claim_grant_read`]).
+    pub async fn claim_grant_reads(
+        &mut self,
+        grant: GrantId,
+        n: i32,
+        now_ms: i64,
+    ) -> Result<Option<(i32, Option<i32>)>, StoreError> {
+        const SQL: &str = "UPDATE grants SET reads = reads + $1 WHERE id = $2 AND status = 'active' \
+            AND valid_from <= $3 AND expires_at > $4 AND (max_reads IS NULL OR reads + $5 <= max_reads) \
+            RETURNING reads, max_reads";
+        Ok(on_engine!(self, c => {
+            sqlx::query_as::<_, (i32, Option<i32>)>(SQL)
+                .bind(n)
+                .bind(grant)
+                .bind(now_ms)
+                .bind(now_ms)
+                .bind(n)
+                .fetch_optional(&mut **c)
+                .await?
+        }))
+    }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use tokio::fs::{self, File, OpenOptions};
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::{BlobName, BlobReader};
 
@@ -42,16 +42,21 @@ impl FileBlobs {
     }
 
     pub(super) async fn read_head(&self, name: &BlobName, len: usize) -> io::Result<Vec<u8>> {
-        let file = File::open(self.path(name)).await?;
-        let mut head = Vec::with_capacity(len);
-        file.take(len as u64).read_to_end(&mut head).await?;
+        let (_, head) = read_stretch(self.path(name), 0, len).await?;
         Ok(head)
     }
 
+    /// Opens, seeks and reads the first [`FIRST_READ`] bytes in one trip to the blocking
+    /// pool (each `tokio::fs` call is a trip of its own: a thread hand-off each way). A
+    /// blob that ends within them — most documents — is then served from memory; a larger
+    /// one goes on from the open file.
     pub(super) async fn read_from(&self, name: &BlobName, offset: u64) -> io::Result<BlobReader> {
-        let mut file = File::open(self.path(name)).await?;
-        file.seek(io::SeekFrom::Start(offset)).await?;
-        Ok(Box::pin(file))
+        let (file, first) = read_stretch(self.path(name), offset, FIRST_READ).await?;
+        let first = io::Cursor::new(first);
+        Ok(match file {
+            None => Box::pin(first),
+            Some(file) => Box::pin(first.chain(File::from_std(file))),
+        })
     }
 
     pub(super) async fn delete(&self, name: &BlobName) -> io::Result<()> {
@@ -153,6 +158,32 @@ impl Drop for FileWriter {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// How much of a blob the first read takes: a 64 KiB document's whole ciphertext (header,
+/// chunk and tag) with room to spare; per read in flight, so memory stays bounded.
+const FIRST_READ: usize = 256 * 1024;
+
+/// Up to `len` bytes of the file at `path` from `offset`, with the open file if it goes
+/// on past them, in one blocking call.
+async fn read_stretch(
+    path: PathBuf,
+    offset: u64,
+    len: usize,
+) -> io::Result<(Option<std::fs::File>, Vec<u8>)> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read as _, Seek as _};
+        let mut file = std::fs::File::open(&path)?;
+        if offset > 0 {
+            file.seek(io::SeekFrom::Start(offset))?;
+        }
+        let mut bytes = Vec::with_capacity(len.min(FIRST_READ));
+        (&mut file).take(len as u64).read_to_end(&mut bytes)?;
+        let more = bytes.len() == len;
+        Ok((more.then_some(file), bytes))
+    })
+    .await
+    .map_err(io::Error::other)?
 }
 
 fn closed() -> io::Error {

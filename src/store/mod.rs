@@ -157,6 +157,9 @@ impl Store {
                 OnEngine::Sqlite(
                     SqlitePoolOptions::new()
                         .max_connections(8)
+                        // No ping before each use: a file does not go away under an open
+                        // connection, and the ping is a hand-off to the driver's thread.
+                        .test_before_acquire(false)
                         .acquire_timeout(Duration::from_secs(10))
                         .connect_with(options)
                         .await?,
@@ -168,6 +171,11 @@ impl Store {
                 OnEngine::Postgres(
                     PgPoolOptions::new()
                         .max_connections(16)
+                        // No ping before each use: it is a round trip of its own, doubling
+                        // the cost of every one-statement request. A connection the
+                        // server dropped fails its next statement (that request answers
+                        // 503 and the connection is discarded); idle ones are recycled.
+                        .test_before_acquire(false)
                         .acquire_timeout(Duration::from_secs(10))
                         .connect_with(options)
                         .await?,

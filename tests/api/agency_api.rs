@@ -15,6 +15,7 @@ use crate::helpers::{Backend, assert_problem, both_backends, national_id, spawn_
 both_backends!(
     every_refusal_is_clear_and_recorded,
     reads_are_counted_and_a_grant_is_exhausted,
+    concurrent_reads_never_pass_the_limit,
     keys_rotate_and_agencies_are_disabled,
     a_read_whose_record_cannot_be_written_sends_nothing,
     the_typed_client_walks_the_guide,
@@ -491,6 +492,61 @@ async fn reads_are_counted_and_a_grant_is_exhausted(backend: Backend) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Many reads of one grant at once are counted together in the audit batch (one statement
+/// per grant when they fit under `max_reads`, one by one when they do not): exactly
+/// `max_reads` succeed, each with its record, the rest are refused as exhausted, and the
+/// grant ends once, with its keys.
+async fn concurrent_reads_never_pass_the_limit(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let agency = std::sync::Arc::new(Agency::create(&app, "并发限次局", Level::Provincial).await);
+    let c = Citizen::register(&app, &national_id(222), "Concurrent").await;
+    let doc = licence(&c, "并发公司", None).await;
+    for (round, max, readers) in [(0, 12usize, 40usize), (1, 40, 40), (2, 1000, 48)] {
+        let g = grant(
+            &c,
+            &agency,
+            json!({ "document_ids": [doc], "tier": "verify", "purpose": format!("并发 {round}"), "max_reads": max }),
+        )
+        .await;
+        let path = format!("/api/v1/grants/{g}/documents/{doc}");
+        let before = crate::helpers::recorded(&app, "document.read").await;
+        let tasks: Vec<_> = (0..readers)
+            .map(|_| {
+                let (agency, path) = (agency.clone(), path.clone());
+                tokio::spawn(async move { agency.read(&path).await.status().as_u16() })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                200 => ok += 1,
+                403 => {}
+                other => panic!("a read answered {other}"),
+            }
+        }
+        let expected = max.min(readers);
+        assert_eq!(ok, expected, "round {round}: reads answered 200");
+        let seen = json_of(agency.get(&format!("/api/v1/grants/{g}")).await, 200).await;
+        assert_eq!(seen["reads"], expected, "round {round}: the counter");
+        let status = if max <= readers { "exhausted" } else { "active" };
+        assert_eq!(seen["status"], status, "round {round}");
+        let events = crate::helpers::events(&app).await;
+        let granted_reads = events
+            .iter()
+            .filter(|e| e.action == "document.read" && e.outcome == "ok")
+            .filter(|e| e.grant_id.map(|id| id.to_string()) == Some(g.clone()))
+            .count();
+        assert_eq!(granted_reads, expected, "round {round}: one record per read");
+        let exhausted = events
+            .iter()
+            .filter(|e| e.action == "grant.exhausted")
+            .filter(|e| e.grant_id.map(|id| id.to_string()) == Some(g.clone()))
+            .count();
+        assert_eq!(exhausted, usize::from(max <= readers), "round {round}");
+        assert!(crate::helpers::recorded(&app, "document.read").await >= before + readers);
+    }
 }
 
 pub(crate) fn sign_deposit(key: &SigningKey, mut doc: Value) -> Value {

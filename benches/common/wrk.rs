@@ -15,8 +15,16 @@ pub struct Run {
 /// Drives `url` for `seconds` with `headers`; panics on any non-2xx answer (every
 /// request of a benchmark must be served, or the figure means nothing).
 pub fn wrk(url: &str, headers: &[(&str, &str)], seconds: u32) -> Run {
+    // `CUSTODIA_BENCH_CONNECTIONS` changes the 32 connections (to see whether a server is
+    // bound by latency or by work).
+    let connections = std::env::var("CUSTODIA_BENCH_CONNECTIONS").unwrap_or_else(|_| "32".into());
     let mut cmd = Command::new("wrk");
-    cmd.args(["-t2", "-c32", &format!("-d{seconds}s"), "--latency"]);
+    cmd.args([
+        "-t2",
+        &format!("-c{connections}"),
+        &format!("-d{seconds}s"),
+        "--latency",
+    ]);
     for (name, value) in headers {
         cmd.args(["-H", &format!("{name}: {value}")]);
     }

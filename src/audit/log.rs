@@ -279,7 +279,7 @@ impl Sequencer {
         let (mut seq, mut head) = tx.lock_audit_head().await?;
         // Staged by committed changes (in their own transactions): chained first, in the
         // order they committed, and taken out of the outbox in this same transaction.
-        let staged = tx.take_audit_outbox(MAX_BATCH).await?;
+        let (staged, mark) = tx.take_audit_outbox_and_mark(MAX_BATCH).await?;
         if staged.is_empty() && events.iter().all(|(e, _)| e.is_none()) {
             drop(tx);
             return Ok(events.iter().map(|_| Claim::Granted { seq }).collect());
@@ -299,7 +299,7 @@ impl Sequencer {
         let signed_size = self.remembered()?.map(|(size, _)| tree_size(size));
         let mut tree = Appender::load_with(&mut tx, tree_size(seq), signed_size).await?;
         self.check_extends(&mut tx, &tree, seq).await?;
-        let mut last = tx.last_checkpoint_mark().await?.unwrap_or((0, 0));
+        let mut last = mark.unwrap_or((0, 0));
         let mut bulk = self.claim_in_bulk(&mut tx, &all, now).await?;
         let mut checkpoints = Vec::new();
         let mut outcomes = Vec::with_capacity(all.len());
@@ -367,9 +367,8 @@ impl Sequencer {
                 }
             }
         }
-        tx.insert_audit_events(&written).await?;
-        tx.insert_tree_hashes(tree.added()).await?;
-        tx.set_audit_head_and_tree(seq, &head).await?;
+        tx.write_audit_batch(&written, tree.added(), seq, &head)
+            .await?;
         if seq > last.0 && now - last.1 >= interval_ms() {
             checkpoints.push(self.signer.sign(seq, &head, &tree.root()?, now));
         }

@@ -154,6 +154,40 @@ macro_rules! push_filter {
     }};
 }
 
+/// A key of `audit_daily`: UTC day, actor kind, actor (`""` for none), action, outcome.
+type DayKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
+
+/// `rows` counted per [`DayKey`], each key once.
+fn day_counts(rows: &[AuditRow]) -> Vec<(DayKey<'_>, i64)> {
+    let mut days: std::collections::BTreeMap<DayKey<'_>, i64> = std::collections::BTreeMap::new();
+    for e in rows {
+        let key = (
+            e.at.div_euclid(DAY_MS),
+            e.actor_kind.as_str(),
+            e.actor_id.as_deref().unwrap_or(""),
+            e.action.as_str(),
+            e.outcome.as_str(),
+        );
+        *days.entry(key).or_default() += 1;
+    }
+    days.into_iter().collect()
+}
+
+/// `count` PostgreSQL placeholders in parentheses, numbered on from `*next`.
+fn numbered(next: &mut usize, count: usize) -> String {
+    let mut out = String::from("(");
+    for i in 0..count {
+        *next += 1;
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push('$');
+        out.push_str(&next.to_string());
+    }
+    out.push(')');
+    out
+}
+
 /// A UTC day in milliseconds: the unit of the per-day counts.
 const DAY_MS: i64 = 86_400_000;
 
@@ -563,6 +597,146 @@ impl Tx {
         })
     }
 
+    /// Takes the staged events ([`Tx::take_audit_outbox`]) and reads the newest
+    /// checkpoint's `(seq, at)` ([`Tx::last_checkpoint_mark`]). On PostgreSQL one
+    /// statement does both, with one snapshot taken after the head's lock (so it sees every
+    /// batch committed before it, on any node); on SQLite the write lock is held from
+    /// `BEGIN IMMEDIATE` and the two are plain statements.
+    pub async fn take_audit_outbox_and_mark(
+        &mut self,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<(i64, i64)>), StoreError> {
+        let super::OnEngine::Postgres(c) = self else {
+            let staged = self.take_audit_outbox(limit).await?;
+            return Ok((staged, self.last_checkpoint_mark().await?));
+        };
+        const SQL: &str = "WITH taken AS (DELETE FROM audit_outbox WHERE id IN \
+            (SELECT id FROM audit_outbox ORDER BY id LIMIT $1) RETURNING id, event) \
+            SELECT id, event, NULL::BIGINT, NULL::BIGINT FROM taken \
+            UNION ALL SELECT NULL, NULL, seq, at FROM \
+            (SELECT seq, at FROM audit_checkpoints ORDER BY seq DESC LIMIT 1) AS newest";
+        type Row = (Option<i64>, Option<String>, Option<i64>, Option<i64>);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<Row> = sqlx::query_as(SQL).bind(limit).fetch_all(&mut **c).await?;
+        let mut staged = Vec::new();
+        let mut mark = None;
+        for row in rows {
+            match row {
+                (Some(id), Some(event), _, _) => staged.push((id, event)),
+                (_, _, Some(seq), Some(at)) => mark = Some((seq, at)),
+                _ => {}
+            }
+        }
+        staged.sort_by_key(|(id, _)| *id);
+        Ok((staged.into_iter().map(|(_, e)| e).collect(), mark))
+    }
+
+    /// Writes a batch: its events, the tree hashes they add, the per-day counts, and the
+    /// new head (sequence, hash, tree size). On PostgreSQL a batch of up to 64 events is one
+    /// statement (data-modifying `WITH` parts and the head's update): under load each
+    /// statement of the batch is a round trip the whole batch waits for. Larger batches,
+    /// and SQLite, write part by part.
+    pub async fn write_audit_batch(
+        &mut self,
+        rows: &[AuditRow],
+        tree: &[(u64, [u8; 32])],
+        seq: i64,
+        head: &[u8],
+    ) -> Result<(), StoreError> {
+        let super::OnEngine::Postgres(c) = self else {
+            self.insert_audit_events(rows).await?;
+            self.insert_tree_hashes(tree).await?;
+            return self.set_audit_head_and_tree(seq, head).await;
+        };
+        if rows.is_empty() || rows.len() > 64 || tree.len() > 400 {
+            self.insert_audit_events(rows).await?;
+            self.insert_tree_hashes(tree).await?;
+            return self.set_audit_head_and_tree(seq, head).await;
+        }
+        let days = day_counts(rows);
+        let mut next = 0;
+        let mut sql = format!("WITH events AS (INSERT INTO audit_events ({COLUMNS}, body) VALUES ");
+        for i in 0..rows.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&numbered(&mut next, 20));
+        }
+        sql.push(')');
+        if !tree.is_empty() {
+            sql.push_str(", tree AS (INSERT INTO audit_tree (idx, hash) VALUES ");
+            for i in 0..tree.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&numbered(&mut next, 2));
+            }
+            sql.push(')');
+        }
+        sql.push_str(
+            ", days AS (INSERT INTO audit_daily (day, actor_kind, actor_id, action, outcome, n) VALUES ",
+        );
+        for i in 0..days.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&numbered(&mut next, 6));
+        }
+        sql.push_str(
+            " ON CONFLICT (day, actor_kind, actor_id, action, outcome) \
+             DO UPDATE SET n = audit_daily.n + excluded.n) \
+             UPDATE audit_head SET seq = ",
+        );
+        sql.push_str(&format!(
+            "${}, hash = ${}, tree_size = ${} WHERE id = 1",
+            next + 1,
+            next + 2,
+            next + 3
+        ));
+        // Batches differ in shape: not kept as prepared statements, so they do not crowd
+        // out the ones that are (parsed with the rest, in the same round trip).
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for e in rows {
+            q = q
+                .bind(e.seq)
+                .bind(e.at)
+                .bind(&e.actor_kind)
+                .bind(&e.actor_id)
+                .bind(&e.officer_id)
+                .bind(&e.case_id)
+                .bind(&e.citizen_pseudonym)
+                .bind(&e.action)
+                .bind(&e.object_ids)
+                .bind(e.grant_id)
+                .bind(&e.purpose)
+                .bind(&e.tier)
+                .bind(&e.fields)
+                .bind(&e.outcome)
+                .bind(e.bytes_sent)
+                .bind(&e.request_id)
+                .bind(&e.detail)
+                .bind(&e.prev_hash)
+                .bind(&e.hash)
+                .bind(&e.body);
+        }
+        for (i, h) in tree {
+            q = q
+                .bind(i64::try_from(*i).unwrap_or(i64::MAX))
+                .bind(h.to_vec());
+        }
+        for ((day, kind, actor, action, outcome), n) in &days {
+            q = q
+                .bind(*day)
+                .bind(*kind)
+                .bind(*actor)
+                .bind(*action)
+                .bind(*outcome)
+                .bind(*n);
+        }
+        q.bind(seq).bind(head).bind(seq).execute(&mut **c).await?;
+        Ok(())
+    }
+
     /// Moves the head.
     pub async fn set_audit_head(&mut self, seq: i64, hash: &[u8]) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
@@ -650,19 +824,7 @@ impl Tx {
     /// Adds `rows` to the per-day counts the charts read (`audit_daily`), in the
     /// transaction that appends them: one upsert per batch, whatever the trail's length.
     async fn count_audit_days(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
-        let mut days: std::collections::BTreeMap<(i64, &str, &str, &str, &str), i64> =
-            std::collections::BTreeMap::new();
-        for e in rows {
-            let key = (
-                e.at.div_euclid(DAY_MS),
-                e.actor_kind.as_str(),
-                e.actor_id.as_deref().unwrap_or(""),
-                e.action.as_str(),
-                e.outcome.as_str(),
-            );
-            *days.entry(key).or_default() += 1;
-        }
-        let days: Vec<_> = days.into_iter().collect();
+        let days = day_counts(rows);
         for chunk in days.chunks(64) {
             let sqlite = matches!(self, super::OnEngine::Sqlite(_));
             let sql = format!(

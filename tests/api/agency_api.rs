@@ -530,7 +530,11 @@ async fn concurrent_reads_never_pass_the_limit(backend: Backend) {
         assert_eq!(ok, expected, "round {round}: reads answered 200");
         let seen = json_of(agency.get(&format!("/api/v1/grants/{g}")).await, 200).await;
         assert_eq!(seen["reads"], expected, "round {round}: the counter");
-        let status = if max <= readers { "exhausted" } else { "active" };
+        let status = if max <= readers {
+            "exhausted"
+        } else {
+            "active"
+        };
         assert_eq!(seen["status"], status, "round {round}");
         let events = crate::helpers::events(&app).await;
         let granted_reads = events
@@ -538,7 +542,10 @@ async fn concurrent_reads_never_pass_the_limit(backend: Backend) {
             .filter(|e| e.action == "document.read" && e.outcome == "ok")
             .filter(|e| e.grant_id.map(|id| id.to_string()) == Some(g.clone()))
             .count();
-        assert_eq!(granted_reads, expected, "round {round}: one record per read");
+        assert_eq!(
+            granted_reads, expected,
+            "round {round}: one record per read"
+        );
         let exhausted = events
             .iter()
             .filter(|e| e.action == "grant.exhausted")

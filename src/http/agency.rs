@@ -61,15 +61,19 @@ fn challenge(detail: &str) -> Response {
     r
 }
 
-/// The key of `Authorization: Bearer <key>`, or the challenge.
-fn bearer(parts: &Parts) -> Result<&str, Response> {
+/// The key of `Authorization: Bearer <key>`, if one was sent.
+fn bearer(parts: &Parts) -> Option<&str> {
     parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .ok_or_else(|| challenge("Send the agency API key as 'Authorization: Bearer <key>'."))
+}
+
+/// The challenge to a request without a key.
+fn no_key() -> Response {
+    challenge("Send the agency API key as 'Authorization: Bearer <key>'.")
 }
 
 /// An error of the agency API: a refused key is the Bearer challenge.
@@ -87,7 +91,7 @@ impl FromRequestParts<AppState> for Agency {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let key = bearer(parts)?;
+        let key = bearer(parts).ok_or_else(no_key)?;
         crate::agencies::authenticate(state, key)
             .await
             .map(Self)
@@ -103,7 +107,7 @@ impl FromRequestParts<AppState> for BearerKey {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
-        bearer(parts).map(|k| Self(k.to_owned()))
+        bearer(parts).map(|k| Self(k.to_owned())).ok_or_else(no_key)
     }
 }
 

@@ -127,6 +127,11 @@ fn main() {
                 "CUSTODIA_MAX_UPLOAD_BYTES".into(),
                 (total + MIB).to_string(),
             );
+            // The citizen's quota must hold the file too.
+            env.vars.insert(
+                "CUSTODIA_QUOTA_MIB".into(),
+                (total / MIB + 1).to_string(),
+            );
             let app = env.start().await.unwrap();
             let c = citizen_kit::Citizen::register(&app, &helpers::national_id(900), "Bench").await;
 

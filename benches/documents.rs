@@ -128,10 +128,8 @@ fn main() {
                 (total + MIB).to_string(),
             );
             // The citizen's quota must hold the file too.
-            env.vars.insert(
-                "CUSTODIA_QUOTA_MIB".into(),
-                (total / MIB + 1).to_string(),
-            );
+            env.vars
+                .insert("CUSTODIA_QUOTA_MIB".into(), (total / MIB + 1).to_string());
             let app = env.start().await.unwrap();
             let c = citizen_kit::Citizen::register(&app, &helpers::national_id(900), "Bench").await;
 

@@ -154,6 +154,33 @@ macro_rules! push_filter {
     }};
 }
 
+/// Binds an event's 20 PostgreSQL columns (`COLUMNS`, then `body`) to `$q`.
+macro_rules! bind_event {
+    ($q:expr, $e:expr) => {{
+        let e: &AuditRow = $e;
+        $q.bind(e.seq)
+            .bind(e.at)
+            .bind(&e.actor_kind)
+            .bind(&e.actor_id)
+            .bind(&e.officer_id)
+            .bind(&e.case_id)
+            .bind(&e.citizen_pseudonym)
+            .bind(&e.action)
+            .bind(&e.object_ids)
+            .bind(e.grant_id)
+            .bind(&e.purpose)
+            .bind(&e.tier)
+            .bind(&e.fields)
+            .bind(&e.outcome)
+            .bind(e.bytes_sent)
+            .bind(&e.request_id)
+            .bind(&e.detail)
+            .bind(&e.prev_hash)
+            .bind(&e.hash)
+            .bind(&e.body)
+    }};
+}
+
 /// A key of `audit_daily`: UTC day, actor kind, actor (`""` for none), action, outcome.
 type DayKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
 
@@ -697,27 +724,7 @@ impl Tx {
         // out the ones that are (parsed with the rest, in the same round trip).
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for e in rows {
-            q = q
-                .bind(e.seq)
-                .bind(e.at)
-                .bind(&e.actor_kind)
-                .bind(&e.actor_id)
-                .bind(&e.officer_id)
-                .bind(&e.case_id)
-                .bind(&e.citizen_pseudonym)
-                .bind(&e.action)
-                .bind(&e.object_ids)
-                .bind(e.grant_id)
-                .bind(&e.purpose)
-                .bind(&e.tier)
-                .bind(&e.fields)
-                .bind(&e.outcome)
-                .bind(e.bytes_sent)
-                .bind(&e.request_id)
-                .bind(&e.detail)
-                .bind(&e.prev_hash)
-                .bind(&e.hash)
-                .bind(&e.body);
+            q = bind_event!(q, e);
         }
         for (i, h) in tree {
             q = q
@@ -792,27 +799,7 @@ impl Tx {
                     );
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for e in chunk {
-                        q = q
-                            .bind(e.seq)
-                            .bind(e.at)
-                            .bind(&e.actor_kind)
-                            .bind(&e.actor_id)
-                            .bind(&e.officer_id)
-                            .bind(&e.case_id)
-                            .bind(&e.citizen_pseudonym)
-                            .bind(&e.action)
-                            .bind(&e.object_ids)
-                            .bind(e.grant_id)
-                            .bind(&e.purpose)
-                            .bind(&e.tier)
-                            .bind(&e.fields)
-                            .bind(&e.outcome)
-                            .bind(e.bytes_sent)
-                            .bind(&e.request_id)
-                            .bind(&e.detail)
-                            .bind(&e.prev_hash)
-                            .bind(&e.hash)
-                            .bind(&e.body);
+                        q = bind_event!(q, e);
                     }
                     q.execute(&mut **c).await?;
                 }

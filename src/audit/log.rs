@@ -204,11 +204,15 @@ impl AuditLog {
     }
 }
 
-/// Reads of one grant counted together for a batch: how many of its claims are still to be
-/// answered, and whether the last of them used the grant's final read.
-struct Bulk {
-    left: i32,
-    exhausted: bool,
+/// How a batch's claims on one grant were counted.
+enum Counted {
+    /// All of them, in one statement: how many are still to be answered, and whether the
+    /// last of them used the grant's final read.
+    Together { left: i32, exhausted: bool },
+    /// None: the grant is not live (its only claim is refused).
+    Refused,
+    /// Several claims that do not all fit: counted one by one, in order.
+    OneByOne,
 }
 
 struct Sequencer {
@@ -300,7 +304,7 @@ impl Sequencer {
         let mut tree = Appender::load_with(&mut tx, tree_size(seq), signed_size).await?;
         self.check_extends(&mut tx, &tree, seq).await?;
         let mut last = mark.unwrap_or((0, 0));
-        let mut bulk = self.claim_in_bulk(&mut tx, &all, now).await?;
+        let mut counted = count_claims(&mut tx, &all, now).await?;
         let mut checkpoints = Vec::new();
         let mut outcomes = Vec::with_capacity(all.len());
         let mut written = Vec::with_capacity(all.len());
@@ -311,29 +315,31 @@ impl Sequencer {
                 continue;
             };
             let mut exhausted = None;
-            let counted = claim.and_then(|grant| bulk.get_mut(&grant).map(|b| (grant, b)));
-            let granted = match (claim, counted) {
-                (None, _) => true,
-                (Some(_), Some((grant, b))) => {
-                    b.left -= 1;
-                    if b.left == 0 && b.exhausted {
+            let granted = match claim.map(|grant| (grant, counted.get_mut(&grant))) {
+                None => true,
+                Some((grant, Some(Counted::Together { left, exhausted: last }))) => {
+                    *left -= 1;
+                    if *left == 0 && *last {
                         exhausted = Some(grant);
                     }
                     true
                 }
-                (Some(grant), None) => match tx.claim_grant_read(grant, now).await? {
-                    Some((reads, max)) => {
-                        if max.is_some_and(|m| reads >= m) {
-                            exhausted = Some(grant);
+                Some((grant, Some(Counted::OneByOne))) => {
+                    match tx.claim_grant_reads(grant, 1, now).await? {
+                        Some((reads, max)) => {
+                            if max.is_some_and(|m| reads >= m) {
+                                exhausted = Some(grant);
+                            }
+                            true
                         }
-                        true
+                        None => false,
                     }
-                    None => {
-                        event = event.refused("the grant is no longer active");
-                        false
-                    }
-                },
+                }
+                Some((_, Some(Counted::Refused) | None)) => false,
             };
+            if !granted {
+                event = event.refused("the grant is no longer active");
+            }
             let citizen = event.citizen_pseudonym().map(str::to_owned);
             let mut rows = vec![(seq + 1, event)];
             if answered {
@@ -380,39 +386,6 @@ impl Sequencer {
         }
         self.remember(signed).await;
         Ok(outcomes)
-    }
-
-    /// Counts, in one statement per grant, the reads a batch claims under each grant that
-    /// more than one of them names, where all of them fit under the grant's `max_reads`
-    /// (many agencies' officers reading under one grant at once is the common case under
-    /// load). What is left out — one claim, a grant not live, or one with fewer reads left
-    /// than claimed — is counted claim by claim, in order, so the reads past the limit are
-    /// refused exactly as before.
-    async fn claim_in_bulk(
-        &self,
-        tx: &mut crate::store::Tx,
-        all: &[(Option<Staged>, Option<GrantId>, bool)],
-        now: i64,
-    ) -> Result<std::collections::HashMap<GrantId, Bulk>, StoreError> {
-        let mut claims: Vec<(GrantId, i32)> = Vec::new();
-        for grant in all
-            .iter()
-            .filter(|(event, _, _)| event.is_some())
-            .filter_map(|(_, claim, _)| *claim)
-        {
-            match claims.iter_mut().find(|(g, _)| *g == grant) {
-                Some((_, n)) => *n += 1,
-                None => claims.push((grant, 1)),
-            }
-        }
-        let mut bulk = std::collections::HashMap::new();
-        for (grant, n) in claims.into_iter().filter(|(_, n)| *n > 1) {
-            if let Some((reads, max)) = tx.claim_grant_reads(grant, n, now).await? {
-                let exhausted = max.is_some_and(|m| reads >= m);
-                bulk.insert(grant, Bulk { left: n, exhausted });
-            }
-        }
-        Ok(bulk)
     }
 
     /// Fails the batch unless the trail still extends the last checkpoint this process
@@ -513,6 +486,42 @@ impl Sequencer {
         self.remember(signed).await;
         Ok(())
     }
+}
+
+/// Counts a batch's claims (reads recorded with a claim on their grant) in one statement
+/// per grant when all of a grant's claims fit under its `max_reads` — many officers reading
+/// under one grant at once is the common case under load. A grant whose claims do not all
+/// fit is counted claim by claim, in order, so the reads past the limit are refused exactly
+/// as they would be singly.
+async fn count_claims(
+    tx: &mut crate::store::Tx,
+    all: &[(Option<Staged>, Option<GrantId>, bool)],
+    now: i64,
+) -> Result<std::collections::HashMap<GrantId, Counted>, StoreError> {
+    let mut claims: Vec<(GrantId, i32)> = Vec::new();
+    for grant in all
+        .iter()
+        .filter(|(event, _, _)| event.is_some())
+        .filter_map(|(_, claim, _)| *claim)
+    {
+        match claims.iter_mut().find(|(g, _)| *g == grant) {
+            Some((_, n)) => *n += 1,
+            None => claims.push((grant, 1)),
+        }
+    }
+    let mut counted = std::collections::HashMap::with_capacity(claims.len());
+    for (grant, n) in claims {
+        let how = match tx.claim_grant_reads(grant, n, now).await? {
+            Some((reads, max)) => Counted::Together {
+                left: n,
+                exhausted: max.is_some_and(|m| reads >= m),
+            },
+            None if n == 1 => Counted::Refused,
+            None => Counted::OneByOne,
+        };
+        counted.insert(grant, how);
+    }
+    Ok(counted)
 }
 
 fn tree_size(seq: i64) -> u64 {

@@ -858,31 +858,10 @@ impl Tx {
         }))
     }
 
-    /// Counts one read against an active grant inside its window, atomically with the read's
-    /// audit record. Returns `(reads, max_reads)` after counting, or `None` when the grant is
-    /// not live (revoked, expired, exhausted, not yet valid): then nothing was counted.
-    pub async fn claim_grant_read(
-        &mut self,
-        grant: GrantId,
-        now_ms: i64,
-    ) -> Result<Option<(i32, Option<i32>)>, StoreError> {
-        const SQL: &str = "UPDATE grants SET reads = reads + 1 WHERE id = $1 AND status = 'active' \
-            AND valid_from <= $2 AND expires_at > $3 AND (max_reads IS NULL OR reads < max_reads) \
-            RETURNING reads, max_reads";
-        Ok(on_engine!(self, c => {
-            sqlx::query_as::<_, (i32, Option<i32>)>(SQL)
-                .bind(grant)
-                .bind(now_ms)
-                .bind(now_ms)
-                .fetch_optional(&mut **c)
-                .await?
-        }))
-    }
-
-    /// Counts `n` reads against a live grant at once, if all `n` fit under its
-    /// `max_reads`: `(reads, max_reads)` after counting, or `None` — then nothing was
-    /// counted (the grant is not live, or fewer than `n` reads are left: count one by one
-    /// with [`Tx::claim_grant_read`]).
+    /// Counts `n` reads against an active grant inside its window, atomically with their
+    /// audit records, if all `n` fit under its `max_reads`. Returns `(reads, max_reads)`
+    /// after counting, or `None` when nothing was counted: the grant is not live (revoked,
+    /// expired, exhausted, not yet valid) or has fewer than `n` reads left.
     pub async fn claim_grant_reads(
         &mut self,
         grant: GrantId,

@@ -317,7 +317,13 @@ impl Sequencer {
             let mut exhausted = None;
             let granted = match claim.map(|grant| (grant, counted.get_mut(&grant))) {
                 None => true,
-                Some((grant, Some(Counted::Together { left, exhausted: last }))) => {
+                Some((
+                    grant,
+                    Some(Counted::Together {
+                        left,
+                        exhausted: last,
+                    }),
+                )) => {
                     *left -= 1;
                     if *left == 0 && *last {
                         exhausted = Some(grant);

@@ -200,19 +200,13 @@ fn day_counts(rows: &[AuditRow]) -> Vec<(DayKey<'_>, i64)> {
     days.into_iter().collect()
 }
 
-/// `count` PostgreSQL placeholders in parentheses, numbered on from `*next`.
-fn numbered(next: &mut usize, count: usize) -> String {
-    let mut out = String::from("(");
-    for i in 0..count {
-        *next += 1;
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push('$');
-        out.push_str(&next.to_string());
-    }
-    out.push(')');
-    out
+/// The upsert that adds counts to `audit_daily`, around its `VALUES` rows.
+fn days_upsert(values: &str) -> String {
+    format!(
+        "INSERT INTO audit_daily (day, actor_kind, actor_id, action, outcome, n) VALUES {values} \
+         ON CONFLICT (day, actor_kind, actor_id, action, outcome) \
+         DO UPDATE SET n = audit_daily.n + excluded.n"
+    )
 }
 
 /// A UTC day in milliseconds: the unit of the per-day counts.
@@ -670,55 +664,40 @@ impl Tx {
         seq: i64,
         head: &[u8],
     ) -> Result<(), StoreError> {
-        let super::OnEngine::Postgres(c) = self else {
-            self.insert_audit_events(rows).await?;
-            self.insert_tree_hashes(tree).await?;
-            return self.set_audit_head_and_tree(seq, head).await;
+        let c = match self {
+            super::OnEngine::Postgres(c)
+                if !rows.is_empty() && rows.len() <= 64 && tree.len() <= 400 =>
+            {
+                c
+            }
+            _ => {
+                self.insert_audit_events(rows).await?;
+                self.insert_tree_hashes(tree).await?;
+                return self.set_audit_head_and_tree(seq, head).await;
+            }
         };
-        if rows.is_empty() || rows.len() > 64 || tree.len() > 400 {
-            self.insert_audit_events(rows).await?;
-            self.insert_tree_hashes(tree).await?;
-            return self.set_audit_head_and_tree(seq, head).await;
-        }
         let days = day_counts(rows);
-        let mut next = 0;
-        let mut sql = format!("WITH events AS (INSERT INTO audit_events ({COLUMNS}, body) VALUES ");
-        for i in 0..rows.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&numbered(&mut next, 20));
-        }
-        sql.push(')');
+        let mut before = 0;
+        let mut part = |rows: usize, fields: usize| {
+            let text = super::placeholders_after(false, rows, fields, before);
+            before += rows * fields;
+            text
+        };
+        let events = part(rows.len(), 20);
+        let mut sql =
+            format!("WITH events AS (INSERT INTO audit_events ({COLUMNS}, body) VALUES {events})");
         if !tree.is_empty() {
-            sql.push_str(", tree AS (INSERT INTO audit_tree (idx, hash) VALUES ");
-            for i in 0..tree.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&numbered(&mut next, 2));
-            }
-            sql.push(')');
+            let values = part(tree.len(), 2);
+            sql.push_str(&format!(
+                ", tree AS (INSERT INTO audit_tree (idx, hash) VALUES {values})"
+            ));
         }
-        sql.push_str(
-            ", days AS (INSERT INTO audit_daily (day, actor_kind, actor_id, action, outcome, n) VALUES ",
-        );
-        for i in 0..days.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&numbered(&mut next, 6));
-        }
-        sql.push_str(
-            " ON CONFLICT (day, actor_kind, actor_id, action, outcome) \
-             DO UPDATE SET n = audit_daily.n + excluded.n) \
-             UPDATE audit_head SET seq = ",
-        );
+        let days_values = part(days.len(), 6);
+        let (seq_at, hash_at) = (before + 1, before + 2);
         sql.push_str(&format!(
-            "${}, hash = ${}, tree_size = ${} WHERE id = 1",
-            next + 1,
-            next + 2,
-            next + 3
+            ", days AS ({}) UPDATE audit_head SET seq = ${seq_at}, hash = ${hash_at}, \
+             tree_size = ${seq_at} WHERE id = 1",
+            days_upsert(&days_values)
         ));
         // Batches differ in shape: not kept as prepared statements, so they do not crowd
         // out the ones that are (parsed with the rest, in the same round trip).
@@ -740,7 +719,7 @@ impl Tx {
                 .bind(*outcome)
                 .bind(*n);
         }
-        q.bind(seq).bind(head).bind(seq).execute(&mut **c).await?;
+        q.bind(seq).bind(head).execute(&mut **c).await?;
         Ok(())
     }
 
@@ -814,12 +793,7 @@ impl Tx {
         let days = day_counts(rows);
         for chunk in days.chunks(64) {
             let sqlite = matches!(self, super::OnEngine::Sqlite(_));
-            let sql = format!(
-                "INSERT INTO audit_daily (day, actor_kind, actor_id, action, outcome, n) VALUES {} \
-                 ON CONFLICT (day, actor_kind, actor_id, action, outcome) \
-                 DO UPDATE SET n = audit_daily.n + excluded.n",
-                super::placeholders(sqlite, chunk.len(), 6)
-            );
+            let sql = days_upsert(&super::placeholders(sqlite, chunk.len(), 6));
             on_engine!(self, c => {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for ((day, kind, actor, action, outcome), n) in chunk {

@@ -830,28 +830,58 @@ async fn keys_rotate_and_agencies_are_disabled(backend: Backend) {
     let mut agency = Agency::create(&app, "轮换局", Level::County).await;
     assert_eq!(agency.get("/api/v1/grants").await.status(), 200);
     let id: custodia::ids::AgencyId = agency.id.parse().unwrap();
+    // The reads admit the key in the statement that loads what they read: every key
+    // change must hold there exactly as on the other routes.
+    let c = Citizen::register(&app, &national_id(226), "Rotated").await;
+    let doc = licence(&c, "轮换公司", Some(pdf_bytes(5_000, "rotate"))).await;
+    let g = grant(
+        &c,
+        &agency,
+        json!({ "document_ids": [doc], "tier": "full", "purpose": "核验" }),
+    )
+    .await;
+    let reads = [
+        format!("/api/v1/grants/{g}/documents/{doc}"),
+        format!("/api/v1/grants/{g}/documents/{doc}/file"),
+    ];
+    let all_answer = |agency: &Agency, status: u16| {
+        let (agency, reads) = (agency.clone(), reads.clone());
+        async move {
+            assert_eq!(agency.get("/api/v1/grants").await.status(), status);
+            for path in &reads {
+                let r = agency.read(path).await;
+                assert_eq!(r.status(), status, "{path}");
+                if status == 401 {
+                    assert!(r.headers().contains_key("www-authenticate"), "{path}");
+                }
+            }
+        }
+    };
+    all_answer(&agency, 200).await;
 
     // Rotation with no overlap: the old key stops at once.
+    let old = agency.clone();
     let new_key = custodia::agencies::rotate_key(&app.state, id, std::time::Duration::ZERO)
         .await
         .unwrap();
-    assert_problem(agency.get("/api/v1/grants").await, 401).await;
+    all_answer(&old, 401).await;
     agency.key = new_key.to_string();
-    assert_eq!(agency.get("/api/v1/grants").await.status(), 200);
+    all_answer(&agency, 200).await;
 
     // With an overlap both work until it ends.
+    let old = agency.clone();
     let newer = custodia::agencies::rotate_key(&app.state, id, std::time::Duration::from_secs(60))
         .await
         .unwrap();
-    assert_eq!(agency.get("/api/v1/grants").await.status(), 200);
+    all_answer(&old, 200).await;
     app.clock.advance(time::Duration::seconds(61));
-    assert_problem(agency.get("/api/v1/grants").await, 401).await;
+    all_answer(&old, 401).await;
     agency.key = newer.to_string();
-    assert_eq!(agency.get("/api/v1/grants").await.status(), 200);
+    all_answer(&agency, 200).await;
 
-    // Disabled: refused at once.
+    // Disabled: refused at once, on every route.
     custodia::agencies::disable(&app.state, id).await.unwrap();
-    assert_problem(agency.get("/api/v1/grants").await, 401).await;
+    all_answer(&agency, 401).await;
 }
 
 async fn a_read_whose_record_cannot_be_written_sends_nothing(backend: Backend) {

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
 
+#[derive(Clone)]
 pub struct Agency {
     pub id: String,
     pub key: String,

@@ -85,6 +85,7 @@ fn main() {
                 issuer_key: Some(&public),
                 issuer_types: &["tax_clearance".to_owned()],
                 enroller: false,
+                guardianship_authority: false,
             },
         )
         .await

@@ -35,6 +35,8 @@ pub struct TrailFilter {
     pub until_ms: Option<i64>,
     /// Only events before this sequence number (the cursor).
     pub before_seq: Option<i64>,
+    /// Only what this citizen did as the delegate (or guardian) of the one whose trail it is.
+    pub delegate: Option<crate::ids::CitizenId>,
 }
 
 /// An agency as named in the trail.
@@ -59,7 +61,8 @@ pub struct Activity {
     pub action: String,
     /// `ok`, `refused` or `failed`.
     pub outcome: String,
-    /// Who acted: `citizen`, `agency`, `operator` or `system`.
+    /// Who acted: `citizen`, `delegate` (someone acting for the citizen), `agency`,
+    /// `operator` or `system`.
     pub actor_kind: String,
     /// The agency, when an agency acted.
     pub agency: Option<AgencyRef>,
@@ -99,10 +102,18 @@ pub async fn list(
 ) -> Result<(Vec<Activity>, Option<i64>), Error> {
     let pseudonym = pseudonym(ctx, session).await?;
     let reads_only = filter.action.as_deref() == Some("reads");
+    let (actor_kind, actor_id) = match (filter.agency, filter.delegate) {
+        (Some(a), _) => (Some("agency".to_owned()), Some(a.to_string())),
+        (None, Some(d)) => (
+            Some("delegate".to_owned()),
+            Some(ctx.store.citizen(d).await?.pseudonym),
+        ),
+        (None, None) => (None, None),
+    };
     let query = AuditFilter {
         citizen_pseudonym: Some(pseudonym),
-        actor_kind: filter.agency.map(|_| "agency".to_owned()),
-        actor_id: filter.agency.map(|a| a.to_string()),
+        actor_kind,
+        actor_id,
         action: filter.action.clone().filter(|_| !reads_only),
         outcome: filter.outcome.clone(),
         since_ms: filter.since_ms,

@@ -159,6 +159,8 @@ pub struct NewAgency<'a> {
     pub issuer_types: &'a [String],
     /// Whether it issues enrolment codes to citizens it has identified in person.
     pub enroller: bool,
+    /// Whether it declares guardianships (SPEC §6).
+    pub guardianship_authority: bool,
 }
 
 /// The SHA-256 by which an API key is stored and found.
@@ -234,6 +236,7 @@ pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error
         issuer_public_key: issuer_public_key.clone(),
         issuer_types: issuer_types.clone(),
         is_enroller: new.enroller,
+        is_guardianship_authority: new.guardianship_authority,
         created_at: now,
         disabled_at: None,
     })

@@ -178,6 +178,7 @@ async fn story(
             issuer_key: None,
             issuer_types: &[],
             enroller: false,
+            guardianship_authority: false,
         },
     )
     .await?;
@@ -195,6 +196,7 @@ async fn story(
             issuer_key: Some(&issuer_public),
             issuer_types: &["tax_clearance".to_owned()],
             enroller: false,
+            guardianship_authority: false,
         },
     )
     .await?;
@@ -207,6 +209,7 @@ async fn story(
             issuer_key: None,
             issuer_types: &[],
             enroller: true,
+            guardianship_authority: false,
         },
     )
     .await?;

@@ -135,6 +135,16 @@ id_type! {
     AuditorId
 }
 
+id_type! {
+    /// A delegation: one citizen acting for another within a scope.
+    DelegationId
+}
+
+id_type! {
+    /// A guardianship declared by a guardianship authority.
+    GuardianshipId
+}
+
 #[cfg(test)]
 #[allow(clippy::expect_used)]
 mod tests {

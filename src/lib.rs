@@ -27,6 +27,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod context;
+pub mod delegations;
 pub mod demo;
 pub mod documents;
 pub mod eid;

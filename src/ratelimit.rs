@@ -15,6 +15,14 @@ pub struct Limit {
     pub window_s: i64,
 }
 
+/// Delegates looked up by national ID, per appointing account (each answer says whether
+/// that ID is registered, so the lookups are few).
+pub const DELEGATE_LOOKUP_PER_ACCOUNT: Limit = Limit {
+    name: "delegate-lookup",
+    max: 10,
+    window_s: 3600,
+};
+
 /// Registration attempts per client address.
 pub const REGISTER_PER_ADDR: Limit = Limit {
     name: "register-addr",

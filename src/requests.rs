@@ -20,7 +20,7 @@ use crate::error::{Error, invalid};
 use crate::grants::{self, GrantRequest, GrantView, MAX_DAYS};
 use crate::ids::{AccessRequestId, AgencyId, DocumentId, GrantId};
 use crate::sessions::Session;
-use crate::status::RequestStatus;
+use crate::status::{DelegatedAction, RequestStatus};
 use crate::store::agencies::AgencyRow;
 use crate::store::requests::RequestRow;
 
@@ -342,13 +342,32 @@ pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<RequestView>, 
         .into_iter()
         .map(|a| (a.id, a))
         .collect();
+    session.may(DelegatedAction::AnswerRequests, None)?;
     Ok(ctx
         .store
         .citizen_requests(citizen)
         .await?
         .iter()
+        .filter(|r| answerable(session, r).is_ok())
         .map(|r| view(r, agencies.get(&r.agency_id), now))
         .collect())
+}
+
+/// Refuses a request a delegate may not answer: one asking for a type outside her
+/// delegation is as absent as another citizen's (`NotFound`); without `answer_requests`
+/// she answers none (`Forbidden`). The citizen herself answers all of hers.
+fn answerable(session: &Session, r: &RequestRow) -> Result<(), Error> {
+    if session.acting().is_none() {
+        return Ok(());
+    }
+    let types = crate::store::json_list::<String>(&r.document_types);
+    if !types.iter().all(|t| session.covers(t)) {
+        return Err(Error::NotFound);
+    }
+    for t in &types {
+        session.may(DelegatedAction::AnswerRequests, Some(t))?;
+    }
+    Ok(())
 }
 
 /// Exactly what the agency would receive from one document at the asked tier.
@@ -378,6 +397,7 @@ pub async fn preview(
 ) -> Result<Vec<PreviewItem>, Error> {
     let citizen = session.citizen()?;
     let r = ctx.store.citizen_request(citizen, id).await?;
+    answerable(session, &r)?;
     let types = crate::store::json_list::<String>(&r.document_types);
     let tier = r.tier;
     let wanted: BTreeSet<String> = crate::store::json_list::<String>(&r.fields)
@@ -441,6 +461,7 @@ pub async fn approve(
 ) -> Result<GrantView, Error> {
     let citizen = session.citizen()?;
     let r = ctx.store.citizen_request(citizen, id).await?;
+    answerable(session, &r)?;
     if r.status_at(ctx.clock.now_ms()) != RequestStatus::Pending {
         return Err(Error::Conflict("This request is no longer pending.".into()));
     }
@@ -524,9 +545,11 @@ pub async fn approve(
 #[tracing::instrument(skip_all, fields(request = %id))]
 pub async fn deny(ctx: &Context, session: &Session, id: AccessRequestId) -> Result<(), Error> {
     let citizen = session.citizen()?;
-    ctx.store.citizen_request(citizen, id).await?;
-    let event = crate::audit::citizen_event(&ctx.store, citizen, crate::audit::Action::RequestDeny)
-        .await
+    let r = ctx.store.citizen_request(citizen, id).await?;
+    answerable(session, &r)?;
+    let event = session
+        .event(ctx, crate::audit::Action::RequestDeny)
+        .await?
         .objects([id.to_string()]);
     let now = ctx.clock.now_ms();
     let mut tx = ctx.store.begin().await?;

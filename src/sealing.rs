@@ -13,12 +13,16 @@
 //! another place.
 
 use custodia_crypto::hpke_seal;
-use custodia_crypto::{Aad, DataKey, GrantKey, VaultKey, envelope, wrap};
+use custodia_crypto::{
+    Aad, DataKey, DelegationKey, GrantKey, SymmetricKey, VaultKey, envelope, wrap,
+};
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::ids::{CitizenId, DocumentId, GrantId};
+use crate::ids::{CitizenId, DelegationId, DocumentId, GrantId};
+use crate::sessions::Session;
 use crate::store::citizens::CitizenRow;
+use crate::store::delegations::DelegationWrapRow;
 use crate::store::grants::GrantWrapRow;
 
 /// The associated data of a document's sealed parts (`label` = `data-key`, `document-meta`
@@ -144,18 +148,32 @@ pub async fn pick_up_deposits(
         let key_aad = document_aad("data-key", d.document_id, d.version, citizen);
         let data_key: DataKey = hpke_seal::open_key(&secret, &key_aad, &d.sealed_deposit)
             .map_err(|e| Error::Internal(anyhow::anyhow!("deposit {}: {e}", d.document_id)))?;
-        let grant_wraps = if d.accepted_at.is_some() {
-            wraps_for_new_version(
-                ctx,
-                citizen,
-                d.document_id,
-                &d.doc_type,
-                d.version,
-                &data_key,
+        // An accepted one (a delegate's upload) joins grants and delegations now; a
+        // deposit waits for its owner to accept it.
+        let (grant_wraps, delegation_wraps) = if d.accepted_at.is_some() {
+            (
+                wraps_for_new_version(
+                    ctx,
+                    citizen,
+                    d.document_id,
+                    &d.doc_type,
+                    d.version,
+                    &data_key,
+                )
+                .await?,
+                delegation_wraps_for_new_version(
+                    ctx,
+                    citizen,
+                    vault_key,
+                    d.document_id,
+                    &d.doc_type,
+                    d.version,
+                    &data_key,
+                )
+                .await?,
             )
-            .await?
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let now = ctx.clock.now_ms();
         let mut tx = ctx.store.begin().await?;
@@ -169,6 +187,9 @@ pub async fn pick_up_deposits(
         {
             for w in &grant_wraps {
                 tx.insert_grant_wrap_if_active(w).await?;
+            }
+            for w in &delegation_wraps {
+                tx.insert_delegation_wrap(w).await?;
             }
             crate::audit::stage(
                 &mut tx,
@@ -240,6 +261,16 @@ pub async fn accept_deposit(
         &data_key,
     )
     .await?;
+    let delegation_wraps = delegation_wraps_for_new_version(
+        ctx,
+        citizen,
+        vault_key,
+        document,
+        &row.doc_type,
+        current.version,
+        &data_key,
+    )
+    .await?;
     let pseudonym = ctx.store.citizen(citizen).await?.pseudonym;
     let now = ctx.clock.now_ms();
     let mut tx = ctx.store.begin().await?;
@@ -248,6 +279,9 @@ pub async fn accept_deposit(
     }
     for w in &grant_wraps {
         tx.insert_grant_wrap_if_active(w).await?;
+    }
+    for w in &delegation_wraps {
+        tx.insert_delegation_wrap(w).await?;
     }
     crate::audit::stage(
         &mut tx,
@@ -310,4 +344,311 @@ pub fn open_national_id(
     )
     .ok()?;
     String::from_utf8(bytes.to_vec()).ok()
+}
+
+// ---------------------------------------------------------------------------------------
+// Delegations: keys follow a delegation as they follow a grant (SPEC §6, G5).
+//
+// A delegation key is random. It is sealed (HPKE) to the delegate's public key, so only her
+// own vault opens it, and wrapped under the principal's vault key, so the principal's
+// unlocked sessions can add the documents she stores later. The covered data keys are
+// wrapped under it. The server alone can open none of these.
+
+/// The context of a delegation key: sealed `to` the delegate, or wrapped for the principal.
+pub fn delegation_key_aad(delegation: DelegationId, to: &'static str) -> Aad {
+    Aad::new("delegation-key")
+        .with("delegation", delegation.as_bytes())
+        .with("to", to.as_bytes())
+}
+
+/// The context of a data key wrapped under a delegation key.
+pub fn delegation_data_key_aad(
+    delegation: DelegationId,
+    document: DocumentId,
+    version: i32,
+) -> Aad {
+    Aad::new("delegation-data-key")
+        .with("delegation", delegation.as_bytes())
+        .with("document", document.as_bytes())
+        .with("version", version.to_be_bytes())
+}
+
+/// The context of one side's display name sealed to the other (`whose` = `principal` or
+/// `delegate`).
+pub fn delegation_name_aad(delegation: DelegationId, whose: &'static str) -> Aad {
+    Aad::new("delegation-name")
+        .with("delegation", delegation.as_bytes())
+        .with("whose", whose.as_bytes())
+}
+
+/// Seals `name` to the citizen whose public key is `public_key` (a delegation's other side).
+pub fn seal_name(public_key: &[u8], aad: &Aad, name: &str) -> Result<Vec<u8>, Error> {
+    let recipient = hpke_seal::HpkePublicKey::from_bytes(public_key)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("public key of a citizen: {e}")))?;
+    hpke_seal::seal_text(&recipient, aad, name)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("sealing a name: {e}")))
+}
+
+/// Opens a name sealed by [`seal_name`] with the recipient's private key.
+pub fn open_name(secret: &hpke_seal::HpkeSecretKey, aad: &Aad, sealed: &[u8]) -> Option<String> {
+    hpke_seal::open_text(secret, aad, sealed).ok()
+}
+
+/// What opens the data keys of the documents a request works on: the citizen's own vault
+/// key, or — for a delegate acting for her principal — the delegation key, opened with the
+/// delegate's own vault.
+pub enum Opener {
+    /// The owner's vault key.
+    Vault {
+        /// The key.
+        key: VaultKey,
+        /// The owner.
+        owner: CitizenId,
+    },
+    /// A delegation's key.
+    Delegation {
+        /// The delegation.
+        id: DelegationId,
+        /// Its key.
+        key: DelegationKey,
+        /// The principal, who owns the documents.
+        owner: CitizenId,
+    },
+}
+
+impl Opener {
+    /// The opener of `session`: `Locked` while the signed-in citizen's own vault is
+    /// locked; `Conflict` for a delegation that has no keys yet (a guardianship before
+    /// the ward's next unlock).
+    pub async fn for_session(ctx: &Context, session: &Session) -> Result<Self, Error> {
+        let Some(acting) = session.acting() else {
+            return Ok(Self::Vault {
+                key: session.vault_key()?,
+                owner: session.citizen()?,
+            });
+        };
+        let own_key = session.own_vault_key()?;
+        let sealed = acting.key_for_delegate.as_deref().ok_or_else(|| {
+            Error::Conflict(
+                "The keys of this delegation arrive when the account holder next unlocks her vault."
+                    .into(),
+            )
+        })?;
+        let me = ctx.store.citizen(session.own_citizen()?).await?;
+        let secret = open_secret_key(&me, &own_key)?;
+        let key: DelegationKey = hpke_seal::open_key(
+            &secret,
+            &delegation_key_aad(acting.delegation, "delegate"),
+            sealed,
+        )
+        .map_err(|e| Error::Internal(anyhow::anyhow!("delegation key: {e}")))?;
+        Ok(Self::Delegation {
+            id: acting.delegation,
+            key,
+            owner: acting.principal,
+        })
+    }
+
+    /// Whose documents this opens.
+    pub fn owner(&self) -> CitizenId {
+        match self {
+            Self::Vault { owner, .. } | Self::Delegation { owner, .. } => *owner,
+        }
+    }
+
+    /// The data key of `version` of `document`; `vault_wrap` is the version's wrap under
+    /// the owner's vault key. `NotFound` where this opener holds no key to it.
+    pub async fn data_key(
+        &self,
+        ctx: &Context,
+        document: DocumentId,
+        version: i32,
+        vault_wrap: Option<&[u8]>,
+    ) -> Result<DataKey, Error> {
+        match self {
+            Self::Vault { key, owner } => {
+                let wrapped = vault_wrap.ok_or(Error::NotFound)?;
+                unwrap_data_key(key, wrapped, document, version, *owner)
+            }
+            Self::Delegation { id, key, .. } => {
+                let wrapped = ctx
+                    .store
+                    .delegation_wrap(*id, document, version)
+                    .await?
+                    .ok_or(Error::NotFound)?;
+                wrap::unwrap_key(
+                    key,
+                    &wrapped,
+                    &delegation_data_key_aad(*id, document, version),
+                )
+                .map_err(|e| Error::Internal(anyhow::anyhow!("delegated key of {document}: {e}")))
+            }
+        }
+    }
+}
+
+/// Wraps a new version's data key for every delegation of its owner that holds keys and
+/// covers its type, with her vault key (which opens each delegation key). Also used when a
+/// received document joins at unlock.
+#[tracing::instrument(skip_all, fields(citizen = %citizen, document = %document, version))]
+pub async fn delegation_wraps_for_new_version(
+    ctx: &Context,
+    citizen: CitizenId,
+    vault_key: &VaultKey,
+    document: DocumentId,
+    doc_type: &str,
+    version: i32,
+    data_key: &DataKey,
+) -> Result<Vec<DelegationWrapRow>, Error> {
+    let mut out = Vec::new();
+    for d in ctx
+        .store
+        .keyed_delegations(citizen, ctx.clock.now_ms())
+        .await?
+    {
+        let types: Vec<String> = crate::store::json_list(&d.document_types);
+        if !types.iter().any(|t| t == doc_type) {
+            continue;
+        }
+        let Some(wrapped) = d.key_for_principal.as_deref() else {
+            continue;
+        };
+        let key: DelegationKey =
+            wrap::unwrap_key(vault_key, wrapped, &delegation_key_aad(d.id, "principal"))
+                .map_err(|e| Error::Internal(anyhow::anyhow!("delegation key of {}: {e}", d.id)))?;
+        out.push(DelegationWrapRow {
+            delegation_id: d.id,
+            document_id: document,
+            version,
+            wrapped_key: wrap::wrap_key(
+                &key,
+                data_key,
+                &delegation_data_key_aad(d.id, document, version),
+            ),
+        });
+    }
+    Ok(out)
+}
+
+/// The keys of a delegation made now, with the principal's vault key: the delegation key
+/// sealed to the delegate and wrapped for the principal, and a wrap of every version of
+/// her documents (live, received) of the delegation's types.
+pub struct DelegationKeys {
+    /// Sealed to the delegate.
+    pub for_delegate: Vec<u8>,
+    /// Wrapped under the principal's vault key.
+    pub for_principal: Vec<u8>,
+    /// The covered data keys.
+    pub wraps: Vec<DelegationWrapRow>,
+}
+
+/// Makes the keys of delegation `id` from `principal` (whose vault key is at hand) to the
+/// citizen whose public key is `delegate_public_key`, covering `types`.
+pub async fn delegation_keys(
+    ctx: &Context,
+    id: DelegationId,
+    principal: CitizenId,
+    vault_key: &VaultKey,
+    delegate_public_key: &[u8],
+    types: &[String],
+) -> Result<DelegationKeys, Error> {
+    let key = DelegationKey::generate();
+    let recipient = hpke_seal::HpkePublicKey::from_bytes(delegate_public_key)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("public key of a citizen: {e}")))?;
+    let for_delegate =
+        hpke_seal::seal_key(&recipient, &delegation_key_aad(id, "delegate"), &key)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("sealing a delegation key: {e}")))?;
+    let for_principal = wrap::wrap_key(vault_key, &key, &delegation_key_aad(id, "principal"));
+    let mut wraps = Vec::new();
+    for d in ctx.store.citizen_documents(principal).await? {
+        if !types.contains(&d.doc_type) {
+            continue;
+        }
+        for v in ctx.store.document_versions(d.id).await? {
+            // A deposit not yet received has no vault wrap; it joins at pick-up.
+            let Some(wrapped) = v.data_key_wrap.as_deref() else {
+                continue;
+            };
+            let data_key = unwrap_data_key(vault_key, wrapped, d.id, v.version, principal)?;
+            wraps.push(DelegationWrapRow {
+                delegation_id: id,
+                document_id: d.id,
+                version: v.version,
+                wrapped_key: wrap::wrap_key(
+                    &key,
+                    &data_key,
+                    &delegation_data_key_aad(id, d.id, v.version),
+                ),
+            });
+        }
+    }
+    Ok(DelegationKeys {
+        for_delegate,
+        for_principal,
+        wraps,
+    })
+}
+
+/// Gives keys to the principal's delegations that have none yet (a guardianship declared
+/// while she was away), now that her vault key is at hand; `principal_name` is sealed to
+/// each guardian. Returns how many were keyed.
+#[tracing::instrument(skip_all, fields(citizen = %citizen))]
+pub async fn key_waiting_delegations(
+    ctx: &Context,
+    citizen: CitizenId,
+    vault_key: &VaultKey,
+    principal_name: &str,
+) -> Result<usize, Error> {
+    let now = ctx.clock.now_ms();
+    let waiting: Vec<_> = ctx
+        .store
+        .citizen_delegations(citizen)
+        .await?
+        .into_iter()
+        .filter(|d| {
+            d.principal_id == citizen
+                && d.key_for_principal.is_none()
+                && matches!(
+                    d.status_at(now),
+                    crate::status::DelegationStatus::Pending
+                        | crate::status::DelegationStatus::Active
+                )
+        })
+        .collect();
+    let mut keyed = 0;
+    for d in waiting {
+        let delegate = ctx.store.citizen(d.delegate_id).await?;
+        let types: Vec<String> = crate::store::json_list(&d.document_types);
+        let keys =
+            delegation_keys(ctx, d.id, citizen, vault_key, &delegate.public_key, &types).await?;
+        let name = seal_name(
+            &delegate.public_key,
+            &delegation_name_aad(d.id, "principal"),
+            principal_name,
+        )?;
+        let pseudonym = ctx.store.citizen(citizen).await?.pseudonym;
+        let mut tx = ctx.store.begin().await?;
+        if tx
+            .key_delegation(d.id, &keys.for_delegate, &keys.for_principal, &name)
+            .await?
+        {
+            for w in &keys.wraps {
+                tx.insert_delegation_wrap(w).await?;
+            }
+            crate::audit::stage(
+                &mut tx,
+                crate::audit::by_citizen(&pseudonym, crate::audit::Action::DelegationKey)
+                    .objects([d.id.to_string()])
+                    .detail(format!("{} document version(s)", keys.wraps.len())),
+                now,
+            )
+            .await?;
+            keyed += 1;
+        }
+        tx.commit().await?;
+    }
+    if keyed > 0 {
+        ctx.audit.flush().await;
+    }
+    Ok(keyed)
 }

@@ -114,6 +114,8 @@ impl Server {
         let maintenance = tokio::spawn(maintain(self.state.0.clone()));
         let witnessing = tokio::spawn(crate::transparency::witnesses::run(self.state.0.clone()));
         let expiry = tokio::spawn(crate::grants::expire_on_time(self.state.0.clone()));
+        let delegation_expiry =
+            tokio::spawn(crate::delegations::expire_on_time(self.state.0.clone()));
         let metrics = self.metrics_listener.map(|listener| {
             let app = http::metrics_app(self.state.clone());
             tokio::spawn(async move {
@@ -132,6 +134,7 @@ impl Server {
         maintenance.abort();
         witnessing.abort();
         expiry.abort();
+        delegation_expiry.abort();
         if let Some(metrics) = &metrics {
             metrics.abort();
         }

@@ -15,7 +15,8 @@ use custodia_crypto::{
 use crate::audit::Event;
 use crate::context::Context;
 use crate::error::Error;
-use crate::ids::{AuditorId, CitizenId};
+use crate::ids::{AuditorId, CitizenId, DelegationId};
+use crate::status::DelegatedAction;
 use crate::store::Tx;
 use crate::store::sessions::SessionRow;
 
@@ -42,7 +43,7 @@ pub enum Principal {
 }
 
 /// An authenticated session, with the cookie secret that proves it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Session {
     /// Who is signed in.
     pub principal: Principal,
@@ -51,6 +52,23 @@ pub struct Session {
     secret: SecretBytes,
     vault_key_wrap: Option<Vec<u8>>,
     verified_at: Option<i64>,
+    acting: Option<Acting>,
+}
+
+/// A delegate acting for her principal on this request (`X-Acting-For`), as the live
+/// delegation stood in the database when the request arrived (SPEC §6).
+#[derive(Debug, Clone)]
+pub struct Acting {
+    /// The delegation she acts under.
+    pub delegation: DelegationId,
+    /// Whose documents, requests and grants are acted on.
+    pub principal: CitizenId,
+    /// The document types in scope.
+    pub document_types: Vec<String>,
+    /// What she may do.
+    pub actions: Vec<DelegatedAction>,
+    /// The delegation key sealed to her (none until the principal's vault gave it keys).
+    pub key_for_delegate: Option<Vec<u8>>,
 }
 
 /// A new session's cookie value and CSRF token, handed to the client once.
@@ -175,6 +193,7 @@ pub async fn authenticate(ctx: &Context, cookie: Option<&str>) -> Result<Session
         secret,
         vault_key_wrap: row.vault_key_wrap,
         verified_at: row.verified_at,
+        acting: None,
     })
 }
 
@@ -196,12 +215,80 @@ impl Session {
         csrf_for(self.secret.expose())
     }
 
-    /// The citizen signed in, or `Forbidden` for other principals.
+    /// The citizen whose vault this request works on: the one signed in or, while she
+    /// acts for someone, her principal. `Forbidden` for other principals.
     pub fn citizen(&self) -> Result<CitizenId, Error> {
+        match (&self.acting, self.principal) {
+            (Some(acting), Principal::Citizen(_)) => Ok(acting.principal),
+            (None, Principal::Citizen(id)) => Ok(id),
+            (_, Principal::Auditor(_)) => {
+                Err(Error::Forbidden("This is for citizens only.".into()))
+            }
+        }
+    }
+
+    /// The citizen signed in (the delegate, while she acts for someone).
+    pub fn own_citizen(&self) -> Result<CitizenId, Error> {
         match self.principal {
             Principal::Citizen(id) => Ok(id),
             Principal::Auditor(_) => Err(Error::Forbidden("This is for citizens only.".into())),
         }
+    }
+
+    /// The delegation this request acts under, if any.
+    pub fn acting(&self) -> Option<&Acting> {
+        self.acting.as_ref()
+    }
+
+    /// Makes this request act for `acting.principal` (after the delegation was found live).
+    pub fn act_for(&mut self, acting: Acting) {
+        self.acting = Some(acting);
+    }
+
+    /// Refuses with `Forbidden` unless the signed-in citizen may do `action` here: always
+    /// for herself; for her principal only within the delegation's actions and, when a
+    /// document type is concerned, its types.
+    pub fn may(&self, action: DelegatedAction, doc_type: Option<&str>) -> Result<(), Error> {
+        let Some(acting) = &self.acting else {
+            return Ok(());
+        };
+        if !acting.actions.contains(&action) {
+            return Err(Error::Forbidden(format!(
+                "Your delegation does not include '{action}'."
+            )));
+        }
+        if let Some(t) = doc_type
+            && !acting.document_types.iter().any(|d| d == t)
+        {
+            return Err(Error::Forbidden(format!(
+                "Your delegation does not cover documents of type '{t}'."
+            )));
+        }
+        Ok(())
+    }
+
+    /// The start of the record of something done here to the citizen's vault: by her, or
+    /// by her delegate (actor `delegate` with the delegate's pseudonym; the event's citizen
+    /// is the principal's), so both pseudonyms are on every delegated act.
+    pub async fn event(&self, ctx: &Context, action: crate::audit::Action) -> Result<Event, Error> {
+        let citizen = ctx.store.citizen(self.citizen()?).await?;
+        if self.acting.is_none() {
+            return Ok(crate::audit::by_citizen(&citizen.pseudonym, action));
+        }
+        let delegate = ctx.store.citizen(self.own_citizen()?).await?;
+        Ok(Event::new(
+            crate::audit::ActorKind::Delegate,
+            Some(delegate.pseudonym),
+            action,
+        )
+        .citizen(Some(&citizen.pseudonym)))
+    }
+
+    /// Whether documents of `doc_type` are in view here (always for oneself).
+    pub fn covers(&self, doc_type: &str) -> bool {
+        self.acting
+            .as_ref()
+            .is_none_or(|a| a.document_types.iter().any(|d| d == doc_type))
     }
 
     /// Refuses with [`Error::StepUpRequired`] unless a passkey was proved in this session
@@ -230,8 +317,21 @@ impl Session {
         self.vault_key_wrap.is_some()
     }
 
-    /// The unlocked vault key, or [`Error::Locked`].
+    /// The unlocked vault key, or [`Error::Locked`]. Refused while acting for someone: a
+    /// delegate never holds her principal's vault key, and opens what is delegated with
+    /// the delegation's key instead (`sealing::Opener`).
     pub fn vault_key(&self) -> Result<VaultKey, Error> {
+        if self.acting.is_some() {
+            return Err(Error::Forbidden(
+                "Only the account holder can do this, not someone acting for her.".into(),
+            ));
+        }
+        self.own_vault_key()
+    }
+
+    /// The signed-in citizen's own unlocked vault key (a delegate's, while she acts for
+    /// someone), or [`Error::Locked`].
+    pub fn own_vault_key(&self) -> Result<VaultKey, Error> {
         let wrapped = self.vault_key_wrap.as_deref().ok_or(Error::Locked)?;
         wrap::unwrap_key(
             &vault_kek(self.secret.expose()),

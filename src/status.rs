@@ -51,7 +51,7 @@ macro_rules! stored_enum {
         named_enum! {
             $(#[$meta])*
             #[derive(Serialize, Deserialize, utoipa::ToSchema)]
-            #[serde(rename_all = "lowercase")]
+            #[serde(rename_all = "snake_case")]
             $name { $($(#[$vmeta])* $variant => $text,)+ }
         }
 
@@ -136,6 +136,47 @@ stored_enum! {
         Fields => "fields",
         /// Every field and the file.
         Full => "full",
+    }
+}
+
+stored_enum! {
+    /// Where a delegation stands.
+    DelegationStatus {
+        /// Appointed; the delegate has not accepted yet (she can do nothing yet).
+        Pending => "pending",
+        /// Accepted: the delegate may act within its scope until it expires.
+        Active => "active",
+        /// Either side ended it.
+        Ended => "ended",
+        /// Its time ran out.
+        Expired => "expired",
+    }
+}
+
+stored_enum! {
+    /// What a delegate may do for her principal (documents only of the delegation's types).
+    DelegatedAction {
+        /// See the documents: list, open, download.
+        View => "view",
+        /// Add documents and new versions.
+        Upload => "upload",
+        /// Approve or deny agencies' access requests.
+        AnswerRequests => "answer_requests",
+        /// Give agencies grants.
+        Grant => "grant",
+        /// Revoke grants.
+        Revoke => "revoke",
+    }
+}
+
+impl DelegationStatus {
+    /// The status now: a stored `pending` or `active` delegation past its end is `expired`.
+    pub fn at(self, expires_at_ms: i64, now_ms: i64) -> Self {
+        if matches!(self, Self::Pending | Self::Active) && expires_at_ms <= now_ms {
+            Self::Expired
+        } else {
+            self
+        }
     }
 }
 

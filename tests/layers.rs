@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     // The domain, nouns beneath the nouns that use them.
     &["sealing", "agencies", "activity", "transparency"],
     &["citizens"],
-    &["documents", "auditors"],
+    &["documents", "auditors", "delegations"],
     &["grants"],
     &["requests"],
     // Edges: HTTP and pages, the process, the commands.

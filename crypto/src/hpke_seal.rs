@@ -124,6 +124,28 @@ pub fn open(
     .map_err(|_| CryptoError::Decrypt)
 }
 
+/// `info` of short texts sealed to a citizen (the other side's name in a delegation).
+const TEXT_INFO: &[u8] = b"custodia-sealed-text/1";
+
+/// Seals a short text to `recipient`, bound to `aad`.
+pub fn seal_text(
+    recipient: &HpkePublicKey,
+    aad: &crate::Aad,
+    text: &str,
+) -> Result<Vec<u8>, CryptoError> {
+    seal(recipient, TEXT_INFO, aad.as_bytes(), text.as_bytes())
+}
+
+/// Opens a text sealed by [`seal_text`] for this secret key and `aad`.
+pub fn open_text(
+    secret: &HpkeSecretKey,
+    aad: &crate::Aad,
+    sealed: &[u8],
+) -> Result<String, CryptoError> {
+    let bytes = open(secret, TEXT_INFO, aad.as_bytes(), sealed)?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| CryptoError::Decrypt)
+}
+
 /// `info` of sealed symmetric keys.
 const KEY_INFO: &[u8] = b"custodia-sealed-key/1";
 

@@ -83,6 +83,12 @@ key_type!(
     GrantKey
 );
 key_type!(
+    /// A per-delegation key: wraps the data keys a delegation covers; itself sealed to the
+    /// delegate's public key and wrapped under the principal's vault key. Destroying those
+    /// ends the delegate's access cryptographically.
+    DelegationKey
+);
+key_type!(
     /// A key-encryption key derived from a passphrase, a recovery code or a session secret.
     KeyEncryptionKey
 );

@@ -52,8 +52,8 @@ pub mod wrap;
 pub use aad::Aad;
 pub use error::CryptoError;
 pub use keys::{
-    BlindIndexKey, DataKey, GrantKey, KeyEncryptionKey, MasterKey, Passphrase, SecretBytes,
-    ServiceKey, SymmetricKey, VaultKey, ct_eq,
+    BlindIndexKey, DataKey, DelegationKey, GrantKey, KeyEncryptionKey, MasterKey, Passphrase,
+    SecretBytes, ServiceKey, SymmetricKey, VaultKey, ct_eq,
 };
 
 /// Length in bytes of every symmetric key in Custodia.

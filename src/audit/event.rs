@@ -97,6 +97,18 @@ named_enum! {
         AgencySetIssuerTypes => "agency.set-issuer-types",
         /// `agency.revoke-issuer-key`: an issuer key revoked as compromised since a date
         AgencyRevokeIssuerKey => "agency.revoke-issuer-key",
+        /// `delegation.create`: a citizen appointed a delegate
+        DelegationCreate => "delegation.create",
+        /// `delegation.accept`: the delegate accepted
+        DelegationAccept => "delegation.accept",
+        /// `delegation.end`: either side ended it, or it ran out
+        DelegationEnd => "delegation.end",
+        /// `delegation.key`: a delegation received its keys at the principal's unlock
+        DelegationKey => "delegation.key",
+        /// `guardianship.declare`: an authority declared a guardian
+        GuardianshipDeclare => "guardianship.declare",
+        /// `guardianship.end`: withdrawn by the authority, or the ward came of age
+        GuardianshipEnd => "guardianship.end",
         /// `keys.rotate-master`
         KeysRotateMaster => "keys.rotate-master",
         /// `keys.rotate-signing`
@@ -128,6 +140,9 @@ pub enum ActorKind {
     Auditor,
     /// The operator, through the CLI.
     Operator,
+    /// A citizen acting for another (by the delegate's pseudonym; the event's citizen is
+    /// the principal's).
+    Delegate,
     /// The server itself (expiry, sweeps).
     System,
 }
@@ -140,6 +155,7 @@ impl ActorKind {
             Self::Agency => "agency",
             Self::Auditor => "auditor",
             Self::Operator => "operator",
+            Self::Delegate => "delegate",
             Self::System => "system",
         }
     }

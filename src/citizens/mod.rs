@@ -132,6 +132,13 @@ fn display_name_aad(citizen: CitizenId) -> Aad {
     Aad::new("citizen-display-name").with("citizen", citizen.as_bytes())
 }
 
+/// A citizen's display name, opened with her vault key.
+pub fn display_name(row: &CitizenRow, vault_key: &VaultKey) -> Result<String, Error> {
+    let bytes = envelope::open(vault_key, &display_name_aad(row.id), &row.display_name_enc)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("display name: {e}")))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 fn auth_failed() -> Error {
     Error::Unauthenticated("The passkey could not be verified. Please try again.".into())
 }

@@ -55,6 +55,25 @@ impl NationalId {
         Ok(Self(text))
     }
 
+    /// The birth date inside the number (validated by [`NationalId::parse`]).
+    pub fn birth_date(&self) -> Option<time::Date> {
+        let year: i32 = self.0.get(6..10)?.parse().ok()?;
+        let month: u8 = self.0.get(10..12)?.parse().ok()?;
+        let day: u8 = self.0.get(12..14)?.parse().ok()?;
+        time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()
+    }
+
+    /// The start (00:00 UTC) of the day its holder turns 18; a 29 February birthday comes
+    /// of age on 1 March.
+    pub fn majority(&self) -> Option<time::OffsetDateTime> {
+        let born = self.birth_date()?;
+        let year = born.year() + 18;
+        let day = time::Date::from_calendar_date(year, born.month(), born.day())
+            .or_else(|_| time::Date::from_calendar_date(year, time::Month::March, 1))
+            .ok()?;
+        Some(day.midnight().assume_utc())
+    }
+
     /// The normalised number, for the blind index only.
     pub fn expose(&self) -> &str {
         &self.0
@@ -70,6 +89,16 @@ impl fmt::Debug for NationalId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn majority_is_the_eighteenth_birthday() {
+        let id = NationalId::parse("11010519491231002X").ok();
+        assert_eq!(
+            id.and_then(|id| id.majority())
+                .map(|t| t.date().to_string()),
+            Some("1967-12-31".to_owned())
+        );
+    }
 
     #[test]
     fn valid_numbers_parse_and_normalise() {

@@ -107,6 +107,14 @@ pub async fn unlock(
     session.unlocked(unlocked);
     tracing::info!(citizen = %citizen_id, "vault unlocked");
     crate::sealing::pick_up_deposits(ctx, citizen_id, &vault_key).await?;
+    // Guardianships declared while she was away get their keys now.
+    crate::sealing::key_waiting_delegations(
+        ctx,
+        citizen_id,
+        &vault_key,
+        &super::display_name(&citizen, &vault_key)?,
+    )
+    .await?;
     Ok(())
 }
 
@@ -205,7 +213,8 @@ async fn rekey(
 /// Replaces a citizen's vault key by a new one in `tx`: every data key, the display name
 /// and the deposit private key re-wrapped under it, a new passphrase wrap, and a new
 /// recovery code (the old code wrapped the old key, and the server never holds a code to
-/// wrap the new one with). Grant wraps are under grant keys and stay as they are.
+/// wrap the new one with). Grant and delegation wraps are under their own keys and stay as
+/// they are; only the delegation keys' wraps for the principal are re-wrapped.
 async fn rotate_vault_key(
     ctx: &Context,
     tx: &mut crate::store::Tx,
@@ -236,6 +245,14 @@ async fn rotate_vault_key(
         let data_key = crate::sealing::unwrap_data_key(old, &wrapped, document, version, id)?;
         let aad = crate::sealing::document_aad("data-key", document, version, id);
         tx.set_data_key_wrap(document, version, &wrap::wrap_key(&new, &data_key, &aad))
+            .await?;
+    }
+    // Delegation keys wrapped for the principal follow her vault key.
+    for (delegation, wrapped) in tx.principal_delegation_keys(id).await? {
+        let aad = crate::sealing::delegation_key_aad(delegation, "principal");
+        let key: custodia_crypto::DelegationKey =
+            wrap::unwrap_key(old, &wrapped, &aad).map_err(|_| internal("delegation key"))?;
+        tx.set_delegation_principal_key(delegation, &wrap::wrap_key(&new, &key, &aad))
             .await?;
     }
     tx.set_vault_sealed(

@@ -236,6 +236,10 @@ enum AgencyCommand {
         /// (a service hall), through `POST /api/v1/enrolment-codes`.
         #[arg(long)]
         enroller: bool,
+        /// It declares guardianships (a court or civil-affairs office), through
+        /// `POST /api/v1/guardianships`.
+        #[arg(long)]
+        guardianship_authority: bool,
     },
     /// Issue a new API key (printed once); the old key stops at once, or after --overlap.
     RotateKey {
@@ -348,13 +352,14 @@ pub fn main() -> ExitCode {
                 issuer_key,
                 issuer_types,
                 enroller,
+                guardianship_authority,
             }) => {
                 agency_create(
                     config,
                     &name,
                     &level,
                     (issuer, issuer_key.as_deref(), &issuer_types),
-                    enroller,
+                    (enroller, guardianship_authority),
                 )
                 .await
             }
@@ -622,7 +627,7 @@ async fn agency_create(
     name: &str,
     level: &str,
     (issuer, issuer_key, issuer_types): (bool, Option<&str>, &[String]),
-    enroller: bool,
+    (enroller, guardianship_authority): (bool, bool),
 ) -> anyhow::Result<()> {
     let level = crate::agencies::Level::parse(level)?;
     let ctx = server::open_context(config, std::sync::Arc::new(crate::clock::SystemClock))
@@ -635,6 +640,7 @@ async fn agency_create(
         issuer_key,
         issuer_types,
         enroller,
+        guardianship_authority,
     };
     let created = crate::agencies::create(&ctx, &new).await;
     ctx.store.close().await;

@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use custodia_crypto::{DataKey, envelope, wrap};
+use custodia_crypto::{DataKey, envelope};
 use serde::Serialize;
 
 use crate::context::Context;
 use crate::error::Error;
 use crate::ids::{AgencyId, DocumentId};
 use crate::sessions::Session;
+use crate::status::DelegatedAction;
 use crate::store::blob::BlobName;
 use crate::store::documents::{DocumentRow, VersionRow};
 
@@ -46,18 +47,33 @@ pub struct Summary {
 #[tracing::instrument(skip_all)]
 pub async fn count(ctx: &Context, session: &Session) -> Result<usize, Error> {
     let citizen = session.citizen()?;
-    Ok(ctx.store.citizen_documents(citizen).await?.len())
+    session.may(DelegatedAction::View, None)?;
+    Ok(ctx
+        .store
+        .citizen_documents(citizen)
+        .await?
+        .iter()
+        .filter(|d| session.covers(&d.doc_type))
+        .count())
 }
 
 #[tracing::instrument(skip_all)]
 pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<Summary>, Error> {
     let citizen = session.citizen()?;
-    if session.is_unlocked() {
+    // A delegate sees the documents of the delegation's types only.
+    session.may(DelegatedAction::View, None)?;
+    if session.is_unlocked() && session.acting().is_none() {
         crate::sealing::pick_up_deposits(ctx, citizen, &session.vault_key()?).await?;
     }
     let mut names: BTreeMap<AgencyId, String> = BTreeMap::new();
     let mut out = Vec::new();
-    for d in ctx.store.citizen_documents(citizen).await? {
+    for d in ctx
+        .store
+        .citizen_documents(citizen)
+        .await?
+        .into_iter()
+        .filter(|d| session.covers(&d.doc_type))
+    {
         let issuer_name = match d.issuer_agency_id {
             Some(a) => match names.get(&a) {
                 Some(name) => Some(name.clone()),
@@ -167,8 +183,13 @@ async fn open_version(
     version: Option<i32>,
 ) -> Result<OpenedVersion, Error> {
     let citizen = session.citizen()?;
-    let vault_key = session.vault_key()?;
     let row = ctx.store.citizen_document(citizen, id).await?;
+    // Outside a delegate's scope a document is as absent as another citizen's.
+    if !session.covers(&row.doc_type) {
+        return Err(Error::NotFound);
+    }
+    session.may(DelegatedAction::View, Some(&row.doc_type))?;
+    let opener = crate::sealing::Opener::for_session(ctx, session).await?;
     let versions = ctx.store.document_versions(id).await?;
     let wanted = version.unwrap_or(row.current_version);
     let chosen = versions
@@ -176,13 +197,9 @@ async fn open_version(
         .find(|v| v.version == wanted)
         .cloned()
         .ok_or(Error::NotFound)?;
-    let wrapped = chosen.data_key_wrap.as_deref().ok_or(Error::NotFound)?;
-    let data_key: DataKey = wrap::unwrap_key(
-        &vault_key,
-        wrapped,
-        &crate::sealing::document_aad("data-key", id, wanted, citizen),
-    )
-    .map_err(|e| Error::Internal(anyhow::anyhow!("data key of {id} v{wanted}: {e}")))?;
+    let data_key: DataKey = opener
+        .data_key(ctx, id, wanted, chosen.data_key_wrap.as_deref())
+        .await?;
     let sealed = chosen.meta_enc.as_deref().ok_or(Error::NotFound)?;
     let json = envelope::open(
         &data_key,

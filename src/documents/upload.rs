@@ -7,14 +7,16 @@ use std::collections::BTreeMap;
 use custodia_crypto::digest::{self, Sha256Stream};
 use custodia_crypto::hpke_seal::{self, HpkePublicKey};
 use custodia_crypto::stream::{CHUNK_LEN, StreamEncryptor};
-use custodia_crypto::{DataKey, SymmetricKey, VaultKey, envelope, wrap};
+use custodia_crypto::{DataKey, DelegationKey, SymmetricKey, VaultKey, envelope, wrap};
 use serde::Serialize;
 
 use crate::context::Context;
 use crate::error::{Error, invalid};
-use crate::ids::{CitizenId, DocumentId};
+use crate::ids::{CitizenId, DelegationId, DocumentId};
 use crate::sessions::Session;
+use crate::status::DelegatedAction;
 use crate::store::blob::{BlobName, BlobWriter};
+use crate::store::delegations::DelegationWrapRow;
 use crate::store::documents::{DocumentRow, VersionRow};
 
 use super::media::{FileInfo, MediaType, sanitise_filename};
@@ -50,6 +52,49 @@ enum Holder {
         public_key: HpkePublicKey,
         issuance: Box<Issuance>,
     },
+    /// A delegate storing for her principal: sealed to the principal (received at her next
+    /// unlock, already accepted) and wrapped under the delegation's key, so the delegate
+    /// sees what she stored.
+    Delegate(Box<DelegateHolder>),
+}
+
+/// What a delegate's upload needs: the principal's public key, the delegation's key and
+/// scope, and both pseudonyms for the record.
+struct DelegateHolder {
+    principal_key: HpkePublicKey,
+    delegation: DelegationId,
+    key: DelegationKey,
+    document_types: Vec<String>,
+    delegate_pseudonym: String,
+    principal_pseudonym: String,
+}
+
+impl Holder {
+    /// The holder of a version stored in `session`: the owner's vault, or a delegation.
+    async fn for_session(ctx: &Context, session: &Session) -> Result<Self, Error> {
+        let Some(acting) = session.acting() else {
+            return Ok(Self::Vault(session.vault_key()?));
+        };
+        session.may(DelegatedAction::Upload, None)?;
+        let crate::sealing::Opener::Delegation { id, key, owner } =
+            crate::sealing::Opener::for_session(ctx, session).await?
+        else {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "acting without a delegation"
+            )));
+        };
+        let principal = ctx.store.citizen(owner).await?;
+        let delegate = ctx.store.citizen(session.own_citizen()?).await?;
+        Ok(Self::Delegate(Box::new(DelegateHolder {
+            principal_key: HpkePublicKey::from_bytes(&principal.public_key)
+                .map_err(|e| Error::Internal(anyhow::anyhow!("public key of a citizen: {e}")))?,
+            delegation: id,
+            key,
+            document_types: acting.document_types.clone(),
+            delegate_pseudonym: delegate.pseudonym,
+            principal_pseudonym: principal.pseudonym,
+        })))
+    }
 }
 
 /// A file streaming into the blob store through encryption.
@@ -68,14 +113,15 @@ pub struct FileUpload {
 }
 
 impl Draft {
-    /// A new document (version 1). The vault must be unlocked.
-    pub fn create(session: &Session) -> Result<Self, Error> {
+    /// A new document (version 1). The vault must be unlocked (a delegate's own, while
+    /// she stores for her principal).
+    pub async fn create(ctx: &Context, session: &Session) -> Result<Self, Error> {
         Ok(Self {
             citizen: session.citizen()?,
             document: DocumentId::random(),
             version: 1,
             previous: None,
-            holder: Holder::Vault(session.vault_key()?),
+            holder: Holder::for_session(ctx, session).await?,
             data_key: DataKey::generate(),
             file: None,
             expect_file_sha256: None,
@@ -155,8 +201,12 @@ impl Draft {
         document: DocumentId,
     ) -> Result<Self, Error> {
         let citizen = session.citizen()?;
-        let vault_key = session.vault_key()?;
         let row = ctx.store.citizen_document(citizen, document).await?;
+        if !session.covers(&row.doc_type) {
+            return Err(Error::NotFound);
+        }
+        session.may(DelegatedAction::Upload, Some(&row.doc_type))?;
+        let holder = Holder::for_session(ctx, session).await?;
         if row.issuer_agency_id.is_some() {
             return Err(Error::Conflict(
                 "This document was issued by an agency and cannot be edited; ask the issuer for a new one.".into(),
@@ -167,7 +217,7 @@ impl Draft {
             document,
             version: row.current_version + 1,
             previous: Some(row.current_version),
-            holder: Holder::Vault(vault_key),
+            holder,
             data_key: DataKey::generate(),
             file: None,
             expect_file_sha256: None,
@@ -187,10 +237,10 @@ impl Draft {
             .create()
             .await
             .map_err(|e| Error::Internal(e.into()))?;
-        // A citizen's own uploads count against their quota; an issuer's deposits do not
-        // (the citizen did not choose them).
+        // A citizen's own uploads (and her delegate's for her) count against her quota; an
+        // issuer's deposits do not (the citizen did not choose them).
         let quota = match self.holder {
-            Holder::Vault(_) => {
+            Holder::Vault(_) | Holder::Delegate(_) => {
                 let used = ctx.store.citizen_stored_bytes(self.citizen).await?;
                 let used = u64::try_from(used).unwrap_or(0);
                 if used >= ctx.config.quota_bytes {
@@ -313,7 +363,7 @@ impl Draft {
             file_info.as_ref().map(|f| f.sha256.as_str()),
         )?;
         let issuance = match &self.holder {
-            Holder::Vault(_) => None,
+            Holder::Vault(_) | Holder::Delegate(_) => None,
             Holder::Sealed { issuance, .. } => Some((**issuance).clone()),
         };
         let issuer_agency_id = issuance.as_ref().map(|i| i.issuer_agency_id);
@@ -330,13 +380,19 @@ impl Draft {
         let now = ctx.clock.now_ms();
         let key_aad =
             crate::sealing::document_aad("data-key", self.document, self.version, self.citizen);
-        let (data_key_wrap, sealed_deposit) = match &self.holder {
-            Holder::Vault(vault_key) => (
+        let recipient = match &self.holder {
+            Holder::Vault(_) => None,
+            Holder::Sealed { public_key, .. } => Some(public_key),
+            Holder::Delegate(d) => Some(&d.principal_key),
+        };
+        let (data_key_wrap, sealed_deposit) = match (&self.holder, recipient) {
+            (Holder::Vault(vault_key), _) => (
                 Some(wrap::wrap_key(vault_key, &self.data_key, &key_aad)),
                 None,
             ),
-            Holder::Sealed { public_key, .. } => {
-                let sealed = hpke_seal::seal_key(public_key, &key_aad, &self.data_key)
+            (_, None) => (None, None),
+            (_, Some(recipient)) => {
+                let sealed = hpke_seal::seal_key(recipient, &key_aad, &self.data_key)
                     .map_err(|e| Error::Internal(anyhow::anyhow!("sealing a deposit: {e}")));
                 match sealed {
                     Ok(sealed) => (None, Some(sealed)),
@@ -381,21 +437,61 @@ impl Draft {
             created_at: now,
         };
         // A deposit joins grants when its owner accepts it; an upload joins them now.
-        let grant_wraps = match self.holder {
-            Holder::Sealed { .. } => Ok(Vec::new()),
-            Holder::Vault(_) => {
-                crate::sealing::wraps_for_new_version(
-                    ctx,
-                    self.citizen,
-                    self.document,
-                    doc_type,
-                    self.version,
-                    &self.data_key,
-                )
-                .await
+        // A deposit joins grants and delegations when its owner accepts it; an upload
+        // joins them now (a delegate's joins the other delegations at the owner's unlock).
+        let wraps = async {
+            match &self.holder {
+                Holder::Sealed { .. } => Ok((Vec::new(), Vec::new())),
+                Holder::Vault(vault_key) => Ok((
+                    crate::sealing::wraps_for_new_version(
+                        ctx,
+                        self.citizen,
+                        self.document,
+                        doc_type,
+                        self.version,
+                        &self.data_key,
+                    )
+                    .await?,
+                    crate::sealing::delegation_wraps_for_new_version(
+                        ctx,
+                        self.citizen,
+                        vault_key,
+                        self.document,
+                        doc_type,
+                        self.version,
+                        &self.data_key,
+                    )
+                    .await?,
+                )),
+                Holder::Delegate(d) => Ok((
+                    crate::sealing::wraps_for_new_version(
+                        ctx,
+                        self.citizen,
+                        self.document,
+                        doc_type,
+                        self.version,
+                        &self.data_key,
+                    )
+                    .await?,
+                    vec![DelegationWrapRow {
+                        delegation_id: d.delegation,
+                        document_id: self.document,
+                        version: self.version,
+                        wrapped_key: wrap::wrap_key(
+                            &d.key,
+                            &self.data_key,
+                            &crate::sealing::delegation_data_key_aad(
+                                d.delegation,
+                                self.document,
+                                self.version,
+                            ),
+                        ),
+                    }],
+                )),
             }
-        };
-        let grant_wraps = match grant_wraps {
+        }
+        .await;
+        let (grant_wraps, delegation_wraps) = match wraps {
             Ok(w) => w,
             Err(e) => {
                 if let Some((name, _)) = &blob {
@@ -405,20 +501,28 @@ impl Draft {
             }
         };
         // The record commits with the version: an upload, a replacement, a deposit.
+        let action = if self.previous.is_some() {
+            crate::audit::Action::DocumentReplace
+        } else {
+            crate::audit::Action::DocumentUpload
+        };
         let record = match &self.holder {
-            Holder::Vault(_) => {
-                let action = if self.previous.is_some() {
-                    crate::audit::Action::DocumentReplace
-                } else {
-                    crate::audit::Action::DocumentUpload
-                };
-                Some(
-                    crate::audit::citizen_event(&ctx.store, self.citizen, action)
-                        .await
-                        .objects([self.document.to_string(), doc_type.to_owned()])
-                        .bytes(blob.as_ref().map(|(_, s)| *s)),
+            Holder::Vault(_) => Some(
+                crate::audit::citizen_event(&ctx.store, self.citizen, action)
+                    .await
+                    .objects([self.document.to_string(), doc_type.to_owned()])
+                    .bytes(blob.as_ref().map(|(_, s)| *s)),
+            ),
+            Holder::Delegate(d) => Some(
+                crate::audit::Event::new(
+                    crate::audit::ActorKind::Delegate,
+                    Some(d.delegate_pseudonym.clone()),
+                    action,
                 )
-            }
+                .citizen(Some(&d.principal_pseudonym))
+                .objects([self.document.to_string(), doc_type.to_owned()])
+                .bytes(blob.as_ref().map(|(_, s)| *s)),
+            ),
             Holder::Sealed { .. } => self
                 .deposit_event
                 .take()
@@ -460,6 +564,9 @@ impl Draft {
             tx.insert_version(&version).await?;
             for w in &grant_wraps {
                 tx.insert_grant_wrap_if_active(w).await?;
+            }
+            for w in &delegation_wraps {
+                tx.insert_delegation_wrap(w).await?;
             }
             if let Some((name, _)) = &blob {
                 tx.settle_blob(name.as_str()).await?;
@@ -516,6 +623,13 @@ impl Draft {
                 format!("'{doc_type}' is not a document type in the catalog"),
             )
         })?;
+        if let Holder::Delegate(d) = &self.holder
+            && !d.document_types.iter().any(|t| t == doc_type)
+        {
+            return Err(Error::Forbidden(format!(
+                "Your delegation does not cover documents of type '{doc_type}'."
+            )));
+        }
         let fields = ctx.catalog.validate_fields(spec, fields)?;
         if self.file.is_some() && !spec.has_file {
             return Err(invalid(

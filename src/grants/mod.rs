@@ -35,7 +35,7 @@ use crate::context::Context;
 use crate::error::{Error, invalid};
 use crate::ids::{AccessRequestId, AgencyId, DocumentId, GrantId};
 use crate::sessions::Session;
-use crate::status::GrantStatus;
+use crate::status::{DelegatedAction, GrantStatus};
 use crate::store::grants::{GrantRow, GrantWrapRow};
 
 /// Longest a grant may last.
@@ -240,7 +240,15 @@ pub(crate) async fn create_inner(
     request_id: Option<AccessRequestId>,
 ) -> Result<GrantView, Error> {
     let citizen_id = session.citizen()?;
-    let vault_key = session.vault_key()?;
+    // A delegate approves requests with `answer_requests` and gives grants with `grant`,
+    // only over her delegation's types, keyed from the delegation exactly as her
+    // principal's own grant is keyed from the vault.
+    let authority = match request_id {
+        Some(_) => DelegatedAction::AnswerRequests,
+        None => DelegatedAction::Grant,
+    };
+    session.may(authority, None)?;
+    let opener = crate::sealing::Opener::for_session(ctx, session).await?;
     let now = ctx.clock.now_ms();
 
     let purpose = crate::error::plain_text("purpose", &req.purpose, 500)?;
@@ -303,7 +311,10 @@ pub(crate) async fn create_inner(
     let mine = ctx.store.citizen_documents(citizen_id).await?;
     let mut covered = BTreeMap::new();
     for id in &req.document_ids {
-        let d = mine.iter().find(|d| d.id == *id).ok_or(Error::NotFound)?;
+        let d = mine
+            .iter()
+            .find(|d| d.id == *id && session.covers(&d.doc_type))
+            .ok_or(Error::NotFound)?;
         if d.accepted_at.is_none() {
             return Err(invalid(
                 "document_ids",
@@ -333,6 +344,9 @@ pub(crate) async fn create_inner(
         .cloned()
         .chain(covered.values().map(|d| d.doc_type.clone()))
         .collect();
+    for t in &all_types {
+        session.may(authority, Some(t))?;
+    }
 
     // The policy, before anything is stored.
     let known_fields = check_policy(
@@ -371,11 +385,15 @@ pub(crate) async fn create_inner(
         let Some(v) = versions.iter().find(|v| v.version == d.current_version) else {
             continue;
         };
-        let Some(wrapped) = v.data_key_wrap.as_deref() else {
-            continue;
+        // A version not yet received (a deposit, a delegate's upload) joins at pick-up.
+        let data_key = match opener
+            .data_key(ctx, d.id, v.version, v.data_key_wrap.as_deref())
+            .await
+        {
+            Ok(k) => k,
+            Err(Error::NotFound) => continue,
+            Err(e) => return Err(e),
         };
-        let data_key =
-            crate::sealing::unwrap_data_key(&vault_key, wrapped, d.id, v.version, citizen_id)?;
         wraps.push(GrantWrapRow {
             grant_id: id,
             document_id: d.id,
@@ -442,29 +460,26 @@ pub(crate) async fn create_inner(
         receipt_signature: signature.to_vec(),
         created_at: now,
     };
-    let event =
-        crate::audit::citizen_event(&ctx.store, citizen_id, crate::audit::Action::GrantCreate)
-            .await
-            .grant(Some(id))
-            .objects(
-                std::iter::once(agency.id.to_string())
-                    .chain(wraps.iter().map(|w| w.document_id.to_string())),
-            )
-            .purpose(Some(purpose))
-            .tier(req.tier, Some(row_fields(&row)));
+    let event = session
+        .event(ctx, crate::audit::Action::GrantCreate)
+        .await?
+        .grant(Some(id))
+        .objects(
+            std::iter::once(agency.id.to_string())
+                .chain(wraps.iter().map(|w| w.document_id.to_string())),
+        )
+        .purpose(Some(purpose))
+        .tier(req.tier, Some(row_fields(&row)));
     let approval = match request_id {
         None => None,
         Some(request) => Some((
             request,
-            crate::audit::citizen_event(
-                &ctx.store,
-                citizen_id,
-                crate::audit::Action::RequestApprove,
-            )
-            .await
-            .grant(Some(id))
-            .objects([request.to_string(), agency.id.to_string()])
-            .purpose(req.purpose_code.as_deref()),
+            session
+                .event(ctx, crate::audit::Action::RequestApprove)
+                .await?
+                .grant(Some(id))
+                .objects([request.to_string(), agency.id.to_string()])
+                .purpose(req.purpose_code.as_deref()),
         )),
     };
     // The grant, its keys, the request's decision and both records: one transaction.
@@ -511,13 +526,33 @@ fn to_json<T: Serialize>(value: &T) -> String {
 pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<GrantView>, Error> {
     let citizen = session.citizen()?;
     let now = ctx.clock.now_ms();
-    Ok(ctx
-        .store
-        .citizen_grants(citizen)
-        .await?
+    let grants = ctx.store.citizen_grants(citizen).await?;
+    if session.acting().is_none() {
+        return Ok(grants.iter().map(|g| view(g, now)).collect());
+    }
+    // A delegate who may give or revoke grants sees those wholly within her scope.
+    if session.may(DelegatedAction::Grant, None).is_err() {
+        session.may(DelegatedAction::Revoke, None)?;
+    }
+    let docs = ctx.store.citizen_documents(citizen).await?;
+    Ok(grants
         .iter()
+        .filter(|g| covered_types(g, &docs).iter().all(|t| session.covers(t)))
         .map(|g| view(g, now))
         .collect())
+}
+
+/// The document types a grant covers: those it names, and those of the documents it names.
+fn covered_types(g: &GrantRow, docs: &[crate::store::documents::DocumentRow]) -> BTreeSet<String> {
+    let ids: Vec<DocumentId> = crate::store::json_list(&g.document_ids);
+    crate::store::json_list::<String>(&g.document_types)
+        .into_iter()
+        .chain(
+            docs.iter()
+                .filter(|d| ids.contains(&d.id))
+                .map(|d| d.doc_type.clone()),
+        )
+        .collect()
 }
 
 /// A grant as the citizen's grants page lists it: the grant and who holds it.
@@ -554,10 +589,21 @@ pub async fn held(ctx: &Context, session: &Session) -> Result<Vec<Held>, Error> 
 #[tracing::instrument(skip_all, fields(grant = %id))]
 pub async fn revoke(ctx: &Context, session: &Session, id: GrantId) -> Result<GrantView, Error> {
     let citizen = session.citizen()?;
-    ctx.store.citizen_grant(citizen, id).await?;
+    let grant = ctx.store.citizen_grant(citizen, id).await?;
+    if session.acting().is_some() {
+        let docs = ctx.store.citizen_documents(citizen).await?;
+        let types = covered_types(&grant, &docs);
+        if !types.iter().all(|t| session.covers(t)) {
+            return Err(Error::NotFound);
+        }
+        for t in &types {
+            session.may(DelegatedAction::Revoke, Some(t))?;
+        }
+    }
     let now = ctx.clock.now_ms();
-    let event = crate::audit::citizen_event(&ctx.store, citizen, crate::audit::Action::GrantRevoke)
-        .await
+    let event = session
+        .event(ctx, crate::audit::Action::GrantRevoke)
+        .await?
         .grant(Some(id))
         .objects([id.to_string()]);
     let mut tx = ctx.store.begin().await?;

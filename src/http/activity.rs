@@ -71,6 +71,7 @@ impl TrailQuery {
             since_ms: time("since", &self.since)?,
             until_ms: time("until", &self.until)?,
             before_seq: self.cursor,
+            delegate: None,
         })
     }
 }

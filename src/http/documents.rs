@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::Authed;
+use super::extract::{Authed, MayAct};
 use super::files;
 #[allow(unused_imports)]
 use super::openapi::{CitizenErrors, Problem};
@@ -49,7 +49,7 @@ async fn catalog(State(state): State<AppState>) -> Json<serde_json::Value> {
 )]
 async fn list(
     State(state): State<AppState>,
-    Authed(session): Authed,
+    MayAct(session): MayAct,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let items = documents::list(&state, &session).await?;
     Ok(Json(serde_json::json!({ "documents": items })))
@@ -66,11 +66,11 @@ async fn list(
 )]
 async fn create(
     State(state): State<AppState>,
-    Authed(session): Authed,
+    MayAct(session): MayAct,
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<Stored>), ApiError> {
     // A locked vault is refused before a byte of the body is read.
-    let draft = Draft::create(&session)?;
+    let draft = Draft::create(&state, &session).await?;
     Ok((
         StatusCode::CREATED,
         Json(receive(&state, draft, multipart).await?),
@@ -89,7 +89,7 @@ async fn create(
 )]
 async fn replace(
     State(state): State<AppState>,
-    Authed(session): Authed,
+    MayAct(session): MayAct,
     Path(id): Path<DocumentId>,
     multipart: Multipart,
 ) -> Result<Json<Stored>, ApiError> {
@@ -193,7 +193,7 @@ struct VersionQuery {
 )]
 async fn view(
     State(state): State<AppState>,
-    Authed(session): Authed,
+    MayAct(session): MayAct,
     Path(id): Path<DocumentId>,
     Query(q): Query<VersionQuery>,
 ) -> Result<Json<documents::View>, ApiError> {
@@ -246,7 +246,7 @@ async fn accept(
 )]
 async fn file(
     State(state): State<AppState>,
-    Authed(session): Authed,
+    MayAct(session): MayAct,
     Path(id): Path<DocumentId>,
     Query(q): Query<VersionQuery>,
     method: Method,

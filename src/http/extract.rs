@@ -12,6 +12,7 @@ use cookie::{Cookie, SameSite};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::ids::CitizenId;
 use crate::sessions::{self, Session};
 
 /// The client, as per-address rate limits count it: its address (an IPv6 client by its
@@ -206,23 +207,118 @@ pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// A signed-in session. For any method other than GET/HEAD the `X-CSRF-Token` header
-/// must match, so no state-changing handler can forget the check.
+/// A signed-in session acting for herself. For any method other than GET/HEAD the
+/// `X-CSRF-Token` header must match, so no state-changing handler can forget the check.
+/// A request that acts for someone else (`X-Acting-For`, or the page's acting-for
+/// choice) is refused here: only the routes that take [`MayAct`] serve a delegate, so
+/// account settings, passkeys, the passphrase, recovery and delegations never do.
 pub struct Authed(pub Session);
+
+/// The header naming the principal a delegate acts for (SPEC §6).
+pub const ACTING_FOR: &str = "x-acting-for";
+/// The cookie keeping the pages' acting-for choice (a citizen id: no secret; the
+/// delegation is checked on every request as for the header).
+pub const ACTING_FOR_COOKIE: &str = "custodia-acting-for";
+
+/// Where a request names the principal it acts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ActingSource {
+    /// `X-Acting-For` (API clients): a delegation that is not live is refused.
+    Header,
+    /// The pages' choice (cookie): a delegation that ended meanwhile is simply no longer
+    /// acted under, and the pages show the citizen's own vault again.
+    Cookie,
+}
+
+/// The principal a request acts for: the header, else (for pages) the cookie.
+fn acting_for(
+    parts: &Parts,
+    cookies: &Cookies,
+) -> Result<Option<(CitizenId, ActingSource)>, ApiError> {
+    let (raw, source) = match parts.headers.get(ACTING_FOR) {
+        Some(v) => (Some(v.to_str().unwrap_or_default()), ActingSource::Header),
+        None => (
+            cookies.get(&parts.headers, ACTING_FOR_COOKIE),
+            ActingSource::Cookie,
+        ),
+    };
+    match raw.map(str::trim).filter(|r| !r.is_empty()) {
+        None => Ok(None),
+        Some(raw) => match raw.parse::<CitizenId>() {
+            Ok(id) => Ok(Some((id, source))),
+            Err(_) if source == ActingSource::Cookie => Ok(None),
+            Err(_) => Err(crate::error::invalid(
+                "X-Acting-For",
+                "must be the citizen id of your principal",
+            )
+            .into()),
+        },
+    }
+}
+
+/// Acts for the principal the request names, if any (see [`MayAct`]).
+pub async fn apply_acting(
+    parts: &Parts,
+    state: &AppState,
+    session: &mut Session,
+) -> Result<(), ApiError> {
+    match acting_for(parts, &Cookies::for_state(state))? {
+        None => Ok(()),
+        Some((principal, ActingSource::Header)) => {
+            Ok(crate::delegations::act_for(state, session, principal).await?)
+        }
+        Some((principal, ActingSource::Cookie)) => {
+            match crate::delegations::act_for(state, session, principal).await {
+                Ok(()) | Err(crate::error::Error::Forbidden(_)) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+async fn signed_in(parts: &Parts, state: &AppState) -> Result<Session, ApiError> {
+    let cookies = Cookies::for_state(state);
+    let session = sessions::authenticate(state, cookies.get(&parts.headers, SESSION)).await?;
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        let token = parts
+            .headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok());
+        session.check_csrf(token)?;
+    }
+    Ok(session)
+}
 
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let cookies = Cookies::for_state(state);
-        let session = sessions::authenticate(state, cookies.get(&parts.headers, SESSION)).await?;
-        if !matches!(parts.method, Method::GET | Method::HEAD) {
-            let token = parts
-                .headers
-                .get("x-csrf-token")
-                .and_then(|v| v.to_str().ok());
-            session.check_csrf(token)?;
+        let session = signed_in(parts, state).await?;
+        // The header refuses; the pages' cookie only matters where acting is possible.
+        if let Some((principal, ActingSource::Header)) =
+            acting_for(parts, &Cookies::for_state(state))?
+            && session.own_citizen().ok() != Some(principal)
+        {
+            return Err(crate::error::Error::Forbidden(
+                "Only the account holder can do this, not someone acting for her.".into(),
+            )
+            .into());
         }
+        Ok(Self(session))
+    }
+}
+
+/// A signed-in session that may act for someone else: with `X-Acting-For` (or the pages'
+/// acting-for choice) it acts for that principal under a live delegation, found in the
+/// database on this request; what the delegate may do is checked by the domain.
+pub struct MayAct(pub Session);
+
+impl FromRequestParts<AppState> for MayAct {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let mut session = signed_in(parts, state).await?;
+        apply_acting(parts, state, &mut session).await?;
         Ok(Self(session))
     }
 }

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{Authed, JsonObject};
+use super::extract::{Authed, JsonObject, MayAct};
 #[allow(unused_imports)]
 use super::openapi::{CitizenErrors, Problem};
 use crate::grants::{self, GrantRequest, GrantView, Receipt};
@@ -33,7 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 async fn list(
     State(state): State<AppState>,
-    Authed(session): Authed,
+    MayAct(session): MayAct,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(
         serde_json::json!({ "grants": grants::list(&state, &session).await? }),
@@ -69,7 +69,7 @@ async fn agencies(
 )]
 async fn create(
     State(state): State<AppState>,
-    Authed(session): Authed,
+    MayAct(session): MayAct,
     JsonObject(body): JsonObject<GrantRequest>,
 ) -> Result<(StatusCode, Json<GrantView>), ApiError> {
     Ok((
@@ -89,7 +89,7 @@ async fn create(
 )]
 async fn revoke(
     State(state): State<AppState>,
-    Authed(session): Authed,
+    MayAct(session): MayAct,
     Path(id): Path<GrantId>,
 ) -> Result<Json<GrantView>, ApiError> {
     Ok(Json(grants::revoke(&state, &session, id).await?))

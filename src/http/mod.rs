@@ -7,11 +7,13 @@ mod agency;
 mod audit;
 mod auth;
 mod compression;
+mod delegations;
 mod documents;
 pub mod error;
 mod extract;
 mod files;
 mod grants;
+mod guardianships;
 mod metrics;
 pub mod openapi;
 mod ops;
@@ -69,6 +71,8 @@ pub fn app(state: AppState) -> Router {
         .merge(auth::router())
         .merge(grants::router())
         .merge(requests::router())
+        .merge(delegations::router())
+        .merge(guardianships::router())
         .merge(activity::router())
         .merge(audit::router())
         .merge(transparency::public_router())

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{Authed, JsonObject};
+use super::extract::{JsonObject, MayAct};
 #[allow(unused_imports)]
 use super::openapi::{CitizenErrors, Problem};
 use crate::grants::GrantView;
@@ -34,7 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 async fn list(
     State(state): State<AppState>,
-    Authed(session): Authed,
+    MayAct(session): MayAct,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(
         serde_json::json!({ "requests": requests::list(&state, &session).await? }),
@@ -52,7 +52,7 @@ async fn list(
 )]
 async fn preview(
     State(state): State<AppState>,
-    Authed(session): Authed,
+    MayAct(session): MayAct,
     Path(id): Path<AccessRequestId>,
 ) -> Result<Json<Vec<PreviewItem>>, ApiError> {
     Ok(Json(requests::preview(&state, &session, id).await?))
@@ -70,7 +70,7 @@ async fn preview(
 )]
 async fn approve(
     State(state): State<AppState>,
-    Authed(session): Authed,
+    MayAct(session): MayAct,
     Path(id): Path<AccessRequestId>,
     body: Option<JsonObject<Narrowing>>,
 ) -> Result<(StatusCode, Json<GrantView>), ApiError> {
@@ -92,7 +92,7 @@ async fn approve(
 )]
 async fn deny(
     State(state): State<AppState>,
-    Authed(session): Authed,
+    MayAct(session): MayAct,
     Path(id): Path<AccessRequestId>,
 ) -> Result<StatusCode, ApiError> {
     requests::deny(&state, &session, id).await?;

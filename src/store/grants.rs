@@ -267,13 +267,14 @@ impl Tx {
     }
 
     /// Inserts a data-key wrap only while its grant is still active (a grant ended
-    /// meanwhile gets none back).
+    /// meanwhile gets none back); a wrap it already holds is kept as it is.
     pub async fn insert_grant_wrap_if_active(
         &mut self,
         w: &GrantWrapRow,
     ) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO grant_key_wraps (grant_id, document_id, version, wrapped_key) \
-            SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM grants WHERE id = $5 AND status = 'active')";
+            SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM grants WHERE id = $5 AND status = 'active') \
+            ON CONFLICT DO NOTHING";
         on_engine!(self, c => {
             sqlx::query(SQL)
                 .bind(w.grant_id)

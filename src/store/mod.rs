@@ -16,6 +16,7 @@ pub mod auditors;
 pub mod blob;
 pub mod citizens;
 pub mod cosignatures;
+pub mod delegations;
 pub mod documents;
 pub mod enrolment;
 pub mod grants;

@@ -63,6 +63,7 @@ const SQL: &str = "SELECT \
     a.id AS a_id, a.name AS a_name, a.level AS a_level, a.is_consumer AS a_is_consumer, \
     a.is_issuer AS a_is_issuer, a.issuer_public_key AS a_issuer_public_key, \
     a.issuer_types AS a_issuer_types, a.is_enroller AS a_is_enroller, \
+    a.is_guardianship_authority AS a_is_guardianship_authority, \
     a.created_at AS a_created_at, a.disabled_at AS a_disabled_at, \
     k.key_hash AS k_key_hash, k.expires_at AS k_expires_at, \
     g.id, g.citizen_id, g.agency_id, g.request_id, g.document_ids, g.document_types, g.tier, \
@@ -100,6 +101,7 @@ macro_rules! decode_load {
             issuer_public_key: row.try_get("a_issuer_public_key")?,
             issuer_types: row.try_get("a_issuer_types")?,
             is_enroller: row.try_get("a_is_enroller")?,
+            is_guardianship_authority: row.try_get("a_is_guardianship_authority")?,
             created_at: row.try_get("a_created_at")?,
             disabled_at: row.try_get("a_disabled_at")?,
         };

@@ -18,6 +18,7 @@ async fn an_agency_key_authenticates_and_is_stored_only_hashed(backend: Backend)
             issuer_key: None,
             issuer_types: &[],
             enroller: false,
+            guardianship_authority: false,
         },
     )
     .await
@@ -52,6 +53,7 @@ async fn an_agency_key_authenticates_and_is_stored_only_hashed(backend: Backend)
             issuer_key: Some(&issuer_key),
             issuer_types: &issuer_types,
             enroller: false,
+            guardianship_authority: false,
         },
     )
     .await
@@ -73,6 +75,7 @@ async fn an_agency_key_authenticates_and_is_stored_only_hashed(backend: Backend)
                 issuer_key: key,
                 issuer_types: &[],
                 enroller: false,
+                guardianship_authority: false,
             },
         )
         .await;

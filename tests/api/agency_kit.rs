@@ -47,6 +47,7 @@ impl Agency {
                 issuer_key,
                 issuer_types: &issuer_types,
                 enroller: false,
+                guardianship_authority: false,
             },
         )
         .await
@@ -80,6 +81,15 @@ impl Agency {
         self.request(reqwest::Method::GET, path)
             .header("x-officer-id", "officer-7")
             .header("x-case-id", "CASE-2026-001")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A DELETE with no officer headers.
+    #[allow(dead_code)]
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::DELETE, path)
             .send()
             .await
             .unwrap()

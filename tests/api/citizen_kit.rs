@@ -222,6 +222,24 @@ impl Citizen {
     }
 }
 
+/// The multipart body of a document upload: `type`, `fields` and an optional `file`.
+fn document_form(
+    doc_type: &str,
+    fields: Value,
+    file: Option<(&str, Vec<u8>)>,
+) -> reqwest::multipart::Form {
+    let form = reqwest::multipart::Form::new()
+        .text("type", doc_type.to_owned())
+        .text("fields", fields.to_string());
+    match file {
+        Some((name, bytes)) => form.part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+        ),
+        None => form,
+    }
+}
+
 /// A PDF-looking file of `len` bytes whose contents include `marker`.
 pub fn pdf_bytes(len: usize, marker: &str) -> Vec<u8> {
     let mut bytes = b"%PDF-1.7\n".to_vec();
@@ -245,15 +263,7 @@ impl Citizen {
         fields: Value,
         file: Option<(&str, Vec<u8>)>,
     ) -> reqwest::Response {
-        let mut form = reqwest::multipart::Form::new()
-            .text("type", doc_type.to_owned())
-            .text("fields", fields.to_string());
-        if let Some((name, bytes)) = file {
-            form = form.part(
-                "file",
-                reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
-            );
-        }
+        let form = document_form(doc_type, fields, file);
         let request = match replace {
             None => self.http.post(format!("{}/me/documents", self.base)),
             Some(id) => self.http.put(format!("{}/me/documents/{id}", self.base)),
@@ -321,4 +331,56 @@ pub fn licence_fields(company: &str) -> Value {
         "established_on": "2019-03-15",
         "registered_address": "北京市朝阳区建国路1号",
     })
+}
+
+/// Requests a delegate sends for her principal (`X-Acting-For`).
+impl Citizen {
+    pub async fn get_for(&self, principal: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .header("x-acting-for", principal)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_for(&self, principal: &str, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header("x-acting-for", principal)
+            .header("x-csrf-token", &self.csrf)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete_for(&self, principal: &str, path: &str) -> reqwest::Response {
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .header("x-acting-for", principal)
+            .header("x-csrf-token", &self.csrf)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Stores a document for the principal (multipart, as [`Citizen::upload`]).
+    pub async fn upload_for(
+        &self,
+        principal: &str,
+        doc_type: &str,
+        fields: Value,
+        file: Option<(&str, Vec<u8>)>,
+    ) -> reqwest::Response {
+        let form = document_form(doc_type, fields, file);
+        self.http
+            .post(format!("{}/me/documents", self.base))
+            .header("x-acting-for", principal)
+            .header("x-csrf-token", &self.csrf)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
 }

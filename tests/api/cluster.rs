@@ -139,6 +139,12 @@ impl Cluster {
         cmd
     }
 
+    /// The process id of node `i` (benchmarks read its memory from `/proc`).
+    #[allow(dead_code)]
+    pub(crate) fn pid(&self, i: usize) -> u32 {
+        self.nodes[i].child.as_ref().unwrap().id()
+    }
+
     pub(crate) fn node_base(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.nodes[i].port)
     }

@@ -250,6 +250,7 @@ async fn only_enrolling_agencies_issue_codes_and_each_issue_is_recorded(backend:
                     issuer_key: None,
                     issuer_types: &[],
                     enroller,
+                    guardianship_authority: false,
                 },
             )
             .await

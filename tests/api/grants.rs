@@ -26,6 +26,7 @@ async fn agency(app: &TestApp, level: Level) -> AgencyId {
             issuer_key: None,
             issuer_types: &[],
             enroller: false,
+            guardianship_authority: false,
         },
     )
     .await

@@ -38,6 +38,7 @@ async fn bureau(app: &TestApp, types: &[&str]) -> (Agency, SigningKey) {
             issuer_key: Some(&public(&key)),
             issuer_types: &types,
             enroller: false,
+            guardianship_authority: false,
         },
     )
     .await

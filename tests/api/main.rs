@@ -24,6 +24,7 @@ mod binary;
 mod citizen_kit;
 mod citizens;
 mod cluster;
+mod delegations;
 mod documents;
 mod downloads;
 mod eid;

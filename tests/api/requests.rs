@@ -39,6 +39,7 @@ async fn a_request_is_previewed_narrowed_and_approved_or_denied(backend: Backend
             issuer_key: None,
             issuer_types: &[],
             enroller: false,
+            guardianship_authority: false,
         },
     )
     .await
@@ -217,6 +218,7 @@ async fn a_full_request_can_be_narrowed_to_chosen_fields(backend: Backend) {
             issuer_key: None,
             issuer_types: &[],
             enroller: false,
+            guardianship_authority: false,
         },
     )
     .await

@@ -237,6 +237,7 @@ async fn the_consents_page_lists_grants_and_their_state(backend: Backend) {
             issuer_key: None,
             issuer_types: &[],
             enroller: false,
+            guardianship_authority: false,
         },
     )
     .await
@@ -307,6 +308,7 @@ async fn the_requests_page_shows_the_preview_and_the_answer(backend: Backend) {
             issuer_key: None,
             issuer_types: &[],
             enroller: false,
+            guardianship_authority: false,
         },
     )
     .await

@@ -367,6 +367,39 @@ onSubmit("grant-form", async (_data, form) => {
   window.location.reload();
 });
 
+// Delegations: appoint, accept, end, and the acting-for switch (a cookie the server
+// checks against a live delegation on every request).
+onSubmit("delegation-form", async (_data, form) => {
+  const fd = new FormData(form);
+  await api("POST", "/me/delegations", {
+    delegate_national_id: String(fd.get("delegate_national_id") || "").trim(),
+    document_types: fd.getAll("document_types"),
+    actions: fd.getAll("actions"),
+    duration_days: Number(fd.get("duration_days") || 90),
+  });
+  window.location.reload();
+});
+
+onClick(".accept-delegation", async (el) => {
+  await api("POST", `/me/delegations/${el.dataset.id}/accept`);
+  window.location.reload();
+});
+
+onClick(".end-delegation", async (el) => {
+  await api("POST", `/me/delegations/${el.dataset.id}/end`);
+  window.location.reload();
+});
+
+onClick(".act-for", async (el) => {
+  await api("POST", "/me/acting-for", { principal: el.dataset.principal });
+  window.location.assign("/documents");
+});
+
+onClick("#act-as-myself", async () => {
+  await api("POST", "/me/acting-for", { principal: null });
+  window.location.assign("/delegations");
+});
+
 onSubmit("audit-enrol-form", async (data) => {
   const options = await api("POST", "/audit/auth/enrol/start", { token: data.token });
   const cred = await passkeyCall(() => navigator.credentials.create(creationOptions(options)));

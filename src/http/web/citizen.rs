@@ -64,6 +64,26 @@ pub(super) async fn unlock(
     render(&state, &page, "unlock.html", context! {})
 }
 
+/// The name of document type `id` in `lang` (the id itself if the catalog lacks it).
+fn type_name_of(state: &AppState, lang: Lang, id: &str) -> String {
+    state
+        .catalog
+        .document_type(id)
+        .map(|d| type_name(lang, d))
+        .unwrap_or_else(|| id.to_owned())
+}
+
+/// A list a delegate may not see shows as empty on her principal's pages (the API
+/// refuses it with 403; a page only shows less).
+fn unless_forbidden<T>(
+    listed: Result<Vec<T>, crate::error::Error>,
+) -> Result<Vec<T>, crate::error::Error> {
+    match listed {
+        Err(crate::error::Error::Forbidden(_)) => Ok(Vec::new()),
+        other => other,
+    }
+}
+
 pub(super) fn date(ms: i64) -> String {
     let t = from_ms(ms);
     format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
@@ -93,7 +113,7 @@ pub(super) async fn documents_page(
     State(state): State<AppState>,
     SignedIn(page, session): SignedIn,
 ) -> Result<Response, ApiError> {
-    let docs = crate::documents::list(&state, &session).await?;
+    let docs = unless_forbidden(crate::documents::list(&state, &session).await)?;
     let mut groups: Vec<minijinja::Value> = Vec::new();
     for t in state.catalog.document_types() {
         let mine: Vec<_> = docs
@@ -114,10 +134,15 @@ pub(super) async fn documents_page(
             groups.push(context! { type_id => t.id, type_name => type_name(page.lang, t), documents => mine });
         }
     }
+    // A delegate stores only types of her delegation, and only if she may upload.
+    let may_upload = session
+        .may(crate::status::DelegatedAction::Upload, None)
+        .is_ok();
     let types: Vec<_> = state
         .catalog
         .document_types()
         .iter()
+        .filter(|t| may_upload && session.covers(&t.id))
         .map(|t| context! { id => t.id, name => type_name(page.lang, t) })
         .collect();
     render(&state, &page, "documents.html", context! { groups, types })
@@ -258,7 +283,7 @@ pub(super) async fn grants_page(
     for crate::grants::Held {
         grant: g,
         agency_name: agency,
-    } in crate::grants::held(&state, &session).await?
+    } in unless_forbidden(crate::grants::held(&state, &session).await)?
     {
         let type_names: Vec<String> = g
             .document_types
@@ -297,7 +322,11 @@ pub(super) async fn grants_page(
             until => g.expires_at.get(..10).unwrap_or_default().to_owned(),
         });
     }
-    let unlocked = session.is_unlocked();
+    // A delegate gives grants only with `grant`, over her delegation's types.
+    let unlocked = session.is_unlocked()
+        && session
+            .may(crate::status::DelegatedAction::Grant, None)
+            .is_ok();
     let agencies: Vec<_> = crate::agencies::directory(&state)
         .await?
         .into_iter()
@@ -307,7 +336,7 @@ pub(super) async fn grants_page(
         .catalog
         .document_types()
         .iter()
-        .filter(|t| t.sharing_class != crate::catalog::SharingClass::None)
+        .filter(|t| t.sharing_class != crate::catalog::SharingClass::None && session.covers(&t.id))
         .map(|t| {
             let fields: Vec<_> = t
                 .fields
@@ -331,19 +360,12 @@ pub(super) async fn requests_page(
 ) -> Result<Response, ApiError> {
     let t = page.lang.messages();
     let text = |key: String| t.get(&key).cloned().unwrap_or(key);
-    let name_of = |id: &str| {
-        state
-            .catalog
-            .document_type(id)
-            .map(|d| type_name(page.lang, d))
-            .unwrap_or_else(|| id.to_owned())
-    };
+    let name_of = |id: &str| type_name_of(&state, page.lang, id);
     let unlocked = session.is_unlocked();
     let mut requests = Vec::new();
-    for r in crate::requests::list(&state, &session).await? {
+    for r in unless_forbidden(crate::requests::list(&state, &session).await)? {
         let preview = if r.status == crate::status::RequestStatus::Pending && unlocked {
-            crate::requests::preview(&state, &session, r.id)
-                .await?
+            unless_forbidden(crate::requests::preview(&state, &session, r.id).await)?
                 .into_iter()
                 .map(|p| {
                     let fields: Vec<_> = p
@@ -435,6 +457,7 @@ pub(super) async fn activity_page(
             .filter(|o| ["ok", "refused", "failed"].contains(&o.as_str())),
         agency: q.agency.parse().ok(),
         before_seq: q.cursor,
+        delegate: None,
         ..activity::TrailFilter::default()
     };
     let (events, next) = activity::list(&state, &session, &filter, 50).await?;
@@ -504,5 +527,81 @@ pub(super) async fn activity_page(
             quorum => state.config.witness_quorum,
             filter_action => q.action, filter_outcome => q.outcome, filter_agency => q.agency,
         },
+    )
+}
+
+/// `/delegations`: appoint a delegate, accept, end, act for someone, and see what each
+/// delegate did. Always the citizen's own (never acted for).
+pub(super) async fn delegations_page(
+    State(state): State<AppState>,
+    SignedIn(page, session): SignedIn,
+) -> Result<Response, ApiError> {
+    use crate::status::{DelegatedAction, DelegationStatus};
+    let t = page.lang.messages();
+    let text = |key: String| t.get(&key).cloned().unwrap_or(key);
+    let name_of = |id: &str| type_name_of(&state, page.lang, id);
+    let mut delegations = Vec::new();
+    for d in crate::delegations::list(&state, &session).await? {
+        let principal = d.role == "principal";
+        let other = if principal { &d.principal } else { &d.delegate };
+        let other = if principal { &d.delegate } else { other };
+        let live = matches!(
+            d.status,
+            DelegationStatus::Pending | DelegationStatus::Active
+        );
+        // What the delegate did for me, newest first.
+        let acts: Vec<_> = if principal {
+            let filter = crate::activity::TrailFilter {
+                delegate: Some(d.delegate.citizen_id),
+                ..crate::activity::TrailFilter::default()
+            };
+            crate::activity::list(&state, &session, &filter, 10)
+                .await?
+                .0
+                .into_iter()
+                .map(|e| {
+                    context! {
+                        at => e.at.get(..16).unwrap_or_default().replace('T', " "),
+                        action => t.get(&format!("delegate_action_{}", e.action)).cloned().unwrap_or(e.action),
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        delegations.push(context! {
+            id => d.id.to_string(),
+            principal,
+            guardianship => d.guardianship_id.is_some(),
+            other => other.display_name.clone().unwrap_or_else(|| text("delegation_name_unknown".into())),
+            other_id => other.citizen_id.to_string(),
+            status => d.status.as_str(),
+            status_text => text(format!("delegation_status_{}", d.status)),
+            types => d.document_types.iter().map(|t| name_of(t)).collect::<Vec<_>>().join(list_separator(page.lang)),
+            actions => d.actions.iter().map(|a| text(format!("delegated_{a}"))).collect::<Vec<_>>().join(list_separator(page.lang)),
+            until => d.expires_at.get(..10).unwrap_or_default().to_owned(),
+            can_accept => !principal && d.status == DelegationStatus::Pending,
+            can_end => live && d.guardianship_id.is_none(),
+            can_act => !principal && d.status == DelegationStatus::Active,
+            keyed => d.keyed,
+            acts,
+        });
+    }
+    let types: Vec<_> = state
+        .catalog
+        .document_types()
+        .iter()
+        .filter(|t| t.sharing_class != crate::catalog::SharingClass::None)
+        .map(|t| context! { id => t.id, name => type_name(page.lang, t) })
+        .collect();
+    let actions: Vec<_> = DelegatedAction::ALL
+        .iter()
+        .map(|a| context! { id => a.as_str(), name => text(format!("delegated_{a}")) })
+        .collect();
+    render(
+        &state,
+        &page,
+        "delegations.html",
+        context! { delegations, types, actions, unlocked => session.is_unlocked() },
     )
 }

@@ -13,8 +13,8 @@ mod i18n;
 
 use charts::{activity_chart, audit_chart};
 use citizen::{
-    activity_page, document_form, document_page, documents_page, grants_page, index, login,
-    register, requests_page, settings, unlock,
+    activity_page, delegations_page, document_form, document_page, documents_page, grants_page,
+    index, login, register, requests_page, settings, unlock,
 };
 use console::{audit_console, audit_enrol, audit_login};
 use eid::{eid_callback, eid_start};
@@ -97,6 +97,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             include_str!("../../../web/templates/activity.html"),
         ),
         (
+            "delegations.html",
+            include_str!("../../../web/templates/delegations.html"),
+        ),
+        (
             "audit.html",
             include_str!("../../../web/templates/audit.html"),
         ),
@@ -132,6 +136,7 @@ pub fn router() -> Router<AppState> {
         .route("/grants", get(grants_page))
         .route("/requests", get(requests_page))
         .route("/activity", get(activity_page))
+        .route("/delegations", get(delegations_page))
         .route("/activity/chart.svg", get(activity_chart))
         .route("/audit", get(audit_console))
         .route("/audit/login", get(audit_login))
@@ -152,7 +157,14 @@ pub(super) struct Page {
     /// The first path segment (`/documents/…` → `/documents`), to mark the current section
     /// in the navigation.
     section: String,
+    /// While the pages act for someone (the acting-for switch): her name as the delegate
+    /// sees it, or an empty text when it cannot be read (the delegate's vault is locked).
+    acting_for: Option<String>,
 }
+
+/// The sections whose pages act for the principal while the switch is on: what a delegate
+/// may do. Everything else (home, settings, the trail, delegations) is the citizen's own.
+const ACTING_SECTIONS: [&str; 3] = ["/documents", "/requests", "/grants"];
 
 pub(super) fn render(
     state: &AppState,
@@ -169,6 +181,7 @@ pub(super) fn render(
         auditor => page.auditor,
         csrf => page.csrf,
         section => page.section,
+        acting_for => page.acting_for,
         ..extra
     };
     let html = template.render(ctx).map_err(ApiError::internal)?;
@@ -217,15 +230,33 @@ impl FromRequestParts<AppState> for Visit {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Query(query) = Query::<LangQuery>::try_from_uri(&parts.uri)
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        let MaybeAuthed(session) = MaybeAuthed::from_request_parts(parts, state).await?;
+        let MaybeAuthed(mut session) = MaybeAuthed::from_request_parts(parts, state).await?;
         let (lang, set_lang) = choose_lang(&query, &parts.headers);
+        let section = section_of(parts.uri.path());
+        let mut acting_for = None;
+        if let Some(s) = session.as_mut().filter(|s| s.citizen().is_ok()) {
+            // The switch holds on every page (the banner), and acts where a delegate may.
+            let mut probe = s.clone();
+            super::extract::apply_acting(parts, state, &mut probe).await?;
+            if probe.acting().is_some() {
+                acting_for = Some(
+                    crate::delegations::principal_name(state, &probe)
+                        .await?
+                        .unwrap_or_default(),
+                );
+                if ACTING_SECTIONS.contains(&section.as_str()) {
+                    *s = probe;
+                }
+            }
+        }
         let page = Page {
             lang,
             set_lang,
             signed_in: session.as_ref().is_some_and(|s| s.citizen().is_ok()),
             auditor: session.as_ref().is_some_and(|s| s.citizen().is_err()),
             csrf: session.as_ref().map(Session::csrf_token),
-            section: section_of(parts.uri.path()),
+            section,
+            acting_for,
         };
         Ok(Self(page, session))
     }

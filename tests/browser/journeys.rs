@@ -109,7 +109,7 @@ pub async fn fill_licence_fields(b: &Browser, company: &str) {
         .await;
 }
 
-async fn upload_licence(b: &Browser, company: &str) -> String {
+pub async fn upload_licence(b: &Browser, company: &str) -> String {
     b.goto("/documents").await;
     b.check_page("documents-empty").await;
     b.goto("/documents/new?type=business_license").await;

@@ -15,6 +15,7 @@ mod ids;
 mod eid_provider;
 
 mod browser;
+mod delegations;
 mod downloads;
 mod eid;
 mod journeys;
@@ -52,4 +53,9 @@ async fn registration_and_sign_in_with_the_national_eid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_pdf_downloads_whole_through_the_page_and_fetch() {
     downloads::a_large_pdf_downloads_whole("zh-CN", Engine::Sqlite, 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegate_is_appointed_accepts_acts_and_is_ended() {
+    delegations::appoint_accept_switch_approve_end("zh-CN", Engine::Postgres, 7).await;
 }

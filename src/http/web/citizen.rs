@@ -464,9 +464,19 @@ pub(super) async fn activity_page(
     let events: Vec<_> = events
         .into_iter()
         .map(|e| {
+            // What a delegate did is told as hers, not as the citizen's own.
+            let by_delegate = e.actor_kind == "delegate";
+            let action_text = match by_delegate {
+                true => t
+                    .get(&format!("delegate_action_{}", e.action))
+                    .cloned()
+                    .unwrap_or_else(|| text(format!("action_{}", e.action))),
+                false => text(format!("action_{}", e.action)),
+            };
             context! {
                 seq => e.seq,
-                action_text => text(format!("action_{}", e.action)),
+                action_text,
+                by_delegate,
                 outcome => e.outcome.clone(),
                 outcome_text => text(format!("outcome_{}", e.outcome)),
                 at => e.at.clone(),
@@ -543,8 +553,8 @@ pub(super) async fn delegations_page(
     let mut delegations = Vec::new();
     for d in crate::delegations::list(&state, &session).await? {
         let principal = d.role == "principal";
-        let other = if principal { &d.principal } else { &d.delegate };
-        let other = if principal { &d.delegate } else { other };
+        // The other side: the delegate for her principal, the principal for her delegate.
+        let other = if principal { &d.delegate } else { &d.principal };
         let live = matches!(
             d.status,
             DelegationStatus::Pending | DelegationStatus::Active

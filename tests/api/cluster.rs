@@ -521,6 +521,43 @@ async fn three_nodes_lose_nothing_when_one_dies() {
         );
     }
 
+    // A delegation ended through node 0 stops the delegate on nodes 1 and 2 at once.
+    let mut delegate = cluster.citizen(961, "Delegate").await;
+    let appointed: Value = owner
+        .post(
+            "/me/delegations",
+            json!({ "delegate_national_id": national_id(961), "document_types": ["business_license"],
+                    "actions": ["view"], "duration_days": 5 }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let delegation = appointed["id"].as_str().unwrap().to_owned();
+    delegate.base = cluster.node_base(1);
+    let accepted = delegate
+        .post(&format!("/me/delegations/{delegation}/accept"), json!({}))
+        .await;
+    assert_eq!(accepted.status(), 200);
+    for i in 0..NODES {
+        delegate.base = cluster.node_base(i);
+        let listed = delegate.get_for(&owner.citizen_id, "/me/documents").await;
+        assert_eq!(listed.status(), 200, "node {i} lets the delegate act");
+    }
+    let ended = owner
+        .post(&format!("/me/delegations/{delegation}/end"), json!({}))
+        .await;
+    assert_eq!(ended.status(), 200);
+    for i in 1..NODES {
+        delegate.base = cluster.node_base(i);
+        let listed = delegate.get_for(&owner.citizen_id, "/me/documents").await;
+        assert_eq!(
+            listed.status(),
+            403,
+            "node {i} refuses the ended delegation at once"
+        );
+    }
+
     // One chain, whatever node appended what.
     for i in 0..NODES {
         cluster.stop_node(i);

@@ -282,7 +282,8 @@ async fn a_delegate_acts_within_scope_and_nowhere_else(backend: Backend) {
 
 async fn a_delegate_uploads_and_the_principal_receives_it(backend: Backend) {
     let (_env, app) = spawn_app(backend).await;
-    let (principal, delegate, _, _, _) = appointed(&app, 110, &["view", "upload"]).await;
+    let (principal, delegate, _, _, _) =
+        appointed(&app, 110, &["view", "upload", "grant", "revoke"]).await;
     let p = principal.citizen_id.clone();
     // A type-scoped grant of the principal's: a licence stored later joins it.
     let agency = Agency::create(&app, "朝阳区市场监管局", Level::Provincial).await;
@@ -346,6 +347,47 @@ async fn a_delegate_uploads_and_the_principal_receives_it(backend: Backend) {
             .iter()
             .any(|e| e["action"] == "document.upload" && e["actor_kind"] == "delegate")
     );
+    // She gives a grant over what she stored, keyed from the delegation; and revokes it.
+    let other = Agency::create(&app, "海淀区税务局", Level::Provincial).await;
+    let given = delegate
+        .post_for(
+            &p,
+            "/me/grants",
+            json!({ "agency_id": other.id, "document_ids": [doc], "tier": "full",
+                    "purpose": "代办核验", "duration_days": 3 }),
+        )
+        .await;
+    assert_eq!(given.status(), 201, "granted by the delegate");
+    let given: Value = given.json().await.unwrap();
+    let given = given["id"].as_str().unwrap();
+    let read = other
+        .read(&format!("/api/v1/grants/{given}/documents/{doc}"))
+        .await;
+    assert_eq!(read.status(), 200);
+    assert_problem(
+        delegate
+            .post_for(
+                &p,
+                "/me/grants",
+                json!({ "agency_id": other.id, "document_types": ["resident_id"], "tier": "verify",
+                        "purpose": "越权", "duration_days": 3 }),
+            )
+            .await,
+        403,
+    )
+    .await;
+    let revoked = delegate
+        .post_for(&p, &format!("/me/grants/{given}/revoke"), json!({}))
+        .await;
+    assert_eq!(revoked.status(), 200);
+    assert_problem(
+        other
+            .read(&format!("/api/v1/grants/{given}/documents/{doc}"))
+            .await,
+        403,
+    )
+    .await;
+
     // A licence the principal stores now joins the delegation at once.
     let later = principal.licence("后来公司", None).await;
     let seen: Value = delegate
@@ -383,11 +425,12 @@ async fn a_delegation_ends_by_itself_and_its_keys_go(backend: Backend) {
     )
     .await;
     let id: DelegationId = delegation.parse().unwrap();
-    assert_eq!(
+    // The node's expiry timer may have ended it already; either way it ends once.
+    assert!(
         custodia::delegations::sweep_expired(&app.state)
             .await
-            .unwrap(),
-        1
+            .unwrap()
+            <= 1
     );
     let row = app.state.store.delegation(id).await.unwrap();
     assert_eq!(row.status.as_str(), "expired");

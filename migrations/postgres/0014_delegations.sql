@@ -11,6 +11,9 @@
 -- Names are personal data: each side's display name is sealed (HPKE) to the other's public
 -- key — the principal's when she appoints, the delegate's when she accepts — so each sees
 -- who the other is with her own vault, and the database holds neither in clear.
+--
+-- A guardianship over a ward who had no account holds the account's hand-over code sealed
+-- to the guardian (`handover_code`), for the ward to recover her vault with at majority.
 CREATE TABLE delegations (
     id                  UUID PRIMARY KEY,
     principal_id        UUID NOT NULL REFERENCES citizens(id),
@@ -27,6 +30,7 @@ CREATE TABLE delegations (
     key_for_principal   BYTEA,
     principal_name      BYTEA,
     delegate_name       BYTEA,
+    handover_code       BYTEA,
     guardianship_id     UUID
 );
 CREATE INDEX delegations_principal ON delegations(principal_id, created_at);

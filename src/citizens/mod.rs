@@ -381,6 +381,91 @@ pub async fn register_finish(
     })
 }
 
+/// An account made for a ward who has none, held by her guardian until she comes of age
+/// (`delegations::guardianship`). It has no passkey, so nobody signs in to it; its vault
+/// key is wrapped under a random key nobody keeps (no passphrase opens it) and under a
+/// hand-over code, which is sealed to the guardian. At majority the ward enrols a passkey
+/// with an enrolment code issued to her in person (a re-enrolment) and recovers her vault
+/// with the hand-over code: a recorded step that rotates the vault key.
+pub struct HeldAccount {
+    /// The new citizen row (insert it in the guardianship's transaction).
+    pub row: CitizenRow,
+    /// Its vault key, to key the guardian's delegation now.
+    pub vault_key: VaultKey,
+    /// The one-time hand-over code (the account's recovery code).
+    pub handover: RecoveryCode,
+    /// The national ID sealed to the oversight key, with that key's id, if one is set up.
+    pub national_id_sealed: Option<(Uuid, Vec<u8>)>,
+}
+
+/// Makes (does not store) an account for a ward without one.
+pub async fn held_account(
+    ctx: &Context,
+    national_id: &NationalId,
+    display_name: &str,
+) -> Result<HeldAccount, Error> {
+    let display_name = DisplayName::parse(display_name)
+        .map_err(|_| invalid("ward_display_name", "must be 1 to 100 characters"))?;
+    let citizen_id = CitizenId::random();
+    let vault_key = VaultKey::generate();
+    let (secret_key, public_key) = hpke_seal::generate_keypair();
+    let handover = RecoveryCode::generate();
+    let recovery_salt = SecretBytes::random(16);
+    // Valid parameters, but the key they would derive is random and dropped: no
+    // passphrase opens this vault until the ward sets one by recovering it.
+    let unknown: custodia_crypto::KeyEncryptionKey = custodia_crypto::SymmetricKey::generate();
+    let row = CitizenRow {
+        id: citizen_id,
+        national_id_index: national_id_index(ctx, national_id),
+        pseudonym: format!("p-{}", digest::hex(SecretBytes::random(8).expose())),
+        display_name_enc: envelope::seal(
+            &vault_key,
+            &display_name_aad(citizen_id),
+            display_name.0.as_bytes(),
+        ),
+        public_key: public_key.to_bytes(),
+        secret_key_enc: envelope::seal(
+            &vault_key,
+            &crate::sealing::secret_key_aad(citizen_id),
+            &secret_key.to_bytes(),
+        ),
+        passphrase_kdf: serde_json::to_string(&PassphraseKdf::new(ctx.kdf.cost))
+            .map_err(|e| Error::Internal(e.into()))?,
+        vault_key_passphrase: wrap::wrap_key(
+            &unknown,
+            &vault_key,
+            &vault_wrap_aad(citizen_id, "passphrase"),
+        ),
+        recovery_salt: recovery_salt.expose().to_vec(),
+        vault_key_recovery: wrap::wrap_key(
+            &handover.kek(recovery_salt.expose()),
+            &vault_key,
+            &vault_wrap_aad(citizen_id, "recovery"),
+        ),
+        created_at: ctx.clock.now_ms(),
+        activity_seen_seq: 0,
+        national_id_escrow: None,
+    };
+    let national_id_sealed = match ctx.store.current_oversight_key().await? {
+        Some(key) => Some((
+            key.id,
+            crate::sealing::seal_national_id(
+                &key.public_key,
+                key.id,
+                citizen_id,
+                national_id.expose(),
+            )?,
+        )),
+        None => None,
+    };
+    Ok(HeldAccount {
+        row,
+        vault_key,
+        handover,
+        national_id_sealed,
+    })
+}
+
 /// Finishes a re-enrolment: the code is used up, every earlier passkey removed and every
 /// session ended (whoever holds a lost passkey or an old cookie is out), and the new
 /// passkey stored. The vault opens only with the passphrase, when it is sent and right.

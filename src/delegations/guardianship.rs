@@ -11,10 +11,13 @@
 //! ID: the delegation's end is set to it, so it is refused from that moment and its keys
 //! are destroyed by the expiry timer.
 //!
-//! Decision, written down: both ward and guardian must already hold accounts. A ward without
-//! an account (a newborn, say) is answered with a clear error rather than an account the
-//! guardian holds for her; the authority identified both people in person, so the answer
-//! tells it nothing it does not know.
+//! A ward without an account (a newborn, say) gets one the guardian holds from the start
+//! (`citizens::held_account`, named by `ward_display_name`): the guardian's delegation is
+//! keyed at once, and the account's hand-over code is sealed to the guardian. At majority
+//! the ward enrols a passkey in person (an enrolment code, then re-enrolment) and recovers
+//! her vault with the code the guardian hands her: a recorded step that rotates the vault
+//! key, after which the former guardian's keys open nothing. The guardian must hold an
+//! account (a clear `422` otherwise: the authority identified her in person).
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +44,10 @@ pub struct Declaration {
     #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: time::OffsetDateTime,
+    /// The ward's name, for a ward without an account (one is made, held by the guardian
+    /// until she comes of age); ignored otherwise.
+    #[serde(default)]
+    pub ward_display_name: Option<String>,
 }
 
 /// A guardianship as its authority sees it: ids and times, no personal data.
@@ -54,6 +61,8 @@ pub struct GuardianshipView {
     pub expires_at: String,
     /// Whether it ends at the ward's 18th birthday.
     pub ends_at_majority: bool,
+    /// Whether the ward had no account, so one was made that the guardian holds.
+    pub account_held: bool,
     /// When it was ended, if it was.
     pub ended_at: Option<String>,
 }
@@ -72,6 +81,7 @@ fn view(g: &GuardianshipRow, d: &DelegationRow, now: i64) -> GuardianshipView {
         status: d.status_at(now),
         expires_at: rfc(d.expires_at),
         ends_at_majority: g.majority_at.is_some_and(|m| m == d.expires_at),
+        account_held: d.handover_code.is_some(),
         ended_at: d.ended_at.map(rfc),
     }
 }
@@ -121,16 +131,25 @@ pub async fn declare(
         _ => declared_end,
     };
     let find = |id: &NationalId| crate::citizens::national_id_index(ctx, id);
-    let ward = ctx
-        .store
-        .citizen_by_index(&find(&ward_id))
-        .await?
-        .ok_or_else(|| invalid("ward_national_id", "the ward has no account yet"))?;
     let guardian = ctx
         .store
         .citizen_by_index(&find(&guardian_id))
         .await?
         .ok_or_else(|| invalid("guardian_national_id", "the guardian has no account yet"))?;
+    // The ward's account, or one made for her that the guardian holds.
+    let (ward, held) = match ctx.store.citizen_by_index(&find(&ward_id)).await? {
+        Some(ward) => (ward, None),
+        None => {
+            let name = req.ward_display_name.as_deref().ok_or_else(|| {
+                invalid(
+                    "ward_display_name",
+                    "the ward has no account: give her name, and one is made that the guardian holds",
+                )
+            })?;
+            let held = crate::citizens::held_account(ctx, &ward_id, name).await?;
+            (held.row.clone(), Some((held, name.to_owned())))
+        }
+    };
     // Every type that may be shared at all, and every action.
     let types: Vec<String> = ctx
         .catalog
@@ -140,8 +159,34 @@ pub async fn declare(
         .map(|t| t.id.clone())
         .collect();
     let id = GuardianshipId::random();
+    let delegation_id = DelegationId::random();
+    // A held account's vault key is at hand now: the guardian's keys are made at once.
+    let mut keyed = None;
+    if let Some((held, name)) = &held {
+        let keys = crate::sealing::delegation_keys(
+            ctx,
+            delegation_id,
+            ward.id,
+            &held.vault_key,
+            &guardian.public_key,
+            &types,
+        )
+        .await?;
+        let seal = |whose: &'static str, text: &str| {
+            crate::sealing::seal_name(
+                &guardian.public_key,
+                &crate::sealing::delegation_name_aad(delegation_id, whose),
+                text,
+            )
+        };
+        keyed = Some((
+            keys,
+            seal("principal", name)?,
+            seal("handover", &held.handover.display())?,
+        ));
+    }
     let delegation = DelegationRow {
-        id: DelegationId::random(),
+        id: delegation_id,
         principal_id: ward.id,
         delegate_id: guardian.id,
         document_types: serde_json::to_string(&types).unwrap_or_else(|_| "[]".into()),
@@ -152,10 +197,11 @@ pub async fn declare(
         expires_at,
         ended_at: None,
         ended_by: None,
-        key_for_delegate: None,
-        key_for_principal: None,
-        principal_name: None,
+        key_for_delegate: keyed.as_ref().map(|(k, _, _)| k.for_delegate.clone()),
+        key_for_principal: keyed.as_ref().map(|(k, _, _)| k.for_principal.clone()),
+        principal_name: keyed.as_ref().map(|(_, n, _)| n.clone()),
         delegate_name: None,
+        handover_code: keyed.as_ref().map(|(_, _, c)| c.clone()),
         guardianship_id: Some(id),
     };
     let row = GuardianshipRow {
@@ -178,7 +224,18 @@ pub async fn declare(
         guardian.pseudonym.clone(),
     ])
     .purpose(Some(basis));
+    let event = match &held {
+        Some(_) => event
+            .detail("the ward had no account: one is held by the guardian until she comes of age"),
+        None => event,
+    };
     let mut tx = ctx.store.begin().await?;
+    if let Some((held, _)) = &held {
+        tx.insert_citizen(&held.row).await?;
+        if let Some((key, sealed)) = &held.national_id_sealed {
+            tx.set_sealed_national_id(ward.id, *key, sealed).await?;
+        }
+    }
     tx.insert_delegation(&delegation).await?;
     tx.insert_guardianship(&row).await?;
     crate::audit::stage(&mut tx, event, now).await?;

@@ -89,6 +89,10 @@ pub struct DelegationView {
     /// Whether the delegate holds keys yet (a guardianship's arrive at the ward's next
     /// unlock).
     pub keyed: bool,
+    /// For the guardian of a ward whose account she holds: the hand-over code, to give the
+    /// ward when she comes of age (she recovers her vault with it). Shown while the
+    /// guardian's vault is unlocked.
+    pub handover_code: Option<String>,
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -152,6 +156,9 @@ fn view(
         ended_by: row.ended_by.clone(),
         guardianship_id: row.guardianship_id,
         keyed: row.key_for_delegate.is_some(),
+        handover_code: (!is_principal)
+            .then(|| open(&row.handover_code, "handover"))
+            .flatten(),
     }
 }
 
@@ -286,6 +293,7 @@ pub async fn appoint(
         key_for_principal: Some(keys.for_principal),
         principal_name: Some(principal_name),
         delegate_name: None,
+        handover_code: None,
         guardianship_id: None,
     };
     let event =

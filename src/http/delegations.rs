@@ -30,7 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "citizen",
     summary = "Delegations the citizen gave (as principal) or holds (as delegate)",
     security(("citizen_session" = [])),
-    responses((status = 200, description = "{delegations: [...]}", body = Object, example = json!({"delegations":[{"id":"6d1f0000-0000-4000-8000-000000000005","role":"principal","status":"active","principal":{"citizen_id":"1c2d0000-0000-4000-8000-000000000006","display_name":null},"delegate":{"citizen_id":"2e3f0000-0000-4000-8000-000000000007","display_name":"李娜"},"document_types":["business_license"],"actions":["view","answer_requests"],"created_at":"2026-12-01T09:00:00Z","accepted_at":"2026-12-01T10:00:00Z","expires_at":"2027-03-01T09:00:00Z","ended_at":null,"ended_by":null,"guardianship_id":null,"keyed":true}]})), CitizenErrors)
+    responses((status = 200, description = "{delegations: [...]}", body = Object, example = json!({"delegations":[{"id":"6d1f0000-0000-4000-8000-000000000005","role":"principal","status":"active","principal":{"citizen_id":"1c2d0000-0000-4000-8000-000000000006","display_name":null},"delegate":{"citizen_id":"2e3f0000-0000-4000-8000-000000000007","display_name":"李娜"},"document_types":["business_license"],"actions":["view","answer_requests"],"created_at":"2026-12-01T09:00:00Z","accepted_at":"2026-12-01T10:00:00Z","expires_at":"2027-03-01T09:00:00Z","ended_at":null,"ended_by":null,"guardianship_id":null,"keyed":true,"handover_code":null}]})), CitizenErrors)
 )]
 async fn list(
     State(state): State<AppState>,
@@ -48,7 +48,7 @@ async fn list(
     summary = "Appoint a registered citizen to act for you within a scope (she accepts before it takes effect)",
     request_body = Appointment,
     security(("citizen_session" = [])),
-    responses((status = 201, description = "The delegation, pending", body = DelegationView, example = json!({"id":"6d1f0000-0000-4000-8000-000000000005","role":"principal","status":"pending","principal":{"citizen_id":"1c2d0000-0000-4000-8000-000000000006","display_name":null},"delegate":{"citizen_id":"2e3f0000-0000-4000-8000-000000000007","display_name":null},"document_types":["business_license"],"actions":["view","answer_requests"],"created_at":"2026-12-01T09:00:00Z","accepted_at":null,"expires_at":"2027-03-01T09:00:00Z","ended_at":null,"ended_by":null,"guardianship_id":null,"keyed":true})), CitizenErrors)
+    responses((status = 201, description = "The delegation, pending", body = DelegationView, example = json!({"id":"6d1f0000-0000-4000-8000-000000000005","role":"principal","status":"pending","principal":{"citizen_id":"1c2d0000-0000-4000-8000-000000000006","display_name":null},"delegate":{"citizen_id":"2e3f0000-0000-4000-8000-000000000007","display_name":null},"document_types":["business_license"],"actions":["view","answer_requests"],"created_at":"2026-12-01T09:00:00Z","accepted_at":null,"expires_at":"2027-03-01T09:00:00Z","ended_at":null,"ended_by":null,"guardianship_id":null,"keyed":true,"handover_code":null})), CitizenErrors)
 )]
 async fn appoint(
     State(state): State<AppState>,
@@ -68,7 +68,7 @@ async fn appoint(
     summary = "The delegate accepts (needs her unlocked vault)",
     params(("id" = Uuid, Path, description = "The id")),
     security(("citizen_session" = [])),
-    responses((status = 200, description = "The delegation, active", body = DelegationView, example = json!({"id":"6d1f0000-0000-4000-8000-000000000005","role":"delegate","status":"active","principal":{"citizen_id":"1c2d0000-0000-4000-8000-000000000006","display_name":"王芳"},"delegate":{"citizen_id":"2e3f0000-0000-4000-8000-000000000007","display_name":null},"document_types":["business_license"],"actions":["view","answer_requests"],"created_at":"2026-12-01T09:00:00Z","accepted_at":"2026-12-01T10:00:00Z","expires_at":"2027-03-01T09:00:00Z","ended_at":null,"ended_by":null,"guardianship_id":null,"keyed":true})), CitizenErrors)
+    responses((status = 200, description = "The delegation, active", body = DelegationView, example = json!({"id":"6d1f0000-0000-4000-8000-000000000005","role":"delegate","status":"active","principal":{"citizen_id":"1c2d0000-0000-4000-8000-000000000006","display_name":"王芳"},"delegate":{"citizen_id":"2e3f0000-0000-4000-8000-000000000007","display_name":null},"document_types":["business_license"],"actions":["view","answer_requests"],"created_at":"2026-12-01T09:00:00Z","accepted_at":"2026-12-01T10:00:00Z","expires_at":"2027-03-01T09:00:00Z","ended_at":null,"ended_by":null,"guardianship_id":null,"keyed":true,"handover_code":null})), CitizenErrors)
 )]
 async fn accept(
     State(state): State<AppState>,
@@ -85,7 +85,7 @@ async fn accept(
     summary = "Either side ends it at once; its keys are destroyed",
     params(("id" = Uuid, Path, description = "The id")),
     security(("citizen_session" = [])),
-    responses((status = 200, description = "The delegation, ended", body = DelegationView, example = json!({"id":"6d1f0000-0000-4000-8000-000000000005","role":"principal","status":"ended","principal":{"citizen_id":"1c2d0000-0000-4000-8000-000000000006","display_name":null},"delegate":{"citizen_id":"2e3f0000-0000-4000-8000-000000000007","display_name":"李娜"},"document_types":["business_license"],"actions":["view","answer_requests"],"created_at":"2026-12-01T09:00:00Z","accepted_at":"2026-12-01T10:00:00Z","expires_at":"2027-03-01T09:00:00Z","ended_at":"2026-12-05T09:00:00Z","ended_by":"principal","guardianship_id":null,"keyed":false})), CitizenErrors)
+    responses((status = 200, description = "The delegation, ended", body = DelegationView, example = json!({"id":"6d1f0000-0000-4000-8000-000000000005","role":"principal","status":"ended","principal":{"citizen_id":"1c2d0000-0000-4000-8000-000000000006","display_name":null},"delegate":{"citizen_id":"2e3f0000-0000-4000-8000-000000000007","display_name":"李娜"},"document_types":["business_license"],"actions":["view","answer_requests"],"created_at":"2026-12-01T09:00:00Z","accepted_at":"2026-12-01T10:00:00Z","expires_at":"2027-03-01T09:00:00Z","ended_at":"2026-12-05T09:00:00Z","ended_by":"principal","guardianship_id":null,"keyed":false,"handover_code":null})), CitizenErrors)
 )]
 async fn end(
     State(state): State<AppState>,

@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     summary = "Declare a guardian for a ward (guardianship authorities); a minor's ends at her 18th birthday",
     request_body = Declaration,
     security(("agency_key" = [])),
-    responses((status = 201, description = "Declared: the guardian acts for the ward at once; keys reach her at the ward's next unlock", body = GuardianshipView, example = json!({"id":"7a8b0000-0000-4000-8000-000000000008","status":"active","expires_at":"2031-05-01T00:00:00Z","ends_at_majority":true,"ended_at":null})), AgencyErrors)
+    responses((status = 201, description = "Declared: the guardian acts for the ward at once; keys reach her at the ward's next unlock", body = GuardianshipView, example = json!({"id":"7a8b0000-0000-4000-8000-000000000008","status":"active","expires_at":"2031-05-01T00:00:00Z","ends_at_majority":true,"account_held":false,"ended_at":null})), AgencyErrors)
 )]
 async fn declare(
     State(state): State<AppState>,
@@ -49,7 +49,7 @@ async fn declare(
     summary = "One guardianship this authority declared",
     params(("id" = Uuid, Path, description = "The id")),
     security(("agency_key" = [])),
-    responses((status = 200, description = "The guardianship", body = GuardianshipView, example = json!({"id":"7a8b0000-0000-4000-8000-000000000008","status":"active","expires_at":"2031-05-01T00:00:00Z","ends_at_majority":true,"ended_at":null})), AgencyErrors)
+    responses((status = 200, description = "The guardianship", body = GuardianshipView, example = json!({"id":"7a8b0000-0000-4000-8000-000000000008","status":"active","expires_at":"2031-05-01T00:00:00Z","ends_at_majority":true,"account_held":false,"ended_at":null})), AgencyErrors)
 )]
 async fn get(
     State(state): State<AppState>,
@@ -66,7 +66,7 @@ async fn get(
     summary = "Withdraw a guardianship this authority declared: it ends at once and its keys are destroyed",
     params(("id" = Uuid, Path, description = "The id")),
     security(("agency_key" = [])),
-    responses((status = 200, description = "The guardianship, ended", body = GuardianshipView, example = json!({"id":"7a8b0000-0000-4000-8000-000000000008","status":"ended","expires_at":"2031-05-01T00:00:00Z","ends_at_majority":true,"ended_at":"2026-12-05T09:00:00Z"})), AgencyErrors)
+    responses((status = 200, description = "The guardianship, ended", body = GuardianshipView, example = json!({"id":"7a8b0000-0000-4000-8000-000000000008","status":"ended","expires_at":"2031-05-01T00:00:00Z","ends_at_majority":true,"account_held":false,"ended_at":"2026-12-05T09:00:00Z"})), AgencyErrors)
 )]
 async fn withdraw(
     State(state): State<AppState>,

@@ -27,6 +27,8 @@ pub struct DelegationRow {
     pub key_for_principal: Option<Vec<u8>>,
     pub principal_name: Option<Vec<u8>>,
     pub delegate_name: Option<Vec<u8>>,
+    /// A held account's hand-over code, sealed to the guardian.
+    pub handover_code: Option<Vec<u8>>,
     pub guardianship_id: Option<GuardianshipId>,
 }
 
@@ -48,7 +50,7 @@ pub struct DelegationWrapRow {
 
 const COLUMNS: &str = "id, principal_id, delegate_id, document_types, actions, status, created_at, \
     accepted_at, expires_at, ended_at, ended_by, key_for_delegate, key_for_principal, \
-    principal_name, delegate_name, guardianship_id";
+    principal_name, delegate_name, handover_code, guardianship_id";
 
 impl Store {
     /// One delegation.
@@ -151,7 +153,7 @@ impl Tx {
     pub async fn insert_delegation(&mut self, d: &DelegationRow) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO delegations ({COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         );
         on_engine!(self, tx => {
             sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -159,7 +161,7 @@ impl Tx {
                 .bind(&d.actions).bind(d.status).bind(d.created_at).bind(d.accepted_at)
                 .bind(d.expires_at).bind(d.ended_at).bind(&d.ended_by).bind(&d.key_for_delegate)
                 .bind(&d.key_for_principal).bind(&d.principal_name).bind(&d.delegate_name)
-                .bind(d.guardianship_id)
+                .bind(&d.handover_code).bind(d.guardianship_id)
                 .execute(&mut **tx).await?;
         });
         Ok(())

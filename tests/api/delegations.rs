@@ -19,6 +19,7 @@ both_backends!(
     a_delegation_ends_by_itself_and_its_keys_go,
     delegated_documents_open_only_with_the_delegates_vault,
     a_guardian_acts_for_a_minor_until_her_eighteenth_birthday,
+    a_ward_without_an_account_is_held_and_handed_over_at_majority,
 );
 
 fn id_card_fields() -> Value {
@@ -760,4 +761,136 @@ async fn a_guardian_acts_for_a_minor_until_her_eighteenth_birthday(backend: Back
     ] {
         assert_problem(court.post("/api/v1/guardianships", body).await, 422).await;
     }
+}
+
+/// The national ID of someone who turns 18 in `days` days by the server's clock.
+fn turning_18_in(app: &TestApp, days: i64, seq: u32) -> (String, time::OffsetDateTime) {
+    let now =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(app.clock.now_ms()) * 1_000_000)
+            .unwrap();
+    let day = (now + time::Duration::days(days)).date();
+    let born = time::Date::from_calendar_date(day.year() - 18, day.month(), day.day()).unwrap();
+    let birth = format!(
+        "{:04}{:02}{:02}",
+        born.year(),
+        u8::from(born.month()),
+        born.day()
+    );
+    (crate::ids::national_id(&birth, seq), now)
+}
+
+async fn a_ward_without_an_account_is_held_and_handed_over_at_majority(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let court = authority(&app, "朝阳区人民法院", true).await;
+    let (ward_nid, now) = turning_18_in(&app, 10, 150);
+    let mut guardian = Citizen::register(&app, &national_id(151), "Guardian").await;
+    let mut declare = json!({
+        "ward_national_id": ward_nid,
+        "guardian_national_id": national_id(151),
+        "basis": "(2026)京0105民特7号",
+        "expires_at": (now + time::Duration::days(300))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap(),
+    });
+    // Without an account, her name is needed to make one.
+    assert_problem(
+        court.post("/api/v1/guardianships", declare.clone()).await,
+        422,
+    )
+    .await;
+    declare["ward_display_name"] = json!("小明");
+    let declared = court.post("/api/v1/guardianships", declare).await;
+    assert_eq!(declared.status(), 201);
+    let declared: Value = declared.json().await.unwrap();
+    assert_eq!(declared["account_held"], true);
+    assert_eq!(declared["ends_at_majority"], true);
+
+    // The guardian holds the account from the start: keys at once, and the hand-over code.
+    let mine: Value = guardian.get("/me/delegations").await.json().await.unwrap();
+    let held = &mine["delegations"][0];
+    assert_eq!(held["keyed"], true);
+    assert_eq!(held["principal"]["display_name"], "小明");
+    let handover = held["handover_code"]
+        .as_str()
+        .expect("the hand-over code")
+        .to_owned();
+    let ward_id = held["principal"]["citizen_id"].as_str().unwrap().to_owned();
+    let stored = guardian
+        .upload_for(
+            &ward_id,
+            "business_license",
+            licence_fields("小明工作室"),
+            None,
+        )
+        .await;
+    assert_eq!(stored.status(), 201, "the guardian stores for the ward");
+    let doc = stored.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        guardian
+            .get_for(&ward_id, &format!("/me/documents/{doc}"))
+            .await
+            .status(),
+        200
+    );
+
+    // Majority: the guardian is out.
+    app.clock.advance(time::Duration::days(10));
+    guardian.login().await;
+    assert_problem(
+        guardian
+            .get_for(&ward_id, &format!("/me/documents/{doc}"))
+            .await,
+        403,
+    )
+    .await;
+
+    // The ward enrols a passkey in person (a re-enrolment of the held account), then
+    // recovers her vault with the code her guardian hands her: the key rotates.
+    let code = crate::citizen_kit::enrolment_code(&app, &ward_nid).await;
+    let mut ward = Citizen::unregistered(&app.base, &ward_nid, "小明", &code);
+    let enrolled = ward.finish_registration().await;
+    assert_eq!(enrolled.status(), 200, "the ward enrols her passkey");
+    let enrolled: Value = enrolled.json().await.unwrap();
+    assert_eq!(enrolled["citizen_id"], ward_id.as_str());
+    ward.citizen_id = ward_id.clone();
+    ward.csrf = enrolled["csrf_token"].as_str().unwrap().to_owned();
+    let recovered = ward
+        .post(
+            "/vault/recover",
+            json!({ "recovery_code": handover, "new_passphrase": "my own vault from today on" }),
+        )
+        .await;
+    assert_eq!(
+        recovered.status(),
+        200,
+        "the hand-over code opens her vault once"
+    );
+    let docs: Value = ward.get("/me/documents").await.json().await.unwrap();
+    assert_eq!(docs["documents"][0]["id"], doc.as_str());
+    let opened: Value = ward
+        .get(&format!("/me/documents/{doc}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(opened["fields"]["company_name"], "小明工作室");
+    // The code was spent: the vault key it opened is gone.
+    let again = ward
+        .post(
+            "/vault/recover",
+            json!({ "recovery_code": held["handover_code"], "new_passphrase": "another passphrase of mine" }),
+        )
+        .await;
+    assert_problem(again, 403).await;
+    let trail: Value = ward.get("/me/activity").await.json().await.unwrap();
+    assert!(
+        trail["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "vault.recover")
+    );
 }

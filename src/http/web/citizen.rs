@@ -594,6 +594,7 @@ pub(super) async fn delegations_page(
             can_end => live && d.guardianship_id.is_none(),
             can_act => !principal && d.status == DelegationStatus::Active,
             keyed => d.keyed,
+            handover => d.handover_code.clone(),
             acts,
         });
     }

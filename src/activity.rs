@@ -124,7 +124,12 @@ pub async fn list(
     let mut out = Vec::new();
     let mut cursor = filter.before_seq;
     let mut agencies: BTreeMap<String, Option<AgencyRef>> = BTreeMap::new();
-    // Read in pages until `limit` matching events (the `reads` filter is applied here).
+    // Every event the query finds is shown, so one page of `limit` does, unless only reads
+    // are wanted (that filter is applied here): then larger pages until `limit` match.
+    let page_size = match reads_only {
+        true => 200,
+        false => i64::try_from(limit).unwrap_or(200),
+    };
     loop {
         let page = ctx
             .store
@@ -133,7 +138,7 @@ pub async fn list(
                     before_seq: cursor,
                     ..query.clone()
                 },
-                200,
+                page_size,
             )
             .await?;
         let Some(last) = page.last() else {

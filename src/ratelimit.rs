@@ -60,9 +60,23 @@ pub const RECOVER_PER_ADDR: Limit = Limit {
     window_s: 3600,
 };
 
+/// Refuses at once, without writing, an attempt against a bucket already used up in its
+/// current window: a flood of refused attempts then costs reads, not a durable write each
+/// (which would queue behind, and slow, every other write — the audit trail's among
+/// them). Attempts that may count still go through the one atomic write that decides.
+async fn already_over(ctx: &Context, limit: Limit, bucket: &str, now: i64) -> Result<(), Error> {
+    match ctx.store.rate_peek(bucket).await? {
+        Some((hits, window_start)) if window_start > now - limit.window_s * 1000 => {
+            over(limit, hits + 1, window_start, now)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Counts one attempt against `limit` for `key`; refuses with `Retry-After` when over.
 pub async fn check(ctx: &Context, limit: Limit, key: &str) -> Result<(), Error> {
     let now = ctx.clock.now_ms();
+    already_over(ctx, limit, &bucket(limit, key), now).await?;
     let (hits, window_start) = ctx
         .store
         .rate_hit(&bucket(limit, key), now, limit.window_s * 1000)
@@ -85,6 +99,7 @@ pub struct Reservation {
 pub async fn reserve(ctx: &Context, limit: Limit, key: &str) -> Result<Reservation, Error> {
     let now = ctx.clock.now_ms();
     let bucket = bucket(limit, key);
+    already_over(ctx, limit, &bucket, now).await?;
     let (hits, window_start) = ctx
         .store
         .rate_hit(&bucket, now, limit.window_s * 1000)

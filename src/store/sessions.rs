@@ -136,6 +136,14 @@ impl Store {
 
     /// Counts one hit in a fixed window of `window_ms` for `bucket`; returns the hits in the
     /// current window (this one included) and when the window started.
+    /// A bucket's hits and window start as they stand (no write), if it exists.
+    pub async fn rate_peek(&self, bucket: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        const SQL: &str = "SELECT hits, window_start FROM rate_limits WHERE bucket = $1";
+        Ok(on_engine!(self.pool(), p => {
+            sqlx::query_as::<_, (i64, i64)>(SQL).bind(bucket).fetch_optional(p).await?
+        }))
+    }
+
     pub async fn rate_hit(
         &self,
         bucket: &str,

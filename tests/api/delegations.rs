@@ -228,6 +228,17 @@ async fn a_delegate_acts_within_scope_and_nowhere_else(backend: Backend) {
         403,
     )
     .await;
+    for (path, body) in [
+        (
+            "/vault/recover",
+            json!({ "recovery_code": "x", "new_passphrase": "another long passphrase here" }),
+        ),
+        ("/vault/unlock", json!({ "passphrase": PASSPHRASE })),
+        ("/me/passkeys/start", json!({})),
+    ] {
+        assert_problem(delegate.post_for(&p, path, body).await, 403).await;
+    }
+    assert_problem(delegate.get_for(&p, "/me").await, 403).await;
     // Acting for someone who gave her nothing.
     let stranger = Citizen::register(&app, &national_id(103), "Stranger").await;
     assert_problem(

@@ -64,6 +64,12 @@ pub const RECOVER_PER_ADDR: Limit = Limit {
 /// current window: a flood of refused attempts then costs reads, not a durable write each
 /// (which would queue behind, and slow, every other write — the audit trail's among
 /// them). Attempts that may count still go through the one atomic write that decides.
+/// Refuses, without writing anything, when `key`'s bucket of `limit` is already used up
+/// (see [`already_over`]): for checking several limits before taking from any.
+pub async fn refuse_if_over(ctx: &Context, limit: Limit, key: &str) -> Result<(), Error> {
+    already_over(ctx, limit, &bucket(limit, key), ctx.clock.now_ms()).await
+}
+
 async fn already_over(ctx: &Context, limit: Limit, bucket: &str, now: i64) -> Result<(), Error> {
     match ctx.store.rate_peek(bucket).await? {
         Some((hits, window_start)) if window_start > now - limit.window_s * 1000 => {

@@ -29,6 +29,10 @@ impl SecretLimits {
     }
 
     async fn reserve(&self, ctx: &Context) -> Result<[ratelimit::Reservation; 2], Error> {
+        // An account or address already used up is refused before anything is written (a
+        // flood of refused guesses costs reads only).
+        ratelimit::refuse_if_over(ctx, self.account.0, &self.account.1).await?;
+        ratelimit::refuse_if_over(ctx, self.address.0, &self.address.1).await?;
         let address = ratelimit::reserve(ctx, self.address.0, &self.address.1).await?;
         match ratelimit::reserve(ctx, self.account.0, &self.account.1).await {
             Ok(account) => Ok([address, account]),

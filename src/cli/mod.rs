@@ -151,7 +151,8 @@ enum AuditCommand {
     Verify {
         /// Also trust this signing key (64 hex digits or base64url), e.g. one published
         /// before a rotation. Repeatable.
-        #[arg(long = "trusted-key", value_name = "KEY")]
+        // A base64url key may begin with `-`: it is a value, not an option.
+        #[arg(long = "trusted-key", value_name = "KEY", allow_hyphen_values = true)]
         trusted_keys: Vec<String>,
         /// Verify only the events added since the checkpoint the last successful verify
         /// kept (in FILE, default `<data dir>/audit-verified`): the trail must still hold
@@ -168,7 +169,8 @@ enum AuditCommand {
         file: PathBuf,
         /// Trust this signing key (64 hex digits or base64url, as
         /// /api/v1/audit/public-key shows it). Repeatable.
-        #[arg(long = "trusted-key", value_name = "KEY")]
+        // A base64url key may begin with `-`: it is a value, not an option.
+        #[arg(long = "trusted-key", value_name = "KEY", allow_hyphen_values = true)]
         trusted_keys: Vec<String>,
     },
     /// Sign a checkpoint of the trail now (servers sign on their own within a minute of
@@ -677,4 +679,35 @@ where
 
 fn describe_start_error(e: StartError) -> anyhow::Error {
     anyhow::anyhow!("cannot start: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trusted_key_may_begin_with_a_hyphen() {
+        // base64url keys are random: about one in 32 begins with `-`.
+        for args in [
+            &[
+                "custodia",
+                "audit",
+                "verify-proof",
+                "b.json",
+                "--trusted-key",
+                "-_k3y",
+            ][..],
+            &[
+                "custodia",
+                "audit",
+                "verify",
+                "--trusted-key",
+                "-_k3y",
+                "--trusted-key",
+                "x",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+    }
 }

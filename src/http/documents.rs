@@ -44,6 +44,7 @@ async fn catalog(State(state): State<AppState>) -> Json<serde_json::Value> {
     path = "/me/documents",
     tag = "citizen",
     summary = "The citizen's documents (metadata)",
+    params(("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     security(("citizen_session" = [])),
     responses((status = 200, description = "{documents: [...]}", body = Object, example = json!({"documents":[{"id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"issuer_agency_id":null,"issuer_name":null,"created_at":1795831200000i64,"updated_at":1795831200000i64,"status":"accepted"}]})), CitizenErrors)
 )]
@@ -61,6 +62,7 @@ async fn list(
     tag = "citizen",
     summary = "Store a document (multipart: type, fields, optional file)",
     request_body(content = Object, content_type = "multipart/form-data", description = "Parts: type, fields (JSON object), file (optional)"),
+    params(("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     security(("citizen_session" = [])),
     responses((status = 201, description = "Stored", body = Stored, example = json!({"id":"5a3e0c1e-0000-4000-8000-000000000002","version":1,"type":"business_license"})), CitizenErrors, (status = 413, description = "Too large", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not PDF, PNG or JPEG", body = Problem, content_type = "application/problem+json"))
 )]
@@ -82,7 +84,7 @@ async fn create(
     path = "/me/documents/{id}",
     tag = "citizen",
     summary = "Store a new version",
-    params(("id" = Uuid, Path, description = "The id")),
+    params(("id" = Uuid, Path, description = "The id"), ("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     request_body(content = Object, content_type = "multipart/form-data", description = "Parts: type, fields, file"),
     security(("citizen_session" = [])),
     responses((status = 200, description = "Stored", body = Stored, example = json!({"id":"5a3e0c1e-0000-4000-8000-000000000002","version":2,"type":"business_license"})), CitizenErrors)
@@ -187,7 +189,7 @@ struct VersionQuery {
     path = "/me/documents/{id}",
     tag = "citizen",
     summary = "Open a document (latest or ?version=)",
-    params(("id" = Uuid, Path, description = "The id"), ("version" = Option<i32>, Query, description = "A version number")),
+    params(("id" = Uuid, Path, description = "The id"), ("version" = Option<i32>, Query, description = "A version number"), ("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     security(("citizen_session" = [])),
     responses((status = 200, description = "The document", body = documents::View, example = json!({"id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"current_version":1,"versions":[{"version":1,"created_at":1795831200000i64}],"fields":{"company_name":"北京示例科技有限公司"},"file":{"name":"营业执照.pdf","media_type":"application/pdf","size":70000,"sha256":"9f86d0…"},"content_sha256":"3e23e8…","issuer_agency_id":null,"issuer":null,"status":"accepted"})), CitizenErrors)
 )]
@@ -240,7 +242,7 @@ async fn accept(
     path = "/me/documents/{id}/file",
     tag = "citizen",
     summary = "Download the file, decrypted",
-    params(("id" = Uuid, Path, description = "The id"), ("version" = Option<i32>, Query, description = "A version number"), ("download" = Option<u8>, Query, description = "1 for an attachment")),
+    params(("id" = Uuid, Path, description = "The id"), ("version" = Option<i32>, Query, description = "A version number"), ("download" = Option<u8>, Query, description = "1 for an attachment"), ("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     security(("citizen_session" = [])),
     responses((status = 200, description = "The bytes (Accept-Ranges, ETag, Repr-Digest)", content_type = "application/octet-stream"), (status = 206, description = "The requested range (Content-Range)", content_type = "application/octet-stream"), (status = 304, description = "If-None-Match names the current ETag"), (status = 416, description = "No requested range lies within the file", body = Problem, content_type = "application/problem+json"), CitizenErrors)
 )]

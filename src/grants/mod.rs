@@ -409,7 +409,7 @@ pub(crate) async fn create_inner(
     let document_ids: Vec<DocumentId> = req.document_ids.clone();
     let document_types: Vec<String> = types.iter().cloned().collect();
     let fields: Vec<String> = fields.into_iter().collect();
-    let receipt = serde_json::json!({
+    let mut receipt = serde_json::json!({
         "receipt_version": 1,
         "grant_id": id,
         "citizen": pseudonym,
@@ -427,6 +427,14 @@ pub(crate) async fn create_inner(
         "issued_at": rfc3339(now),
         "signing_key_id": ctx.keys.signing_key_id,
     });
+    // A consent given by a delegate says so, by her pseudonym: the receipt tells who
+    // consented, not only whose documents.
+    if session.acting().is_some()
+        && let Some(fields) = receipt.as_object_mut()
+    {
+        let delegate = ctx.store.citizen(session.own_citizen()?).await?.pseudonym;
+        fields.insert("consented_by_delegate".into(), delegate.into());
+    }
     let canonical = digest::canonical_json(&receipt).map_err(|e| Error::Internal(e.into()))?;
     let signature = ctx
         .keys

@@ -158,6 +158,19 @@ async fn a_delegate_acts_within_scope_and_nowhere_else(backend: Backend) {
     assert_eq!(grant.status(), 201, "approved by the delegate");
     let grant: Value = grant.json().await.unwrap();
     let grant_id = grant["id"].as_str().unwrap();
+    // Her consent's receipt says a delegate gave it (the principal downloads it).
+    let receipt: Value = principal
+        .get(&format!("/me/grants/{grant_id}/receipt"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        receipt["receipt"]["consented_by_delegate"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("p-")),
+        "{receipt}"
+    );
     let read = agency
         .read(&format!("/api/v1/grants/{grant_id}/documents/{licence}"))
         .await;

@@ -69,6 +69,8 @@ pub struct Acting {
     pub actions: Vec<DelegatedAction>,
     /// The delegation key sealed to her (none until the principal's vault gave it keys).
     pub key_for_delegate: Option<Vec<u8>>,
+    /// The principal's name sealed to her (for the pages' banner).
+    pub principal_name: Option<Vec<u8>>,
 }
 
 /// A new session's cookie value and CSRF token, handed to the client once.

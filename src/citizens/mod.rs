@@ -301,47 +301,19 @@ pub async fn register_finish(
         registration_finish(ctx, CeremonyKind::Register, token, credential).await?;
     let citizen_id = state.citizen_id;
 
-    let vault_key = VaultKey::generate();
-    let (secret_key, public_key) = hpke_seal::generate_keypair();
     let kdf_params = PassphraseKdf::new(ctx.kdf.cost);
     let kek = ctx
         .kdf
         .derive(&citizen_id.to_string(), &kdf_params, passphrase)
         .await?;
-    let recovery = RecoveryCode::generate();
-    let recovery_salt = SecretBytes::random(16);
-    let row = CitizenRow {
-        id: citizen_id,
-        national_id_index: state.national_id_index,
-        pseudonym: format!("p-{}", digest::hex(SecretBytes::random(8).expose())),
-        display_name_enc: envelope::seal(
-            &vault_key,
-            &display_name_aad(citizen_id),
-            state.display_name.0.as_bytes(),
-        ),
-        public_key: public_key.to_bytes(),
-        secret_key_enc: envelope::seal(
-            &vault_key,
-            &crate::sealing::secret_key_aad(citizen_id),
-            &secret_key.to_bytes(),
-        ),
-        passphrase_kdf: serde_json::to_string(&kdf_params)
-            .map_err(|e| Error::Internal(e.into()))?,
-        vault_key_passphrase: wrap::wrap_key(
-            &kek,
-            &vault_key,
-            &vault_wrap_aad(citizen_id, "passphrase"),
-        ),
-        recovery_salt: recovery_salt.expose().to_vec(),
-        vault_key_recovery: wrap::wrap_key(
-            &recovery.kek(recovery_salt.expose()),
-            &vault_key,
-            &vault_wrap_aad(citizen_id, "recovery"),
-        ),
-        created_at: now,
-        activity_seen_seq: 0,
-        national_id_escrow: None,
-    };
+    let (row, vault_key, recovery) = new_vault_row(
+        citizen_id,
+        state.national_id_index,
+        &state.display_name,
+        &kdf_params,
+        &kek,
+        now,
+    )?;
     let credential_row =
         credential_row(Principal::Citizen(citizen_id), &passkey, "Passkey 1", now)?;
     let mut tx = ctx.store.begin().await?;
@@ -381,6 +353,55 @@ pub async fn register_finish(
     })
 }
 
+/// A new citizen's row: a fresh vault key sealing her name and X25519 private key,
+/// wrapped under `passphrase_kek` (what `kdf_params` derive from her passphrase) and under a
+/// fresh recovery code, returned with the row.
+fn new_vault_row(
+    citizen_id: CitizenId,
+    national_id_index: Vec<u8>,
+    display_name: &DisplayName,
+    kdf_params: &PassphraseKdf,
+    passphrase_kek: &custodia_crypto::KeyEncryptionKey,
+    now: i64,
+) -> Result<(CitizenRow, VaultKey, RecoveryCode), Error> {
+    let vault_key = VaultKey::generate();
+    let (secret_key, public_key) = hpke_seal::generate_keypair();
+    let recovery = RecoveryCode::generate();
+    let recovery_salt = SecretBytes::random(16);
+    let row = CitizenRow {
+        id: citizen_id,
+        national_id_index,
+        pseudonym: format!("p-{}", digest::hex(SecretBytes::random(8).expose())),
+        display_name_enc: envelope::seal(
+            &vault_key,
+            &display_name_aad(citizen_id),
+            display_name.0.as_bytes(),
+        ),
+        public_key: public_key.to_bytes(),
+        secret_key_enc: envelope::seal(
+            &vault_key,
+            &crate::sealing::secret_key_aad(citizen_id),
+            &secret_key.to_bytes(),
+        ),
+        passphrase_kdf: serde_json::to_string(kdf_params).map_err(|e| Error::Internal(e.into()))?,
+        vault_key_passphrase: wrap::wrap_key(
+            passphrase_kek,
+            &vault_key,
+            &vault_wrap_aad(citizen_id, "passphrase"),
+        ),
+        recovery_salt: recovery_salt.expose().to_vec(),
+        vault_key_recovery: wrap::wrap_key(
+            &recovery.kek(recovery_salt.expose()),
+            &vault_key,
+            &vault_wrap_aad(citizen_id, "recovery"),
+        ),
+        created_at: now,
+        activity_seen_seq: 0,
+        national_id_escrow: None,
+    };
+    Ok((row, vault_key, recovery))
+}
+
 /// An account made for a ward who has none, held by her guardian until she comes of age
 /// (`delegations::guardianship`). It has no passkey, so nobody signs in to it; its vault
 /// key is wrapped under a random key nobody keeps (no passphrase opens it) and under a
@@ -407,45 +428,17 @@ pub async fn held_account(
     let display_name = DisplayName::parse(display_name)
         .map_err(|_| invalid("ward_display_name", "must be 1 to 100 characters"))?;
     let citizen_id = CitizenId::random();
-    let vault_key = VaultKey::generate();
-    let (secret_key, public_key) = hpke_seal::generate_keypair();
-    let handover = RecoveryCode::generate();
-    let recovery_salt = SecretBytes::random(16);
     // Valid parameters, but the key they would derive is random and dropped: no
     // passphrase opens this vault until the ward sets one by recovering it.
     let unknown: custodia_crypto::KeyEncryptionKey = custodia_crypto::SymmetricKey::generate();
-    let row = CitizenRow {
-        id: citizen_id,
-        national_id_index: national_id_index(ctx, national_id),
-        pseudonym: format!("p-{}", digest::hex(SecretBytes::random(8).expose())),
-        display_name_enc: envelope::seal(
-            &vault_key,
-            &display_name_aad(citizen_id),
-            display_name.0.as_bytes(),
-        ),
-        public_key: public_key.to_bytes(),
-        secret_key_enc: envelope::seal(
-            &vault_key,
-            &crate::sealing::secret_key_aad(citizen_id),
-            &secret_key.to_bytes(),
-        ),
-        passphrase_kdf: serde_json::to_string(&PassphraseKdf::new(ctx.kdf.cost))
-            .map_err(|e| Error::Internal(e.into()))?,
-        vault_key_passphrase: wrap::wrap_key(
-            &unknown,
-            &vault_key,
-            &vault_wrap_aad(citizen_id, "passphrase"),
-        ),
-        recovery_salt: recovery_salt.expose().to_vec(),
-        vault_key_recovery: wrap::wrap_key(
-            &handover.kek(recovery_salt.expose()),
-            &vault_key,
-            &vault_wrap_aad(citizen_id, "recovery"),
-        ),
-        created_at: ctx.clock.now_ms(),
-        activity_seen_seq: 0,
-        national_id_escrow: None,
-    };
+    let (row, vault_key, handover) = new_vault_row(
+        citizen_id,
+        national_id_index(ctx, national_id),
+        &display_name,
+        &PassphraseKdf::new(ctx.kdf.cost),
+        &unknown,
+        ctx.clock.now_ms(),
+    )?;
     let national_id_sealed = match ctx.store.current_oversight_key().await? {
         Some(key) => Some((
             key.id,

@@ -71,11 +71,7 @@ pub struct GuardianshipView {
 const MAX_DAYS: i64 = 3650;
 
 fn view(g: &GuardianshipRow, d: &DelegationRow, now: i64) -> GuardianshipView {
-    let rfc = |ms: i64| {
-        crate::clock::from_ms(ms)
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-    };
+    let rfc = crate::clock::rfc3339;
     GuardianshipView {
         id: g.id,
         status: d.status_at(now),
@@ -189,8 +185,8 @@ pub async fn declare(
         id: delegation_id,
         principal_id: ward.id,
         delegate_id: guardian.id,
-        document_types: serde_json::to_string(&types).unwrap_or_else(|_| "[]".into()),
-        actions: serde_json::to_string(DelegatedAction::ALL).unwrap_or_else(|_| "[]".into()),
+        document_types: crate::store::json_text(&types),
+        actions: crate::store::json_text(DelegatedAction::ALL),
         status: DelegationStatus::Active,
         created_at: now,
         accepted_at: Some(now),

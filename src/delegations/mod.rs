@@ -17,7 +17,6 @@
 pub mod guardianship;
 
 use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
 
 use crate::citizens::NationalId;
 use crate::context::Context;
@@ -95,12 +94,6 @@ pub struct DelegationView {
     pub handover_code: Option<String>,
 }
 
-fn rfc3339(ms: i64) -> String {
-    crate::clock::from_ms(ms)
-        .format(&Rfc3339)
-        .unwrap_or_default()
-}
-
 /// Reads a stored list of actions (a name that is none of them reads as nothing).
 fn stored_actions(text: &str) -> Vec<DelegatedAction> {
     crate::store::json_list::<String>(text)
@@ -149,10 +142,10 @@ fn view(
         },
         document_types: crate::store::json_list(&row.document_types),
         actions: stored_actions(&row.actions),
-        created_at: rfc3339(row.created_at),
-        accepted_at: row.accepted_at.map(rfc3339),
-        expires_at: rfc3339(row.expires_at),
-        ended_at: row.ended_at.map(rfc3339),
+        created_at: crate::clock::rfc3339(row.created_at),
+        accepted_at: row.accepted_at.map(crate::clock::rfc3339),
+        expires_at: crate::clock::rfc3339(row.expires_at),
+        ended_at: row.ended_at.map(crate::clock::rfc3339),
         ended_by: row.ended_by.clone(),
         guardianship_id: row.guardianship_id,
         keyed: row.key_for_delegate.is_some(),
@@ -212,11 +205,6 @@ fn checked_scope(
         }
     }
     Ok((out_types, out_actions))
-}
-
-fn to_json<T: Serialize>(value: &T) -> String {
-    // A list of strings or names serialises without fail.
-    serde_json::to_string(value).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// Appoints a delegate. Needs the principal's unlocked vault (the covered keys are
@@ -281,8 +269,8 @@ pub async fn appoint(
         id,
         principal_id,
         delegate_id: delegate.id,
-        document_types: to_json(&types),
-        actions: to_json(&actions),
+        document_types: crate::store::json_text(&types),
+        actions: crate::store::json_text(&actions),
         status: DelegationStatus::Pending,
         created_at: now,
         accepted_at: None,
@@ -483,6 +471,7 @@ pub async fn act_for(
         document_types: crate::store::json_list(&row.document_types),
         actions: stored_actions(&row.actions),
         key_for_delegate: row.key_for_delegate,
+        principal_name: row.principal_name,
     });
     Ok(())
 }
@@ -515,16 +504,17 @@ pub async fn principal_name(ctx: &Context, session: &Session) -> Result<Option<S
     let Ok(own_key) = session.own_vault_key() else {
         return Ok(None);
     };
-    let row = ctx.store.delegation(acting.delegation).await?;
+    // The row was read as the request began to act; only her key is looked up.
+    let Some(sealed) = acting.principal_name.as_deref() else {
+        return Ok(None);
+    };
     let me = ctx.store.citizen(session.own_citizen()?).await?;
     let secret = crate::sealing::open_secret_key(&me, &own_key)?;
-    Ok(row.principal_name.as_deref().and_then(|sealed| {
-        crate::sealing::open_name(
-            &secret,
-            &crate::sealing::delegation_name_aad(row.id, "principal"),
-            sealed,
-        )
-    }))
+    Ok(crate::sealing::open_name(
+        &secret,
+        &crate::sealing::delegation_name_aad(acting.delegation, "principal"),
+        sealed,
+    ))
 }
 
 /// Ends every delegation past its expiry: status `expired`, keys and wraps destroyed.

@@ -26,11 +26,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use custodia_crypto::sign::CONTEXT_CONSENT_RECEIPT;
 use custodia_crypto::{GrantKey, SymmetricKey, digest, wrap};
 use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
 
 use crate::agencies::Level;
 use crate::catalog::{Sensitivity, SharingClass, Tier};
-use crate::clock::{from_ms, to_ms};
+use crate::clock::to_ms;
 use crate::context::Context;
 use crate::error::{Error, invalid};
 use crate::ids::{AccessRequestId, AgencyId, DocumentId, GrantId};
@@ -124,10 +123,6 @@ pub struct GrantView {
     pub request_id: Option<AccessRequestId>,
 }
 
-fn rfc3339(ms: i64) -> String {
-    from_ms(ms).format(&Rfc3339).unwrap_or_default()
-}
-
 fn view(g: &GrantRow, now_ms: i64) -> GrantView {
     GrantView {
         id: g.id,
@@ -139,8 +134,8 @@ fn view(g: &GrantRow, now_ms: i64) -> GrantView {
         purpose: g.purpose.clone(),
         purpose_code: g.purpose_code.clone(),
         legal_basis: g.legal_basis.clone(),
-        valid_from: rfc3339(g.valid_from),
-        expires_at: rfc3339(g.expires_at),
+        valid_from: crate::clock::rfc3339(g.valid_from),
+        expires_at: crate::clock::rfc3339(g.expires_at),
         max_reads: g.max_reads,
         reads: g.reads,
         retention_days: g.retention_days,
@@ -420,11 +415,11 @@ pub(crate) async fn create_inner(
         "purpose": purpose,
         "purpose_code": req.purpose_code,
         "legal_basis": legal_basis,
-        "valid_from": rfc3339(now),
-        "expires_at": rfc3339(expires_at),
+        "valid_from": crate::clock::rfc3339(now),
+        "expires_at": crate::clock::rfc3339(expires_at),
         "max_reads": req.max_reads,
         "retention_days": retention_days,
-        "issued_at": rfc3339(now),
+        "issued_at": crate::clock::rfc3339(now),
         "signing_key_id": ctx.keys.signing_key_id,
     });
     // A consent given by a delegate says so, by her pseudonym: the receipt tells who
@@ -445,10 +440,10 @@ pub(crate) async fn create_inner(
         citizen_id,
         agency_id: agency.id,
         request_id,
-        document_ids: to_json(&document_ids),
-        document_types: to_json(&document_types),
+        document_ids: crate::store::json_text(&document_ids),
+        document_types: crate::store::json_text(&document_types),
         tier: req.tier,
-        fields: to_json(&fields),
+        fields: crate::store::json_text(&fields),
         purpose_code: req.purpose_code.clone(),
         purpose: purpose.to_owned(),
         legal_basis: legal_basis.map(str::to_owned),
@@ -522,11 +517,6 @@ pub(crate) async fn create_inner(
 
 fn row_fields(row: &GrantRow) -> Vec<String> {
     crate::store::json_list(&row.fields)
-}
-
-/// Lists are stored as JSON text; serialising a list of strings or ids cannot fail.
-fn to_json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// The citizen's grants.

@@ -86,6 +86,12 @@ pub fn json_list<T: serde::de::DeserializeOwned>(text: &str) -> Vec<T> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
+/// A list as the JSON text it is stored as ([`json_list`] reads it back). Serialising a
+/// list of strings, ids or names cannot fail; an empty list stands in if it ever did.
+pub fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "[]".to_owned())
+}
+
 /// A value that lives on one of the two engines: a pool, a transaction.
 #[derive(Debug, Clone)]
 pub enum OnEngine<S, P> {

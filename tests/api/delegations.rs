@@ -262,6 +262,32 @@ async fn a_delegate_acts_within_scope_and_nowhere_else(backend: Backend) {
     )
     .await;
     assert_problem(delegate.get_for("not-an-id", "/me/documents").await, 422).await;
+    // The pages' switch takes only a live delegation, and a refused switch sets nothing.
+    let refused = delegate
+        .post(
+            "/me/acting-for",
+            json!({ "principal": stranger.citizen_id }),
+        )
+        .await;
+    assert!(refused.headers().get("set-cookie").is_none());
+    assert_problem(refused, 403).await;
+    assert_problem(
+        delegate
+            .post("/me/acting-for", json!({ "principal": "x" }))
+            .await,
+        422,
+    )
+    .await;
+    let switched = delegate
+        .post("/me/acting-for", json!({ "principal": p }))
+        .await;
+    assert_eq!(switched.status(), 200);
+    assert!(
+        switched.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("custodia-acting-for=")
+    );
 
     // The principal's trail shows what the delegate did, as the delegate.
     let trail: Value = principal.get("/me/activity").await.json().await.unwrap();

@@ -86,6 +86,7 @@ fn main() {
                 issuer_types: &["tax_clearance".to_owned()],
                 enroller: false,
                 guardianship_authority: false,
+                emergency: false,
             },
         )
         .await

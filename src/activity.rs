@@ -119,6 +119,7 @@ pub async fn list(
         since_ms: filter.since_ms,
         until_ms: filter.until_ms,
         before_seq: filter.before_seq,
+        disclosed_at: Some(ctx.clock.now_ms()),
         ..AuditFilter::default()
     };
     let mut out = Vec::new();
@@ -280,6 +281,7 @@ pub async fn reads_per_day(ctx: &Context, session: &Session, days: i64) -> Resul
     let filter = AuditFilter {
         citizen_pseudonym: Some(pseudonym(ctx, session).await?),
         outcome: Some("ok".into()),
+        disclosed_at: Some(ctx.clock.now_ms()),
         ..AuditFilter::default()
     };
     agency_volume(ctx, filter, days, true).await
@@ -291,7 +293,11 @@ pub async fn unseen_reads(ctx: &Context, session: &Session) -> Result<i64, Error
     let citizen = ctx.store.citizen(session.citizen()?).await?;
     Ok(ctx
         .store
-        .count_reads_after(&citizen.pseudonym, citizen.activity_seen_seq)
+        .count_reads_after(
+            &citizen.pseudonym,
+            citizen.activity_seen_seq,
+            ctx.clock.now_ms(),
+        )
         .await?)
 }
 

@@ -161,7 +161,12 @@ pub struct NewAgency<'a> {
     pub enroller: bool,
     /// Whether it declares guardianships (SPEC §6).
     pub guardianship_authority: bool,
+    /// Whether it may break the glass (SPEC §6); only at [`EMERGENCY_MIN_LEVEL`] or above.
+    pub emergency: bool,
 }
+
+/// Agencies below this level are never registered for emergency access.
+pub const EMERGENCY_MIN_LEVEL: Level = Level::Provincial;
 
 /// The SHA-256 by which an API key is stored and found.
 pub fn key_hash(key: &str) -> Vec<u8> {
@@ -223,6 +228,15 @@ pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error
         return Err(invalid("issuer_types", "only issuers deposit documents"));
     }
     let issuer_types = issuer_types_json(ctx, new.issuer_types)?;
+    if new.emergency && new.level < EMERGENCY_MIN_LEVEL {
+        return Err(invalid(
+            "emergency",
+            format!(
+                "only agencies at {} level or above may break the glass",
+                EMERGENCY_MIN_LEVEL.as_str()
+            ),
+        ));
+    }
     let now = ctx.clock.now_ms();
     let id = AgencyId::random();
     let api_key = new_key();
@@ -237,6 +251,7 @@ pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error
         issuer_types: issuer_types.clone(),
         is_enroller: new.enroller,
         is_guardianship_authority: new.guardianship_authority,
+        is_emergency: new.emergency,
         created_at: now,
         disabled_at: None,
     })
@@ -255,11 +270,16 @@ pub async fn create(ctx: &Context, new: &NewAgency<'_>) -> Result<Created, Error
     }
     crate::audit::stage(
         &mut tx,
-        operator_event(crate::audit::Action::AgencyCreate, id).detail(if new.issuer {
-            format!("level {}, issuer of {issuer_types}", new.level.as_str())
-        } else {
-            format!("level {}, issuer false", new.level.as_str())
-        }),
+        operator_event(crate::audit::Action::AgencyCreate, id).detail(format!(
+            "level {}, {}{}",
+            new.level.as_str(),
+            if new.issuer {
+                format!("issuer of {issuer_types}")
+            } else {
+                "issuer false".to_owned()
+            },
+            if new.emergency { ", emergency" } else { "" }
+        )),
         now,
     )
     .await?;

@@ -124,6 +124,37 @@ pub struct Grant {
     /// The request it answered.
     #[serde(default)]
     pub request_id: Option<Uuid>,
+    /// Made by breaking the glass (an emergency grant).
+    #[serde(default)]
+    pub emergency: bool,
+    /// Types covered.
+    #[serde(default)]
+    pub document_types: Vec<String>,
+}
+
+/// An emergency access: what [`AgencyClient::emergency_access`] sends (agencies
+/// registered for emergencies; officer and case from [`AgencyClient::acting_as`], the same
+/// case in `case`).
+#[derive(Debug, Clone, Serialize)]
+pub struct EmergencyAccess {
+    /// The person's national ID.
+    pub national_id: String,
+    /// Types needed.
+    pub document_types: Vec<String>,
+    /// `verify`, `fields` or `full`.
+    pub tier: String,
+    /// For `fields`: which.
+    pub fields: Vec<String>,
+    /// Why this cannot wait for consent.
+    pub justification: String,
+    /// The law relied on.
+    pub legal_basis: String,
+    /// The case (as in `X-Case-Id`).
+    pub case: String,
+    /// 1 to 240.
+    pub duration_minutes: i64,
+    /// Days the person is not told, when the legal basis names such a delay (0–30).
+    pub disclosure_delay_days: Option<i64>,
 }
 
 /// A document a grant covers.
@@ -245,6 +276,16 @@ impl AgencyClient {
     pub async fn request_access(&self, req: &AccessRequest) -> Result<RequestStatus, ClientError> {
         self.json(
             self.request(reqwest::Method::POST, "/api/v1/access-requests")
+                .json(req),
+        )
+        .await
+    }
+
+    /// Breaks the glass: an emergency grant over what the person made emergency-available
+    /// (`404` when nothing is, exactly as for a national ID nobody registered).
+    pub async fn emergency_access(&self, req: &EmergencyAccess) -> Result<Grant, ClientError> {
+        self.json(
+            self.request(reqwest::Method::POST, "/api/v1/emergency-access")
                 .json(req),
         )
         .await

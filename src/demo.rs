@@ -179,6 +179,7 @@ async fn story(
             issuer_types: &[],
             enroller: false,
             guardianship_authority: false,
+            emergency: false,
         },
     )
     .await?;
@@ -197,6 +198,7 @@ async fn story(
             issuer_types: &["tax_clearance".to_owned()],
             enroller: false,
             guardianship_authority: false,
+            emergency: false,
         },
     )
     .await?;
@@ -210,6 +212,7 @@ async fn story(
             issuer_types: &[],
             enroller: true,
             guardianship_authority: false,
+            emergency: false,
         },
     )
     .await?;

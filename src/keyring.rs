@@ -3,9 +3,9 @@
 //! * The **master key** is 32 random bytes in a file (64 hex digits, mode 0600), created
 //!   on first start. It wraps only service keys, and is dropped from memory once they are
 //!   unwrapped.
-//! * **Service keys** (`grant-wrap`, `blind-index`) are random, stored in the database
-//!   wrapped under the master key, and never derived from it: rotating the master key only
-//!   re-wraps them, and every blind index stays valid.
+//! * **Service keys** (`grant-wrap`, `blind-index`, `identity-escrow`, `emergency-wrap`)
+//!   are random, stored in the database wrapped under the master key, and never derived
+//!   from it: rotating the master key only re-wraps them, and every blind index stays valid.
 //! * The **signing key** (Ed25519: audit checkpoints, consent receipts) lives in its own
 //!   file beside the master key; its public half is recorded in `signing_keys` and
 //!   **pinned** in the key directory (`audit-keys/<key id>.pub` beside the key files), which
@@ -71,6 +71,9 @@ pub struct Keyring {
     pub blind_index: BlindIndexKey,
     /// Seals each citizen's national ID for the audited, reasoned reveal by an auditor.
     pub identity_escrow: ServiceKey,
+    /// Wraps the data keys of the documents citizens made emergency-available (SPEC §6):
+    /// the only documents the operator side can open without a live grant.
+    pub emergency_wrap: ServiceKey,
     /// Signs checkpoints and receipts.
     pub signing: SigningKey,
     /// Fingerprint of the signing key's public half.
@@ -96,6 +99,8 @@ pub const GRANT_WRAP: &str = "grant-wrap";
 pub const BLIND_INDEX: &str = "blind-index";
 /// Service key names.
 pub const IDENTITY_ESCROW: &str = "identity-escrow";
+/// Service key names.
+pub const EMERGENCY_WRAP: &str = "emergency-wrap";
 
 impl Keyring {
     /// Loads (creating on first start) the master key, the signing key and the service
@@ -127,6 +132,8 @@ impl Keyring {
             load_service_key(store, &masters, BLIND_INDEX, now_ms).await?;
         let identity_escrow: ServiceKey =
             load_service_key(store, &masters, IDENTITY_ESCROW, now_ms).await?;
+        let emergency_wrap: ServiceKey =
+            load_service_key(store, &masters, EMERGENCY_WRAP, now_ms).await?;
         let next_master_key_id = next.as_ref().map(|(_, id)| id.clone());
         drop(next);
         drop(master);
@@ -148,6 +155,7 @@ impl Keyring {
             grant_wrap,
             blind_index,
             identity_escrow,
+            emergency_wrap,
             signing,
             signing_key_id,
             pinned,

@@ -31,6 +31,7 @@ pub mod delegations;
 pub mod demo;
 pub mod documents;
 pub mod eid;
+pub mod emergencies;
 pub mod error;
 pub mod grants;
 pub mod http;

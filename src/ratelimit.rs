@@ -23,6 +23,21 @@ pub const DELEGATE_LOOKUP_PER_ACCOUNT: Limit = Limit {
     window_s: 3600,
 };
 
+/// Emergency accesses per agency (SPEC §6): every attempt counts, answered or not, so
+/// breaking the glass cannot be used to sweep through national IDs.
+pub const EMERGENCY_PER_AGENCY: Limit = Limit {
+    name: "emergency-agency",
+    max: 20,
+    window_s: 3600,
+};
+
+/// Emergency grants one agency may be given for one citizen (the cooldown): one an hour.
+pub const EMERGENCY_PER_CITIZEN: Limit = Limit {
+    name: "emergency-citizen",
+    max: 1,
+    window_s: 3600,
+};
+
 /// Registration attempts per client address.
 pub const REGISTER_PER_ADDR: Limit = Limit {
     name: "register-addr",

@@ -5,6 +5,8 @@
 //!   for each live grant that covers it, under that grant's key ([`wraps_for_new_version`]:
 //!   which grants a new version joins).
 //! * A grant key is wrapped under the grant-wrapping service key ([`grant_key_aad`]).
+//! * The current version of a document whose type its owner made emergency-available is
+//!   also wrapped under the emergency service key ([`emergency_wrap`]; SPEC §6).
 //! * Issuer deposits arrive sealed to the citizen's public key, are received at the next
 //!   unlock ([`pick_up_deposits`]) and join grants only once the citizen accepts them
 //!   ([`accept_deposit`]).
@@ -23,6 +25,7 @@ use crate::ids::{CitizenId, DelegationId, DocumentId, GrantId};
 use crate::sessions::Session;
 use crate::store::citizens::CitizenRow;
 use crate::store::delegations::DelegationWrapRow;
+use crate::store::emergencies::EmergencyWrapRow;
 use crate::store::grants::GrantWrapRow;
 
 /// The associated data of a document's sealed parts (`label` = `data-key`, `document-meta`
@@ -66,6 +69,49 @@ pub fn grant_data_key_aad(grant: GrantId, document: DocumentId, version: i32) ->
         .with("grant", grant.as_bytes())
         .with("document", document.as_bytes())
         .with("version", version.to_be_bytes())
+}
+
+/// The context of a data key wrapped under the `emergency-wrap` service key.
+pub fn emergency_data_key_aad(document: DocumentId, version: i32, owner: CitizenId) -> Aad {
+    Aad::new("emergency-data-key")
+        .with("document", document.as_bytes())
+        .with("version", version.to_be_bytes())
+        .with("owner", owner.as_bytes())
+}
+
+/// The wrap of a version's data key under the emergency service key. It is stored only
+/// while its type is emergency-available to its owner
+/// ([`Tx::insert_emergency_wrap`](crate::store::Tx::insert_emergency_wrap)), so every
+/// accepted version is offered it: one key wrap, no query.
+pub fn emergency_wrap(
+    ctx: &Context,
+    owner: CitizenId,
+    document: DocumentId,
+    doc_type: &str,
+    version: i32,
+    data_key: &DataKey,
+) -> EmergencyWrapRow {
+    EmergencyWrapRow {
+        document_id: document,
+        version,
+        citizen_id: owner,
+        doc_type: doc_type.to_owned(),
+        wrapped_key: wrap::wrap_key(
+            &ctx.keys.emergency_wrap,
+            data_key,
+            &emergency_data_key_aad(document, version, owner),
+        ),
+    }
+}
+
+/// Opens an emergency wrap with the emergency service key.
+pub fn open_emergency_wrap(ctx: &Context, w: &EmergencyWrapRow) -> Result<DataKey, Error> {
+    wrap::unwrap_key(
+        &ctx.keys.emergency_wrap,
+        &w.wrapped_key,
+        &emergency_data_key_aad(w.document_id, w.version, w.citizen_id),
+    )
+    .map_err(|e| Error::Internal(anyhow::anyhow!("emergency key of {}: {e}", w.document_id)))
 }
 
 /// The context of a citizen's sealed X25519 private key.
@@ -191,6 +237,17 @@ pub async fn pick_up_deposits(
             for w in &delegation_wraps {
                 tx.insert_delegation_wrap(w).await?;
             }
+            if d.accepted_at.is_some() {
+                tx.insert_emergency_wrap(&emergency_wrap(
+                    ctx,
+                    citizen,
+                    d.document_id,
+                    &d.doc_type,
+                    d.version,
+                    &data_key,
+                ))
+                .await?;
+            }
             crate::audit::stage(
                 &mut tx,
                 document_record(
@@ -283,6 +340,15 @@ pub async fn accept_deposit(
     for w in &delegation_wraps {
         tx.insert_delegation_wrap(w).await?;
     }
+    tx.insert_emergency_wrap(&emergency_wrap(
+        ctx,
+        citizen,
+        document,
+        &row.doc_type,
+        current.version,
+        &data_key,
+    ))
+    .await?;
     crate::audit::stage(
         &mut tx,
         document_record(

@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["citizens"],
     &["documents", "auditors", "delegations"],
     &["grants"],
-    &["requests"],
+    &["requests", "emergencies"],
     // Edges: HTTP and pages, the process, the commands.
     &["http"],
     &["server"],

@@ -109,6 +109,12 @@ named_enum! {
         GuardianshipDeclare => "guardianship.declare",
         /// `guardianship.end`: withdrawn by the authority, or the ward came of age
         GuardianshipEnd => "guardianship.end",
+        /// `emergency.set`: a citizen chose which types may be read in an emergency
+        EmergencySet => "emergency.set",
+        /// `emergency.access`: an emergency agency broke the glass (an emergency grant)
+        EmergencyAccess => "emergency.access",
+        /// `emergency.review`: an auditor judged an emergency access
+        EmergencyReview => "emergency.review",
         /// `keys.rotate-master`
         KeysRotateMaster => "keys.rotate-master",
         /// `keys.rotate-signing`

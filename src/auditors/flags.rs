@@ -9,7 +9,7 @@ use crate::store::audit::FlagCounts;
 /// A pattern worth a look.
 #[derive(Debug, Clone, Serialize)]
 pub struct Flag {
-    /// `many-citizens`, `night-reads` or `refusal-burst`.
+    /// `many-citizens`, `night-reads`, `refusal-burst` or `emergency-unreviewed`.
     pub kind: &'static str,
     /// The agency.
     pub agency: Option<String>,
@@ -25,6 +25,8 @@ pub const MANY_CITIZENS_PER_HOUR: i64 = 10;
 pub const REFUSALS_PER_BURST: u32 = 5;
 /// How far back the console looks.
 pub const FLAG_WINDOW_MS: i64 = 7 * 86_400_000;
+/// An emergency access not reviewed within this time is flagged (SPEC §6).
+pub const EMERGENCY_REVIEW_DUE_MS: i64 = 7 * 86_400_000;
 
 /// The patterns in the counts: one officer reading many citizens in an hour, reads at night
 /// (22:00–06:00 China Standard Time, UTC+8), bursts of refusals.

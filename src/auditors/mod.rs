@@ -11,7 +11,10 @@ mod flags;
 mod oversight;
 mod oversight_key;
 
-pub use flags::{FLAG_WINDOW_MS, Flag, MANY_CITIZENS_PER_HOUR, REFUSALS_PER_BURST, flags};
+pub use flags::{
+    EMERGENCY_REVIEW_DUE_MS, FLAG_WINDOW_MS, Flag, MANY_CITIZENS_PER_HOUR, REFUSALS_PER_BURST,
+    flags,
+};
 pub use oversight::{
     Query, confirm_identity, export, recent_flags, search, shown, verify_chain, volume,
 };

@@ -10,7 +10,10 @@ use crate::sessions::Session;
 use crate::store::audit::{AuditFilter, AuditRow};
 
 use super::auditor_of;
-use super::flags::{FLAG_WINDOW_MS, Flag, MANY_CITIZENS_PER_HOUR, REFUSALS_PER_BURST, flags};
+use super::flags::{
+    EMERGENCY_REVIEW_DUE_MS, FLAG_WINDOW_MS, Flag, MANY_CITIZENS_PER_HOUR, REFUSALS_PER_BURST,
+    flags,
+};
 
 /// An auditor's search.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -45,6 +48,7 @@ impl Query {
             since_ms: self.since_ms,
             until_ms: self.until_ms,
             before_seq: self.before_seq,
+            disclosed_at: None,
         }
     }
 }
@@ -98,12 +102,35 @@ pub async fn recent_flags(ctx: &Context, session: &Session) -> Result<Vec<Flag>,
         "console: flagged patterns of the last 7 days",
     )
     .await?;
-    let since = ctx.clock.now_ms() - FLAG_WINDOW_MS;
+    let now = ctx.clock.now_ms();
     let counts = ctx
         .store
-        .audit_flag_counts(since, MANY_CITIZENS_PER_HOUR, REFUSALS_PER_BURST)
+        .audit_flag_counts(
+            now - FLAG_WINDOW_MS,
+            MANY_CITIZENS_PER_HOUR,
+            REFUSALS_PER_BURST,
+        )
         .await?;
-    Ok(flags(&counts))
+    let mut found = flags(&counts);
+    // Every emergency access still unreviewed after its due time, however old.
+    for e in ctx
+        .store
+        .overdue_emergency_reviews(now - EMERGENCY_REVIEW_DUE_MS)
+        .await?
+    {
+        found.push(Flag {
+            kind: "emergency-unreviewed",
+            agency: Some(e.access.agency_id.to_string()),
+            officer: Some(e.access.officer_id.clone()),
+            detail: format!(
+                "emergency access {} ({}) unreviewed since {}",
+                e.access.grant_id,
+                e.agency_name,
+                crate::clock::rfc3339(e.access.created_at)
+            ),
+        });
+    }
+    Ok(found)
 }
 
 /// Agency reads (or refusals) per day over the last `days` (recorded as an auditor query).

@@ -242,6 +242,11 @@ enum AgencyCommand {
         /// `POST /api/v1/guardianships`.
         #[arg(long)]
         guardianship_authority: bool,
+        /// It may break the glass: emergency reads of the document types citizens have
+        /// made emergency-available, through `POST /api/v1/emergency-access` (provincial
+        /// level or above).
+        #[arg(long)]
+        emergency: bool,
     },
     /// Issue a new API key (printed once); the old key stops at once, or after --overlap.
     RotateKey {
@@ -355,13 +360,14 @@ pub fn main() -> ExitCode {
                 issuer_types,
                 enroller,
                 guardianship_authority,
+                emergency,
             }) => {
                 agency_create(
                     config,
                     &name,
                     &level,
                     (issuer, issuer_key.as_deref(), &issuer_types),
-                    (enroller, guardianship_authority),
+                    (enroller, guardianship_authority, emergency),
                 )
                 .await
             }
@@ -629,7 +635,7 @@ async fn agency_create(
     name: &str,
     level: &str,
     (issuer, issuer_key, issuer_types): (bool, Option<&str>, &[String]),
-    (enroller, guardianship_authority): (bool, bool),
+    (enroller, guardianship_authority, emergency): (bool, bool, bool),
 ) -> anyhow::Result<()> {
     let level = crate::agencies::Level::parse(level)?;
     let ctx = server::open_context(config, std::sync::Arc::new(crate::clock::SystemClock))
@@ -643,6 +649,7 @@ async fn agency_create(
         issuer_types,
         enroller,
         guardianship_authority,
+        emergency,
     };
     let created = crate::agencies::create(&ctx, &new).await;
     ctx.store.close().await;

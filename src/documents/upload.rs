@@ -568,6 +568,19 @@ impl Draft {
             for w in &delegation_wraps {
                 tx.insert_delegation_wrap(w).await?;
             }
+            // An accepted version of an emergency-available type is wrapped for emergencies
+            // too (stored only while its type is available); a deposit joins at acceptance.
+            if !matches!(self.holder, Holder::Sealed { .. }) {
+                tx.insert_emergency_wrap(&crate::sealing::emergency_wrap(
+                    ctx,
+                    self.citizen,
+                    self.document,
+                    doc_type,
+                    self.version,
+                    &self.data_key,
+                ))
+                .await?;
+            }
             if let Some((name, _)) = &blob {
                 tx.settle_blob(name.as_str()).await?;
             }

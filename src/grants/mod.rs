@@ -121,9 +121,12 @@ pub struct GrantView {
     pub status: GrantStatus,
     /// The access request this grant answered, if any.
     pub request_id: Option<AccessRequestId>,
+    /// Made by an emergency agency from what the citizen allowed in advance (SPEC §6).
+    pub emergency: bool,
 }
 
-fn view(g: &GrantRow, now_ms: i64) -> GrantView {
+/// A grant as shown, with its status at `now_ms`.
+pub fn view(g: &GrantRow, now_ms: i64) -> GrantView {
     GrantView {
         id: g.id,
         agency_id: g.agency_id,
@@ -141,6 +144,7 @@ fn view(g: &GrantRow, now_ms: i64) -> GrantView {
         retention_days: g.retention_days,
         status: g.status_at(now_ms),
         request_id: g.request_id,
+        emergency: g.emergency,
     }
 }
 
@@ -462,6 +466,7 @@ pub(crate) async fn create_inner(
         receipt: canonical,
         receipt_signature: signature.to_vec(),
         created_at: now,
+        emergency: false,
     };
     let event = session
         .event(ctx, crate::audit::Action::GrantCreate)
@@ -524,7 +529,12 @@ fn row_fields(row: &GrantRow) -> Vec<String> {
 pub async fn list(ctx: &Context, session: &Session) -> Result<Vec<GrantView>, Error> {
     let citizen = session.citizen()?;
     let now = ctx.clock.now_ms();
-    let grants = ctx.store.citizen_grants(citizen).await?;
+    let mut grants = ctx.store.citizen_grants(citizen).await?;
+    // An emergency grant whose disclosure is delayed does not show yet (SPEC §6).
+    if grants.iter().any(|g| g.emergency) {
+        let hidden = ctx.store.undisclosed_emergency_grants(citizen, now).await?;
+        grants.retain(|g| !hidden.contains(&g.id));
+    }
     if session.acting().is_none() {
         return Ok(grants.iter().map(|g| view(g, now)).collect());
     }

@@ -181,6 +181,15 @@ impl FromRequestParts<AppState> for Officer {
 }
 
 impl Officer {
+    /// Who breaks the glass, for an emergency access.
+    pub(super) fn emergency(&self) -> crate::emergencies::Officer<'_> {
+        crate::emergencies::Officer {
+            officer: &self.officer,
+            case: &self.case,
+            request_id: self.request_id.as_deref(),
+        }
+    }
+
     fn request<'a>(&'a self, api_key: &'a str) -> ReadRequest<'a> {
         ReadRequest {
             api_key,
@@ -285,7 +294,7 @@ struct Page {
     summary = "The agency's grants, newest first",
     params(("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")),
     security(("agency_key" = [])),
-    responses((status = 200, description = "{grants, next_cursor}", body = Object, example = json!({"grants":[{"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"active","request_id":null}],"next_cursor":null})), AgencyErrors)
+    responses((status = 200, description = "{grants, next_cursor}", body = Object, example = json!({"grants":[{"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"active","request_id":null,"emergency":false}],"next_cursor":null})), AgencyErrors)
 )]
 async fn list_grants(
     State(state): State<AppState>,
@@ -315,7 +324,7 @@ async fn list_grants(
     summary = "One grant: scope, tier, status, reads, expiry",
     params(("id" = Uuid, Path, description = "The grant id")),
     security(("agency_key" = [])),
-    responses((status = 200, description = "The grant", body = GrantView, example = json!({"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"active","request_id":null})), AgencyErrors)
+    responses((status = 200, description = "The grant", body = GrantView, example = json!({"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"active","request_id":null,"emergency":false})), AgencyErrors)
 )]
 async fn grant(
     State(state): State<AppState>,

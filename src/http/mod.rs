@@ -9,6 +9,7 @@ mod auth;
 mod compression;
 mod delegations;
 mod documents;
+mod emergencies;
 pub mod error;
 mod extract;
 mod files;
@@ -73,6 +74,7 @@ pub fn app(state: AppState) -> Router {
         .merge(requests::router())
         .merge(delegations::router())
         .merge(guardianships::router())
+        .merge(emergencies::router())
         .merge(activity::router())
         .merge(audit::router())
         .merge(transparency::public_router())

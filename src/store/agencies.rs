@@ -23,6 +23,8 @@ pub struct AgencyRow {
     pub is_enroller: bool,
     /// Declares guardianships (a court, a civil-affairs office).
     pub is_guardianship_authority: bool,
+    /// Breaks the glass: emergency reads of what citizens allowed in advance (SPEC §6).
+    pub is_emergency: bool,
     pub created_at: i64,
     pub disabled_at: Option<i64>,
 }
@@ -72,7 +74,7 @@ impl Store {
     /// The agency with this id.
     pub async fn agency(&self, id: AgencyId) -> Result<AgencyRow, StoreError> {
         const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, issuer_types, \
-            is_enroller, is_guardianship_authority, created_at, disabled_at FROM agencies WHERE id = $1";
+            is_enroller, is_guardianship_authority, is_emergency, created_at, disabled_at FROM agencies WHERE id = $1";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, AgencyRow>(SQL).bind(id).fetch_one(p).await?
         }))
@@ -81,7 +83,7 @@ impl Store {
     /// The agencies that have asked this citizen for access, in one query.
     pub async fn agencies_asking(&self, citizen: CitizenId) -> Result<Vec<AgencyRow>, StoreError> {
         const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, issuer_types, \
-            is_enroller, is_guardianship_authority, created_at, disabled_at FROM agencies WHERE id IN (SELECT agency_id FROM access_requests WHERE citizen_id = $1)";
+            is_enroller, is_guardianship_authority, is_emergency, created_at, disabled_at FROM agencies WHERE id IN (SELECT agency_id FROM access_requests WHERE citizen_id = $1)";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, AgencyRow>(SQL).bind(citizen).fetch_all(p).await?
         }))
@@ -90,7 +92,7 @@ impl Store {
     /// Agencies that may receive grants (enabled consumers), highest level first.
     pub async fn consumer_agencies(&self) -> Result<Vec<AgencyRow>, StoreError> {
         const SQL: &str = "SELECT id, name, level, is_consumer, is_issuer, issuer_public_key, issuer_types, \
-            is_enroller, is_guardianship_authority, created_at, disabled_at FROM agencies WHERE is_consumer AND disabled_at IS NULL ORDER BY name, id";
+            is_enroller, is_guardianship_authority, is_emergency, created_at, disabled_at FROM agencies WHERE is_consumer AND disabled_at IS NULL ORDER BY name, id";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, AgencyRow>(SQL).fetch_all(p).await?
         }))
@@ -153,8 +155,8 @@ impl Tx {
     /// Inserts an agency.
     pub async fn insert_agency(&mut self, row: &AgencyRow) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO agencies (id, name, level, is_consumer, is_issuer, issuer_public_key, \
-            issuer_types, is_enroller, is_guardianship_authority, created_at, disabled_at) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+            issuer_types, is_enroller, is_guardianship_authority, is_emergency, created_at, disabled_at) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
         on_engine!(self, c => {
             sqlx::query(SQL)
                 .bind(row.id)
@@ -166,6 +168,7 @@ impl Tx {
                 .bind(&row.issuer_types)
                 .bind(row.is_enroller)
                 .bind(row.is_guardianship_authority)
+                .bind(row.is_emergency)
                 .bind(row.created_at)
                 .bind(row.disabled_at)
                 .execute(&mut **c)

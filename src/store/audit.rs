@@ -151,8 +151,16 @@ macro_rules! push_filter {
         if let Some(v) = f.until_ms {
             qb.push(" AND at < ").push_bind(v);
         }
+        if let Some(v) = f.disclosed_at {
+            qb.push(UNDISCLOSED).push_bind(v).push("))");
+        }
     }};
 }
+
+/// The condition that leaves out the events of emergency grants not yet disclosed to the
+/// citizen, completed by the time bound and two closing parentheses.
+const UNDISCLOSED: &str = " AND (grant_id IS NULL OR grant_id NOT IN \
+    (SELECT grant_id FROM emergency_accesses WHERE disclose_at > ";
 
 /// Binds an event's 20 PostgreSQL columns (`COLUMNS`, then `body`) to `$q`.
 macro_rules! bind_event {
@@ -225,6 +233,9 @@ pub struct AuditFilter {
     pub until_ms: Option<i64>,
     /// Only events with a sequence number below this (newest-first paging).
     pub before_seq: Option<i64>,
+    /// As the citizen sees her trail at this time (ms): without the events of emergency
+    /// grants whose disclosure is still delayed (SPEC §6).
+    pub disclosed_at: Option<i64>,
 }
 
 impl Store {
@@ -427,6 +438,7 @@ impl Store {
         // day) counts the events themselves, through the index that filter uses.
         let whole_days = filter.citizen_pseudonym.is_none()
             && filter.officer_id.is_none()
+            && filter.disclosed_at.is_none()
             && filter.since_ms.is_none_or(|t| t % DAY_MS == 0)
             && filter.until_ms.is_none_or(|t| t % DAY_MS == 0);
         if whole_days {
@@ -546,7 +558,7 @@ impl Store {
 impl Store {
     /// The sequence number of a grant's creation event.
     pub async fn grant_created_seq(&self, grant: GrantId) -> Result<Option<i64>, StoreError> {
-        const SQL: &str = "SELECT seq FROM audit_events WHERE grant_id = $1 AND action = 'grant.create' \
+        const SQL: &str = "SELECT seq FROM audit_events WHERE grant_id = $1 AND action IN ('grant.create', 'emergency.access') \
             ORDER BY seq LIMIT 1";
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_scalar::<_, i64>(SQL).bind(grant).fetch_optional(p).await?
@@ -556,11 +568,19 @@ impl Store {
 
 impl Store {
     /// Successful agency reads of this citizen's documents after `seq`.
-    pub async fn count_reads_after(&self, pseudonym: &str, seq: i64) -> Result<i64, StoreError> {
+    pub async fn count_reads_after(
+        &self,
+        pseudonym: &str,
+        seq: i64,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        // Reads under an emergency grant whose disclosure is delayed are not counted yet.
         const SQL: &str = "SELECT COUNT(*) FROM audit_events WHERE citizen_pseudonym = $1 AND seq > $2 \
-            AND actor_kind = 'agency' AND outcome = 'ok' AND action IN ('document.read', 'document.file')";
+            AND actor_kind = 'agency' AND outcome = 'ok' AND action IN ('document.read', 'document.file') \
+            AND (grant_id IS NULL OR grant_id NOT IN \
+                (SELECT grant_id FROM emergency_accesses WHERE disclose_at > $3))";
         Ok(on_engine!(self.pool(), p => {
-            sqlx::query_scalar::<_, i64>(SQL).bind(pseudonym).bind(seq).fetch_one(p).await?
+            sqlx::query_scalar::<_, i64>(SQL).bind(pseudonym).bind(seq).bind(now_ms).fetch_one(p).await?
         }))
     }
 

@@ -287,6 +287,7 @@ impl Tx {
             }
             sqlx::query("DELETE FROM grant_key_wraps WHERE document_id = $1").bind(id).execute(&mut **c).await?;
             sqlx::query("DELETE FROM delegation_key_wraps WHERE document_id = $1").bind(id).execute(&mut **c).await?;
+            sqlx::query("DELETE FROM emergency_key_wraps WHERE document_id = $1").bind(id).execute(&mut **c).await?;
             sqlx::query("DELETE FROM document_versions WHERE document_id = $1").bind(id).execute(&mut **c).await?;
             blobs
         });

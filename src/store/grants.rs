@@ -34,6 +34,8 @@ pub struct GrantRow {
     pub receipt: String,
     pub receipt_signature: Vec<u8>,
     pub created_at: i64,
+    /// Created by an emergency agency from what the citizen allowed in advance (SPEC §6).
+    pub emergency: bool,
 }
 
 impl GrantRow {
@@ -55,7 +57,7 @@ pub struct GrantWrapRow {
 
 const COLUMNS: &str = "id, citizen_id, agency_id, request_id, document_ids, document_types, tier, fields, \
     purpose_code, purpose, legal_basis, valid_from, expires_at, max_reads, reads, retention_days, status, \
-    status_changed_at, grant_key_wrap, receipt, receipt_signature, created_at";
+    status_changed_at, grant_key_wrap, receipt, receipt_signature, created_at, emergency";
 
 impl Store {
     /// A citizen's grants, newest first.
@@ -218,7 +220,7 @@ impl Tx {
     pub async fn insert_grant(&mut self, g: &GrantRow) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO grants ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-             $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+             $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
         );
         on_engine!(self, c => {
             sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -244,6 +246,7 @@ impl Tx {
                 .bind(&g.receipt)
                 .bind(&g.receipt_signature)
                 .bind(g.created_at)
+                .bind(g.emergency)
                 .execute(&mut **c)
                 .await?;
         });

@@ -18,6 +18,7 @@ pub mod citizens;
 pub mod cosignatures;
 pub mod delegations;
 pub mod documents;
+pub mod emergencies;
 pub mod enrolment;
 pub mod grants;
 pub mod oversight;

@@ -63,13 +63,13 @@ const SQL: &str = "SELECT \
     a.id AS a_id, a.name AS a_name, a.level AS a_level, a.is_consumer AS a_is_consumer, \
     a.is_issuer AS a_is_issuer, a.issuer_public_key AS a_issuer_public_key, \
     a.issuer_types AS a_issuer_types, a.is_enroller AS a_is_enroller, \
-    a.is_guardianship_authority AS a_is_guardianship_authority, \
+    a.is_guardianship_authority AS a_is_guardianship_authority, a.is_emergency AS a_is_emergency, \
     a.created_at AS a_created_at, a.disabled_at AS a_disabled_at, \
     k.key_hash AS k_key_hash, k.expires_at AS k_expires_at, \
     g.id, g.citizen_id, g.agency_id, g.request_id, g.document_ids, g.document_types, g.tier, \
     g.fields, g.purpose_code, g.purpose, g.legal_basis, g.valid_from, g.expires_at, g.max_reads, \
     g.reads, g.retention_days, g.status, g.status_changed_at, g.grant_key_wrap, g.receipt, \
-    g.receipt_signature, g.created_at, \
+    g.receipt_signature, g.created_at, g.emergency, \
     c.pseudonym AS c_pseudonym, \
     d.id AS d_id, d.citizen_id AS d_citizen_id, d.doc_type AS d_doc_type, \
     d.current_version AS d_current_version, d.issuer_agency_id AS d_issuer_agency_id, \
@@ -102,6 +102,7 @@ macro_rules! decode_load {
             issuer_types: row.try_get("a_issuer_types")?,
             is_enroller: row.try_get("a_is_enroller")?,
             is_guardianship_authority: row.try_get("a_is_guardianship_authority")?,
+            is_emergency: row.try_get("a_is_emergency")?,
             created_at: row.try_get("a_created_at")?,
             disabled_at: row.try_get("a_disabled_at")?,
         };

@@ -237,6 +237,7 @@ pub async fn citizen_bundle(ctx: &Context, session: &Session) -> Result<Bundle, 
     let checkpoint = newest(ctx).await?;
     let filter = crate::store::audit::AuditFilter {
         citizen_pseudonym: Some(pseudonym),
+        disclosed_at: Some(ctx.clock.now_ms()),
         ..Default::default()
     };
     let size = u64::try_from(checkpoint.seq).unwrap_or(0);

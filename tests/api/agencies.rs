@@ -19,6 +19,7 @@ async fn an_agency_key_authenticates_and_is_stored_only_hashed(backend: Backend)
             issuer_types: &[],
             enroller: false,
             guardianship_authority: false,
+            emergency: false,
         },
     )
     .await
@@ -54,6 +55,7 @@ async fn an_agency_key_authenticates_and_is_stored_only_hashed(backend: Backend)
             issuer_types: &issuer_types,
             enroller: false,
             guardianship_authority: false,
+            emergency: false,
         },
     )
     .await
@@ -76,6 +78,7 @@ async fn an_agency_key_authenticates_and_is_stored_only_hashed(backend: Backend)
                 issuer_types: &[],
                 enroller: false,
                 guardianship_authority: false,
+                emergency: false,
             },
         )
         .await;

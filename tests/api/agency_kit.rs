@@ -48,6 +48,7 @@ impl Agency {
                 issuer_types: &issuer_types,
                 enroller: false,
                 guardianship_authority: false,
+                emergency: false,
             },
         )
         .await

@@ -210,6 +210,17 @@ impl Citizen {
             .unwrap()
     }
 
+    /// PUT JSON with the CSRF token.
+    pub async fn put(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .put(format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// POST JSON with the CSRF token.
     pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
         self.http

@@ -637,6 +637,7 @@ async fn authority(app: &TestApp, name: &str, guardianship: bool) -> Agency {
             issuer_types: &[],
             enroller: false,
             guardianship_authority: guardianship,
+            emergency: false,
         },
     )
     .await

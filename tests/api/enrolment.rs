@@ -251,6 +251,7 @@ async fn only_enrolling_agencies_issue_codes_and_each_issue_is_recorded(backend:
                     issuer_types: &[],
                     enroller,
                     guardianship_authority: false,
+                    emergency: false,
                 },
             )
             .await

@@ -27,6 +27,7 @@ async fn agency(app: &TestApp, level: Level) -> AgencyId {
             issuer_types: &[],
             enroller: false,
             guardianship_authority: false,
+            emergency: false,
         },
     )
     .await

@@ -866,6 +866,7 @@ async fn a_retried_deposit_stores_one_and_a_retried_enrolment_code_is_never_repl
             issuer_types: &[],
             enroller: true,
             guardianship_authority: false,
+            emergency: false,
         },
     )
     .await

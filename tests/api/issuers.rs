@@ -39,6 +39,7 @@ async fn bureau(app: &TestApp, types: &[&str]) -> (Agency, SigningKey) {
             issuer_types: &types,
             enroller: false,
             guardianship_authority: false,
+            emergency: false,
         },
     )
     .await

@@ -28,6 +28,7 @@ mod delegations;
 mod documents;
 mod downloads;
 mod eid;
+mod emergencies;
 mod enrolment;
 mod errors;
 mod grants;

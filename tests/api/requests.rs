@@ -40,6 +40,7 @@ async fn a_request_is_previewed_narrowed_and_approved_or_denied(backend: Backend
             issuer_types: &[],
             enroller: false,
             guardianship_authority: false,
+            emergency: false,
         },
     )
     .await
@@ -219,6 +220,7 @@ async fn a_full_request_can_be_narrowed_to_chosen_fields(backend: Backend) {
             issuer_types: &[],
             enroller: false,
             guardianship_authority: false,
+            emergency: false,
         },
     )
     .await

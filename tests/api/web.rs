@@ -238,6 +238,7 @@ async fn the_consents_page_lists_grants_and_their_state(backend: Backend) {
             issuer_types: &[],
             enroller: false,
             guardianship_authority: false,
+            emergency: false,
         },
     )
     .await
@@ -309,6 +310,7 @@ async fn the_requests_page_shows_the_preview_and_the_answer(backend: Backend) {
             issuer_types: &[],
             enroller: false,
             guardianship_authority: false,
+            emergency: false,
         },
     )
     .await

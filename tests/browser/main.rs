@@ -18,6 +18,7 @@ mod browser;
 mod delegations;
 mod downloads;
 mod eid;
+mod emergencies;
 mod journeys;
 mod keyboard;
 mod security;
@@ -58,4 +59,9 @@ async fn a_large_pdf_downloads_whole_through_the_page_and_fetch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delegate_is_appointed_accepts_acts_and_is_ended() {
     delegations::appoint_accept_switch_approve_end("zh-CN", Engine::Postgres, 7).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_availability_is_chosen_used_disclosed_and_judged() {
+    emergencies::chosen_in_settings_read_disclosed_and_judged("en", Engine::Sqlite, 8).await;
 }

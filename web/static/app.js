@@ -238,6 +238,12 @@ onSubmit("recover-form", async (data, form) => {
   showRecovery(done.recovery_code);
 });
 
+onSubmit("emergency-form", async (_data, form) => {
+  // Adding a type asks for the passkey (a step-up), then keeps the choice.
+  await api("PUT", "/me/emergency", { document_types: new FormData(form).getAll("document_types") });
+  window.location.assign("/settings?saved=emergency#emergency");
+});
+
 onSubmit("add-passkey-form", async (data) => {
   const options = await api("POST", "/me/passkeys/start");
   const cred = await passkeyCall(() => navigator.credentials.create(creationOptions(options)));
@@ -412,6 +418,23 @@ onSubmit("audit-login-form", async (data) => {
   const cred = await passkeyCall(() => navigator.credentials.get(requestOptions(options)));
   await api("POST", "/audit/auth/login/finish", { credential: assertionJson(cred) });
   window.location.assign("/audit");
+});
+
+document.querySelectorAll(".emergency-review-form").forEach((form) => {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearError();
+    const data = Object.fromEntries(new FormData(form).entries());
+    try {
+      await api("POST", `/api/v1/audit/emergencies/${form.dataset.grant}/review`, {
+        verdict: data.verdict,
+        note: data.note,
+      });
+      window.location.assign(`/audit?reviewed=${form.dataset.grant}#emergencies`);
+    } catch (e) {
+      showError(e.message || message("msgGeneric"));
+    }
+  });
 });
 
 onSubmit("confirm-form", async (data) => {

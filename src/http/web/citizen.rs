@@ -24,15 +24,51 @@ pub(super) async fn index(
         .iter()
         .filter(|g| g.status == crate::status::GrantStatus::Active)
         .count();
+    // Every emergency access disclosed to her, told on the first page she sees.
+    let emergencies = emergency_notices(&state, &page, s).await?;
     render(
         &state,
         &page,
         "index.html",
         context! {
             unlocked => profile.unlocked, display_name => profile.display_name, unseen_reads,
-            documents, pending, active,
+            documents, pending, active, emergencies,
         },
     )
+}
+
+/// The emergency accesses disclosed to the citizen, as the home page and settings tell
+/// them (newest first).
+async fn emergency_notices(
+    state: &AppState,
+    page: &Page,
+    session: &crate::sessions::Session,
+) -> Result<Vec<minijinja::Value>, ApiError> {
+    let t = page.lang.messages();
+    let text = |key: String| t.get(&key).cloned().unwrap_or(key);
+    Ok(crate::emergencies::availability(state, session)
+        .await?
+        .accesses
+        .into_iter()
+        .map(|e| {
+            let types: Vec<String> = e
+                .document_types
+                .iter()
+                .map(|id| type_name_of(state, page.lang, id))
+                .collect();
+            context! {
+                grant_id => e.grant_id.to_string(),
+                agency => e.agency_name,
+                at => e.created_at.get(..16).unwrap_or_default().replace('T', " "),
+                types => types.join(list_separator(page.lang)),
+                justification => e.justification,
+                legal_basis => e.legal_basis,
+                reads => e.reads,
+                status_text => text(format!("status_{}", e.status)),
+                verdict => e.verdict.map(|v| text(format!("emergency_verdict_{v}"))),
+            }
+        })
+        .collect())
 }
 
 pub(super) async fn register(
@@ -106,7 +142,38 @@ pub(super) async fn settings(
             }
         })
         .collect();
-    render(&state, &page, "settings.html", context! { passkeys })
+    // Which types an emergency agency may read without asking: the choice, always shown.
+    let chosen = crate::emergencies::availability(&state, &session)
+        .await?
+        .document_types;
+    let emergency_types: Vec<_> = state
+        .catalog
+        .document_types()
+        .iter()
+        .filter(|t| t.sharing_class != crate::catalog::SharingClass::None)
+        .map(|t| {
+            context! {
+                id => t.id, name => type_name(page.lang, t), chosen => chosen.contains(&t.id),
+            }
+        })
+        .collect();
+    let emergency_names: Vec<String> = state
+        .catalog
+        .document_types()
+        .iter()
+        .filter(|t| chosen.contains(&t.id))
+        .map(|t| type_name(page.lang, t))
+        .collect();
+    render(
+        &state,
+        &page,
+        "settings.html",
+        context! {
+            passkeys, emergency_types,
+            emergency_chosen => emergency_names.join(list_separator(page.lang)),
+            unlocked => session.is_unlocked(),
+        },
+    )
 }
 
 pub(super) async fn documents_page(
@@ -320,6 +387,7 @@ pub(super) async fn grants_page(
             reads => g.reads,
             max_reads => g.max_reads,
             until => g.expires_at.get(..10).unwrap_or_default().to_owned(),
+            emergency => g.emergency,
         });
     }
     // A delegate gives grants only with `grant`, over her delegation's types.

@@ -111,12 +111,15 @@ pub(super) async fn audit_console(
         .into_iter()
         .map(|a| context! { id => a.id.to_string(), name => a.name })
         .collect();
+    // Emergency accesses waiting for a verdict, and each agency's record.
+    let emergency = crate::emergencies::queue(&state, &session, false).await?;
     render(
         &state,
         &page,
         "audit.html",
         context! {
             events, flags, verified, intact, chain_text, chain_evidence, agencies,
+            emergency_queue => emergency.accesses, emergency_agencies => emergency.agencies,
             q => context! {
                 citizen => q.citizen, agency => q.agency, officer => q.officer,
                 action => q.action, outcome => q.outcome, since => q.since, until => q.until,

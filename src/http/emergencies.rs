@@ -126,7 +126,7 @@ async fn queue(
     params(("grant_id" = Uuid, Path, description = "The emergency grant")),
     request_body = Review,
     security(("citizen_session" = [])),
-    responses((status = 200, description = "The use, reviewed", body = EmergencyUse), (status = 409, description = "Already reviewed", content_type = "application/problem+json", body = Problem), CitizenErrors)
+    responses((status = 200, description = "The use, reviewed", body = EmergencyUse, example = json!({"grant_id":"9d2150c4-0000-4000-8000-000000000009","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","agency_name":"省急救中心","citizen":"p-3fa85f6457174562","officer_id":"dr-li","case_id":"ER-2026-1205-7","justification":"Unconscious patient admitted; identity needed for treatment","legal_basis":"Emergency medical treatment regulation, art. 12","document_types":["resident_id"],"tier":"fields","reads":1,"status":"expired","created_at":"2026-12-05T09:00:00Z","expires_at":"2026-12-05T10:00:00Z","disclose_at":"2026-12-05T09:00:00Z","verdict":"justified","review_note":"Patient unconscious on arrival; record confirms.","reviewed_at":"2026-12-06T08:00:00Z","overdue":false})), (status = 409, description = "Already reviewed", content_type = "application/problem+json", body = Problem), CitizenErrors)
 )]
 async fn review(
     State(state): State<AppState>,

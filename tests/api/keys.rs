@@ -92,8 +92,8 @@ async fn the_master_key_rotates_under_live_traffic_and_resumes_after_interruptio
     .unwrap();
     assert_eq!(reader.await.unwrap(), 40);
     assert_eq!(
-        rotated.rewrapped, 3,
-        "grant-wrap, blind-index and identity-escrow"
+        rotated.rewrapped, 4,
+        "grant-wrap, blind-index, identity-escrow and emergency-wrap"
     );
     assert_ne!(rotated.old_id, rotated.new_id);
     assert_ne!(std::fs::read_to_string(&master_file).unwrap(), before);
@@ -114,7 +114,7 @@ async fn the_master_key_rotates_under_live_traffic_and_resumes_after_interruptio
     let (_, next_id, n) = custodia::keyring::rewrap_under_next(&app.state.store, &master_file)
         .await
         .unwrap();
-    assert_eq!(n, 3);
+    assert_eq!(n, 4);
     app.stop().await;
     let app = env
         .start()

@@ -113,6 +113,12 @@ pub(super) async fn audit_console(
         .collect();
     // Emergency accesses waiting for a verdict, and each agency's record.
     let emergency = crate::emergencies::queue(&state, &session, false).await?;
+    let type_names: std::collections::BTreeMap<String, String> = state
+        .catalog
+        .document_types()
+        .iter()
+        .map(|t| (t.id.clone(), super::i18n::type_name(page.lang, t)))
+        .collect();
     render(
         &state,
         &page,
@@ -120,6 +126,7 @@ pub(super) async fn audit_console(
         context! {
             events, flags, verified, intact, chain_text, chain_evidence, agencies,
             emergency_queue => emergency.accesses, emergency_agencies => emergency.agencies,
+            type_names,
             q => context! {
                 citizen => q.citizen, agency => q.agency, officer => q.officer,
                 action => q.action, outcome => q.outcome, since => q.since, until => q.until,

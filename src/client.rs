@@ -426,3 +426,49 @@ pub fn sign_deposit(
         );
     Ok(document)
 }
+
+/// How far a webhook's timestamp may be from the receiver's clock (seconds).
+pub const WEBHOOK_TOLERANCE_S: i64 = 300;
+
+/// Why a webhook request was refused by [`verify_webhook`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WebhookRefused {
+    /// The timestamp header is not a number.
+    #[error("Custodia-Webhook-Timestamp is not a Unix time")]
+    Timestamp,
+    /// The timestamp is more than [`WEBHOOK_TOLERANCE_S`] from now: a replay, or a clock
+    /// far off.
+    #[error("the webhook's timestamp is more than five minutes from now")]
+    Stale,
+    /// The signature does not verify under the key.
+    #[error("the webhook's signature does not verify")]
+    Signature,
+}
+
+/// Checks a webhook from Custodia: the `Custodia-Webhook-Timestamp` and
+/// `Custodia-Webhook-Signature` headers over the body as received, with the service's
+/// public key (pinned: `GET /api/v1/audit/public-key`, chosen by `Custodia-Webhook-Key-Id`)
+/// at `now_s` (Unix seconds). The receiver should also drop a `Custodia-Webhook-Id` it has
+/// already handled: deliveries are at least once.
+pub fn verify_webhook(
+    key: &custodia_crypto::sign::VerifyingKey,
+    timestamp: &str,
+    signature: &str,
+    body: &[u8],
+    now_s: i64,
+) -> Result<(), WebhookRefused> {
+    let at: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| WebhookRefused::Timestamp)?;
+    if (now_s - at).abs() > WEBHOOK_TOLERANCE_S {
+        return Err(WebhookRefused::Stale);
+    }
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(signature.trim())
+        .map_err(|_| WebhookRefused::Signature)?;
+    let mut message = format!("{at}.").into_bytes();
+    message.extend_from_slice(body);
+    key.verify(custodia_crypto::sign::CONTEXT_WEBHOOK, &message, &signature)
+        .map_err(|_| WebhookRefused::Signature)
+}

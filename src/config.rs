@@ -201,6 +201,12 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// `CUSTODIA_QUOTA_MIB`: how many MiB of files each citizen may store (default 512).
     pub quota_bytes: u64,
+    /// `CUSTODIA_WEBHOOK_ALLOW_LOOPBACK`: admits `http://` webhook receivers on this
+    /// machine's loopback addresses (tests and demonstrations; default false).
+    pub webhook_allow_loopback: bool,
+    /// `CUSTODIA_WEBHOOK_ALLOW_PRIVATE`: admits webhook receivers at private and
+    /// link-local addresses (an agency network reached privately; default false).
+    pub webhook_allow_private: bool,
 }
 
 /// One witness of the audit log.
@@ -288,6 +294,16 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "CUSTODIA_QUOTA_MIB",
         "512",
         "files each citizen may store, in MiB",
+    ),
+    (
+        "CUSTODIA_WEBHOOK_ALLOW_LOOPBACK",
+        "false",
+        "admit http:// webhook receivers on loopback addresses (tests)",
+    ),
+    (
+        "CUSTODIA_WEBHOOK_ALLOW_PRIVATE",
+        "false",
+        "admit webhook receivers at private and link-local addresses",
     ),
     (
         "CUSTODIA_METRICS_TOKEN",
@@ -679,6 +695,13 @@ impl Config {
                     )
                 })?,
         };
+        let flag = |name: &'static str| match get(name).as_deref().map(str::trim) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(bad(name, "must be true or false")),
+        };
+        let webhook_allow_loopback = flag("CUSTODIA_WEBHOOK_ALLOW_LOOPBACK")?;
+        let webhook_allow_private = flag("CUSTODIA_WEBHOOK_ALLOW_PRIVATE")?;
         let metrics_listen = match get("CUSTODIA_METRICS_LISTEN") {
             None => None,
             Some(raw) => Some(raw.trim().parse::<SocketAddr>().map_err(|_| {
@@ -709,6 +732,8 @@ impl Config {
             metrics_token,
             metrics_listen,
             quota_bytes,
+            webhook_allow_loopback,
+            webhook_allow_private,
         })
     }
 

@@ -47,4 +47,5 @@ pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod transparency;
+pub mod webhooks;
 pub mod witness;

@@ -38,6 +38,14 @@ pub const EMERGENCY_PER_CITIZEN: Limit = Limit {
     window_s: 3600,
 };
 
+/// Webhook deliveries per agency (SPEC §6): a flood of events waits rather than hammering
+/// the agency's endpoint.
+pub const WEBHOOK_PER_AGENCY: Limit = Limit {
+    name: "webhook-agency",
+    max: 600,
+    window_s: 60,
+};
+
 /// Registration attempts per client address.
 pub const REGISTER_PER_ADDR: Limit = Limit {
     name: "register-addr",

@@ -116,6 +116,7 @@ impl Server {
         let expiry = tokio::spawn(crate::grants::expire_on_time(self.state.0.clone()));
         let delegation_expiry =
             tokio::spawn(crate::delegations::expire_on_time(self.state.0.clone()));
+        let webhooks = tokio::spawn(crate::webhooks::deliver_on_time(self.state.0.clone()));
         let metrics = self.metrics_listener.map(|listener| {
             let app = http::metrics_app(self.state.clone());
             tokio::spawn(async move {
@@ -135,6 +136,7 @@ impl Server {
         witnessing.abort();
         expiry.abort();
         delegation_expiry.abort();
+        webhooks.abort();
         if let Some(metrics) = &metrics {
             metrics.abort();
         }

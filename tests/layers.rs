@@ -19,7 +19,13 @@ const LAYERS: &[&[&str]] = &[
     &["context"],
     &["sessions", "ratelimit"],
     // The domain, nouns beneath the nouns that use them.
-    &["sealing", "agencies", "activity", "transparency"],
+    &[
+        "sealing",
+        "agencies",
+        "activity",
+        "transparency",
+        "webhooks",
+    ],
     &["citizens"],
     &["documents", "auditors", "delegations"],
     &["grants"],

@@ -16,6 +16,8 @@ use crate::CryptoError;
 pub const CONTEXT_AUDIT_CHECKPOINT: &str = "audit-checkpoint";
 /// Context label of consent receipt signatures.
 pub const CONTEXT_CONSENT_RECEIPT: &str = "consent-receipt";
+/// Context label of webhook signatures (over `timestamp ‖ "." ‖ body`).
+pub const CONTEXT_WEBHOOK: &str = "webhook";
 
 /// An Ed25519 signing key (zeroized on drop by ed25519-dalek).
 pub struct SigningKey(ed25519_dalek::SigningKey);

@@ -115,6 +115,14 @@ named_enum! {
         EmergencyAccess => "emergency.access",
         /// `emergency.review`: an auditor judged an emergency access
         EmergencyReview => "emergency.review",
+        /// `webhook.add`: an agency added a webhook endpoint
+        WebhookAdd => "webhook.add",
+        /// `webhook.remove`: an agency removed one
+        WebhookRemove => "webhook.remove",
+        /// `grant.revocation-ack`: the agency acknowledged it stopped using an ended grant
+        GrantRevocationAck => "grant.revocation-ack",
+        /// `grant.retention-ack`: the agency confirmed it deleted what it kept
+        GrantRetentionAck => "grant.retention-ack",
         /// `keys.rotate-master`
         KeysRotateMaster => "keys.rotate-master",
         /// `keys.rotate-signing`

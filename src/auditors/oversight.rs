@@ -130,6 +130,18 @@ pub async fn recent_flags(ctx: &Context, session: &Session) -> Result<Vec<Flag>,
             ),
         });
     }
+    // Acknowledgements the agencies owe, counted per agency (SPEC §6).
+    for t in ctx.store.overdue_acks(now).await? {
+        found.push(Flag {
+            kind: "ack-overdue",
+            agency: Some(t.agency_id.to_string()),
+            officer: None,
+            detail: format!(
+                "{} ended grant(s) not acknowledged within a day; {} deletion(s) not confirmed after the retention ran out",
+                t.unacknowledged_ends, t.unconfirmed_deletions
+            ),
+        });
+    }
     Ok(found)
 }
 

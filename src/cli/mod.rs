@@ -215,6 +215,17 @@ mod audit;
 use audit::{ChainBroken, ProofBroken, audit_export, audit_verify, audit_verify_proof};
 
 #[derive(Debug, Subcommand)]
+enum WebhookCommand {
+    /// Add an endpoint for the agency's events (https:// at a public address); prints its id.
+    Add {
+        /// The agency's id.
+        id: crate::ids::AgencyId,
+        /// Where events are POSTed.
+        url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum AgencyCommand {
     /// Create an agency; prints its id and an API key, once.
     Create {
@@ -256,6 +267,9 @@ enum AgencyCommand {
         #[arg(long, default_value_t = 0)]
         overlap: u64,
     },
+    /// The agency's webhook endpoints (signed events; SPEC §6).
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Disable an agency: its keys are refused at once.
     Disable {
         /// The agency's id.
@@ -518,6 +532,21 @@ pub fn main() -> ExitCode {
                     .await?;
                     println!("api key:   {}", key.as_str());
                     eprintln!("custodia: the new API key is shown only now; store it safely.");
+                    Ok(())
+                })
+                .await
+            }
+            Command::Agency(AgencyCommand::Webhook(WebhookCommand::Add { id, url })) => {
+                with_context(config, |ctx| async move {
+                    let agency = ctx.store.agency(id).await?;
+                    let added = crate::webhooks::add(
+                        &ctx,
+                        &agency,
+                        &crate::webhooks::NewWebhook { url },
+                    )
+                    .await?;
+                    println!("webhook id: {}", added.id);
+                    eprintln!("custodia: events for agency {id} go to {}.", added.url);
                     Ok(())
                 })
                 .await

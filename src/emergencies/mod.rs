@@ -569,6 +569,9 @@ pub async fn break_glass(
         receipt_signature: signature.to_vec(),
         created_at: now,
         emergency: true,
+        revocation_ack_at: None,
+        retention_ack_at: None,
+        retention_deleted_at: None,
     };
     let delay = match delay_days {
         0 => "disclosed at once".to_owned(),

@@ -15,6 +15,7 @@
 //! Ed25519 key under the `consent-receipt` context, verifiable offline with the key
 //! published at `/api/v1/audit/public-key`.
 
+pub mod acks;
 pub mod reads;
 mod receipts;
 mod refusals;
@@ -123,10 +124,21 @@ pub struct GrantView {
     pub request_id: Option<AccessRequestId>,
     /// Made by an emergency agency from what the citizen allowed in advance (SPEC §6).
     pub emergency: bool,
+    /// When the agency acknowledged that it stopped using the ended grant (RFC 3339).
+    pub end_acknowledged_at: Option<String>,
+    /// When the retention the agency promised runs out, once the grant has ended (RFC 3339).
+    pub retention_due_at: Option<String>,
+    /// When, by the agency's confirmation, every copy it kept was deleted (RFC 3339).
+    pub deleted_at: Option<String>,
+    /// The retention ran out and the agency has not confirmed deletion.
+    pub deletion_overdue: bool,
 }
 
 /// A grant as shown, with its status at `now_ms`.
 pub fn view(g: &GrantRow, now_ms: i64) -> GrantView {
+    let due = g
+        .ended_at(now_ms)
+        .map(|end| end + i64::from(g.retention_days) * 86_400_000);
     GrantView {
         id: g.id,
         agency_id: g.agency_id,
@@ -145,6 +157,10 @@ pub fn view(g: &GrantRow, now_ms: i64) -> GrantView {
         status: g.status_at(now_ms),
         request_id: g.request_id,
         emergency: g.emergency,
+        end_acknowledged_at: g.revocation_ack_at.map(crate::clock::rfc3339),
+        retention_due_at: due.map(crate::clock::rfc3339),
+        deleted_at: g.retention_deleted_at.map(crate::clock::rfc3339),
+        deletion_overdue: g.retention_ack_at.is_none() && due.is_some_and(|d| d <= now_ms),
     }
 }
 
@@ -467,6 +483,9 @@ pub(crate) async fn create_inner(
         receipt_signature: signature.to_vec(),
         created_at: now,
         emergency: false,
+        revocation_ack_at: None,
+        retention_ack_at: None,
+        retention_deleted_at: None,
     };
     let event = session
         .event(ctx, crate::audit::Action::GrantCreate)

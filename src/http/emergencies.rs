@@ -74,7 +74,7 @@ async fn set_availability(
     ),
     security(("agency_key" = [])),
     responses(
-        (status = 201, description = "The emergency grant: read it as any grant", body = GrantView, example = json!({"id":"9d2150c4-0000-4000-8000-000000000009","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["resident_id"],"tier":"full","fields":[],"purpose":"Unconscious patient admitted; identity needed for treatment","purpose_code":null,"legal_basis":"Emergency medical treatment regulation, art. 12","valid_from":"2026-12-05T09:00:00Z","expires_at":"2026-12-05T10:00:00Z","max_reads":null,"reads":0,"retention_days":30,"status":"active","request_id":null,"emergency":true})),
+        (status = 201, description = "The emergency grant: read it as any grant", body = GrantView, example = json!({"id":"9d2150c4-0000-4000-8000-000000000009","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["resident_id"],"tier":"full","fields":[],"purpose":"Unconscious patient admitted; identity needed for treatment","purpose_code":null,"legal_basis":"Emergency medical treatment regulation, art. 12","valid_from":"2026-12-05T09:00:00Z","expires_at":"2026-12-05T10:00:00Z","max_reads":null,"reads":0,"retention_days":30,"status":"active","request_id":null,"emergency":true,"end_acknowledged_at":null,"retention_due_at":null,"deleted_at":null,"deletion_overdue":false})),
         (status = 429, description = "The agency's hourly limit, or its one emergency grant per person per hour, is used up", content_type = "application/problem+json", body = Problem),
         AgencyErrors
     )

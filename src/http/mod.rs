@@ -22,6 +22,7 @@ mod panics;
 mod requests;
 mod transparency;
 mod web;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +76,7 @@ pub fn app(state: AppState) -> Router {
         .merge(delegations::router())
         .merge(guardianships::router())
         .merge(emergencies::router())
+        .merge(webhooks::router())
         .merge(activity::router())
         .merge(audit::router())
         .merge(transparency::public_router())

@@ -36,6 +36,15 @@ pub struct GrantRow {
     pub created_at: i64,
     /// Created by an emergency agency from what the citizen allowed in advance (SPEC §6).
     pub emergency: bool,
+    /// When the agency acknowledged that it stopped using the ended grant.
+    #[sqlx(default)]
+    pub revocation_ack_at: Option<i64>,
+    /// When the agency acknowledged deleting what it read (and kept).
+    #[sqlx(default)]
+    pub retention_ack_at: Option<i64>,
+    /// When, by that acknowledgement, every retained copy was deleted.
+    #[sqlx(default)]
+    pub retention_deleted_at: Option<i64>,
 }
 
 impl GrantRow {
@@ -43,6 +52,16 @@ impl GrantRow {
     /// sweeper records it.
     pub fn status_at(&self, now_ms: i64) -> crate::status::GrantStatus {
         self.status.at(self.expires_at, now_ms)
+    }
+
+    /// When it ended (Unix ms), if it has by `now_ms`: its recorded end, or its expiry
+    /// before the sweeper records it.
+    pub fn ended_at(&self, now_ms: i64) -> Option<i64> {
+        match (self.status, self.status_at(now_ms)) {
+            (_, crate::status::GrantStatus::Active) => None,
+            (crate::status::GrantStatus::Active, _) => Some(self.expires_at),
+            _ => Some(self.status_changed_at),
+        }
     }
 }
 
@@ -55,6 +74,9 @@ pub struct GrantWrapRow {
     pub wrapped_key: Vec<u8>,
 }
 
+/// The agency's acknowledgements, read with a grant (never written with it).
+const ACKS: &str = "revocation_ack_at, retention_ack_at, retention_deleted_at";
+
 const COLUMNS: &str = "id, citizen_id, agency_id, request_id, document_ids, document_types, tier, fields, \
     purpose_code, purpose, legal_basis, valid_from, expires_at, max_reads, reads, retention_days, status, \
     status_changed_at, grant_key_wrap, receipt, receipt_signature, created_at, emergency";
@@ -63,7 +85,7 @@ impl Store {
     /// A citizen's grants, newest first.
     pub async fn citizen_grants(&self, citizen: CitizenId) -> Result<Vec<GrantRow>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM grants WHERE citizen_id = $1 ORDER BY created_at DESC, id"
+            "SELECT {COLUMNS}, {ACKS} FROM grants WHERE citizen_id = $1 ORDER BY created_at DESC, id"
         );
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, GrantRow>(sqlx::AssertSqlSafe(sql)).bind(citizen).fetch_all(p).await?
@@ -88,7 +110,7 @@ impl Store {
         citizen: CitizenId,
         id: GrantId,
     ) -> Result<GrantRow, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = $1 AND citizen_id = $2");
+        let sql = format!("SELECT {COLUMNS}, {ACKS} FROM grants WHERE id = $1 AND citizen_id = $2");
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, GrantRow>(sqlx::AssertSqlSafe(sql)).bind(id).bind(citizen).fetch_one(p).await?
         }))
@@ -124,7 +146,7 @@ impl Store {
 
     /// Any grant by id.
     pub async fn grant(&self, id: GrantId) -> Result<GrantRow, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = $1");
+        let sql = format!("SELECT {COLUMNS}, {ACKS} FROM grants WHERE id = $1");
         Ok(on_engine!(self.pool(), p => {
             sqlx::query_as::<_, GrantRow>(sqlx::AssertSqlSafe(sql)).bind(id).fetch_one(p).await?
         }))
@@ -139,7 +161,7 @@ impl Store {
     ) -> Result<Vec<GrantRow>, StoreError> {
         let (at, id) = after.unwrap_or((i64::MAX, GrantId::from_uuid(Uuid::max())));
         let sql = format!(
-            "SELECT {COLUMNS} FROM grants WHERE agency_id = $1 AND (created_at < $2 OR (created_at = $3 AND id < $4)) \
+            "SELECT {COLUMNS}, {ACKS} FROM grants WHERE agency_id = $1 AND (created_at < $2 OR (created_at = $3 AND id < $4)) \
              ORDER BY created_at DESC, id DESC LIMIT $5"
         );
         Ok(on_engine!(self.pool(), p => {
@@ -316,6 +338,10 @@ impl Tx {
         on_engine!(self, c => {
             sqlx::query("DELETE FROM grant_key_wraps WHERE grant_id = $1").bind(id).execute(&mut **c).await?;
         });
+        // The agency hears of the end from the transaction that makes it (SPEC §6).
+        if n == 1 {
+            self.queue_grant_end(id, status, now_ms).await?;
+        }
         Ok(n == 1)
     }
 }

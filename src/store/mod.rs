@@ -26,6 +26,7 @@ pub mod reads;
 pub mod requests;
 pub mod service_keys;
 pub mod sessions;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;

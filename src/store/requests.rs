@@ -136,6 +136,11 @@ impl Tx {
                 .await?
                 .rows_affected()
         });
+        // The agency hears of the decision from the transaction that makes it (SPEC §6).
+        if n == 1 {
+            self.queue_request_decided(id, status, grant_id, now_ms)
+                .await?;
+        }
         Ok(n == 1)
     }
 }

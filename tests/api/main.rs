@@ -45,4 +45,5 @@ mod step_up;
 mod storage;
 mod transparency;
 mod web;
+mod webhooks;
 mod witnesses;

@@ -388,6 +388,10 @@ pub(super) async fn grants_page(
             max_reads => g.max_reads,
             until => g.expires_at.get(..10).unwrap_or_default().to_owned(),
             emergency => g.emergency,
+            end_acknowledged => g.end_acknowledged_at.is_some(),
+            deleted_on => g.deleted_at.as_deref().and_then(|d| d.get(..10)).map(str::to_owned),
+            deletion_due => g.retention_due_at.as_deref().and_then(|d| d.get(..10)).map(str::to_owned),
+            deletion_overdue => g.deletion_overdue,
         });
     }
     // A delegate gives grants only with `grant`, over her delegation's types.

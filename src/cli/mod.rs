@@ -543,6 +543,7 @@ pub fn main() -> ExitCode {
                         &ctx,
                         &agency,
                         &crate::webhooks::NewWebhook { url },
+                        crate::webhooks::AddedBy::Operator,
                     )
                     .await?;
                     println!("webhook id: {}", added.id);

@@ -39,16 +39,23 @@ pub struct Acks {
     pub deleted_at: Option<String>,
 }
 
-async fn ended_grant(
+/// The agency's own grant (`NotFound` for anyone else's, whether or not it exists).
+async fn own_grant(
     ctx: &Context,
     agency: &AgencyRow,
     id: GrantId,
-    now: i64,
 ) -> Result<crate::store::grants::GrantRow, Error> {
     let g = ctx.store.grant(id).await?;
     if g.agency_id != agency.id {
         return Err(Error::NotFound);
     }
+    Ok(g)
+}
+
+fn ended(
+    g: crate::store::grants::GrantRow,
+    now: i64,
+) -> Result<crate::store::grants::GrantRow, Error> {
     if g.ended_at(now).is_none() {
         return Err(Error::Conflict(
             "This grant is still active; acknowledge it once it has ended.".into(),
@@ -93,7 +100,7 @@ pub async fn acknowledge_end(
     id: GrantId,
 ) -> Result<Acks, Error> {
     let now = ctx.clock.now_ms();
-    let g = ended_grant(ctx, agency, id, now).await?;
+    let g = ended(own_grant(ctx, agency, id).await?, now)?;
     let pseudonym = ctx.store.citizen(g.citizen_id).await?.pseudonym;
     let mut tx = ctx.store.begin().await?;
     if tx.ack_revocation(agency.id, id, now).await? {
@@ -124,6 +131,8 @@ pub async fn confirm_deletion(
     req: &RetentionAck,
 ) -> Result<Acks, Error> {
     let now = ctx.clock.now_ms();
+    // Whose grant first, then what was sent, then whether it has ended.
+    let g = own_grant(ctx, agency, id).await?;
     let statement = crate::error::plain_text("statement", &req.statement, 1000)?;
     if statement.chars().count() < 10 {
         return Err(invalid(
@@ -135,10 +144,10 @@ pub async fn confirm_deletion(
     if deleted_at > now {
         return Err(invalid("deleted_at", "must not be in the future"));
     }
-    let g = ended_grant(ctx, agency, id, now).await?;
     if deleted_at < g.valid_from {
         return Err(invalid("deleted_at", "must not be before the grant began"));
     }
+    let g = ended(g, now)?;
     let pseudonym = ctx.store.citizen(g.citizen_id).await?.pseudonym;
     let mut tx = ctx.store.begin().await?;
     if !tx

@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Query parameters of the trail.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TrailQuery {
     /// One action (`document.read`, `grant.revoke`…) or `reads` for every read.

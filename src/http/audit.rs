@@ -142,6 +142,7 @@ async fn login_finish(
 
 /// Search parameters.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// A citizen's pseudonym.
     pub citizen: Option<String>,
@@ -233,6 +234,7 @@ async fn verify(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ExportQuery {
     /// From (RFC 3339).

@@ -93,6 +93,7 @@ async fn break_glass(
 
 /// Which uses to list.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct QueueQuery {
     /// `true`: every use, reviewed or not (default: the unreviewed only).

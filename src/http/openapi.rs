@@ -99,8 +99,8 @@ impl Modify for Security {
         components.add_security_scheme(
             "citizen_session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
-                "custodia_session",
-                "Set by register/login finish (`__Host-custodia_session` over HTTPS). State-changing requests also send `X-CSRF-Token`.",
+                super::extract::SESSION,
+                "Set by register/login finish (`__Host-custodia-session` over HTTPS). State-changing requests also send `X-CSRF-Token`.",
             ))),
         );
     }

@@ -53,7 +53,7 @@ async fn add(
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(webhooks::add(&state, &agency, &body).await?),
+        Json(webhooks::add(&state, &agency, &body, webhooks::AddedBy::Agency).await?),
     ))
 }
 
@@ -94,6 +94,7 @@ async fn remove(
 
 /// Which deliveries.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
     /// `pending`, `delivered` or `dead` (the dead letters); all when absent.

@@ -276,12 +276,23 @@ fn agency_event(agency: AgencyId, action: crate::audit::Action) -> Event {
     Event::new(ActorKind::Agency, Some(agency.to_string()), action)
 }
 
-/// Adds an endpoint for `agency` (at most [`MAX_WEBHOOKS`] live), recorded.
+/// Who adds an endpoint: the agency over its API, or the operator
+/// (`custodia agency webhook add`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddedBy {
+    /// The agency, with its key.
+    Agency,
+    /// The operator, on the command line.
+    Operator,
+}
+
+/// Adds an endpoint for `agency` (at most [`MAX_WEBHOOKS`] live), recorded as done `by`.
 #[tracing::instrument(skip_all, fields(agency = %agency.id))]
 pub async fn add(
     ctx: &Context,
     agency: &AgencyRow,
     req: &NewWebhook,
+    by: AddedBy,
 ) -> Result<WebhookView, Error> {
     let url = parse_url(ctx, &req.url)?;
     addresses(ctx, &url).await?;
@@ -300,10 +311,16 @@ pub async fn add(
     };
     let mut tx = ctx.store.begin().await?;
     tx.insert_webhook(&row).await?;
+    let event = match by {
+        AddedBy::Agency => agency_event(agency.id, crate::audit::Action::WebhookAdd),
+        AddedBy::Operator => {
+            Event::new(ActorKind::Operator, None, crate::audit::Action::WebhookAdd)
+        }
+    };
     crate::audit::stage(
         &mut tx,
-        agency_event(agency.id, crate::audit::Action::WebhookAdd)
-            .objects([row.id.to_string()])
+        event
+            .objects([agency.id.to_string(), row.id.to_string()])
             .detail(row.url.clone()),
         now,
     )

@@ -180,7 +180,14 @@ async fn fingerprint(app: &TestApp) -> String {
         (SELECT COUNT(*) FROM grants), (SELECT COUNT(*) FROM grants WHERE status = 'active'), \
         (SELECT COALESCE(SUM(reads), 0) FROM grants), (SELECT COUNT(*) FROM grant_key_wraps), \
         (SELECT COUNT(*) FROM enrolment_codes), (SELECT COUNT(*) FROM idempotency_keys), \
-        (SELECT COUNT(*) FROM oversight_keys))";
+        (SELECT COUNT(*) FROM oversight_keys), \
+        (SELECT COUNT(*) FROM citizen_emergency_types), (SELECT COUNT(*) FROM emergency_key_wraps), \
+        (SELECT COUNT(*) FROM emergency_accesses), \
+        (SELECT COUNT(*) FROM emergency_accesses WHERE verdict IS NOT NULL), \
+        (SELECT COUNT(*) FROM webhooks), (SELECT COUNT(*) FROM webhooks WHERE disabled_at IS NULL), \
+        (SELECT COUNT(*) FROM webhook_deliveries), \
+        (SELECT COUNT(*) FROM grants WHERE revocation_ack_at IS NOT NULL), \
+        (SELECT COUNT(*) FROM grants WHERE retention_ack_at IS NOT NULL))";
     let mut tx = app.state.store.begin().await.unwrap();
     let text: String = custodia::on_engine!(&mut tx, c => {
         sqlx::query_scalar(SQL).fetch_one(&mut **c).await.unwrap()
@@ -253,6 +260,18 @@ fn base_body(world: &World, method: &Method, path: &str) -> Value {
         }),
         ("POST", "/me/requests/{id}/approve") => json!({ "tier": "verify", "duration_days": 7 }),
         ("POST", "/api/v1/enrolment-codes") => json!({ "national_id": national_id(603) }),
+        ("PUT", "/me/emergency") => json!({ "document_types": ["business_license"] }),
+        ("POST", "/api/v1/emergency-access") => json!({
+            "national_id": world.citizen.national_id, "document_types": ["business_license"],
+            "tier": "verify", "justification": "An emergency that cannot wait for consent",
+            "legal_basis": "《条例》", "case": "CASE-1", "duration_minutes": 30
+        }),
+        ("POST", "/api/v1/grants/{id}/retention-ack") => json!({
+            "deleted_at": "2026-01-01T00:00:00Z", "statement": "Every copy we kept is deleted."
+        }),
+        ("POST", "/api/v1/audit/emergencies/{grant_id}/review") => json!({
+            "verdict": "unjustified", "note": "No emergency was shown at all."
+        }),
         ("POST", "/api/v1/issued-documents") => sign_deposit(
             &custodia_crypto::sign::SigningKey::generate(),
             clearance(&world.citizen.national_id, None),

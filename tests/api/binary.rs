@@ -423,6 +423,13 @@ fn operator_commands_manage_agencies_and_verify_and_export_the_trail() {
         run(&["agency", "set-issuer-key", &id, "abc"]).status.code(),
         Some(2)
     );
+    // Webhooks: https to a public address only (registering connects to nothing).
+    let hooked = run(&["agency", "webhook", "add", &id, "https://8.8.8.8/custodia"]);
+    assert_eq!(hooked.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&hooked.stdout).starts_with("webhook id: "));
+    let private = run(&["agency", "webhook", "add", &id, "https://10.0.0.7/hook"]);
+    assert_eq!(private.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&private.stderr).contains("not a public address"));
     let typed = run(&[
         "agency",
         "set-issuer-types",
@@ -476,7 +483,7 @@ fn operator_commands_manage_agencies_and_verify_and_export_the_trail() {
         "{}",
         String::from_utf8_lossy(&verified.stderr)
     );
-    assert!(String::from_utf8_lossy(&verified.stdout).contains("audit trail intact: 6 events"));
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("audit trail intact: 7 events"));
     // The verify kept its newest checkpoint; the next one goes on from it.
     assert!(cwd.path().join("custodia-data/audit-verified").is_file());
     let resumed = run(&["audit", "verify", "--from-checkpoint"]);
@@ -505,6 +512,7 @@ fn operator_commands_manage_agencies_and_verify_and_export_the_trail() {
             "agency.create",
             "agency.rotate-key",
             "agency.set-issuer-key",
+            "webhook.add",
             "agency.set-issuer-types",
             "agency.revoke-issuer-key",
             "agency.disable"
@@ -521,7 +529,7 @@ fn operator_commands_manage_agencies_and_verify_and_export_the_trail() {
     ]);
     let csv = String::from_utf8(csv.stdout).unwrap();
     assert!(csv.starts_with("seq,at,actor_kind,"));
-    assert_eq!(csv.lines().count(), 7);
+    assert_eq!(csv.lines().count(), 8);
     let none = run(&[
         "audit",
         "export",

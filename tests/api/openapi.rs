@@ -44,6 +44,14 @@ const ROUTES: &[&str] = &[
     "POST /api/v1/audit/confirm-identity",
     "POST /me/step-up/start",
     "POST /me/step-up/finish",
+    "GET /me/emergency",
+    "PUT /me/emergency",
+    "POST /api/v1/emergency-access",
+    "GET /api/v1/audit/emergencies",
+    "POST /api/v1/webhooks",
+    "GET /api/v1/webhooks/deliveries",
+    "POST /api/v1/grants/{id}/revocation-ack",
+    "POST /api/v1/grants/{id}/retention-ack",
 ];
 
 fn concrete(path: &str) -> String {
@@ -111,6 +119,17 @@ async fn the_openapi_document_is_valid_3_1_and_covers_every_route() {
                 !fallback && status != 405,
                 "{method} {path} is documented but not served ({status})"
             );
+            // A path parameter names a placeholder of its path; nothing else is `in: path`
+            // (a generated client would put it in the URL and break).
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "path" {
+                    let name = p["name"].as_str().unwrap();
+                    assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: '{name}' is declared in: path but is no placeholder"
+                    );
+                }
+            }
             // Every JSON answer has an example.
             for (code, response) in op["responses"].as_object().unwrap() {
                 if let Some(json) = response["content"].get("application/json") {
@@ -139,6 +158,11 @@ async fn the_openapi_document_is_valid_3_1_and_covers_every_route() {
         }
     }
     assert!(operations >= ROUTES.len());
+    // The session cookie is documented by the name the server sets.
+    assert_eq!(
+        doc["components"]["securitySchemes"]["citizen_session"]["name"],
+        "custodia-session"
+    );
 
     // The rendered reference lists them for people.
     let page = app.get("/api/v1/docs").await.text().await.unwrap();

@@ -41,6 +41,7 @@ pub struct TrailQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,
     /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
 }
 

@@ -102,7 +102,7 @@ async fn enrol_finish(
     ))
 }
 
-#[utoipa::path(post, path = "/audit/auth/login/start", tag = "audit",
+#[utoipa::path(post, operation_id = "audit_login_start", path = "/audit/auth/login/start", tag = "audit",
     summary = "Start an auditor's sign-in",
     request_body = LoginStart,
     responses((status = 200, description = "WebAuthn request options", body = Object, example = json!({"publicKey":{"challenge":"base64url…"}})), CitizenErrors))]
@@ -119,7 +119,7 @@ async fn login_start(
     ))
 }
 
-#[utoipa::path(post, path = "/audit/auth/login/finish", tag = "audit",
+#[utoipa::path(post, operation_id = "audit_login_finish", path = "/audit/auth/login/finish", tag = "audit",
     summary = "Finish an auditor's sign-in",
     request_body = LoginFinish,
     responses((status = 200, description = "{auditor_id, csrf_token}", body = Object, example = json!({"auditor_id":"8b000000-0000-4000-8000-000000000007","csrf_token":"base64url…"})), CitizenErrors))]
@@ -161,6 +161,7 @@ pub struct EventsQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,
     /// 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 

@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[utoipa::path(
     get,
+    operation_id = "list_delegations",
     path = "/me/delegations",
     tag = "citizen",
     summary = "Delegations the citizen gave (as principal) or holds (as delegate)",
@@ -63,6 +64,7 @@ async fn appoint(
 
 #[utoipa::path(
     post,
+    operation_id = "accept_delegation",
     path = "/me/delegations/{id}/accept",
     tag = "citizen",
     summary = "The delegate accepts (needs her unlocked vault)",

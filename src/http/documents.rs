@@ -41,6 +41,7 @@ async fn catalog(State(state): State<AppState>) -> Json<serde_json::Value> {
 
 #[utoipa::path(
     get,
+    operation_id = "list_documents",
     path = "/me/documents",
     tag = "citizen",
     summary = "The citizen's documents (metadata)",
@@ -58,6 +59,7 @@ async fn list(
 
 #[utoipa::path(
     post,
+    operation_id = "upload_document",
     path = "/me/documents",
     tag = "citizen",
     summary = "Store a document (multipart: type, fields, optional file)",
@@ -204,6 +206,7 @@ async fn view(
 
 #[utoipa::path(
     delete,
+    operation_id = "delete_document",
     path = "/me/documents/{id}",
     tag = "citizen",
     summary = "Delete a document (keys destroyed)",
@@ -222,6 +225,7 @@ async fn remove(
 
 #[utoipa::path(
     post,
+    operation_id = "accept_document",
     path = "/me/documents/{id}/accept",
     tag = "citizen",
     summary = "Accept a deposit received from an issuer (only then does it join grants)",

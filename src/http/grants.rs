@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[utoipa::path(
     get,
+    operation_id = "list_my_grants",
     path = "/me/grants",
     tag = "citizen",
     summary = "The citizen's grants with status, reads and time left",
@@ -61,6 +62,7 @@ async fn agencies(
 
 #[utoipa::path(
     post,
+    operation_id = "create_grant",
     path = "/me/grants",
     tag = "citizen",
     summary = "Give an agency a grant (needs the unlocked vault)",

@@ -38,6 +38,15 @@ pub struct Problem {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub enum CitizenErrors {
+    /// A path id or query value is malformed, or the body is not JSON.
+    #[response(status = 400, content_type = "application/problem+json", example = json!({"type": "/problems/bad-request", "title": "Bad request", "status": 400, "detail": "The request is malformed."}))]
+    BadRequest(Problem),
+    /// The body is larger than this route takes.
+    #[response(status = 413, content_type = "application/problem+json", example = json!({"type": "/problems/too-large", "title": "Payload too large", "status": 413, "detail": "The request body is larger than this endpoint accepts."}))]
+    TooLarge(Problem),
+    /// The body is not of the type this route takes (`application/json`).
+    #[response(status = 415, content_type = "application/problem+json", example = json!({"type": "/problems/unsupported-media-type", "title": "Unsupported media type", "status": 415, "detail": "The request body has a content type this endpoint does not accept."}))]
+    UnsupportedMedia(Problem),
     /// The request is malformed or a field is invalid (the field is named).
     #[response(status = 422, content_type = "application/problem+json", example = json!({"type": "/problems/invalid", "title": "Invalid field", "status": 422, "detail": "duration_days: must be from 1 to 365"}))]
     Invalid(Problem),
@@ -73,6 +82,12 @@ pub enum AgencyErrors {
     /// exists).
     #[response(status = 404, content_type = "application/problem+json", example = json!({"type": "/problems/not-found", "title": "Not found", "status": 404, "detail": "There is nothing at this address."}))]
     NotFound(Problem),
+    /// The body is larger than this route takes.
+    #[response(status = 413, content_type = "application/problem+json", example = json!({"type": "/problems/too-large", "title": "Payload too large", "status": 413, "detail": "The request body is larger than this endpoint accepts."}))]
+    TooLarge(Problem),
+    /// The body is not of the type this route takes (`application/json`).
+    #[response(status = 415, content_type = "application/problem+json", example = json!({"type": "/problems/unsupported-media-type", "title": "Unsupported media type", "status": 415, "detail": "The request body has a content type this endpoint does not accept."}))]
+    UnsupportedMedia(Problem),
     /// A field is invalid (named).
     #[response(status = 422, content_type = "application/problem+json", example = json!({"type": "/problems/invalid", "title": "Invalid field", "status": 422, "detail": "purpose_code: 'x' is not a purpose in the catalog"}))]
     Invalid(Problem),

@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[utoipa::path(
     get,
+    operation_id = "list_requests",
     path = "/me/requests",
     tag = "citizen",
     summary = "Access requests addressed to the citizen",

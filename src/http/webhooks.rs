@@ -35,6 +35,7 @@ const DELIVERY_EXAMPLE: &str = r#"{"id":"6c1f0000-0000-4000-8000-00000000000a","
 
 #[utoipa::path(
     post,
+    operation_id = "add_webhook",
     path = "/api/v1/webhooks",
     tag = "agency",
     summary = "Add an endpoint for signed events (request.decided, grant.revoked, grant.expired, grant.exhausted, retention.due): https:// at a public address",
@@ -59,6 +60,7 @@ async fn add(
 
 #[utoipa::path(
     get,
+    operation_id = "list_webhooks",
     path = "/api/v1/webhooks",
     tag = "agency",
     summary = "The agency's endpoints",
@@ -76,6 +78,7 @@ async fn list(
 
 #[utoipa::path(
     delete,
+    operation_id = "remove_webhook",
     path = "/api/v1/webhooks/{id}",
     tag = "agency",
     summary = "Remove an endpoint; what was still pending for it is dead",

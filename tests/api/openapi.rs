@@ -158,6 +158,17 @@ async fn the_openapi_document_is_valid_3_1_and_covers_every_route() {
         }
     }
     assert!(operations >= ROUTES.len());
+    // Each operation has its own id (generated clients name their functions by it).
+    let mut ids = std::collections::BTreeMap::new();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+                if let Some(other) = ids.insert(id.to_owned(), format!("{method} {path}")) {
+                    panic!("operationId {id} is used by {other} and {method} {path}");
+                }
+            }
+        }
+    }
     // The session cookie is documented by the name the server sets.
     assert_eq!(
         doc["components"]["securitySchemes"]["citizen_session"]["name"],

@@ -1,7 +1,7 @@
 //! The OpenAPI document: valid OpenAPI 3.1, generated from the code, naming every route
 //! the server exposes, with an example for every error.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::Backend;
 
@@ -179,4 +179,134 @@ async fn the_openapi_document_is_valid_3_1_and_covers_every_route() {
     let page = app.get("/api/v1/docs").await.text().await.unwrap();
     assert!(page.contains("/api/v1/grants/{id}/documents/{doc_id}/file"));
     assert!(!page.contains("<script"));
+}
+
+/// What a client generated from `old` relies on and `new` no longer offers: removed
+/// operations, parameters, schemas and fields, a field or parameter whose type changed, an
+/// optional parameter or request field that became required.
+fn breaking_changes(old: &Value, new: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let empty = serde_json::Map::new();
+    let object = |v: &Value| v.as_object().cloned().unwrap_or_else(|| empty.clone());
+    let shape = |s: &Value| {
+        (
+            s.get("type").cloned(),
+            s.get("$ref").cloned(),
+            s.get("format").cloned(),
+        )
+    };
+    for (path, item) in object(&old["paths"]) {
+        for (method, op) in object(&item) {
+            let Some(now) = new["paths"].get(&path).and_then(|p| p.get(&method)) else {
+                out.push(format!("{method} {path} was removed"));
+                continue;
+            };
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let found = now["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|q| q["name"] == p["name"] && q["in"] == p["in"]);
+                match found {
+                    None => out.push(format!(
+                        "{method} {path}: parameter {} was removed",
+                        p["name"]
+                    )),
+                    Some(q) => {
+                        if shape(&p["schema"]) != shape(&q["schema"]) {
+                            out.push(format!(
+                                "{method} {path}: parameter {} was retyped",
+                                p["name"]
+                            ));
+                        }
+                        if p["required"] != true && q["required"] == true {
+                            out.push(format!(
+                                "{method} {path}: parameter {} became required",
+                                p["name"]
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let request_bodies: Vec<String> = object(&old["paths"])
+        .values()
+        .flat_map(|item| object(item).into_values())
+        .filter_map(|op| {
+            op.pointer("/requestBody/content/application~1json/schema/$ref")
+                .and_then(Value::as_str)
+                .map(|r| r.trim_start_matches("#/components/schemas/").to_owned())
+        })
+        .collect();
+    for (name, schema) in object(&old["components"]["schemas"]) {
+        let Some(now) = new["components"]["schemas"].get(&name) else {
+            out.push(format!("schema {name} was removed"));
+            continue;
+        };
+        for (field, was) in object(&schema["properties"]) {
+            match now["properties"].get(&field) {
+                None => out.push(format!("{name}.{field} was removed")),
+                Some(is) if shape(&was) != shape(is) => {
+                    out.push(format!("{name}.{field} was retyped"))
+                }
+                Some(_) => {}
+            }
+        }
+        if request_bodies.contains(&name) {
+            let required =
+                |s: &Value| -> Vec<Value> { s["required"].as_array().cloned().unwrap_or_default() };
+            for field in required(now) {
+                if !required(&schema).contains(&field)
+                    && schema["properties"]
+                        .get(field.as_str().unwrap_or_default())
+                        .is_some()
+                {
+                    out.push(format!("{name}.{field} became required"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The versioning policy (`docs/AGENCY_GUIDE.md` §11), enforced: nothing `/api/v1` was
+/// published with is removed or retyped in the document the server serves.
+#[tokio::test]
+async fn no_documented_field_is_removed_or_retyped() {
+    let env = crate::helpers::TestEnv::new(Backend::Sqlite).await;
+    let app = env.start().await.unwrap();
+    let served: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
+    let published: Value = serde_json::from_str(include_str!("fixtures/openapi-v1.json")).unwrap();
+    let broken = breaking_changes(&published, &served);
+    assert!(
+        broken.is_empty(),
+        "breaking changes to /api/v1: {broken:#?}"
+    );
+
+    // The check fails on breaking changes: a removed response field, a retyped one, a
+    // removed parameter, an optional request field made required, a removed route.
+    let mut changed = served.clone();
+    let grant = &mut changed["components"]["schemas"]["GrantView"]["properties"];
+    grant.as_object_mut().unwrap().remove("purpose");
+    grant["reads"]["type"] = json!("string");
+    let ops = changed["paths"]["/api/v1/grants"]["get"]["parameters"]
+        .as_array_mut()
+        .unwrap();
+    ops.retain(|p| p["name"] != "cursor");
+    changed["components"]["schemas"]["GrantRequest"]["required"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("max_reads"));
+    changed["paths"]
+        .as_object_mut()
+        .unwrap()
+        .remove("/api/v1/access-requests/{id}");
+    let found = breaking_changes(&published, &changed);
+    assert_eq!(found.len(), 5, "{found:#?}");
+    // Additions are not breaking.
+    let mut added = served.clone();
+    added["components"]["schemas"]["GrantView"]["properties"]["something_new"] =
+        json!({ "type": "string" });
+    assert!(breaking_changes(&published, &added).is_empty());
 }

@@ -162,10 +162,10 @@ async fn the_openapi_document_is_valid_3_1_and_covers_every_route() {
     let mut ids = std::collections::BTreeMap::new();
     for (path, item) in paths {
         for (method, op) in item.as_object().unwrap() {
-            if let Some(id) = op.get("operationId").and_then(Value::as_str) {
-                if let Some(other) = ids.insert(id.to_owned(), format!("{method} {path}")) {
-                    panic!("operationId {id} is used by {other} and {method} {path}");
-                }
+            if let Some(id) = op.get("operationId").and_then(Value::as_str)
+                && let Some(other) = ids.insert(id.to_owned(), format!("{method} {path}"))
+            {
+                panic!("operationId {id} is used by {other} and {method} {path}");
             }
         }
     }

@@ -197,27 +197,7 @@ pub async fn create_once(
         legal_basis,
         Some(&req.purpose_code),
     )?;
-    let fields: BTreeSet<String> = req.fields.iter().cloned().collect();
-    match req.tier {
-        Tier::Fields if fields.is_empty() => {
-            return Err(invalid(
-                "fields",
-                "name the fields the fields tier asks for",
-            ));
-        }
-        Tier::Fields => {
-            if let Some(f) = fields.iter().find(|f| !known.contains(*f)) {
-                return Err(invalid(
-                    "fields",
-                    format!("'{f}' is not a field of the asked types"),
-                ));
-            }
-        }
-        _ if !fields.is_empty() => {
-            return Err(invalid("fields", "only the fields tier lists fields"));
-        }
-        _ => {}
-    }
+    let fields = grants::tier_fields(req.tier, &req.fields, &known)?;
     let index = crate::citizens::national_id_index(ctx, &national_id);
     let citizen_id = ctx.store.citizen_by_index(&index).await?.map(|c| c.id);
     let now = ctx.clock.now_ms();

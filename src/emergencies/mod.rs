@@ -26,8 +26,7 @@
 
 use std::collections::BTreeSet;
 
-use custodia_crypto::sign::CONTEXT_CONSENT_RECEIPT;
-use custodia_crypto::{GrantKey, SymmetricKey, digest, wrap};
+use custodia_crypto::{GrantKey, SymmetricKey, wrap};
 use serde::{Deserialize, Serialize};
 
 use crate::agencies::Level;
@@ -41,7 +40,7 @@ use crate::sessions::Session;
 use crate::status::GrantStatus;
 use crate::store::agencies::AgencyRow;
 use crate::store::emergencies::{EmergencyAccessRow, EmergencyListed, EmergencyTally};
-use crate::store::grants::{GrantRow, GrantWrapRow};
+use crate::store::grants::GrantWrapRow;
 
 /// Longest an emergency grant lasts.
 pub const MAX_MINUTES: i64 = 240;
@@ -412,24 +411,7 @@ pub async fn break_glass(
     }
     let level = Level::parse(&agency.level)?;
     let known = crate::grants::check_policy(ctx, level, &types, req.tier, Some(legal_basis), None)?;
-    let fields: BTreeSet<String> = req.fields.iter().cloned().collect();
-    match req.tier {
-        Tier::Fields if fields.is_empty() => {
-            return Err(invalid("fields", "name the fields the fields tier reveals"));
-        }
-        Tier::Fields => {
-            if let Some(f) = fields.iter().find(|f| !known.contains(*f)) {
-                return Err(invalid(
-                    "fields",
-                    format!("'{f}' is not a field of the asked types"),
-                ));
-            }
-        }
-        _ if !fields.is_empty() => {
-            return Err(invalid("fields", "only the fields tier lists fields"));
-        }
-        _ => {}
-    }
+    let fields = crate::grants::tier_fields(req.tier, &req.fields, &known)?;
     // Every attempt counts against the agency's hourly limit, answered or not.
     crate::ratelimit::check(
         ctx,
@@ -512,67 +494,40 @@ pub async fn break_glass(
     let disclose_at = now + delay_days * 86_400_000;
     let document_types: Vec<String> = covered.into_iter().collect();
     let fields: Vec<String> = fields.into_iter().collect();
-    let receipt = serde_json::json!({
-        "receipt_version": 1,
-        "grant_id": id,
-        "citizen": citizen.pseudonym,
-        "agency": { "id": agency.id, "name": agency.name, "level": agency.level },
-        "scope": { "document_ids": [], "document_types": document_types },
-        "tier": req.tier,
-        "fields": fields,
-        "purpose": justification,
-        "purpose_code": null,
-        "legal_basis": legal_basis,
-        "valid_from": crate::clock::rfc3339(now),
-        "expires_at": crate::clock::rfc3339(expires_at),
-        "max_reads": null,
-        "retention_days": retention_days,
-        "issued_at": crate::clock::rfc3339(now),
-        "signing_key_id": ctx.keys.signing_key_id,
-        "emergency": {
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "emergency".into(),
+        serde_json::json!({
             "consented_in_advance": true,
             "officer_id": by.officer,
             "case_id": by.case,
             "disclose_at": crate::clock::rfc3339(disclose_at),
+        }),
+    );
+    let row = crate::grants::new_row(
+        ctx,
+        &crate::grants::Parts {
+            id,
+            citizen: citizen.id,
+            pseudonym: &citizen.pseudonym,
+            agency,
+            request_id: None,
+            document_ids: &[],
+            document_types: &document_types,
+            tier: req.tier,
+            fields: &fields,
+            purpose: justification,
+            purpose_code: None,
+            legal_basis: Some(legal_basis),
+            now,
+            expires_at,
+            max_reads: None,
+            retention_days,
+            emergency: true,
         },
-    });
-    let canonical = digest::canonical_json(&receipt).map_err(|e| Error::Internal(e.into()))?;
-    let signature = ctx
-        .keys
-        .signing
-        .sign(CONTEXT_CONSENT_RECEIPT, canonical.as_bytes());
-    let row = GrantRow {
-        id,
-        citizen_id: citizen.id,
-        agency_id: agency.id,
-        request_id: None,
-        document_ids: crate::store::json_text::<[String]>(&[]),
-        document_types: crate::store::json_text(&document_types),
-        tier: req.tier,
-        fields: crate::store::json_text(&fields),
-        purpose_code: None,
-        purpose: justification.to_owned(),
-        legal_basis: Some(legal_basis.to_owned()),
-        valid_from: now,
-        expires_at,
-        max_reads: None,
-        reads: 0,
-        retention_days,
-        status: GrantStatus::Active,
-        status_changed_at: now,
-        grant_key_wrap: Some(wrap::wrap_key(
-            &ctx.keys.grant_wrap,
-            &grant_key,
-            &crate::sealing::grant_key_aad(id),
-        )),
-        receipt: canonical,
-        receipt_signature: signature.to_vec(),
-        created_at: now,
-        emergency: true,
-        revocation_ack_at: None,
-        retention_ack_at: None,
-        retention_deleted_at: None,
-    };
+        &grant_key,
+        extra,
+    )?;
     let delay = match delay_days {
         0 => "disclosed at once".to_owned(),
         d => format!(

@@ -236,6 +236,137 @@ pub fn check_policy(
     Ok(known_fields)
 }
 
+/// The fields a `tier` reveals, checked against the fields the types have: the `fields`
+/// tier names at least one, each a field of the types; the other tiers name none.
+pub fn tier_fields(
+    tier: Tier,
+    fields: &[String],
+    known: &BTreeSet<String>,
+) -> Result<BTreeSet<String>, Error> {
+    let fields: BTreeSet<String> = fields.iter().cloned().collect();
+    match tier {
+        Tier::Fields if fields.is_empty() => {
+            Err(invalid("fields", "name the fields the fields tier reveals"))
+        }
+        Tier::Fields => match fields.iter().find(|f| !known.contains(*f)) {
+            Some(f) => Err(invalid(
+                "fields",
+                format!("'{f}' is not a field of these document types"),
+            )),
+            None => Ok(fields),
+        },
+        _ if !fields.is_empty() => Err(invalid("fields", "only the fields tier lists fields")),
+        _ => Ok(fields),
+    }
+}
+
+/// What a new grant is made of (see [`new_row`]).
+pub struct Parts<'a> {
+    /// Its id.
+    pub id: GrantId,
+    /// Whose documents.
+    pub citizen: crate::ids::CitizenId,
+    /// Her pseudonym (in the receipt).
+    pub pseudonym: &'a str,
+    /// To whom.
+    pub agency: &'a crate::store::agencies::AgencyRow,
+    /// The request it answers.
+    pub request_id: Option<AccessRequestId>,
+    /// Documents by id.
+    pub document_ids: &'a [DocumentId],
+    /// Types.
+    pub document_types: &'a [String],
+    /// Tier.
+    pub tier: Tier,
+    /// Fields of the `fields` tier.
+    pub fields: &'a [String],
+    /// Why.
+    pub purpose: &'a str,
+    /// The catalog's purpose code.
+    pub purpose_code: Option<&'a str>,
+    /// The legal basis.
+    pub legal_basis: Option<&'a str>,
+    /// Now (its start).
+    pub now: i64,
+    /// Its end.
+    pub expires_at: i64,
+    /// Most reads.
+    pub max_reads: Option<i32>,
+    /// Days the agency may keep what it reads.
+    pub retention_days: i32,
+    /// Made by breaking the glass.
+    pub emergency: bool,
+}
+
+/// A new grant's row: its consent receipt (RFC 8785, with `extra` fields) signed with the
+/// service key, and its key wrapped under the grant-wrap service key. The one place a grant
+/// is made, whether consented now or, for an emergency, in advance.
+pub fn new_row(
+    ctx: &Context,
+    p: &Parts<'_>,
+    grant_key: &GrantKey,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Result<GrantRow, Error> {
+    let mut receipt = serde_json::json!({
+        "receipt_version": 1,
+        "grant_id": p.id,
+        "citizen": p.pseudonym,
+        "agency": { "id": p.agency.id, "name": p.agency.name, "level": p.agency.level },
+        "scope": { "document_ids": p.document_ids, "document_types": p.document_types },
+        "tier": p.tier,
+        "fields": p.fields,
+        "purpose": p.purpose,
+        "purpose_code": p.purpose_code,
+        "legal_basis": p.legal_basis,
+        "valid_from": crate::clock::rfc3339(p.now),
+        "expires_at": crate::clock::rfc3339(p.expires_at),
+        "max_reads": p.max_reads,
+        "retention_days": p.retention_days,
+        "issued_at": crate::clock::rfc3339(p.now),
+        "signing_key_id": ctx.keys.signing_key_id,
+    });
+    if let Some(fields) = receipt.as_object_mut() {
+        fields.extend(extra);
+    }
+    let canonical = digest::canonical_json(&receipt).map_err(|e| Error::Internal(e.into()))?;
+    let signature = ctx
+        .keys
+        .signing
+        .sign(CONTEXT_CONSENT_RECEIPT, canonical.as_bytes());
+    Ok(GrantRow {
+        id: p.id,
+        citizen_id: p.citizen,
+        agency_id: p.agency.id,
+        request_id: p.request_id,
+        document_ids: crate::store::json_text(p.document_ids),
+        document_types: crate::store::json_text(p.document_types),
+        tier: p.tier,
+        fields: crate::store::json_text(p.fields),
+        purpose_code: p.purpose_code.map(str::to_owned),
+        purpose: p.purpose.to_owned(),
+        legal_basis: p.legal_basis.map(str::to_owned),
+        valid_from: p.now,
+        expires_at: p.expires_at,
+        max_reads: p.max_reads,
+        reads: 0,
+        retention_days: p.retention_days,
+        status: GrantStatus::Active,
+        status_changed_at: p.now,
+        grant_key_wrap: Some(wrap::wrap_key(
+            &ctx.keys.grant_wrap,
+            grant_key,
+            &crate::sealing::grant_key_aad(p.id),
+        )),
+        receipt: canonical,
+        receipt_signature: signature.to_vec(),
+        created_at: p.now,
+        emergency: p.emergency,
+        revocation_ack_at: None,
+        retention_ack_at: None,
+        retention_deleted_at: None,
+    })
+}
+
 /// Creates a grant: checks the policy, re-wraps the covered data keys under a fresh grant
 /// key, signs the receipt, and stores it all in one transaction.
 #[tracing::instrument(skip_all)]
@@ -372,24 +503,7 @@ pub(crate) async fn create_inner(
         legal_basis,
         req.purpose_code.as_deref(),
     )?;
-    let fields: BTreeSet<String> = req.fields.iter().cloned().collect();
-    match req.tier {
-        Tier::Fields if fields.is_empty() => {
-            return Err(invalid("fields", "name the fields the fields tier reveals"));
-        }
-        Tier::Fields => {
-            if let Some(f) = fields.iter().find(|f| !known_fields.contains(*f)) {
-                return Err(invalid(
-                    "fields",
-                    format!("'{f}' is not a field of the covered types"),
-                ));
-            }
-        }
-        _ if !fields.is_empty() => {
-            return Err(invalid("fields", "only the fields tier lists fields"));
-        }
-        _ => {}
-    }
+    let fields = tier_fields(req.tier, &req.fields, &known_fields)?;
 
     // Keys follow consent.
     let id = GrantId::random();
@@ -421,72 +535,39 @@ pub(crate) async fn create_inner(
         });
     }
     let pseudonym = ctx.store.citizen(citizen_id).await?.pseudonym;
-    let document_ids: Vec<DocumentId> = req.document_ids.clone();
     let document_types: Vec<String> = types.iter().cloned().collect();
     let fields: Vec<String> = fields.into_iter().collect();
-    let mut receipt = serde_json::json!({
-        "receipt_version": 1,
-        "grant_id": id,
-        "citizen": pseudonym,
-        "agency": { "id": agency.id, "name": agency.name, "level": agency.level },
-        "scope": { "document_ids": document_ids, "document_types": document_types },
-        "tier": req.tier,
-        "fields": fields,
-        "purpose": purpose,
-        "purpose_code": req.purpose_code,
-        "legal_basis": legal_basis,
-        "valid_from": crate::clock::rfc3339(now),
-        "expires_at": crate::clock::rfc3339(expires_at),
-        "max_reads": req.max_reads,
-        "retention_days": retention_days,
-        "issued_at": crate::clock::rfc3339(now),
-        "signing_key_id": ctx.keys.signing_key_id,
-    });
     // A consent given by a delegate says so, by her pseudonym: the receipt tells who
     // consented, not only whose documents.
-    if session.acting().is_some()
-        && let Some(fields) = receipt.as_object_mut()
-    {
+    let mut extra = serde_json::Map::new();
+    if session.acting().is_some() {
         let delegate = ctx.store.citizen(session.own_citizen()?).await?.pseudonym;
-        fields.insert("consented_by_delegate".into(), delegate.into());
+        extra.insert("consented_by_delegate".into(), delegate.into());
     }
-    let canonical = digest::canonical_json(&receipt).map_err(|e| Error::Internal(e.into()))?;
-    let signature = ctx
-        .keys
-        .signing
-        .sign(CONTEXT_CONSENT_RECEIPT, canonical.as_bytes());
-    let row = GrantRow {
-        id,
-        citizen_id,
-        agency_id: agency.id,
-        request_id,
-        document_ids: crate::store::json_text(&document_ids),
-        document_types: crate::store::json_text(&document_types),
-        tier: req.tier,
-        fields: crate::store::json_text(&fields),
-        purpose_code: req.purpose_code.clone(),
-        purpose: purpose.to_owned(),
-        legal_basis: legal_basis.map(str::to_owned),
-        valid_from: now,
-        expires_at,
-        max_reads: req.max_reads,
-        reads: 0,
-        retention_days,
-        status: GrantStatus::Active,
-        status_changed_at: now,
-        grant_key_wrap: Some(wrap::wrap_key(
-            &ctx.keys.grant_wrap,
-            &grant_key,
-            &crate::sealing::grant_key_aad(id),
-        )),
-        receipt: canonical,
-        receipt_signature: signature.to_vec(),
-        created_at: now,
-        emergency: false,
-        revocation_ack_at: None,
-        retention_ack_at: None,
-        retention_deleted_at: None,
-    };
+    let row = new_row(
+        ctx,
+        &Parts {
+            id,
+            citizen: citizen_id,
+            pseudonym: &pseudonym,
+            agency: &agency,
+            request_id,
+            document_ids: &req.document_ids,
+            document_types: &document_types,
+            tier: req.tier,
+            fields: &fields,
+            purpose,
+            purpose_code: req.purpose_code.as_deref(),
+            legal_basis,
+            now,
+            expires_at,
+            max_reads: req.max_reads,
+            retention_days,
+            emergency: false,
+        },
+        &grant_key,
+        extra,
+    )?;
     let event = session
         .event(ctx, crate::audit::Action::GrantCreate)
         .await?

@@ -25,6 +25,34 @@ use crate::ids::{AccessRequestId, DocumentId, GrantId};
 use crate::requests::{self, AgencyView, NewRequest};
 use crate::store::agencies::AgencyRow;
 
+/// The answer to a new access request (the same whether or not the citizen is registered).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct RequestCreated {
+    /// The request's id.
+    id: AccessRequestId,
+    /// `pending`.
+    status: String,
+}
+
+/// A page of the agency's grants.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct GrantPage {
+    /// Newest first.
+    grants: Vec<GrantView>,
+    /// Pass as `cursor` for the next page; null at the end.
+    next_cursor: Option<String>,
+}
+
+/// The documents a grant covers.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct CoveredDocuments {
+    /// Each covered document (no contents).
+    documents: Vec<Covered>,
+}
+
 /// Quick JSON routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -224,7 +252,7 @@ fn optional_header(headers: &HeaderMap, name: &'static str) -> Result<Option<Str
     summary = "Ask a citizen (by national ID) for documents",
     request_body = NewRequest,
     security(("agency_key" = [])),
-    responses((status = 201, description = "{id, status}; the same answer whether or not the citizen is registered", body = Object, example = json!({"id":"0b7e…","status":"pending"})), AgencyErrors)
+    responses((status = 201, description = "{id, status}; the same answer whether or not the citizen is registered", body = RequestCreated, example = json!({"id":"0b7e…","status":"pending"})), AgencyErrors)
 )]
 async fn create_request(
     State(state): State<AppState>,
@@ -294,7 +322,7 @@ struct Page {
     summary = "The agency's grants, newest first",
     params(("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1 to 200, default 50")),
     security(("agency_key" = [])),
-    responses((status = 200, description = "{grants, next_cursor}", body = Object, example = json!({"grants":[{"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"active","request_id":null,"emergency":false,"end_acknowledged_at":null,"retention_due_at":null,"deleted_at":null,"deletion_overdue":false}],"next_cursor":null})), AgencyErrors)
+    responses((status = 200, description = "{grants, next_cursor}", body = GrantPage, example = json!({"grants":[{"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"active","request_id":null,"emergency":false,"end_acknowledged_at":null,"retention_due_at":null,"deleted_at":null,"deletion_overdue":false}],"next_cursor":null})), AgencyErrors)
 )]
 async fn list_grants(
     State(state): State<AppState>,
@@ -341,7 +369,7 @@ async fn grant(
     summary = "The documents a live grant covers",
     params(("id" = Uuid, Path, description = "The grant id"), ("X-Officer-Id" = String, Header, description = "The official reading (recorded, shown to the citizen)"), ("X-Case-Id" = String, Header, description = "The agency's case number (recorded, shown to the citizen)")),
     security(("agency_key" = [])),
-    responses((status = 200, description = "{documents: [...]}", body = Object, example = json!({"documents":[{"id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"issuer_agency_id":null}]})), AgencyErrors)
+    responses((status = 200, description = "{documents: [...]}", body = CoveredDocuments, example = json!({"documents":[{"id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"issuer_agency_id":null}]})), AgencyErrors)
 )]
 async fn grant_documents(
     State(state): State<AppState>,

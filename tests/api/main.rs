@@ -31,6 +31,7 @@ mod eid;
 mod emergencies;
 mod enrolment;
 mod errors;
+mod generated_client;
 mod grants;
 mod hardening;
 mod health;

@@ -53,9 +53,11 @@ async fn replay(ctx: &Context, agency: &AgencyRow, retry: &Retry) -> Result<Opti
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRequest {
-    /// The citizen's national ID number.
+    /// The citizen's national ID number (18 characters, the check digit valid).
+    #[schema(pattern = "^[0-9]{17}[0-9Xx]$", min_length = 18, max_length = 18)]
     pub national_id: String,
     /// Types asked for.
+    #[schema(min_items = 1)]
     pub document_types: Vec<String>,
     /// Tier asked for.
     pub tier: Tier,
@@ -63,15 +65,20 @@ pub struct NewRequest {
     #[serde(default)]
     pub fields: Vec<String>,
     /// Purpose code from the catalog.
+    #[schema(min_length = 1)]
     pub purpose_code: String,
     /// Purpose in words.
+    #[schema(min_length = 1, max_length = 500)]
     pub purpose: String,
     /// Legal basis.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub legal_basis: Option<String>,
     /// Wished duration in days.
+    #[schema(minimum = 1, maximum = 365)]
     pub duration_days: i64,
     /// Days the agency will keep what it reads.
+    #[schema(minimum = 0, maximum = 3650)]
     pub retention_days: i32,
 }
 

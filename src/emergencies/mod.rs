@@ -317,8 +317,10 @@ fn list_text<'a>(items: impl Iterator<Item = &'a String>) -> String {
 #[serde(deny_unknown_fields)]
 pub struct BreakGlass {
     /// The person's national ID.
+    #[schema(pattern = "^[0-9]{17}[0-9Xx]$", min_length = 18, max_length = 18)]
     pub national_id: String,
     /// The types needed.
+    #[schema(min_items = 1)]
     pub document_types: Vec<String>,
     /// How much is revealed.
     pub tier: Tier,
@@ -326,19 +328,25 @@ pub struct BreakGlass {
     #[serde(default)]
     pub fields: Vec<String>,
     /// Why this cannot wait for consent (10 to 500 characters).
+    #[schema(min_length = 10, max_length = 500)]
     pub justification: String,
     /// The law relied on.
+    #[schema(min_length = 1, max_length = 500)]
     pub legal_basis: String,
     /// The agency's case (the same as `X-Case-Id`).
+    #[schema(min_length = 1, max_length = 100)]
     pub case: String,
     /// How long the grant lasts: 1 to 240 minutes; it is never extended.
+    #[schema(minimum = 1, maximum = 240)]
     pub duration_minutes: i64,
     /// Days the citizen is not told, when the legal basis names such a delay (0 to 30;
     /// default 0: told at once).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 30)]
     pub disclosure_delay_days: Option<i64>,
     /// Days the agency may keep what it read (default 30).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 3650)]
     pub retention_days: Option<i32>,
 }
 

@@ -333,9 +333,11 @@ async fn list_grants(
     if !(1..=200).contains(&limit) {
         return Err(invalid("limit", "must be from 1 to 200").into());
     }
+    // An empty cursor is no cursor: the first page.
     let after = page
         .cursor
         .as_deref()
+        .filter(|c| !c.is_empty())
         .map(reads::decode_cursor)
         .transpose()?;
     let (grants, next) = reads::list(&state, &agency, after, limit).await?;

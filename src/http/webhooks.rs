@@ -101,6 +101,7 @@ async fn remove(
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
     /// `pending`, `delivered` or `dead` (the dead letters); all when absent.
+    #[param(pattern = "^(pending|delivered|dead)$")]
     pub status: Option<String>,
 }
 

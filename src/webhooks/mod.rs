@@ -74,6 +74,7 @@ pub fn backoff_ms(attempt: i32) -> i64 {
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// Where events are POSTed: `https://` at a public address.
+    #[schema(pattern = "^https?://", min_length = 10, max_length = 2000)]
     pub url: String,
 }
 

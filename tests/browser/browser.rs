@@ -529,12 +529,24 @@ impl Browser {
     }
 }
 
+/// A download that has finished: Chromium reserves the final name with an empty file when
+/// a download starts and writes to a `.crdownload` beside it until it is done, so the file
+/// counts only once it has bytes and nothing is still being written.
 fn finished_download(dir: &Path, suffix: &str) -> Option<PathBuf> {
-    std::fs::read_dir(dir)
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    if files
+        .iter()
+        .any(|p| p.to_string_lossy().ends_with(".crdownload"))
+    {
+        return None;
+    }
+    files.into_iter().find(|p| {
+        p.to_string_lossy().ends_with(suffix) && std::fs::metadata(p).is_ok_and(|m| m.len() > 0)
+    })
 }
 
 /// `target/screenshots`, beside the test binaries' scratch directory.

@@ -142,6 +142,11 @@ fn shown(e: &EmergencyListed, now_ms: i64) -> EmergencyUse {
 // ---------------------------------------------------------------------------------------
 // The citizen's side.
 
+/// The types the signed-in citizen made emergency-available, sorted.
+pub async fn chosen_types(ctx: &Context, session: &Session) -> Result<Vec<String>, Error> {
+    Ok(ctx.store.emergency_types(session.citizen()?).await?)
+}
+
 /// The signed-in citizen's emergency-available types and the accesses disclosed to her.
 #[tracing::instrument(skip_all)]
 pub async fn availability(ctx: &Context, session: &Session) -> Result<AvailabilityView, Error> {

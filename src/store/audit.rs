@@ -574,13 +574,15 @@ impl Store {
         seq: i64,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        // Reads under an emergency grant whose disclosure is delayed are not counted yet.
-        const SQL: &str = "SELECT COUNT(*) FROM audit_events WHERE citizen_pseudonym = $1 AND seq > $2 \
-            AND actor_kind = 'agency' AND outcome = 'ok' AND action IN ('document.read', 'document.file') \
-            AND (grant_id IS NULL OR grant_id NOT IN \
-                (SELECT grant_id FROM emergency_accesses WHERE disclose_at > $3))";
+        // Reads under an emergency grant whose disclosure is delayed are not counted yet:
+        // the same condition the trail's filter applies.
+        let sql = format!(
+            "SELECT COUNT(*) FROM audit_events WHERE citizen_pseudonym = $1 AND seq > $2 \
+             AND actor_kind = 'agency' AND outcome = 'ok' AND action IN ('document.read', 'document.file') \
+             {UNDISCLOSED}$3))"
+        );
         Ok(on_engine!(self.pool(), p => {
-            sqlx::query_scalar::<_, i64>(SQL).bind(pseudonym).bind(seq).bind(now_ms).fetch_one(p).await?
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(pseudonym).bind(seq).bind(now_ms).fetch_one(p).await?
         }))
     }
 

@@ -183,11 +183,16 @@ pub fn is_public(ip: IpAddr) -> bool {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     };
-    !NON_PUBLIC
+    !NON_PUBLIC_NETS.iter().any(|n| n.contains(&ip))
+}
+
+/// [`NON_PUBLIC`], parsed once.
+static NON_PUBLIC_NETS: std::sync::LazyLock<Vec<ipnet::IpNet>> = std::sync::LazyLock::new(|| {
+    NON_PUBLIC
         .iter()
         .filter_map(|n| n.parse::<ipnet::IpNet>().ok())
-        .any(|n| n.contains(&ip))
-}
+        .collect()
+});
 
 fn is_loopback(ip: IpAddr) -> bool {
     match ip {

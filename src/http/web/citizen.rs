@@ -143,9 +143,7 @@ pub(super) async fn settings(
         })
         .collect();
     // Which types an emergency agency may read without asking: the choice, always shown.
-    let chosen = crate::emergencies::availability(&state, &session)
-        .await?
-        .document_types;
+    let chosen = crate::emergencies::chosen_types(&state, &session).await?;
     let emergency_types: Vec<_> = state
         .catalog
         .document_types()

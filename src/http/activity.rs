@@ -39,6 +39,7 @@ pub struct TrailQuery {
     /// Until (RFC 3339, exclusive).
     pub until: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(minimum = 1)]
     pub cursor: Option<i64>,
     /// 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]

@@ -252,7 +252,7 @@ fn optional_header(headers: &HeaderMap, name: &'static str) -> Result<Option<Str
     summary = "Ask a citizen (by national ID) for documents",
     request_body = NewRequest,
     security(("agency_key" = [])),
-    responses((status = 201, description = "{id, status}; the same answer whether or not the citizen is registered", body = RequestCreated, example = json!({"id":"0b7e…","status":"pending"})), AgencyErrors)
+    responses((status = 201, description = "{id, status}; the same answer whether or not the citizen is registered", body = RequestCreated, links(("RequestStatus" = (operation_id = "request_status", parameters(("id" = "$response.body#/id")), description = "Poll the request until the citizen decides"))), example = json!({"id":"0b7e…","status":"pending"})), AgencyErrors)
 )]
 async fn create_request(
     State(state): State<AppState>,
@@ -298,7 +298,7 @@ async fn create_request(
     summary = "A request's status and, once approved, its grant",
     params(("id" = Uuid, Path, description = "The id")),
     security(("agency_key" = [])),
-    responses((status = 200, description = "Status", body = AgencyView, example = json!({"id":"0b7e0000-0000-4000-8000-000000000004","status":"approved","grant_id":"9d2150c4-0000-4000-8000-000000000001"})), AgencyErrors)
+    responses((status = 200, description = "Status", body = AgencyView, links(("Grant" = (operation_id = "grant", parameters(("id" = "$response.body#/grant_id")), description = "The grant, once the citizen approved")), ("GrantDocuments" = (operation_id = "grant_documents", parameters(("id" = "$response.body#/grant_id")), description = "The documents the grant covers"))), example = json!({"id":"0b7e0000-0000-4000-8000-000000000004","status":"approved","grant_id":"9d2150c4-0000-4000-8000-000000000001"})), AgencyErrors)
 )]
 async fn request_status(
     State(state): State<AppState>,
@@ -320,7 +320,7 @@ struct Page {
     path = "/api/v1/grants",
     tag = "agency",
     summary = "The agency's grants, newest first",
-    params(("cursor" = Option<String>, Query, description = "next_cursor of the previous page"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1 to 200, default 50")),
+    params(("cursor" = Option<String>, Query, description = "next_cursor of the previous page (base64url)", max_length = 200, pattern = r"^[A-Za-z0-9_-]*$"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1 to 200, default 50")),
     security(("agency_key" = [])),
     responses((status = 200, description = "{grants, next_cursor}", body = GrantPage, example = json!({"grants":[{"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"active","request_id":null,"emergency":false,"end_acknowledged_at":null,"retention_due_at":null,"deleted_at":null,"deletion_overdue":false}],"next_cursor":null})), AgencyErrors)
 )]
@@ -369,7 +369,7 @@ async fn grant(
     path = "/api/v1/grants/{id}/documents",
     tag = "agency",
     summary = "The documents a live grant covers",
-    params(("id" = Uuid, Path, description = "The grant id"), ("X-Officer-Id" = String, Header, description = "The official reading (recorded, shown to the citizen)"), ("X-Case-Id" = String, Header, description = "The agency's case number (recorded, shown to the citizen)")),
+    params(("id" = Uuid, Path, description = "The grant id"), ("X-Officer-Id" = String, Header, description = "The official reading (recorded, shown to the citizen) (1 to 100 visible ASCII characters or spaces)", min_length = 1, max_length = 100, pattern = r"^[ -~]*[!-~][ -~]*$"), ("X-Case-Id" = String, Header, description = "The agency's case number (recorded, shown to the citizen) (1 to 100 visible ASCII characters or spaces)", min_length = 1, max_length = 100, pattern = r"^[ -~]*[!-~][ -~]*$")),
     security(("agency_key" = [])),
     responses((status = 200, description = "{documents: [...]}", body = CoveredDocuments, example = json!({"documents":[{"id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"issuer_agency_id":null}]})), AgencyErrors)
 )]
@@ -395,7 +395,7 @@ struct ReadQuery {
     path = "/api/v1/grants/{id}/documents/{doc_id}",
     tag = "agency",
     summary = "Read a document at the grant's tier (recorded before it is sent)",
-    params(("id" = Uuid, Path, description = "The grant id"), ("doc_id" = Uuid, Path, description = "The document id"), ("X-Officer-Id" = String, Header, description = "The official reading (recorded, shown to the citizen)"), ("X-Case-Id" = String, Header, description = "The agency's case number (recorded, shown to the citizen)"), ("fields" = Option<String>, Query, description = "Comma-separated fields, fewer than granted")),
+    params(("id" = Uuid, Path, description = "The grant id"), ("doc_id" = Uuid, Path, description = "The document id"), ("X-Officer-Id" = String, Header, description = "The official reading (recorded, shown to the citizen) (1 to 100 visible ASCII characters or spaces)", min_length = 1, max_length = 100, pattern = r"^[ -~]*[!-~][ -~]*$"), ("X-Case-Id" = String, Header, description = "The agency's case number (recorded, shown to the citizen) (1 to 100 visible ASCII characters or spaces)", min_length = 1, max_length = 100, pattern = r"^[ -~]*[!-~][ -~]*$"), ("fields" = Option<String>, Query, description = "Comma-separated fields, fewer than granted (up to 100 entries of up to 64 of a-z, 0-9 and _)", pattern = r"^ *[a-z0-9_]{0,64} *(, *[a-z0-9_]{0,64} *){0,99}$")),
     security(("agency_key" = [])),
     responses((status = 200, description = "verify: attestation; fields: granted fields; full: every field", body = Disclosure, example = json!({"document_id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"tier":"fields","issuer":null,"issued_at":null,"expires_at":null,"issuer_signature":"none","content_sha256":"9f86d0…","fields":{"company_name":"北京示例科技有限公司"}})), AgencyErrors)
 )]
@@ -414,12 +414,13 @@ async fn read(
     let (officer, ((id, doc_id), q)) = read_parts(&state, &key, officer, rest).await?;
     let only: Option<Vec<String>> = q.fields.as_deref().map(|f| {
         f.split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
+            .map(|s| s.trim_matches(' ').to_owned())
             .collect()
     });
     // Field names are catalog identifiers; anything else is refused here, before it can
-    // reach the trail or be echoed back.
+    // reach the trail or be echoed back. The rule is the document's pattern for `fields`:
+    // up to 100 comma-separated entries, each up to 64 of a-z, 0-9 and _ (spaces around an
+    // entry allowed, empty entries ignored).
     if let Some(names) = &only
         && (names.len() > 100
             || names.iter().any(|n| {
@@ -434,6 +435,12 @@ async fn read(
             "must be up to 100 comma-separated catalog field names (a-z, 0-9 and _)",
         )));
     }
+    let only = only.map(|names| {
+        names
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect::<Vec<_>>()
+    });
     reads::read(&state, &officer.request(&key), id, doc_id, only.as_deref())
         .await
         .map(Json)
@@ -445,7 +452,7 @@ async fn read(
     path = "/api/v1/grants/{id}/documents/{doc_id}/file",
     tag = "agency",
     summary = "The file, decrypted (full tier; recorded before the first byte)",
-    params(("id" = Uuid, Path, description = "The grant id"), ("doc_id" = Uuid, Path, description = "The document id"), ("X-Officer-Id" = String, Header, description = "The official reading (recorded, shown to the citizen)"), ("X-Case-Id" = String, Header, description = "The agency's case number (recorded, shown to the citizen)")),
+    params(("id" = Uuid, Path, description = "The grant id"), ("doc_id" = Uuid, Path, description = "The document id"), ("X-Officer-Id" = String, Header, description = "The official reading (recorded, shown to the citizen) (1 to 100 visible ASCII characters or spaces)", min_length = 1, max_length = 100, pattern = r"^[ -~]*[!-~][ -~]*$"), ("X-Case-Id" = String, Header, description = "The agency's case number (recorded, shown to the citizen) (1 to 100 visible ASCII characters or spaces)", min_length = 1, max_length = 100, pattern = r"^[ -~]*[!-~][ -~]*$")),
     security(("agency_key" = [])),
     responses((status = 200, description = "The bytes, with Content-Length, Accept-Ranges, ETag and Repr-Digest", content_type = "application/octet-stream"), (status = 206, description = "The requested range (Content-Range); recorded with the range", content_type = "application/octet-stream"), (status = 304, description = "If-None-Match names the current ETag (recorded)"), (status = 416, description = "No requested range lies within the file", body = Problem, content_type = "application/problem+json"), AgencyErrors)
 )]

@@ -159,6 +159,7 @@ pub struct EventsQuery {
     /// Until (RFC 3339, exclusive).
     pub until: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(minimum = 1)]
     pub cursor: Option<i64>,
     /// 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
@@ -198,7 +199,7 @@ impl EventsQuery {
 #[utoipa::path(get, path = "/api/v1/audit/events", tag = "audit",
     summary = "Search the trail (auditors; the query itself is recorded)",
     params(EventsQuery),
-    security(("citizen_session" = [])),
+    security(("auditor_session" = [])),
     responses((status = 200, description = "{events, next_cursor}", body = Object, example = json!({"events":[{"seq":42,"at":"2026-11-28T09:10:00Z","actor_kind":"agency","actor_id":"3f0c7b2a-0000-4000-8000-000000000003","officer_id":"officer-7","case_id":"C-1","citizen":"p-3fa85f6457174562","action":"document.read","object_ids":"[\"5a3e…\"]","grant_id":"9d2150c4-0000-4000-8000-000000000001","purpose":"企业设立登记","tier":"fields","fields":"[\"company_name\"]","outcome":"ok","bytes_sent":412,"request_id":"…","detail":null,"prev_hash":"…","hash":"…"}],"next_cursor":null})), CitizenErrors))]
 async fn events(
     State(state): State<AppState>,
@@ -220,7 +221,7 @@ async fn events(
 
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
     summary = "Verify the whole chain and its signed checkpoints (auditors)",
-    security(("citizen_session" = [])),
+    security(("auditor_session" = [])),
     responses((status = 200, description = "{intact, summary | fault}", body = Object, example = json!({"intact":true,"summary":{"events":18,"head_seq":18,"head_hash":"aa2d64…","last_checkpoint":18}})), CitizenErrors))]
 async fn verify(
     State(state): State<AppState>,
@@ -249,7 +250,7 @@ struct ExportQuery {
 #[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit",
     summary = "Export the trail as CSV or JSON lines (auditors; recorded)",
     params(ExportQuery),
-    security(("citizen_session" = [])),
+    security(("auditor_session" = [])),
     responses((status = 200, description = "text/csv or application/x-ndjson", content_type = "text/csv"), CitizenErrors))]
 async fn export(
     State(state): State<AppState>,
@@ -293,7 +294,7 @@ struct ConfirmIdentity {
 #[utoipa::path(post, path = "/api/v1/audit/confirm-identity", tag = "audit",
     summary = "Confirm or refute that a national ID is the one behind a pseudonym, for a written case reason (recorded). Revealing an unknown ID needs the oversight office's key: `custodia audit reveal`",
     request_body = ConfirmIdentity,
-    security(("citizen_session" = [])),
+    security(("auditor_session" = [])),
     responses((status = 200, description = "{matches}", body = Object, example = json!({"matches":true})), CitizenErrors))]
 async fn confirm_identity(
     State(state): State<AppState>,

@@ -49,7 +49,7 @@ async fn list(
     summary = "Appoint a registered citizen to act for you within a scope (she accepts before it takes effect)",
     request_body = Appointment,
     security(("citizen_session" = [])),
-    responses((status = 201, description = "The delegation, pending", body = DelegationView, example = json!({"id":"6d1f0000-0000-4000-8000-000000000005","role":"principal","status":"pending","principal":{"citizen_id":"1c2d0000-0000-4000-8000-000000000006","display_name":null},"delegate":{"citizen_id":"2e3f0000-0000-4000-8000-000000000007","display_name":null},"document_types":["business_license"],"actions":["view","answer_requests"],"created_at":"2026-12-01T09:00:00Z","accepted_at":null,"expires_at":"2027-03-01T09:00:00Z","ended_at":null,"ended_by":null,"guardianship_id":null,"keyed":true,"handover_code":null})), CitizenErrors)
+    responses((status = 201, description = "The delegation, pending", body = DelegationView, links(("EndDelegation" = (operation_id = "end", parameters(("id" = "$response.body#/id")), description = "End the delegation (either side)"))), example = json!({"id":"6d1f0000-0000-4000-8000-000000000005","role":"principal","status":"pending","principal":{"citizen_id":"1c2d0000-0000-4000-8000-000000000006","display_name":null},"delegate":{"citizen_id":"2e3f0000-0000-4000-8000-000000000007","display_name":null},"document_types":["business_license"],"actions":["view","answer_requests"],"created_at":"2026-12-01T09:00:00Z","accepted_at":null,"expires_at":"2027-03-01T09:00:00Z","ended_at":null,"ended_by":null,"guardianship_id":null,"keyed":true,"handover_code":null})), CitizenErrors)
 )]
 async fn appoint(
     State(state): State<AppState>,

@@ -66,7 +66,7 @@ async fn list(
     request_body(content = Object, content_type = "multipart/form-data", description = "Parts: type, fields (JSON object), file (optional)"),
     params(("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     security(("citizen_session" = [])),
-    responses((status = 201, description = "Stored", body = Stored, example = json!({"id":"5a3e0c1e-0000-4000-8000-000000000002","version":1,"type":"business_license"})), CitizenErrors, (status = 413, description = "Too large", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not PDF, PNG or JPEG", body = Problem, content_type = "application/problem+json"))
+    responses((status = 201, description = "Stored", body = Stored, links(("ViewDocument" = (operation_id = "view", parameters(("id" = "$response.body#/id")), description = "The stored document")), ("DocumentFile" = (operation_id = "file", parameters(("id" = "$response.body#/id")), description = "Its file")), ("ReplaceDocument" = (operation_id = "replace", parameters(("id" = "$response.body#/id")), description = "A new version")), ("DeleteDocument" = (operation_id = "delete_document", parameters(("id" = "$response.body#/id")), description = "Delete it"))), example = json!({"id":"5a3e0c1e-0000-4000-8000-000000000002","version":1,"type":"business_license"})), CitizenErrors, (status = 413, description = "Too large", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not PDF, PNG or JPEG", body = Problem, content_type = "application/problem+json"))
 )]
 async fn create(
     State(state): State<AppState>,

@@ -69,12 +69,12 @@ async fn set_availability(
     summary = "Break the glass (agencies registered for emergencies): a time-boxed grant over what the person made emergency-available, recorded, reviewed by an auditor and disclosed to her",
     request_body = BreakGlass,
     params(
-        ("X-Officer-Id" = String, Header, description = "The official breaking the glass"),
-        ("X-Case-Id" = String, Header, description = "The case (the same as `case` in the body)"),
+        ("X-Officer-Id" = String, Header, description = "The official breaking the glass (1 to 100 visible ASCII characters or spaces)", min_length = 1, max_length = 100, pattern = r"^[ -~]*[!-~][ -~]*$"),
+        ("X-Case-Id" = String, Header, description = "The case (the same as `case` in the body) (1 to 100 visible ASCII characters or spaces)", min_length = 1, max_length = 100, pattern = r"^[ -~]*[!-~][ -~]*$"),
     ),
     security(("agency_key" = [])),
     responses(
-        (status = 201, description = "The emergency grant: read it as any grant", body = GrantView, example = json!({"id":"9d2150c4-0000-4000-8000-000000000009","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["resident_id"],"tier":"full","fields":[],"purpose":"Unconscious patient admitted; identity needed for treatment","purpose_code":null,"legal_basis":"Emergency medical treatment regulation, art. 12","valid_from":"2026-12-05T09:00:00Z","expires_at":"2026-12-05T10:00:00Z","max_reads":null,"reads":0,"retention_days":30,"status":"active","request_id":null,"emergency":true,"end_acknowledged_at":null,"retention_due_at":null,"deleted_at":null,"deletion_overdue":false})),
+        (status = 201, description = "The emergency grant: read it as any grant", body = GrantView, links(("Grant" = (operation_id = "grant", parameters(("id" = "$response.body#/id")), description = "The emergency grant, as any grant")), ("GrantDocuments" = (operation_id = "grant_documents", parameters(("id" = "$response.body#/id")), description = "The documents it covers"))), example = json!({"id":"9d2150c4-0000-4000-8000-000000000009","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["resident_id"],"tier":"full","fields":[],"purpose":"Unconscious patient admitted; identity needed for treatment","purpose_code":null,"legal_basis":"Emergency medical treatment regulation, art. 12","valid_from":"2026-12-05T09:00:00Z","expires_at":"2026-12-05T10:00:00Z","max_reads":null,"reads":0,"retention_days":30,"status":"active","request_id":null,"emergency":true,"end_acknowledged_at":null,"retention_due_at":null,"deleted_at":null,"deletion_overdue":false})),
         (status = 429, description = "The agency's hourly limit, or its one emergency grant per person per hour, is used up", content_type = "application/problem+json", body = Problem),
         AgencyErrors
     )
@@ -106,7 +106,7 @@ pub struct QueueQuery {
     tag = "audit",
     summary = "The emergency review queue and each agency's record (auditors; recorded)",
     params(QueueQuery),
-    security(("citizen_session" = [])),
+    security(("auditor_session" = [])),
     responses((status = 200, description = "Uses, newest first, and per agency", body = Queue, example = json!({"accesses":[],"agencies":[]})), CitizenErrors)
 )]
 async fn queue(
@@ -126,7 +126,7 @@ async fn queue(
     summary = "Judge one emergency access justified or unjustified, with a note (auditors; once; recorded)",
     params(("grant_id" = Uuid, Path, description = "The emergency grant")),
     request_body = Review,
-    security(("citizen_session" = [])),
+    security(("auditor_session" = [])),
     responses((status = 200, description = "The use, reviewed", body = EmergencyUse, example = json!({"grant_id":"9d2150c4-0000-4000-8000-000000000009","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","agency_name":"省急救中心","citizen":"p-3fa85f6457174562","officer_id":"dr-li","case_id":"ER-2026-1205-7","justification":"Unconscious patient admitted; identity needed for treatment","legal_basis":"Emergency medical treatment regulation, art. 12","document_types":["resident_id"],"tier":"fields","reads":1,"status":"expired","created_at":"2026-12-05T09:00:00Z","expires_at":"2026-12-05T10:00:00Z","disclose_at":"2026-12-05T09:00:00Z","verdict":"justified","review_note":"Patient unconscious on arrival; record confirms.","reviewed_at":"2026-12-06T08:00:00Z","overdue":false})), (status = 409, description = "Already reviewed", content_type = "application/problem+json", body = Problem), CitizenErrors)
 )]
 async fn review(

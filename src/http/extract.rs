@@ -423,9 +423,107 @@ fn parse_object<T: serde::de::DeserializeOwned>(
             ApiError::from(crate::error::invalid("body", "must be a JSON object")).into_response(),
         );
     }
-    axum::Json::<T>::from_bytes(bytes)
-        .map(|axum::Json(v)| JsonObject(v))
-        .map_err(|e| e.into_response())
+    match axum::Json::<T>::from_bytes(bytes) {
+        Ok(axum::Json(v)) => Ok(JsonObject(v)),
+        // JSON does not tell `30` from `30.0`, and the OpenAPI document's `integer` (JSON
+        // Schema) admits both; serde refuses the second for an integer field. So a body that
+        // failed is read once more with every integral number written as an integer; if
+        // that does not help, the first refusal stands.
+        Err(refused) => serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|mut value| integral_numbers_as_integers(&mut value).then_some(value))
+            .and_then(|value| serde_json::from_value::<T>(value).ok())
+            .map(JsonObject)
+            .ok_or_else(|| refused.into_response()),
+    }
+}
+
+/// Rewrites every number with no fractional part (`30.0`, `3e1`) as an integer, within the
+/// range where a double holds every integer exactly; says whether it changed any.
+fn integral_numbers_as_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    /// 2^53: beyond it a double no longer stands for one integer.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match value {
+        Value::Number(n) if n.is_f64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => {
+                // Exact by the range check above: the cast cannot truncate or saturate.
+                #[allow(clippy::cast_possible_truncation)]
+                let whole = f as i64;
+                *value = Value::from(whole);
+                true
+            }
+            _ => false,
+        },
+        Value::Array(items) => items.iter_mut().fold(false, |changed, v| {
+            integral_numbers_as_integers(v) | changed
+        }),
+        Value::Object(map) => map.values_mut().fold(false, |changed, v| {
+            integral_numbers_as_integers(v) | changed
+        }),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod integral_numbers {
+    use super::*;
+    use axum::http::StatusCode;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        minutes: u32,
+        limits: Vec<i64>,
+        ratio: Option<f64>,
+    }
+
+    fn parse(text: &str) -> Result<Body, StatusCode> {
+        parse_object::<Body>(true, text.as_bytes())
+            .map(|JsonObject(b)| b)
+            .map_err(|r| r.status())
+    }
+
+    #[test]
+    fn an_integer_written_with_a_point_is_the_integer() {
+        let b = parse(r#"{"minutes": 30.0, "limits": [1e2, -0.0, 7], "ratio": 0.5}"#).unwrap();
+        assert_eq!(
+            (b.minutes, b.limits, b.ratio),
+            (30, vec![100, 0, 7], Some(0.5))
+        );
+        // A float field keeps taking integers and fractions alike.
+        assert_eq!(
+            parse(r#"{"minutes": 1, "limits": [], "ratio": 2}"#)
+                .unwrap()
+                .ratio,
+            Some(2.0)
+        );
+    }
+
+    #[test]
+    fn a_fraction_or_a_wrong_body_is_still_refused() {
+        assert_eq!(
+            parse(r#"{"minutes": 30.5, "limits": []}"#).unwrap_err(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            parse(r#"{"minutes": -1.0, "limits": []}"#).unwrap_err(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            parse(r#"{"minutes": 1e300, "limits": []}"#).unwrap_err(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            parse(r#"{"minutes": 1.0, "limits": [], "extra": 1.0}"#).unwrap_err(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            parse(r#"{"minutes": 1.0, "#).unwrap_err(),
+            StatusCode::BAD_REQUEST
+        );
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     summary = "Declare a guardian for a ward (guardianship authorities); a minor's ends at her 18th birthday",
     request_body = Declaration,
     security(("agency_key" = [])),
-    responses((status = 201, description = "Declared: the guardian acts for the ward at once; keys reach her at the ward's next unlock", body = GuardianshipView, example = json!({"id":"7a8b0000-0000-4000-8000-000000000008","status":"active","expires_at":"2031-05-01T00:00:00Z","ends_at_majority":true,"account_held":false,"ended_at":null})), AgencyErrors)
+    responses((status = 201, description = "Declared: the guardian acts for the ward at once; keys reach her at the ward's next unlock", body = GuardianshipView, links(("Guardianship" = (operation_id = "get", parameters(("id" = "$response.body#/id")), description = "The guardianship")), ("Withdraw" = (operation_id = "withdraw", parameters(("id" = "$response.body#/id")), description = "Withdraw it"))), example = json!({"id":"7a8b0000-0000-4000-8000-000000000008","status":"active","expires_at":"2031-05-01T00:00:00Z","ends_at_majority":true,"account_held":false,"ended_at":null})), AgencyErrors)
 )]
 async fn declare(
     State(state): State<AppState>,

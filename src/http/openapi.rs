@@ -118,6 +118,13 @@ impl Modify for Security {
                 "Set by register/login finish (`__Host-custodia-session` over HTTPS). State-changing requests also send `X-CSRF-Token`.",
             ))),
         );
+        components.add_security_scheme(
+            "auditor_session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                super::extract::SESSION,
+                "The same cookie, set by an auditor's login finish (`/audit/auth/login/finish`); a citizen's session is refused on these routes. State-changing requests also send `X-CSRF-Token`.",
+            ))),
+        );
     }
 }
 

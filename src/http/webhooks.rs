@@ -42,7 +42,7 @@ const DELIVERY_EXAMPLE: &str = r#"{"id":"6c1f0000-0000-4000-8000-00000000000a","
     request_body = NewWebhook,
     security(("agency_key" = [])),
     responses(
-        (status = 201, description = "Added", body = WebhookView, example = json!({"id":"5b0e0000-0000-4000-8000-00000000000b","url":"https://hooks.agency.example/custodia","created_at":"2026-12-05T09:00:00Z"})),
+        (status = 201, description = "Added", body = WebhookView, links(("RemoveWebhook" = (operation_id = "remove_webhook", parameters(("id" = "$response.body#/id")), description = "Remove the endpoint"))), example = json!({"id":"5b0e0000-0000-4000-8000-00000000000b","url":"https://hooks.agency.example/custodia","created_at":"2026-12-05T09:00:00Z"})),
         (status = 409, description = "Five endpoints already", content_type = "application/problem+json", body = Problem),
         AgencyErrors
     )

@@ -42,6 +42,7 @@ mod metrics;
 mod openapi;
 mod oversight;
 mod requests;
+mod schemathesis;
 mod step_up;
 mod storage;
 mod transparency;

@@ -37,12 +37,14 @@ pub const EXPIRY_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 #[serde(deny_unknown_fields)]
 pub struct Appointment {
     /// The delegate's national ID number (she must be registered).
+    #[schema(pattern = "^[0-9]{17}[0-9Xx]$", min_length = 18, max_length = 18)]
     pub delegate_national_id: String,
     /// The document types in scope (at least one).
     pub document_types: Vec<String>,
     /// What she may do (at least one).
     pub actions: Vec<DelegatedAction>,
     /// How long it lasts, 1 to 365 days.
+    #[schema(minimum = 1, maximum = 365)]
     pub duration_days: i64,
 }
 

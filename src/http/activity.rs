@@ -33,6 +33,7 @@ pub struct TrailQuery {
     /// One agency's id.
     pub agency: Option<AgencyId>,
     /// `ok`, `refused` or `failed`.
+    #[param(pattern = "^(ok|refused|failed)$")]
     pub outcome: Option<String>,
     /// From (RFC 3339).
     pub since: Option<String>,

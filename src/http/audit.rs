@@ -53,14 +53,14 @@ struct EnrolFinish {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginStart {
+struct AuditorLoginStart {
     /// The auditor's name, as invited.
     name: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginFinish {
+struct AuditorLoginFinish {
     #[schema(value_type = Object)]
     credential: PublicKeyCredential,
 }
@@ -104,12 +104,12 @@ async fn enrol_finish(
 
 #[utoipa::path(post, operation_id = "audit_login_start", path = "/audit/auth/login/start", tag = "audit",
     summary = "Start an auditor's sign-in",
-    request_body = LoginStart,
+    request_body = AuditorLoginStart,
     responses((status = 200, description = "WebAuthn request options", body = Object, example = json!({"publicKey":{"challenge":"base64url…"}})), CitizenErrors))]
 async fn login_start(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    JsonObject(body): JsonObject<LoginStart>,
+    JsonObject(body): JsonObject<AuditorLoginStart>,
 ) -> Result<Response, ApiError> {
     let (options, ceremony) = auditors::login_start(&state, &body.name, &client).await?;
     let cookies = Cookies::for_state(&state);
@@ -121,12 +121,12 @@ async fn login_start(
 
 #[utoipa::path(post, operation_id = "audit_login_finish", path = "/audit/auth/login/finish", tag = "audit",
     summary = "Finish an auditor's sign-in",
-    request_body = LoginFinish,
+    request_body = AuditorLoginFinish,
     responses((status = 200, description = "{auditor_id, csrf_token}", body = Object, example = json!({"auditor_id":"8b000000-0000-4000-8000-000000000007","csrf_token":"base64url…"})), CitizenErrors))]
 async fn login_finish(
     State(state): State<AppState>,
     headers: HeaderMap,
-    JsonObject(body): JsonObject<LoginFinish>,
+    JsonObject(body): JsonObject<AuditorLoginFinish>,
 ) -> Result<Response, ApiError> {
     let cookies = Cookies::for_state(&state);
     let (id, session) =
@@ -153,6 +153,7 @@ pub struct EventsQuery {
     /// An action (`document.read`…).
     pub action: Option<String>,
     /// `ok`, `refused` or `failed`.
+    #[param(pattern = "^(ok|refused|failed)$")]
     pub outcome: Option<String>,
     /// From (RFC 3339).
     pub since: Option<String>,
@@ -244,6 +245,7 @@ struct ExportQuery {
     /// Until (RFC 3339, exclusive).
     until: Option<String>,
     /// `csv` or `jsonl` (default).
+    #[param(pattern = "^(csv|jsonl)$")]
     format: Option<String>,
 }
 

@@ -45,6 +45,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterStart {
+    /// Her national ID number (18 characters, the check digit valid).
+    #[schema(pattern = "^[0-9]{17}[0-9Xx]$", min_length = 18, max_length = 18)]
     national_id: String,
     display_name: String,
     /// The one-time code issued for this national ID (required unless registration is
@@ -66,6 +68,8 @@ struct RegisterFinish {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginStart {
+    /// Her national ID number (18 characters, the check digit valid).
+    #[schema(pattern = "^[0-9]{17}[0-9Xx]$", min_length = 18, max_length = 18)]
     national_id: String,
 }
 

@@ -520,7 +520,7 @@ mod integral_numbers {
             StatusCode::UNPROCESSABLE_ENTITY
         );
         assert_eq!(
-            parse(r#"{"minutes": 1.0, "#).unwrap_err(),
+            parse(r#"{"minutes" 1.0}"#).unwrap_err(),
             StatusCode::BAD_REQUEST
         );
     }

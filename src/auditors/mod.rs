@@ -242,7 +242,9 @@ pub async fn login_start(
     client: &str,
 ) -> Result<(RequestChallengeResponse, String), Error> {
     crate::ratelimit::check(ctx, crate::ratelimit::LOGIN_PER_ADDR, client).await?;
-    let name = name.trim();
+    // Held to the rule every invited name met, so a name no auditor can have (control,
+    // direction or invisible characters, too long) is refused as such, whoever asks.
+    let name = crate::error::plain_text("name", name, 100)?;
     let auditor = ctx.store.auditor_by_name(name).await?;
     let creds: Vec<Passkey> = match &auditor {
         Some(a) => stored_passkeys(&ctx.store.auditor_credentials(a.id).await?)?,

@@ -55,6 +55,7 @@ struct EnrolFinish {
 #[serde(deny_unknown_fields)]
 struct AuditorLoginStart {
     /// The auditor's name, as invited.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
 }
 

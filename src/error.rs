@@ -117,3 +117,87 @@ pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
         message: message.into(),
     }
 }
+
+/// Characters `str::trim` removes (Unicode `White_Space`), as a regex class body.
+const SPACE: &str =
+    r"\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+/// Characters [`is_displayable`] refuses, as a regex class body.
+const HIDDEN: &str = r"\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb";
+
+/// The pattern of what [`plain_text`] accepts with `min` to `max` characters
+/// (`min` ≥ 1): any surrounding white space (trimmed), then `min` to `max` displayable
+/// characters that start and end with a visible one. What the schema admits is exactly
+/// what the server takes.
+pub fn plain_text_pattern(min: usize, max: usize) -> String {
+    let edge = format!("[^{SPACE}{HIDDEN}]");
+    let inner = format!("[^{HIDDEN}]");
+    let around = format!("[{SPACE}]*");
+    if min <= 1 {
+        format!(
+            "^{around}{edge}(?:{inner}{{0,{}}}{edge})?{around}$",
+            max - 2
+        )
+    } else {
+        format!(
+            "^{around}{edge}{inner}{{{},{}}}{edge}{around}$",
+            min - 2,
+            max - 2
+        )
+    }
+}
+
+/// A name: 1 to 100 characters of plain text.
+pub fn name_text() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(plain_text_pattern(1, 100)))
+        .description(Some(
+            "1 to 100 characters (surrounding white space ignored); no control characters or invisible formatting",
+        ))
+        .into()
+}
+
+/// A written reason, note or statement: 10 to 1000 characters of plain text.
+pub fn reason_text() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(plain_text_pattern(10, 1000)))
+        .description(Some(
+            "10 to 1000 characters (surrounding white space ignored); no control characters or invisible formatting",
+        ))
+        .into()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod plain_text_schema {
+    use super::*;
+
+    /// The stated pattern and the server's rule agree on texts at every edge.
+    #[test]
+    fn the_plain_text_pattern_is_the_servers_rule() {
+        let pattern = regex::Regex::new(&plain_text_pattern(10, 1000)).unwrap();
+        let cases = [
+            "ten chars!",
+            "  ten chars!  ",
+            "\t\nten chars!\u{3000}",
+            "nine char",
+            "         x",
+            "ten\u{202e}chars!",
+            "ten\u{0}chars!!",
+            "ten\tchars!!",
+            "十个字符的一段理由文字",
+            &"x".repeat(1000),
+            &"x".repeat(1001),
+            &format!("  {}  ", "y".repeat(1000)),
+            "\u{feff}ten chars!",
+            "ten chars!\u{a0}",
+        ];
+        for text in cases {
+            let server = plain_text("t", text, 1000).is_ok_and(|t| t.chars().count() >= 10);
+            assert_eq!(pattern.is_match(text), server, "{text:?}");
+        }
+    }
+}

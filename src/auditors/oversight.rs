@@ -215,8 +215,10 @@ pub async fn export(
 
 /// A written case reason: 10 to 1000 characters.
 pub(crate) fn case_reason(reason: &str) -> Result<&str, Error> {
-    let reason = reason.trim();
-    if reason.chars().count() < 10 || reason.chars().count() > 1000 {
+    // Held to the rule of every text the trail keeps: no control characters or invisible
+    // formatting, so the reason reads the same in the console and in the export.
+    let reason = crate::error::plain_text("reason", reason, 1000)?;
+    if reason.chars().count() < 10 {
         return Err(invalid(
             "reason",
             "write the case reason (10 to 1000 characters)",

@@ -603,8 +603,10 @@ pub async fn break_glass(
 #[serde(deny_unknown_fields)]
 pub struct Review {
     /// `justified` or `unjustified`.
+    #[schema(pattern = "^(justified|unjustified)$")]
     pub verdict: String,
     /// Why (10 to 1000 characters), recorded with the verdict.
+    #[schema(schema_with = crate::error::reason_text)]
     pub note: String,
 }
 

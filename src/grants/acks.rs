@@ -23,6 +23,7 @@ pub struct RetentionAck {
     #[schema(value_type = String, format = DateTime)]
     pub deleted_at: time::OffsetDateTime,
     /// The agency's statement of what it deleted and how (10 to 1000 characters).
+    #[schema(schema_with = crate::error::reason_text)]
     pub statement: String,
 }
 

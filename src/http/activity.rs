@@ -5,7 +5,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use time::format_description::well_known::Rfc3339;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -33,11 +32,13 @@ pub struct TrailQuery {
     /// One agency's id.
     pub agency: Option<AgencyId>,
     /// `ok`, `refused` or `failed`.
-    #[param(pattern = "^(ok|refused|failed)$")]
+    #[param(pattern = "^(ok|refused|failed)?$")]
     pub outcome: Option<String>,
     /// From (RFC 3339).
+    #[param(schema_with = super::params::time_or_empty)]
     pub since: Option<String>,
     /// Until (RFC 3339, exclusive).
+    #[param(schema_with = super::params::time_or_empty)]
     pub until: Option<String>,
     /// `next_cursor` of the previous page.
     #[param(minimum = 1)]
@@ -50,30 +51,15 @@ pub struct TrailQuery {
 impl TrailQuery {
     /// The domain filter, with times checked.
     pub fn filter(&self) -> Result<TrailFilter, ApiError> {
-        let time = |field: &'static str, t: &Option<String>| -> Result<Option<i64>, ApiError> {
-            t.as_deref()
-                .filter(|t| !t.is_empty())
-                .map(|t| {
-                    time::OffsetDateTime::parse(t, &Rfc3339)
-                        .map(crate::clock::to_ms)
-                        .map_err(|_| ApiError::from(invalid(field, "must be an RFC 3339 time")))
-                })
-                .transpose()
-        };
         if self.cursor.is_some_and(|c| c < 1) {
             return Err(invalid("cursor", "must be a next_cursor this list returned").into());
-        }
-        if let Some(o) = &self.outcome
-            && !["ok", "refused", "failed"].contains(&o.as_str())
-        {
-            return Err(invalid("outcome", "must be ok, refused or failed").into());
         }
         Ok(TrailFilter {
             action: self.action.clone().filter(|a| !a.is_empty()),
             agency: self.agency,
-            outcome: self.outcome.clone(),
-            since_ms: time("since", &self.since)?,
-            until_ms: time("until", &self.until)?,
+            outcome: super::params::outcome(self.outcome.as_deref())?,
+            since_ms: super::params::time("since", self.since.as_deref())?,
+            until_ms: super::params::time("until", self.until.as_deref())?,
             before_seq: self.cursor,
             delegate: None,
         })

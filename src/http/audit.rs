@@ -8,7 +8,6 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use time::format_description::well_known::Rfc3339;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
@@ -47,7 +46,7 @@ struct EnrolStart {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EnrolFinish {
-    #[schema(value_type = Object)]
+    #[schema(schema_with = super::params::registration_credential)]
     credential: RegisterPublicKeyCredential,
 }
 
@@ -55,14 +54,14 @@ struct EnrolFinish {
 #[serde(deny_unknown_fields)]
 struct AuditorLoginStart {
     /// The auditor's name, as invited.
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(schema_with = crate::error::name_text)]
     name: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AuditorLoginFinish {
-    #[schema(value_type = Object)]
+    #[schema(schema_with = super::params::assertion_credential)]
     credential: PublicKeyCredential,
 }
 
@@ -154,11 +153,13 @@ pub struct EventsQuery {
     /// An action (`document.read`…).
     pub action: Option<String>,
     /// `ok`, `refused` or `failed`.
-    #[param(pattern = "^(ok|refused|failed)$")]
+    #[param(pattern = "^(ok|refused|failed)?$")]
     pub outcome: Option<String>,
     /// From (RFC 3339).
+    #[param(schema_with = super::params::time_or_empty)]
     pub since: Option<String>,
     /// Until (RFC 3339, exclusive).
+    #[param(schema_with = super::params::time_or_empty)]
     pub until: Option<String>,
     /// `next_cursor` of the previous page.
     #[param(minimum = 1)]
@@ -166,16 +167,6 @@ pub struct EventsQuery {
     /// 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
-}
-
-fn time_param(field: &'static str, t: Option<&str>) -> Result<Option<i64>, ApiError> {
-    t.filter(|t| !t.is_empty())
-        .map(|t| {
-            time::OffsetDateTime::parse(t, &Rfc3339)
-                .map(crate::clock::to_ms)
-                .map_err(|_| ApiError::from(invalid(field, "must be an RFC 3339 time")))
-        })
-        .transpose()
 }
 
 impl EventsQuery {
@@ -190,9 +181,9 @@ impl EventsQuery {
             agency: some(&self.agency),
             officer: some(&self.officer),
             action: some(&self.action),
-            outcome: some(&self.outcome),
-            since_ms: time_param("since", self.since.as_deref())?,
-            until_ms: time_param("until", self.until.as_deref())?,
+            outcome: super::params::outcome(self.outcome.as_deref())?,
+            since_ms: super::params::time("since", self.since.as_deref())?,
+            until_ms: super::params::time("until", self.until.as_deref())?,
             before_seq: self.cursor,
         })
     }
@@ -242,8 +233,10 @@ async fn verify(
 #[serde(deny_unknown_fields)]
 struct ExportQuery {
     /// From (RFC 3339).
+    #[param(schema_with = super::params::time_or_empty)]
     since: Option<String>,
     /// Until (RFC 3339, exclusive).
+    #[param(schema_with = super::params::time_or_empty)]
     until: Option<String>,
     /// `csv` or `jsonl` (default).
     #[param(pattern = "^(csv|jsonl)$")]
@@ -254,7 +247,7 @@ struct ExportQuery {
     summary = "Export the trail as CSV or JSON lines (auditors; recorded)",
     params(ExportQuery),
     security(("auditor_session" = [])),
-    responses((status = 200, description = "text/csv or application/x-ndjson", content_type = "text/csv"), CitizenErrors))]
+    responses((status = 200, description = "CSV (`format=csv`) or JSON lines", content((String = "text/csv"), (String = "application/x-ndjson"))), CitizenErrors))]
 async fn export(
     State(state): State<AppState>,
     Authed(session): Authed,
@@ -264,8 +257,8 @@ async fn export(
     let bytes = auditors::export(
         &state,
         &session,
-        time_param("since", q.since.as_deref())?,
-        time_param("until", q.until.as_deref())?,
+        super::params::time("since", q.since.as_deref())?,
+        super::params::time("until", q.until.as_deref())?,
         format,
     )
     .await?;
@@ -289,8 +282,10 @@ struct ConfirmIdentity {
     /// The citizen's pseudonym.
     pseudonym: String,
     /// The national ID the case names (the candidate to confirm or refute).
+    #[schema(pattern = "^[0-9]{17}[0-9Xx]$", min_length = 18, max_length = 18)]
     national_id: String,
     /// The written case reason (recorded with the question and its answer).
+    #[schema(schema_with = crate::error::reason_text)]
     reason: String,
 }
 

@@ -58,7 +58,7 @@ struct RegisterStart {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterFinish {
-    #[schema(value_type = Object)]
+    #[schema(schema_with = super::params::registration_credential)]
     credential: RegisterPublicKeyCredential,
     /// The new vault passphrase; on a re-enrolment, the current one (the vault opens if it
     /// is right, and the session stays locked if it is absent or wrong).
@@ -76,7 +76,7 @@ struct LoginStart {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginFinish {
-    #[schema(value_type = Object)]
+    #[schema(schema_with = super::params::assertion_credential)]
     credential: PublicKeyCredential,
 }
 
@@ -103,7 +103,7 @@ struct ChangePassphrase {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddPasskeyFinish {
-    #[schema(value_type = Object)]
+    #[schema(schema_with = super::params::registration_credential)]
     credential: RegisterPublicKeyCredential,
     label: Option<String>,
 }

@@ -45,7 +45,7 @@ async fn catalog(State(state): State<AppState>) -> Json<serde_json::Value> {
     path = "/me/documents",
     tag = "citizen",
     summary = "The citizen's documents (metadata)",
-    params(("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
+    params(("X-Acting-For" = Option<Uuid>, Header, nullable = false, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     security(("citizen_session" = [])),
     responses((status = 200, description = "{documents: [...]}", body = Object, example = json!({"documents":[{"id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"issuer_agency_id":null,"issuer_name":null,"created_at":1795831200000i64,"updated_at":1795831200000i64,"status":"accepted"}]})), CitizenErrors)
 )]
@@ -63,8 +63,8 @@ async fn list(
     path = "/me/documents",
     tag = "citizen",
     summary = "Store a document (multipart: type, fields, optional file)",
-    request_body(content = Object, content_type = "multipart/form-data", description = "Parts: type, fields (JSON object), file (optional)"),
-    params(("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
+    request_body(content = UploadParts, content_type = "multipart/form-data", description = "Parts: type, fields (JSON object), file (optional)"),
+    params(("X-Acting-For" = Option<Uuid>, Header, nullable = false, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     security(("citizen_session" = [])),
     responses((status = 201, description = "Stored", body = Stored, links(("ViewDocument" = (operation_id = "view", parameters(("id" = "$response.body#/id")), description = "The stored document")), ("DocumentFile" = (operation_id = "file", parameters(("id" = "$response.body#/id")), description = "Its file")), ("ReplaceDocument" = (operation_id = "replace", parameters(("id" = "$response.body#/id")), description = "A new version")), ("DeleteDocument" = (operation_id = "delete_document", parameters(("id" = "$response.body#/id")), description = "Delete it"))), example = json!({"id":"5a3e0c1e-0000-4000-8000-000000000002","version":1,"type":"business_license"})), CitizenErrors, (status = 413, description = "Too large", body = Problem, content_type = "application/problem+json"), (status = 415, description = "Not PDF, PNG or JPEG", body = Problem, content_type = "application/problem+json"))
 )]
@@ -86,8 +86,8 @@ async fn create(
     path = "/me/documents/{id}",
     tag = "citizen",
     summary = "Store a new version",
-    params(("id" = Uuid, Path, description = "The id"), ("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
-    request_body(content = Object, content_type = "multipart/form-data", description = "Parts: type, fields, file"),
+    params(("id" = Uuid, Path, description = "The id"), ("X-Acting-For" = Option<Uuid>, Header, nullable = false, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
+    request_body(content = UploadParts, content_type = "multipart/form-data", description = "Parts: type, fields (JSON object), file (optional)"),
     security(("citizen_session" = [])),
     responses((status = 200, description = "Stored", body = Stored, example = json!({"id":"5a3e0c1e-0000-4000-8000-000000000002","version":2,"type":"business_license"})), CitizenErrors)
 )]
@@ -99,6 +99,22 @@ async fn replace(
 ) -> Result<Json<Stored>, ApiError> {
     let draft = Draft::replace(&state, &session, id).await?;
     Ok(Json(receive(&state, draft, multipart).await?))
+}
+
+/// The parts of an upload, for the document: [`read_parts`] reads them one by one as they
+/// stream in (the file is encrypted as it arrives), so this is never deserialized whole.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct UploadParts {
+    /// A catalog document type.
+    r#type: String,
+    /// The fields, as a JSON object.
+    #[schema(value_type = Object)]
+    fields: serde_json::Map<String, serde_json::Value>,
+    /// The file (optional).
+    #[schema(value_type = Option<String>, format = Binary)]
+    file: Option<Vec<u8>>,
 }
 
 /// Longest accepted `type` or `fields` part.
@@ -191,7 +207,7 @@ struct VersionQuery {
     path = "/me/documents/{id}",
     tag = "citizen",
     summary = "Open a document (latest or ?version=)",
-    params(("id" = Uuid, Path, description = "The id"), ("version" = Option<i32>, Query, description = "A version number"), ("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
+    params(("id" = Uuid, Path, description = "The id"), ("version" = Option<i32>, Query, description = "A version number"), ("X-Acting-For" = Option<Uuid>, Header, nullable = false, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     security(("citizen_session" = [])),
     responses((status = 200, description = "The document", body = documents::View, example = json!({"id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"current_version":1,"versions":[{"version":1,"created_at":1795831200000i64}],"fields":{"company_name":"北京示例科技有限公司"},"file":{"name":"营业执照.pdf","media_type":"application/pdf","size":70000,"sha256":"9f86d0…"},"content_sha256":"3e23e8…","issuer_agency_id":null,"issuer":null,"status":"accepted"})), CitizenErrors)
 )]
@@ -246,7 +262,7 @@ async fn accept(
     path = "/me/documents/{id}/file",
     tag = "citizen",
     summary = "Download the file, decrypted",
-    params(("id" = Uuid, Path, description = "The id"), ("version" = Option<i32>, Query, description = "A version number"), ("download" = Option<u8>, Query, description = "1 for an attachment"), ("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
+    params(("id" = Uuid, Path, description = "The id"), ("version" = Option<i32>, Query, description = "A version number"), ("download" = Option<u8>, Query, minimum = 0, maximum = 1, description = "1 for an attachment, 0 (the default) to show it"), ("X-Acting-For" = Option<Uuid>, Header, nullable = false, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     security(("citizen_session" = [])),
     responses((status = 200, description = "The bytes (Accept-Ranges, ETag, Repr-Digest)", content_type = "application/octet-stream"), (status = 206, description = "The requested range (Content-Range)", content_type = "application/octet-stream"), (status = 304, description = "If-None-Match names the current ETag"), (status = 416, description = "No requested range lies within the file", body = Problem, content_type = "application/problem+json"), CitizenErrors)
 )]
@@ -259,6 +275,9 @@ async fn file(
     request_headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let decide = files::decide(&method, &request_headers);
+    if q.download.is_some_and(|d| d > 1) {
+        return Err(crate::error::invalid("download", "must be 0 or 1").into());
+    }
     let opened = documents::open_file(&state, &session, id, q.version, decide).await?;
     let disposition = if q.download == Some(1) {
         "attachment"

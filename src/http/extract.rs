@@ -242,6 +242,14 @@ fn acting_for(
             ActingSource::Cookie,
         ),
     };
+    // A header that is there must name someone; the pages' cookie may be blank.
+    if source == ActingSource::Header && raw.is_some_and(|r| r.trim().is_empty()) {
+        return Err(crate::error::invalid(
+            "X-Acting-For",
+            "must be the citizen id of your principal",
+        )
+        .into());
+    }
     match raw.map(str::trim).filter(|r| !r.is_empty()) {
         None => Ok(None),
         Some(raw) => match raw.parse::<CitizenId>() {

@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     path = "/me/grants",
     tag = "citizen",
     summary = "The citizen's grants with status, reads and time left",
-    params(("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
+    params(("X-Acting-For" = Option<Uuid>, Header, nullable = false, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     security(("citizen_session" = [])),
     responses((status = 200, description = "{grants: [...]}", body = Object, example = json!({"grants":[{"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"active","request_id":null,"emergency":false,"end_acknowledged_at":null,"retention_due_at":null,"deleted_at":null,"deletion_overdue":false}]})), CitizenErrors)
 )]
@@ -67,7 +67,7 @@ async fn agencies(
     tag = "citizen",
     summary = "Give an agency a grant (needs the unlocked vault)",
     request_body = GrantRequest,
-    params(("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
+    params(("X-Acting-For" = Option<Uuid>, Header, nullable = false, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     security(("citizen_session" = [])),
     responses((status = 201, description = "The grant", body = GrantView, links(("Receipt" = (operation_id = "receipt", parameters(("id" = "$response.body#/id")), description = "The signed consent receipt")), ("Revoke" = (operation_id = "revoke", parameters(("id" = "$response.body#/id")), description = "Revoke the grant"))), example = json!({"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"active","request_id":null,"emergency":false,"end_acknowledged_at":null,"retention_due_at":null,"deleted_at":null,"deletion_overdue":false})), CitizenErrors)
 )]
@@ -87,7 +87,7 @@ async fn create(
     path = "/me/grants/{id}/revoke",
     tag = "citizen",
     summary = "Revoke a grant at once (keys destroyed)",
-    params(("id" = Uuid, Path, description = "The id"), ("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
+    params(("id" = Uuid, Path, description = "The id"), ("X-Acting-For" = Option<Uuid>, Header, nullable = false, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     security(("citizen_session" = [])),
     responses((status = 200, description = "The grant", body = GrantView, example = json!({"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"revoked","request_id":null,"emergency":false,"end_acknowledged_at":null,"retention_due_at":null,"deleted_at":null,"deletion_overdue":false})), CitizenErrors, (status = 409, description = "Already ended", body = Problem, content_type = "application/problem+json"))
 )]

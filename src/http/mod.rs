@@ -19,6 +19,7 @@ mod metrics;
 pub mod openapi;
 mod ops;
 mod panics;
+mod params;
 mod requests;
 mod transparency;
 mod web;

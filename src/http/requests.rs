@@ -30,7 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     path = "/me/requests",
     tag = "citizen",
     summary = "Access requests addressed to the citizen",
-    params(("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
+    params(("X-Acting-For" = Option<Uuid>, Header, nullable = false, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     security(("citizen_session" = [])),
     responses((status = 200, description = "{requests: [...]}", body = Object, example = json!({"requests":[{"id":"0b7e0000-0000-4000-8000-000000000004","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","agency_name":"北京市市场监督管理局","agency_level":"provincial","document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose_code":"business_registration","purpose":"企业设立登记","legal_basis":null,"officer_id":"officer-7","case_id":"C-1","duration_days":30,"retention_days":90,"status":"pending","grant_id":null}]})), CitizenErrors)
 )]
@@ -48,7 +48,7 @@ async fn list(
     path = "/me/requests/{id}/preview",
     tag = "citizen",
     summary = "Exactly what the agency would receive",
-    params(("id" = Uuid, Path, description = "The id"), ("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
+    params(("id" = Uuid, Path, description = "The id"), ("X-Acting-For" = Option<Uuid>, Header, nullable = false, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     security(("citizen_session" = [])),
     responses((status = 200, description = "Preview", body = Vec<PreviewItem>, example = json!([{"document_id":"5a3e0c1e-0000-4000-8000-000000000002","type":"business_license","version":1,"content_sha256":"9f86d0…","fields":{"company_name":"北京示例科技有限公司"},"file":null}])), CitizenErrors)
 )]
@@ -65,7 +65,7 @@ async fn preview(
     path = "/me/requests/{id}/approve",
     tag = "citizen",
     summary = "Approve, possibly narrowed; creates the grant",
-    params(("id" = Uuid, Path, description = "The id"), ("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
+    params(("id" = Uuid, Path, description = "The id"), ("X-Acting-For" = Option<Uuid>, Header, nullable = false, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     request_body = Narrowing,
     security(("citizen_session" = [])),
     responses((status = 201, description = "The grant", body = GrantView, links(("Receipt" = (operation_id = "receipt", parameters(("id" = "$response.body#/id")), description = "The signed consent receipt")), ("Revoke" = (operation_id = "revoke", parameters(("id" = "$response.body#/id")), description = "Revoke the grant"))), example = json!({"id":"9d2150c4-0000-4000-8000-000000000001","agency_id":"3f0c7b2a-0000-4000-8000-000000000003","document_ids":[],"document_types":["business_license"],"tier":"fields","fields":["company_name"],"purpose":"企业设立登记","purpose_code":"business_registration","legal_basis":null,"valid_from":"2026-11-28T09:00:00Z","expires_at":"2026-12-05T09:00:00Z","max_reads":null,"reads":1,"retention_days":90,"status":"active","request_id":null,"emergency":false,"end_acknowledged_at":null,"retention_due_at":null,"deleted_at":null,"deletion_overdue":false})), CitizenErrors)
@@ -88,7 +88,7 @@ async fn approve(
     path = "/me/requests/{id}/deny",
     tag = "citizen",
     summary = "Deny a request",
-    params(("id" = Uuid, Path, description = "The id"), ("X-Acting-For" = Option<Uuid>, Header, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
+    params(("id" = Uuid, Path, description = "The id"), ("X-Acting-For" = Option<Uuid>, Header, nullable = false, description = "A delegate acting for her principal: the principal's citizen id (a live delegation whose scope covers the call)")),
     security(("citizen_session" = [])),
     responses((status = 204, description = "Denied"), CitizenErrors)
 )]

@@ -59,6 +59,15 @@ pub enum CitizenErrors {
     /// Nothing by that id that the caller may see.
     #[response(status = 404, content_type = "application/problem+json", example = json!({"type": "/problems/not-found", "title": "Not found", "status": 404, "detail": "There is nothing at this address."}))]
     NotFound(Problem),
+    /// It conflicts with what exists: decided already, reviewed already, a name taken.
+    #[response(status = 409, content_type = "application/problem+json", example = json!({"type": "/problems/conflict", "title": "Conflict", "status": 409, "detail": "This request was decided already."}))]
+    Conflict(Problem),
+    /// Too many attempts (sign-in, unlock, recovery, registration); `Retry-After` says when.
+    #[response(status = 429, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"type": "/problems/rate-limited", "title": "Too many attempts", "status": 429, "detail": "Too many attempts. Try again in 60 seconds."}))]
+    RateLimited(Problem),
+    /// The audit record or the store could not be written or reached; nothing was done.
+    #[response(status = 503, content_type = "application/problem+json", example = json!({"type": "/problems/unavailable", "title": "Service unavailable", "status": 503, "detail": "The service cannot answer right now; nothing was changed."}))]
+    Unavailable(Problem),
     /// The vault is locked; unlock it first.
     #[response(status = 423, content_type = "application/problem+json", example = json!({"type": "/problems/vault-locked", "title": "Vault locked", "status": 423, "detail": "Your vault is locked. Unlock it with your passphrase first."}))]
     Locked(Problem),
@@ -91,6 +100,13 @@ pub enum AgencyErrors {
     /// A field is invalid (named).
     #[response(status = 422, content_type = "application/problem+json", example = json!({"type": "/problems/invalid", "title": "Invalid field", "status": 422, "detail": "purpose_code: 'x' is not a purpose in the catalog"}))]
     Invalid(Problem),
+    /// It conflicts with what exists (an `Idempotency-Key` reused for another body, an
+    /// acknowledgement given already).
+    #[response(status = 409, content_type = "application/problem+json", example = json!({"type": "/problems/conflict", "title": "Conflict", "status": 409, "detail": "This Idempotency-Key was used for another request."}))]
+    Conflict(Problem),
+    /// Over a limit (requests, emergency uses, deliveries); `Retry-After` says when.
+    #[response(status = 429, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait")), example = json!({"type": "/problems/rate-limited", "title": "Too many attempts", "status": 429, "detail": "Too many attempts. Try again in 60 seconds."}))]
+    RateLimited(Problem),
     /// The audit record could not be written, so nothing was done or sent.
     #[response(status = 503, content_type = "application/problem+json", example = json!({"type": "/problems/audit-unavailable", "title": "Audit trail unavailable", "status": 503, "detail": "The audit record could not be written, so nothing was done and nothing was sent. Try again shortly."}))]
     AuditUnavailable(Problem),

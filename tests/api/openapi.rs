@@ -195,6 +195,30 @@ fn breaking_changes(old: &Value, new: &Value) -> Vec<String> {
             s.get("format").cloned(),
         )
     };
+    // A parameter travels as text and is left out to mean nothing, so what a client sends
+    // for it is its non-null types, wherever the schema names them (`type`, or the members
+    // of a `oneOf`/`anyOf`); a stated format or pattern tells which texts the server always
+    // required, and changes nothing a client sends.
+    let wire_types = |s: &Value| {
+        let mut types = std::collections::BTreeSet::new();
+        let mut add = |t: &Value| match t {
+            Value::String(t) => {
+                types.insert(t.clone());
+            }
+            Value::Array(ts) => {
+                types.extend(ts.iter().filter_map(|t| t.as_str().map(str::to_owned)))
+            }
+            _ => {}
+        };
+        add(&s["type"]);
+        for key in ["oneOf", "anyOf"] {
+            for member in s[key].as_array().into_iter().flatten() {
+                add(&member["type"]);
+            }
+        }
+        types.remove("null");
+        (types, s.get("$ref").cloned())
+    };
     for (path, item) in object(&old["paths"]) {
         for (method, op) in object(&item) {
             let Some(now) = new["paths"].get(&path).and_then(|p| p.get(&method)) else {
@@ -213,7 +237,7 @@ fn breaking_changes(old: &Value, new: &Value) -> Vec<String> {
                         p["name"]
                     )),
                     Some(q) => {
-                        if shape(&p["schema"]) != shape(&q["schema"]) {
+                        if wire_types(&p["schema"]) != wire_types(&q["schema"]) {
                             out.push(format!(
                                 "{method} {path}: parameter {} was retyped",
                                 p["name"]

@@ -146,28 +146,26 @@ pub fn plain_text_pattern(min: usize, max: usize) -> String {
     }
 }
 
-/// A name: 1 to 100 characters of plain text.
-pub fn name_text() -> utoipa::openapi::schema::Schema {
+/// The schema of a plain-text field of `min` to `max` characters, for the API document.
+fn plain_text_schema(min: usize, max: usize) -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{ObjectBuilder, Type};
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .pattern(Some(plain_text_pattern(1, 100)))
-        .description(Some(
-            "1 to 100 characters (surrounding white space ignored); no control characters or invisible formatting",
-        ))
+        .pattern(Some(plain_text_pattern(min, max)))
+        .description(Some(format!(
+            "{min} to {max} characters (surrounding white space ignored); no control characters or invisible formatting"
+        )))
         .into()
+}
+
+/// A name: 1 to 100 characters of plain text.
+pub fn name_text() -> utoipa::openapi::schema::Schema {
+    plain_text_schema(1, 100)
 }
 
 /// A written reason, note or statement: 10 to 1000 characters of plain text.
 pub fn reason_text() -> utoipa::openapi::schema::Schema {
-    use utoipa::openapi::schema::{ObjectBuilder, Type};
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .pattern(Some(plain_text_pattern(10, 1000)))
-        .description(Some(
-            "10 to 1000 characters (surrounding white space ignored); no control characters or invisible formatting",
-        ))
-        .into()
+    plain_text_schema(10, 1000)
 }
 
 #[cfg(test)]

@@ -38,8 +38,8 @@ impl Agency {
                 .collect(),
             None => Vec::new(),
         };
-        let created = agencies::create(
-            &app.state,
+        Self::create_as(
+            app,
             &NewAgency {
                 name,
                 level,
@@ -52,7 +52,11 @@ impl Agency {
             },
         )
         .await
-        .unwrap();
+    }
+
+    /// Creates the agency `new` describes, as `custodia agency create` does.
+    pub async fn create_as(app: &TestApp, new: &NewAgency<'_>) -> Self {
+        let created = agencies::create(&app.state, new).await.unwrap();
         Self {
             id: created.id.to_string(),
             key: created.api_key.to_string(),

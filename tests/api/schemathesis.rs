@@ -142,8 +142,8 @@ async fn agency_of_every_kind(app: &TestApp) -> Agency {
         .iter()
         .map(|t| t.id.clone())
         .collect();
-    let created = custodia::agencies::create(
-        &app.state,
+    Agency::create_as(
+        app,
         &custodia::agencies::NewAgency {
             name: "契约测试局",
             level: custodia::agencies::Level::Provincial,
@@ -156,13 +156,6 @@ async fn agency_of_every_kind(app: &TestApp) -> Agency {
         },
     )
     .await
-    .unwrap();
-    Agency {
-        id: created.id.to_string(),
-        key: created.api_key.to_string(),
-        base: app.base.clone(),
-        http: reqwest::Client::new(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -106,10 +106,36 @@ impl KdfLimiter {
             .map_err(|_| Error::Busy)?;
         let params = params.clone();
         let passphrase = passphrase.clone();
-        tokio::task::spawn_blocking(move || params.derive(&passphrase))
+        // A thread of its own at a lower CPU priority: a derivation is ~64 MiB and a few
+        // hundred milliseconds of one core, and a flood of unlock attempts must not take
+        // the cores from the requests being served (reads, listings, health). It still
+        // runs at full speed whenever nothing else wants the core.
+        let (done, result) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("custodia-kdf".into())
+            .spawn(move || {
+                background_priority();
+                // The receiver is gone only if the request was dropped; nothing to tell.
+                let _ = done.send(params.derive(&passphrase));
+            })
+            .map_err(|e| Error::Internal(anyhow::anyhow!("passphrase KDF thread: {e}")))?;
+        result
             .await
-            .map_err(|e| Error::Internal(e.into()))?
+            .map_err(|_| Error::Internal(anyhow::anyhow!("passphrase KDF thread ended")))?
             .map_err(|e| Error::Internal(anyhow::anyhow!("passphrase KDF: {e}")))
+    }
+}
+
+/// The nice value of a derivation's thread: it yields to request threads (nice 0) about
+/// ten to one when both want a core.
+const KDF_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority to [`KDF_NICE`] (on Linux the nice value is
+/// per thread). Where it cannot, the derivation runs at the usual priority.
+fn background_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(None, KDF_NICE) {
+        tracing::debug!(error = %e, "could not lower the KDF thread's priority");
     }
 }
 

@@ -30,16 +30,54 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(login_finish))
         .routes(routes!(logout))
         .routes(routes!(logout_everywhere))
-        .routes(routes!(unlock))
         .routes(routes!(lock))
-        .routes(routes!(recover))
         .routes(routes!(me))
-        .routes(routes!(change_passphrase))
         .routes(routes!(add_passkey_start))
         .routes(routes!(add_passkey_finish))
         .routes(routes!(remove_passkey))
         .routes(routes!(step_up_start))
         .routes(routes!(step_up_finish))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(unlock))
+                .routes(routes!(recover))
+                .routes(routes!(change_passphrase))
+                .route_layer(axum::middleware::from_fn(guess_gate(GUESSES_IN_FLIGHT))),
+        )
+}
+
+/// Requests that try a secret (passphrase or recovery code) being answered at once; more
+/// wait their turn.
+const GUESSES_IN_FLIGHT: usize = 4;
+
+/// How long a request that tries a secret waits for its turn before `503`.
+const GUESS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Lets at most `permits` requests that try a secret into the server at once; the others
+/// wait, costing nothing, until one is answered. A flood of guesses then occupies a few
+/// tasks and database connections, not all of them, and every other request (reads,
+/// listings, health) keeps its place; the flood's own answers come no faster than those
+/// few can give them. Rate limits and the derivation limiter still apply inside.
+fn guess_gate(
+    permits: usize,
+) -> impl Fn(
+    axum::extract::Request,
+    axum::middleware::Next,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
++ Clone
++ Send
++ Sync
++ 'static {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(permits));
+    move |request, next| {
+        let gate = gate.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(GUESS_WAIT, gate.acquire_owned()).await {
+                Ok(Ok(_turn)) => next.run(request).await,
+                _ => ApiError::from(crate::error::Error::Busy).into_response(),
+            }
+        })
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

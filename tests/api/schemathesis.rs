@@ -169,10 +169,13 @@ async fn schemathesis_finds_the_document_and_the_server_in_agreement() {
     let config_file = dir.path().join("schemathesis.toml");
     std::fs::write(&config_file, config(&agency.key, &citizen, &auditor)).unwrap();
     let out = tokio::task::spawn_blocking({
-        let config_file = config_file.clone();
+        let (config_file, workdir) = (config_file.clone(), dir.path().to_owned());
         let url = format!("{}/api/v1/openapi.json", app.base);
         move || {
+            // Run from the temporary directory: schemathesis keeps a cache of past
+            // crashes where it runs, and a run here must not read or leave one.
             std::process::Command::new("schemathesis")
+                .current_dir(&workdir)
                 .arg("--config-file")
                 .arg(&config_file)
                 .args(["run", &url])

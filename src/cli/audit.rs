@@ -172,16 +172,11 @@ pub(super) async fn audit_export(
     until: Option<&str>,
     format: &str,
 ) -> anyhow::Result<()> {
-    use time::format_description::well_known::Rfc3339;
     let format = crate::audit::Format::parse(format)?;
     let parse =
         |field: &'static str, t: Option<&str>| -> Result<Option<i64>, crate::error::Error> {
-            t.map(|t| {
-                time::OffsetDateTime::parse(t, &Rfc3339)
-                    .map(crate::clock::to_ms)
-                    .map_err(|_| crate::error::invalid(field, "must be an RFC 3339 time"))
-            })
-            .transpose()
+            t.map(|t| crate::clock::parse_rfc3339(field, t).map(crate::clock::to_ms))
+                .transpose()
         };
     let (since, until) = (parse("since", since)?, parse("until", until)?);
     let store = Store::connect(&config).await?;

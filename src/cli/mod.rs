@@ -581,13 +581,7 @@ pub fn main() -> ExitCode {
                 compromised_since,
                 key,
             }) => {
-                let since = time::OffsetDateTime::parse(
-                    &compromised_since,
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .map_err(|_| {
-                    crate::error::invalid("compromised_since", "must be an RFC 3339 time")
-                })?;
+                let since = crate::clock::parse_rfc3339("compromised_since", &compromised_since)?;
                 with_context(config, |ctx| async move {
                     let key =
                         crate::agencies::revoke_issuer_key(&ctx, id, key.as_deref(), since)

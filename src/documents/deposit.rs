@@ -19,7 +19,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use super::{Draft, Issuance};
 use crate::audit::{ActorKind, Event};
@@ -74,7 +73,7 @@ pub struct Deposit {
 }
 
 fn parse_time(field: &'static str, text: &str) -> Result<OffsetDateTime, Error> {
-    OffsetDateTime::parse(text, &Rfc3339).map_err(|_| invalid(field, "must be an RFC 3339 time"))
+    crate::clock::parse_rfc3339(field, text)
 }
 
 /// Whether `agency` is registered to deposit documents of `doc_type`.

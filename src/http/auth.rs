@@ -42,7 +42,10 @@ pub fn router() -> OpenApiRouter<AppState> {
                 .routes(routes!(unlock))
                 .routes(routes!(recover))
                 .routes(routes!(change_passphrase))
-                .route_layer(axum::middleware::from_fn(guess_gate(GUESSES_IN_FLIGHT))),
+                .route_layer(axum::middleware::from_fn_with_state(
+                    std::sync::Arc::new(tokio::sync::Semaphore::new(GUESSES_IN_FLIGHT)),
+                    guess_in_turn,
+                )),
         )
 }
 
@@ -53,30 +56,20 @@ const GUESSES_IN_FLIGHT: usize = 4;
 /// How long a request that tries a secret waits for its turn before `503`.
 const GUESS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Lets at most `permits` requests that try a secret into the server at once; the others
-/// wait, costing nothing, until one is answered. A flood of guesses then occupies a few
-/// tasks and database connections, not all of them, and every other request (reads,
-/// listings, health) keeps its place; the flood's own answers come no faster than those
-/// few can give them. Rate limits and the derivation limiter still apply inside.
-fn guess_gate(
-    permits: usize,
-) -> impl Fn(
-    axum::extract::Request,
-    axum::middleware::Next,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(permits));
-    move |request, next| {
-        let gate = gate.clone();
-        Box::pin(async move {
-            match tokio::time::timeout(GUESS_WAIT, gate.acquire_owned()).await {
-                Ok(Ok(_turn)) => next.run(request).await,
-                _ => ApiError::from(crate::error::Error::Busy).into_response(),
-            }
-        })
+/// Lets at most [`GUESSES_IN_FLIGHT`] requests that try a secret into the server at once
+/// (the turns are this router's semaphore); the others wait, costing nothing, until one is
+/// answered. A flood of guesses then occupies a few tasks and database connections, not
+/// all of them, and every other request (reads, listings, health) keeps its place; the
+/// flood's own answers come no faster than those few can give them. Rate limits and the
+/// derivation limiter still apply inside.
+async fn guess_in_turn(
+    State(turns): State<std::sync::Arc<tokio::sync::Semaphore>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(GUESS_WAIT, turns.acquire()).await {
+        Ok(Ok(_turn)) => next.run(request).await,
+        _ => ApiError::from(crate::error::Error::Busy).into_response(),
     }
 }
 

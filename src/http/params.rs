@@ -1,7 +1,6 @@
 //! Rules of parameters and bodies that several routes share, as the server applies them
 //! and as the OpenAPI document states them.
 
-use time::format_description::well_known::Rfc3339;
 use utoipa::openapi::schema::{
     KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
 };
@@ -25,16 +24,12 @@ pub fn time_or_empty() -> Schema {
         .into()
 }
 
-/// Reads an RFC 3339 time as milliseconds; empty is no bound. RFC 3339 lets `T` and `Z`
-/// be written in either case, so both are read.
+/// Reads an RFC 3339 time as milliseconds; empty is no bound.
 pub fn time(field: &'static str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
     text.filter(|t| !t.is_empty())
-        .map(|t| {
-            time::OffsetDateTime::parse(&t.to_ascii_uppercase(), &Rfc3339)
-                .map(crate::clock::to_ms)
-                .map_err(|_| ApiError::from(invalid(field, "must be an RFC 3339 time")))
-        })
+        .map(|t| crate::clock::parse_rfc3339(field, t).map(crate::clock::to_ms))
         .transpose()
+        .map_err(ApiError::from)
 }
 
 /// A trail outcome filter: `ok`, `refused`, `failed`, or empty for any.

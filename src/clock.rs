@@ -63,19 +63,6 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Reads RFC 3339 text, with `T` and `Z` in either case as RFC 3339 allows; a refusal names
-/// `field`.
-pub fn parse_rfc3339(
-    field: &'static str,
-    text: &str,
-) -> Result<OffsetDateTime, crate::error::Error> {
-    OffsetDateTime::parse(
-        &text.to_ascii_uppercase(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .map_err(|_| crate::error::invalid(field, "must be an RFC 3339 time"))
-}
-
 /// The instant `ms` milliseconds after the Unix epoch (clamped to the representable range).
 pub fn from_ms(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

@@ -110,6 +110,16 @@ pub fn plain_text<'a>(field: &'static str, value: &'a str, max: usize) -> Result
     Ok(value)
 }
 
+/// `text` read as an RFC 3339 time, with `T` and `Z` in either case as RFC 3339 allows; a
+/// refusal names `field`.
+pub fn rfc3339_time(field: &'static str, text: &str) -> Result<time::OffsetDateTime, Error> {
+    time::OffsetDateTime::parse(
+        &text.to_ascii_uppercase(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|_| invalid(field, "must be an RFC 3339 time"))
+}
+
 /// Shorthand for an invalid field.
 pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
     Error::Invalid {

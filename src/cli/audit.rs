@@ -175,7 +175,7 @@ pub(super) async fn audit_export(
     let format = crate::audit::Format::parse(format)?;
     let parse =
         |field: &'static str, t: Option<&str>| -> Result<Option<i64>, crate::error::Error> {
-            t.map(|t| crate::clock::parse_rfc3339(field, t).map(crate::clock::to_ms))
+            t.map(|t| crate::error::rfc3339_time(field, t).map(crate::clock::to_ms))
                 .transpose()
         };
     let (since, until) = (parse("since", since)?, parse("until", until)?);

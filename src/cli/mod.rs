@@ -581,7 +581,7 @@ pub fn main() -> ExitCode {
                 compromised_since,
                 key,
             }) => {
-                let since = crate::clock::parse_rfc3339("compromised_since", &compromised_since)?;
+                let since = crate::error::rfc3339_time("compromised_since", &compromised_since)?;
                 with_context(config, |ctx| async move {
                     let key =
                         crate::agencies::revoke_issuer_key(&ctx, id, key.as_deref(), since)

@@ -73,7 +73,7 @@ pub struct Deposit {
 }
 
 fn parse_time(field: &'static str, text: &str) -> Result<OffsetDateTime, Error> {
-    crate::clock::parse_rfc3339(field, text)
+    crate::error::rfc3339_time(field, text)
 }
 
 /// Whether `agency` is registered to deposit documents of `doc_type`.

@@ -27,7 +27,7 @@ pub fn time_or_empty() -> Schema {
 /// Reads an RFC 3339 time as milliseconds; empty is no bound.
 pub fn time(field: &'static str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
     text.filter(|t| !t.is_empty())
-        .map(|t| crate::clock::parse_rfc3339(field, t).map(crate::clock::to_ms))
+        .map(|t| crate::error::rfc3339_time(field, t).map(crate::clock::to_ms))
         .transpose()
         .map_err(ApiError::from)
 }

@@ -38,6 +38,10 @@ pub fn wrk(url: &str, headers: &[(&str, &str)], seconds: u32) -> Run {
         "every request must succeed under load ({url}):\n{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // `CUSTODIA_BENCH_VERBOSE` prints wrk's own report (the latency distribution).
+    if std::env::var_os("CUSTODIA_BENCH_VERBOSE").is_some() {
+        eprintln!("{url}\n{text}");
+    }
     let rps = text
         .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))

@@ -3,7 +3,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use custodia_crypto::tlog::TreeHash;
+use custodia_crypto::tlog::{Known, TreeHash};
 
 use super::chain::LogSigner;
 use super::event::Staged;
@@ -14,6 +14,7 @@ use super::{
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::ids::GrantId;
+use crate::store::reads::ReadCover;
 use crate::store::{Store, StoreError};
 
 /// What became of an append that claimed a grant read.
@@ -30,12 +31,28 @@ pub enum Claim {
         /// The refusal's sequence number.
         seq: i64,
     },
+    /// The read was prepared from a kept load ([`ReadClaim::cached`]) that no longer holds:
+    /// nothing recorded, nothing counted, nothing may be sent; the caller tries the read
+    /// again from the database, which records what becomes of it.
+    Stale,
+}
+
+/// A read's claim on its grant, checked and counted in the batch that records the read.
+#[derive(Debug, Clone)]
+pub struct ReadClaim {
+    /// The grant read under.
+    pub grant: GrantId,
+    /// The key, document and version the read was prepared with (checked too).
+    pub cover: ReadCover,
+    /// Prepared from a kept load rather than the database just now: a failed claim is
+    /// [`Claim::Stale`] rather than a refusal.
+    pub cached: bool,
 }
 
 struct Pending {
     /// `None`: no event of its own, only a batch now (to chain what changes staged).
     event: Option<Staged>,
-    claim: Option<GrantId>,
+    claim: Option<ReadClaim>,
     reply: oneshot::Sender<Result<Claim, String>>,
 }
 
@@ -146,6 +163,7 @@ impl AuditLog {
                 signer,
                 max_batch: max_batch.clamp(1, MAX_BATCH),
                 last_signed: std::sync::Mutex::new(last_signed),
+                memo: std::sync::Mutex::new(None),
             }
             .run(rx),
         );
@@ -156,20 +174,25 @@ impl AuditLog {
     pub async fn append(&self, event: Event) -> Result<i64, Error> {
         match self.submit(event, None).await? {
             Claim::Granted { seq } | Claim::Refused { seq } => Ok(seq),
+            // Only a claim can be stale, and this append has none.
+            Claim::Stale => Err(Error::Internal(anyhow::anyhow!(
+                "an append without a claim was answered as stale"
+            ))),
         }
     }
 
-    /// Appends the record of a read under `grant` and counts it against the grant in the
-    /// same transaction. `Refused` means the grant ended first: the read must not happen.
-    pub async fn append_read(&self, event: Event, grant: GrantId) -> Result<Claim, Error> {
-        self.submit(event, Some(grant)).await
+    /// Appends the record of a read and counts it against its grant in the same
+    /// transaction. `Refused` means the grant ended first (or the key, document or version
+    /// changed): the read must not happen. `Stale`: nothing was recorded; try again afresh.
+    pub async fn append_read(&self, event: Event, claim: ReadClaim) -> Result<Claim, Error> {
+        self.submit(event, Some(claim)).await
     }
 
-    async fn submit(&self, event: Event, claim: Option<GrantId>) -> Result<Claim, Error> {
+    async fn submit(&self, event: Event, claim: Option<ReadClaim>) -> Result<Claim, Error> {
         self.send(Some(event.stage()), claim).await
     }
 
-    async fn send(&self, event: Option<Staged>, claim: Option<GrantId>) -> Result<Claim, Error> {
+    async fn send(&self, event: Option<Staged>, claim: Option<ReadClaim>) -> Result<Claim, Error> {
         let action = event
             .as_ref()
             .map_or_else(|| "(staged)".to_owned(), |e| e.action().to_owned());
@@ -223,6 +246,28 @@ struct Sequencer {
     /// The newest checkpoint this process signed or started from: every later one must
     /// extend it, or the sequencer refuses to sign (and to append) over a changed history.
     last_signed: std::sync::Mutex<Option<(i64, TreeHash)>>,
+    /// What the last batch this sequencer committed left: valid while the head is still
+    /// the one it wrote (no other node or process appended since).
+    memo: std::sync::Mutex<Option<Memo>>,
+}
+
+/// The trail as this sequencer's last batch left it. A batch that finds the head it wrote
+/// takes the tree's right edge and the newest checkpoint's mark from here instead of
+/// reading them (and need not check again that the trail extends the last checkpoint: it
+/// extended it itself, and signs from these hashes, not from stored ones). Any other head
+/// — a batch from another node, a command of the operator's — and everything is read and
+/// checked as at start; so is it at least every [`MEMO_FOR`], so a stored tree changed
+/// underneath a busy server is still found within seconds.
+struct Memo {
+    seq: i64,
+    head: Vec<u8>,
+    edge: Known,
+    /// When the stored tree was last read and checked.
+    checked: std::time::Instant,
+    /// The newest checkpoint's sequence number and time, as far as this sequencer knows
+    /// (another node's checkpoint over an unchanged head can only be newer, so at worst
+    /// the next checkpoint here comes early).
+    mark: Option<(i64, i64)>,
 }
 
 impl Sequencer {
@@ -253,8 +298,10 @@ impl Sequencer {
                 }
             }
             metrics::histogram!("custodia_audit_batch_size").record(batch.len() as f64);
-            let events: Vec<(Option<Staged>, Option<GrantId>)> =
-                batch.iter().map(|p| (p.event.clone(), p.claim)).collect();
+            let events: Vec<(Option<Staged>, Option<ReadClaim>)> = batch
+                .iter_mut()
+                .map(|p| (p.event.take(), p.claim.take()))
+                .collect();
             match self.commit(events).await {
                 Ok(outcomes) => {
                     for (p, outcome) in batch.into_iter().zip(outcomes) {
@@ -276,19 +323,24 @@ impl Sequencer {
     /// the outbox, in one transaction; answers one outcome per entry of `events`.
     async fn commit(
         &self,
-        events: Vec<(Option<Staged>, Option<GrantId>)>,
+        events: Vec<(Option<Staged>, Option<ReadClaim>)>,
     ) -> Result<Vec<Claim>, StoreError> {
         let now = self.clock.now_ms();
         let mut tx = self.store.begin().await?;
         let (mut seq, mut head) = tx.lock_audit_head().await?;
+        let memo = self.take_memo(seq, &head);
         // Staged by committed changes (in their own transactions): chained first, in the
         // order they committed, and taken out of the outbox in this same transaction.
-        let (staged, mark) = tx.take_audit_outbox_and_mark(MAX_BATCH).await?;
+        let (staged, mark) = match &memo {
+            Some(m) => (tx.take_audit_outbox(MAX_BATCH).await?, m.mark),
+            None => tx.take_audit_outbox_and_mark(MAX_BATCH).await?,
+        };
         if staged.is_empty() && events.iter().all(|(e, _)| e.is_none()) {
+            self.keep_memo(memo);
             drop(tx);
             return Ok(events.iter().map(|_| Claim::Granted { seq }).collect());
         }
-        let mut all: Vec<(Option<Staged>, Option<GrantId>, bool)> = Vec::new();
+        let mut all: Vec<(Option<Staged>, Option<ReadClaim>, bool)> = Vec::new();
         for json in staged {
             match serde_json::from_str::<Staged>(&json) {
                 Ok(e) => all.push((Some(e), None, false)),
@@ -300,9 +352,15 @@ impl Sequencer {
             }
         }
         all.extend(events.into_iter().map(|(e, c)| (e, c, true)));
-        let signed_size = self.remembered()?.map(|(size, _)| tree_size(size));
-        let mut tree = Appender::load_with(&mut tx, tree_size(seq), signed_size).await?;
-        self.check_extends(&mut tx, &tree, seq).await?;
+        let (mut tree, checked) = match memo {
+            Some(m) => (Appender::from_edge(tree_size(seq), m.edge), m.checked),
+            None => {
+                let signed_size = self.remembered()?.map(|(size, _)| tree_size(size));
+                let tree = Appender::load_with(&mut tx, tree_size(seq), signed_size).await?;
+                self.check_extends(&mut tx, &tree, seq).await?;
+                (tree, std::time::Instant::now())
+            }
+        };
         let mut last = mark.unwrap_or((0, 0));
         let mut counted = count_claims(&mut tx, &all, now).await?;
         let mut checkpoints = Vec::new();
@@ -315,36 +373,48 @@ impl Sequencer {
                 continue;
             };
             let mut exhausted = None;
-            let granted = match claim.map(|grant| (grant, counted.get_mut(&grant))) {
+            let granted = match &claim {
                 None => true,
-                Some((
-                    grant,
+                Some(c) => match counted.get_mut(&(c.grant, c.cover.clone())) {
                     Some(Counted::Together {
                         left,
                         exhausted: last,
-                    }),
-                )) => {
-                    *left -= 1;
-                    if *left == 0 && *last {
-                        exhausted = Some(grant);
-                    }
-                    true
-                }
-                Some((grant, Some(Counted::OneByOne))) => {
-                    match tx.claim_grant_reads(grant, 1, now).await? {
-                        Some((reads, max)) => {
-                            if max.is_some_and(|m| reads >= m) {
-                                exhausted = Some(grant);
-                            }
-                            true
+                    }) => {
+                        *left -= 1;
+                        if *left == 0 && *last {
+                            exhausted = Some(c.grant);
                         }
-                        None => false,
+                        true
                     }
-                }
-                Some((_, Some(Counted::Refused) | None)) => false,
+                    Some(Counted::OneByOne) => {
+                        match tx
+                            .claim_grant_reads(c.grant, 1, now, Some(&c.cover))
+                            .await?
+                        {
+                            Some((reads, max)) => {
+                                if max.is_some_and(|m| reads >= m) {
+                                    exhausted = Some(c.grant);
+                                }
+                                true
+                            }
+                            None => false,
+                        }
+                    }
+                    Some(Counted::Refused) | None => false,
+                },
             };
+            if !granted && claim.as_ref().is_some_and(|c| c.cached) {
+                // Prepared from a kept load that no longer holds: nothing is recorded;
+                // the caller tries afresh, and that attempt is recorded.
+                if answered {
+                    outcomes.push(Claim::Stale);
+                }
+                continue;
+            }
             if !granted {
-                event = event.refused("the grant is no longer active");
+                event = event.refused(
+                    "the grant, the agency's key or the document changed before the read was recorded",
+                );
             }
             let citizen = event.citizen_pseudonym().map(str::to_owned);
             let mut rows = vec![(seq + 1, event)];
@@ -383,15 +453,36 @@ impl Sequencer {
             .await?;
         if seq > last.0 && now - last.1 >= interval_ms() {
             checkpoints.push(self.signer.sign(seq, &head, &tree.root()?, now));
+            last = (seq, now);
         }
         let signed = self.sign_off(&mut tx, checkpoints).await?;
         tx.commit().await?;
+        self.keep_memo(tree.edge().map(|edge| Memo {
+            seq,
+            head: head.clone(),
+            edge,
+            checked,
+            mark: (last != (0, 0)).then_some(last),
+        }));
         if exhausted_any {
             // A grant's last read destroyed its keys in this batch.
             self.store.scrub().await;
         }
         self.remember(signed).await;
         Ok(outcomes)
+    }
+
+    /// The memo, taken (a failed batch leaves none), if the head is still the one it
+    /// describes.
+    fn take_memo(&self, seq: i64, head: &[u8]) -> Option<Memo> {
+        let memo = self.memo.lock().ok()?.take()?;
+        (memo.seq == seq && memo.head == head && memo.checked.elapsed() < MEMO_FOR).then_some(memo)
+    }
+
+    fn keep_memo(&self, memo: Option<Memo>) {
+        if let Ok(mut kept) = self.memo.lock() {
+            *kept = memo;
+        }
     }
 
     /// Fails the batch unless the trail still extends the last checkpoint this process
@@ -477,6 +568,8 @@ impl Sequencer {
 
     /// Signs the current head if events were added since the last checkpoint (when idle).
     async fn checkpoint_if_due(&self) -> Result<(), StoreError> {
+        // Reads and checks everything itself; the next batch reads afresh after it.
+        self.keep_memo(None);
         let now = self.clock.now_ms();
         let mut tx = self.store.begin().await?;
         let (seq, head) = tx.lock_audit_head().await?;
@@ -501,23 +594,29 @@ impl Sequencer {
 /// as they would be singly.
 async fn count_claims(
     tx: &mut crate::store::Tx,
-    all: &[(Option<Staged>, Option<GrantId>, bool)],
+    all: &[(Option<Staged>, Option<ReadClaim>, bool)],
     now: i64,
-) -> Result<std::collections::HashMap<GrantId, Counted>, StoreError> {
-    let mut claims: Vec<(GrantId, i32)> = Vec::new();
-    for grant in all
+) -> Result<std::collections::HashMap<(GrantId, ReadCover), Counted>, StoreError> {
+    let mut claims: Vec<(&ReadClaim, i32)> = Vec::new();
+    for claim in all
         .iter()
         .filter(|(event, _, _)| event.is_some())
-        .filter_map(|(_, claim, _)| *claim)
+        .filter_map(|(_, claim, _)| claim.as_ref())
     {
-        match claims.iter_mut().find(|(g, _)| *g == grant) {
+        match claims
+            .iter_mut()
+            .find(|(c, _)| c.grant == claim.grant && c.cover == claim.cover)
+        {
             Some((_, n)) => *n += 1,
-            None => claims.push((grant, 1)),
+            None => claims.push((claim, 1)),
         }
     }
     let mut counted = std::collections::HashMap::with_capacity(claims.len());
-    for (grant, n) in claims {
-        let how = match tx.claim_grant_reads(grant, n, now).await? {
+    for (claim, n) in claims {
+        let how = match tx
+            .claim_grant_reads(claim.grant, n, now, Some(&claim.cover))
+            .await?
+        {
             Some((reads, max)) => Counted::Together {
                 left: n,
                 exhausted: max.is_some_and(|m| reads >= m),
@@ -525,10 +624,13 @@ async fn count_claims(
             None if n == 1 => Counted::Refused,
             None => Counted::OneByOne,
         };
-        counted.insert(grant, how);
+        counted.insert((claim.grant, claim.cover.clone()), how);
     }
     Ok(counted)
 }
+
+/// How long a [`Memo`] stands in for reading and checking the stored tree.
+const MEMO_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn tree_size(seq: i64) -> u64 {
     u64::try_from(seq).unwrap_or(0)

@@ -30,7 +30,7 @@ pub mod witnessed;
 pub use chain::{LogSigner, Trust};
 pub use event::{Action, ActorKind, Event, Outcome};
 pub use exports::{ExportedEvent, Format, export};
-pub use log::{AuditLog, Claim, stage, staged_json};
+pub use log::{AuditLog, Claim, ReadClaim, stage, staged_json};
 pub use tree::{consistency_proof, extend_tree, inclusion_proof, stored_root};
 
 use std::time::Duration;

@@ -45,6 +45,27 @@ impl Appender {
         })
     }
 
+    /// The tree of `size` events from its right edge as this process last left it
+    /// ([`Appender::edge`]), reading nothing.
+    pub(super) fn from_edge(size: u64, known: Known) -> Self {
+        Self {
+            size,
+            known,
+            added: Vec::new(),
+        }
+    }
+
+    /// What the next batch needs of this tree — the hashes of its right edge — or `None`
+    /// if this appender does not hold them all.
+    pub(super) fn edge(&self) -> Option<Known> {
+        let mut needs = tlog::root_needs(self.size);
+        needs.extend(tlog::append_needs(self.size));
+        needs
+            .into_iter()
+            .map(|i| self.known.get(&i).map(|h| (i, *h)))
+            .collect()
+    }
+
     /// Adds the next event's leaf.
     pub(super) fn push(&mut self, leaf: TreeHash) -> Result<(), StoreError> {
         for (index, hash) in tlog::append(self.size, leaf, &self.known).map_err(broken)? {

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::refusals::{Refusal, ended, refuse};
 use super::{GrantView, view};
-use crate::audit::{ActorKind, Claim, Event};
+use crate::audit::{ActorKind, Claim, Event, ReadClaim};
 use crate::catalog::Tier;
 use crate::context::Context;
 use crate::documents::{self, Delivery, FileInfo, FileStream, Meta};
@@ -31,7 +31,7 @@ use crate::store::agencies::AgencyRow;
 use crate::store::blob::BlobName;
 use crate::store::documents::DocumentRow;
 use crate::store::grants::GrantRow;
-use crate::store::reads::{DocumentLoad, GrantLoad, ReadLoad};
+use crate::store::reads::{DocumentLoad, GrantLoad, ReadCover, ReadLoad};
 
 /// Who is reading, and in which case (both recorded, both shown to the citizen).
 #[derive(Debug, Clone, Copy)]
@@ -277,18 +277,22 @@ impl<'a> ReadRequest<'a> {
 }
 
 /// Authenticates a read and loads what it needs in one statement
-/// ([`crate::store::Store::read_load`]): the key is admitted from what the database says
-/// now, so a rotated key or a disabled agency is refused at once on every node.
+/// ([`crate::store::Store::read_load`]), or from a load kept from the last seconds when
+/// `fresh` is false. Either way the read's claim checks again, in the batch that records
+/// it, that the key, the agency, the grant and the document still hold (a rotated key, a
+/// disabled agency, a revoke stop the read there on every node); a kept load that no
+/// longer holds makes the read start again here with `fresh`.
 async fn load(
     ctx: &Context,
     request: &ReadRequest<'_>,
     grant_id: GrantId,
     doc_id: DocumentId,
+    fresh: bool,
 ) -> Result<ReadLoad, Error> {
     let hash = crate::agencies::presented_key_hash(request.api_key)?;
     let loaded = ctx
         .store
-        .read_load(&hash, grant_id, doc_id)
+        .read_load(&hash, grant_id, doc_id, fresh)
         .await?
         .ok_or_else(|| Error::Unauthenticated("The API key is not valid.".into()))?;
     crate::agencies::admit(
@@ -303,6 +307,9 @@ async fn load(
 
 struct GrantedDocument {
     grant: GrantRow,
+    /// What the read's claim checks besides the grant, and whether it came from a kept load.
+    cover: ReadCover,
+    cached: bool,
     doc: DocumentRow,
     version_created_at: i64,
     blob_name: Option<String>,
@@ -319,6 +326,8 @@ async fn open(
     grant_id: GrantId,
     doc_id: DocumentId,
     loaded: Option<GrantLoad>,
+    key_hash: Vec<u8>,
+    cached: bool,
 ) -> Result<GrantedDocument, Error> {
     let objects = [doc_id.to_string()];
     let (grant, pseudonym, document) = match loaded {
@@ -376,6 +385,12 @@ async fn open(
     .map_err(|e| Error::Internal(anyhow::anyhow!("contents of {doc_id}: {e}")))?;
     let meta: Meta = serde_json::from_slice(&json).map_err(|e| Error::Internal(e.into()))?;
     Ok(GrantedDocument {
+        cover: ReadCover {
+            key_hash,
+            document: doc.id,
+            version: doc.current_version,
+        },
+        cached,
         grant,
         doc,
         version_created_at,
@@ -387,18 +402,34 @@ async fn open(
     })
 }
 
+/// What became of a read's record.
+enum Recorded {
+    /// Recorded and counted: the read may proceed.
+    Yes,
+    /// Prepared from a kept load that no longer holds; nothing recorded: start again
+    /// from the database.
+    Stale,
+}
+
 /// Records the read (counting it against the grant) and says whether it may proceed.
-async fn record(ctx: &Context, o: &GrantedDocument, event: Event) -> Result<(), Error> {
+async fn record(ctx: &Context, o: &GrantedDocument, event: Event) -> Result<Recorded, Error> {
     let tier = o.grant.tier.as_str();
-    let outcome = ctx.audit.append_read(event, o.grant.id).await;
+    let claim = ReadClaim {
+        grant: o.grant.id,
+        cover: o.cover.clone(),
+        cached: o.cached,
+    };
+    let outcome = ctx.audit.append_read(event, claim).await;
     let label = match &outcome {
         Ok(Claim::Granted { .. }) => "ok",
         Ok(Claim::Refused { .. }) => "refused",
+        Ok(Claim::Stale) => "stale",
         Err(_) => "audit-unavailable",
     };
     metrics::counter!("custodia_reads_total", "tier" => tier, "outcome" => label).increment(1);
     match outcome? {
-        Claim::Granted { .. } => Ok(()),
+        Claim::Granted { .. } => Ok(Recorded::Yes),
+        Claim::Stale => Ok(Recorded::Stale),
         Claim::Refused { .. } => {
             metrics::counter!("custodia_refusals_total", "reason" => "grant-ended-meanwhile")
                 .increment(1);
@@ -417,10 +448,36 @@ pub async fn read(
     doc_id: DocumentId,
     only: Option<&[String]>,
 ) -> Result<Disclosure, Error> {
+    match read_from(ctx, request, grant_id, doc_id, only, false).await? {
+        Some(disclosure) => Ok(disclosure),
+        None => read_from(ctx, request, grant_id, doc_id, only, true)
+            .await?
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a fresh read was answered as stale"))),
+    }
+}
+
+/// One attempt at [`read`]; `None` when a kept load turned out stale (nothing recorded).
+async fn read_from(
+    ctx: &Context,
+    request: &ReadRequest<'_>,
+    grant_id: GrantId,
+    doc_id: DocumentId,
+    only: Option<&[String]>,
+    fresh: bool,
+) -> Result<Option<Disclosure>, Error> {
     const ACTION: crate::audit::Action = crate::audit::Action::DocumentRead;
-    let ReadLoad { agency, grant, .. } = load(ctx, request, grant_id, doc_id).await?;
+    let ReadLoad {
+        agency,
+        grant,
+        key_hash,
+        cached,
+        ..
+    } = load(ctx, request, grant_id, doc_id, fresh).await?;
     let caller = &request.caller(&agency);
-    let o = open(ctx, caller, ACTION, grant_id, doc_id, grant).await?;
+    let o = open(
+        ctx, caller, ACTION, grant_id, doc_id, grant, key_hash, cached,
+    )
+    .await?;
     let tier = o.grant.tier;
     let granted: Option<Vec<String>> = match tier {
         Tier::Verify => None,
@@ -488,8 +545,10 @@ pub async fn read(
         .objects([o.doc.id.to_string()])
         .tier(tier, revealed)
         .bytes(Some(size));
-    record(ctx, &o, event).await?;
-    Ok(disclosure)
+    Ok(match record(ctx, &o, event).await? {
+        Recorded::Yes => Some(disclosure),
+        Recorded::Stale => None,
+    })
 }
 
 /// Opens the file of a document under a `full` grant, recording the read first. `decide`
@@ -501,12 +560,39 @@ pub async fn read_file(
     request: &ReadRequest<'_>,
     grant_id: GrantId,
     doc_id: DocumentId,
-    decide: impl FnOnce(&FileInfo) -> Delivery,
+    decide: impl Fn(&FileInfo) -> Delivery,
 ) -> Result<FileStream, Error> {
+    match read_file_from(ctx, request, grant_id, doc_id, &decide, false).await? {
+        Some(opened) => Ok(opened),
+        None => read_file_from(ctx, request, grant_id, doc_id, &decide, true)
+            .await?
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a fresh read was answered as stale"))),
+    }
+}
+
+/// One attempt at [`read_file`]; `None` when a kept load turned out stale (nothing
+/// recorded, nothing sent).
+async fn read_file_from(
+    ctx: &Context,
+    request: &ReadRequest<'_>,
+    grant_id: GrantId,
+    doc_id: DocumentId,
+    decide: &impl Fn(&FileInfo) -> Delivery,
+    fresh: bool,
+) -> Result<Option<FileStream>, Error> {
     const ACTION: crate::audit::Action = crate::audit::Action::DocumentFile;
-    let ReadLoad { agency, grant, .. } = load(ctx, request, grant_id, doc_id).await?;
+    let ReadLoad {
+        agency,
+        grant,
+        key_hash,
+        cached,
+        ..
+    } = load(ctx, request, grant_id, doc_id, fresh).await?;
     let caller = &request.caller(&agency);
-    let o = open(ctx, caller, ACTION, grant_id, doc_id, grant).await?;
+    let o = open(
+        ctx, caller, ACTION, grant_id, doc_id, grant, key_hash, cached,
+    )
+    .await?;
     let tier = o.grant.tier;
     if tier != Tier::Full {
         return Err(refuse(
@@ -569,8 +655,10 @@ pub async fn read_file(
         delivery,
     )
     .await?;
-    record(ctx, &o, event).await?;
-    Ok(opened)
+    Ok(match record(ctx, &o, event).await? {
+        Recorded::Yes => Some(opened),
+        Recorded::Stale => None,
+    })
 }
 
 /// Encodes a list cursor.

@@ -30,7 +30,7 @@ pub fn etag(info: &FileInfo) -> String {
 }
 
 /// The part of a file this request asks for, from its method and headers.
-pub fn decide(method: &Method, headers: &HeaderMap) -> impl FnOnce(&FileInfo) -> Delivery {
+pub fn decide(method: &Method, headers: &HeaderMap) -> impl Fn(&FileInfo) -> Delivery {
     let head = method == Method::HEAD;
     let text = |name: header::HeaderName| {
         headers
@@ -54,12 +54,15 @@ pub fn decide(method: &Method, headers: &HeaderMap) -> impl FnOnce(&FileInfo) ->
         .map(str::to_owned);
     move |info: &FileInfo| {
         let tag = etag(info);
-        let part = if if_none_match.is_some_and(|list| none_match_hits(&list, &tag)) {
+        let part = if if_none_match
+            .as_deref()
+            .is_some_and(|list| none_match_hits(list, &tag))
+        {
             Part::NotModified
         } else {
-            match range {
+            match range.as_deref() {
                 Some(range) if if_range.as_deref().is_none_or(|v| v == tag) => {
-                    range_part(&range, info.size)
+                    range_part(range, info.size)
                 }
                 _ => Part::Whole,
             }

@@ -209,6 +209,56 @@ fn day_counts(rows: &[AuditRow]) -> Vec<(DayKey<'_>, i64)> {
 }
 
 /// The upsert that adds counts to `audit_daily`, around its `VALUES` rows.
+/// [`Tx::write_audit_batch`] on SQLite: every part a statement of one query (plain `?`
+/// placeholders, bound in order across the statements), so one hand-off to the driver's
+/// thread. Events 32 to a statement, as [`Tx::insert_audit_events`] writes them.
+async fn write_sqlite_batch(
+    c: &mut sqlx::SqliteConnection,
+    rows: &[AuditRow],
+    tree: &[(u64, [u8; 32])],
+    seq: i64,
+    head: &[u8],
+) -> Result<(), StoreError> {
+    let days = day_counts(rows);
+    let mut sql = String::new();
+    for chunk in rows.chunks(32) {
+        sql.push_str("INSERT INTO audit_events (seq, body, prev_hash, hash) VALUES ");
+        sql.push_str(&super::placeholders(true, chunk.len(), 4));
+        sql.push_str(";\n");
+    }
+    for chunk in days.chunks(64) {
+        sql.push_str(&days_upsert(&super::placeholders(true, chunk.len(), 6)));
+        sql.push_str(";\n");
+    }
+    for chunk in tree.chunks(400) {
+        sql.push_str("INSERT INTO audit_tree (idx, hash) VALUES ");
+        sql.push_str(&super::placeholders(true, chunk.len(), 2));
+        sql.push_str(";\n");
+    }
+    sql.push_str("UPDATE audit_head SET seq = ?, hash = ?, tree_size = ? WHERE id = 1");
+    // Batches differ in shape: not kept as prepared statements.
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+    for e in rows {
+        q = q.bind(e.seq).bind(&e.body).bind(&e.prev_hash).bind(&e.hash);
+    }
+    for ((day, kind, actor, action, outcome), n) in &days {
+        q = q
+            .bind(*day)
+            .bind(*kind)
+            .bind(*actor)
+            .bind(*action)
+            .bind(*outcome)
+            .bind(*n);
+    }
+    for (i, h) in tree {
+        q = q
+            .bind(i64::try_from(*i).unwrap_or(i64::MAX))
+            .bind(h.as_slice());
+    }
+    q.bind(seq).bind(head).bind(seq).execute(&mut *c).await?;
+    Ok(())
+}
+
 fn days_upsert(values: &str) -> String {
     format!(
         "INSERT INTO audit_daily (day, actor_kind, actor_id, action, outcome, n) VALUES {values} \
@@ -677,8 +727,9 @@ impl Tx {
     /// Writes a batch: its events, the tree hashes they add, the per-day counts, and the
     /// new head (sequence, hash, tree size). On PostgreSQL a batch of up to 64 events is one
     /// statement (data-modifying `WITH` parts and the head's update): under load each
-    /// statement of the batch is a round trip the whole batch waits for. Larger batches,
-    /// and SQLite, write part by part.
+    /// statement of the batch is a round trip the whole batch waits for. Larger batches
+    /// write part by part. On SQLite the parts are statements of one query, run by the
+    /// driver's thread in one hand-off.
     pub async fn write_audit_batch(
         &mut self,
         rows: &[AuditRow],
@@ -692,7 +743,10 @@ impl Tx {
             {
                 c
             }
-            _ => {
+            super::OnEngine::Sqlite(c) => {
+                return write_sqlite_batch(c, rows, tree, seq, head).await;
+            }
+            super::OnEngine::Postgres(_) => {
                 self.insert_audit_events(rows).await?;
                 self.insert_tree_hashes(tree).await?;
                 return self.set_audit_head_and_tree(seq, head).await;
@@ -857,25 +911,47 @@ impl Tx {
     /// Counts `n` reads against an active grant inside its window, atomically with their
     /// audit records, if all `n` fit under its `max_reads`. Returns `(reads, max_reads)`
     /// after counting, or `None` when nothing was counted: the grant is not live (revoked,
-    /// expired, exhausted, not yet valid) or has fewer than `n` reads left.
+    /// expired, exhausted, not yet valid) or has fewer than `n` reads left — or, with a
+    /// `cover`, what the reads were prepared from no longer holds (see
+    /// [`super::reads::ReadCover`]).
     pub async fn claim_grant_reads(
         &mut self,
         grant: GrantId,
         n: i32,
         now_ms: i64,
+        cover: Option<&super::reads::ReadCover>,
     ) -> Result<Option<(i32, Option<i32>)>, StoreError> {
         const SQL: &str = "UPDATE grants SET reads = reads + $1 WHERE id = $2 AND status = 'active' \
             AND valid_from <= $3 AND expires_at > $4 AND (max_reads IS NULL OR reads + $5 <= max_reads) \
             RETURNING reads, max_reads";
+        // The same, and the key, the agency, the document, its version and the grant's wrap
+        // of it as the read found them (all by primary key or unique column).
+        const COVERED: &str = "UPDATE grants SET reads = reads + $1 WHERE id = $2 AND status = 'active' \
+            AND valid_from <= $3 AND expires_at > $4 AND (max_reads IS NULL OR reads + $5 <= max_reads) \
+            AND EXISTS (SELECT 1 FROM agency_keys k JOIN agencies a ON a.id = k.agency_id \
+                WHERE k.key_hash = $6 AND k.agency_id = grants.agency_id AND a.disabled_at IS NULL \
+                AND (k.expires_at IS NULL OR k.expires_at > $7)) \
+            AND EXISTS (SELECT 1 FROM documents d JOIN grant_key_wraps w ON w.document_id = d.id \
+                AND w.version = d.current_version \
+                WHERE d.id = $8 AND d.citizen_id = grants.citizen_id AND d.deleted_at IS NULL \
+                AND d.current_version = $9 AND w.grant_id = grants.id) \
+            RETURNING reads, max_reads";
         Ok(on_engine!(self, c => {
-            sqlx::query_as::<_, (i32, Option<i32>)>(SQL)
+            let query = sqlx::query_as::<_, (i32, Option<i32>)>(if cover.is_some() { COVERED } else { SQL })
                 .bind(n)
                 .bind(grant)
                 .bind(now_ms)
                 .bind(now_ms)
-                .bind(n)
-                .fetch_optional(&mut **c)
-                .await?
+                .bind(n);
+            let query = match cover {
+                Some(cover) => query
+                    .bind(cover.key_hash.as_slice())
+                    .bind(now_ms)
+                    .bind(cover.document)
+                    .bind(cover.version),
+                None => query,
+            };
+            query.fetch_optional(&mut **c).await?
         }))
     }
 }

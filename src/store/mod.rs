@@ -150,6 +150,8 @@ impl From<sqlx::Error> for StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: OnEngine<SqlitePool, PgPool>,
+    /// Recent complete read loads ([`reads::ReadCache`]).
+    read_cache: reads::SharedReadCache,
 }
 
 impl Store {
@@ -202,7 +204,10 @@ impl Store {
                 )
             }
         };
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            read_cache: reads::SharedReadCache::default(),
+        })
     }
 
     /// Applies the embedded migrations of this engine; safe to run on every start and
@@ -233,6 +238,10 @@ impl Store {
     /// PostgreSQL keeps dead row versions until VACUUM and the WAL until it is recycled;
     /// `docs/THREAT_MODEL.md` says how operators bound that.
     pub async fn scrub(&self) {
+        // Loads kept for reads hold key wraps: forgotten at once on this node (other nodes
+        // forget theirs within `reads::CACHE_TTL`, and no read of an ended grant passes
+        // its claim meanwhile).
+        self.read_cache.clear();
         if let OnEngine::Sqlite(p) = &self.pool {
             match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)")
                 .fetch_one(p)

@@ -5,6 +5,19 @@
 //! PostgreSQL. Here one statement starts from the presented key's hash and joins the rest,
 //! so whatever it finds is one consistent snapshot. It decides nothing: the domain
 //! (`grants::reads`) judges the key, the grant's liveness and the cover from what it gets.
+//!
+//! A complete load (an enabled agency's key, its grant, a live document and the grant's
+//! wrap of its current version) is kept for [`CACHE_TTL`] in a bounded map
+//! ([`ReadCache`]), so an agency reading the same document again is not a database round
+//! trip. A kept load is never the last word: every read's record claims the grant in the
+//! audit batch with the same key, document and version
+//! ([`crate::store::Tx::claim_grant_reads`]), so a revoke, an end, a key rotated away, a
+//! disabled agency, a deleted or replaced document that committed before the batch stops
+//! the read there, on every node — and the read is then tried afresh from the database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::ids::{AgencyId, CitizenId, DocumentId, GrantId};
 use crate::on_engine;
@@ -25,7 +38,102 @@ pub struct ReadLoad {
     pub key_expires_at: Option<i64>,
     /// The grant, if it exists and is this agency's.
     pub grant: Option<GrantLoad>,
+    /// Whether this came from the cache rather than the database just now: its read's
+    /// claim then answers [`crate::store::Claimed::Stale`] instead of a refusal when what
+    /// it says no longer holds, and the read is tried again afresh.
+    pub cached: bool,
 }
+
+/// How long a complete load is kept (see the module's documentation).
+pub const CACHE_TTL: Duration = Duration::from_secs(2);
+/// How many loads are kept at most.
+const CACHE_CAPACITY: usize = 4096;
+
+type CacheKey = (Vec<u8>, GrantId, DocumentId);
+
+/// Recent complete loads, by presented key hash, grant and document. Bounded in count and
+/// age; emptied whenever this node destroys keys ([`Store::scrub`]).
+#[derive(Default)]
+pub(crate) struct ReadCache {
+    entries: Mutex<HashMap<CacheKey, (Instant, ReadLoad)>>,
+}
+
+impl std::fmt::Debug for ReadCache {
+    // The loads hold key wraps: only their number is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = self.entries.lock().map_or(0, |e| e.len());
+        write!(f, "ReadCache({kept} kept)")
+    }
+}
+
+/// What a read's claim holds true besides the grant being live: the key it was made with
+/// is still the grant's agency's and working, the agency enabled, and the document still
+/// the grant's citizen's, not deleted, at this version, with the grant's wrap of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReadCover {
+    /// The presented key's hash.
+    pub key_hash: Vec<u8>,
+    /// The document read.
+    pub document: DocumentId,
+    /// Its version read.
+    pub version: i32,
+}
+
+impl ReadCache {
+    fn get(&self, key: &CacheKey) -> Option<ReadLoad> {
+        let mut entries = self.entries.lock().ok()?;
+        match entries.get(key) {
+            Some((at, load)) if at.elapsed() < CACHE_TTL => Some(load.clone()),
+            Some(_) => {
+                entries.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, key: CacheKey, load: &ReadLoad) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= CACHE_CAPACITY {
+            entries.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+            if entries.len() >= CACHE_CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (Instant::now(), load.clone()));
+    }
+
+    fn remove(&self, key: &CacheKey) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(key);
+        }
+    }
+
+    /// Forgets every kept load.
+    pub(crate) fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}
+
+impl ReadLoad {
+    /// A load worth keeping: an enabled agency's key, its grant, a live document of the
+    /// grant's citizen and the grant's wrap of the document's current version.
+    fn complete(&self) -> bool {
+        self.agency.disabled_at.is_none()
+            && self
+                .grant
+                .as_ref()
+                .and_then(|g| g.document.as_ref())
+                .is_some_and(|d| d.wrapped_key.is_some() && d.meta_enc.is_some())
+    }
+}
+
+/// Shared by every clone of a [`Store`].
+pub(crate) type SharedReadCache = Arc<ReadCache>;
 
 /// A grant as loaded for a read.
 #[derive(Debug, Clone)]
@@ -144,19 +252,27 @@ macro_rules! decode_load {
             key_hash: row.try_get("k_key_hash")?,
             key_expires_at: row.try_get("k_expires_at")?,
             grant,
+            cached: false,
         }
     }};
 }
 
 impl Store {
     /// Everything a read of `document` under `grant` needs, found from the presented key's
-    /// hash in one statement; `None` when no key has that hash.
+    /// hash in one statement; `None` when no key has that hash. With `fresh` false a
+    /// complete load kept from the last [`CACHE_TTL`] may answer instead (marked `cached`).
     pub async fn read_load(
         &self,
         key_hash: &[u8],
         grant: GrantId,
         document: DocumentId,
+        fresh: bool,
     ) -> Result<Option<ReadLoad>, StoreError> {
+        let key = (key_hash.to_vec(), grant, document);
+        if !fresh && let Some(mut kept) = self.read_cache.get(&key) {
+            kept.cached = true;
+            return Ok(Some(kept));
+        }
         let loaded = on_engine!(self.pool(), p => {
             match sqlx::query(SQL)
                 .bind(grant)
@@ -172,6 +288,15 @@ impl Store {
                 }
             }
         });
-        Ok(loaded)
+        match loaded {
+            Some(load) if load.complete() => {
+                self.read_cache.put(key, &load);
+                Ok(Some(load))
+            }
+            other => {
+                self.read_cache.remove(&key);
+                Ok(other)
+            }
+        }
     }
 }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use tokio::fs::{self, File, OpenOptions};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 
-use super::{BlobName, BlobReader};
+use super::BlobName;
 
 /// A directory of blob files.
 #[derive(Debug, Clone)]
@@ -47,16 +47,15 @@ impl FileBlobs {
     }
 
     /// Opens, seeks and reads the first [`FIRST_READ`] bytes in one trip to the blocking
-    /// pool (each `tokio::fs` call is a trip of its own: a thread hand-off each way). A
-    /// blob that ends within them — most documents — is then served from memory; a larger
-    /// one goes on from the open file.
-    pub(super) async fn read_from(&self, name: &BlobName, offset: u64) -> io::Result<BlobReader> {
-        let (file, first) = read_stretch(self.path(name), offset, FIRST_READ).await?;
-        let first = io::Cursor::new(first);
-        Ok(match file {
-            None => Box::pin(first),
-            Some(file) => Box::pin(first.chain(File::from_std(file))),
-        })
+    /// pool (each `tokio::fs` call is a trip of its own: a thread hand-off each way): the
+    /// bytes, and the open file if the blob goes on past them. A blob that ends within them
+    /// — most documents — is then served from memory.
+    pub(super) async fn read_from(
+        &self,
+        name: &BlobName,
+        offset: u64,
+    ) -> io::Result<(Option<std::fs::File>, Vec<u8>)> {
+        read_stretch(self.path(name), offset, FIRST_READ).await
     }
 
     pub(super) async fn delete(&self, name: &BlobName) -> io::Result<()> {
@@ -196,6 +195,7 @@ mod tests {
     use super::super::BlobStore;
     use super::*;
     use crate::config::BlobLocation;
+    use tokio::io::AsyncReadExt as _;
 
     async fn store() -> (tempfile::TempDir, BlobStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -229,6 +229,50 @@ mod tests {
         assert!(!store.exists(&name).await.unwrap());
         store.delete(&name).await.unwrap();
         assert!(store.list().await.unwrap().is_empty());
+    }
+
+    async fn read_all(store: &BlobStore, name: &BlobName, offset: u64) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        store
+            .read_from(name, offset)
+            .await?
+            .read_to_end(&mut bytes)
+            .await?;
+        Ok(bytes)
+    }
+
+    #[tokio::test]
+    async fn a_small_blob_read_whole_is_kept_until_deleted_and_a_large_one_never() {
+        let (dir, store) = store().await;
+        let on_disk = |name: &BlobName| {
+            dir.path()
+                .join("blobs")
+                .join(&name.as_str()[..2])
+                .join(name.as_str())
+        };
+        let mut w = store.create().await.unwrap();
+        w.write(b"ciphertext").await.unwrap();
+        let small = w.commit().await.unwrap();
+        assert_eq!(read_all(&store, &small, 0).await.unwrap(), b"ciphertext");
+        // Kept: answered from memory, even with the file gone behind the store's back.
+        std::fs::remove_file(on_disk(&small)).unwrap();
+        assert_eq!(read_all(&store, &small, 0).await.unwrap(), b"ciphertext");
+        assert_eq!(read_all(&store, &small, 6).await.unwrap(), b"text");
+        assert_eq!(read_all(&store, &small, 99).await.unwrap(), b"");
+        assert_eq!(store.read_head(&small, 6).await.unwrap(), b"cipher");
+        // Deleting through the store forgets it at once.
+        store.delete(&small).await.unwrap();
+        assert!(read_all(&store, &small, 0).await.is_err());
+        assert!(store.read_head(&small, 6).await.is_err());
+
+        // A blob longer than one first read is streamed from its file every time.
+        let large_bytes = vec![7u8; FIRST_READ + 1];
+        let mut w = store.create().await.unwrap();
+        w.write(&large_bytes).await.unwrap();
+        let large = w.commit().await.unwrap();
+        assert_eq!(read_all(&store, &large, 0).await.unwrap(), large_bytes);
+        std::fs::remove_file(on_disk(&large)).unwrap();
+        assert!(read_all(&store, &large, 0).await.is_err());
     }
 
     #[tokio::test]

@@ -9,15 +9,24 @@
 //!   directory. Own code rather than `object_store`'s local store, which does not fsync.
 //! * [`s3`]: `object_store`'s S3 client; a small blob is one `PUT`, a large one a multipart
 //!   upload, visible when completed. Ranged reads are ranged `GET`s.
+//!
+//! A local blob that fits in one first read (a few hundred KiB: most documents) is kept in
+//! memory once read, within a bound ([`KEPT_BYTES`]) and for [`KEPT_FOR`], so an agency
+//! reading the same document again costs no trip to the blocking pool. What is kept is the
+//! ciphertext as on disk, useless without keys the database holds; a blob is immutable
+//! under its name, and deleting it forgets it here.
 
 mod files;
 mod s3;
 
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use tokio::io::AsyncRead;
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 use crate::config::BlobLocation;
 
@@ -62,10 +71,75 @@ enum Backend {
     S3(s3::S3Blobs),
 }
 
+/// How many bytes of small blobs are kept in memory at most.
+pub const KEPT_BYTES: usize = 32 * 1024 * 1024;
+/// How long a small blob is kept after it was read.
+pub const KEPT_FOR: Duration = Duration::from_secs(60);
+
+/// Small blobs read recently (see the module's documentation).
+#[derive(Default)]
+struct Kept {
+    blobs: Mutex<(HashMap<BlobName, (Instant, Bytes)>, usize)>,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = self.blobs.lock().map_or(0, |b| b.0.len());
+        write!(f, "Kept({kept} blobs)")
+    }
+}
+
+impl Kept {
+    fn get(&self, name: &BlobName) -> Option<Bytes> {
+        let mut guard = self.blobs.lock().ok()?;
+        let (blobs, total) = &mut *guard;
+        match blobs.get(name) {
+            Some((at, bytes)) if at.elapsed() < KEPT_FOR => Some(bytes.clone()),
+            Some(_) => {
+                if let Some((_, gone)) = blobs.remove(name) {
+                    *total -= gone.len();
+                }
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, name: &BlobName, bytes: Bytes) {
+        let Ok(mut guard) = self.blobs.lock() else {
+            return;
+        };
+        let (blobs, total) = &mut *guard;
+        if *total + bytes.len() > KEPT_BYTES {
+            blobs.retain(|_, (at, _)| at.elapsed() < KEPT_FOR);
+            *total = blobs.values().map(|(_, b)| b.len()).sum();
+            if *total + bytes.len() > KEPT_BYTES {
+                blobs.clear();
+                *total = 0;
+            }
+        }
+        *total += bytes.len();
+        if let Some((_, old)) = blobs.insert(name.clone(), (Instant::now(), bytes)) {
+            *total -= old.len();
+        }
+    }
+
+    fn forget(&self, name: &BlobName) {
+        if let Ok(mut guard) = self.blobs.lock() {
+            let (blobs, total) = &mut *guard;
+            if let Some((_, gone)) = blobs.remove(name) {
+                *total -= gone.len();
+            }
+        }
+    }
+}
+
 /// The blob store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     backend: Backend,
+    /// Small local blobs read recently.
+    kept: Arc<Kept>,
     /// When [`BlobStore::check`] last succeeded, for [`BlobStore::check_recent`].
     last_ok: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
@@ -80,6 +154,7 @@ impl BlobStore {
         };
         Ok(Self {
             backend,
+            kept: Arc::default(),
             last_ok: std::sync::Arc::default(),
         })
     }
@@ -92,6 +167,7 @@ impl BlobStore {
     /// Starts writing a blob under `name`, replacing any blob of that name once committed
     /// (a copy of another store's blob, for `backup`).
     pub async fn create_named(&self, name: &BlobName) -> io::Result<BlobWriter> {
+        self.kept.forget(name);
         let name = name.clone();
         let inner = match &self.backend {
             Backend::Files(f) => Inner::File(f.create(&name).await?),
@@ -106,6 +182,9 @@ impl BlobStore {
 
     /// The first `len` bytes of a committed blob (fewer if it is shorter).
     pub async fn read_head(&self, name: &BlobName, len: usize) -> io::Result<Vec<u8>> {
+        if let Some(bytes) = self.kept.get(name) {
+            return Ok(bytes[..len.min(bytes.len())].to_vec());
+        }
         match &self.backend {
             Backend::Files(f) => f.read_head(name, len).await,
             Backend::S3(s) => s.read_head(name, len).await,
@@ -114,14 +193,32 @@ impl BlobStore {
 
     /// A committed blob's bytes from `offset` to its end, streamed.
     pub async fn read_from(&self, name: &BlobName, offset: u64) -> io::Result<BlobReader> {
+        if let Some(bytes) = self.kept.get(name) {
+            let from = usize::try_from(offset).map_or(bytes.len(), |o| o.min(bytes.len()));
+            return Ok(Box::pin(io::Cursor::new(bytes.slice(from..))));
+        }
         match &self.backend {
-            Backend::Files(f) => f.read_from(name, offset).await,
+            Backend::Files(f) => {
+                let (file, first) = f.read_from(name, offset).await?;
+                let first = io::Cursor::new(Bytes::from(first));
+                Ok(match file {
+                    // The whole blob: kept, if it was read from its start.
+                    None => {
+                        if offset == 0 {
+                            self.kept.put(name, first.get_ref().clone());
+                        }
+                        Box::pin(first)
+                    }
+                    Some(file) => Box::pin(first.chain(tokio::fs::File::from_std(file))),
+                })
+            }
             Backend::S3(s) => s.read_from(name, offset).await,
         }
     }
 
     /// Removes a blob; removing one that is already gone is not an error.
     pub async fn delete(&self, name: &BlobName) -> io::Result<()> {
+        self.kept.forget(name);
         match &self.backend {
             Backend::Files(f) => f.delete(name).await,
             Backend::S3(s) => s.delete(name).await,

@@ -326,14 +326,20 @@ impl Sequencer {
         events: Vec<(Option<Staged>, Option<ReadClaim>)>,
     ) -> Result<Vec<Claim>, StoreError> {
         let now = self.clock.now_ms();
-        let mut tx = self.store.begin().await?;
-        let (mut seq, mut head) = tx.lock_audit_head().await?;
-        let memo = self.take_memo(seq, &head);
+        let mut tx = self.store.begin_audit().await?;
         // Staged by committed changes (in their own transactions): chained first, in the
         // order they committed, and taken out of the outbox in this same transaction.
-        let (staged, mark) = match &memo {
-            Some(m) => (tx.take_audit_outbox(MAX_BATCH).await?, m.mark),
-            None => tx.take_audit_outbox_and_mark(MAX_BATCH).await?,
+        let start = tx
+            .start_audit_batch(MAX_BATCH, |seq, head| !self.memo_holds(seq, head))
+            .await?;
+        let (mut seq, mut head, staged) = (start.seq, start.head, start.staged);
+        let memo = self.take_memo(seq, &head);
+        let mark = match (&memo, start.mark) {
+            (_, Some(read)) => read,
+            (Some(m), None) => m.mark,
+            // Not read because the memo held a moment ago; it cannot have changed since
+            // (the head is locked), but read it rather than assume.
+            (None, None) => tx.last_checkpoint_mark().await?,
         };
         if staged.is_empty() && events.iter().all(|(e, _)| e.is_none()) {
             self.keep_memo(memo);
@@ -477,6 +483,14 @@ impl Sequencer {
     fn take_memo(&self, seq: i64, head: &[u8]) -> Option<Memo> {
         let memo = self.memo.lock().ok()?.take()?;
         (memo.seq == seq && memo.head == head && memo.checked.elapsed() < MEMO_FOR).then_some(memo)
+    }
+
+    /// Whether the memo describes this head (without taking it).
+    fn memo_holds(&self, seq: i64, head: &[u8]) -> bool {
+        self.memo.lock().is_ok_and(|m| {
+            m.as_ref()
+                .is_some_and(|m| m.seq == seq && m.head == head && m.checked.elapsed() < MEMO_FOR)
+        })
     }
 
     fn keep_memo(&self, memo: Option<Memo>) {

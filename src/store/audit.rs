@@ -267,6 +267,19 @@ fn days_upsert(values: &str) -> String {
     )
 }
 
+/// What an audit batch starts from ([`Tx::start_audit_batch`]).
+#[derive(Debug)]
+pub struct BatchStart {
+    /// The head's sequence number.
+    pub seq: i64,
+    /// The head's hash.
+    pub head: Vec<u8>,
+    /// The staged events taken from the outbox, in the order they were staged.
+    pub staged: Vec<String>,
+    /// The newest checkpoint's `(seq, at)` (inner `None`: there is none), if it was read.
+    pub mark: Option<Option<(i64, i64)>>,
+}
+
 /// A UTC day in milliseconds: the unit of the per-day counts.
 const DAY_MS: i64 = 86_400_000;
 
@@ -690,38 +703,65 @@ impl Tx {
         })
     }
 
-    /// Takes the staged events ([`Tx::take_audit_outbox`]) and reads the newest
-    /// checkpoint's `(seq, at)` ([`Tx::last_checkpoint_mark`]). On PostgreSQL one
-    /// statement does both, with one snapshot taken after the head's lock (so it sees every
-    /// batch committed before it, on any node); on SQLite the write lock is held from
-    /// `BEGIN IMMEDIATE` and the two are plain statements.
-    pub async fn take_audit_outbox_and_mark(
+    /// The start of an audit batch in a [`Store::begin_audit`] transaction: the head, the
+    /// staged events taken ([`Tx::take_audit_outbox`]) and, when `mark_needed` says so for
+    /// that head, the newest checkpoint's `(seq, at)`. On PostgreSQL one statement (the
+    /// head's lock is already held, so its snapshot sees every batch committed before);
+    /// on SQLite plain statements under the write lock.
+    pub async fn start_audit_batch(
         &mut self,
         limit: usize,
-    ) -> Result<(Vec<String>, Option<(i64, i64)>), StoreError> {
+        mark_needed: impl FnOnce(i64, &[u8]) -> bool,
+    ) -> Result<BatchStart, StoreError> {
         let super::OnEngine::Postgres(c) = self else {
+            let (seq, head) = self.lock_audit_head().await?;
             let staged = self.take_audit_outbox(limit).await?;
-            return Ok((staged, self.last_checkpoint_mark().await?));
+            let mark = if mark_needed(seq, &head) {
+                Some(self.last_checkpoint_mark().await?)
+            } else {
+                None
+            };
+            return Ok(BatchStart {
+                seq,
+                head,
+                staged,
+                mark,
+            });
         };
         const SQL: &str = "WITH taken AS (DELETE FROM audit_outbox WHERE id IN \
             (SELECT id FROM audit_outbox ORDER BY id LIMIT $1) RETURNING id, event) \
-            SELECT id, event, NULL::BIGINT, NULL::BIGINT FROM taken \
-            UNION ALL SELECT NULL, NULL, seq, at FROM \
-            (SELECT seq, at FROM audit_checkpoints ORDER BY seq DESC LIMIT 1) AS newest";
-        type Row = (Option<i64>, Option<String>, Option<i64>, Option<i64>);
+            SELECT id, event, NULL::BIGINT, NULL::BIGINT, NULL::BYTEA FROM taken \
+            UNION ALL SELECT NULL, NULL, seq, at, NULL FROM \
+            (SELECT seq, at FROM audit_checkpoints ORDER BY seq DESC LIMIT 1) AS newest \
+            UNION ALL SELECT NULL, NULL, seq, NULL, hash FROM audit_head WHERE id = 1";
+        type Row = (
+            Option<i64>,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+            Option<Vec<u8>>,
+        );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows: Vec<Row> = sqlx::query_as(SQL).bind(limit).fetch_all(&mut **c).await?;
         let mut staged = Vec::new();
         let mut mark = None;
+        let mut head = None;
         for row in rows {
             match row {
-                (Some(id), Some(event), _, _) => staged.push((id, event)),
-                (_, _, Some(seq), Some(at)) => mark = Some((seq, at)),
+                (Some(id), Some(event), _, _, _) => staged.push((id, event)),
+                (_, _, Some(seq), Some(at), None) => mark = Some((seq, at)),
+                (_, _, Some(seq), None, Some(hash)) => head = Some((seq, hash)),
                 _ => {}
             }
         }
+        let (seq, head) = head.ok_or(StoreError::NotFound)?;
         staged.sort_by_key(|(id, _)| *id);
-        Ok((staged.into_iter().map(|(_, e)| e).collect(), mark))
+        Ok(BatchStart {
+            seq,
+            head,
+            staged: staged.into_iter().map(|(_, e)| e).collect(),
+            mark: Some(mark),
+        })
     }
 
     /// Writes a batch: its events, the tree hashes they add, the per-day counts, and the

@@ -300,6 +300,20 @@ impl Store {
         })
     }
 
+    /// A transaction for an audit batch, holding the trail's head: on SQLite `BEGIN
+    /// IMMEDIATE` (the write lock), on PostgreSQL the head's row locked in the same round
+    /// trip as `BEGIN` (two statements in one simple query), so the batch's next statement
+    /// already sees every batch committed before it, on any node.
+    pub async fn begin_audit(&self) -> Result<Tx, StoreError> {
+        Ok(match &self.pool {
+            OnEngine::Sqlite(p) => OnEngine::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            OnEngine::Postgres(p) => OnEngine::Postgres(
+                p.begin_with("BEGIN; SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE")
+                    .await?,
+            ),
+        })
+    }
+
     /// Closes every connection (graceful shutdown).
     pub async fn close(&self) {
         on_engine!(&self.pool, p => p.close().await);

@@ -319,6 +319,13 @@ struct GrantedDocument {
     pseudonym: String,
 }
 
+/// Where a read's load came from: the presented key's hash, and whether the load was kept
+/// rather than read just now (see [`load`]).
+struct Source {
+    key_hash: Vec<u8>,
+    cached: bool,
+}
+
 async fn open(
     ctx: &Context,
     caller: &Caller<'_>,
@@ -326,8 +333,7 @@ async fn open(
     grant_id: GrantId,
     doc_id: DocumentId,
     loaded: Option<GrantLoad>,
-    key_hash: Vec<u8>,
-    cached: bool,
+    source: Source,
 ) -> Result<GrantedDocument, Error> {
     let objects = [doc_id.to_string()];
     let (grant, pseudonym, document) = match loaded {
@@ -386,11 +392,11 @@ async fn open(
     let meta: Meta = serde_json::from_slice(&json).map_err(|e| Error::Internal(e.into()))?;
     Ok(GrantedDocument {
         cover: ReadCover {
-            key_hash,
+            key_hash: source.key_hash,
             document: doc.id,
             version: doc.current_version,
         },
-        cached,
+        cached: source.cached,
         grant,
         doc,
         version_created_at,
@@ -474,10 +480,8 @@ async fn read_from(
         ..
     } = load(ctx, request, grant_id, doc_id, fresh).await?;
     let caller = &request.caller(&agency);
-    let o = open(
-        ctx, caller, ACTION, grant_id, doc_id, grant, key_hash, cached,
-    )
-    .await?;
+    let source = Source { key_hash, cached };
+    let o = open(ctx, caller, ACTION, grant_id, doc_id, grant, source).await?;
     let tier = o.grant.tier;
     let granted: Option<Vec<String>> = match tier {
         Tier::Verify => None,
@@ -589,10 +593,8 @@ async fn read_file_from(
         ..
     } = load(ctx, request, grant_id, doc_id, fresh).await?;
     let caller = &request.caller(&agency);
-    let o = open(
-        ctx, caller, ACTION, grant_id, doc_id, grant, key_hash, cached,
-    )
-    .await?;
+    let source = Source { key_hash, cached };
+    let o = open(ctx, caller, ACTION, grant_id, doc_id, grant, source).await?;
     let tier = o.grant.tier;
     if tier != Tier::Full {
         return Err(refuse(

@@ -76,10 +76,13 @@ pub const KEPT_BYTES: usize = 32 * 1024 * 1024;
 /// How long a small blob is kept after it was read.
 pub const KEPT_FOR: Duration = Duration::from_secs(60);
 
-/// Small blobs read recently (see the module's documentation).
+/// Kept blobs by name, with when each was kept.
+type KeptBlobs = HashMap<BlobName, (Instant, Bytes)>;
+
+/// Small blobs read recently (see the module's documentation), and their total size.
 #[derive(Default)]
 struct Kept {
-    blobs: Mutex<(HashMap<BlobName, (Instant, Bytes)>, usize)>,
+    blobs: Mutex<(KeptBlobs, usize)>,
 }
 
 impl std::fmt::Debug for Kept {
@@ -183,7 +186,7 @@ impl BlobStore {
     /// The first `len` bytes of a committed blob (fewer if it is shorter).
     pub async fn read_head(&self, name: &BlobName, len: usize) -> io::Result<Vec<u8>> {
         if let Some(bytes) = self.kept.get(name) {
-            return Ok(bytes[..len.min(bytes.len())].to_vec());
+            return Ok(bytes.iter().take(len).copied().collect());
         }
         match &self.backend {
             Backend::Files(f) => f.read_head(name, len).await,

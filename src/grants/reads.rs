@@ -454,9 +454,19 @@ pub async fn read(
     doc_id: DocumentId,
     only: Option<&[String]>,
 ) -> Result<Disclosure, Error> {
-    match read_from(ctx, request, grant_id, doc_id, only, false).await? {
-        Some(disclosure) => Ok(disclosure),
-        None => read_from(ctx, request, grant_id, doc_id, only, true)
+    kept_then_fresh(|fresh| read_from(ctx, request, grant_id, doc_id, only, fresh)).await
+}
+
+/// Runs a read from a kept load, and once more from the database if what was kept turned
+/// out stale (nothing was recorded or sent the first time).
+async fn kept_then_fresh<T, F, Fut>(attempt: F) -> Result<T, Error>
+where
+    F: Fn(bool) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, Error>>,
+{
+    match attempt(false).await? {
+        Some(done) => Ok(done),
+        None => attempt(true)
             .await?
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("a fresh read was answered as stale"))),
     }
@@ -566,12 +576,7 @@ pub async fn read_file(
     doc_id: DocumentId,
     decide: impl Fn(&FileInfo) -> Delivery,
 ) -> Result<FileStream, Error> {
-    match read_file_from(ctx, request, grant_id, doc_id, &decide, false).await? {
-        Some(opened) => Ok(opened),
-        None => read_file_from(ctx, request, grant_id, doc_id, &decide, true)
-            .await?
-            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a fresh read was answered as stale"))),
-    }
+    kept_then_fresh(|fresh| read_file_from(ctx, request, grant_id, doc_id, &decide, fresh)).await
 }
 
 /// One attempt at [`read_file`]; `None` when a kept load turned out stale (nothing

@@ -189,6 +189,20 @@ macro_rules! bind_event {
     }};
 }
 
+/// Binds one per-day count (its [`DayKey`], then the count) to `$q`, as [`days_upsert`]
+/// takes them.
+macro_rules! bind_day {
+    ($q:expr, $day:expr) => {{
+        let ((day, kind, actor, action, outcome), n): &(DayKey<'_>, i64) = $day;
+        $q.bind(*day)
+            .bind(*kind)
+            .bind(*actor)
+            .bind(*action)
+            .bind(*outcome)
+            .bind(*n)
+    }};
+}
+
 /// A key of `audit_daily`: UTC day, actor kind, actor (`""` for none), action, outcome.
 type DayKey<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
 
@@ -241,14 +255,8 @@ async fn write_sqlite_batch(
     for e in rows {
         q = q.bind(e.seq).bind(&e.body).bind(&e.prev_hash).bind(&e.hash);
     }
-    for ((day, kind, actor, action, outcome), n) in &days {
-        q = q
-            .bind(*day)
-            .bind(*kind)
-            .bind(*actor)
-            .bind(*action)
-            .bind(*outcome)
-            .bind(*n);
+    for day in &days {
+        q = bind_day!(q, day);
     }
     for (i, h) in tree {
         q = q
@@ -826,14 +834,8 @@ impl Tx {
                 .bind(i64::try_from(*i).unwrap_or(i64::MAX))
                 .bind(h.to_vec());
         }
-        for ((day, kind, actor, action, outcome), n) in &days {
-            q = q
-                .bind(*day)
-                .bind(*kind)
-                .bind(*actor)
-                .bind(*action)
-                .bind(*outcome)
-                .bind(*n);
+        for day in &days {
+            q = bind_day!(q, day);
         }
         q.bind(seq).bind(head).execute(&mut **c).await?;
         Ok(())
@@ -912,8 +914,8 @@ impl Tx {
             let sql = days_upsert(&super::placeholders(sqlite, chunk.len(), 6));
             on_engine!(self, c => {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for ((day, kind, actor, action, outcome), n) in chunk {
-                    q = q.bind(*day).bind(*kind).bind(*actor).bind(*action).bind(*outcome).bind(*n);
+                for day in chunk {
+                    q = bind_day!(q, day);
                 }
                 q.execute(&mut **c).await?;
             });

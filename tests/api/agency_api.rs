@@ -864,7 +864,12 @@ async fn keys_rotate_and_agencies_are_disabled(backend: Backend) {
     let new_key = custodia::agencies::rotate_key(&app.state, id, std::time::Duration::ZERO)
         .await
         .unwrap();
+    // The node still holds what it loaded for the old key a moment ago: the read's claim
+    // finds the key ended, nothing is recorded for that attempt, and the fresh look
+    // refuses it exactly as before (an unknown key leaves no record).
+    let head = app.state.store.audit_head().await.unwrap().0;
     all_answer(&old, 401).await;
+    assert_eq!(app.state.store.audit_head().await.unwrap().0, head);
     agency.key = new_key.to_string();
     all_answer(&agency, 200).await;
 

@@ -239,7 +239,8 @@ enum AgencyCommand {
         #[arg(long)]
         issuer: bool,
         /// The issuer's Ed25519 public key, base64url (with --issuer).
-        #[arg(long, requires = "issuer")]
+        // A base64url key may begin with `-`: it is a value, not an option.
+        #[arg(long, requires = "issuer", allow_hyphen_values = true)]
         issuer_key: Option<String>,
         /// The document types the issuer may deposit, comma-separated catalog ids (with
         /// --issuer). An issuer without types deposits nothing until set-issuer-types.
@@ -280,6 +281,8 @@ enum AgencyCommand {
         /// The agency's id.
         id: crate::ids::AgencyId,
         /// The public key, base64url.
+        // A base64url key may begin with `-`: it is a value, not an option.
+        #[arg(allow_hyphen_values = true)]
         key: String,
     },
     /// Set the document types an issuer may deposit (replaces the list it had).
@@ -298,7 +301,8 @@ enum AgencyCommand {
         #[arg(long)]
         compromised_since: String,
         /// The key to revoke, base64url (default: the current key).
-        #[arg(long)]
+        // A base64url key may begin with `-`: it is a value, not an option.
+        #[arg(long, allow_hyphen_values = true)]
         key: Option<String>,
     },
 }
@@ -717,9 +721,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_trusted_key_may_begin_with_a_hyphen() {
+    fn a_key_may_begin_with_a_hyphen() {
         // base64url keys are random: about one in 32 begins with `-`.
+        let id = "0192f2a4-7c1e-7000-8000-000000000001";
         for args in [
+            &["custodia", "agency", "set-issuer-key", id, "-_k3y"][..],
+            &[
+                "custodia",
+                "agency",
+                "create",
+                "--name",
+                "x",
+                "--level",
+                "county",
+                "--issuer",
+                "--issuer-key",
+                "-_k3y",
+            ],
+            &[
+                "custodia",
+                "agency",
+                "revoke-issuer-key",
+                id,
+                "--compromised-since",
+                "2026-01-01T00:00:00Z",
+                "--key",
+                "-_k3y",
+            ],
             &[
                 "custodia",
                 "audit",

@@ -270,6 +270,13 @@ struct Memo {
     mark: Option<(i64, i64)>,
 }
 
+impl Memo {
+    /// Whether this is still the trail at `seq` with `head`, checked recently enough.
+    fn describes(&self, seq: i64, head: &[u8]) -> bool {
+        self.seq == seq && self.head == head && self.checked.elapsed() < MEMO_FOR
+    }
+}
+
 impl Sequencer {
     async fn run(self, mut rx: mpsc::Receiver<Pending>) {
         // What changes staged before a crash or on another node is chained at once.
@@ -482,15 +489,14 @@ impl Sequencer {
     /// describes.
     fn take_memo(&self, seq: i64, head: &[u8]) -> Option<Memo> {
         let memo = self.memo.lock().ok()?.take()?;
-        (memo.seq == seq && memo.head == head && memo.checked.elapsed() < MEMO_FOR).then_some(memo)
+        memo.describes(seq, head).then_some(memo)
     }
 
     /// Whether the memo describes this head (without taking it).
     fn memo_holds(&self, seq: i64, head: &[u8]) -> bool {
-        self.memo.lock().is_ok_and(|m| {
-            m.as_ref()
-                .is_some_and(|m| m.seq == seq && m.head == head && m.checked.elapsed() < MEMO_FOR)
-        })
+        self.memo
+            .lock()
+            .is_ok_and(|m| m.as_ref().is_some_and(|m| m.describes(seq, head)))
     }
 
     fn keep_memo(&self, memo: Option<Memo>) {

@@ -319,6 +319,37 @@ struct GrantedDocument {
     pseudonym: String,
 }
 
+/// Authenticates a read ([`load`]) and opens the document it names ([`open`]): the
+/// agency, and what it may read.
+async fn prepare(
+    ctx: &Context,
+    request: &ReadRequest<'_>,
+    action: crate::audit::Action,
+    grant_id: GrantId,
+    doc_id: DocumentId,
+    fresh: bool,
+) -> Result<(AgencyRow, GrantedDocument), Error> {
+    let ReadLoad {
+        agency,
+        grant,
+        key_hash,
+        cached,
+        ..
+    } = load(ctx, request, grant_id, doc_id, fresh).await?;
+    let source = Source { key_hash, cached };
+    let opened = open(
+        ctx,
+        &request.caller(&agency),
+        action,
+        grant_id,
+        doc_id,
+        grant,
+        source,
+    )
+    .await?;
+    Ok((agency, opened))
+}
+
 /// Where a read's load came from: the presented key's hash, and whether the load was kept
 /// rather than read just now (see [`load`]).
 struct Source {
@@ -482,16 +513,8 @@ async fn read_from(
     fresh: bool,
 ) -> Result<Option<Disclosure>, Error> {
     const ACTION: crate::audit::Action = crate::audit::Action::DocumentRead;
-    let ReadLoad {
-        agency,
-        grant,
-        key_hash,
-        cached,
-        ..
-    } = load(ctx, request, grant_id, doc_id, fresh).await?;
+    let (agency, o) = prepare(ctx, request, ACTION, grant_id, doc_id, fresh).await?;
     let caller = &request.caller(&agency);
-    let source = Source { key_hash, cached };
-    let o = open(ctx, caller, ACTION, grant_id, doc_id, grant, source).await?;
     let tier = o.grant.tier;
     let granted: Option<Vec<String>> = match tier {
         Tier::Verify => None,
@@ -590,16 +613,8 @@ async fn read_file_from(
     fresh: bool,
 ) -> Result<Option<FileStream>, Error> {
     const ACTION: crate::audit::Action = crate::audit::Action::DocumentFile;
-    let ReadLoad {
-        agency,
-        grant,
-        key_hash,
-        cached,
-        ..
-    } = load(ctx, request, grant_id, doc_id, fresh).await?;
+    let (agency, o) = prepare(ctx, request, ACTION, grant_id, doc_id, fresh).await?;
     let caller = &request.caller(&agency);
-    let source = Source { key_hash, cached };
-    let o = open(ctx, caller, ACTION, grant_id, doc_id, grant, source).await?;
     let tier = o.grant.tier;
     if tier != Tier::Full {
         return Err(refuse(

@@ -223,6 +223,10 @@ fn day_counts(rows: &[AuditRow]) -> Vec<(DayKey<'_>, i64)> {
 }
 
 /// The upsert that adds counts to `audit_daily`, around its `VALUES` rows.
+/// An SQLite insert of events (the stored bytes and hashes; every other column is computed
+/// from the bytes), before its rows of placeholders.
+const SQLITE_EVENTS_INSERT: &str = "INSERT INTO audit_events (seq, body, prev_hash, hash) VALUES ";
+
 /// [`Tx::write_audit_batch`] on SQLite: every part a statement of one query (plain `?`
 /// placeholders, bound in order across the statements), so one hand-off to the driver's
 /// thread. Events 32 to a statement, as [`Tx::insert_audit_events`] writes them.
@@ -236,7 +240,7 @@ async fn write_sqlite_batch(
     let days = day_counts(rows);
     let mut sql = String::new();
     for chunk in rows.chunks(32) {
-        sql.push_str("INSERT INTO audit_events (seq, body, prev_hash, hash) VALUES ");
+        sql.push_str(SQLITE_EVENTS_INSERT);
         sql.push_str(&super::placeholders(true, chunk.len(), 4));
         sql.push_str(";\n");
     }
@@ -245,7 +249,7 @@ async fn write_sqlite_batch(
         sql.push_str(";\n");
     }
     for chunk in tree.chunks(400) {
-        sql.push_str("INSERT INTO audit_tree (idx, hash) VALUES ");
+        sql.push_str(super::audit_tree::TREE_INSERT);
         sql.push_str(&super::placeholders(true, chunk.len(), 2));
         sql.push_str(";\n");
     }
@@ -880,7 +884,7 @@ impl Tx {
             match self {
                 super::OnEngine::Sqlite(c) => {
                     let sql = format!(
-                        "INSERT INTO audit_events (seq, body, prev_hash, hash) VALUES {}",
+                        "{SQLITE_EVENTS_INSERT}{}",
                         super::placeholders(true, chunk.len(), 4)
                     );
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));

@@ -64,6 +64,9 @@ impl Store {
     }
 }
 
+/// An insert of stored tree hashes, before its rows of placeholders.
+pub(super) const TREE_INSERT: &str = "INSERT INTO audit_tree (idx, hash) VALUES ";
+
 impl Tx {
     /// The stored hashes at `indexes` (those present), inside this transaction.
     pub async fn tree_hashes(&mut self, indexes: &[u64]) -> Result<TreeHashes, StoreError> {
@@ -84,7 +87,7 @@ impl Tx {
         let sqlite = matches!(self, super::OnEngine::Sqlite(_));
         for chunk in hashes.chunks(400) {
             let sql = format!(
-                "INSERT INTO audit_tree (idx, hash) VALUES {}",
+                "{TREE_INSERT}{}",
                 super::placeholders(sqlite, chunk.len(), 2)
             );
             on_engine!(self, c => {

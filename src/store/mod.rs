@@ -21,6 +21,7 @@ pub mod documents;
 pub mod emergencies;
 pub mod enrolment;
 pub mod grants;
+mod kept;
 pub mod oversight;
 pub mod reads;
 pub mod requests;
@@ -151,7 +152,7 @@ impl From<sqlx::Error> for StoreError {
 pub struct Store {
     pool: OnEngine<SqlitePool, PgPool>,
     /// Recent complete read loads ([`reads::ReadCache`]).
-    read_cache: reads::SharedReadCache,
+    read_cache: std::sync::Arc<reads::ReadCache>,
 }
 
 impl Store {
@@ -206,7 +207,7 @@ impl Store {
         };
         Ok(Self {
             pool,
-            read_cache: reads::SharedReadCache::default(),
+            read_cache: std::sync::Arc::new(reads::read_cache()),
         })
     }
 

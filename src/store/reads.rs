@@ -15,9 +15,7 @@
 //! disabled agency, a deleted or replaced document that committed before the batch stops
 //! the read there, on every node — and the read is then tried afresh from the database.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::ids::{AgencyId, CitizenId, DocumentId, GrantId};
 use crate::on_engine;
@@ -25,6 +23,7 @@ use crate::on_engine;
 use super::agencies::AgencyRow;
 use super::documents::DocumentRow;
 use super::grants::GrantRow;
+use super::kept::Kept;
 use super::{Store, StoreError};
 
 /// The presented key, its agency, and the grant the request names if it is that agency's.
@@ -39,7 +38,7 @@ pub struct ReadLoad {
     /// The grant, if it exists and is this agency's.
     pub grant: Option<GrantLoad>,
     /// Whether this came from the cache rather than the database just now: its read's
-    /// claim then answers [`crate::store::Claimed::Stale`] instead of a refusal when what
+    /// claim then answers "stale" instead of a refusal when what
     /// it says no longer holds, and the read is tried again afresh.
     pub cached: bool,
 }
@@ -49,21 +48,13 @@ pub const CACHE_TTL: Duration = Duration::from_secs(2);
 /// How many loads are kept at most.
 const CACHE_CAPACITY: usize = 4096;
 
-type CacheKey = (Vec<u8>, GrantId, DocumentId);
-
 /// Recent complete loads, by presented key hash, grant and document. Bounded in count and
 /// age; emptied whenever this node destroys keys ([`Store::scrub`]).
-#[derive(Default)]
-pub(crate) struct ReadCache {
-    entries: Mutex<HashMap<CacheKey, (Instant, ReadLoad)>>,
-}
+pub(crate) type ReadCache = Kept<(Vec<u8>, GrantId, DocumentId), ReadLoad>;
 
-impl std::fmt::Debug for ReadCache {
-    // The loads hold key wraps: only their number is shown.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kept = self.entries.lock().map_or(0, |e| e.len());
-        write!(f, "ReadCache({kept} kept)")
-    }
+/// An empty [`ReadCache`].
+pub(crate) fn read_cache() -> ReadCache {
+    Kept::new(CACHE_TTL, CACHE_CAPACITY, |_| 1)
 }
 
 /// What a read's claim holds true besides the grant being live: the key it was made with
@@ -79,46 +70,6 @@ pub struct ReadCover {
     pub version: i32,
 }
 
-impl ReadCache {
-    fn get(&self, key: &CacheKey) -> Option<ReadLoad> {
-        let mut entries = self.entries.lock().ok()?;
-        match entries.get(key) {
-            Some((at, load)) if at.elapsed() < CACHE_TTL => Some(load.clone()),
-            Some(_) => {
-                entries.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn put(&self, key: CacheKey, load: &ReadLoad) {
-        let Ok(mut entries) = self.entries.lock() else {
-            return;
-        };
-        if entries.len() >= CACHE_CAPACITY {
-            entries.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
-            if entries.len() >= CACHE_CAPACITY {
-                entries.clear();
-            }
-        }
-        entries.insert(key, (Instant::now(), load.clone()));
-    }
-
-    fn remove(&self, key: &CacheKey) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(key);
-        }
-    }
-
-    /// Forgets every kept load.
-    pub(crate) fn clear(&self) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
-        }
-    }
-}
-
 impl ReadLoad {
     /// A load worth keeping: an enabled agency's key, its grant, a live document of the
     /// grant's citizen and the grant's wrap of the document's current version.
@@ -131,9 +82,6 @@ impl ReadLoad {
                 .is_some_and(|d| d.wrapped_key.is_some() && d.meta_enc.is_some())
     }
 }
-
-/// Shared by every clone of a [`Store`].
-pub(crate) type SharedReadCache = Arc<ReadCache>;
 
 /// A grant as loaded for a read.
 #[derive(Debug, Clone)]
@@ -290,11 +238,11 @@ impl Store {
         });
         match loaded {
             Some(load) if load.complete() => {
-                self.read_cache.put(key, &load);
+                self.read_cache.put(key, load.clone());
                 Ok(Some(load))
             }
             other => {
-                self.read_cache.remove(&key);
+                self.read_cache.forget(&key);
                 Ok(other)
             }
         }

@@ -17,6 +17,7 @@ both_backends!(
     reads_are_counted_and_a_grant_is_exhausted,
     concurrent_reads_never_pass_the_limit,
     keys_rotate_and_agencies_are_disabled,
+    what_a_node_kept_never_outlives_a_change_made_elsewhere,
     a_read_whose_record_cannot_be_written_sends_nothing,
     the_typed_client_walks_the_guide,
 );
@@ -887,6 +888,52 @@ async fn keys_rotate_and_agencies_are_disabled(backend: Backend) {
     // Disabled: refused at once, on every route.
     custodia::agencies::disable(&app.state, id).await.unwrap();
     all_answer(&agency, 401).await;
+}
+
+/// A node keeps what a read loaded for a moment; a change another node commits meanwhile
+/// (here a deletion, written to the database as another node would, without telling this
+/// node) still stops the next read here: its claim in the audit batch finds the document
+/// gone, nothing is recorded for that attempt, and the fresh look refuses and records it.
+async fn what_a_node_kept_never_outlives_a_change_made_elsewhere(backend: Backend) {
+    let (_env, app) = spawn_app(backend).await;
+    let agency = Agency::create(&app, "记忆局", Level::County).await;
+    let c = Citizen::register(&app, &national_id(227), "Kept").await;
+    let doc = licence(&c, "记忆公司", Some(pdf_bytes(5_000, "kept"))).await;
+    let g = grant(
+        &c,
+        &agency,
+        json!({ "document_ids": [doc], "tier": "full", "purpose": "核验" }),
+    )
+    .await;
+    let file = format!("/api/v1/grants/{g}/documents/{doc}/file");
+    assert_eq!(agency.read(&file).await.status(), 200);
+
+    execute(&app, "UPDATE documents SET deleted_at = 1")
+        .await
+        .unwrap();
+    let head = app.state.store.audit_head().await.unwrap().0;
+    // As curl or a browser resumes a download.
+    let resumed = agency
+        .http
+        .get(format!("{}{file}", agency.base))
+        .bearer_auth(&agency.key)
+        .header("x-officer-id", "officer-7")
+        .header("x-case-id", "CASE-2026-001")
+        .header("range", "bytes=0-")
+        .header("accept-encoding", "gzip, deflate, br, zstd")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resumed, 404).await;
+    assert_eq!(
+        app.state.store.audit_head().await.unwrap().0,
+        head + 1,
+        "one record: the refusal, none for the attempt from what was kept"
+    );
+    let fields = agency
+        .read(&format!("/api/v1/grants/{g}/documents/{doc}"))
+        .await;
+    assert_problem(fields, 404).await;
 }
 
 async fn a_read_whose_record_cannot_be_written_sends_nothing(backend: Backend) {

@@ -19,15 +19,15 @@
 mod files;
 mod s3;
 
-use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 
+use super::kept::Kept;
 use crate::config::BlobLocation;
 
 /// A blob's name: 32 lower-case hex digits.
@@ -76,73 +76,12 @@ pub const KEPT_BYTES: usize = 32 * 1024 * 1024;
 /// How long a small blob is kept after it was read.
 pub const KEPT_FOR: Duration = Duration::from_secs(60);
 
-/// Kept blobs by name, with when each was kept.
-type KeptBlobs = HashMap<BlobName, (Instant, Bytes)>;
-
-/// Small blobs read recently (see the module's documentation), and their total size.
-#[derive(Default)]
-struct Kept {
-    blobs: Mutex<(KeptBlobs, usize)>,
-}
-
-impl std::fmt::Debug for Kept {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kept = self.blobs.lock().map_or(0, |b| b.0.len());
-        write!(f, "Kept({kept} blobs)")
-    }
-}
-
-impl Kept {
-    fn get(&self, name: &BlobName) -> Option<Bytes> {
-        let mut guard = self.blobs.lock().ok()?;
-        let (blobs, total) = &mut *guard;
-        match blobs.get(name) {
-            Some((at, bytes)) if at.elapsed() < KEPT_FOR => Some(bytes.clone()),
-            Some(_) => {
-                if let Some((_, gone)) = blobs.remove(name) {
-                    *total -= gone.len();
-                }
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn put(&self, name: &BlobName, bytes: Bytes) {
-        let Ok(mut guard) = self.blobs.lock() else {
-            return;
-        };
-        let (blobs, total) = &mut *guard;
-        if *total + bytes.len() > KEPT_BYTES {
-            blobs.retain(|_, (at, _)| at.elapsed() < KEPT_FOR);
-            *total = blobs.values().map(|(_, b)| b.len()).sum();
-            if *total + bytes.len() > KEPT_BYTES {
-                blobs.clear();
-                *total = 0;
-            }
-        }
-        *total += bytes.len();
-        if let Some((_, old)) = blobs.insert(name.clone(), (Instant::now(), bytes)) {
-            *total -= old.len();
-        }
-    }
-
-    fn forget(&self, name: &BlobName) {
-        if let Ok(mut guard) = self.blobs.lock() {
-            let (blobs, total) = &mut *guard;
-            if let Some((_, gone)) = blobs.remove(name) {
-                *total -= gone.len();
-            }
-        }
-    }
-}
-
 /// The blob store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     backend: Backend,
     /// Small local blobs read recently.
-    kept: Arc<Kept>,
+    kept: Arc<Kept<BlobName, Bytes>>,
     /// When [`BlobStore::check`] last succeeded, for [`BlobStore::check_recent`].
     last_ok: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
@@ -157,7 +96,7 @@ impl BlobStore {
         };
         Ok(Self {
             backend,
-            kept: Arc::default(),
+            kept: Arc::new(Kept::new(KEPT_FOR, KEPT_BYTES, Bytes::len)),
             last_ok: std::sync::Arc::default(),
         })
     }
@@ -208,7 +147,7 @@ impl BlobStore {
                     // The whole blob: kept, if it was read from its start.
                     None => {
                         if offset == 0 {
-                            self.kept.put(name, first.get_ref().clone());
+                            self.kept.put(name.clone(), first.get_ref().clone());
                         }
                         Box::pin(first)
                     }

@@ -1,7 +1,7 @@
 //! Single-message encryption: `0x01 ‖ nonce(12) ‖ AES-256-GCM(ciphertext ‖ tag)`.
 
+use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
@@ -36,7 +36,7 @@ pub(crate) fn seal_with_nonce(
     // AES-GCM encryption only fails for plaintexts over 64 GiB, which no caller builds in
     // memory; an empty output then fails to open rather than panicking here.
     if let Ok(ct) = cipher.encrypt(
-        Nonce::from_slice(nonce),
+        &(*nonce).into(),
         Payload {
             msg: plaintext,
             aad: &full_aad,
@@ -61,11 +61,12 @@ pub fn open(
         return Err(CryptoError::Truncated);
     }
     let (nonce, ct) = rest.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Truncated)?;
     let cipher = Aes256Gcm::new(key.expose().into());
     let full_aad = versioned_aad(aad);
     cipher
         .decrypt(
-            Nonce::from_slice(nonce),
+            &nonce.into(),
             Payload {
                 msg: ct,
                 aad: &full_aad,
@@ -87,23 +88,23 @@ fn versioned_aad(aad: &Aad) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::DataKey;
-    use aes_gcm::aead::AeadInPlace;
+    use aes_gcm::aead::AeadInOut;
 
     /// AES-256-GCM known answers, McGrew & Viega "The Galois/Counter Mode of Operation",
     /// test cases 13 and 14 (also in NIST's GCM validation suite): zero key, zero IV.
     #[test]
     fn aes256gcm_known_answers() {
         let cipher = Aes256Gcm::new(&[0u8; 32].into());
-        let nonce = Nonce::from_slice(&[0u8; 12]);
+        let nonce = &[0u8; 12].into();
         // Test case 13: empty plaintext.
         let tag = cipher
-            .encrypt_in_place_detached(nonce, b"", &mut [])
+            .encrypt_inout_detached(nonce, b"", (&mut [][..]).into())
             .unwrap();
         assert_eq!(hex::encode(tag), "530f8afbc74536b9a963b4f1c4cb738b");
         // Test case 14: one zero block.
         let mut block = [0u8; 16];
         let tag = cipher
-            .encrypt_in_place_detached(nonce, b"", &mut block)
+            .encrypt_inout_detached(nonce, b"", (&mut block[..]).into())
             .unwrap();
         assert_eq!(hex::encode(block), "cea7403d4d606b6e074ec5d3baf39d18");
         assert_eq!(hex::encode(tag), "d0d1c8a799996bf0265b98b5d48ab919");

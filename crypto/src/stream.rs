@@ -13,8 +13,8 @@
 //! The encryptor and decryptor are push-based: they take bytes in any pieces and hold at
 //! most one chunk, so memory does not grow with file size and no I/O happens here.
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Tag};
 use rand_core::{OsRng, RngCore};
 
 use crate::{Aad, CryptoError, SymmetricKey};
@@ -142,7 +142,11 @@ impl StreamEncryptor {
         let tag = self
             .inner
             .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &self.inner.aad, &mut self.buf)
+            .encrypt_inout_detached(
+                &nonce.into(),
+                &self.inner.aad,
+                self.buf.as_mut_slice().into(),
+            )
             .map_err(|_| CryptoError::StreamTooLong)?;
         out.extend_from_slice(&self.buf);
         out.extend_from_slice(&tag);
@@ -224,11 +228,11 @@ impl StreamDecryptor {
             .checked_sub(TAG_LEN)
             .ok_or(CryptoError::Truncated)?;
         let (body, tag) = self.buf.split_at_mut(split);
-        let tag = Tag::clone_from_slice(tag);
+        let tag = Tag::try_from(&*tag).map_err(|_| CryptoError::Truncated)?;
         let nonce = inner.nonce(last);
         inner
             .cipher
-            .decrypt_in_place_detached(Nonce::from_slice(&nonce), &inner.aad, body, &tag)
+            .decrypt_inout_detached(&nonce.into(), &inner.aad, body.into(), &tag)
             .map_err(|_| CryptoError::Decrypt)?;
         out.extend_from_slice(body);
         self.buf.clear();
@@ -345,7 +349,8 @@ impl ChunkOpener {
             return Err(CryptoError::Truncated);
         }
         let split = chunk.len() - TAG_LEN;
-        let tag = Tag::clone_from_slice(chunk.get(split..).ok_or(CryptoError::Truncated)?);
+        let tag = Tag::try_from(chunk.get(split..).ok_or(CryptoError::Truncated)?)
+            .map_err(|_| CryptoError::Truncated)?;
         chunk.truncate(split);
         let mut nonce = [0u8; 12];
         nonce[..PREFIX_LEN].copy_from_slice(&self.inner.header[1..]);
@@ -353,7 +358,12 @@ impl ChunkOpener {
         nonce[11] = u8::from(self.layout.is_last(index));
         self.inner
             .cipher
-            .decrypt_in_place_detached(Nonce::from_slice(&nonce), &self.inner.aad, chunk, &tag)
+            .decrypt_inout_detached(
+                &nonce.into(),
+                &self.inner.aad,
+                chunk.as_mut_slice().into(),
+                &tag,
+            )
             .map_err(|_| CryptoError::Decrypt)
     }
 }

@@ -156,17 +156,25 @@ impl AuditLog {
             (d, r) => d.or(r),
         };
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(
-            Sequencer {
-                store,
-                clock,
-                signer,
-                max_batch: max_batch.clamp(1, MAX_BATCH),
-                last_signed: std::sync::Mutex::new(last_signed),
-                memo: std::sync::Mutex::new(None),
-            }
-            .run(rx),
-        );
+        let sequencer = Sequencer {
+            store,
+            clock,
+            signer,
+            max_batch: max_batch.clamp(1, MAX_BATCH),
+            last_signed: std::sync::Mutex::new(last_signed),
+            memo: std::sync::Mutex::new(None),
+        };
+        // The sequencer runs on a thread of its own: every read waits for its batch, and a
+        // batch is a few database hand-offs in a row, each of which would otherwise wait
+        // for its turn behind the requests queued on the server's workers.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Other(e.into()))?;
+        std::thread::Builder::new()
+            .name("custodia-audit".into())
+            .spawn(move || runtime.block_on(sequencer.run(rx)))
+            .map_err(|e| StoreError::Other(e.into()))?;
         Ok(Self { queue })
     }
 

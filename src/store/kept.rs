@@ -8,10 +8,13 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Entries with the time each was kept, and their total weight.
-type Entries<K, V> = (HashMap<K, (Instant, V)>, usize);
+/// Entries with the time each was kept and whether a caller was sent to renew it, and
+/// their total weight.
+type Entries<K, V> = (HashMap<K, (Instant, bool, V)>, usize);
 
-/// A bounded map with a time to live.
+/// A bounded map with a time to live. Past half its time, an entry sends one caller to
+/// renew it (that caller gets nothing) while the others still get it, so the many callers
+/// of a busy entry do not all go to the source at once when it expires.
 pub(crate) struct Kept<K, V> {
     ttl: Duration,
     capacity: usize,
@@ -37,14 +40,21 @@ impl<K: Eq + Hash + Clone, V: Clone> Kept<K, V> {
         }
     }
 
-    /// The entry under `key`, if it was kept less than the time to live ago.
+    /// The entry under `key`, if it was kept less than the time to live ago — except for
+    /// the first caller past half that time, who is to renew it ([`Kept::put`]).
     pub(crate) fn get(&self, key: &K) -> Option<V> {
         let mut guard = self.entries.lock().ok()?;
         let (entries, total) = &mut *guard;
-        match entries.get(key) {
-            Some((at, value)) if at.elapsed() < self.ttl => Some(value.clone()),
+        match entries.get_mut(key) {
+            Some((at, renewing, value)) if at.elapsed() < self.ttl => {
+                if !*renewing && at.elapsed() >= self.ttl / 2 {
+                    *renewing = true;
+                    return None;
+                }
+                Some(value.clone())
+            }
             Some(_) => {
-                if let Some((_, gone)) = entries.remove(key) {
+                if let Some((_, _, gone)) = entries.remove(key) {
                     *total -= (self.weight)(&gone);
                 }
                 None
@@ -66,15 +76,15 @@ impl<K: Eq + Hash + Clone, V: Clone> Kept<K, V> {
         let (entries, total) = &mut *guard;
         if *total + weight > self.capacity {
             let ttl = self.ttl;
-            entries.retain(|_, (at, _)| at.elapsed() < ttl);
-            *total = entries.values().map(|(_, v)| (self.weight)(v)).sum();
+            entries.retain(|_, (at, _, _)| at.elapsed() < ttl);
+            *total = entries.values().map(|(_, _, v)| (self.weight)(v)).sum();
             if *total + weight > self.capacity {
                 entries.clear();
                 *total = 0;
             }
         }
         *total += weight;
-        if let Some((_, old)) = entries.insert(key, (Instant::now(), value)) {
+        if let Some((_, _, old)) = entries.insert(key, (Instant::now(), false, value)) {
             *total -= (self.weight)(&old);
         }
     }
@@ -83,7 +93,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Kept<K, V> {
     pub(crate) fn forget(&self, key: &K) {
         if let Ok(mut guard) = self.entries.lock() {
             let (entries, total) = &mut *guard;
-            if let Some((_, gone)) = entries.remove(key) {
+            if let Some((_, _, gone)) = entries.remove(key) {
                 *total -= (self.weight)(&gone);
             }
         }
@@ -126,5 +136,25 @@ mod tests {
         );
         kept.clear();
         assert_eq!(kept.get(&6), None);
+    }
+
+    #[test]
+    fn past_half_its_time_one_caller_renews_an_entry_and_the_others_still_get_it() {
+        let kept: Kept<u32, u8> = Kept::new(Duration::from_millis(200), 10, |_| 1);
+        kept.put(1, 7);
+        assert_eq!((kept.get(&1), kept.get(&1)), (Some(7), Some(7)));
+        std::thread::sleep(Duration::from_millis(110));
+        assert_eq!(
+            kept.get(&1),
+            None,
+            "the first caller past half the time renews"
+        );
+        assert_eq!((kept.get(&1), kept.get(&1)), (Some(7), Some(7)));
+        kept.put(1, 8);
+        assert_eq!(kept.get(&1), Some(8), "renewed: young again");
+        std::thread::sleep(Duration::from_millis(110));
+        assert_eq!(kept.get(&1), None);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(kept.get(&1), None, "not renewed: expired for everyone");
     }
 }

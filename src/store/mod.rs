@@ -153,6 +153,10 @@ pub struct Store {
     pool: OnEngine<SqlitePool, PgPool>,
     /// Recent complete read loads ([`reads::ReadCache`]).
     read_cache: std::sync::Arc<reads::ReadCache>,
+    /// The audit sequencer's own connection ([`Store::begin_audit`]): one writer that keeps
+    /// its page cache and prepared statements warm, and never waits for a connection
+    /// behind requests.
+    audit: OnEngine<SqlitePool, PgPool>,
 }
 
 impl Store {
@@ -162,7 +166,7 @@ impl Store {
     /// `secure_delete` so what a statement deletes or overwrites — a destroyed key wrap —
     /// is zeroed in the page rather than left in free space (see [`Store::scrub`]).
     pub async fn connect(config: &Config) -> Result<Self, StoreError> {
-        let pool = match config.engine {
+        let (pool, audit) = match config.engine {
             Engine::Sqlite => {
                 let options = SqliteConnectOptions::from_str(&config.database_url)
                     .map_err(|e| StoreError::Other(e.into()))?
@@ -177,37 +181,42 @@ impl Store {
                 {
                     std::fs::create_dir_all(dir).map_err(|e| StoreError::Other(e.into()))?;
                 }
-                OnEngine::Sqlite(
+                let pool = |size| {
                     SqlitePoolOptions::new()
-                        .max_connections(8)
+                        .max_connections(size)
                         // No ping before each use: a file does not go away under an open
                         // connection, and the ping is a hand-off to the driver's thread.
                         .test_before_acquire(false)
                         .acquire_timeout(Duration::from_secs(10))
-                        .connect_with(options)
-                        .await?,
+                };
+                (
+                    OnEngine::Sqlite(pool(8).connect_with(options.clone()).await?),
+                    OnEngine::Sqlite(pool(1).connect_with(options).await?),
                 )
             }
             Engine::Postgres => {
                 let options = PgConnectOptions::from_str(&config.database_url)
                     .map_err(|e| StoreError::Other(e.into()))?;
-                OnEngine::Postgres(
+                let pool = |size| {
                     PgPoolOptions::new()
-                        .max_connections(16)
+                        .max_connections(size)
                         // No ping before each use: it is a round trip of its own, doubling
                         // the cost of every one-statement request. A connection the
                         // server dropped fails its next statement (that request answers
                         // 503 and the connection is discarded); idle ones are recycled.
                         .test_before_acquire(false)
                         .acquire_timeout(Duration::from_secs(10))
-                        .connect_with(options)
-                        .await?,
+                };
+                (
+                    OnEngine::Postgres(pool(16).connect_with(options.clone()).await?),
+                    OnEngine::Postgres(pool(1).connect_with(options).await?),
                 )
             }
         };
         Ok(Self {
             pool,
             read_cache: std::sync::Arc::new(reads::read_cache()),
+            audit,
         })
     }
 
@@ -306,7 +315,7 @@ impl Store {
     /// trip as `BEGIN` (two statements in one simple query), so the batch's next statement
     /// already sees every batch committed before it, on any node.
     pub async fn begin_audit(&self) -> Result<Tx, StoreError> {
-        Ok(match &self.pool {
+        Ok(match &self.audit {
             OnEngine::Sqlite(p) => OnEngine::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             OnEngine::Postgres(p) => OnEngine::Postgres(
                 p.begin_with("BEGIN; SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE")
@@ -317,6 +326,7 @@ impl Store {
 
     /// Closes every connection (graceful shutdown).
     pub async fn close(&self) {
+        on_engine!(&self.audit, p => p.close().await);
         on_engine!(&self.pool, p => p.close().await);
     }
 }

@@ -33,6 +33,10 @@ use futures_util::StreamExt;
 
 const MIB: usize = 1024 * 1024;
 
+/// The server runs in this process, so it allocates as `custodia serve` does (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status

@@ -599,7 +599,7 @@ impl Sequencer {
         // Reads and checks everything itself; the next batch reads afresh after it.
         self.keep_memo(None);
         let now = self.clock.now_ms();
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_audit().await?;
         let (seq, head) = tx.lock_audit_head().await?;
         let last = tx.last_checkpoint_mark().await?.map_or(0, |(s, _)| s);
         let mut signed = None;

@@ -835,12 +835,7 @@ async fn keys_rotate_and_agencies_are_disabled(backend: Backend) {
     // change must hold there exactly as on the other routes.
     let c = Citizen::register(&app, &national_id(226), "Rotated").await;
     let doc = licence(&c, "轮换公司", Some(pdf_bytes(5_000, "rotate"))).await;
-    let g = grant(
-        &c,
-        &agency,
-        json!({ "document_ids": [doc], "tier": "full", "purpose": "核验" }),
-    )
-    .await;
+    let g = full_grant_on(&c, &agency, &doc).await;
     let reads = [
         format!("/api/v1/grants/{g}/documents/{doc}"),
         format!("/api/v1/grants/{g}/documents/{doc}/file"),
@@ -899,12 +894,7 @@ async fn what_a_node_kept_never_outlives_a_change_made_elsewhere(backend: Backen
     let agency = Agency::create(&app, "记忆局", Level::County).await;
     let c = Citizen::register(&app, &national_id(227), "Kept").await;
     let doc = licence(&c, "记忆公司", Some(pdf_bytes(5_000, "kept"))).await;
-    let g = grant(
-        &c,
-        &agency,
-        json!({ "document_ids": [doc], "tier": "full", "purpose": "核验" }),
-    )
-    .await;
+    let g = full_grant_on(&c, &agency, &doc).await;
     let file = format!("/api/v1/grants/{g}/documents/{doc}/file");
     assert_eq!(agency.read(&file).await.status(), 200);
 
@@ -914,11 +904,7 @@ async fn what_a_node_kept_never_outlives_a_change_made_elsewhere(backend: Backen
     let head = app.state.store.audit_head().await.unwrap().0;
     // As curl or a browser resumes a download.
     let resumed = agency
-        .http
-        .get(format!("{}{file}", agency.base))
-        .bearer_auth(&agency.key)
-        .header("x-officer-id", "officer-7")
-        .header("x-case-id", "CASE-2026-001")
+        .reading(&file)
         .header("range", "bytes=0-")
         .header("accept-encoding", "gzip, deflate, br, zstd")
         .send()
@@ -941,12 +927,7 @@ async fn a_read_whose_record_cannot_be_written_sends_nothing(backend: Backend) {
     let agency = Agency::create(&app, "故障注入局", Level::Provincial).await;
     let c = Citizen::register(&app, &national_id(241), "Faulted").await;
     let doc = licence(&c, "故障注入公司", Some(pdf_bytes(20_000, "fault"))).await;
-    let g = grant(
-        &c,
-        &agency,
-        json!({ "document_ids": [doc], "tier": "full", "purpose": "核验" }),
-    )
-    .await;
+    let g = full_grant_on(&c, &agency, &doc).await;
 
     // Make every audit insert fail, in the database itself.
     let fail = match backend {
@@ -971,14 +952,7 @@ async fn a_read_whose_record_cannot_be_written_sends_nothing(backend: Backend) {
     }
     // A resumed, compressed download as curl or a browser sends it: refused alike.
     let ranged = agency
-        .http
-        .get(format!(
-            "{}/api/v1/grants/{g}/documents/{doc}/file",
-            agency.base
-        ))
-        .bearer_auth(&agency.key)
-        .header("x-officer-id", "officer-7")
-        .header("x-case-id", "CASE-2026-001")
+        .reading(&format!("/api/v1/grants/{g}/documents/{doc}/file"))
         .header("range", "bytes=100-")
         .header("accept-encoding", "gzip, deflate, br, zstd")
         .send()
@@ -1155,6 +1129,16 @@ async fn the_typed_client_walks_the_guide(backend: Backend) {
         agency.deposit(&signed, None).await.unwrap().status,
         "accepted"
     );
+}
+
+/// A `full` grant on one document.
+async fn full_grant_on(c: &Citizen, agency: &Agency, doc: &str) -> String {
+    grant(
+        c,
+        agency,
+        json!({ "document_ids": [doc], "tier": "full", "purpose": "核验" }),
+    )
+    .await
 }
 
 async fn grant_full(c: &Citizen, agency: &Agency) -> uuid::Uuid {

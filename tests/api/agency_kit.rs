@@ -81,14 +81,16 @@ impl Agency {
             .bearer_auth(&self.key)
     }
 
-    /// A read with officer and case headers.
-    pub async fn read(&self, path: &str) -> reqwest::Response {
+    /// A read with officer and case headers, to send as it is or with more headers.
+    pub fn reading(&self, path: &str) -> reqwest::RequestBuilder {
         self.request(reqwest::Method::GET, path)
             .header("x-officer-id", "officer-7")
             .header("x-case-id", "CASE-2026-001")
-            .send()
-            .await
-            .unwrap()
+    }
+
+    /// A read with officer and case headers.
+    pub async fn read(&self, path: &str) -> reqwest::Response {
+        self.reading(path).send().await.unwrap()
     }
 
     /// A DELETE with no officer headers.

@@ -356,11 +356,7 @@ async fn read_loop(
     let (mut ok, mut other) = (0, Vec::new());
     for _ in 0..rounds {
         let sent = agency
-            .http
-            .get(format!("{}{path}", agency.base))
-            .bearer_auth(&agency.key)
-            .header("x-officer-id", "officer-7")
-            .header("x-case-id", "CASE-2026-001")
+            .reading(&path)
             .header("accept-encoding", "gzip, br, zstd")
             .send()
             .await;

@@ -13,6 +13,7 @@
 //! The encryptor and decryptor are push-based: they take bytes in any pieces and hold at
 //! most one chunk, so memory does not grow with file size and no I/O happens here.
 
+use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Tag};
 use rand_core::{OsRng, RngCore};
@@ -342,29 +343,51 @@ impl ChunkOpener {
     }
 
     /// Decrypts chunk `index` in place: `chunk` holds its ciphertext and tag (exactly
-    /// [`Layout::ciphertext_len_of`] bytes) and is left holding its plaintext.
-    pub fn open(&self, index: u64, chunk: &mut Vec<u8>) -> Result<(), CryptoError> {
+    /// [`Layout::ciphertext_len_of`] bytes); its first bytes, as many as this returns, are
+    /// left holding the plaintext (the tag stays behind them).
+    pub fn open(&self, index: u64, chunk: &mut [u8]) -> Result<usize, CryptoError> {
+        let (nonce, tag, split) = self.chunk_params(index, chunk)?;
+        let plaintext = chunk.get_mut(..split).ok_or(CryptoError::Truncated)?;
+        self.inner
+            .cipher
+            .decrypt_inout_detached(&nonce.into(), &self.inner.aad, plaintext.into(), &tag)
+            .map_err(|_| CryptoError::Decrypt)?;
+        Ok(split)
+    }
+
+    /// Decrypts chunk `index` from `sealed` (its ciphertext and tag, exactly
+    /// [`Layout::ciphertext_len_of`] bytes) into `out` (exactly its plaintext length),
+    /// leaving `sealed` as it was: a chunk held in memory opens without a copy. Nothing is
+    /// written to `out` unless the tag verifies.
+    pub fn open_into(&self, index: u64, sealed: &[u8], out: &mut [u8]) -> Result<(), CryptoError> {
+        let (nonce, tag, split) = self.chunk_params(index, sealed)?;
+        let ciphertext = sealed.get(..split).ok_or(CryptoError::Truncated)?;
+        let buffer = InOutBuf::new(ciphertext, out).map_err(|_| CryptoError::Truncated)?;
+        self.inner
+            .cipher
+            .decrypt_inout_detached(&nonce.into(), &self.inner.aad, buffer, &tag)
+            .map_err(|_| CryptoError::Decrypt)
+    }
+
+    /// Chunk `index`'s nonce and tag, and where its tag begins in `sealed`, after checking
+    /// that `sealed` is exactly that chunk's length.
+    fn chunk_params(
+        &self,
+        index: u64,
+        sealed: &[u8],
+    ) -> Result<([u8; 12], Tag, usize), CryptoError> {
         let counter = u32::try_from(index).map_err(|_| CryptoError::StreamTooLong)?;
-        if index >= self.layout.chunks() || chunk.len() != self.layout.ciphertext_len_of(index) {
+        if index >= self.layout.chunks() || sealed.len() != self.layout.ciphertext_len_of(index) {
             return Err(CryptoError::Truncated);
         }
-        let split = chunk.len() - TAG_LEN;
-        let tag = Tag::try_from(chunk.get(split..).ok_or(CryptoError::Truncated)?)
+        let split = sealed.len() - TAG_LEN;
+        let tag = Tag::try_from(sealed.get(split..).ok_or(CryptoError::Truncated)?)
             .map_err(|_| CryptoError::Truncated)?;
-        chunk.truncate(split);
         let mut nonce = [0u8; 12];
         nonce[..PREFIX_LEN].copy_from_slice(&self.inner.header[1..]);
         nonce[PREFIX_LEN..11].copy_from_slice(&counter.to_be_bytes());
         nonce[11] = u8::from(self.layout.is_last(index));
-        self.inner
-            .cipher
-            .decrypt_inout_detached(
-                &nonce.into(),
-                &self.inner.aad,
-                chunk.as_mut_slice().into(),
-                &tag,
-            )
-            .map_err(|_| CryptoError::Decrypt)
+        Ok((nonce, tag, split))
     }
 }
 
@@ -440,7 +463,8 @@ mod tests {
             let start = usize::try_from(layout.ciphertext_start(i)).unwrap();
             let end = (start + layout.ciphertext_len_of(i)).min(ct.len());
             let mut chunk = ct[start..end].to_vec();
-            opener.open(i, &mut chunk)?;
+            let n = opener.open(i, &mut chunk)?;
+            chunk.truncate(n);
             chunk.extend_from_slice(&plain);
             plain = chunk;
         }
@@ -490,6 +514,46 @@ mod tests {
             ChunkOpener::new(&DataKey::generate(), &aad, &ct[..HEADER_LEN], layout).unwrap();
         let mut first = ct[start..start + layout.ciphertext_len_of(0)].to_vec();
         assert_eq!(other.open(0, &mut first), Err(CryptoError::Decrypt));
+    }
+
+    #[test]
+    fn a_chunk_opens_into_another_buffer_as_in_place_and_only_when_genuine() {
+        let key = DataKey::generate();
+        let aad = Aad::new("file");
+        let len = CHUNK_LEN + 100;
+        let plain: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let ct = encrypt_all(&key, &aad, &plain).unwrap();
+        let layout = Layout::new(len as u64);
+        let opener = ChunkOpener::new(&key, &aad, &ct[..HEADER_LEN], layout).unwrap();
+        for i in 0..layout.chunks() {
+            let start = usize::try_from(layout.ciphertext_start(i)).unwrap();
+            let sealed = &ct[start..start + layout.ciphertext_len_of(i)];
+            let mut out = vec![0u8; layout.plaintext_len_of(i)];
+            opener.open_into(i, sealed, &mut out).unwrap();
+            let from = usize::try_from(layout.plaintext_start(i)).unwrap();
+            assert_eq!(out, plain[from..from + out.len()]);
+        }
+        // A flipped bit, a wrong index or a wrong output length: refused, output untouched.
+        let start = usize::try_from(layout.ciphertext_start(0)).unwrap();
+        let mut sealed = ct[start..start + layout.ciphertext_len_of(0)].to_vec();
+        let mut out = vec![7u8; CHUNK_LEN];
+        assert_eq!(
+            opener.open_into(1, &sealed, &mut out),
+            Err(CryptoError::Truncated)
+        );
+        assert_eq!(
+            opener.open_into(0, &sealed, &mut out[..CHUNK_LEN - 1]),
+            Err(CryptoError::Truncated)
+        );
+        sealed[5] ^= 1;
+        assert_eq!(
+            opener.open_into(0, &sealed, &mut out),
+            Err(CryptoError::Decrypt)
+        );
+        assert!(
+            out.iter().all(|b| *b == 7),
+            "nothing released before the tag verifies"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::{
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::ids::GrantId;
+use crate::store::audit::QuickBatch;
 use crate::store::reads::ReadCover;
 use crate::store::{Store, StoreError};
 
@@ -341,6 +342,9 @@ impl Sequencer {
         events: Vec<(Option<Staged>, Option<ReadClaim>)>,
     ) -> Result<Vec<Claim>, StoreError> {
         let now = self.clock.now_ms();
+        if let Some(outcomes) = self.commit_at_once(&events, now).await? {
+            return Ok(outcomes);
+        }
         let mut tx = self.store.begin_audit().await?;
         // Staged by committed changes (in their own transactions): chained first, in the
         // order they committed, and taken out of the outbox in this same transaction.
@@ -491,6 +495,97 @@ impl Sequencer {
         }
         self.remember(signed).await;
         Ok(outcomes)
+    }
+
+    /// The common batch in one hand-off to the database: every entry an event, chained
+    /// onto the head this sequencer's last batch left ([`Memo`]), each claim counted on the
+    /// assumption that it holds and does not take its grant's last read. The store checks
+    /// every assumption in the same transaction ([`Store::append_batch_at_once`]); if one
+    /// fails, nothing is written and `None` sends the batch the step-by-step way, which
+    /// reads the head, takes the outbox and answers each claim as it finds it.
+    async fn commit_at_once(
+        &self,
+        events: &[(Option<Staged>, Option<ReadClaim>)],
+        now: i64,
+    ) -> Result<Option<Vec<Claim>>, StoreError> {
+        if events.is_empty() || events.iter().any(|(e, _)| e.is_none()) {
+            return Ok(None);
+        }
+        let Some(memo) = self.memo.lock().ok().and_then(|mut m| m.take()) else {
+            return Ok(None);
+        };
+        if memo.checked.elapsed() >= MEMO_FOR {
+            // Read and checked afresh by the step-by-step batch.
+            return Ok(None);
+        }
+        let mut claims: Vec<(GrantId, &ReadCover, i32)> = Vec::new();
+        for claim in events.iter().filter_map(|(_, c)| c.as_ref()) {
+            match claims
+                .iter_mut()
+                .find(|(g, cover, _)| *g == claim.grant && **cover == claim.cover)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => claims.push((claim.grant, &claim.cover, 1)),
+            }
+        }
+        let mut tree = Appender::from_edge(tree_size(memo.seq), memo.edge.clone());
+        let (mut seq, mut head) = (memo.seq, memo.head.clone());
+        let mut last = memo.mark.unwrap_or((0, 0));
+        let mut rows = Vec::with_capacity(events.len());
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut checkpoints = Vec::new();
+        for event in events.iter().filter_map(|(e, _)| e.clone()) {
+            seq += 1;
+            let (row, leaf) = event.into_row(seq, now, head);
+            tree.push(leaf)?;
+            head = row.hash.clone();
+            rows.push(row);
+            outcomes.push(Claim::Granted { seq });
+            if seq - last.0 >= CHECKPOINT_EVERY_EVENTS {
+                checkpoints.push(self.signer.sign(seq, &head, &tree.root()?, now));
+                last = (seq, now);
+            }
+        }
+        if seq > last.0 && now - last.1 >= interval_ms() {
+            checkpoints.push(self.signer.sign(seq, &head, &tree.root()?, now));
+            last = (seq, now);
+        }
+        let batch = QuickBatch {
+            after: (memo.seq, &memo.head),
+            claims,
+            rows: &rows,
+            tree: tree.added(),
+            seq,
+            head: &head,
+            checkpoints: &checkpoints,
+            now_ms: now,
+        };
+        let written = self.store.append_batch_at_once(&batch).await;
+        if !matches!(written, Ok(true)) {
+            // Nothing was written: the memo still describes the head it did, and the
+            // step-by-step batch checks it against the database.
+            if let Err(e) = &written {
+                tracing::warn!(error = %e, "an audit batch in one step failed; trying step by step");
+            }
+            self.keep_memo(Some(memo));
+            return Ok(None);
+        }
+        self.keep_memo(tree.edge().map(|edge| Memo {
+            seq,
+            head: head.clone(),
+            edge,
+            checked: memo.checked,
+            mark: (last != (0, 0)).then_some(last),
+        }));
+        let newest = checkpoints.last().and_then(|c| {
+            let root = c
+                .root_hash
+                .as_deref()
+                .and_then(|r| TreeHash::try_from(r).ok())?;
+            Some((c.seq, root, c.note.clone()?))
+        });
+        self.remember(newest).await;
+        Ok(Some(outcomes))
     }
 
     /// The memo, taken (a failed batch leaves none), if the head is still the one it

@@ -14,10 +14,11 @@
 use std::pin::Pin;
 
 use bytes::Bytes;
-use custodia_crypto::stream::{ChunkOpener, HEADER_LEN, Layout};
+use custodia_crypto::stream::{CHUNK_LEN, ChunkOpener, HEADER_LEN, Layout, TAG_LEN};
 use custodia_crypto::{Aad, DataKey};
 use futures_util::{Stream, StreamExt as _};
 use tokio::io::AsyncReadExt as _;
+use zeroize::Zeroize as _;
 
 use super::FileInfo;
 use crate::error::Error;
@@ -138,27 +139,35 @@ pub async fn open(
         |e: std::io::Error| Error::Internal(anyhow::anyhow!("blob {}: {e}", name.as_str()));
     let layout = Layout::new(info.size);
     let first_chunk = layout.chunk_of(start);
+    let short = || {
+        Error::Internal(anyhow::anyhow!(
+            "blob {}: shorter than its header",
+            name.as_str()
+        ))
+    };
+    // A small blob read recently is in memory: its chunks are decrypted straight from it.
+    // Otherwise a read from the first chunk (every whole-file read) is one request to the
+    // store: the header, then the chunks, from one stream; a later range fetches the
+    // header, then reads from its first chunk.
     let mut header = [0u8; HEADER_LEN];
-    // A read from the first chunk (every whole-file read) is one request to the store:
-    // the header, then the chunks, from one stream. A later range fetches the header,
-    // then reads from its first chunk.
-    let reader = if first_chunk == 0 && start < end {
+    let mut source = None;
+    if let Some(kept) = blobs.kept(name) {
+        header = kept
+            .get(..HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(short)?;
+        source = Some(Sealed::Kept(kept));
+    } else if first_chunk == 0 && start < end {
         let mut reader = blobs.read_from(name, 0).await.map_err(blob_error)?;
         reader.read_exact(&mut header).await.map_err(blob_error)?;
-        Some(reader)
+        source = Some(Sealed::Read(reader));
     } else {
         let head = blobs
             .read_head(name, HEADER_LEN)
             .await
             .map_err(blob_error)?;
-        header = head.try_into().map_err(|_| {
-            Error::Internal(anyhow::anyhow!(
-                "blob {}: shorter than its header",
-                name.as_str()
-            ))
-        })?;
-        None
-    };
+        header = head.try_into().map_err(|_| short())?;
+    }
     let opener = ChunkOpener::new(key, aad, &header, layout)
         .map_err(|e| Error::Internal(anyhow::anyhow!("blob {}: {e}", name.as_str())))?;
     if start >= end {
@@ -169,40 +178,51 @@ pub async fn open(
             body: Some(Box::pin(futures_util::stream::empty())),
         });
     }
-    let reader = match reader {
-        Some(reader) => reader,
-        None => blobs
-            .read_from(name, layout.ciphertext_start(first_chunk))
-            .await
-            .map_err(blob_error)?,
+    let source = match source {
+        Some(source) => source,
+        None => Sealed::Read(
+            blobs
+                .read_from(name, layout.ciphertext_start(first_chunk))
+                .await
+                .map_err(blob_error)?,
+        ),
     };
     Ok(FileStream {
         info,
         delivery,
-        body: Some(Box::pin(decrypt_span(reader, opener, start, end))),
+        body: Some(Box::pin(decrypt_span(source, opener, start, end))),
     })
+}
+
+/// Where a file's sealed chunks come from.
+enum Sealed {
+    /// The whole blob, in memory.
+    Kept(Bytes),
+    /// The blob's bytes as they arrive, positioned at the next chunk to open.
+    Read(BlobReader),
 }
 
 /// Where the decrypting stream stands: the blob read up to chunk `next`.
 struct Cursor {
-    file: BlobReader,
+    source: Sealed,
     opener: ChunkOpener,
     next: u64,
     start: u64,
     end: u64,
 }
 
-/// Decrypts the chunks covering plaintext bytes `start..end` from `file`, which is
-/// positioned at the first of them, and yields exactly those bytes. Fused.
+/// Decrypts the chunks covering plaintext bytes `start..end` from `source` (a reader
+/// positioned at the first of them, or the whole blob) and yields exactly those bytes.
+/// Fused.
 fn decrypt_span(
-    file: BlobReader,
+    source: Sealed,
     opener: ChunkOpener,
     start: u64,
     end: u64,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let next = opener.layout().chunk_of(start);
     let cursor = Cursor {
-        file,
+        source,
         opener,
         next,
         start,
@@ -212,24 +232,101 @@ fn decrypt_span(
         let mut c = state?;
         let layout = c.opener.layout();
         let chunk_start = layout.plaintext_start(c.next);
-        let mut chunk = vec![0u8; layout.ciphertext_len_of(c.next)];
-        if let Err(e) = c.file.read_exact(&mut chunk).await {
-            return Some((Err(e), None));
-        }
-        if let Err(e) = c.opener.open(c.next, &mut chunk) {
-            return Some((Err(std::io::Error::other(e)), None));
-        }
+        let opened = match open_chunk(&mut c).await {
+            Ok(opened) => opened,
+            Err(e) => return Some((Err(e), None)),
+        };
         // Cut the chunk to the span: both offsets are within this chunk's 64 KiB.
         let from = usize::try_from(c.start.saturating_sub(chunk_start)).unwrap_or(0);
         let to = usize::try_from(c.end - chunk_start)
             .unwrap_or(usize::MAX)
-            .min(chunk.len());
-        let bytes = Bytes::from(chunk).slice(from.min(to)..to);
+            .min(opened.len);
+        let bytes = Bytes::from_owner(opened).slice(from.min(to)..to);
         c.next += 1;
         let more = layout.plaintext_start(c.next) < c.end && c.next < layout.chunks();
         Some((Ok(bytes), more.then_some(c)))
     })
     .fuse()
+}
+
+/// Opens chunk `c.next` into a buffer of the pool.
+async fn open_chunk(c: &mut Cursor) -> Result<Plaintext, std::io::Error> {
+    let layout = c.opener.layout();
+    let sealed_len = layout.ciphertext_len_of(c.next);
+    let mut opened = Plaintext::take();
+    let buffer = opened
+        .buf
+        .get_mut(..sealed_len)
+        .ok_or_else(|| std::io::Error::other("a chunk longer than the stream's chunks"))?;
+    opened.len = match &mut c.source {
+        Sealed::Kept(blob) => {
+            let at = usize::try_from(layout.ciphertext_start(c.next)).unwrap_or(usize::MAX);
+            let sealed = at
+                .checked_add(sealed_len)
+                .and_then(|to| blob.get(at..to))
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+            let plaintext = buffer
+                .get_mut(..sealed_len - TAG_LEN)
+                .ok_or_else(|| std::io::Error::other("a chunk shorter than its tag"))?;
+            c.opener
+                .open_into(c.next, sealed, plaintext)
+                .map_err(std::io::Error::other)?;
+            plaintext.len()
+        }
+        Sealed::Read(reader) => {
+            reader.read_exact(buffer).await?;
+            c.opener
+                .open(c.next, buffer)
+                .map_err(std::io::Error::other)?
+        }
+    };
+    Ok(opened)
+}
+
+/// Plaintext buffers of one chunk, reused from read to read so sending a file allocates
+/// (and frees) no 64 KiB per chunk. At most [`POOL_KEEPS`] wait here; more are freed.
+static POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+/// How many free buffers the pool keeps (4 MiB).
+const POOL_KEEPS: usize = 64;
+/// A buffer's length: a sealed chunk, opened in place.
+const BUFFER_LEN: usize = CHUNK_LEN + TAG_LEN;
+
+/// A chunk's plaintext in a pooled buffer: the first `len` bytes. When the response is
+/// done with it, the plaintext is wiped and the buffer goes back to the pool.
+struct Plaintext {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Plaintext {
+    fn take() -> Self {
+        let reused = POOL.lock().ok().and_then(|mut free| free.pop());
+        Self {
+            buf: reused.unwrap_or_else(|| vec![0; BUFFER_LEN]),
+            len: 0,
+        }
+    }
+}
+
+impl AsRef<[u8]> for Plaintext {
+    fn as_ref(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl Drop for Plaintext {
+    fn drop(&mut self) {
+        if let Some(used) = self.buf.get_mut(..self.len) {
+            used.zeroize();
+        }
+        let buf = std::mem::take(&mut self.buf);
+        if let Ok(mut free) = POOL.lock()
+            && free.len() < POOL_KEEPS
+            && buf.len() == BUFFER_LEN
+        {
+            free.push(buf);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -222,14 +222,75 @@ fn day_counts(rows: &[AuditRow]) -> Vec<(DayKey<'_>, i64)> {
     days.into_iter().collect()
 }
 
-/// The upsert that adds counts to `audit_daily`, around its `VALUES` rows.
 /// An SQLite insert of events (the stored bytes and hashes; every other column is computed
 /// from the bytes), before its rows of placeholders.
 const SQLITE_EVENTS_INSERT: &str = "INSERT INTO audit_events (seq, body, prev_hash, hash) VALUES ";
 
-/// [`Tx::write_audit_batch`] on SQLite: every part a statement of one query (plain `?`
-/// placeholders, bound in order across the statements), so one hand-off to the driver's
-/// thread. Events 32 to a statement, as [`Tx::insert_audit_events`] writes them.
+/// [`Tx::write_audit_batch`] on SQLite: one query of constant text, so it is prepared once
+/// per connection whatever the batch's size. The events, the tree hashes and the per-day
+/// counts travel as three JSON arrays that the statements read with `json_each`.
+const SQLITE_BATCH_WRITE: &str = "\
+    INSERT INTO audit_events (seq, body, prev_hash, hash) \
+        SELECT value->>0, value->>1, unhex(value->>2), unhex(value->>3) FROM json_each(?); \
+    INSERT INTO audit_tree (idx, hash) SELECT value->>0, unhex(value->>1) FROM json_each(?); \
+    INSERT INTO audit_daily (day, actor_kind, actor_id, action, outcome, n) \
+        SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5 \
+        FROM json_each(?) WHERE true \
+        ON CONFLICT (day, actor_kind, actor_id, action, outcome) \
+        DO UPDATE SET n = audit_daily.n + excluded.n; \
+    UPDATE audit_head SET seq = ?, hash = ?, tree_size = ? WHERE id = 1";
+
+/// The three JSON arrays [`SQLITE_BATCH_WRITE`] reads: events `[seq, body, prev, hash]`,
+/// tree hashes `[idx, hash]` and day counts `[day, kind, actor, action, outcome, n]`, with
+/// hashes in hex.
+fn sqlite_batch_json(
+    rows: &[AuditRow],
+    tree: &[(u64, [u8; 32])],
+) -> Result<[String; 3], StoreError> {
+    use custodia_crypto::digest::hex;
+    let mut events = Vec::with_capacity(rows.len());
+    for e in rows {
+        let body = e.body.as_deref().ok_or_else(|| {
+            StoreError::Other(anyhow::anyhow!("audit event {} has no stored bytes", e.seq))
+        })?;
+        events.push(serde_json::json!([
+            e.seq,
+            body,
+            hex(&e.prev_hash),
+            hex(&e.hash)
+        ]));
+    }
+    let tree: Vec<_> = tree
+        .iter()
+        .map(|(i, h)| serde_json::json!([i, hex(h)]))
+        .collect();
+    let days: Vec<_> = day_counts(rows)
+        .into_iter()
+        .map(|((day, kind, actor, action, outcome), n)| {
+            serde_json::json!([day, kind, actor, action, outcome, n])
+        })
+        .collect();
+    let text =
+        |v: &[serde_json::Value]| serde_json::to_string(v).map_err(|e| StoreError::Other(e.into()));
+    Ok([text(&events)?, text(&tree)?, text(&days)?])
+}
+
+/// Binds [`SQLITE_BATCH_WRITE`]'s parameters, in order, to `q`.
+fn bind_sqlite_batch<'q>(
+    q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    json: [String; 3],
+    seq: i64,
+    head: &'q [u8],
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    let [events, tree, days] = json;
+    q.bind(events)
+        .bind(tree)
+        .bind(days)
+        .bind(seq)
+        .bind(head)
+        .bind(seq)
+}
+
 async fn write_sqlite_batch(
     c: &mut sqlx::SqliteConnection,
     rows: &[AuditRow],
@@ -237,46 +298,269 @@ async fn write_sqlite_batch(
     seq: i64,
     head: &[u8],
 ) -> Result<(), StoreError> {
-    let days = day_counts(rows);
-    let mut sql = String::new();
-    for chunk in rows.chunks(32) {
-        sql.push_str(SQLITE_EVENTS_INSERT);
-        sql.push_str(&super::placeholders(true, chunk.len(), 4));
-        sql.push_str(";\n");
-    }
-    for chunk in days.chunks(64) {
-        sql.push_str(&days_upsert(&super::placeholders(true, chunk.len(), 6)));
-        sql.push_str(";\n");
-    }
-    for chunk in tree.chunks(400) {
-        sql.push_str(super::audit_tree::TREE_INSERT);
-        sql.push_str(&super::placeholders(true, chunk.len(), 2));
-        sql.push_str(";\n");
-    }
-    sql.push_str("UPDATE audit_head SET seq = ?, hash = ?, tree_size = ? WHERE id = 1");
-    // Batches differ in shape: not kept as prepared statements.
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-    for e in rows {
-        q = q.bind(e.seq).bind(&e.body).bind(&e.prev_hash).bind(&e.hash);
-    }
-    for day in &days {
-        q = bind_day!(q, day);
-    }
-    for (i, h) in tree {
-        q = q
-            .bind(i64::try_from(*i).unwrap_or(i64::MAX))
-            .bind(h.as_slice());
-    }
-    q.bind(seq).bind(head).bind(seq).execute(&mut *c).await?;
+    let json = sqlite_batch_json(rows, tree)?;
+    bind_sqlite_batch(sqlx::query(SQLITE_BATCH_WRITE), json, seq, head)
+        .execute(&mut *c)
+        .await?;
     Ok(())
 }
 
+/// The upsert that adds counts to `audit_daily`, around its `VALUES` rows.
 fn days_upsert(values: &str) -> String {
     format!(
         "INSERT INTO audit_daily (day, actor_kind, actor_id, action, outcome, n) VALUES {values} \
          ON CONFLICT (day, actor_kind, actor_id, action, outcome) \
          DO UPDATE SET n = audit_daily.n + excluded.n"
     )
+}
+
+/// A batch as the sequencer prepared it from what it remembers of the trail, for
+/// [`Store::append_batch_at_once`]: what it assumed, and what to write if that holds.
+#[derive(Debug)]
+pub struct QuickBatch<'a> {
+    /// The head the batch was chained onto: `(seq, hash)`.
+    pub after: (i64, &'a [u8]),
+    /// Each grant read under, with the key, document and version the reads were prepared
+    /// with, and how many reads to count.
+    pub claims: Vec<(GrantId, &'a super::reads::ReadCover, i32)>,
+    /// The events, chained.
+    pub rows: &'a [AuditRow],
+    /// The tree hashes they add.
+    pub tree: &'a [(u64, [u8; 32])],
+    /// The new head.
+    pub seq: i64,
+    /// Its hash.
+    pub head: &'a [u8],
+    /// Checkpoints signed in the batch.
+    pub checkpoints: &'a [CheckpointRow],
+    /// The time the claims are checked at.
+    pub now_ms: i64,
+}
+
+/// A read's claim in a [`QuickBatch`]: the claim of [`Tx::claim_grant_reads`] (with a
+/// cover), except that it never takes a grant's last read (that read ends the grant, which
+/// only the step-by-step batch does), then a guard that fails the batch unless the claim
+/// counted.
+const SQLITE_QUICK_CLAIM: &str = "\
+    UPDATE grants SET reads = reads + ? WHERE id = ? AND status = 'active' \
+        AND valid_from <= ? AND expires_at > ? AND (max_reads IS NULL OR reads + ? < max_reads) \
+        AND EXISTS (SELECT 1 FROM agency_keys k JOIN agencies a ON a.id = k.agency_id \
+            WHERE k.key_hash = ? AND k.agency_id = grants.agency_id AND a.disabled_at IS NULL \
+            AND (k.expires_at IS NULL OR k.expires_at > ?)) \
+        AND EXISTS (SELECT 1 FROM documents d JOIN grant_key_wraps w ON w.document_id = d.id \
+            AND w.version = d.current_version \
+            WHERE d.id = ? AND d.citizen_id = grants.citizen_id AND d.deleted_at IS NULL \
+            AND d.current_version = ? AND w.grant_id = grants.id); \
+    INSERT INTO audit_batch_guard (refused) SELECT 'claim' WHERE changes() = 0;\n";
+
+/// The start of a [`QuickBatch`]: the write lock, and a guard that fails the batch unless
+/// the head is still the one it was chained onto and no change waits in the outbox.
+const SQLITE_QUICK_BEGIN: &str = "BEGIN IMMEDIATE; \
+    INSERT INTO audit_batch_guard (refused) SELECT 'head' \
+        WHERE NOT EXISTS (SELECT 1 FROM audit_head WHERE id = 1 AND seq = ? AND hash = ?) \
+        OR EXISTS (SELECT 1 FROM audit_outbox);\n";
+
+/// A checkpoint's insert in a [`QuickBatch`].
+const SQLITE_QUICK_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (seq, head_hash, at, \
+    key_id, signature, root_hash, note) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING;\n";
+
+impl Store {
+    /// Writes a batch the sequencer chained from what it remembers, in one hand-off to the
+    /// database: on SQLite one query that takes the write lock, checks every assumption
+    /// (the head, an empty outbox, each claim), writes and commits; on PostgreSQL one
+    /// statement, committed on its own ([`append_postgres_batch_at_once`]). `Ok(false)`:
+    /// an assumption did not hold; nothing was written, and the batch must go step by step
+    /// ([`Tx::start_audit_batch`] and the rest).
+    pub async fn append_batch_at_once(&self, batch: &QuickBatch<'_>) -> Result<bool, StoreError> {
+        let pool = match &self.audit {
+            super::OnEngine::Sqlite(pool) => pool,
+            super::OnEngine::Postgres(pool) => {
+                return append_postgres_batch_at_once(pool, batch).await;
+            }
+        };
+        let mut sql = String::from(SQLITE_QUICK_BEGIN);
+        for _ in &batch.claims {
+            sql.push_str(SQLITE_QUICK_CLAIM);
+        }
+        for _ in batch.checkpoints {
+            sql.push_str(SQLITE_QUICK_CHECKPOINT);
+        }
+        sql.push_str(SQLITE_BATCH_WRITE);
+        sql.push_str(";\nCOMMIT");
+        let json = sqlite_batch_json(batch.rows, batch.tree)?;
+        // Batches of one shape share the statement: claims and checkpoints are few.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(batch.after.0)
+            .bind(batch.after.1);
+        for (grant, cover, n) in &batch.claims {
+            q = q
+                .bind(*n)
+                .bind(*grant)
+                .bind(batch.now_ms)
+                .bind(batch.now_ms)
+                .bind(*n)
+                .bind(cover.key_hash.as_slice())
+                .bind(batch.now_ms)
+                .bind(cover.document)
+                .bind(cover.version);
+        }
+        for c in batch.checkpoints {
+            q = q
+                .bind(c.seq)
+                .bind(&c.head_hash)
+                .bind(c.at)
+                .bind(&c.key_id)
+                .bind(&c.signature)
+                .bind(&c.root_hash)
+                .bind(&c.note);
+        }
+        let q = bind_sqlite_batch(q, json, batch.seq, batch.head);
+        let mut conn = pool.acquire().await?;
+        let Err(e) = q.execute(&mut *conn).await else {
+            return Ok(true);
+        };
+        // The query stopped at its first failing statement: end what it began.
+        if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+            let none_open = matches!(&rollback, sqlx::Error::Database(db)
+                if db.message().contains("no transaction is active"));
+            if !none_open {
+                tracing::warn!(error = %rollback, "an audit batch could not be rolled back; closing its connection");
+                conn.close_on_drop();
+            }
+        }
+        let refused = matches!(&e, sqlx::Error::Database(db)
+            if db.message().contains("audit_batch_guard"));
+        if refused { Ok(false) } else { Err(e.into()) }
+    }
+}
+
+/// [`Store::append_batch_at_once`] on PostgreSQL: one statement outside any explicit
+/// transaction, so it commits on its own, in one round trip. Its parts count the claims,
+/// move the head from the one the batch was chained onto (waiting for, then re-checking,
+/// a head another node is moving), and write the events, tree hashes, day counts and
+/// checkpoints; its result divides by zero unless the head moved and every claim counted,
+/// which fails the statement and undoes every part. Another node's batch at the same
+/// sequence numbers fails it too (the events' primary key). Batches larger than the
+/// step-by-step path writes in one statement go step by step.
+async fn append_postgres_batch_at_once(
+    pool: &sqlx::PgPool,
+    batch: &QuickBatch<'_>,
+) -> Result<bool, StoreError> {
+    if batch.rows.is_empty() || batch.rows.len() > 64 || batch.tree.len() > 400 {
+        return Ok(false);
+    }
+    let mut before = 0;
+    let mut part = |rows: usize, fields: usize| {
+        let text = super::placeholders_after(false, rows, fields, before);
+        before += rows * fields;
+        text
+    };
+    // $1 the time, $2..$5 the head: new seq, new hash, old seq, old hash.
+    part(1, 5);
+    let mut sql = String::from("WITH ");
+    if !batch.claims.is_empty() {
+        let values = part(batch.claims.len(), 5);
+        sql.push_str(&format!(
+            "wanted (id, n, key_hash, document, version) AS (VALUES {values}), \
+             claims AS (UPDATE grants SET reads = reads + w.n::INT FROM wanted w \
+                WHERE grants.id = w.id::UUID AND status = 'active' AND valid_from <= $1 \
+                AND expires_at > $1 AND (max_reads IS NULL OR reads + w.n::INT < max_reads) \
+                AND EXISTS (SELECT 1 FROM agency_keys k JOIN agencies a ON a.id = k.agency_id \
+                    WHERE k.key_hash = w.key_hash::BYTEA AND k.agency_id = grants.agency_id \
+                    AND a.disabled_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $1)) \
+                AND EXISTS (SELECT 1 FROM documents d JOIN grant_key_wraps wr \
+                    ON wr.document_id = d.id AND wr.version = d.current_version \
+                    WHERE d.id = w.document::UUID AND d.citizen_id = grants.citizen_id \
+                    AND d.deleted_at IS NULL AND d.current_version = w.version::INT \
+                    AND wr.grant_id = grants.id) \
+                RETURNING grants.id), "
+        ));
+    }
+    sql.push_str(
+        "head AS (UPDATE audit_head SET seq = $2, hash = $3, tree_size = $2 \
+            WHERE id = 1 AND seq = $4 AND hash = $5 \
+            AND NOT EXISTS (SELECT 1 FROM audit_outbox) RETURNING 1)",
+    );
+    let events = part(batch.rows.len(), 20);
+    sql.push_str(&format!(
+        ", events AS (INSERT INTO audit_events ({COLUMNS}, body) VALUES {events})"
+    ));
+    if !batch.tree.is_empty() {
+        let values = part(batch.tree.len(), 2);
+        sql.push_str(&format!(
+            ", tree AS (INSERT INTO audit_tree (idx, hash) VALUES {values})"
+        ));
+    }
+    let days = day_counts(batch.rows);
+    let days_values = part(days.len(), 6);
+    sql.push_str(&format!(", days AS ({})", days_upsert(&days_values)));
+    if !batch.checkpoints.is_empty() {
+        let values = part(batch.checkpoints.len(), 7);
+        sql.push_str(&format!(
+            ", signed AS (INSERT INTO audit_checkpoints (seq, head_hash, at, key_id, \
+             signature, root_hash, note) VALUES {values} ON CONFLICT (seq) DO NOTHING)"
+        ));
+    }
+    let claimed = if batch.claims.is_empty() {
+        "1".to_owned()
+    } else {
+        format!(
+            "(CASE WHEN (SELECT count(*) FROM claims) = {} THEN 1 ELSE 0 END)",
+            batch.claims.len()
+        )
+    };
+    // The head first: its row lock is taken before any grant's, as the step-by-step
+    // batch takes them.
+    sql.push_str(&format!(
+        " SELECT 1 / ((SELECT count(*) FROM head) * {claimed})"
+    ));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .persistent(false)
+        .bind(batch.now_ms)
+        .bind(batch.seq)
+        .bind(batch.head)
+        .bind(batch.after.0)
+        .bind(batch.after.1);
+    for (grant, cover, n) in &batch.claims {
+        q = q
+            .bind(*grant)
+            .bind(*n)
+            .bind(cover.key_hash.as_slice())
+            .bind(cover.document)
+            .bind(cover.version);
+    }
+    for e in batch.rows {
+        q = bind_event!(q, e);
+    }
+    for (i, h) in batch.tree {
+        q = q
+            .bind(i64::try_from(*i).unwrap_or(i64::MAX))
+            .bind(h.to_vec());
+    }
+    for day in &days {
+        q = bind_day!(q, day);
+    }
+    for c in batch.checkpoints {
+        q = q
+            .bind(c.seq)
+            .bind(&c.head_hash)
+            .bind(c.at)
+            .bind(&c.key_id)
+            .bind(&c.signature)
+            .bind(&c.root_hash)
+            .bind(&c.note);
+    }
+    match q.execute(pool).await {
+        Ok(_) => Ok(true),
+        // 22012: the guard's division by zero; 23505: another node's events came first;
+        // 40P01: a deadlock with another node's batch, which PostgreSQL ended here.
+        Err(sqlx::Error::Database(db))
+            if matches!(db.code().as_deref(), Some("22012" | "23505" | "40P01")) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What an audit batch starts from ([`Tx::start_audit_batch`]).

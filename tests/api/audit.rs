@@ -15,6 +15,7 @@ use crate::helpers::{Backend, TestApp, both_backends, national_id, spawn_app};
 both_backends!(
     every_kind_of_tampering_is_caught_at_its_sequence_number,
     two_nodes_on_one_database_append_one_chain,
+    a_batch_written_at_once_writes_nothing_when_an_assumption_fails,
 );
 
 /// Builds a trail of some dozens of events: registration, uploads, a grant, reads.
@@ -386,5 +387,78 @@ async fn a_trail_with_stored_columns_is_carried_over_to_columns_from_bytes() {
             e.seq
         );
     }
+    app.stop().await;
+}
+
+/// The one-hand-off batch (`Store::append_batch_at_once`) checks what the sequencer
+/// assumed in the transaction that writes: a head that moved, or a claim that does not
+/// hold, leaves the database exactly as it was (on PostgreSQL the head's move, already
+/// made by the same statement, is undone too), and the batch is answered "go step by step".
+async fn a_batch_written_at_once_writes_nothing_when_an_assumption_fails(backend: Backend) {
+    use custodia::ids::{DocumentId, GrantId};
+    use custodia::store::audit::QuickBatch;
+    use custodia::store::reads::ReadCover;
+
+    let (_env, app) = spawn_app(backend).await;
+    let store = &app.state.store;
+    let (seq, head) = store.audit_head().await.unwrap();
+    let row = |at_seq: i64| AuditRow {
+        seq: at_seq,
+        at: 1_700_000_000_000,
+        actor_kind: "system".into(),
+        actor_id: None,
+        officer_id: None,
+        case_id: None,
+        citizen_pseudonym: None,
+        action: "grant.expire".into(),
+        object_ids: "[]".into(),
+        grant_id: None,
+        purpose: None,
+        tier: None,
+        fields: None,
+        outcome: "ok".into(),
+        bytes_sent: None,
+        request_id: None,
+        detail: None,
+        prev_hash: head.clone(),
+        hash: vec![7; 32],
+        body: Some("{}".into()),
+    };
+    let rows = [row(seq + 1)];
+    let tree = [(u64::try_from(seq).unwrap() * 2, [9u8; 32])];
+    let cover = ReadCover {
+        key_hash: vec![1; 32],
+        document: DocumentId::random(),
+        version: 1,
+    };
+    let batch = |after: (i64, &'static [u8]), claims| QuickBatch {
+        after,
+        claims,
+        rows: &rows,
+        tree: &tree,
+        seq: seq + 1,
+        head: &[7; 32],
+        checkpoints: &[],
+        now_ms: 1_700_000_000_000,
+    };
+    let stale_head: &'static [u8] = &[3; 32];
+    let current: &'static [u8] = Box::leak(head.clone().into_boxed_slice());
+    // The head moved since the sequencer chained the batch.
+    assert!(
+        !store
+            .append_batch_at_once(&batch((seq, stale_head), Vec::new()))
+            .await
+            .unwrap()
+    );
+    // The head holds, but a read's claim does not (no such grant).
+    let claims = vec![(GrantId::random(), &cover, 1)];
+    assert!(
+        !store
+            .append_batch_at_once(&batch((seq, current), claims))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.audit_head().await.unwrap(), (seq, head.clone()));
+    assert!(store.audit_events_after(seq, 10).await.unwrap().is_empty());
     app.stop().await;
 }

@@ -122,6 +122,12 @@ impl BlobStore {
         })
     }
 
+    /// The whole of a small blob read recently, if it is kept in memory: what reads of it
+    /// decrypt from without a copy.
+    pub fn kept(&self, name: &BlobName) -> Option<Bytes> {
+        self.kept.get(name)
+    }
+
     /// The first `len` bytes of a committed blob (fewer if it is shorter).
     pub async fn read_head(&self, name: &BlobName, len: usize) -> io::Result<Vec<u8>> {
         if let Some(bytes) = self.kept.get(name) {

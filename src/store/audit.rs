@@ -189,6 +189,21 @@ macro_rules! bind_event {
     }};
 }
 
+/// Binds a checkpoint's seven columns to `$q`, in the order every insert of one lists them
+/// (`seq, head_hash, at, key_id, signature, root_hash, note`).
+macro_rules! bind_checkpoint {
+    ($q:expr, $c:expr) => {{
+        let c: &CheckpointRow = $c;
+        $q.bind(c.seq)
+            .bind(&c.head_hash)
+            .bind(c.at)
+            .bind(&c.key_id)
+            .bind(&c.signature)
+            .bind(&c.root_hash)
+            .bind(&c.note)
+    }};
+}
+
 /// Binds one per-day count (its [`DayKey`], then the count) to `$q`, as [`days_upsert`]
 /// takes them.
 macro_rules! bind_day {
@@ -405,14 +420,7 @@ impl Store {
                 .bind(cover.version);
         }
         for c in batch.checkpoints {
-            q = q
-                .bind(c.seq)
-                .bind(&c.head_hash)
-                .bind(c.at)
-                .bind(&c.key_id)
-                .bind(&c.signature)
-                .bind(&c.root_hash)
-                .bind(&c.note);
+            q = bind_checkpoint!(q, c);
         }
         let q = bind_sqlite_batch(q, json, batch.seq, batch.head);
         let mut conn = pool.acquire().await?;
@@ -541,14 +549,7 @@ async fn append_postgres_batch_at_once(
         q = bind_day!(q, day);
     }
     for c in batch.checkpoints {
-        q = q
-            .bind(c.seq)
-            .bind(&c.head_hash)
-            .bind(c.at)
-            .bind(&c.key_id)
-            .bind(&c.signature)
-            .bind(&c.root_hash)
-            .bind(&c.note);
+        q = bind_checkpoint!(q, c);
     }
     match q.execute(pool).await {
         Ok(_) => Ok(true),
@@ -1216,16 +1217,7 @@ impl Tx {
         const SQL: &str = "INSERT INTO audit_checkpoints (seq, head_hash, at, key_id, signature, \
             root_hash, note) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (seq) DO NOTHING";
         on_engine!(self, t => {
-            sqlx::query(SQL)
-                .bind(c.seq)
-                .bind(&c.head_hash)
-                .bind(c.at)
-                .bind(&c.key_id)
-                .bind(&c.signature)
-                .bind(&c.root_hash)
-                .bind(&c.note)
-                .execute(&mut **t)
-                .await?;
+            bind_checkpoint!(sqlx::query(SQL), c).execute(&mut **t).await?;
         });
         Ok(())
     }

@@ -342,7 +342,7 @@ impl Sequencer {
         events: Vec<(Option<Staged>, Option<ReadClaim>)>,
     ) -> Result<Vec<Claim>, StoreError> {
         let now = self.clock.now_ms();
-        if let Some(outcomes) = self.commit_at_once(&events, now).await? {
+        if let Some(outcomes) = self.commit_at_once(&events, now).await {
             return Ok(outcomes);
         }
         let mut tx = self.store.begin_audit().await?;
@@ -507,16 +507,14 @@ impl Sequencer {
         &self,
         events: &[(Option<Staged>, Option<ReadClaim>)],
         now: i64,
-    ) -> Result<Option<Vec<Claim>>, StoreError> {
+    ) -> Option<Vec<Claim>> {
         if events.is_empty() || events.iter().any(|(e, _)| e.is_none()) {
-            return Ok(None);
+            return None;
         }
-        let Some(memo) = self.memo.lock().ok().and_then(|mut m| m.take()) else {
-            return Ok(None);
-        };
+        let memo = self.memo.lock().ok().and_then(|mut m| m.take())?;
         if memo.checked.elapsed() >= MEMO_FOR {
             // Read and checked afresh by the step-by-step batch.
-            return Ok(None);
+            return None;
         }
         let mut claims: Vec<(GrantId, &ReadCover, i32)> = Vec::new();
         for claim in events.iter().filter_map(|(_, c)| c.as_ref()) {
@@ -534,20 +532,26 @@ impl Sequencer {
         let mut rows = Vec::with_capacity(events.len());
         let mut outcomes = Vec::with_capacity(events.len());
         let mut checkpoints = Vec::new();
+        // A tree the memory cannot extend is left to the step-by-step batch, which reads it
+        // afresh (and fails the batch if the stored tree cannot be extended either).
         for event in events.iter().filter_map(|(e, _)| e.clone()) {
             seq += 1;
             let (row, leaf) = event.into_row(seq, now, head);
-            tree.push(leaf)?;
+            if tree.push(leaf).is_err() {
+                return None;
+            }
             head = row.hash.clone();
             rows.push(row);
             outcomes.push(Claim::Granted { seq });
             if seq - last.0 >= CHECKPOINT_EVERY_EVENTS {
-                checkpoints.push(self.signer.sign(seq, &head, &tree.root()?, now));
+                let root = tree.root().ok()?;
+                checkpoints.push(self.signer.sign(seq, &head, &root, now));
                 last = (seq, now);
             }
         }
         if seq > last.0 && now - last.1 >= interval_ms() {
-            checkpoints.push(self.signer.sign(seq, &head, &tree.root()?, now));
+            let root = tree.root().ok()?;
+            checkpoints.push(self.signer.sign(seq, &head, &root, now));
             last = (seq, now);
         }
         let batch = QuickBatch {
@@ -568,7 +572,7 @@ impl Sequencer {
                 tracing::warn!(error = %e, "an audit batch in one step failed; trying step by step");
             }
             self.keep_memo(Some(memo));
-            return Ok(None);
+            return None;
         }
         self.keep_memo(tree.edge().map(|edge| Memo {
             seq,
@@ -585,7 +589,7 @@ impl Sequencer {
             Some((c.seq, root, c.note.clone()?))
         });
         self.remember(newest).await;
-        Ok(Some(outcomes))
+        Some(outcomes)
     }
 
     /// The memo, taken (a failed batch leaves none), if the head is still the one it

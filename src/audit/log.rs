@@ -412,10 +412,7 @@ impl Sequencer {
                         true
                     }
                     Some(Counted::OneByOne) => {
-                        match tx
-                            .claim_grant_reads(c.grant, 1, now, Some(&c.cover))
-                            .await?
-                        {
+                        match tx.claim_grant_reads(c.grant, 1, now, &c.cover).await? {
                             Some((reads, max)) => {
                                 if max.is_some_and(|m| reads >= m) {
                                     exhausted = Some(c.grant);
@@ -741,7 +738,7 @@ async fn count_claims(
     let mut counted = std::collections::HashMap::with_capacity(claims.len());
     for (claim, n) in claims {
         let how = match tx
-            .claim_grant_reads(claim.grant, n, now, Some(&claim.cover))
+            .claim_grant_reads(claim.grant, n, now, &claim.cover)
             .await?
         {
             Some((reads, max)) => Counted::Together {

@@ -149,25 +149,25 @@ pub async fn open(
     // Otherwise a read from the first chunk (every whole-file read) is one request to the
     // store: the header, then the chunks, from one stream; a later range fetches the
     // header, then reads from its first chunk.
-    let mut header = [0u8; HEADER_LEN];
-    let mut source = None;
-    if let Some(kept) = blobs.kept(name) {
-        header = kept
+    let (header, source): ([u8; HEADER_LEN], Option<Sealed>) = if let Some(kept) = blobs.kept(name)
+    {
+        let header = kept
             .get(..HEADER_LEN)
             .and_then(|h| h.try_into().ok())
             .ok_or_else(short)?;
-        source = Some(Sealed::Kept(kept));
+        (header, Some(Sealed::Kept(kept)))
     } else if first_chunk == 0 && start < end {
+        let mut header = [0u8; HEADER_LEN];
         let mut reader = blobs.read_from(name, 0).await.map_err(blob_error)?;
         reader.read_exact(&mut header).await.map_err(blob_error)?;
-        source = Some(Sealed::Read(reader));
+        (header, Some(Sealed::Read(reader)))
     } else {
         let head = blobs
             .read_head(name, HEADER_LEN)
             .await
             .map_err(blob_error)?;
-        header = head.try_into().map_err(|_| short())?;
-    }
+        (head.try_into().map_err(|_| short())?, None)
+    };
     let opener = ChunkOpener::new(key, aad, &header, layout)
         .map_err(|e| Error::Internal(anyhow::anyhow!("blob {}: {e}", name.as_str())))?;
     if start >= end {
@@ -330,11 +330,28 @@ impl Drop for Plaintext {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn delivery(part: Part) -> Delivery {
         Delivery { part, head: false }
+    }
+
+    #[test]
+    fn a_sent_chunk_is_wiped_before_its_buffer_is_reused() {
+        let mut opened = Plaintext::take();
+        opened.buf[..1000].fill(0xAB);
+        opened.len = 1000;
+        let sent = Bytes::from_owner(opened).slice(10..20);
+        assert_eq!(sent.as_ref(), [0xAB; 10]);
+        drop(sent);
+        let free = POOL.lock().unwrap();
+        assert!(!free.is_empty(), "the buffer went back to the pool");
+        assert!(
+            free.iter().all(|b| b[..1000].iter().any(|x| *x != 0xAB)),
+            "no free buffer still holds the plaintext"
+        );
     }
 
     #[test]

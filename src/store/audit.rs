@@ -204,6 +204,21 @@ macro_rules! bind_checkpoint {
     }};
 }
 
+/// Binds a claim's [`ClaimTerms`] parameters, in their order, to `$q`: the time twice, the
+/// reads counted, the key's hash, the time, the document and its version.
+macro_rules! bind_claim_terms {
+    ($q:expr, $n:expr, $now:expr, $cover:expr) => {{
+        let (n, now, cover): (i32, i64, &super::reads::ReadCover) = ($n, $now, $cover);
+        $q.bind(now)
+            .bind(now)
+            .bind(n)
+            .bind(cover.key_hash.as_slice())
+            .bind(now)
+            .bind(cover.document)
+            .bind(cover.version)
+    }};
+}
+
 /// Binds one per-day count (its [`DayKey`], then the count) to `$q`, as [`days_upsert`]
 /// takes them.
 macro_rules! bind_day {
@@ -329,6 +344,88 @@ fn days_upsert(values: &str) -> String {
     )
 }
 
+/// How a claim's statement names what [`claim_conditions`] compares: the reads counted,
+/// the time (once per use), the presented key's hash, the document and its version.
+struct ClaimTerms {
+    n: String,
+    from: String,
+    until: String,
+    key_hash: String,
+    key_until: String,
+    document: String,
+    version: String,
+}
+
+impl ClaimTerms {
+    /// Parameters numbered from `first`, bound in the order [`bind_claim_terms`] binds
+    /// them (PostgreSQL `$n`; SQLite reads `$n` as the n-th parameter too).
+    fn numbered(first: usize) -> Self {
+        let at = |i: usize| format!("${}", first + i);
+        Self {
+            from: at(0),
+            until: at(1),
+            n: at(2),
+            key_hash: at(3),
+            key_until: at(4),
+            document: at(5),
+            version: at(6),
+        }
+    }
+
+    /// Plain `?` parameters, bound in the same order.
+    fn positional() -> Self {
+        let q = || "?".to_owned();
+        Self {
+            from: q(),
+            until: q(),
+            n: q(),
+            key_hash: q(),
+            key_until: q(),
+            document: q(),
+            version: q(),
+        }
+    }
+}
+
+/// Whether a claim may take a grant's last read.
+#[derive(Clone, Copy)]
+enum LastRead {
+    /// Yes (the step-by-step batch, which then ends the grant as exhausted).
+    MayTake,
+    /// No (the batch written at once, which never ends a grant).
+    Leaves,
+}
+
+/// What a read's claim requires of its grant, in one place for every statement that
+/// counts reads (SPEC G1): live by status and window, `n` more reads within `max_reads`,
+/// the presented key still the grant's agency's and unexpired, the agency enabled, and the
+/// document the grant's citizen's, not deleted, at the version read, with the grant's wrap
+/// of that version (all by primary key or unique column).
+fn claim_conditions(t: &ClaimTerms, last: LastRead) -> String {
+    let within = match last {
+        LastRead::MayTake => "<=",
+        LastRead::Leaves => "<",
+    };
+    format!(
+        "status = 'active' AND valid_from <= {from} AND expires_at > {until} \
+         AND (max_reads IS NULL OR reads + {n} {within} max_reads) \
+         AND EXISTS (SELECT 1 FROM agency_keys k JOIN agencies a ON a.id = k.agency_id \
+            WHERE k.key_hash = {key_hash} AND k.agency_id = grants.agency_id \
+            AND a.disabled_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > {key_until})) \
+         AND EXISTS (SELECT 1 FROM documents d JOIN grant_key_wraps w \
+            ON w.document_id = d.id AND w.version = d.current_version \
+            WHERE d.id = {document} AND d.citizen_id = grants.citizen_id \
+            AND d.deleted_at IS NULL AND d.current_version = {version} AND w.grant_id = grants.id)",
+        from = t.from,
+        until = t.until,
+        n = t.n,
+        key_hash = t.key_hash,
+        key_until = t.key_until,
+        document = t.document,
+        version = t.version,
+    )
+}
+
 /// A batch as the sequencer prepared it from what it remembers of the trail, for
 /// [`Store::append_batch_at_once`]: what it assumed, and what to write if that holds.
 #[derive(Debug)]
@@ -352,21 +449,16 @@ pub struct QuickBatch<'a> {
     pub now_ms: i64,
 }
 
-/// A read's claim in a [`QuickBatch`]: the claim of [`Tx::claim_grant_reads`] (with a
-/// cover), except that it never takes a grant's last read (that read ends the grant, which
-/// only the step-by-step batch does), then a guard that fails the batch unless the claim
-/// counted.
-const SQLITE_QUICK_CLAIM: &str = "\
-    UPDATE grants SET reads = reads + ? WHERE id = ? AND status = 'active' \
-        AND valid_from <= ? AND expires_at > ? AND (max_reads IS NULL OR reads + ? < max_reads) \
-        AND EXISTS (SELECT 1 FROM agency_keys k JOIN agencies a ON a.id = k.agency_id \
-            WHERE k.key_hash = ? AND k.agency_id = grants.agency_id AND a.disabled_at IS NULL \
-            AND (k.expires_at IS NULL OR k.expires_at > ?)) \
-        AND EXISTS (SELECT 1 FROM documents d JOIN grant_key_wraps w ON w.document_id = d.id \
-            AND w.version = d.current_version \
-            WHERE d.id = ? AND d.citizen_id = grants.citizen_id AND d.deleted_at IS NULL \
-            AND d.current_version = ? AND w.grant_id = grants.id); \
-    INSERT INTO audit_batch_guard (refused) SELECT 'claim' WHERE changes() = 0;\n";
+/// A read's claim in a [`QuickBatch`] on SQLite: the claim of [`Tx::claim_grant_reads`],
+/// except that it never takes a grant's last read (that read ends the grant, which only
+/// the step-by-step batch does), then a guard that fails the batch unless it counted.
+fn sqlite_quick_claim() -> String {
+    format!(
+        "UPDATE grants SET reads = reads + ? WHERE id = ? AND {}; \
+         INSERT INTO audit_batch_guard (refused) SELECT 'claim' WHERE changes() = 0;\n",
+        claim_conditions(&ClaimTerms::positional(), LastRead::Leaves)
+    )
+}
 
 /// The start of a [`QuickBatch`]: the write lock, and a guard that fails the batch unless
 /// the head is still the one it was chained onto and no change waits in the outbox.
@@ -375,9 +467,9 @@ const SQLITE_QUICK_BEGIN: &str = "BEGIN IMMEDIATE; \
         WHERE NOT EXISTS (SELECT 1 FROM audit_head WHERE id = 1 AND seq = ? AND hash = ?) \
         OR EXISTS (SELECT 1 FROM audit_outbox);\n";
 
-/// A checkpoint's insert in a [`QuickBatch`].
-const SQLITE_QUICK_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (seq, head_hash, at, \
-    key_id, signature, root_hash, note) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING;\n";
+/// A checkpoint's insert, before its row(s) of values (bound by [`bind_checkpoint!`]).
+const CHECKPOINT_INSERT: &str = "INSERT INTO audit_checkpoints (seq, head_hash, at, key_id, \
+    signature, root_hash, note) VALUES ";
 
 impl Store {
     /// Writes a batch the sequencer chained from what it remembers, in one hand-off to the
@@ -394,11 +486,15 @@ impl Store {
             }
         };
         let mut sql = String::from(SQLITE_QUICK_BEGIN);
-        for _ in &batch.claims {
-            sql.push_str(SQLITE_QUICK_CLAIM);
+        if !batch.claims.is_empty() {
+            let claim = sqlite_quick_claim();
+            for _ in &batch.claims {
+                sql.push_str(&claim);
+            }
         }
         for _ in batch.checkpoints {
-            sql.push_str(SQLITE_QUICK_CHECKPOINT);
+            sql.push_str(CHECKPOINT_INSERT);
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING;\n");
         }
         sql.push_str(SQLITE_BATCH_WRITE);
         sql.push_str(";\nCOMMIT");
@@ -408,16 +504,7 @@ impl Store {
             .bind(batch.after.0)
             .bind(batch.after.1);
         for (grant, cover, n) in &batch.claims {
-            q = q
-                .bind(*n)
-                .bind(*grant)
-                .bind(batch.now_ms)
-                .bind(batch.now_ms)
-                .bind(*n)
-                .bind(cover.key_hash.as_slice())
-                .bind(batch.now_ms)
-                .bind(cover.document)
-                .bind(cover.version);
+            q = bind_claim_terms!(q.bind(*n).bind(*grant), *n, batch.now_ms, *cover);
         }
         for c in batch.checkpoints {
             q = bind_checkpoint!(q, c);
@@ -454,59 +541,46 @@ async fn append_postgres_batch_at_once(
     pool: &sqlx::PgPool,
     batch: &QuickBatch<'_>,
 ) -> Result<bool, StoreError> {
-    if batch.rows.is_empty() || batch.rows.len() > 64 || batch.tree.len() > 400 {
+    if !postgres_writes_at_once(batch.rows, batch.tree) {
         return Ok(false);
     }
-    let mut before = 0;
-    let mut part = |rows: usize, fields: usize| {
-        let text = super::placeholders_after(false, rows, fields, before);
-        before += rows * fields;
-        text
-    };
-    // $1 the time, $2..$5 the head: new seq, new hash, old seq, old hash.
-    part(1, 5);
+    // $1 the time; $2..$5 the head: new seq, new hash, old seq, old hash; then five a claim.
     let mut sql = String::from("WITH ");
     if !batch.claims.is_empty() {
-        let values = part(batch.claims.len(), 5);
+        let values = super::placeholders_after(false, batch.claims.len(), 5, 5);
+        let terms = ClaimTerms {
+            from: "$1".into(),
+            until: "$1".into(),
+            n: "w.n::INT".into(),
+            key_hash: "w.key_hash::BYTEA".into(),
+            key_until: "$1".into(),
+            document: "w.document::UUID".into(),
+            version: "w.version::INT".into(),
+        };
         sql.push_str(&format!(
             "wanted (id, n, key_hash, document, version) AS (VALUES {values}), \
              claims AS (UPDATE grants SET reads = reads + w.n::INT FROM wanted w \
-                WHERE grants.id = w.id::UUID AND status = 'active' AND valid_from <= $1 \
-                AND expires_at > $1 AND (max_reads IS NULL OR reads + w.n::INT < max_reads) \
-                AND EXISTS (SELECT 1 FROM agency_keys k JOIN agencies a ON a.id = k.agency_id \
-                    WHERE k.key_hash = w.key_hash::BYTEA AND k.agency_id = grants.agency_id \
-                    AND a.disabled_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $1)) \
-                AND EXISTS (SELECT 1 FROM documents d JOIN grant_key_wraps wr \
-                    ON wr.document_id = d.id AND wr.version = d.current_version \
-                    WHERE d.id = w.document::UUID AND d.citizen_id = grants.citizen_id \
-                    AND d.deleted_at IS NULL AND d.current_version = w.version::INT \
-                    AND wr.grant_id = grants.id) \
-                RETURNING grants.id), "
+                WHERE grants.id = w.id::UUID AND {} RETURNING grants.id), ",
+            claim_conditions(&terms, LastRead::Leaves)
         ));
     }
     sql.push_str(
         "head AS (UPDATE audit_head SET seq = $2, hash = $3, tree_size = $2 \
             WHERE id = 1 AND seq = $4 AND hash = $5 \
-            AND NOT EXISTS (SELECT 1 FROM audit_outbox) RETURNING 1)",
+            AND NOT EXISTS (SELECT 1 FROM audit_outbox) RETURNING 1), ",
     );
-    let events = part(batch.rows.len(), 20);
-    sql.push_str(&format!(
-        ", events AS (INSERT INTO audit_events ({COLUMNS}, body) VALUES {events})"
-    ));
-    if !batch.tree.is_empty() {
-        let values = part(batch.tree.len(), 2);
-        sql.push_str(&format!(
-            ", tree AS (INSERT INTO audit_tree (idx, hash) VALUES {values})"
-        ));
-    }
     let days = day_counts(batch.rows);
-    let days_values = part(days.len(), 6);
-    sql.push_str(&format!(", days AS ({})", days_upsert(&days_values)));
+    let (parts, used) = postgres_write_parts(
+        batch.rows.len(),
+        batch.tree.len(),
+        days.len(),
+        5 + 5 * batch.claims.len(),
+    );
+    sql.push_str(&parts);
     if !batch.checkpoints.is_empty() {
-        let values = part(batch.checkpoints.len(), 7);
+        let values = super::placeholders_after(false, batch.checkpoints.len(), 7, used);
         sql.push_str(&format!(
-            ", signed AS (INSERT INTO audit_checkpoints (seq, head_hash, at, key_id, \
-             signature, root_hash, note) VALUES {values} ON CONFLICT (seq) DO NOTHING)"
+            ", signed AS ({CHECKPOINT_INSERT}{values} ON CONFLICT (seq) DO NOTHING)"
         ));
     }
     let claimed = if batch.claims.is_empty() {
@@ -537,17 +611,7 @@ async fn append_postgres_batch_at_once(
             .bind(cover.document)
             .bind(cover.version);
     }
-    for e in batch.rows {
-        q = bind_event!(q, e);
-    }
-    for (i, h) in batch.tree {
-        q = q
-            .bind(i64::try_from(*i).unwrap_or(i64::MAX))
-            .bind(h.to_vec());
-    }
-    for day in &days {
-        q = bind_day!(q, day);
-    }
+    q = bind_postgres_write_parts(q, batch.rows, batch.tree, &days);
     for c in batch.checkpoints {
         q = bind_checkpoint!(q, c);
     }
@@ -562,6 +626,57 @@ async fn append_postgres_batch_at_once(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether PostgreSQL writes a batch of `rows` adding `tree` hashes in one statement
+/// (larger batches are written part by part).
+fn postgres_writes_at_once(rows: &[AuditRow], tree: &[(u64, [u8; 32])]) -> bool {
+    !rows.is_empty() && rows.len() <= 64 && tree.len() <= 400
+}
+
+/// The parts of a PostgreSQL batch statement that write its events, tree hashes and day
+/// counts — `events AS (…), tree AS (…), days AS (…)` — with placeholders numbered after
+/// `before`; and the last placeholder they use. Bound by [`bind_postgres_write_parts`].
+fn postgres_write_parts(rows: usize, tree: usize, days: usize, before: usize) -> (String, usize) {
+    let mut at = before;
+    let mut part = |n: usize, fields: usize| {
+        let text = super::placeholders_after(false, n, fields, at);
+        at += n * fields;
+        text
+    };
+    let mut sql = format!(
+        "events AS (INSERT INTO audit_events ({COLUMNS}, body) VALUES {})",
+        part(rows, 20)
+    );
+    if tree > 0 {
+        sql.push_str(&format!(
+            ", tree AS (INSERT INTO audit_tree (idx, hash) VALUES {})",
+            part(tree, 2)
+        ));
+    }
+    sql.push_str(&format!(", days AS ({})", days_upsert(&part(days, 6))));
+    (sql, at)
+}
+
+/// Binds [`postgres_write_parts`]' parameters, in their order, to `q`.
+fn bind_postgres_write_parts<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    rows: &'q [AuditRow],
+    tree: &[(u64, [u8; 32])],
+    days: &[(DayKey<'_>, i64)],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    for e in rows {
+        q = bind_event!(q, e);
+    }
+    for (i, h) in tree {
+        q = q
+            .bind(i64::try_from(*i).unwrap_or(i64::MAX))
+            .bind(h.to_vec());
+    }
+    for day in days {
+        q = bind_day!(q, day);
+    }
+    q
 }
 
 /// What an audit batch starts from ([`Tx::start_audit_batch`]).
@@ -1075,11 +1190,7 @@ impl Tx {
         head: &[u8],
     ) -> Result<(), StoreError> {
         let c = match self {
-            super::OnEngine::Postgres(c)
-                if !rows.is_empty() && rows.len() <= 64 && tree.len() <= 400 =>
-            {
-                c
-            }
+            super::OnEngine::Postgres(c) if postgres_writes_at_once(rows, tree) => c,
             super::OnEngine::Sqlite(c) => {
                 return write_sqlite_batch(c, rows, tree, seq, head).await;
             }
@@ -1090,42 +1201,17 @@ impl Tx {
             }
         };
         let days = day_counts(rows);
-        let mut before = 0;
-        let mut part = |rows: usize, fields: usize| {
-            let text = super::placeholders_after(false, rows, fields, before);
-            before += rows * fields;
-            text
-        };
-        let events = part(rows.len(), 20);
-        let mut sql =
-            format!("WITH events AS (INSERT INTO audit_events ({COLUMNS}, body) VALUES {events})");
-        if !tree.is_empty() {
-            let values = part(tree.len(), 2);
-            sql.push_str(&format!(
-                ", tree AS (INSERT INTO audit_tree (idx, hash) VALUES {values})"
-            ));
-        }
-        let days_values = part(days.len(), 6);
-        let (seq_at, hash_at) = (before + 1, before + 2);
-        sql.push_str(&format!(
-            ", days AS ({}) UPDATE audit_head SET seq = ${seq_at}, hash = ${hash_at}, \
+        let (parts, used) = postgres_write_parts(rows.len(), tree.len(), days.len(), 0);
+        let sql = format!(
+            "WITH {parts} UPDATE audit_head SET seq = ${seq_at}, hash = ${hash_at}, \
              tree_size = ${seq_at} WHERE id = 1",
-            days_upsert(&days_values)
-        ));
+            seq_at = used + 1,
+            hash_at = used + 2,
+        );
         // Batches differ in shape: not kept as prepared statements, so they do not crowd
         // out the ones that are (parsed with the rest, in the same round trip).
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
-        for e in rows {
-            q = bind_event!(q, e);
-        }
-        for (i, h) in tree {
-            q = q
-                .bind(i64::try_from(*i).unwrap_or(i64::MAX))
-                .bind(h.to_vec());
-        }
-        for day in &days {
-            q = bind_day!(q, day);
-        }
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let q = bind_postgres_write_parts(q, rows, tree, &days);
         q.bind(seq).bind(head).execute(&mut **c).await?;
         Ok(())
     }
@@ -1214,10 +1300,10 @@ impl Tx {
 
     /// Stores a checkpoint.
     pub async fn insert_checkpoint(&mut self, c: &CheckpointRow) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO audit_checkpoints (seq, head_hash, at, key_id, signature, \
-            root_hash, note) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (seq) DO NOTHING";
+        let sql =
+            format!("{CHECKPOINT_INSERT}($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (seq) DO NOTHING");
         on_engine!(self, t => {
-            bind_checkpoint!(sqlx::query(SQL), c).execute(&mut **t).await?;
+            bind_checkpoint!(sqlx::query(sqlx::AssertSqlSafe(sql)), c).execute(&mut **t).await?;
         });
         Ok(())
     }
@@ -1231,49 +1317,27 @@ impl Tx {
     }
 
     /// Counts `n` reads against an active grant inside its window, atomically with their
-    /// audit records, if all `n` fit under its `max_reads`. Returns `(reads, max_reads)`
-    /// after counting, or `None` when nothing was counted: the grant is not live (revoked,
-    /// expired, exhausted, not yet valid) or has fewer than `n` reads left — or, with a
-    /// `cover`, what the reads were prepared from no longer holds (see
-    /// [`super::reads::ReadCover`]).
+    /// audit records, if all `n` fit under its `max_reads` and what the reads were
+    /// prepared from still holds ([`claim_conditions`]). Returns `(reads, max_reads)` after
+    /// counting, or `None` when nothing was counted: the grant is not live (revoked,
+    /// expired, exhausted, not yet valid), has fewer than `n` reads left, or the cover no
+    /// longer holds (see [`super::reads::ReadCover`]).
     pub async fn claim_grant_reads(
         &mut self,
         grant: GrantId,
         n: i32,
         now_ms: i64,
-        cover: Option<&super::reads::ReadCover>,
+        cover: &super::reads::ReadCover,
     ) -> Result<Option<(i32, Option<i32>)>, StoreError> {
-        const SQL: &str = "UPDATE grants SET reads = reads + $1 WHERE id = $2 AND status = 'active' \
-            AND valid_from <= $3 AND expires_at > $4 AND (max_reads IS NULL OR reads + $5 <= max_reads) \
-            RETURNING reads, max_reads";
-        // The same, and the key, the agency, the document, its version and the grant's wrap
-        // of it as the read found them (all by primary key or unique column).
-        const COVERED: &str = "UPDATE grants SET reads = reads + $1 WHERE id = $2 AND status = 'active' \
-            AND valid_from <= $3 AND expires_at > $4 AND (max_reads IS NULL OR reads + $5 <= max_reads) \
-            AND EXISTS (SELECT 1 FROM agency_keys k JOIN agencies a ON a.id = k.agency_id \
-                WHERE k.key_hash = $6 AND k.agency_id = grants.agency_id AND a.disabled_at IS NULL \
-                AND (k.expires_at IS NULL OR k.expires_at > $7)) \
-            AND EXISTS (SELECT 1 FROM documents d JOIN grant_key_wraps w ON w.document_id = d.id \
-                AND w.version = d.current_version \
-                WHERE d.id = $8 AND d.citizen_id = grants.citizen_id AND d.deleted_at IS NULL \
-                AND d.current_version = $9 AND w.grant_id = grants.id) \
-            RETURNING reads, max_reads";
+        let sql = format!(
+            "UPDATE grants SET reads = reads + $1 WHERE id = $2 AND {} RETURNING reads, max_reads",
+            claim_conditions(&ClaimTerms::numbered(3), LastRead::MayTake)
+        );
         Ok(on_engine!(self, c => {
-            let query = sqlx::query_as::<_, (i32, Option<i32>)>(if cover.is_some() { COVERED } else { SQL })
+            let q = sqlx::query_as::<_, (i32, Option<i32>)>(sqlx::AssertSqlSafe(sql))
                 .bind(n)
-                .bind(grant)
-                .bind(now_ms)
-                .bind(now_ms)
-                .bind(n);
-            let query = match cover {
-                Some(cover) => query
-                    .bind(cover.key_hash.as_slice())
-                    .bind(now_ms)
-                    .bind(cover.document)
-                    .bind(cover.version),
-                None => query,
-            };
-            query.fetch_optional(&mut **c).await?
+                .bind(grant);
+            bind_claim_terms!(q, n, now_ms, cover).fetch_optional(&mut **c).await?
         }))
     }
 }

@@ -400,7 +400,8 @@ enum LastRead {
 /// counts reads (SPEC G1): live by status and window, `n` more reads within `max_reads`,
 /// the presented key still the grant's agency's and unexpired, the agency enabled, and the
 /// document the grant's citizen's, not deleted, at the version read, with the grant's wrap
-/// of that version (all by primary key or unique column).
+/// of that version (all by primary key or unique column). Its own tables are aliased `k`,
+/// `a`, `d` and `gw`; a statement's terms may name any other alias.
 fn claim_conditions(t: &ClaimTerms, last: LastRead) -> String {
     let within = match last {
         LastRead::MayTake => "<=",
@@ -412,10 +413,10 @@ fn claim_conditions(t: &ClaimTerms, last: LastRead) -> String {
          AND EXISTS (SELECT 1 FROM agency_keys k JOIN agencies a ON a.id = k.agency_id \
             WHERE k.key_hash = {key_hash} AND k.agency_id = grants.agency_id \
             AND a.disabled_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > {key_until})) \
-         AND EXISTS (SELECT 1 FROM documents d JOIN grant_key_wraps w \
-            ON w.document_id = d.id AND w.version = d.current_version \
+         AND EXISTS (SELECT 1 FROM documents d JOIN grant_key_wraps gw \
+            ON gw.document_id = d.id AND gw.version = d.current_version \
             WHERE d.id = {document} AND d.citizen_id = grants.citizen_id \
-            AND d.deleted_at IS NULL AND d.current_version = {version} AND w.grant_id = grants.id)",
+            AND d.deleted_at IS NULL AND d.current_version = {version} AND gw.grant_id = grants.id)",
         from = t.from,
         until = t.until,
         n = t.n,

@@ -31,6 +31,11 @@ use custodia_crypto::stream::StreamEncryptor;
 use custodia_crypto::{Aad, DataKey, SymmetricKey};
 use futures_util::StreamExt;
 
+/// The server runs in this process: it gets the allocator the `custodia` binary has, so the
+/// memory measured is the binary's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const MIB: usize = 1024 * 1024;
 
 fn peak_rss_mib() -> f64 {

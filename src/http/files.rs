@@ -156,6 +156,8 @@ pub fn respond(opened: FileStream, disposition: &str) -> Response {
         }
     };
     let headers = response.headers_mut();
+    // Room for what follows and what the middleware adds, made once.
+    headers.reserve(16);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(info.media_type.mime()),

@@ -189,9 +189,16 @@ impl Store {
                         .test_before_acquire(false)
                         .acquire_timeout(Duration::from_secs(10))
                 };
+                // The sequencer's connection keeps its temporary storage (the statement
+                // journal of a batch's query) in memory: otherwise SQLite made, wrote and
+                // deleted a file in /var/tmp for about one batch in six, copies of database
+                // pages outside the data directory. A batch is bounded (`MAX_BATCH`), so
+                // this is too; the other connections' temporary storage (a large sort) may
+                // still spill to files.
+                let audit_options = options.clone().pragma("temp_store", "MEMORY");
                 (
-                    OnEngine::Sqlite(pool(8).connect_with(options.clone()).await?),
-                    OnEngine::Sqlite(pool(1).connect_with(options).await?),
+                    OnEngine::Sqlite(pool(8).connect_with(options).await?),
+                    OnEngine::Sqlite(pool(1).connect_with(audit_options).await?),
                 )
             }
             Engine::Postgres => {

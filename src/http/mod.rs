@@ -232,6 +232,37 @@ mod tests {
         )
     }
 
+    /// Every response gets each security header once; a handler's own value (the agency
+    /// file route's sandboxing policy) is kept, not replaced or doubled.
+    #[tokio::test]
+    async fn security_headers_are_added_once_and_a_handlers_own_value_is_kept() {
+        const OWN: &str = "default-src 'none'; sandbox";
+        let app = harden(Router::new().route("/ok", get(|| async { "fine" })).route(
+            "/own",
+            get(|| async { ([(header::CONTENT_SECURITY_POLICY, OWN)], "file") }),
+        ));
+        for path in ["/ok", "/own", "/nowhere", "/handler"] {
+            let app = if path == "/handler" {
+                broken()
+            } else {
+                app.clone()
+            };
+            let r = app
+                .oneshot(Request::get(path).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            for (name, value) in SECURITY_HEADERS {
+                let values: Vec<_> = r.headers().get_all(&name).iter().collect();
+                let expected = if path == "/own" && name == header::CONTENT_SECURITY_POLICY {
+                    OWN
+                } else {
+                    value
+                };
+                assert_eq!(values, [expected], "{name} on {path}");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_handler_panic_is_a_problem_and_the_next_request_is_served() {
         let app = broken();

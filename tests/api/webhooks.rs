@@ -177,6 +177,25 @@ async fn recorded_tries(agency: &Agency, event_type: &str, tries: i32) {
     panic!("{event_type} was never tried {tries} time(s)");
 }
 
+/// The agency's deliveries in `status`, once there is at least one: a delivery's outcome is
+/// recorded after the receiver has answered, so a test that saw the answer waits for it.
+async fn deliveries_with_status(agency: &Agency, status: &str) -> Vec<Value> {
+    for _ in 0..200 {
+        let listed: Value = agency
+            .get(&format!("/api/v1/webhooks/deliveries?status={status}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let deliveries = listed["deliveries"].as_array().unwrap();
+        if !deliveries.is_empty() {
+            return deliveries.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no delivery was ever recorded as {status}");
+}
+
 async fn every_event_arrives_signed_and_verifies(backend: Backend) {
     let env = loopback_env(backend).await;
     let app = env.start().await.unwrap();
@@ -334,13 +353,9 @@ async fn a_failing_receiver_is_retried_then_dead_lettered_and_replayed(backend: 
         tried.iter().all(|r| r.id == tried[0].id),
         "one event, retried"
     );
-    let listed: Value = agency
-        .get("/api/v1/webhooks/deliveries?status=delivered")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(listed["deliveries"][0]["attempts"], 4);
+    // The receiver has answered before the server records the outcome: wait for the record.
+    let listed = deliveries_with_status(&agency, "delivered").await;
+    assert_eq!(listed[0]["attempts"], 4);
 
     // Always failing: dead after the last try, and listed as a dead letter.
     rx.fail_always.store(true, Ordering::SeqCst);
@@ -355,20 +370,8 @@ async fn a_failing_receiver_is_retried_then_dead_lettered_and_replayed(backend: 
         recorded_tries(&agency, "grant.revoked", tries).await;
         app.clock.advance(time::Duration::hours(1));
     }
-    let mut dead = Value::Null;
-    for _ in 0..100 {
-        dead = agency
-            .get("/api/v1/webhooks/deliveries?status=dead")
-            .await
-            .json()
-            .await
-            .unwrap();
-        if !dead["deliveries"].as_array().unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let letter = &dead["deliveries"][0];
+    let dead = deliveries_with_status(&agency, "dead").await;
+    let letter = &dead[0];
     assert_eq!(letter["event_type"], "grant.revoked");
     assert_eq!(letter["attempts"], custodia::webhooks::MAX_ATTEMPTS);
     assert_eq!(letter["last_status"], 503);

@@ -6,6 +6,8 @@
 
 use crate::ids::{CitizenId, GrantId};
 
+use sqlx::Connection as _;
+
 use crate::on_engine;
 
 use super::{Store, StoreError, Tx};
@@ -259,16 +261,27 @@ const SQLITE_EVENTS_INSERT: &str = "INSERT INTO audit_events (seq, body, prev_ha
 /// [`Tx::write_audit_batch`] on SQLite: one query of constant text, so it is prepared once
 /// per connection whatever the batch's size. The events, the tree hashes and the per-day
 /// counts travel as three JSON arrays that the statements read with `json_each`.
-const SQLITE_BATCH_WRITE: &str = "\
-    INSERT INTO audit_events (seq, body, prev_hash, hash) \
-        SELECT value->>0, value->>1, unhex(value->>2), unhex(value->>3) FROM json_each(?); \
-    INSERT INTO audit_tree (idx, hash) SELECT value->>0, unhex(value->>1) FROM json_each(?); \
-    INSERT INTO audit_daily (day, actor_kind, actor_id, action, outcome, n) \
-        SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5 \
-        FROM json_each(?) WHERE true \
-        ON CONFLICT (day, actor_kind, actor_id, action, outcome) \
-        DO UPDATE SET n = audit_daily.n + excluded.n; \
-    UPDATE audit_head SET seq = ?, hash = ?, tree_size = ? WHERE id = 1";
+static SQLITE_BATCH_WRITE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| sqlite_batch_write(["?", "?", "?"], ["?", "?", "?"]));
+
+/// The statements that write a batch on SQLite, reading the three JSON arrays of
+/// [`sqlite_batch_json`] from `json` and the new head (seq, hash, tree size) from `head`:
+/// as a query of its own ([`SQLITE_BATCH_WRITE`]) and inside [`sqlite_batch_trigger`].
+fn sqlite_batch_write(json: [&str; 3], head: [&str; 3]) -> String {
+    let [events, tree, days] = json;
+    let [seq, hash, size] = head;
+    format!(
+        "INSERT INTO audit_events (seq, body, prev_hash, hash) \
+            SELECT value->>0, value->>1, unhex(value->>2), unhex(value->>3) FROM json_each({events}); \
+         INSERT INTO audit_tree (idx, hash) SELECT value->>0, unhex(value->>1) FROM json_each({tree}); \
+         INSERT INTO audit_daily (day, actor_kind, actor_id, action, outcome, n) \
+            SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5 \
+            FROM json_each({days}) WHERE true \
+            ON CONFLICT (day, actor_kind, actor_id, action, outcome) \
+            DO UPDATE SET n = audit_daily.n + excluded.n; \
+         UPDATE audit_head SET seq = {seq}, hash = {hash}, tree_size = {size} WHERE id = 1"
+    )
+}
 
 /// The three JSON arrays [`SQLITE_BATCH_WRITE`] reads: events `[seq, body, prev, hash]`,
 /// tree hashes `[idx, hash]` and day counts `[day, kind, actor, action, outcome, n]`, with
@@ -329,7 +342,7 @@ async fn write_sqlite_batch(
     head: &[u8],
 ) -> Result<(), StoreError> {
     let json = sqlite_batch_json(rows, tree)?;
-    bind_sqlite_batch(sqlx::query(SQLITE_BATCH_WRITE), json, seq, head)
+    bind_sqlite_batch(sqlx::query(SQLITE_BATCH_WRITE.as_str()), json, seq, head)
         .execute(&mut *c)
         .await?;
     Ok(())
@@ -369,20 +382,6 @@ impl ClaimTerms {
             key_until: at(4),
             document: at(5),
             version: at(6),
-        }
-    }
-
-    /// Plain `?` parameters, bound in the same order.
-    fn positional() -> Self {
-        let q = || "?".to_owned();
-        Self {
-            from: q(),
-            until: q(),
-            n: q(),
-            key_hash: q(),
-            key_until: q(),
-            document: q(),
-            version: q(),
         }
     }
 }
@@ -450,32 +449,113 @@ pub struct QuickBatch<'a> {
     pub now_ms: i64,
 }
 
-/// A read's claim in a [`QuickBatch`] on SQLite: the claim of [`Tx::claim_grant_reads`],
-/// except that it never takes a grant's last read (that read ends the grant, which only
-/// the step-by-step batch does), then a guard that fails the batch unless it counted.
-fn sqlite_quick_claim() -> String {
+/// The name of what a [`QuickBatch`] is inserted into on SQLite, and the word its refusals
+/// carry: a view of the sequencer's connection whose trigger writes the batch
+/// ([`sqlite_batch_trigger`]).
+const SQLITE_QUICK_BATCH: &str = "audit_batch";
+
+/// The one statement of a [`QuickBatch`] on SQLite, its values in the view's column order.
+const SQLITE_QUICK_INSERT: &str = "INSERT INTO audit_batch VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// A [`QuickBatch`] on SQLite: one statement, `INSERT INTO audit_batch VALUES (…)`, so the
+/// batch is one hand-off to the driver's thread and one answer back. Run outside any
+/// transaction, the statement is its own: it takes the write lock as it starts (it writes)
+/// and commits as it ends, or, if any part fails, undoes every part. The view and its
+/// trigger are temporary objects of the sequencer's connection, made as it connects (the
+/// claim's conditions are [`claim_conditions`], kept in one place in the code rather than
+/// copied into the schema). The trigger refuses — `RAISE(ABORT)`, nothing written — unless
+/// the head is still the one the batch was chained onto, no change waits in the outbox and
+/// every claim counted, each without taking its grant's last read (that read ends the
+/// grant, which only the step-by-step batch does). Two claims on one grant count as one
+/// row, so such a batch is refused too and goes step by step.
+pub(super) fn sqlite_batch_trigger() -> String {
+    let terms = ClaimTerms {
+        from: "NEW.now".into(),
+        until: "NEW.now".into(),
+        n: "(w.value->>1)".into(),
+        key_hash: "unhex(w.value->>2)".into(),
+        key_until: "NEW.now".into(),
+        document: "unhex(w.value->>3)".into(),
+        version: "(w.value->>4)".into(),
+    };
     format!(
-        "UPDATE grants SET reads = reads + ? WHERE id = ? AND {}; \
-         INSERT INTO audit_batch_guard (refused) SELECT 'claim' WHERE changes() = 0;\n",
-        claim_conditions(&ClaimTerms::positional(), LastRead::Leaves)
+        "CREATE TEMP VIEW IF NOT EXISTS {SQLITE_QUICK_BATCH} \
+            (after_seq, after_hash, now, claims, checkpoints, events, tree, days, seq, hash) \
+            AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0; \
+         CREATE TEMP TRIGGER IF NOT EXISTS {SQLITE_QUICK_BATCH} \
+            INSTEAD OF INSERT ON {SQLITE_QUICK_BATCH} BEGIN \
+            SELECT RAISE(ABORT, '{SQLITE_QUICK_BATCH}: the head moved or changes wait') \
+                WHERE NOT EXISTS (SELECT 1 FROM audit_head \
+                    WHERE id = 1 AND seq = NEW.after_seq AND hash = NEW.after_hash) \
+                OR EXISTS (SELECT 1 FROM audit_outbox); \
+            UPDATE grants SET reads = reads + (w.value->>1) FROM json_each(NEW.claims) AS w \
+                WHERE grants.id = unhex(w.value->>0) AND {claim}; \
+            SELECT RAISE(ABORT, '{SQLITE_QUICK_BATCH}: a claim does not hold') \
+                WHERE changes() <> json_array_length(NEW.claims); \
+            {CHECKPOINT_INSERT_COLUMNS} SELECT value->>0, unhex(value->>1), value->>2, \
+                value->>3, unhex(value->>4), unhex(value->>5), value->>6 \
+                FROM json_each(NEW.checkpoints) WHERE true ON CONFLICT (seq) DO NOTHING; \
+            {write}; \
+         END",
+        claim = claim_conditions(&terms, LastRead::Leaves),
+        write = sqlite_batch_write(
+            ["NEW.events", "NEW.tree", "NEW.days"],
+            ["NEW.seq", "NEW.hash", "NEW.seq"]
+        ),
     )
 }
 
-/// The start of a [`QuickBatch`]: the write lock, and a guard that fails the batch unless
-/// the head is still the one it was chained onto and no change waits in the outbox.
-const SQLITE_QUICK_BEGIN: &str = "BEGIN IMMEDIATE; \
-    INSERT INTO audit_batch_guard (refused) SELECT 'head' \
-        WHERE NOT EXISTS (SELECT 1 FROM audit_head WHERE id = 1 AND seq = ? AND hash = ?) \
-        OR EXISTS (SELECT 1 FROM audit_outbox);\n";
+/// The JSON arrays a [`QuickBatch`]'s claims and checkpoints travel in to
+/// [`sqlite_batch_trigger`]: claims `[grant, n, key hash, document, version]` and
+/// checkpoints `[seq, head, at, key id, signature, root, note]`, with bytes in hex.
+fn sqlite_quick_json(batch: &QuickBatch<'_>) -> Result<[String; 2], StoreError> {
+    use custodia_crypto::digest::hex;
+    let claims: Vec<_> = batch
+        .claims
+        .iter()
+        .map(|(grant, cover, n)| {
+            serde_json::json!([
+                hex(grant.as_bytes()),
+                n,
+                hex(&cover.key_hash),
+                hex(cover.document.as_bytes()),
+                cover.version
+            ])
+        })
+        .collect();
+    let checkpoints: Vec<_> = batch
+        .checkpoints
+        .iter()
+        .map(|c| {
+            serde_json::json!([
+                c.seq,
+                hex(&c.head_hash),
+                c.at,
+                c.key_id,
+                hex(&c.signature),
+                c.root_hash.as_deref().map(hex),
+                c.note
+            ])
+        })
+        .collect();
+    let text =
+        |v: &[serde_json::Value]| serde_json::to_string(v).map_err(|e| StoreError::Other(e.into()));
+    Ok([text(&claims)?, text(&checkpoints)?])
+}
 
 /// A checkpoint's insert, before its row(s) of values (bound by [`bind_checkpoint!`]).
 const CHECKPOINT_INSERT: &str = "INSERT INTO audit_checkpoints (seq, head_hash, at, key_id, \
     signature, root_hash, note) VALUES ";
 
+/// A checkpoint's insert from a query, before its `SELECT`.
+const CHECKPOINT_INSERT_COLUMNS: &str = "INSERT INTO audit_checkpoints (seq, head_hash, at, \
+    key_id, signature, root_hash, note)";
+
 impl Store {
     /// Writes a batch the sequencer chained from what it remembers, in one hand-off to the
-    /// database: on SQLite one query that takes the write lock, checks every assumption
-    /// (the head, an empty outbox, each claim), writes and commits; on PostgreSQL one
+    /// database: on SQLite one statement that takes the write lock, checks every assumption
+    /// (the head, an empty outbox, each claim), writes and commits
+    /// ([`sqlite_batch_trigger`]); on PostgreSQL one
     /// statement, committed on its own ([`append_postgres_batch_at_once`]). `Ok(false)`:
     /// an assumption did not hold; nothing was written, and the batch must go step by step
     /// ([`Tx::start_audit_batch`] and the rest).
@@ -486,46 +566,34 @@ impl Store {
                 return append_postgres_batch_at_once(pool, batch).await;
             }
         };
-        let mut sql = String::from(SQLITE_QUICK_BEGIN);
-        if !batch.claims.is_empty() {
-            let claim = sqlite_quick_claim();
-            for _ in &batch.claims {
-                sql.push_str(&claim);
-            }
-        }
-        for _ in batch.checkpoints {
-            sql.push_str(CHECKPOINT_INSERT);
-            sql.push_str("(?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING;\n");
-        }
-        sql.push_str(SQLITE_BATCH_WRITE);
-        sql.push_str(";\nCOMMIT");
-        let json = sqlite_batch_json(batch.rows, batch.tree)?;
-        // Batches of one shape share the statement: claims and checkpoints are few.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(batch.after.0)
-            .bind(batch.after.1);
-        for (grant, cover, n) in &batch.claims {
-            q = bind_claim_terms!(q.bind(*n).bind(*grant), *n, batch.now_ms, *cover);
-        }
-        for c in batch.checkpoints {
-            q = bind_checkpoint!(q, c);
-        }
-        let q = bind_sqlite_batch(q, json, batch.seq, batch.head);
+        let [events, tree, days] = sqlite_batch_json(batch.rows, batch.tree)?;
+        let [claims, checkpoints] = sqlite_quick_json(batch)?;
         let mut conn = pool.acquire().await?;
-        let Err(e) = q.execute(&mut *conn).await else {
+        // The statement commits on its own only outside a transaction. Every transaction on
+        // this connection is a `Tx`, whose end sqlx tracks; one still open here would hold
+        // the batch uncommitted, so it goes the step-by-step way, which fails clearly.
+        if conn.is_in_transaction() {
+            return Ok(false);
+        }
+        let written = sqlx::query(SQLITE_QUICK_INSERT)
+            .bind(batch.after.0)
+            .bind(batch.after.1)
+            .bind(batch.now_ms)
+            .bind(claims)
+            .bind(checkpoints)
+            .bind(events)
+            .bind(tree)
+            .bind(days)
+            .bind(batch.seq)
+            .bind(batch.head)
+            .execute(&mut *conn)
+            .await;
+        let Err(e) = written else {
             return Ok(true);
         };
-        // The query stopped at its first failing statement: end what it began.
-        if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
-            let none_open = matches!(&rollback, sqlx::Error::Database(db)
-                if db.message().contains("no transaction is active"));
-            if !none_open {
-                tracing::warn!(error = %rollback, "an audit batch could not be rolled back; closing its connection");
-                conn.close_on_drop();
-            }
-        }
+        // The statement failed as a whole and undid every part: nothing was written.
         let refused = matches!(&e, sqlx::Error::Database(db)
-            if db.message().contains("audit_batch_guard"));
+            if db.message().starts_with(SQLITE_QUICK_BATCH));
         if refused { Ok(false) } else { Err(e.into()) }
     }
 }

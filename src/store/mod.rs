@@ -196,9 +196,23 @@ impl Store {
                 // this is too; the other connections' temporary storage (a large sort) may
                 // still spill to files.
                 let audit_options = options.clone().pragma("temp_store", "MEMORY");
+                // It also gets the view a batch is written through in one statement
+                // (`Store::append_batch_at_once`).
+                let audit_pool = pool(1)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            let sql = audit::sqlite_batch_trigger();
+                            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                                .execute(conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(audit_options)
+                    .await?;
                 (
                     OnEngine::Sqlite(pool(8).connect_with(options).await?),
-                    OnEngine::Sqlite(pool(1).connect_with(audit_options).await?),
+                    OnEngine::Sqlite(audit_pool),
                 )
             }
             Engine::Postgres => {

@@ -504,18 +504,28 @@ async fn concurrent_reads_never_pass_the_limit(backend: Backend) {
     let agency = std::sync::Arc::new(Agency::create(&app, "并发限次局", Level::Provincial).await);
     let c = Citizen::register(&app, &national_id(222), "Concurrent").await;
     let doc = licence(&c, "并发公司", None).await;
-    for (round, max, readers) in [(0, 12usize, 40usize), (1, 40, 40), (2, 1000, 48)] {
+    let other = licence(&c, "并发二公司", None).await;
+    // The last two rounds read two documents under one grant at once, so a batch holds
+    // claims on one grant under two covers (which go step by step).
+    for (round, max, readers, docs) in [
+        (0, 12usize, 40usize, 1usize),
+        (1, 40, 40, 1),
+        (2, 1000, 48, 1),
+        (3, 30, 40, 2),
+        (4, 1000, 40, 2),
+    ] {
+        let documents = &[doc.clone(), other.clone()][..docs];
         let g = grant(
             &c,
             &agency,
-            json!({ "document_ids": [doc], "tier": "verify", "purpose": format!("并发 {round}"), "max_reads": max }),
+            json!({ "document_ids": documents, "tier": "verify", "purpose": format!("并发 {round}"), "max_reads": max }),
         )
         .await;
-        let path = format!("/api/v1/grants/{g}/documents/{doc}");
         let before = crate::helpers::recorded(&app, "document.read").await;
         let tasks: Vec<_> = (0..readers)
-            .map(|_| {
-                let (agency, path) = (agency.clone(), path.clone());
+            .map(|i| {
+                let path = format!("/api/v1/grants/{g}/documents/{}", documents[i % docs]);
+                let agency = agency.clone();
                 tokio::spawn(async move { agency.read(&path).await.status().as_u16() })
             })
             .collect();

@@ -61,6 +61,15 @@ async fn metrics_move_with_a_flow_and_hold_no_personal_data() {
     assert!(after.contains("custodia_audit_append_seconds"));
     assert!(after.contains("custodia_audit_batch_size"));
     assert!(value(&after, "custodia_live_grants") >= 1.0);
+    // The steady read's record went to the database in one hand-off (SQLite: one statement
+    // through the sequencer connection's view), not the step-by-step way.
+    let at_once = "custodia_audit_batches_total{path=\"at_once\"}";
+    let before_reads = value(&after, at_once);
+    for _ in 0..5 {
+        assert_eq!(agency.read(&read).await.status(), 200);
+    }
+    let later = scrape(&app).await.text().await.unwrap();
+    assert!(value(&later, at_once) > before_reads, "{later}");
     assert!(after.contains("custodia_pending_requests"));
 
     // No personal data, and no ids, in any label.

@@ -604,86 +604,73 @@ impl Store {
 /// a head another node is moving), and write the events, tree hashes, day counts and
 /// checkpoints; its result divides by zero unless the head moved and every claim counted,
 /// which fails the statement and undoes every part. Another node's batch at the same
-/// sequence numbers fails it too (the events' primary key). Batches larger than the
-/// step-by-step path writes in one statement go step by step.
+/// sequence numbers fails it too (the events' primary key). Every part reads its rows from
+/// arrays (`unnest`), so the text is one whatever the batch holds, and the statement is
+/// prepared once per connection rather than parsed and planned for every batch.
+static POSTGRES_QUICK_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    // $1 the time; $2..$5 the head: new seq, new hash, old seq, old hash; $6..$10 the
+    // claims; then the writes and the checkpoints.
+    let terms = ClaimTerms {
+        from: "$1".into(),
+        until: "$1".into(),
+        n: "w.n".into(),
+        key_hash: "w.key_hash".into(),
+        key_until: "$1".into(),
+        document: "w.document".into(),
+        version: "w.version".into(),
+    };
+    let (parts, used) = postgres_write_parts(10);
+    format!(
+        "WITH wanted (id, n, key_hash, document, version) AS (SELECT * FROM \
+            unnest($6::uuid[], $7::int[], $8::bytea[], $9::uuid[], $10::int[])), \
+         claims AS (UPDATE grants SET reads = reads + w.n FROM wanted w \
+            WHERE grants.id = w.id AND {claim} RETURNING grants.id), \
+         head AS (UPDATE audit_head SET seq = $2, hash = $3, tree_size = $2 \
+            WHERE id = 1 AND seq = $4 AND hash = $5 \
+            AND NOT EXISTS (SELECT 1 FROM audit_outbox) RETURNING 1), \
+         {parts}, \
+         signed AS ({CHECKPOINT_INSERT_COLUMNS} SELECT * FROM unnest(${c1}::bigint[], \
+            ${c2}::bytea[], ${c3}::bigint[], ${c4}::text[], ${c5}::bytea[], ${c6}::bytea[], \
+            ${c7}::text[]) ON CONFLICT (seq) DO NOTHING) \
+         SELECT 1 / ((SELECT count(*) FROM head) \
+            * (CASE WHEN (SELECT count(*) FROM claims) = cardinality($6::uuid[]) \
+               THEN 1 ELSE 0 END))",
+        claim = claim_conditions(&terms, LastRead::Leaves),
+        c1 = used + 1,
+        c2 = used + 2,
+        c3 = used + 3,
+        c4 = used + 4,
+        c5 = used + 5,
+        c6 = used + 6,
+        c7 = used + 7,
+    )
+});
+
 async fn append_postgres_batch_at_once(
     pool: &sqlx::PgPool,
     batch: &QuickBatch<'_>,
 ) -> Result<bool, StoreError> {
-    if !postgres_writes_at_once(batch.rows, batch.tree) {
-        return Ok(false);
-    }
-    // $1 the time; $2..$5 the head: new seq, new hash, old seq, old hash; then five a claim.
-    let mut sql = String::from("WITH ");
-    if !batch.claims.is_empty() {
-        let values = super::placeholders_after(false, batch.claims.len(), 5, 5);
-        let terms = ClaimTerms {
-            from: "$1".into(),
-            until: "$1".into(),
-            n: "w.n::INT".into(),
-            key_hash: "w.key_hash::BYTEA".into(),
-            key_until: "$1".into(),
-            document: "w.document::UUID".into(),
-            version: "w.version::INT".into(),
-        };
-        sql.push_str(&format!(
-            "wanted (id, n, key_hash, document, version) AS (VALUES {values}), \
-             claims AS (UPDATE grants SET reads = reads + w.n::INT FROM wanted w \
-                WHERE grants.id = w.id::UUID AND {} RETURNING grants.id), ",
-            claim_conditions(&terms, LastRead::Leaves)
-        ));
-    }
-    sql.push_str(
-        "head AS (UPDATE audit_head SET seq = $2, hash = $3, tree_size = $2 \
-            WHERE id = 1 AND seq = $4 AND hash = $5 \
-            AND NOT EXISTS (SELECT 1 FROM audit_outbox) RETURNING 1), ",
-    );
-    let days = day_counts(batch.rows);
-    let (parts, used) = postgres_write_parts(
-        batch.rows.len(),
-        batch.tree.len(),
-        days.len(),
-        5 + 5 * batch.claims.len(),
-    );
-    sql.push_str(&parts);
-    if !batch.checkpoints.is_empty() {
-        let values = super::placeholders_after(false, batch.checkpoints.len(), 7, used);
-        sql.push_str(&format!(
-            ", signed AS ({CHECKPOINT_INSERT}{values} ON CONFLICT (seq) DO NOTHING)"
-        ));
-    }
-    let claimed = if batch.claims.is_empty() {
-        "1".to_owned()
-    } else {
-        format!(
-            "(CASE WHEN (SELECT count(*) FROM claims) = {} THEN 1 ELSE 0 END)",
-            batch.claims.len()
-        )
-    };
-    // The head first: its row lock is taken before any grant's, as the step-by-step
-    // batch takes them.
-    sql.push_str(&format!(
-        " SELECT 1 / ((SELECT count(*) FROM head) * {claimed})"
-    ));
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .persistent(false)
+    let (claims, signed) = (&batch.claims, batch.checkpoints);
+    let q = sqlx::query(POSTGRES_QUICK_BATCH.as_str())
         .bind(batch.now_ms)
         .bind(batch.seq)
         .bind(batch.head)
         .bind(batch.after.0)
-        .bind(batch.after.1);
-    for (grant, cover, n) in &batch.claims {
-        q = q
-            .bind(*grant)
-            .bind(*n)
-            .bind(cover.key_hash.as_slice())
-            .bind(cover.document)
-            .bind(cover.version);
-    }
-    q = bind_postgres_write_parts(q, batch.rows, batch.tree, &days);
-    for c in batch.checkpoints {
-        q = bind_checkpoint!(q, c);
-    }
+        .bind(batch.after.1)
+        .bind(column(claims, |(g, _, _)| g.uuid()))
+        .bind(column(claims, |(_, _, n)| *n))
+        .bind(column(claims, |(_, c, _)| c.key_hash.clone()))
+        .bind(column(claims, |(_, c, _)| c.document.uuid()))
+        .bind(column(claims, |(_, c, _)| c.version));
+    let days = day_counts(batch.rows);
+    let q = bind_postgres_write_parts(q, batch.rows, batch.tree, &days)
+        .bind(column(signed, |c| c.seq))
+        .bind(column(signed, |c| c.head_hash.clone()))
+        .bind(column(signed, |c| c.at))
+        .bind(column(signed, |c| c.key_id.clone()))
+        .bind(column(signed, |c| c.signature.clone()))
+        .bind(column(signed, |c| c.root_hash.clone()))
+        .bind(column(signed, |c| c.note.clone()));
     match q.execute(pool).await {
         Ok(_) => Ok(true),
         // 22012: the guard's division by zero; 23505: another node's events came first;
@@ -697,55 +684,92 @@ async fn append_postgres_batch_at_once(
     }
 }
 
-/// Whether PostgreSQL writes a batch of `rows` adding `tree` hashes in one statement
-/// (larger batches are written part by part).
-fn postgres_writes_at_once(rows: &[AuditRow], tree: &[(u64, [u8; 32])]) -> bool {
-    !rows.is_empty() && rows.len() <= 64 && tree.len() <= 400
-}
-
 /// The parts of a PostgreSQL batch statement that write its events, tree hashes and day
-/// counts — `events AS (…), tree AS (…), days AS (…)` — with placeholders numbered after
-/// `before`; and the last placeholder they use. Bound by [`bind_postgres_write_parts`].
-fn postgres_write_parts(rows: usize, tree: usize, days: usize, before: usize) -> (String, usize) {
+/// counts — `events AS (…), tree AS (…), days AS (…)` — each reading its rows from arrays
+/// (`unnest`), one array a column, so the text is the same whatever the batch's size;
+/// placeholders numbered after `before`; and the last placeholder they use. Bound by
+/// [`bind_postgres_write_parts`].
+fn postgres_write_parts(before: usize) -> (String, usize) {
+    const EVENT_TYPES: [&str; 20] = [
+        "bigint", "bigint", "text", "text", "text", "text", "text", "text", "text", "uuid", "text",
+        "text", "text", "text", "bigint", "text", "text", "bytea", "bytea", "text",
+    ];
     let mut at = before;
-    let mut part = |n: usize, fields: usize| {
-        let text = super::placeholders_after(false, n, fields, at);
-        at += n * fields;
-        text
+    let mut arrays = |types: &[&str]| {
+        let text: Vec<String> = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("${}::{t}[]", at + i + 1))
+            .collect();
+        at += types.len();
+        text.join(", ")
     };
-    let mut sql = format!(
-        "events AS (INSERT INTO audit_events ({COLUMNS}, body) VALUES {})",
-        part(rows, 20)
+    let events = arrays(&EVENT_TYPES);
+    let tree = arrays(&["bigint", "bytea"]);
+    let days = arrays(&["bigint", "text", "text", "text", "text", "bigint"]);
+    let sql = format!(
+        "events AS (INSERT INTO audit_events ({COLUMNS}, body) SELECT * FROM unnest({events})), \
+         tree AS (INSERT INTO audit_tree (idx, hash) SELECT * FROM unnest({tree})), \
+         days AS (INSERT INTO audit_daily (day, actor_kind, actor_id, action, outcome, n) \
+            SELECT * FROM unnest({days}) \
+            ON CONFLICT (day, actor_kind, actor_id, action, outcome) \
+            DO UPDATE SET n = audit_daily.n + excluded.n)"
     );
-    if tree > 0 {
-        sql.push_str(&format!(
-            ", tree AS (INSERT INTO audit_tree (idx, hash) VALUES {})",
-            part(tree, 2)
-        ));
-    }
-    sql.push_str(&format!(", days AS ({})", days_upsert(&part(days, 6))));
     (sql, at)
 }
 
-/// Binds [`postgres_write_parts`]' parameters, in their order, to `q`.
+/// [`Tx::write_audit_batch`] on PostgreSQL: the written parts, then the head's move
+/// (its sequence number, hash and tree size).
+static POSTGRES_BATCH_WRITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let (parts, used) = postgres_write_parts(0);
+    format!(
+        "WITH {parts} UPDATE audit_head SET seq = ${seq_at}, hash = ${hash_at}, \
+         tree_size = ${seq_at} WHERE id = 1",
+        seq_at = used + 1,
+        hash_at = used + 2,
+    )
+});
+
+/// Binds [`postgres_write_parts`]' arrays, in their order, to `q`.
 fn bind_postgres_write_parts<'q>(
-    mut q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    rows: &'q [AuditRow],
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    rows: &[AuditRow],
     tree: &[(u64, [u8; 32])],
     days: &[(DayKey<'_>, i64)],
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    for e in rows {
-        q = bind_event!(q, e);
-    }
-    for (i, h) in tree {
-        q = q
-            .bind(i64::try_from(*i).unwrap_or(i64::MAX))
-            .bind(h.to_vec());
-    }
-    for day in days {
-        q = bind_day!(q, day);
-    }
-    q
+    q.bind(column(rows, |e| e.seq))
+        .bind(column(rows, |e| e.at))
+        .bind(column(rows, |e| e.actor_kind.clone()))
+        .bind(column(rows, |e| e.actor_id.clone()))
+        .bind(column(rows, |e| e.officer_id.clone()))
+        .bind(column(rows, |e| e.case_id.clone()))
+        .bind(column(rows, |e| e.citizen_pseudonym.clone()))
+        .bind(column(rows, |e| e.action.clone()))
+        .bind(column(rows, |e| e.object_ids.clone()))
+        .bind(column(rows, |e| e.grant_id.map(GrantId::uuid)))
+        .bind(column(rows, |e| e.purpose.clone()))
+        .bind(column(rows, |e| e.tier.clone()))
+        .bind(column(rows, |e| e.fields.clone()))
+        .bind(column(rows, |e| e.outcome.clone()))
+        .bind(column(rows, |e| e.bytes_sent))
+        .bind(column(rows, |e| e.request_id.clone()))
+        .bind(column(rows, |e| e.detail.clone()))
+        .bind(column(rows, |e| e.prev_hash.clone()))
+        .bind(column(rows, |e| e.hash.clone()))
+        .bind(column(rows, |e| e.body.clone()))
+        .bind(column(tree, |(i, _)| i64::try_from(*i).unwrap_or(i64::MAX)))
+        .bind(column(tree, |(_, h)| h.to_vec()))
+        .bind(column(days, |((d, ..), _)| *d))
+        .bind(column(days, |((_, k, ..), _)| (*k).to_owned()))
+        .bind(column(days, |((_, _, a, ..), _)| (*a).to_owned()))
+        .bind(column(days, |((_, _, _, a, _), _)| (*a).to_owned()))
+        .bind(column(days, |((.., o), _)| (*o).to_owned()))
+        .bind(column(days, |(_, n)| *n))
+}
+
+/// One field of each of `items`: a column, bound to PostgreSQL as an array.
+fn column<I, T>(items: &[I], field: impl Fn(&I) -> T) -> Vec<T> {
+    items.iter().map(field).collect()
 }
 
 /// What an audit batch starts from ([`Tx::start_audit_batch`]).
@@ -1246,11 +1270,11 @@ impl Tx {
     }
 
     /// Writes a batch: its events, the tree hashes they add, the per-day counts, and the
-    /// new head (sequence, hash, tree size). On PostgreSQL a batch of up to 64 events is one
-    /// statement (data-modifying `WITH` parts and the head's update): under load each
-    /// statement of the batch is a round trip the whole batch waits for. Larger batches
-    /// write part by part. On SQLite the parts are statements of one query, run by the
-    /// driver's thread in one hand-off.
+    /// new head (sequence, hash, tree size). On PostgreSQL one statement of constant text
+    /// ([`POSTGRES_BATCH_WRITE`]: data-modifying `WITH` parts reading arrays, and the
+    /// head's update), prepared once: under load each statement of the batch is a round
+    /// trip the whole batch waits for. On SQLite the parts are statements of one query, run
+    /// by the driver's thread in one hand-off.
     pub async fn write_audit_batch(
         &mut self,
         rows: &[AuditRow],
@@ -1259,27 +1283,13 @@ impl Tx {
         head: &[u8],
     ) -> Result<(), StoreError> {
         let c = match self {
-            super::OnEngine::Postgres(c) if postgres_writes_at_once(rows, tree) => c,
+            super::OnEngine::Postgres(c) => c,
             super::OnEngine::Sqlite(c) => {
                 return write_sqlite_batch(c, rows, tree, seq, head).await;
             }
-            super::OnEngine::Postgres(_) => {
-                self.insert_audit_events(rows).await?;
-                self.insert_tree_hashes(tree).await?;
-                return self.set_audit_head_and_tree(seq, head).await;
-            }
         };
         let days = day_counts(rows);
-        let (parts, used) = postgres_write_parts(rows.len(), tree.len(), days.len(), 0);
-        let sql = format!(
-            "WITH {parts} UPDATE audit_head SET seq = ${seq_at}, hash = ${hash_at}, \
-             tree_size = ${seq_at} WHERE id = 1",
-            seq_at = used + 1,
-            hash_at = used + 2,
-        );
-        // Batches differ in shape: not kept as prepared statements, so they do not crowd
-        // out the ones that are (parsed with the rest, in the same round trip).
-        let q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let q = sqlx::query(POSTGRES_BATCH_WRITE.as_str());
         let q = bind_postgres_write_parts(q, rows, tree, &days);
         q.bind(seq).bind(head).execute(&mut **c).await?;
         Ok(())

@@ -523,23 +523,18 @@ impl Sequencer {
         }
         let mut claims: Vec<(GrantId, &ReadCover, i32)> = Vec::new();
         for claim in events.iter().filter_map(|(_, c)| c.as_ref()) {
-            match claims
-                .iter_mut()
-                .find(|(g, cover, _)| *g == claim.grant && **cover == claim.cover)
-            {
-                Some((_, _, n)) => *n += 1,
+            match claims.iter_mut().find(|(g, _, _)| *g == claim.grant) {
+                Some((_, cover, n)) if **cover == claim.cover => *n += 1,
+                // Both engines count a batch's claims with one `UPDATE … FROM` the claims,
+                // which changes a grant's row once: two covers under one grant (two of its
+                // documents read at once) would be refused there, so such a batch goes step
+                // by step from the start.
+                Some(_) => {
+                    self.keep_memo(Some(memo));
+                    return None;
+                }
                 None => claims.push((claim.grant, &claim.cover, 1)),
             }
-        }
-        // Both engines count a batch's claims with one `UPDATE … FROM` the claims, which
-        // changes a grant's row once: two covers under one grant (two of its documents read
-        // at once) would be refused there, so such a batch goes step by step from the start.
-        let mut grants: Vec<GrantId> = claims.iter().map(|(g, _, _)| *g).collect();
-        grants.sort_unstable();
-        grants.dedup();
-        if grants.len() < claims.len() {
-            self.keep_memo(Some(memo));
-            return None;
         }
         let mut tree = Appender::from_edge(tree_size(memo.seq), memo.edge.clone());
         let (mut seq, mut head) = (memo.seq, memo.head.clone());

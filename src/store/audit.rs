@@ -42,7 +42,7 @@ pub struct AuditRow {
 }
 
 /// A signed checkpoint: the chain's head at one sequence number.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CheckpointRow {
     pub seq: i64,
     pub head_hash: Vec<u8>,
@@ -620,6 +620,8 @@ static POSTGRES_QUICK_BATCH: std::sync::LazyLock<String> = std::sync::LazyLock::
         version: "w.version".into(),
     };
     let (parts, used) = postgres_write_parts(10);
+    // The closing `SELECT` reads the head first: its row lock is taken before any grant's,
+    // as the step-by-step batch takes them.
     format!(
         "WITH wanted (id, n, key_hash, document, version) AS (SELECT * FROM \
             unnest($6::uuid[], $7::int[], $8::bytea[], $9::uuid[], $10::int[])), \
@@ -1298,20 +1300,6 @@ impl Tx {
     /// Moves the head.
     pub async fn set_audit_head(&mut self, seq: i64, hash: &[u8]) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
-        on_engine!(self, c => {
-            sqlx::query(SQL).bind(seq).bind(hash).execute(&mut **c).await?;
-        });
-        Ok(())
-    }
-
-    /// Moves the head and records the tree's size with it, in one statement (the append
-    /// path keeps the two equal).
-    pub async fn set_audit_head_and_tree(
-        &mut self,
-        seq: i64,
-        hash: &[u8],
-    ) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE audit_head SET seq = $1, hash = $2, tree_size = $1 WHERE id = 1";
         on_engine!(self, c => {
             sqlx::query(SQL).bind(seq).bind(hash).execute(&mut **c).await?;
         });

@@ -189,8 +189,8 @@ impl Store {
                         .test_before_acquire(false)
                         .acquire_timeout(Duration::from_secs(10))
                 };
-                // The sequencer's connection keeps its temporary storage (the statement
-                // journal of a batch's query) in memory: otherwise SQLite made, wrote and
+                // The sequencer's connection keeps its temporary storage (a batch's
+                // statement journal) in memory: otherwise SQLite made, wrote and
                 // deleted a file in /var/tmp for about one batch in six, copies of database
                 // pages outside the data directory. A batch is bounded (`MAX_BATCH`), so
                 // this is too; the other connections' temporary storage (a large sort) may

@@ -15,7 +15,7 @@ use crate::helpers::{Backend, TestApp, both_backends, national_id, spawn_app};
 both_backends!(
     every_kind_of_tampering_is_caught_at_its_sequence_number,
     two_nodes_on_one_database_append_one_chain,
-    a_batch_written_at_once_writes_nothing_when_an_assumption_fails,
+    a_batch_written_at_once_writes_all_or_nothing,
 );
 
 /// Builds a trail of some dozens of events: registration, uploads, a grant, reads.
@@ -394,9 +394,10 @@ async fn a_trail_with_stored_columns_is_carried_over_to_columns_from_bytes() {
 /// assumed in the transaction that writes: a head that moved, or a claim that does not
 /// hold, leaves the database exactly as it was (on PostgreSQL the head's move, already
 /// made by the same statement, is undone too), and the batch is answered "go step by step".
-async fn a_batch_written_at_once_writes_nothing_when_an_assumption_fails(backend: Backend) {
+/// When every assumption holds it writes everything, checkpoints byte for byte.
+async fn a_batch_written_at_once_writes_all_or_nothing(backend: Backend) {
     use custodia::ids::{DocumentId, GrantId};
-    use custodia::store::audit::QuickBatch;
+    use custodia::store::audit::{CheckpointRow, QuickBatch};
     use custodia::store::reads::ReadCover;
 
     let (_env, app) = spawn_app(backend).await;
@@ -460,5 +461,40 @@ async fn a_batch_written_at_once_writes_nothing_when_an_assumption_fails(backend
     );
     assert_eq!(store.audit_head().await.unwrap(), (seq, head.clone()));
     assert!(store.audit_events_after(seq, 10).await.unwrap().is_empty());
+
+    // When every assumption holds, the one hand-off writes it all: the event, the head and
+    // a checkpoint whose bytes and text (quotes, a new line) arrive as they were signed.
+    let body = r#"{"action":"grant.expire","actor_kind":"system","at":1700000000000,"object_ids":"[]","outcome":"ok"}"#;
+    let rows = [AuditRow {
+        body: Some(body.into()),
+        ..row(seq + 1)
+    }];
+    let checkpoint = CheckpointRow {
+        seq: seq + 1,
+        head_hash: vec![7; 32],
+        at: 1_700_000_000_000,
+        key_id: "key \"one\"".into(),
+        signature: vec![0, 255, 1, 254],
+        root_hash: Some(vec![5; 32]),
+        note: Some("origin\n1\n\"quoted\"\n".into()),
+    };
+    let checkpoints = [checkpoint.clone()];
+    let written = QuickBatch {
+        rows: &rows,
+        checkpoints: &checkpoints,
+        ..batch((seq, current), Vec::new())
+    };
+    assert!(store.append_batch_at_once(&written).await.unwrap());
+    assert_eq!(store.audit_head().await.unwrap(), (seq + 1, vec![7; 32]));
+    let stored = store.audit_events_after(seq, 10).await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|e| (e.seq, e.hash.clone()))
+            .collect::<Vec<_>>(),
+        [(seq + 1, vec![7; 32])]
+    );
+    let signed = store.audit_checkpoints().await.unwrap();
+    assert_eq!(signed.last(), Some(&checkpoint));
     app.stop().await;
 }

@@ -7,8 +7,15 @@
 //!
 //! Run: `bench/peers.sh` (installs wrk and OpenBao when missing, then runs this with
 //! `cargo bench --bench peers`). Needs PostgreSQL as the tests do, `wrk` and `bao` on the
-//! `PATH`; `CUSTODIA_BENCH_SECONDS` sets each wrk run (default 10). wrk runs `-t2 -c32
-//! --latency` and fails the run on any non-2xx answer. Prints Markdown for BENCHMARKS.md.
+//! `PATH`. wrk runs `-t2 -c32 --latency` and fails the run on any non-2xx answer. Every
+//! server is started first, then measured in rounds, back to back; each run is preceded by
+//! a discarded warm-up run. Prints Markdown for BENCHMARKS.md: the median of the rounds.
+//!
+//! - `CUSTODIA_BENCH_SECONDS`: each measured run (default 10);
+//! - `CUSTODIA_BENCH_WARMUP`: each warm-up run (default 3, 0 for none);
+//! - `CUSTODIA_BENCH_ROUNDS`: rounds (default 3);
+//! - `CUSTODIA_BENCH_ONLY=sqlite|postgres`: one engine's reads alone, for a profiler;
+//! - `CUSTODIA_BENCH_VERBOSE`: wrk's own reports.
 #![allow(
     dead_code,
     unused_imports,
@@ -47,13 +54,26 @@ use wrk::Run;
 
 const FILE_BYTES: usize = 64 * 1024;
 
-/// wrk in a blocking thread, so an in-process server keeps both runtime workers.
+/// wrk in a blocking thread, so an in-process server keeps both runtime workers. Each
+/// server is first driven for `CUSTODIA_BENCH_WARMUP` seconds (default 3) with the same
+/// load, and that run is discarded: every peer is measured warm (connections, caches, a
+/// new database's first pages and statistics), none on its first seconds.
 async fn drive(url: String, headers: Vec<(String, String)>, seconds: u32) -> Run {
+    let warmup: u32 = std::env::var("CUSTODIA_BENCH_WARMUP")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     tokio::task::spawn_blocking(move || {
         let headers: Vec<(&str, &str)> = headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        if warmup > 0 {
+            let first = wrk::wrk(&url, &headers, warmup);
+            if std::env::var_os("CUSTODIA_BENCH_VERBOSE").is_some() {
+                eprintln!("warm-up: {:.0}/s, p99 {:.1} ms", first.rps, first.p99_ms);
+            }
+        }
         wrk::wrk(&url, &headers, seconds)
     })
     .await
@@ -68,25 +88,46 @@ fn agency_headers(key: &str) -> Vec<(String, String)> {
     ]
 }
 
-/// Custodia's `full` file read and `fields` read on `backend`, and the file it serves.
-async fn custodia(backend: Backend, n: u32, seconds: u32) -> (Run, Run, Vec<u8>) {
-    let cluster = Cluster::start_on(backend, 1, false).await;
-    let granted = cluster.granted(n, FILE_BYTES).await;
-    let fields_grant = granted
-        .citizen
-        .grant_to(
-            &granted.agency.id,
-            json!({ "document_ids": [granted.doc], "tier": "fields",
-                    "fields": ["company_name", "legal_representative"],
-                    "purpose": "基准", "max_reads": 100_000_000 }),
-        )
-        .await;
-    let base = cluster.node_base(0);
-    let headers = agency_headers(&granted.agency.key);
-    let full = drive(format!("{base}{}", granted.path), headers.clone(), seconds).await;
-    let fields_path = format!("/api/v1/grants/{fields_grant}/documents/{}", granted.doc);
-    let fields = drive(format!("{base}{fields_path}"), headers, seconds).await;
-    (full, fields, granted.file.clone())
+/// A Custodia node on `backend` serving one agency a `full` grant on a 64 KiB file and a
+/// `fields` grant on the same document; stopped on drop.
+struct Custodia {
+    _cluster: Cluster,
+    full: String,
+    fields: String,
+    headers: Vec<(String, String)>,
+    file: Vec<u8>,
+}
+
+impl Custodia {
+    async fn start(backend: Backend, n: u32) -> Self {
+        let cluster = Cluster::start_on(backend, 1, false).await;
+        let granted = cluster.granted(n, FILE_BYTES).await;
+        let fields_grant = granted
+            .citizen
+            .grant_to(
+                &granted.agency.id,
+                json!({ "document_ids": [granted.doc], "tier": "fields",
+                        "fields": ["company_name", "legal_representative"],
+                        "purpose": "基准", "max_reads": 100_000_000 }),
+            )
+            .await;
+        let base = cluster.node_base(0);
+        Self {
+            full: format!("{base}{}", granted.path),
+            fields: format!("{base}/api/v1/grants/{fields_grant}/documents/{}", granted.doc),
+            headers: agency_headers(&granted.agency.key),
+            file: granted.file.clone(),
+            _cluster: cluster,
+        }
+    }
+
+    async fn full(&self, seconds: u32) -> Run {
+        drive(self.full.clone(), self.headers.clone(), seconds).await
+    }
+
+    async fn fields(&self, seconds: u32) -> Run {
+        drive(self.fields.clone(), self.headers.clone(), seconds).await
+    }
 }
 
 /// A bare axum server answering `GET /file` with `file` from memory.
@@ -192,6 +233,23 @@ impl OpenBao {
     }
 }
 
+/// The median rate and the median 99th percentile of `runs` (each its own median).
+fn median(runs: &[Run]) -> Run {
+    let middle = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    Run {
+        rps: middle(runs.iter().map(|r| r.rps).collect()),
+        p99_ms: middle(runs.iter().map(|r| r.p99_ms).collect()),
+    }
+}
+
 fn row(name: &str, run: Run) {
     println!("| {name} | {:.0} | {:.1} ms |", run.rps, run.p99_ms);
 }
@@ -207,38 +265,76 @@ async fn main() {
     // profile them (`perf record -p` on its `custodia serve`).
     match std::env::var("CUSTODIA_BENCH_ONLY").as_deref() {
         Ok("sqlite") => {
-            let (full, fields, _) = custodia(Backend::Sqlite, 970, seconds).await;
-            row("Custodia on SQLite, `full` file read", full);
-            row("Custodia on SQLite, `fields` read", fields);
+            let node = Custodia::start(Backend::Sqlite, 970).await;
+            row("Custodia on SQLite, `full` file read", node.full(seconds).await);
+            row("Custodia on SQLite, `fields` read", node.fields(seconds).await);
             return;
         }
         Ok("postgres") => {
-            let (full, fields, _) = custodia(Backend::Postgres, 971, seconds).await;
-            row("Custodia on PostgreSQL, `full` file read", full);
-            row("Custodia on PostgreSQL, `fields` read", fields);
+            let node = Custodia::start(Backend::Postgres, 971).await;
+            row("Custodia on PostgreSQL, `full` file read", node.full(seconds).await);
+            row("Custodia on PostgreSQL, `fields` read", node.fields(seconds).await);
             return;
         }
         _ => {}
     }
-    let (sqlite, sqlite_fields, file) = custodia(Backend::Sqlite, 970, seconds).await;
-    let (postgres, postgres_fields, _) = custodia(Backend::Postgres, 971, seconds).await;
+    // `CUSTODIA_BENCH_ROUNDS` (default 3) measures every server that many times, one after
+    // the other in each round, and reads the median of each: on a machine whose speed
+    // drifts by the minute, servers measured side by side compare fairly.
+    let rounds: usize = std::env::var("CUSTODIA_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
 
+    // Every server is started first; then they are measured back to back.
+    let sqlite_node = Custodia::start(Backend::Sqlite, 970).await;
+    let postgres_node = Custodia::start(Backend::Postgres, 971).await;
+    let file = sqlite_node.file.clone();
     let axum_url = bare_axum(file.clone()).await;
-    let axum = drive(axum_url, Vec::new(), seconds).await;
-
     // A 64 KiB value: the file's first 48 KiB in base64, as binary is kept in KV.
     let bao = OpenBao::start().await;
     let value = base64::engine::general_purpose::STANDARD.encode(&file[..FILE_BYTES * 3 / 4]);
-    let url = bao.serve(value).await;
-    let openbao = drive(
-        url,
-        vec![("X-Vault-Token".into(), BAO_TOKEN.into())],
-        seconds,
-    )
-    .await;
-    drop(bao);
+    let bao_url = bao.serve(value).await;
+    let bao_headers = vec![("X-Vault-Token".into(), BAO_TOKEN.into())];
 
-    println!("64 KiB read, wrk -t2 -c32 -d{seconds}s:");
+    let mut runs: [Vec<Run>; 6] = Default::default();
+    for round in 1..=rounds {
+        let measured = [
+            drive(axum_url.clone(), Vec::new(), seconds).await,
+            drive(bao_url.clone(), bao_headers.clone(), seconds).await,
+            sqlite_node.full(seconds).await,
+            postgres_node.full(seconds).await,
+            sqlite_node.fields(seconds).await,
+            postgres_node.fields(seconds).await,
+        ];
+        if rounds > 1 {
+            let [axum, openbao, sqlite, postgres, _, _] = measured;
+            eprintln!(
+                "round {round}: axum {:.0}/s, OpenBao {:.0}/s, SQLite {:.0}/s ({:.0} %, p99 {:.1} ms), \
+                 PostgreSQL {:.0}/s (p99 {:.1} ms)",
+                axum.rps,
+                openbao.rps,
+                sqlite.rps,
+                100.0 * sqlite.rps / axum.rps,
+                sqlite.p99_ms,
+                postgres.rps,
+                postgres.p99_ms
+            );
+        }
+        for (all, run) in runs.iter_mut().zip(measured) {
+            all.push(run);
+        }
+    }
+    drop(bao);
+    let [axum, openbao, sqlite, postgres, sqlite_fields, postgres_fields] =
+        runs.map(|all| median(&all));
+
+    if rounds > 1 {
+        println!("64 KiB read, wrk -t2 -c32 -d{seconds}s, the median of {rounds} rounds:");
+    } else {
+        println!("64 KiB read, wrk -t2 -c32 -d{seconds}s:");
+    }
     println!();
     println!("| server | req/s | p99 |");
     println!("|---|---|---|");

@@ -114,7 +114,10 @@ impl Custodia {
         let base = cluster.node_base(0);
         Self {
             full: format!("{base}{}", granted.path),
-            fields: format!("{base}/api/v1/grants/{fields_grant}/documents/{}", granted.doc),
+            fields: format!(
+                "{base}/api/v1/grants/{fields_grant}/documents/{}",
+                granted.doc
+            ),
             headers: agency_headers(&granted.agency.key),
             file: granted.file.clone(),
             _cluster: cluster,
@@ -266,14 +269,26 @@ async fn main() {
     match std::env::var("CUSTODIA_BENCH_ONLY").as_deref() {
         Ok("sqlite") => {
             let node = Custodia::start(Backend::Sqlite, 970).await;
-            row("Custodia on SQLite, `full` file read", node.full(seconds).await);
-            row("Custodia on SQLite, `fields` read", node.fields(seconds).await);
+            row(
+                "Custodia on SQLite, `full` file read",
+                node.full(seconds).await,
+            );
+            row(
+                "Custodia on SQLite, `fields` read",
+                node.fields(seconds).await,
+            );
             return;
         }
         Ok("postgres") => {
             let node = Custodia::start(Backend::Postgres, 971).await;
-            row("Custodia on PostgreSQL, `full` file read", node.full(seconds).await);
-            row("Custodia on PostgreSQL, `fields` read", node.fields(seconds).await);
+            row(
+                "Custodia on PostgreSQL, `full` file read",
+                node.full(seconds).await,
+            );
+            row(
+                "Custodia on PostgreSQL, `fields` read",
+                node.fields(seconds).await,
+            );
             return;
         }
         _ => {}
@@ -327,8 +342,14 @@ async fn main() {
         }
     }
     drop(bao);
-    let [axum, openbao, sqlite, postgres, sqlite_fields, postgres_fields] =
-        runs.map(|all| median(&all));
+    let [
+        axum,
+        openbao,
+        sqlite,
+        postgres,
+        sqlite_fields,
+        postgres_fields,
+    ] = runs.map(|all| median(&all));
 
     if rounds > 1 {
         println!("64 KiB read, wrk -t2 -c32 -d{seconds}s, the median of {rounds} rounds:");

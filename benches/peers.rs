@@ -266,32 +266,18 @@ async fn main() {
 
     // `CUSTODIA_BENCH_ONLY=sqlite` (or `postgres`) runs that engine's reads alone, to
     // profile them (`perf record -p` on its `custodia serve`).
-    match std::env::var("CUSTODIA_BENCH_ONLY").as_deref() {
-        Ok("sqlite") => {
-            let node = Custodia::start(Backend::Sqlite, 970).await;
-            row(
-                "Custodia on SQLite, `full` file read",
-                node.full(seconds).await,
-            );
-            row(
-                "Custodia on SQLite, `fields` read",
-                node.fields(seconds).await,
-            );
-            return;
-        }
-        Ok("postgres") => {
-            let node = Custodia::start(Backend::Postgres, 971).await;
-            row(
-                "Custodia on PostgreSQL, `full` file read",
-                node.full(seconds).await,
-            );
-            row(
-                "Custodia on PostgreSQL, `fields` read",
-                node.fields(seconds).await,
-            );
-            return;
-        }
-        _ => {}
+    let only = match std::env::var("CUSTODIA_BENCH_ONLY").as_deref() {
+        Ok("sqlite") => Some((Backend::Sqlite, 970, "SQLite")),
+        Ok("postgres") => Some((Backend::Postgres, 971, "PostgreSQL")),
+        _ => None,
+    };
+    if let Some((backend, n, engine)) = only {
+        let node = Custodia::start(backend, n).await;
+        let full = node.full(seconds).await;
+        row(&format!("Custodia on {engine}, `full` file read"), full);
+        let fields = node.fields(seconds).await;
+        row(&format!("Custodia on {engine}, `fields` read"), fields);
+        return;
     }
     // `CUSTODIA_BENCH_ROUNDS` (default 3) measures every server that many times, one after
     // the other in each round, and reads the median of each: on a machine whose speed

@@ -119,7 +119,7 @@ impl Custodia {
                 granted.doc
             ),
             headers: agency_headers(&granted.agency.key),
-            file: granted.file.clone(),
+            file: granted.file,
             _cluster: cluster,
         }
     }

@@ -313,9 +313,7 @@ fn sqlite_batch_json(
             serde_json::json!([day, kind, actor, action, outcome, n])
         })
         .collect();
-    let text =
-        |v: &[serde_json::Value]| serde_json::to_string(v).map_err(|e| StoreError::Other(e.into()));
-    Ok([text(&events)?, text(&tree)?, text(&days)?])
+    Ok([json_text(&events)?, json_text(&tree)?, json_text(&days)?])
 }
 
 /// Binds [`SQLITE_BATCH_WRITE`]'s parameters, in order, to `q`.
@@ -505,6 +503,11 @@ pub(super) fn sqlite_batch_trigger() -> String {
     )
 }
 
+/// `rows` as one JSON array's text, for SQLite's `json_each`.
+fn json_text(rows: &[serde_json::Value]) -> Result<String, StoreError> {
+    serde_json::to_string(rows).map_err(|e| StoreError::Other(e.into()))
+}
+
 /// The JSON arrays a [`QuickBatch`]'s claims and checkpoints travel in to
 /// [`sqlite_batch_trigger`]: claims `[grant, n, key hash, document, version]` and
 /// checkpoints `[seq, head, at, key id, signature, root, note]`, with bytes in hex.
@@ -538,9 +541,7 @@ fn sqlite_quick_json(batch: &QuickBatch<'_>) -> Result<[String; 2], StoreError> 
             ])
         })
         .collect();
-    let text =
-        |v: &[serde_json::Value]| serde_json::to_string(v).map_err(|e| StoreError::Other(e.into()));
-    Ok([text(&claims)?, text(&checkpoints)?])
+    Ok([json_text(&claims)?, json_text(&checkpoints)?])
 }
 
 /// A checkpoint's insert, before its row(s) of values (bound by [`bind_checkpoint!`]).
@@ -566,8 +567,6 @@ impl Store {
                 return append_postgres_batch_at_once(pool, batch).await;
             }
         };
-        let [events, tree, days] = sqlite_batch_json(batch.rows, batch.tree)?;
-        let [claims, checkpoints] = sqlite_quick_json(batch)?;
         let mut conn = pool.acquire().await?;
         // The statement commits on its own only outside a transaction. Every transaction on
         // this connection is a `Tx`, whose end sqlx tracks; one still open here would hold
@@ -575,6 +574,8 @@ impl Store {
         if conn.is_in_transaction() {
             return Ok(false);
         }
+        let [events, tree, days] = sqlite_batch_json(batch.rows, batch.tree)?;
+        let [claims, checkpoints] = sqlite_quick_json(batch)?;
         let written = sqlx::query(SQLITE_QUICK_INSERT)
             .bind(batch.after.0)
             .bind(batch.after.1)

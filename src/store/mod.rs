@@ -53,17 +53,6 @@ macro_rules! on_engine {
 /// `rows` groups of `fields` placeholders for a multi-row `VALUES`: plain `?` on SQLite
 /// (bound by position, no name look-ups), `$n` on PostgreSQL.
 pub(crate) fn placeholders(sqlite: bool, rows: usize, fields: usize) -> String {
-    placeholders_after(sqlite, rows, fields, 0)
-}
-
-/// As [`placeholders`], numbered on PostgreSQL from `$(before + 1)`: for a statement
-/// whose earlier parts take the first `before` parameters.
-pub(crate) fn placeholders_after(
-    sqlite: bool,
-    rows: usize,
-    fields: usize,
-    before: usize,
-) -> String {
     let mut out = String::with_capacity(rows * fields * 5);
     for r in 0..rows {
         out.push_str(if r == 0 { "(" } else { ", (" });
@@ -75,7 +64,7 @@ pub(crate) fn placeholders_after(
                 out.push('?');
             } else {
                 out.push('$');
-                out.push_str(&(before + r * fields + f + 1).to_string());
+                out.push_str(&(r * fields + f + 1).to_string());
             }
         }
         out.push(')');

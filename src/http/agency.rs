@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::JsonObject;
+use super::extract::{JsonObject, single_header};
 #[allow(unused_imports)]
 use super::openapi::{AgencyErrors, Problem};
 use crate::documents::deposit::{Accepted, Deposit};
@@ -89,19 +89,15 @@ fn challenge(detail: &str) -> Response {
     r
 }
 
-/// The key of `Authorization: Bearer <key>`, if one was sent.
-fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(header::AUTHORIZATION)
+/// The key of `Authorization: Bearer <key>`; without one (none sent, or more than one
+/// `Authorization` header), what the challenge says.
+fn bearer(parts: &Parts) -> Result<&str, &'static str> {
+    single_header(&parts.headers, header::AUTHORIZATION)
+        .map_err(|()| "Send one 'Authorization' header, not several.")?
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-}
-
-/// The challenge to a request without a key.
-fn no_key() -> Response {
-    challenge("Send the agency API key as 'Authorization: Bearer <key>'.")
+        .ok_or("Send the agency API key as 'Authorization: Bearer <key>'.")
 }
 
 /// An error of the agency API: a refused key is the Bearer challenge.
@@ -119,7 +115,7 @@ impl FromRequestParts<AppState> for Agency {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let key = bearer(parts).ok_or_else(no_key)?;
+        let key = bearer(parts).map_err(challenge)?;
         crate::agencies::authenticate(state, key)
             .await
             .map(Self)
@@ -135,7 +131,7 @@ impl FromRequestParts<AppState> for BearerKey {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Response> {
-        bearer(parts).map(|k| Self(k.to_owned())).ok_or_else(no_key)
+        bearer(parts).map(|k| Self(k.to_owned())).map_err(challenge)
     }
 }
 
@@ -168,8 +164,8 @@ pub struct Officer {
 }
 
 fn header_value(headers: &HeaderMap, name: &'static str) -> Result<String, ApiError> {
-    let value = headers
-        .get(name)
+    let value = single_header(headers, name)
+        .map_err(|()| ApiError::bad_request(format!("Send one {name} header, not several.")))?
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,

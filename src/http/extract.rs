@@ -64,6 +64,21 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     client
 }
 
+/// The one value of a header that may be sent once (`Authorization`, an agency's officer
+/// and case): `Err` when it was sent more than once. Which of two values counts is not for
+/// the server to guess: a record naming one officer when the request named another too, or
+/// a key read past a second credential, is no answer a client can rely on.
+pub(super) fn single_header(
+    headers: &HeaderMap,
+    name: impl header::AsHeaderName,
+) -> Result<Option<&HeaderValue>, ()> {
+    let mut sent = headers.get_all(name).iter();
+    match (sent.next(), sent.next()) {
+        (first, None) => Ok(first),
+        (_, Some(_)) => Err(()),
+    }
+}
+
 /// An IPv4 address that arrived mapped into IPv6 is the IPv4 address.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {

@@ -53,10 +53,12 @@ pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(render))
 }
 
-/// Whether `headers` carry `Authorization: Bearer <token>` (compared in constant time).
+/// Whether `headers` carry one `Authorization: Bearer <token>` (compared in constant
+/// time); a second `Authorization` header is refused, whatever the first says.
 fn bearer_is(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
+    super::extract::single_header(headers, header::AUTHORIZATION)
+        .ok()
+        .flatten()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|given| custodia_crypto::ct_eq(given.trim().as_bytes(), token.as_bytes()))

@@ -301,6 +301,41 @@ async fn every_refusal_is_clear_and_recorded(backend: Backend) {
             .contains("x-case-id")
     );
 
+    // A header that names one thing sent twice is refused, not guessed at: two keys (even
+    // the same key twice) get the challenge, two officers or two cases a 400 naming the
+    // header; none of them is a read, recorded or counted.
+    let reads_before = crate::helpers::recorded(&app, "document.read").await;
+    let twice = |extra: (&'static str, String)| {
+        agency
+            .http
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(&agency.key)
+            .header("x-officer-id", "o-1")
+            .header("x-case-id", "c-1")
+            .header(extra.0, extra.1)
+            .send()
+    };
+    for key in [agency.key.clone(), other.key.clone()] {
+        let r = twice(("authorization", format!("Bearer {key}")))
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"custodia\"");
+        let p = assert_problem(r, 401).await;
+        assert!(
+            p["detail"].as_str().unwrap().contains("Authorization"),
+            "{p}"
+        );
+    }
+    for name in ["x-officer-id", "x-case-id"] {
+        let r = twice((name, "someone-else".into())).await.unwrap();
+        let p = assert_problem(r, 400).await;
+        assert!(p["detail"].as_str().unwrap().contains(name), "{p}");
+    }
+    assert_eq!(
+        crate::helpers::recorded(&app, "document.read").await,
+        reads_before
+    );
+
     // Another agency's grant, another citizen's document, a document that does not exist:
     // all the same 404, so nothing is learned about what exists.
     let a = assert_problem(other.read(&path).await, 404).await;

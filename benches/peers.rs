@@ -15,6 +15,7 @@
 //! - `CUSTODIA_BENCH_WARMUP`: each warm-up run (default 3, 0 for none);
 //! - `CUSTODIA_BENCH_ROUNDS`: rounds (default 3);
 //! - `CUSTODIA_BENCH_ONLY=sqlite|postgres`: one engine's reads alone, for a profiler;
+//! - `CUSTODIA_BENCH_ONLY=ratio`: bare axum and the SQLite `full` read alone, in rounds;
 //! - `CUSTODIA_BENCH_VERBOSE`: wrk's own reports.
 #![allow(
     dead_code,
@@ -237,6 +238,15 @@ impl OpenBao {
 }
 
 /// The median rate and the median 99th percentile of `runs` (each its own median).
+/// `CUSTODIA_BENCH_ROUNDS`, default 3.
+fn rounds() -> usize {
+    std::env::var("CUSTODIA_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1)
+}
+
 fn median(runs: &[Run]) -> Run {
     let middle = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -271,6 +281,35 @@ async fn main() {
         Ok("postgres") => Some((Backend::Postgres, 971, "PostgreSQL")),
         _ => None,
     };
+    // `CUSTODIA_BENCH_ONLY=ratio`: bare axum and the SQLite `full` read alone, side by side
+    // in rounds: the quick way to compare two builds on that ratio.
+    if std::env::var("CUSTODIA_BENCH_ONLY").as_deref() == Ok("ratio") {
+        let node = Custodia::start(Backend::Sqlite, 970).await;
+        let axum_url = bare_axum(node.file.clone()).await;
+        let rounds = rounds();
+        let (mut axum, mut sqlite) = (Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            let a = drive(axum_url.clone(), Vec::new(), seconds).await;
+            let s = node.full(seconds).await;
+            eprintln!(
+                "round {round}: axum {:.0}/s, SQLite {:.0}/s ({:.1} %, p99 {:.1} ms)",
+                a.rps,
+                s.rps,
+                100.0 * s.rps / a.rps,
+                s.p99_ms
+            );
+            axum.push(a);
+            sqlite.push(s);
+        }
+        let (a, s) = (median(&axum), median(&sqlite));
+        row("bare axum", a);
+        row("Custodia on SQLite, `full` file read", s);
+        println!(
+            "SQLite / bare axum: {:.1} % (median of {rounds} rounds)",
+            100.0 * s.rps / a.rps
+        );
+        return;
+    }
     if let Some((backend, n, engine)) = only {
         let node = Custodia::start(backend, n).await;
         let full = node.full(seconds).await;
@@ -282,11 +321,7 @@ async fn main() {
     // `CUSTODIA_BENCH_ROUNDS` (default 3) measures every server that many times, one after
     // the other in each round, and reads the median of each: on a machine whose speed
     // drifts by the minute, servers measured side by side compare fairly.
-    let rounds: usize = std::env::var("CUSTODIA_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3)
-        .max(1);
+    let rounds = rounds();
 
     // Every server is started first; then they are measured back to back.
     let sqlite_node = Custodia::start(Backend::Sqlite, 970).await;

@@ -115,6 +115,66 @@ pub struct FileStream {
     pub delivery: Delivery,
     /// The plaintext of the delivered part; `None` when no bytes go out.
     pub body: Option<Body>,
+    /// The body decrypts from a blob in memory: its first chunk may be opened ahead.
+    in_memory: bool,
+}
+
+impl FileStream {
+    /// Opens the body's first chunk now, while the caller waits for something else (a
+    /// read's record): the plaintext waits in this process's memory, is sent first once
+    /// the response goes out, and is wiped if it never does. Only from a blob already in
+    /// memory, so nothing is read from storage before the record is written, and only
+    /// while fewer than [`AHEAD_MAX`] chunks wait so; otherwise the body stays as it was,
+    /// decrypting as it is sent. A chunk that does not open is kept as the body's error,
+    /// where the lazy body would have met it.
+    pub async fn open_ahead(&mut self) {
+        if !self.in_memory {
+            return;
+        }
+        let Some(mut rest) = self.body.take() else {
+            return;
+        };
+        let Ok(permit) = AHEAD.try_acquire() else {
+            self.body = Some(rest);
+            return;
+        };
+        let first = rest.next().await;
+        self.body = Some(Box::pin(OpenedAhead {
+            first,
+            permit: Some(permit),
+            rest,
+        }));
+    }
+}
+
+/// How many chunks may wait opened ahead at once (16 MiB of plaintext), whatever the
+/// number of reads waiting for their records.
+const AHEAD_MAX: usize = 256;
+static AHEAD: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(AHEAD_MAX);
+
+/// A body whose first chunk was opened ahead ([`FileStream::open_ahead`]).
+struct OpenedAhead {
+    /// `None` once sent, or if the body had ended already.
+    first: Option<Result<Bytes, std::io::Error>>,
+    /// Held while the first chunk waits.
+    permit: Option<tokio::sync::SemaphorePermit<'static>>,
+    rest: Body,
+}
+
+impl Stream for OpenedAhead {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        this.permit = None;
+        match this.first.take() {
+            Some(first) => std::task::Poll::Ready(Some(first)),
+            None => this.rest.poll_next_unpin(cx),
+        }
+    }
 }
 
 /// Opens the part of a blob that `delivery` names, decrypting with `key` under `aad`.
@@ -133,6 +193,7 @@ pub async fn open(
             info,
             delivery,
             body: None,
+            in_memory: false,
         });
     };
     let blob_error =
@@ -176,6 +237,7 @@ pub async fn open(
             info,
             delivery,
             body: Some(Box::pin(futures_util::stream::empty())),
+            in_memory: false,
         });
     }
     let source = match source {
@@ -190,6 +252,7 @@ pub async fn open(
     Ok(FileStream {
         info,
         delivery,
+        in_memory: matches!(source, Sealed::Kept(_)),
         body: Some(Box::pin(decrypt_span(source, opener, start, end))),
     })
 }
@@ -352,6 +415,133 @@ mod tests {
             free.iter().all(|b| b[..1000].iter().any(|x| *x != 0xAB)),
             "no free buffer still holds the plaintext"
         );
+    }
+
+    /// A blob of `plaintext` sealed under `key`, read once so it is kept in memory.
+    async fn kept_blob(
+        dir: &std::path::Path,
+        key: &DataKey,
+        aad: &Aad,
+        plaintext: &[u8],
+        tamper: bool,
+    ) -> (BlobStore, BlobName, FileInfo) {
+        let blobs = BlobStore::open(&crate::config::BlobLocation::File(dir.to_path_buf()))
+            .await
+            .unwrap();
+        let mut sealed = custodia_crypto::stream::encrypt_all(key, aad, plaintext).unwrap();
+        if tamper {
+            sealed[HEADER_LEN + 5] ^= 1;
+        }
+        let mut writer = blobs.create().await.unwrap();
+        writer.write(&sealed).await.unwrap();
+        let name = writer.commit().await.unwrap();
+        let mut whole = Vec::new();
+        let mut reader = blobs.read_from(&name, 0).await.unwrap();
+        reader.read_to_end(&mut whole).await.unwrap();
+        assert!(
+            blobs.kept(&name).is_some(),
+            "a small blob read whole is kept"
+        );
+        let info = FileInfo {
+            name: "a.pdf".into(),
+            media_type: super::super::media::MediaType::Pdf,
+            size: plaintext.len() as u64,
+            sha256: String::new(),
+        };
+        (blobs, name, info)
+    }
+
+    async fn body_of(opened: FileStream) -> Result<Vec<u8>, std::io::Error> {
+        let mut body = opened.body.unwrap();
+        let mut all = Vec::new();
+        while let Some(chunk) = body.next().await {
+            all.extend_from_slice(&chunk?);
+        }
+        assert!(body.next().await.is_none(), "the body stays ended");
+        Ok(all)
+    }
+
+    // One test, as the places are counted across the process.
+    #[tokio::test]
+    async fn a_chunk_opened_ahead_is_sent_as_it_would_have_been_and_its_place_freed() {
+        use custodia_crypto::SymmetricKey as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key = DataKey::generate();
+        let aad = Aad::new("document-file");
+        // Three chunks, the last one short.
+        let plaintext: Vec<u8> = (0..(2 * CHUNK_LEN + 1000))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let (blobs, name, info) = kept_blob(dir.path(), &key, &aad, &plaintext, false).await;
+        let places = AHEAD.available_permits();
+
+        for (part, want) in [
+            (Part::Whole, &plaintext[..]),
+            (
+                Part::Range {
+                    first: 70_000,
+                    last: 130_000,
+                },
+                &plaintext[70_000..=130_000],
+            ),
+        ] {
+            let mut opened = open(&blobs, &name, &key, &aad, info.clone(), delivery(part))
+                .await
+                .unwrap();
+            opened.open_ahead().await;
+            assert_eq!(
+                AHEAD.available_permits(),
+                places - 1,
+                "the opened chunk holds a place"
+            );
+            assert_eq!(body_of(opened).await.unwrap(), want);
+            assert_eq!(AHEAD.available_permits(), places, "sent: its place is free");
+        }
+
+        // A read refused at its record: the opened chunk is dropped unsent.
+        let mut opened = open(&blobs, &name, &key, &aad, info.clone(), Delivery::WHOLE)
+            .await
+            .unwrap();
+        opened.open_ahead().await;
+        drop(opened);
+        assert_eq!(
+            AHEAD.available_permits(),
+            places,
+            "dropped: its place is free"
+        );
+
+        // No place free: the body stays lazy, and is still the same bytes.
+        let held = AHEAD
+            .try_acquire_many(u32::try_from(places).unwrap())
+            .unwrap();
+        let mut opened = open(&blobs, &name, &key, &aad, info.clone(), Delivery::WHOLE)
+            .await
+            .unwrap();
+        opened.open_ahead().await;
+        assert_eq!(AHEAD.available_permits(), 0, "nothing opened ahead");
+        drop(held);
+        assert_eq!(body_of(opened).await.unwrap(), plaintext);
+
+        // Headers only: nothing to open.
+        let head = Delivery {
+            part: Part::Whole,
+            head: true,
+        };
+        let mut opened = open(&blobs, &name, &key, &aad, info, head).await.unwrap();
+        opened.open_ahead().await;
+        assert!(opened.body.is_none());
+        assert_eq!(AHEAD.available_permits(), places);
+
+        // A chunk that does not open ahead ends the body with an error: no altered byte
+        // is sent.
+        let plaintext = vec![7u8; 5000];
+        let dir = tempfile::tempdir().unwrap();
+        let (blobs, name, info) = kept_blob(dir.path(), &key, &aad, &plaintext, true).await;
+        let mut opened = open(&blobs, &name, &key, &aad, info, Delivery::WHOLE)
+            .await
+            .unwrap();
+        opened.open_ahead().await;
+        assert!(body_of(opened).await.is_err(), "no altered byte is sent");
     }
 
     #[test]

@@ -662,8 +662,11 @@ async fn read_file_from(
         event = event.detail(note);
     }
     // The blob is opened (its header read) first, so a missing blob is not counted as a
-    // read; the stream is lazy, and no byte of the file is read or sent before the record.
-    let opened = documents::files::open(
+    // read; the stream is lazy, and no byte of the file is read from storage or sent
+    // before the record. A blob in memory has its first chunk decrypted while the record
+    // is written (the record is queued first), so the response is ready once it commits;
+    // a refused read drops that plaintext, wiped, unsent.
+    let mut opened = documents::files::open(
         &ctx.blobs,
         &name,
         &o.data_key,
@@ -677,7 +680,9 @@ async fn read_file_from(
         delivery,
     )
     .await?;
-    Ok(match record(ctx, &o, event).await? {
+    let (recorded, ()) =
+        futures_util::future::join(record(ctx, &o, event), opened.open_ahead()).await;
+    Ok(match recorded? {
         Recorded::Yes => Some(opened),
         Recorded::Stale => None,
     })

@@ -116,6 +116,7 @@ pub fn respond(opened: FileStream, disposition: &str) -> Response {
         info,
         delivery,
         body,
+        ..
     } = opened;
     let size = info.size;
     let mut response = match delivery.part {

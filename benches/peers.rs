@@ -237,7 +237,6 @@ impl OpenBao {
     }
 }
 
-/// The median rate and the median 99th percentile of `runs` (each its own median).
 /// `CUSTODIA_BENCH_ROUNDS`, default 3.
 fn rounds() -> usize {
     std::env::var("CUSTODIA_BENCH_ROUNDS")
@@ -247,6 +246,7 @@ fn rounds() -> usize {
         .max(1)
 }
 
+/// The median rate and the median 99th percentile of `runs` (each its own median).
 fn median(runs: &[Run]) -> Run {
     let middle = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -276,14 +276,15 @@ async fn main() {
 
     // `CUSTODIA_BENCH_ONLY=sqlite` (or `postgres`) runs that engine's reads alone, to
     // profile them (`perf record -p` on its `custodia serve`).
-    let only = match std::env::var("CUSTODIA_BENCH_ONLY").as_deref() {
-        Ok("sqlite") => Some((Backend::Sqlite, 970, "SQLite")),
-        Ok("postgres") => Some((Backend::Postgres, 971, "PostgreSQL")),
-        _ => None,
-    };
     // `CUSTODIA_BENCH_ONLY=ratio`: bare axum and the SQLite `full` read alone, side by side
     // in rounds: the quick way to compare two builds on that ratio.
-    if std::env::var("CUSTODIA_BENCH_ONLY").as_deref() == Ok("ratio") {
+    let only = std::env::var("CUSTODIA_BENCH_ONLY").unwrap_or_default();
+    let engine = match only.as_str() {
+        "sqlite" => Some((Backend::Sqlite, 970, "SQLite")),
+        "postgres" => Some((Backend::Postgres, 971, "PostgreSQL")),
+        _ => None,
+    };
+    if only == "ratio" {
         let node = Custodia::start(Backend::Sqlite, 970).await;
         let axum_url = bare_axum(node.file.clone()).await;
         let rounds = rounds();
@@ -310,7 +311,7 @@ async fn main() {
         );
         return;
     }
-    if let Some((backend, n, engine)) = only {
+    if let Some((backend, n, engine)) = engine {
         let node = Custodia::start(backend, n).await;
         let full = node.full(seconds).await;
         row(&format!("Custodia on {engine}, `full` file read"), full);

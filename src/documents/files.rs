@@ -16,7 +16,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use custodia_crypto::stream::{CHUNK_LEN, ChunkOpener, HEADER_LEN, Layout, TAG_LEN};
 use custodia_crypto::{Aad, DataKey};
-use futures_util::{Stream, StreamExt as _};
+use futures_util::{FutureExt as _, Stream, StreamExt as _};
 use tokio::io::AsyncReadExt as _;
 use zeroize::Zeroize as _;
 
@@ -115,35 +115,35 @@ pub struct FileStream {
     pub delivery: Delivery,
     /// The plaintext of the delivered part; `None` when no bytes go out.
     pub body: Option<Body>,
-    /// The body decrypts from a blob in memory: its first chunk may be opened ahead.
-    in_memory: bool,
 }
 
 impl FileStream {
     /// Opens the body's first chunk now, while the caller waits for something else (a
-    /// read's record): the plaintext waits in this process's memory, is sent first once
-    /// the response goes out, and is wiped if it never does. Only from a blob already in
-    /// memory, so nothing is read from storage before the record is written, and only
-    /// while fewer than [`AHEAD_MAX`] chunks wait so; otherwise the body stays as it was,
-    /// decrypting as it is sent. A chunk that does not open is kept as the body's error,
-    /// where the lazy body would have met it.
-    pub async fn open_ahead(&mut self) {
-        if !self.in_memory {
-            return;
-        }
-        let Some(mut rest) = self.body.take() else {
+    /// read's record), if its sealed bytes are already in memory — a blob kept from a
+    /// recent read, or the first stretch that opening the blob fetched — and fewer than
+    /// [`AHEAD_MAX`] chunks wait so. It waits for nothing and reads nothing from storage:
+    /// otherwise the body stays as it was, decrypting as it is sent. The plaintext stays in
+    /// this process, is sent first once the response goes out, and is wiped if it never
+    /// does. A chunk that does not open is kept as the body's error, where the lazy body
+    /// would have met it.
+    pub fn open_ahead(&mut self) {
+        let Some(rest) = &mut self.body else {
             return;
         };
         let Ok(permit) = AHEAD.try_acquire() else {
-            self.body = Some(rest);
             return;
         };
-        let first = rest.next().await;
-        self.body = Some(Box::pin(OpenedAhead {
-            first,
-            permit: Some(permit),
-            rest,
-        }));
+        // Polled once: a chunk whose bytes are still to come stays where it was in the
+        // stream, and is picked up again when the response polls it.
+        let Some(Some(first)) = rest.next().now_or_never() else {
+            return;
+        };
+        if let Some(rest) = self.body.take() {
+            self.body = Some(Box::pin(OpenedAhead {
+                first: Some((first, permit)),
+                rest,
+            }));
+        }
     }
 }
 
@@ -154,10 +154,11 @@ static AHEAD: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(AHEAD_M
 
 /// A body whose first chunk was opened ahead ([`FileStream::open_ahead`]).
 struct OpenedAhead {
-    /// `None` once sent, or if the body had ended already.
-    first: Option<Result<Bytes, std::io::Error>>,
-    /// Held while the first chunk waits.
-    permit: Option<tokio::sync::SemaphorePermit<'static>>,
+    /// The chunk, and its place among those waiting, until it is sent.
+    first: Option<(
+        Result<Bytes, std::io::Error>,
+        tokio::sync::SemaphorePermit<'static>,
+    )>,
     rest: Body,
 }
 
@@ -169,9 +170,8 @@ impl Stream for OpenedAhead {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        this.permit = None;
         match this.first.take() {
-            Some(first) => std::task::Poll::Ready(Some(first)),
+            Some((first, _place)) => std::task::Poll::Ready(Some(first)),
             None => this.rest.poll_next_unpin(cx),
         }
     }
@@ -193,7 +193,6 @@ pub async fn open(
             info,
             delivery,
             body: None,
-            in_memory: false,
         });
     };
     let blob_error =
@@ -237,7 +236,6 @@ pub async fn open(
             info,
             delivery,
             body: Some(Box::pin(futures_util::stream::empty())),
-            in_memory: false,
         });
     }
     let source = match source {
@@ -252,7 +250,6 @@ pub async fn open(
     Ok(FileStream {
         info,
         delivery,
-        in_memory: matches!(source, Sealed::Kept(_)),
         body: Some(Box::pin(decrypt_span(source, opener, start, end))),
     })
 }
@@ -488,7 +485,7 @@ mod tests {
             let mut opened = open(&blobs, &name, &key, &aad, info.clone(), delivery(part))
                 .await
                 .unwrap();
-            opened.open_ahead().await;
+            opened.open_ahead();
             assert_eq!(
                 AHEAD.available_permits(),
                 places - 1,
@@ -498,11 +495,25 @@ mod tests {
             assert_eq!(AHEAD.available_permits(), places, "sent: its place is free");
         }
 
+        // A blob not kept: opening it fetched its first stretch, so its first chunk is in
+        // memory and opens ahead too.
+        let cold = BlobStore::open(&crate::config::BlobLocation::File(dir.path().to_path_buf()))
+            .await
+            .unwrap();
+        assert!(cold.kept(&name).is_none());
+        let mut opened = open(&cold, &name, &key, &aad, info.clone(), Delivery::WHOLE)
+            .await
+            .unwrap();
+        opened.open_ahead();
+        assert_eq!(AHEAD.available_permits(), places - 1, "opened ahead");
+        assert_eq!(body_of(opened).await.unwrap(), plaintext);
+        assert_eq!(AHEAD.available_permits(), places);
+
         // A read refused at its record: the opened chunk is dropped unsent.
         let mut opened = open(&blobs, &name, &key, &aad, info.clone(), Delivery::WHOLE)
             .await
             .unwrap();
-        opened.open_ahead().await;
+        opened.open_ahead();
         drop(opened);
         assert_eq!(
             AHEAD.available_permits(),
@@ -517,7 +528,7 @@ mod tests {
         let mut opened = open(&blobs, &name, &key, &aad, info.clone(), Delivery::WHOLE)
             .await
             .unwrap();
-        opened.open_ahead().await;
+        opened.open_ahead();
         assert_eq!(AHEAD.available_permits(), 0, "nothing opened ahead");
         drop(held);
         assert_eq!(body_of(opened).await.unwrap(), plaintext);
@@ -528,7 +539,7 @@ mod tests {
             head: true,
         };
         let mut opened = open(&blobs, &name, &key, &aad, info, head).await.unwrap();
-        opened.open_ahead().await;
+        opened.open_ahead();
         assert!(opened.body.is_none());
         assert_eq!(AHEAD.available_permits(), places);
 
@@ -540,7 +551,7 @@ mod tests {
         let mut opened = open(&blobs, &name, &key, &aad, info, Delivery::WHOLE)
             .await
             .unwrap();
-        opened.open_ahead().await;
+        opened.open_ahead();
         assert!(body_of(opened).await.is_err(), "no altered byte is sent");
     }
 

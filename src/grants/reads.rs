@@ -662,10 +662,10 @@ async fn read_file_from(
         event = event.detail(note);
     }
     // The blob is opened (its header read) first, so a missing blob is not counted as a
-    // read; the stream is lazy, and no byte of the file is read from storage or sent
-    // before the record. A blob in memory has its first chunk decrypted while the record
-    // is written (the record is queued first), so the response is ready once it commits;
-    // a refused read drops that plaintext, wiped, unsent.
+    // read; no byte of the file is sent before the record. The record is queued first;
+    // while it is written, the first chunk is decrypted if its bytes are in memory
+    // already, so the response is ready once it commits. A refused read drops that
+    // plaintext, wiped, unsent.
     let mut opened = documents::files::open(
         &ctx.blobs,
         &name,
@@ -680,8 +680,11 @@ async fn read_file_from(
         delivery,
     )
     .await?;
-    let (recorded, ()) =
-        futures_util::future::join(record(ctx, &o, event), opened.open_ahead()).await;
+    let recorded = futures_util::future::join(record(ctx, &o, event), async {
+        opened.open_ahead();
+    })
+    .await
+    .0;
     Ok(match recorded? {
         Recorded::Yes => Some(opened),
         Recorded::Stale => None,
